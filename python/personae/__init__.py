@@ -1,0 +1,26 @@
+"""personae: recommendations for users who are several tastes at once.
+
+The public API, and nothing else. Heavy work runs in the Rust extension ``personae._core``;
+training needs the ``train`` extra (PyTorch).
+"""
+
+from personae import metrics
+from personae._core import ModelFormatError, top_n
+from personae.data import Interactions, SyntheticData, holdout_split, strong_split, synthetic
+from personae.models import Model, MultVAE, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Interactions",
+    "Model",
+    "ModelFormatError",
+    "MultVAE",
+    "SyntheticData",
+    "holdout_split",
+    "load",
+    "metrics",
+    "strong_split",
+    "synthetic",
+    "top_n",
+]

@@ -1,0 +1,62 @@
+"""Ranking metrics computed by the Rust core.
+
+Definitions (for a user with held-out items T and a list L cut at K; ids of -1 are padding):
+
+- ``recall``: |L[:K] ∩ T| / |T|  (LightGCN / BARS; what Gowalla numbers use)
+- ``recall_multvae``: |L[:K] ∩ T| / min(K, |T|)  (the Mult-VAE paper)
+- ``ndcg``: DCG with binary gains 1/log2(rank + 2), over the ideal DCG of min(K, |T|) hits
+- ``hit_rate``: share of users with at least one hit
+- ``coverage``: share of the catalogue that appears in at least one list
+
+Users without held-out items are left out of every mean (not counted as zeros).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from personae import _core
+from personae._validate import csr_parts, positive_int
+
+__all__ = ["coverage", "evaluate", "ranking_metrics"]
+
+
+def _ids(ids) -> np.ndarray:
+    a = np.asarray(ids)
+    if a.ndim != 2:
+        raise ValueError(f"ids must be 2-D (users x list length), got shape {a.shape}")
+    if a.size and a.dtype.kind not in "iu":
+        raise TypeError(f"ids must hold integer item indices, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def ranking_metrics(ids, truth, k: int) -> dict[str, np.ndarray]:
+    """Per-user ``recall``, ``recall_multvae``, ``ndcg`` and ``hit`` at `k` (NaN for users
+    without held-out items). `truth` is a CSR matrix whose row u holds user u's relevant items."""
+    ids = _ids(ids)
+    k = positive_int("k", k)
+    indptr, indices, _, shape = csr_parts("truth", truth)
+    if shape[0] != ids.shape[0]:
+        raise ValueError(f"ids has {ids.shape[0]} rows but truth has {shape[0]}")
+    return _core.ranking_metrics(ids, k, indptr, indices, shape[1])
+
+
+def coverage(ids, n_items: int) -> float:
+    """Share of the `n_items` catalogue recommended to at least one user."""
+    return _core.coverage(_ids(ids), positive_int("n_items", n_items))
+
+
+def evaluate(ids, truth, k: int) -> dict[str, float]:
+    """Means over users with held-out items, plus catalogue coverage of the top-k lists."""
+    m = ranking_metrics(ids, truth, k)
+    has = np.isfinite(m["ndcg"])
+    mean = (lambda v: float(v[has].mean())) if has.any() else (lambda v: float("nan"))
+    ids = _ids(ids)
+    return {
+        f"recall@{k}": mean(m["recall"]),
+        f"recall_multvae@{k}": mean(m["recall_multvae"]),
+        f"ndcg@{k}": mean(m["ndcg"]),
+        f"hit_rate@{k}": mean(m["hit"]),
+        f"coverage@{k}": coverage(ids[:, :k], truth.shape[1]),
+        "users": int(has.sum()),
+    }

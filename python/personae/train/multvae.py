@@ -1,0 +1,217 @@
+"""Mult-VAE (Liang, Krishnan, Hoffman, Jebara, WWW 2018) in PyTorch.
+
+As in the paper and its reference code (dawenl/vae_cf): the input row is L2-normalised, then
+dropout (0.5) is applied; encoder I -> 600 -> 2 x 200 (mean, log-variance) and decoder
+200 -> 600 -> I with tanh; multinomial log-likelihood; KL weight beta annealed linearly from 0
+(by 1 / total_anneal_steps per update) up to anneal_cap; Adam. The first layer is an
+EmbeddingBag over the batch's non-zeros (a gather-sum), so no dense batch x items input exists.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from personae.train.loop import (
+    EarlyStopping,
+    SparseBatch,
+    TrainConfig,
+    pick_device,
+    seed_everything,
+    sparse_batch,
+    validation_ndcg,
+)
+
+
+@dataclass
+class MultVAEConfig:
+    """Architecture and annealing of Mult-VAE (paper defaults)."""
+
+    hidden: int = 600
+    latent: int = 200
+    dropout: float = 0.5
+    anneal_cap: float = 0.2
+    total_anneal_steps: int = 200_000
+
+
+class MultVAENet(nn.Module):
+    def __init__(self, n_items: int, hidden: int = 600, latent: int = 200, dropout: float = 0.5):
+        super().__init__()
+        self.n_items, self.hidden, self.latent, self.dropout = n_items, hidden, latent, dropout
+        self.enc_item = nn.EmbeddingBag(n_items, hidden, mode="sum")
+        self.enc_b = nn.Parameter(torch.zeros(hidden))
+        self.mu_logvar = nn.Linear(hidden, 2 * latent)
+        self.dec = nn.Linear(latent, hidden)
+        self.out = nn.Linear(hidden, n_items)
+        # The reference code: Xavier-uniform weights, N(0, 0.001) biases.
+        for w in (self.enc_item.weight, self.mu_logvar.weight, self.dec.weight, self.out.weight):
+            nn.init.xavier_uniform_(w)
+        for b in (self.enc_b, self.mu_logvar.bias, self.dec.bias, self.out.bias):
+            nn.init.normal_(b, 0.0, 0.001)
+
+    def encode(self, b: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        sq = torch.zeros(b.size, device=b.values.device).index_add_(0, b.rows, b.values**2)
+        v = b.values / sq.sqrt().clamp_min(1e-12)[b.rows]
+        v = F.dropout(v, self.dropout, self.training)
+        h = torch.tanh(self.enc_item(b.indices, b.offsets, per_sample_weights=v) + self.enc_b)
+        mu, logvar = self.mu_logvar(h).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.dec(z)))
+
+    def forward(self, b: SparseBatch):
+        mu, logvar = self.encode(b)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return self.decode(z), mu, logvar
+
+    def loss(self, b: SparseBatch, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(negative ELBO with KL weight beta, negative log-likelihood), averaged per user."""
+        logits, mu, logvar = self(b)
+        logp = F.log_softmax(logits, dim=1)
+        nll = -(logp[b.rows, b.indices] * b.values).sum() / b.size
+        kl = (0.5 * (-logvar + logvar.exp() + mu**2 - 1).sum(dim=1)).mean()
+        return nll + beta * kl, nll
+
+    def scores(self, b: SparseBatch) -> torch.Tensor:
+        """Decoder logits of the mean latent (eval mode): the inference score."""
+        return self.decode(self.encode(b)[0])
+
+    def export(self) -> dict[str, np.ndarray]:
+        """Tensors in the item-major layout the Rust core reads (see rust/core/src/multvae.rs)."""
+        z = self.latent
+
+        def np_(t):
+            return t.detach().float().cpu().numpy()
+
+        return {
+            "enc_item": np_(self.enc_item.weight),
+            "enc_b": np_(self.enc_b),
+            "mu_w": np_(self.mu_logvar.weight[:z].T),
+            "mu_b": np_(self.mu_logvar.bias[:z]),
+            "dec_w": np_(self.dec.weight.T),
+            "dec_b": np_(self.dec.bias),
+            "dec_item": np_(self.out.weight),
+            "dec_item_b": np_(self.out.bias),
+        }
+
+
+@dataclass
+class TrainResult:
+    net: MultVAENet
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_ndcg: float = float("nan")
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+def train_multvae(
+    train: sp.csr_matrix,
+    model_cfg: MultVAEConfig | None = None,
+    cfg: TrainConfig | None = None,
+    validation: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
+    show_progress: bool = True,
+    on_improve=None,
+) -> TrainResult:
+    """Trains Mult-VAE on the rows of `train` (users x items).
+
+    Args:
+        validation: (fold-in rows, held-out rows) for early stopping on NDCG@cfg.eval_k; without
+            it the model trains for cfg.epochs and the last state is kept.
+        on_improve: called as ``on_improve(net, epoch, ndcg)`` at each new best, e.g. to write
+            a checkpoint so that a crash loses nothing.
+    """
+    from tqdm.auto import tqdm
+
+    mc = model_cfg or MultVAEConfig()
+    cfg = cfg or TrainConfig()
+    if not sp.issparse(train):
+        raise TypeError(f"train must be a scipy sparse matrix, got {type(train).__name__}")
+    train = sp.csr_matrix(train, dtype=np.float32)
+    if train.shape[0] == 0 or train.nnz == 0:
+        raise ValueError("train has no interactions")
+    if not np.isfinite(train.data).all():
+        raise ValueError("train holds NaN or inf weights")
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    net = MultVAENet(train.shape[1], mc.hidden, mc.latent, mc.dropout).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    stopper = EarlyStopping(cfg.patience if validation is not None else 0)
+    n_users = train.shape[0]
+    steps_per_epoch = -(-n_users // cfg.batch_size)
+    history: list[dict] = []
+    update = 0
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch,
+        disable=not show_progress,
+        unit="batch",
+        desc="Mult-VAE",
+        dynamic_ncols=True,
+    )
+    try:
+        for epoch in range(cfg.epochs):
+            net.train()
+            perm = rng.permutation(n_users)
+            total, total_nll = 0.0, 0.0
+            for s in range(steps_per_epoch):
+                rows = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+                b = sparse_batch(train, rows, device)
+                beta = (
+                    min(mc.anneal_cap, update / mc.total_anneal_steps)
+                    if mc.total_anneal_steps > 0
+                    else mc.anneal_cap
+                )
+                loss, nll = net.loss(b, beta)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                update += 1
+                total += loss.item() * len(rows)
+                total_nll += nll.item() * len(rows)
+                bar.update(1)
+            rec = {
+                "epoch": epoch,
+                "loss": total / n_users,
+                "nll": total_nll / n_users,
+                "beta": beta,
+            }
+            if validation is not None:
+                net.eval()
+                rec["val_ndcg"] = validation_ndcg(
+                    net.scores, validation[0], validation[1], cfg.eval_k, device
+                )
+                if stopper.update(rec["val_ndcg"], epoch, net) and on_improve is not None:
+                    on_improve(net, epoch, rec["val_ndcg"])
+            history.append(rec)
+            bar.set_postfix(
+                epoch=epoch,
+                loss=f"{rec['loss']:.2f}",
+                **(
+                    {"ndcg": f"{rec['val_ndcg']:.4f}", "best": f"{stopper.best:.4f}"}
+                    if validation is not None
+                    else {}
+                ),
+            )
+            if stopper.should_stop:
+                break
+    finally:
+        bar.close()
+    if stopper.best_state is not None:
+        net.load_state_dict(stopper.best_state)
+    net.eval()
+    return TrainResult(
+        net, history, stopper.best_epoch, stopper.best, time.perf_counter() - t0, str(device)
+    )
+
+
+def config_dict(mc: MultVAEConfig, cfg: TrainConfig) -> dict:
+    return {"model": asdict(mc), "train": cfg.to_dict()}

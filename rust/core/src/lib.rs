@@ -1,0 +1,16 @@
+//! personae-core: the pure-Rust engine behind the `personae` Python package.
+//!
+//! No PyO3 here: every algorithm is plain Rust over slices, unit-tested with `cargo test`, and
+//! every failure is an [`error::Error`] value.
+
+pub mod checkpoint;
+pub mod csr;
+pub mod error;
+pub mod fused;
+pub mod gemm;
+pub mod metrics;
+pub mod multvae;
+pub mod threads;
+pub mod topk;
+
+pub use error::{Error, Result};

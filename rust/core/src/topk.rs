@@ -1,0 +1,179 @@
+//! Bounded top-N selection.
+//!
+//! Order: higher score first; equal scores go to the lower item index, so results are
+//! deterministic and equal to a stable descending sort (`np.lexsort((idx, -score))`).
+
+/// `a` ranks strictly before `b`.
+#[inline]
+fn better(a: (f32, u32), b: (f32, u32)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+}
+
+/// A min-heap (by rank) of at most `n` (score, item) pairs: the root is the worst kept entry.
+pub struct TopK {
+    n: usize,
+    heap: Vec<(f32, u32)>,
+}
+
+impl TopK {
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            heap: Vec::with_capacity(n),
+        }
+    }
+
+    /// Forgets all entries, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.heap.clear();
+    }
+
+    /// The score an item must beat to enter, once the heap is full.
+    #[inline]
+    pub fn threshold(&self) -> Option<f32> {
+        (self.heap.len() == self.n).then(|| self.heap.first().map_or(f32::INFINITY, |e| e.0))
+    }
+
+    /// Offers one candidate. NaN scores are never kept (they mark masked items).
+    #[inline]
+    pub fn push(&mut self, score: f32, item: u32) {
+        if score.is_nan() || self.n == 0 {
+            return;
+        }
+        if self.heap.len() < self.n {
+            self.heap.push((score, item));
+            self.sift_up(self.heap.len() - 1);
+        } else if better((score, item), self.heap[0]) {
+            self.heap[0] = (score, item);
+            self.sift_down(0);
+        }
+    }
+
+    /// Scans a row of scores for items `first..first + scores.len()`, in increasing item order.
+    ///
+    /// Because items arrive in increasing order, a later item with a score equal to the current
+    /// threshold can never displace an earlier one, so a strict `>` test is exact and skips
+    /// almost every item without touching the heap.
+    #[inline]
+    pub fn scan(&mut self, scores: &[f32], first: u32) {
+        let mut i = 0;
+        while self.heap.len() < self.n && i < scores.len() {
+            self.push(scores[i], first + i as u32);
+            i += 1;
+        }
+        if self.n == 0 || self.heap.len() < self.n {
+            return; // n == 0, or the row ran out (or held only NaN) before the heap filled
+        }
+        let mut thr = self.heap[0].0;
+        for (j, &s) in scores.iter().enumerate().skip(i) {
+            if s > thr {
+                self.heap[0] = (s, first + j as u32);
+                self.sift_down(0);
+                thr = self.heap[0].0;
+            }
+        }
+    }
+
+    /// Writes the kept entries best-first into `ids`/`scores` (length `n`), padding with
+    /// id -1 and score -inf when fewer than `n` were kept.
+    pub fn drain_into(&mut self, ids: &mut [i64], scores: &mut [f32]) {
+        self.heap.sort_unstable_by(|a, b| {
+            if better(*a, *b) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        });
+        for k in 0..ids.len() {
+            match self.heap.get(k) {
+                Some(&(s, i)) => {
+                    ids[k] = i as i64;
+                    scores[k] = s;
+                }
+                None => {
+                    ids[k] = -1;
+                    scores[k] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        self.heap.clear();
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let p = (i - 1) / 2;
+            // The parent must rank at or below the child (worst at the root).
+            if better(self.heap[p], self.heap[i]) {
+                self.heap.swap(p, i);
+                i = p;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let len = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut worst = i;
+            if l < len && better(self.heap[worst], self.heap[l]) {
+                worst = l;
+            }
+            if r < len && better(self.heap[worst], self.heap[r]) {
+                worst = r;
+            }
+            if worst == i {
+                break;
+            }
+            self.heap.swap(i, worst);
+            i = worst;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(scores: &[f32], n: usize) -> Vec<(i64, f32)> {
+        let mut idx: Vec<usize> = (0..scores.len()).filter(|&i| !scores[i].is_nan()).collect();
+        idx.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap().then(a.cmp(&b)));
+        let mut out: Vec<(i64, f32)> = idx.iter().take(n).map(|&i| (i as i64, scores[i])).collect();
+        while out.len() < n {
+            out.push((-1, f32::NEG_INFINITY));
+        }
+        out
+    }
+
+    #[test]
+    fn matches_sort_with_ties_nan_and_padding() {
+        let mut state = 12345u64;
+        for case in 0..300 {
+            let len = case % 37;
+            let n = case % 11;
+            let scores: Vec<f32> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    match state % 10 {
+                        0 => f32::NAN,
+                        1 => f32::NEG_INFINITY,
+                        _ => (state % 5) as f32, // many ties
+                    }
+                })
+                .collect();
+            let mut tk = TopK::new(n);
+            // Feed in two tiles to exercise the merge across tiles.
+            let cut = len / 2;
+            tk.scan(&scores[..cut], 0);
+            tk.scan(&scores[cut..], cut as u32);
+            let (mut ids, mut sc) = (vec![0i64; n], vec![0f32; n]);
+            tk.drain_into(&mut ids, &mut sc);
+            let want = reference(&scores, n);
+            let got: Vec<(i64, f32)> = ids.into_iter().zip(sc).collect();
+            assert_eq!(got, want, "case {case}: {scores:?}");
+        }
+    }
+}

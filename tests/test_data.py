@@ -1,0 +1,116 @@
+"""Interactions, loaders, splits and the synthetic generator."""
+
+import numpy as np
+import pandas as pd
+import personae
+import pytest
+from conftest import DATA
+from personae import Interactions, holdout_split, strong_split, synthetic
+
+
+def test_from_arrays_maps_ids_and_sums_duplicates():
+    x = Interactions.from_arrays(["b", "a", "b", "b"], [10, 20, 10, 30], [1.0, 2.0, 0.5, 1.0])
+    assert x.user_ids.tolist() == ["a", "b"] and x.item_ids.tolist() == [10, 20, 30]
+    assert x.matrix.toarray().tolist() == [[0, 2, 0], [1.5, 0, 1]]
+    assert x.matrix.has_canonical_format and x.matrix.dtype == np.float32
+
+
+def test_fixed_vocabulary_and_unknown_ids():
+    train = Interactions.from_arrays([1, 2], [5, 6])
+    test = Interactions.from_arrays(
+        [2, 1, 1], [6, 5, 7], user_ids=train.user_ids, item_ids=train.item_ids, drop_unknown=True
+    )
+    assert test.matrix.shape == (2, 2) and test.nnz == 2
+    with pytest.raises(ValueError, match="not in the given item_ids"):
+        Interactions.from_arrays([1], [7], item_ids=train.item_ids)
+
+
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ({"weights": [np.nan]}, "finite"),
+        ({"weights": [-1.0]}, "non-negative"),
+        ({"weights": [1.0, 2.0]}, "shape"),
+    ],
+)
+def test_bad_weights(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        Interactions.from_arrays([1], [2], **bad)
+
+
+def test_files_round_trip(tmp_path):
+    df = pd.DataFrame({"uid": ["u1", "u1", "u2"], "iid": ["x", "y", "x"], "w": [1.0, 2.0, 3.0]})
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "a.txt").write_text("0 1 2\n1 2\n")
+    a = Interactions.read(tmp_path / "a.csv", user_col="uid", item_col="iid", weight_col="w")
+    b = Interactions.read(tmp_path / "a.parquet", user_col="uid", item_col="iid", weight_col="w")
+    assert (a.matrix != b.matrix).nnz == 0 and a.matrix.sum() == 6.0
+    c = Interactions.read(tmp_path / "a.txt")
+    assert c.matrix.toarray().tolist() == [[1, 1], [0, 1]] and c.item_ids.tolist() == [1, 2]
+    with pytest.raises(ValueError, match="column 'nope' not found"):
+        Interactions.read(tmp_path / "a.csv", user_col="nope")
+    with pytest.raises(FileNotFoundError):
+        Interactions.read(tmp_path / "missing.csv")
+    (tmp_path / "bad.txt").write_text("0 a b\n")
+    with pytest.raises(ValueError, match="bad.txt:1"):
+        Interactions.read(tmp_path / "bad.txt")
+
+
+def test_holdout_split_is_seeded_disjoint_and_complete():
+    x = synthetic(n_users=300, n_items=100, n_tastes=4, seed=1).interactions
+    tr, te = holdout_split(x, 0.2, seed=7)
+    tr2, te2 = holdout_split(x, 0.2, seed=7)
+    assert (tr.matrix != tr2.matrix).nnz == 0 and (te.matrix != te2.matrix).nnz == 0
+    assert tr.matrix.multiply(te.matrix).nnz == 0
+    assert ((tr.matrix + te.matrix) != x.matrix).nnz == 0
+    counts = np.diff(x.matrix.indptr)
+    assert (np.diff(tr.matrix.indptr)[counts > 0] >= 1).all()
+    np.testing.assert_array_equal(
+        np.diff(te.matrix.indptr), np.floor(counts * 0.2 + 0.5).clip(max=counts - 1)
+    )
+    assert (holdout_split(x, 0.2, seed=8)[1].matrix != te.matrix).nnz > 0
+
+
+def test_strong_split():
+    x = synthetic(n_users=300, n_items=100, n_tastes=4, seed=1).interactions
+    s = strong_split(x, 50, seed=0)
+    assert s.train.n_users == 200 and s.val_in.n_users == 50 and s.test_out.n_users == 50
+    users = np.concatenate([s.train.user_ids, s.val_in.user_ids, s.test_in.user_ids])
+    assert sorted(users.tolist()) == x.user_ids.tolist()
+    assert (s.val_in.user_ids == s.val_out.user_ids).all()
+    assert s.val_in.matrix.multiply(s.val_out.matrix).nnz == 0
+    with pytest.raises(ValueError, match="n_heldout_users"):
+        strong_split(x, 150)
+
+
+def test_synthetic_ground_truth_is_consistent():
+    d = synthetic(n_users=500, n_items=240, n_tastes=6, seed=2)
+    assert d.interactions.n_users == 500 and d.item_taste.shape == (240,)
+    np.testing.assert_allclose(d.user_mixture.sum(1), 1.0)
+    k = (d.user_mixture > 0).sum(1)
+    assert set(np.unique(k)) <= {1, 2, 3, 4} and (k >= 2).mean() > 0.5
+    dom = d.user_mixture.max(1)[k >= 2]
+    assert (dom >= 0.55).all() and (dom <= 0.8).all()
+    # Items a user touched come from that user's own tastes only.
+    m = d.interactions.matrix
+    for u in range(50):
+        tastes = set(d.item_taste[m[u].indices].tolist())
+        assert tastes <= set(np.flatnonzero(d.user_mixture[u]).tolist())
+    assert d.user_tastes(0)[0] == np.argmax(d.user_mixture[0])
+    # Power-law popularity: the top 10% of items hold far more than 10% of interactions.
+    pop = np.sort(np.asarray(m.sum(0)).ravel())[::-1]
+    assert pop[:24].sum() > 2 * 0.1 * pop.sum()  # over twice the uniform share
+    again = synthetic(n_users=500, n_items=240, n_tastes=6, seed=2)
+    assert (again.interactions.matrix != m).nnz == 0
+
+
+@pytest.mark.skipif(not (DATA / "gowalla").exists(), reason="shared data folder absent")
+def test_gowalla_loads_with_published_sizes():
+    tr = Interactions.from_lightgcn(DATA / "gowalla" / "train.txt")
+    assert tr.n_users == 29858 and tr.n_items == 40981 and tr.nnz == 810128
+
+
+def test_public_api_names():
+    for name in personae.__all__:
+        assert getattr(personae, name).__doc__, name

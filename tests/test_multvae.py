@@ -1,0 +1,145 @@
+"""Mult-VAE: the Rust path against torch and numpy on the same weights; training behaviour;
+save -> load -> recommend."""
+
+import numpy as np
+import personae
+import pytest
+import scipy.sparse as sp
+import torch
+from conftest import random_csr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from personae import modelfile
+from personae.train.loop import sparse_batch
+from personae.train.multvae import MultVAENet
+from reference import multvae_scores
+
+
+def build(net: MultVAENet) -> personae.Model:
+    files = modelfile.encode(
+        "multvae", net.export(), n_items=net.n_items, item_ids=np.arange(net.n_items), config={}
+    )
+    return personae.Model.from_bytes(*files)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 60),
+    st.integers(1, 16),
+    st.integers(1, 8),
+    st.integers(0, 20),
+    st.integers(1, 70),
+)
+def test_rust_equals_torch_and_numpy(seed, n_items, hidden, latent, users, n):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = MultVAENet(n_items, hidden, latent).eval()
+    with torch.no_grad():  # larger biases than the init so scores are not all near zero
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    x = random_csr(rng, users, n_items, 0.2)
+    if users:
+        x.data[:] = rng.integers(1, 4, size=x.nnz)  # counts, not just ones
+    model = build(net)
+    got = model.score(x)
+    assert got.shape == (users, n_items)
+    if users:
+        with torch.no_grad():
+            want_t = net.scores(sparse_batch(x, np.arange(users), torch.device("cpu"))).numpy()
+        np.testing.assert_allclose(got, want_t, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got, multvae_scores(net.export(), x), rtol=1e-4, atol=1e-5)
+    ids, scores = model.recommend(x, n)
+    assert ids.shape == scores.shape == (users, n)
+    for u in range(users):
+        seen = set(x[u].indices.tolist())
+        k = min(n, n_items - len(seen))
+        assert (ids[u, k:] == -1).all() and np.isneginf(scores[u, k:]).all()
+        assert not seen & set(ids[u, :k].tolist())
+        # Same as masking then a full sort: ids agree except inside runs of tied scores.
+        masked = got[u].astype(np.float64).copy()
+        masked[list(seen)] = -np.inf
+        order = np.lexsort((np.arange(n_items), -masked))[:k]
+        np.testing.assert_allclose(scores[u, :k], masked[order], rtol=1e-6, atol=1e-6)
+        differ = ids[u, :k] != order
+        if differ.any():
+            gaps = np.abs(scores[u, :k][differ] - masked[ids[u, :k][differ]])
+            assert (gaps <= 1e-5).all()
+
+
+def test_recommend_agrees_with_torch_topk(tiny_data):
+    torch.manual_seed(1)
+    m = tiny_data.interactions.matrix
+    net = MultVAENet(m.shape[1], 24, 6).eval()
+    model = build(net)
+    with torch.no_grad():
+        s = net.scores(sparse_batch(m, np.arange(m.shape[0]), torch.device("cpu")))
+        b = sparse_batch(m, np.arange(m.shape[0]), torch.device("cpu"))
+        s[b.rows, b.indices] = -np.inf
+        want = torch.topk(s, 10, dim=1).indices.numpy()
+    ids, _ = model.recommend(m, 10)
+    agree = (ids == want).mean()
+    assert agree > 0.99  # differences only where float32 scores tie
+
+
+def test_elbo_decreases_and_seeded_runs_repeat(tiny_data):
+    def fit():
+        est = personae.MultVAE(hidden=32, latent=8, epochs=6, batch_size=50, device="cpu", seed=5)
+        return est.fit(tiny_data.interactions, show_progress=False)
+
+    a, b = fit(), fit()
+    losses = [h["loss"] for h in a.history]
+    # The negative ELBO falls at (nearly) every epoch, not just overall.
+    assert losses[-1] < losses[0], losses
+    assert (np.diff(losses) < 0).sum() >= len(losses) - 2, losses
+    assert a._files[1] == b._files[1]  # bit-identical weights
+    assert a.model.manifest["weights_sha256"] == b.model.manifest["weights_sha256"]
+
+
+def test_early_stopping_keeps_best(tiny_data):
+    tr, va = personae.holdout_split(tiny_data.interactions, 0.2, seed=0)
+    est = personae.MultVAE(
+        hidden=32, latent=8, epochs=8, batch_size=100, patience=2, device="cpu", eval_k=10
+    )
+    est.fit(tr, validation=(tr, va), show_progress=False)
+    vals = [h["val_ndcg"] for h in est.history]
+    best = est.model.manifest["training"]["best_epoch"]
+    assert vals[best] == max(vals)
+    assert len(vals) <= 8
+
+
+def test_save_load_round_trip(tiny_model, tiny_data, tmp_path):
+    x = tiny_data.interactions
+    path = tiny_model.save(tmp_path / "m")
+    loaded = personae.load(path)
+    assert loaded.kind == "multvae" and loaded.n_items == x.n_items
+    np.testing.assert_array_equal(loaded.item_ids, x.item_ids)
+    a = tiny_model.recommend(x, 15)
+    b = loaded.recommend(x, 15)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    files = sorted(p.name for p in path.iterdir())
+    assert files[0] == "manifest.json" and files[1].startswith("weights-") and len(files) == 2
+    # Saving again (a new model) replaces the weights file and leaves no stale one behind.
+    tiny_model.save(path)
+    assert len(list(path.iterdir())) == 2
+
+
+def test_new_users_and_filters(tiny_model):
+    n = tiny_model.model.n_items
+    new = sp.csr_matrix((np.ones(3, np.float32), ([0, 0, 1], [1, 2, 3])), shape=(3, n))
+    ids, scores = tiny_model.recommend(new, 5, exclude_items=[0, 4])
+    assert ids.shape == (3, 5)
+    assert not np.isin(ids, [0, 4]).any()
+    assert not {1, 2} & set(ids[0].tolist())
+    ids2, _ = tiny_model.recommend(new, 5, exclude_seen=False, num_threads=1)
+    assert ids2.shape == (3, 5)
+
+
+def test_cuda_request_without_cuda_is_clear(tiny_data):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the CPU-only error path cannot occur")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        personae.MultVAE(hidden=8, latent=4, epochs=1, device="cuda").fit(
+            tiny_data.interactions, show_progress=False
+        )

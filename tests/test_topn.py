@@ -1,0 +1,75 @@
+"""The Rust top-N against a numpy stable sort, on random shapes and edge cases."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from personae import top_n
+from reference import top_n as ref_top_n
+
+
+@st.composite
+def problems(draw):
+    rows = draw(st.integers(0, 12))
+    cols = draw(st.integers(1, 40))
+    n = draw(st.integers(1, 50))  # often larger than the catalogue
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    # Few distinct values -> many ties; -inf is a legitimate score.
+    values = draw(st.sampled_from(["ties", "continuous", "with_inf"]))
+    if values == "ties":
+        scores = rng.integers(-2, 3, size=(rows, cols)).astype(np.float32)
+    else:
+        scores = rng.standard_normal((rows, cols)).astype(np.float32)
+        if values == "with_inf":
+            scores[rng.random((rows, cols)) < 0.2] = -np.inf
+    density = draw(st.sampled_from([0.0, 0.3, 1.0]))  # 1.0: users who have seen everything
+    seen = rng.random((rows, cols)) < density
+    seen = sp.csr_matrix(seen.astype(np.float32))
+    seen.sort_indices()
+    return scores, n, seen
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems(), st.booleans())
+def test_matches_numpy_sort(p, mask_seen):
+    scores, n, seen = p
+    if mask_seen:
+        ids, out = top_n(scores, n, seen.indptr.astype(np.int64), seen.indices.astype(np.int32))
+        want_ids, want = ref_top_n(scores, n, seen)
+    else:
+        ids, out = top_n(scores, n)
+        want_ids, want = ref_top_n(scores, n)
+    assert ids.shape == out.shape == (scores.shape[0], n)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_exclude_items_and_padding():
+    s = np.array([[3.0, 2.0, 1.0]], dtype=np.float32)
+    ids, out = top_n(s, 3, exclude_items=np.array([True, False, False]))
+    assert ids.tolist() == [[1, 2, -1]]
+    assert out[0, 2] == -np.inf
+
+
+def test_empty_batch():
+    ids, out = top_n(np.zeros((0, 5), dtype=np.float32), 3)
+    assert ids.shape == (0, 3) and out.shape == (0, 3)
+
+
+def test_nan_scores_are_rejected():
+    s = np.zeros((2, 3), dtype=np.float32)
+    s[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN at row 1, column 2"):
+        top_n(s, 2)
+
+
+def test_threads_agree():
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((600, 300)).astype(np.float32)
+    a = top_n(s, 7, num_threads=1)
+    b = top_n(s, 7, num_threads=2)
+    np.testing.assert_array_equal(a[0], b[0])
+    with pytest.raises(ValueError, match="num_threads"):
+        top_n(s, 7, num_threads=0)
