@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import personae
 import torch
-from _common import RUNS, carve_validation, gowalla, write_result
+
+import personae
 from personae.metrics import evaluate
+
+from _common import RUNS, carve_validation, gowalla, write_result
 
 
 def main() -> None:
@@ -48,7 +50,7 @@ def main() -> None:
     train_s = time.perf_counter() - t
     est.save(a.out)
     t = time.perf_counter()
-    ids, _ = est.recommend(train, n=20)
+    ids, _ = est.model.recommend(train, n=20)
     rec_s = time.perf_counter() - t
     m = evaluate(ids, test.matrix, 20)
     write_result(

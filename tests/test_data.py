@@ -2,10 +2,12 @@
 
 import numpy as np
 import pandas as pd
-import personae
 import pytest
-from conftest import DATA
+
+import personae
 from personae import Interactions, holdout_split, strong_split, synthetic
+
+from conftest import DATA
 
 
 def test_from_arrays_maps_ids_and_sums_duplicates():

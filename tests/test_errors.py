@@ -3,11 +3,12 @@
 import json
 
 import numpy as np
-import personae
 import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import personae
 from personae import ModelFormatError, _core
 
 

@@ -5,7 +5,9 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from personae import metrics
+
 from reference import ranking
 
 

@@ -2,16 +2,18 @@
 save -> load -> recommend."""
 
 import numpy as np
-import personae
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import random_csr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import personae
 from personae import modelfile
 from personae.train.loop import sparse_batch
 from personae.train.multvae import MultVAENet
+
+from conftest import random_csr
 from reference import multvae_scores
 
 
@@ -114,7 +116,7 @@ def test_save_load_round_trip(tiny_model, tiny_data, tmp_path):
     loaded = personae.load(path)
     assert loaded.kind == "multvae" and loaded.n_items == x.n_items
     np.testing.assert_array_equal(loaded.item_ids, x.item_ids)
-    a = tiny_model.recommend(x, 15)
+    a = tiny_model.model.recommend(x, 15)
     b = loaded.recommend(x, 15)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
@@ -128,11 +130,11 @@ def test_save_load_round_trip(tiny_model, tiny_data, tmp_path):
 def test_new_users_and_filters(tiny_model):
     n = tiny_model.model.n_items
     new = sp.csr_matrix((np.ones(3, np.float32), ([0, 0, 1], [1, 2, 3])), shape=(3, n))
-    ids, scores = tiny_model.recommend(new, 5, exclude_items=[0, 4])
+    ids, scores = tiny_model.model.recommend(new, 5, exclude_items=[0, 4])
     assert ids.shape == (3, 5)
     assert not np.isin(ids, [0, 4]).any()
     assert not {1, 2} & set(ids[0].tolist())
-    ids2, _ = tiny_model.recommend(new, 5, exclude_seen=False, num_threads=1)
+    ids2, _ = tiny_model.model.recommend(new, 5, exclude_seen=False, num_threads=1)
     assert ids2.shape == (3, 5)
 
 

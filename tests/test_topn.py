@@ -5,7 +5,9 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from personae import top_n
+
 from reference import top_n as ref_top_n
 
 

@@ -44,7 +44,7 @@ def _quickstart(a: argparse.Namespace) -> int:
     )
     print(f"[3/4] top-{a.n} for {train.n_users} users with the Rust core")
     t = time.perf_counter()
-    ids, scores = model.recommend(train, n=a.n)
+    ids, scores = model.model.recommend(train, n=a.n)
     rec_s = time.perf_counter() - t
     pop_ids, _ = Popularity().fit(train).recommend(train, n=a.n)
     recs = out / "recommendations.csv"

@@ -5,6 +5,8 @@ Definitions (for a user with held-out items T and a list L cut at K; ids of -1 a
 - ``recall``: |L[:K] ∩ T| / |T|  (LightGCN / BARS; what Gowalla numbers use)
 - ``recall_multvae``: |L[:K] ∩ T| / min(K, |T|)  (the Mult-VAE paper)
 - ``ndcg``: DCG with binary gains 1/log2(rank + 2), over the ideal DCG of min(K, |T|) hits
+- ``recall_multvae_micro``: total hits over total min(K, |T|) across users (a micro average);
+  this is what ``implicit.evaluation.ranking_metrics_at_k`` reports as "precision"
 - ``hit_rate``: share of users with at least one hit
 - ``coverage``: share of the catalogue that appears in at least one list
 
@@ -52,9 +54,13 @@ def evaluate(ids, truth, k: int) -> dict[str, float]:
     has = np.isfinite(m["ndcg"])
     mean = (lambda v: float(v[has].mean())) if has.any() else (lambda v: float("nan"))
     ids = _ids(ids)
+    sizes = np.diff(csr_parts("truth", truth)[0])[has]
+    denom = np.minimum(k, sizes)
+    micro = float((m["recall_multvae"][has] * denom).sum() / denom.sum()) if has.any() else np.nan
     return {
         f"recall@{k}": mean(m["recall"]),
         f"recall_multvae@{k}": mean(m["recall_multvae"]),
+        f"recall_multvae_micro@{k}": micro,
         f"ndcg@{k}": mean(m["ndcg"]),
         f"hit_rate@{k}": mean(m["hit"]),
         f"coverage@{k}": coverage(ids[:, :k], truth.shape[1]),

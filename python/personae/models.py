@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from personae import _core, modelfile
 from personae._validate import csr_parts, item_mask, optional_threads, positive_int
+from personae.estimator import Estimator
 
 __all__ = ["Model", "MultVAE", "Popularity", "load"]
 
@@ -92,6 +92,16 @@ class Model:
             optional_threads(num_threads),
         )
 
+    def recommend_stream(self, batches, n: int = 20, **kw):
+        """Streams :meth:`recommend` over an iterable of CSR batches (for example rows read
+        chunk by chunk from disk), yielding one ``(ids, scores)`` pair per batch.
+
+        Memory stays bounded by one batch and its result, whatever the total number of users:
+        nothing is accumulated here. Keyword arguments are those of :meth:`recommend`.
+        """
+        for batch in batches:
+            yield self.recommend(batch, n, **kw)
+
     def score(self, user_items, num_threads: int | None = None) -> np.ndarray:
         """Dense scores (users x n_items, float32): for small batches and inspection; use
         :meth:`recommend` for top-N, which never builds this matrix."""
@@ -116,8 +126,12 @@ def load(path: str | os.PathLike) -> Model:
     return Model(core_cls.load(str(path)), manifest)
 
 
-class MultVAE:
+class MultVAE(Estimator):
     """Mult-VAE (Liang et al., WWW 2018): train in PyTorch, serve from the Rust core.
+
+    The ``implicit``-compatible API (``fit``, ``recommend(userid, user_items, N, ...)``,
+    ``similar_items``, ``save``) comes from :class:`personae.estimator.Estimator`; the batch API
+    is ``est.model.recommend(user_items, n)``.
 
     Hyper-parameters default to the paper: [I-600-200-600-I], tanh, dropout 0.5, beta annealed to
     0.2 over 200,000 updates, Adam 1e-3, batches of 500 users. See
@@ -247,20 +261,6 @@ class MultVAE:
         self._files = encode(res.net, extra)
         self.model = Model.from_bytes(*self._files)
         return self
-
-    def _fitted(self) -> Model:
-        if self.model is None:
-            raise RuntimeError("this MultVAE is not fitted yet: call fit() first")
-        return self.model
-
-    def recommend(self, user_items, n: int = 20, **kw):
-        """See :meth:`Model.recommend`."""
-        return self._fitted().recommend(user_items, n, **kw)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Writes ``manifest.json`` + weights to directory `path`, atomically."""
-        self._fitted()
-        return modelfile.save(path, *self._files)
 
 
 class Popularity:

@@ -1,0 +1,42 @@
+"""Writes seed inputs for the checkpoint fuzzer: real Mult-VAE files of several shapes, framed
+as [u32 LE manifest length][manifest][weights], plus a few hand-made broken ones.
+
+Usage: python fuzz/make_seeds.py fuzz/corpus/checkpoint
+"""
+
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from personae import modelfile
+
+
+def frame(manifest: bytes, weights: bytes) -> bytes:
+    return struct.pack("<I", len(manifest)) + manifest + weights
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i, (items, h, z) in enumerate([(3, 2, 1), (5, 4, 2), (1, 1, 1), (7, 3, 2)]):
+        t = {
+            "enc_item": rng.standard_normal((items, h)),
+            "enc_b": rng.standard_normal(h),
+            "mu_w": rng.standard_normal((h, z)),
+            "mu_b": rng.standard_normal(z),
+            "dec_w": rng.standard_normal((z, h)),
+            "dec_b": rng.standard_normal(h),
+            "dec_item": rng.standard_normal((items, h)),
+            "dec_item_b": rng.standard_normal(items),
+        }
+        m, w = modelfile.encode("multvae", t, n_items=items, item_ids=np.arange(items), config={})
+        (out / f"multvae-{i}.bin").write_bytes(frame(m, w))
+        (out / f"truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
+    (out / "empty-json.bin").write_bytes(frame(b"{}", b""))
+    (out / "bad-len.bin").write_bytes(struct.pack("<I", 2**31) + b"{}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
