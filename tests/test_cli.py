@@ -65,3 +65,95 @@ def test_quickstart_small_end_to_end(tmp_path):
 def test_bad_arguments_exit_nonzero(tmp_path, capsys):
     assert main(["quickstart", "--out", str(tmp_path), "--users", "0", "--quiet"]) == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_train_recommend_evaluate_files(tmp_path):
+    import personae
+
+    d = personae.synthetic(n_users=300, n_items=120, n_tastes=4, seed=0)
+    train, test = personae.holdout_split(d.interactions, 0.2, seed=0)
+    for name, part in (("train", train), ("test", test)):
+        u, i, _ = part.to_arrays()
+        pd.DataFrame({"uid": u, "iid": i}).to_parquet(tmp_path / f"{name}.parquet")
+    cols = ["--user-col", "uid", "--item-col", "iid", "--quiet"]
+    model = tmp_path / "model"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "train.parquet"),
+                "--out",
+                str(model),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "100",
+                *cols,
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "recs.parquet"
+    assert (
+        main(
+            [
+                "recommend",
+                "--model",
+                str(model),
+                "--data",
+                str(tmp_path / "train.parquet"),
+                "--n",
+                "5",
+                "--out",
+                str(out),
+                *cols,
+            ]
+        )
+        == 0
+    )
+    recs = pd.read_parquet(out)
+    assert list(recs.columns) == ["user", "item", "score", "rank"]
+    assert recs.groupby("user").size().max() == 5 and recs["rank"].min() == 1
+    seen = set(zip(*train.to_arrays()[:2], strict=True))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model),
+                "--train",
+                str(tmp_path / "train.parquet"),
+                "--test",
+                str(tmp_path / "test.parquet"),
+                "--k",
+                "5",
+                *cols,
+            ]
+        )
+        == 0
+    )
+
+
+def test_file_errors_are_clear(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "x.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "m")]) == 1
+    assert "column 'user' not found" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "recommend",
+                "--model",
+                str(tmp_path / "nomodel"),
+                "--data",
+                str(tmp_path / "x.csv"),
+                "--out",
+                str(tmp_path / "r.parquet"),
+            ]
+        )
+        == 1
+    )
+    assert "manifest.json is missing" in capsys.readouterr().err

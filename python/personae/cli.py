@@ -81,6 +81,129 @@ def _quickstart(a: argparse.Namespace) -> int:
     return 0
 
 
+def _read(path: str, a: argparse.Namespace, **kw):
+    from personae.data import Interactions
+
+    return Interactions.read(
+        path, user_col=a.user_col, item_col=a.item_col, weight_col=a.weight_col, **kw
+    )
+
+
+def _write_table(df, out: Path) -> None:
+    """Writes Parquet or CSV (by extension) atomically: temporary file, then rename."""
+    import os
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if out.suffix.lower() == ".parquet":
+            df.to_parquet(tmp, index=False)
+        elif out.suffix.lower() in (".csv", ".tsv"):
+            df.to_csv(tmp, index=False, sep="\t" if out.suffix.lower() == ".tsv" else ",")
+        else:
+            raise ValueError(f"{out}: unknown output format (use .parquet, .csv or .tsv)")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _long_format(users, item_ids, ids, scores):
+    import numpy as np
+    import pandas as pd
+
+    n = ids.shape[1]
+    keep = ids.ravel() >= 0
+    return pd.DataFrame(
+        {
+            "user": np.repeat(users, n)[keep],
+            "item": item_ids[np.maximum(ids.ravel(), 0)][keep],
+            "score": scores.ravel()[keep],
+            "rank": np.tile(np.arange(1, n + 1), len(users))[keep],
+        }
+    )
+
+
+def _train(a: argparse.Namespace) -> int:
+    from personae.data import holdout_split
+    from personae.models import MultVAE
+
+    if a.model != "multvae":
+        raise ValueError(f"unknown --model {a.model!r}")
+    data = _read(a.data, a)
+    print(f"read {data} from {a.data}")
+    fit, val = holdout_split(data, a.val_fraction, seed=a.seed)
+    est = MultVAE(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        patience=a.patience,
+        device=a.device,
+        seed=a.seed,
+    )
+    est.fit(fit, validation=(fit, val), show_progress=not a.quiet, checkpoint_dir=a.out)
+    est.save(a.out)
+    t = est.model.manifest["training"]
+    print(
+        f"model written to {a.out} (best epoch {t['best_epoch']}, "
+        f"validation NDCG@{est.params['eval_k']} {t['val_ndcg']:.4f})"
+    )
+    return 0
+
+
+def _recommend(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    import personae
+    from personae.data import Interactions
+
+    model = personae.load(a.model)
+    data = _read(a.data, a, item_ids=model.item_ids, drop_unknown=True)
+    print(f"read {data} from {a.data}; scoring with {model}")
+    from tqdm.auto import tqdm
+
+    ids = np.empty((data.n_users, a.n), dtype=np.int64)
+    scores = np.empty((data.n_users, a.n), dtype=np.float32)
+    step = a.batch_size
+    for s in tqdm(range(0, data.n_users, step), disable=a.quiet, unit="batch", desc="recommend"):
+        ids[s : s + step], scores[s : s + step] = model.recommend(data.matrix[s : s + step], a.n)
+    assert isinstance(data, Interactions)
+    _write_table(_long_format(data.user_ids, model.item_ids, ids, scores), Path(a.out))
+    print(f"top-{a.n} for {data.n_users} users written to {a.out}")
+    return 0
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    import personae
+    from personae.data import Interactions
+    from personae.metrics import evaluate
+
+    model = personae.load(a.model)
+    train = _read(a.train, a, item_ids=model.item_ids, drop_unknown=True)
+    test = Interactions.read(
+        a.test,
+        user_col=a.user_col,
+        item_col=a.item_col,
+        weight_col=a.weight_col,
+        user_ids=train.user_ids,
+        item_ids=model.item_ids,
+        drop_unknown=True,
+    )
+    ids, _ = model.recommend(train.matrix, a.k)
+    for name, value in evaluate(ids, test.matrix, a.k).items():
+        print(f"{name:<24}{value:.4f}" if isinstance(value, float) else f"{name:<24}{value}")
+    return 0
+
+
+def _io_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user-col", default="user", help="user column (CSV/Parquet)")
+    p.add_argument("--item-col", default="item", help="item column (CSV/Parquet)")
+    p.add_argument("--weight-col", default=None, help="optional weight column (CSV/Parquet)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="personae",
@@ -120,6 +243,58 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="random seed (data, split, training)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=_quickstart)
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    files = "CSV/TSV, Parquet, or LightGCN text (.txt: 'user item item ...' per line)"
+    t = sub.add_parser(
+        "train",
+        help="train a model on an interactions file",
+        description=f"Train on {files}; 10%% of each user's items are held out "
+        "for early stopping. Every new best model is saved to --out as it trains.",
+        formatter_class=fmt,
+    )
+    t.add_argument("--data", required=True, help="interactions file")
+    t.add_argument("--model", default="multvae", choices=["multvae"], help="model family")
+    t.add_argument("--out", required=True, help="model directory to write")
+    t.add_argument("--epochs", type=int, default=100, help="maximum epochs")
+    t.add_argument("--batch-size", type=int, default=500, help="users per step")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
+    t.add_argument("--val-fraction", type=float, default=0.1, help="held-out share per user")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
+    _io_args(t)
+    t.set_defaults(func=_train)
+
+    r = sub.add_parser(
+        "recommend",
+        help="top-N lists for the users of a file",
+        description=f"Score every user of {files} (their rows are the model's "
+        "input) and write long-format user,item,score,rank to --out "
+        "(.parquet or .csv), atomically.",
+        formatter_class=fmt,
+    )
+    r.add_argument("--model", required=True, help="model directory")
+    r.add_argument("--data", required=True, help="user histories")
+    r.add_argument("--n", type=int, default=20, help="list length")
+    r.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
+    r.add_argument("--batch-size", type=int, default=10000, help="users per scoring call")
+    _io_args(r)
+    r.set_defaults(func=_recommend)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="Recall/NDCG/coverage of a model on a test file",
+        description="Recommend from --train histories (seen items excluded) and "
+        "compare with --test; metric definitions in personae.metrics.",
+        formatter_class=fmt,
+    )
+    e.add_argument("--model", required=True, help="model directory")
+    e.add_argument("--train", required=True, help="histories (the model's input)")
+    e.add_argument("--test", required=True, help="held-out interactions")
+    e.add_argument("--k", type=int, default=20, help="cut-off K")
+    _io_args(e)
+    e.set_defaults(func=_evaluate)
     return p
 
 
@@ -131,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, KeyError) as e:
         print(f"personae: error: {e}", file=sys.stderr)
         return 1
 

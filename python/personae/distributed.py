@@ -120,7 +120,7 @@ def recommend(
         rerank: optional ``rerank(ids, scores, user_items_csr, n_final) -> (ids, scores)``
             applied to each batch in the same pass (e.g. calibrated reranking).
     """
-    import ray  # noqa: F401  (fails early with a clear ImportError when Ray is missing)
+    import ray  # fails early with a clear ImportError when Ray is missing
 
     if item_col is not None:
 
@@ -145,5 +145,5 @@ def recommend(
         ),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
     )
