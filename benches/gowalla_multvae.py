@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock training budget")
     ap.add_argument("--out", default=str(RUNS / "gowalla-multvae"))
     a = ap.parse_args()
     train, test = gowalla()
@@ -44,6 +45,7 @@ def main() -> None:
         batch_size=a.batch_size,
         eval_k=20,
         seed=a.seed,
+        max_seconds=None if a.max_minutes is None else 60 * a.max_minutes,
     )
     t = time.perf_counter()
     est.fit(fit, validation=(val_in, val_out), item_ids=train.item_ids, checkpoint_dir=a.out)

@@ -127,3 +127,15 @@ def test_random_csr_structure_never_crashes(indptr, indices, n):
         _core.top_n(s, max(n, 1), np.array(indptr, np.int64), np.array(indices, np.int32))
     except ValueError:
         pass
+
+
+def test_unreadable_model_file_is_an_os_error(saved, tmp_path):
+    """The third error kind: the OS refuses the read (here, manifest.json is a directory)."""
+    import shutil
+
+    d = tmp_path / "dir-manifest"
+    shutil.copytree(saved, d)
+    (d / "manifest.json").unlink()
+    (d / "manifest.json").mkdir()
+    with pytest.raises(OSError, match="cannot read"):
+        _core.MultVae.load(str(d))

@@ -145,3 +145,12 @@ def test_cuda_request_without_cuda_is_clear(tiny_data):
         personae.MultVAE(hidden=8, latent=4, epochs=1, device="cuda").fit(
             tiny_data.interactions, show_progress=False
         )
+
+
+def test_time_budget_stops_training(tiny_data):
+    est = personae.MultVAE(
+        hidden=16, latent=4, epochs=10_000, batch_size=100, device="cpu", max_seconds=0.5
+    )
+    est.fit(tiny_data.interactions, show_progress=False)
+    assert 1 <= len(est.history) < 10_000
+    assert est.model is not None

@@ -153,6 +153,7 @@ class MultVAE(Estimator):
         eval_k: int = 100,
         device: str = "auto",
         seed: int = 0,
+        max_seconds: float | None = None,
     ):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -172,6 +173,7 @@ class MultVAE(Estimator):
             eval_k=positive_int("eval_k", eval_k),
             device=device,
             seed=int(seed),
+            max_seconds=max_seconds,
         )
         self.model: Model | None = None
         self.history: list[dict] = []
@@ -218,16 +220,7 @@ class MultVAE(Estimator):
         mc = MultVAEConfig(
             p["hidden"], p["latent"], p["dropout"], p["anneal_cap"], p["total_anneal_steps"]
         )
-        tc = TrainConfig(
-            p["epochs"],
-            p["batch_size"],
-            p["lr"],
-            p["weight_decay"],
-            p["patience"],
-            p["eval_k"],
-            p["device"],
-            p["seed"],
-        )
+        tc = TrainConfig(**{k: p[k] for k in TrainConfig.__dataclass_fields__})
         ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
         if len(ids) != n_items:
             raise ValueError(f"item_ids has {len(ids)} entries for {n_items} items")

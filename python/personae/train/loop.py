@@ -44,6 +44,8 @@ class TrainConfig:
         eval_k: the validation metric is NDCG@eval_k (the Mult-VAE paper uses 100).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         seed: seeds torch, numpy and the batch order; seeded CPU runs are reproducible.
+        max_seconds: stop after the first epoch that ends past this wall-clock budget (the best
+            state so far is kept, as with early stopping); None for no budget.
     """
 
     epochs: int = 100
@@ -54,6 +56,7 @@ class TrainConfig:
     eval_k: int = 100
     device: str = "auto"
     seed: int = 0
+    max_seconds: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -203,6 +203,8 @@ def train_multvae(
             )
             if stopper.should_stop:
                 break
+            if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+                break
     finally:
         bar.close()
     if stopper.best_state is not None:
