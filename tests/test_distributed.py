@@ -42,3 +42,25 @@ def test_ray_equals_single_process(local_ray, tiny_model, tiny_data, tmp_path):
     out_path = tmp_path / "recs"
     distributed.recommend(ds, path, n=3).write_parquet(str(out_path))
     assert any(out_path.iterdir())
+
+
+def test_ray_runs_calibrated_reranking_in_the_same_pass(local_ray, tiny_model, tiny_data, tmp_path):
+    path = tiny_model.save(tmp_path / "model")
+    inter = tiny_data.interactions
+    m = inter.matrix
+    rows = [
+        {"user": int(u), "items": inter.item_ids[m[r].indices].tolist()}
+        for r, u in enumerate(inter.user_ids)
+    ]
+    cats = np.eye(4, dtype=np.float32)[np.arange(inter.n_items) % 4]
+    rr = personae.CalibratedReranker(cats, lam=0.7)
+    out = distributed.recommend(
+        ray.data.from_items(rows), path, n=30, batch_size=64, rerank=rr, n_final=5
+    ).to_pandas()
+    ids, scores = personae.load(path).recommend(m, 30)
+    want = rr.rerank(ids, scores, history=m, n=5)
+    out = out.sort_values(["user", "rank"])
+    got = out.pivot(index="user", columns="rank", values="item").loc[inter.user_ids]
+    np.testing.assert_array_equal(got.to_numpy().astype(np.int64), inter.item_ids[want.ids])
+    plain = personae.load(path).recommend(m, 5)[0]
+    assert (want.ids != plain).any()  # the reranker changed something

@@ -8,14 +8,17 @@ from personae import metrics
 from personae._core import ModelFormatError, top_n
 from personae.data import Interactions, SyntheticData, holdout_split, strong_split, synthetic
 from personae.models import Model, MultVAE, load
+from personae.rerank import CalibratedReranker, RerankResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CalibratedReranker",
     "Interactions",
     "Model",
     "ModelFormatError",
     "MultVAE",
+    "RerankResult",
     "SyntheticData",
     "holdout_split",
     "load",

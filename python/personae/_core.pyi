@@ -63,3 +63,69 @@ def ranking_metrics(
 ) -> dict[str, npt.NDArray[np.float64]]: ...
 def coverage(ids: npt.NDArray[np.int64], n_items: int) -> float: ...
 def sha256_hex(data: bytes) -> str: ...
+
+# -- calibrated reranking (rust/core/src/calibrate.rs); give exactly one of p / hist_* --------
+
+def calibrated_rerank(
+    candidates: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    cat_indptr: npt.NDArray[np.int64],
+    cat_indices: npt.NDArray[np.int32],
+    cat_data: npt.NDArray[np.float32],
+    n_categories: int,
+    n: int,
+    lam: float,
+    alpha: float,
+    rank_weighting: bool = False,
+    normalize: str = "minmax",
+    p: npt.NDArray[np.float32] | None = None,
+    hist_indptr: npt.NDArray[np.int64] | None = None,
+    hist_indices: npt.NDArray[np.int32] | None = None,
+    hist_data: npt.NDArray[np.float32] | None = None,
+    num_threads: int | None = None,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]:
+    """Steck's greedy calibrated reranking: (ids, scores, ckl_before, ckl_after); ids / scores
+    are users x n, padded with -1 / -inf. Raises ValueError on malformed input."""
+
+def target_distribution(
+    cat_indptr: npt.NDArray[np.int64],
+    cat_indices: npt.NDArray[np.int32],
+    cat_data: npt.NDArray[np.float32],
+    n_categories: int,
+    n_users: int,
+    p: npt.NDArray[np.float32] | None = None,
+    hist_indptr: npt.NDArray[np.int64] | None = None,
+    hist_indices: npt.NDArray[np.int32] | None = None,
+    hist_data: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float64]: ...
+def miscalibration(
+    ids: npt.NDArray[np.int64],
+    cat_indptr: npt.NDArray[np.int64],
+    cat_indices: npt.NDArray[np.int32],
+    cat_data: npt.NDArray[np.float32],
+    n_categories: int,
+    alpha: float,
+    rank_weighting: bool = False,
+    p: npt.NDArray[np.float32] | None = None,
+    hist_indptr: npt.NDArray[np.int64] | None = None,
+    hist_indices: npt.NDArray[np.int32] | None = None,
+    hist_data: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float64]: ...
+def interest_recall(
+    ids: npt.NDArray[np.int64],
+    cat_indptr: npt.NDArray[np.int64],
+    cat_indices: npt.NDArray[np.int32],
+    cat_data: npt.NDArray[np.float32],
+    n_categories: int,
+    threshold: float,
+    exclude_top: bool,
+    p: npt.NDArray[np.float32] | None = None,
+    hist_indptr: npt.NDArray[np.int64] | None = None,
+    hist_indices: npt.NDArray[np.int32] | None = None,
+    hist_data: npt.NDArray[np.float32] | None = None,
+) -> npt.NDArray[np.float64]: ...

@@ -20,7 +20,15 @@ import numpy as np
 from personae import _core
 from personae._validate import csr_parts, positive_int
 
-__all__ = ["coverage", "evaluate", "ranking_metrics"]
+__all__ = [
+    "calibration",
+    "category_coverage",
+    "coverage",
+    "evaluate",
+    "minority_interest_recall",
+    "miscalibration",
+    "ranking_metrics",
+]
 
 
 def _ids(ids) -> np.ndarray:
@@ -65,4 +73,50 @@ def evaluate(ids, truth, k: int) -> dict[str, float]:
         f"hit_rate@{k}": mean(m["hit"]),
         f"coverage@{k}": coverage(ids[:, :k], truth.shape[1]),
         "users": int(has.sum()),
+    }
+
+
+# -- calibration (Steck, RecSys 2018); definitions in personae.rerank -------------------------
+
+
+def _reranker(item_categories, alpha: float = 0.01, rank_weighting: bool = False):
+    from personae.rerank import CalibratedReranker
+
+    if isinstance(item_categories, CalibratedReranker):
+        return item_categories
+    return CalibratedReranker(item_categories, alpha=alpha, rank_weighting=rank_weighting)
+
+
+def miscalibration(
+    ids, item_categories, history=None, p=None, alpha: float = 0.01, rank_weighting=False
+) -> np.ndarray:
+    """Per-user C_KL = KL(p || q~) (natural log) of the lists ``ids`` against the category
+    distribution p of ``history`` (or ``p`` given directly); q~ = (1 - alpha) q + alpha p.
+    ``item_categories``: items x categories (0/1 flags are normalised per row)."""
+    return _reranker(item_categories, alpha, rank_weighting).miscalibration(ids, history, p)
+
+
+def minority_interest_recall(
+    ids, item_categories, history=None, p=None, threshold: float = 0.1
+) -> np.ndarray:
+    """Per-user share of the user's minority interests (categories with p(g|u) >= threshold
+    other than the user's top category) that some listed item belongs to; NaN for users with
+    no minority interest."""
+    return _reranker(item_categories).interest_recall(ids, history, p, threshold, True)
+
+
+def category_coverage(ids, item_categories, history=None, p=None) -> np.ndarray:
+    """Per-user share of the categories of the user's history (p(g|u) > 0) that some listed
+    item belongs to; NaN for users without categorised history."""
+    return _reranker(item_categories).interest_recall(ids, history, p, 0.0, False)
+
+
+def calibration(ids, item_categories, history=None, p=None, alpha: float = 0.01) -> dict:
+    """Means over users: ``ckl`` (C_KL), ``minority_recall`` and ``category_coverage``."""
+    r = _reranker(item_categories, alpha)
+    nanmean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")  # noqa: E731
+    return {
+        "ckl": float(np.mean(r.miscalibration(ids, history, p))),
+        "minority_recall": nanmean(r.interest_recall(ids, history, p, 0.1, True)),
+        "category_coverage": nanmean(r.interest_recall(ids, history, p, 0.0, False)),
     }

@@ -3,6 +3,8 @@
 //! Each function borrows numpy buffers as slices, releases the GIL for the whole computation
 //! (`Python::detach`) and converts core errors to Python exceptions in [`to_py`].
 
+mod calibrate;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -27,7 +29,7 @@ create_exception!(
 );
 
 /// The one place where core errors become Python exceptions.
-fn to_py(e: Error) -> PyErr {
+pub(crate) fn to_py(e: Error) -> PyErr {
     match e {
         Error::InvalidInput(m) => PyValueError::new_err(m),
         Error::ModelFormat(m) => ModelFormatError::new_err(m),
@@ -35,12 +37,15 @@ fn to_py(e: Error) -> PyErr {
     }
 }
 
-fn slice<'a, T: numpy::Element>(name: &str, a: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
+pub(crate) fn slice<'a, T: numpy::Element>(
+    name: &str,
+    a: &'a PyReadonlyArray1<'_, T>,
+) -> PyResult<&'a [T]> {
     a.as_slice()
         .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous 1-D array")))
 }
 
-fn slice2<'a, T: numpy::Element>(
+pub(crate) fn slice2<'a, T: numpy::Element>(
     name: &str,
     a: &'a PyReadonlyArray2<'_, T>,
 ) -> PyResult<(&'a [T], usize, usize)> {
@@ -52,7 +57,7 @@ fn slice2<'a, T: numpy::Element>(
     Ok((s, r, c))
 }
 
-fn matrix<'py, T: numpy::Element>(
+pub(crate) fn matrix<'py, T: numpy::Element>(
     py: Python<'py>,
     v: Vec<T>,
     rows: usize,
@@ -187,7 +192,7 @@ impl PyMultVae {
     }
 }
 
-fn check_cols(n_cols: usize, n_items: usize) -> personae_core::Result<()> {
+pub(crate) fn check_cols(n_cols: usize, n_items: usize) -> personae_core::Result<()> {
     if n_cols != n_items {
         return Err(Error::InvalidInput(format!(
             "user_items has {n_cols} columns but the model has {n_items} items"
@@ -196,7 +201,7 @@ fn check_cols(n_cols: usize, n_items: usize) -> personae_core::Result<()> {
     Ok(())
 }
 
-fn check_mask(mask: Option<&[bool]>, n_items: usize) -> personae_core::Result<()> {
+pub(crate) fn check_mask(mask: Option<&[bool]>, n_items: usize) -> personae_core::Result<()> {
     match mask {
         Some(m) if m.len() != n_items => Err(Error::InvalidInput(format!(
             "exclude_items: expected a mask of {n_items} items, got {}",
@@ -328,5 +333,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ranking_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(coverage, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_hex, m)?)?;
+    calibrate::register(m)?;
     Ok(())
 }

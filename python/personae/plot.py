@@ -1,0 +1,94 @@
+"""Calibration pictures (matplotlib, imported only when a picture is drawn)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["calibration"]
+
+
+def _list_matrix(ids: np.ndarray, n_items: int) -> sp.csr_matrix:
+    ids = np.asarray(ids, dtype=np.int64)
+    rows = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
+    keep = ids.ravel() >= 0
+    m = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], ids.ravel()[keep])),
+        shape=(ids.shape[0], n_items),
+    )
+    m.sum_duplicates()
+    return m
+
+
+def calibration(
+    reranker,
+    history,
+    plain_ids,
+    calibrated_ids,
+    path: str | os.PathLike = "calibration.png",
+    user: int = 0,
+    category_names=None,
+    title: str | None = None,
+) -> str:
+    """Saves a PNG comparing the category distribution of the history, of the plain top-n and
+    of the calibrated top-n, for one ``user`` (left) and averaged over all users (right).
+
+    ``reranker`` is the :class:`personae.CalibratedReranker` (its item categories are used);
+    ``history`` the users x items matrix; ``plain_ids`` / ``calibrated_ids`` users x n lists
+    (-1 padding). Returns the path written."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    plain_ids = np.asarray(plain_ids)
+    calibrated_ids = np.asarray(calibrated_ids)
+    if plain_ids.ndim != 2 or plain_ids.shape[0] != calibrated_ids.shape[0]:
+        raise ValueError(
+            f"plain_ids and calibrated_ids must be 2-D with one row per user, got "
+            f"{plain_ids.shape} and {calibrated_ids.shape}"
+        )
+    n_users = plain_ids.shape[0]
+    if not 0 <= user < n_users:
+        raise ValueError(f"user must lie in 0..{n_users}, got {user}")
+    n_items, g = reranker.n_items, reranker.n_categories
+    names = list(category_names) if category_names is not None else [str(k) for k in range(g)]
+    if len(names) != g:
+        raise ValueError(f"category_names has {len(names)} names for {g} categories")
+    dists = {
+        "history": reranker.target(history=history),
+        f"plain top-{plain_ids.shape[1]}": reranker.target(
+            history=_list_matrix(plain_ids, n_items)
+        ),
+        f"calibrated top-{calibrated_ids.shape[1]}": reranker.target(
+            history=_list_matrix(calibrated_ids, n_items)
+        ),
+    }
+    ckl = {
+        "plain": reranker.miscalibration(plain_ids, history=history),
+        "calibrated": reranker.miscalibration(calibrated_ids, history=history),
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 0.7 * g + 4), 4.5), sharey=True)
+    x = np.arange(g)
+    width = 0.27
+    for ax, (label, row) in zip(
+        axes, ((f"user {user}", lambda d: d[user]), ("all users", lambda d: d.mean(0))), strict=True
+    ):
+        for k, (name, d) in enumerate(dists.items()):
+            ax.bar(x + (k - 1) * width, row(d), width, label=name)
+        sel = (lambda v: v[user]) if label.startswith("user") else (lambda v: v.mean())
+        ax.set_title(
+            f"{label}: C_KL {sel(ckl['plain']):.3f} -> {sel(ckl['calibrated']):.3f} "
+            f"(ln, alpha {reranker.alpha})"
+        )
+        ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+    axes[0].set_ylabel("share of category mass")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,451 @@
+"""The Rust calibrated reranker against the slow Python reference, brute force and bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import personae
+from personae import CalibratedReranker
+
+import reference_calibrate as ref
+
+
+def genre_flags(rng, n_items, n_cats, empty_share=0.0):
+    flags = (rng.random((n_items, n_cats)) < 0.3).astype(np.float32)
+    flags[np.arange(n_items), rng.integers(0, n_cats, n_items)] = 1
+    flags[rng.random(n_items) < empty_share] = 0  # items without category
+    return flags
+
+
+@st.composite
+def problems(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n_items = draw(st.integers(1, 30))
+    n_cats = draw(st.integers(1, 6))
+    b = draw(st.integers(0, 5))
+    c = draw(st.integers(1, 12))
+    flags = genre_flags(rng, n_items, n_cats, draw(st.sampled_from([0.0, 0.2])))
+    cand = np.array([rng.permutation(max(n_items, c))[:c] for _ in range(b)], dtype=np.int64)
+    cand = cand.reshape(b, c)
+    cand[cand >= n_items] = -1
+    cand[rng.random((b, c)) < draw(st.sampled_from([0.0, 0.2]))] = -1
+    if draw(st.booleans()):
+        scores = rng.standard_normal((b, c)).astype(np.float32)
+    else:
+        scores = rng.integers(0, 3, (b, c)).astype(np.float32)  # ties
+    scores[cand < 0] = -np.inf
+    use_history = draw(st.booleans())
+    if use_history:
+        h = (rng.random((b, n_items)) < 0.3) * rng.random((b, n_items))
+        history, p = sp.csr_matrix(h.astype(np.float32)), None
+    else:
+        raw = rng.random((b, n_cats)) * (rng.random((b, n_cats)) < 0.7)
+        s = raw.sum(1, keepdims=True)
+        history, p = None, np.divide(raw, s, out=np.zeros_like(raw), where=s > 0)
+        p = p.astype(np.float32)
+    params = {
+        "lam": draw(st.sampled_from([0.0, 0.2, 0.5, 0.9, 0.99, 1.0])),
+        "alpha": draw(st.sampled_from([0.01, 0.1, 0.5])),
+        "normalize": draw(st.sampled_from(["none", "minmax", "softmax"])),
+        "rank_weighting": draw(st.booleans()),
+    }
+    n = draw(st.integers(1, 15))
+    return flags, cand, scores, history, p, params, n
+
+
+def check_against_reference(flags, cand, scores, history, p, params, n):
+    rr = CalibratedReranker(sp.csr_matrix(flags), **params)
+    out = rr.rerank(cand, scores, history=history, p=p, n=n)
+    cats = rr.item_categories.toarray().astype(np.float64)
+    pt = ref.target(cats, history, p)
+    assert np.allclose(rr.target(history=history, p=p, n_users=cand.shape[0]), pt, atol=1e-6)
+    kw = {k: params[k] for k in ("alpha", "rank_weighting", "normalize")}
+    for u in range(cand.shape[0]):
+        want, before, after = ref.rerank_user(
+            cand[u], scores[u], pt[u], cats, n, params["lam"], **kw
+        )
+        got = [int(i) for i in out.ids[u] if i >= 0]
+        assert out.ckl_before[u] == pytest.approx(before, rel=1e-6, abs=1e-9)
+        valid = cand[u][cand[u] >= 0]
+        assert len(got) == min(n, valid.size)
+        assert len(set(got)) == len(got)
+        assert set(got) <= set(valid.tolist())
+        assert (out.ids[u, len(got) :] == -1).all()
+        assert np.isneginf(out.scores[u, len(got) :]).all()
+        score_of = dict(zip(cand[u].tolist(), scores[u].tolist(), strict=True))
+        assert out.scores[u, : len(got)].tolist() == [score_of[i] for i in got]
+        if got == want:
+            assert out.ckl_after[u] == pytest.approx(after, rel=1e-6, abs=1e-9)
+            continue
+        # Lists may differ only at an exact tie of the objective (up to rounding).
+        k = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+        rel = ref.normalise(scores[u][cand[u] >= 0], params["normalize"])
+        rel_of = dict(zip(valid.tolist(), rel, strict=True))
+        obj = [
+            ref.objective(got[:k] + [x], rel_of, pt[u], cats, params["lam"], **_ow(params))
+            for x in (got[k], want[k])
+        ]
+        assert obj[0] == pytest.approx(obj[1], rel=1e-9, abs=1e-12), (got, want)
+
+
+def _ow(params):
+    return {"alpha": params["alpha"], "rank_weighting": params["rank_weighting"]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_matches_reference(prob):
+    check_against_reference(*prob)
+
+
+@settings(max_examples=50, deadline=None)
+@given(problems())
+def test_lambda_zero_is_relevance_order(prob):
+    flags, cand, scores, history, p, params, n = prob
+    params = dict(params, lam=0.0)
+    out = CalibratedReranker(sp.csr_matrix(flags), **params).rerank(
+        cand, scores, history=history, p=p, n=n
+    )
+    for u in range(cand.shape[0]):
+        valid = np.flatnonzero(cand[u] >= 0)
+        order = valid[np.lexsort((valid, -scores[u, valid].astype(np.float64)))][:n]
+        assert out.ids[u, : order.size].tolist() == cand[u, order].tolist()
+        assert (out.ids[u, order.size :] == -1).all()
+    np.testing.assert_array_equal(out.ckl_before, out.ckl_after)
+
+
+def test_greedy_never_beats_brute_force():
+    rng = np.random.default_rng(7)
+    gaps = []
+    for trial in range(150):
+        n_items, n_cats = 12, int(rng.integers(2, 5))
+        flags = genre_flags(rng, n_items, n_cats)
+        c = int(rng.integers(2, 9))
+        n = int(rng.integers(1, 4))
+        lam = float(rng.choice([0.3, 0.5, 0.8, 0.95]))
+        rw = bool(trial % 2)
+        cand = rng.permutation(n_items)[:c][None, :]
+        scores = rng.random((1, c)).astype(np.float32)
+        p = rng.dirichlet(np.ones(n_cats))[None, :].astype(np.float32)
+        rr = CalibratedReranker(sp.csr_matrix(flags), lam=lam, rank_weighting=rw)
+        got = rr.rerank(cand, scores, p=p, n=n).ids[0]
+        cats = rr.item_categories.toarray().astype(np.float64)
+        pt = ref.target(cats, p=p)[0]
+        rel_of = dict(zip(cand[0].tolist(), ref.normalise(scores[0], "minmax"), strict=True))
+        kw = {"alpha": 0.01, "rank_weighting": rw}
+        k = min(n, c)
+        best = max(
+            ref.objective(list(lst), rel_of, pt, cats, lam, **kw)
+            for lst in itertools.permutations(cand[0].tolist(), k)
+        )
+        mine = ref.objective(got[:k].tolist(), rel_of, pt, cats, lam, **kw)
+        assert mine <= best + 1e-12
+        gaps.append(best - mine)
+    gaps = np.array(gaps)
+    print(
+        f"greedy vs brute force over {gaps.size} tiny problems: mean gap {gaps.mean():.2e}, "
+        f"max {gaps.max():.2e}, optimal in {(gaps < 1e-12).mean():.0%}"
+    )
+
+
+def test_n_larger_than_candidates_pads():
+    flags = np.eye(3, dtype=np.float32)
+    rr = CalibratedReranker(sp.csr_matrix(flags), lam=0.5)
+    out = rr.rerank(np.array([[2, 0, -1]]), np.array([[0.1, 0.9, -np.inf]]), p=[[0.5, 0.5, 0]], n=5)
+    assert out.ids.tolist() == [[0, 2, -1, -1, -1]]
+    assert np.isneginf(out.scores[0, 2:]).all()
+
+
+def test_restores_minority_interest_and_metrics():
+    # Items 0-7 drama, 8-9 documentary; history 70% drama / 30% documentary.
+    flags = np.zeros((10, 2), dtype=np.float32)
+    flags[:8, 0] = 1
+    flags[8:, 1] = 1
+    history = sp.csr_matrix(np.r_[np.ones(7), 0, 1.5, 1.5][None, :].astype(np.float32))
+    cand = np.arange(10)[None, :]
+    scores = np.linspace(1, 0.1, 10, dtype=np.float32)[None, :]
+    rr = CalibratedReranker(sp.csr_matrix(flags), lam=0.9)
+    plain = rr.rerank(cand, scores, history=history, n=5, lam=0.0)
+    cal = rr.rerank(cand, scores, history=history, n=5)
+    assert plain.ids.tolist() == [[0, 1, 2, 3, 4]]
+    assert {8, 9} & set(cal.ids[0].tolist())
+    assert cal.ckl_after[0] < cal.ckl_before[0]
+    mir = personae.metrics.minority_interest_recall
+    assert mir(plain.ids, flags, history=history).tolist() == [0.0]
+    assert mir(cal.ids, flags, history=history).tolist() == [1.0]
+    np.testing.assert_allclose(
+        personae.metrics.miscalibration(cal.ids, flags, history=history), cal.ckl_after
+    )
+    assert personae.metrics.category_coverage(cal.ids, flags, history=history).tolist() == [1.0]
+    summary = personae.metrics.calibration(cal.ids, flags, history=history)
+    assert summary["minority_recall"] == 1.0
+
+
+def test_metrics_match_reference():
+    rng = np.random.default_rng(3)
+    flags = genre_flags(rng, 40, 6)
+    history = sp.csr_matrix((rng.random((30, 40)) < 0.2).astype(np.float32))
+    ids = np.stack([rng.permutation(40)[:10] for _ in range(30)])
+    ids[rng.random(ids.shape) < 0.1] = -1
+    rr = CalibratedReranker(sp.csr_matrix(flags))
+    cats = rr.item_categories.toarray().astype(np.float64)
+    pt = ref.target(cats, history)
+    want = [ref.ckl(ids[u], pt[u], cats, 0.01) for u in range(30)]
+    np.testing.assert_allclose(rr.miscalibration(ids, history=history), want, rtol=1e-9)
+    np.testing.assert_array_equal(
+        rr.interest_recall(ids, history=history), ref.interest_recall(ids, pt, cats)
+    )
+    np.testing.assert_array_equal(
+        personae.metrics.category_coverage(ids, flags, history=history),
+        ref.interest_recall(ids, pt, cats, 0.0, False),
+    )
+
+
+def test_threads_and_determinism():
+    rng = np.random.default_rng(5)
+    flags = genre_flags(rng, 200, 8)
+    history = sp.csr_matrix((rng.random((300, 200)) < 0.1).astype(np.float32))
+    cand = np.stack([rng.permutation(200)[:50] for _ in range(300)])
+    scores = rng.standard_normal(cand.shape).astype(np.float32)
+    rr = CalibratedReranker(sp.csr_matrix(flags), lam=0.6)
+    a = rr.rerank(cand, scores, history=history, n=10, num_threads=1)
+    b = rr.rerank(cand, scores, history=history, n=10, num_threads=2)
+    c = rr.rerank(cand, scores, history=history, n=10)
+    for x, y in ((a, b), (a, c)):
+        for f in x._fields:
+            np.testing.assert_array_equal(getattr(x, f), getattr(y, f))
+
+
+def test_normalize_rows_and_rank_weighting():
+    flags = sp.csr_matrix(np.array([[1, 1, 1], [0, 1, 0]], dtype=np.float32))
+    rr = CalibratedReranker(flags)
+    np.testing.assert_allclose(rr.item_categories.toarray()[0], [1 / 3] * 3, rtol=1e-6)
+    with pytest.raises(ValueError, match="item 0 sums to 3"):
+        CalibratedReranker(flags, normalize_rows=False).rerank([[0]], [[1.0]], p=[[1, 0, 0]])
+    rw = CalibratedReranker(flags, rank_weighting=True)
+    # Rank weighting: the second item weighs 1/log2(3).
+    w1 = 1 / np.log2(3)
+    q = (np.array([1 / 3] * 3) + w1 * np.array([0, 1, 0])) / (1 + w1)
+    p = np.array([0.6, 0.2, 0.2])
+    qt = 0.99 * q + 0.01 * p
+    want = float((p * np.log(p / qt)).sum())
+    got = rw.miscalibration([[0, 1]], p=p[None, :].astype(np.float32))
+    assert got[0] == pytest.approx(want, rel=1e-5)
+
+
+def test_dataframe_helper():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    flags = genre_flags(rng, 30, 4)
+    history = sp.csr_matrix((rng.random((5, 30)) < 0.3).astype(np.float32))
+    cand = np.stack([rng.permutation(30)[:8] for _ in range(5)])
+    scores = rng.standard_normal(cand.shape).astype(np.float32)
+    users = [4, 1, 3]
+    df = pd.DataFrame(
+        {
+            "u": np.repeat(users, 8),
+            "i": cand[users].ravel(),
+            "s": scores[users].ravel(),
+        }
+    ).sample(frac=1.0, random_state=0)
+    rr = CalibratedReranker(sp.csr_matrix(flags), lam=0.7)
+    out = rr.rerank_dataframe(df, "u", "i", "s", history=history, n=4)
+    full = rr.rerank(cand, scores, history=history, n=4)
+    assert sorted(out["u"].unique().tolist()) == sorted(users)
+    for u in users:
+        rows = out[out["u"] == u].sort_values("rank")
+        # Shuffled rows change the input order, which only matters at exact ties.
+        assert rows["i"].tolist() == full.ids[u].tolist()
+        assert rows["rank"].tolist() == [0, 1, 2, 3]
+    out2 = personae.rerank.rerank_dataframe(df, rr, "u", "i", "s", history=history, n=4)
+    pd.testing.assert_frame_equal(out, out2)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rr():
+    return CalibratedReranker(sp.csr_matrix(np.eye(4, dtype=np.float32)), lam=0.5)
+
+
+P = np.full((1, 4), 0.25, dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"lam": 1.5}, ValueError, r"lam must lie in \[0, 1\]"),
+        ({"lam": -0.1}, ValueError, r"lam must lie in \[0, 1\]"),
+        ({"lam": "a"}, TypeError, "lam must be a number"),
+        ({"alpha": 0.0}, ValueError, r"alpha must lie in \(0, 1\)"),
+        ({"alpha": 1.0}, ValueError, r"alpha must lie in \(0, 1\)"),
+        ({"normalize": "zscore"}, ValueError, "normalize must be one of"),
+    ],
+)
+def test_constructor_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        CalibratedReranker(sp.csr_matrix(np.eye(4)), **kwargs)
+
+
+def test_item_category_errors():
+    with pytest.raises(TypeError, match="scipy.sparse"):
+        CalibratedReranker([[1, 0]])
+    with pytest.raises(ValueError, match="item 1 has a negative"):
+        CalibratedReranker(sp.csr_matrix(np.array([[1.0, 0], [-1, 2]])))
+    with pytest.raises(ValueError, match="NaN"):
+        CalibratedReranker(sp.csr_matrix(np.array([[np.nan, 1.0]])))
+    bad = CalibratedReranker(sp.csr_matrix(np.array([[0.5, 0.6]])), normalize_rows=False)
+    with pytest.raises(ValueError, match="item 0 sums to"):
+        bad.rerank([[0]], [[1.0]], p=[[1.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("cand", "scores", "kw", "exc", "match"),
+    [
+        ([[0, 4]], [[1.0, 2.0]], {}, ValueError, r"row 0, column 1 has item id 4, outside 0..4"),
+        ([[0, -3]], [[1.0, 2.0]], {}, ValueError, "outside"),
+        ([[0, 1]], [[1.0, np.nan]], {}, ValueError, r"scores: row 0, column 1 is NaN"),
+        ([[0, 1]], [[1.0, np.inf]], {}, ValueError, "must be finite"),
+        ([[0, 0]], [[1.0, 2.0]], {}, ValueError, "item 0 more than once"),
+        ([[0, 1]], [[1.0]], {}, ValueError, "scores has shape"),
+        ([0, 1], [1.0, 2.0], {}, ValueError, "must be 2-D"),
+        ([[0.0, 1.0]], [[1.0, 2.0]], {}, TypeError, "integer item indices"),
+        ([[0, 1]], [["a", "b"]], {}, TypeError, "scores must be numeric"),
+        ([[0, 1]], [[1.0, 2.0]], {"n": 0}, ValueError, "n must be positive"),
+        ([[0, 1]], [[1.0, 2.0]], {"lam": 2.0}, ValueError, r"lam must lie in \[0, 1\]"),
+        ([[0, 1]], [[1.0, 2.0]], {"num_threads": 0}, ValueError, "num_threads"),
+        ([[0, 1]], [[1.0, 2.0]], {"p": None}, ValueError, "exactly one of"),
+        ([[0, 1]], [[1.0, 2.0]], {"p": P[:, :3]}, ValueError, r"p must have shape \(1, 4\)"),
+        ([[0, 1]], [[1.0, 2.0]], {"p": P * 2}, ValueError, "row 0 sums to"),
+        ([[0, 1]], [[1.0, 2.0]], {"p": -P}, ValueError, "non-negative"),
+    ],
+)
+def test_rerank_errors(rr, cand, scores, kw, exc, match):
+    kw = {"p": P, **kw}
+    with pytest.raises(exc, match=match):
+        rr.rerank(np.array(cand), np.array(scores), **kw)
+
+
+def test_history_errors(rr):
+    c, s = np.array([[0, 1]]), np.array([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="exactly one of"):
+        rr.rerank(c, s, history=sp.csr_matrix((1, 4)), p=P)
+    with pytest.raises(ValueError, match="history has 5 columns"):
+        rr.rerank(c, s, history=sp.csr_matrix((1, 5)))
+    with pytest.raises(ValueError, match="history has 2 rows"):
+        rr.rerank(c, s, history=sp.csr_matrix((2, 4)))
+    with pytest.raises(TypeError, match="scipy.sparse"):
+        rr.rerank(c, s, history=np.ones((1, 4)))
+    neg = sp.csr_matrix(np.array([[0, -1.0, 0, 0]]))
+    with pytest.raises(ValueError, match="user 0, item 1 has a negative weight"):
+        rr.rerank(c, s, history=neg)
+    with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
+        rr.interest_recall(c, p=P, threshold=2)
+
+
+def test_cli_rerank(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from personae.cli import main
+
+    # Users "a" (drama 70% / doc 30%) and "b"; item ids are strings, categories long format.
+    cats = pd.DataFrame(
+        {
+            "item": [f"m{i}" for i in range(10)] + ["m3"],
+            "category": ["drama"] * 8 + ["doc"] * 2 + ["doc"],
+        }
+    )
+    hist = pd.DataFrame({"user": ["a"] * 4 + ["b"], "item": ["m0", "m1", "m8", "m2", "m9"]})
+    cand = pd.DataFrame(
+        {
+            "user": ["a"] * 10 + ["b"] * 3,
+            "item": [f"m{i}" for i in range(10)] + ["m0", "m1", "m9"],
+            "score": list(np.linspace(1, 0.1, 10)) + [0.9, 0.8, 0.1],
+        }
+    )
+    for name, df in (("cats", cats), ("hist", hist), ("cand", cand)):
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+    out = tmp_path / "out.csv"
+    args = [
+        "rerank",
+        "--candidates",
+        str(tmp_path / "cand.csv"),
+        "--history",
+        str(tmp_path / "hist.csv"),
+        "--categories",
+        str(tmp_path / "cats.csv"),
+        "--out",
+        str(out),
+        "--n",
+        "3",
+        "--lam",
+        "0.9",
+    ]
+    assert main(args) == 0
+    res = pd.read_csv(out)
+    assert res.groupby("user").size().to_dict() == {"a": 3, "b": 3}
+    a = res[res["user"] == "a"].sort_values("rank")
+    assert a["rank"].tolist() == [1, 2, 3]
+    assert {"m8", "m9", "m3"} & set(a["item"])  # a documentary made it in
+    b = res[res["user"] == "b"].sort_values("rank")
+    assert b["item"].iloc[0] == "m9"  # b only watches documentaries
+    assert main([*args[:-2], "--lam", "1.5"]) == 1
+
+
+def test_plot_calibration(tmp_path):
+    pytest.importorskip("matplotlib")
+    from personae import plot
+
+    rng = np.random.default_rng(2)
+    flags = genre_flags(rng, 40, 5)
+    history = sp.csr_matrix((rng.random((6, 40)) < 0.3).astype(np.float32))
+    cand = np.stack([rng.permutation(40)[:20] for _ in range(6)])
+    scores = rng.standard_normal(cand.shape).astype(np.float32)
+    rr = CalibratedReranker(sp.csr_matrix(flags), lam=0.8)
+    plain = rr.rerank(cand, scores, history=history, n=5, lam=0.0).ids
+    cal = rr.rerank(cand, scores, history=history, n=5).ids
+    out = plot.calibration(
+        rr, history, plain, cal, tmp_path / "c.png", user=2, category_names="ABCDE"
+    )
+    assert (tmp_path / "c.png").stat().st_size > 1000 and out.endswith("c.png")
+    with pytest.raises(ValueError, match="user must lie"):
+        plot.calibration(rr, history, plain, cal, tmp_path / "d.png", user=6)
+
+
+def test_min_history_and_prior():
+    rng = np.random.default_rng(4)
+    flags = genre_flags(rng, 30, 4)
+    h = (rng.random((6, 30)) < 0.2).astype(np.float32)
+    h[0] = 0
+    h[0, :2] = 1  # user 0: two interactions
+    history = sp.csr_matrix(h)
+    cand = np.stack([rng.permutation(30)[:12] for _ in range(6)])
+    scores = rng.standard_normal(cand.shape).astype(np.float32)
+    plain = CalibratedReranker(sp.csr_matrix(flags), lam=0.0).rerank(
+        cand, scores, history=history, n=5
+    )
+    rr = CalibratedReranker(sp.csr_matrix(flags), lam=0.95, min_history=3)
+    out = rr.rerank(cand, scores, history=history, n=5)
+    assert out.ids[0].tolist() == plain.ids[0].tolist()  # passes through
+    assert out.ckl_before[0] == 0.0
+    # Prior: equivalent to giving p~ = beta p0 + (1 - beta) p directly.
+    beta = 0.3
+    rp = CalibratedReranker(sp.csr_matrix(flags), lam=0.8, prior_weight=beta)
+    p = rp.target(history=history)
+    want = rp.rerank(cand, scores, p=(beta * rp.prior + (1 - beta) * p).astype(np.float32), n=5)
+    got = rp.rerank(cand, scores, history=history, n=5)
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_allclose(got.ckl_after, want.ckl_after, rtol=1e-6)
+    with pytest.raises(ValueError, match="prior_weight must be < 1"):
+        CalibratedReranker(sp.csr_matrix(flags), prior_weight=1.0)
+    with pytest.raises(ValueError, match="prior must have shape"):
+        CalibratedReranker(sp.csr_matrix(flags), prior=[1.0])
+    with pytest.raises(ValueError, match="min_history must be >= 0"):
+        CalibratedReranker(sp.csr_matrix(flags), min_history=-1)
