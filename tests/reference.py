@@ -54,3 +54,20 @@ def ranking(ids: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, np.ndarr
         out["ndcg"].append(dcg / idcg)
         out["hit"].append(float(len(hits) > 0))
     return {key: np.array(v) for key, v in out.items()}
+
+
+def ampcf_scores(t: dict[str, np.ndarray], personas: np.ndarray, tau: float):
+    """AMP-CF scores and attention from the definition, densely, in float64:
+    ``(scores [B, I], attention [B, I, K])``."""
+    p = personas.astype(np.float64)  # [B, K, d]
+    q = t["item_emb"].astype(np.float64)  # [I, d]
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+    pa, qa = unit(p @ t["proj_user"]), unit(q @ t["proj_item"])
+    logits = np.einsum("bka,ia->bik", pa, qa) / tau
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    att = e / e.sum(-1, keepdims=True)
+    dots = np.einsum("bkd,id->bik", p, q)
+    return (att * dots).sum(-1) + t["item_bias"], att

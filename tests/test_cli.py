@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from personae.cli import main
 
@@ -67,7 +68,8 @@ def test_bad_arguments_exit_nonzero(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
-def test_train_recommend_evaluate_files(tmp_path):
+@pytest.mark.parametrize("family", ["multvae", "ampcf"])
+def test_train_recommend_evaluate_files(tmp_path, family, capsys):
     import personae
 
     d = personae.synthetic(n_users=300, n_items=120, n_tastes=4, seed=0)
@@ -89,6 +91,8 @@ def test_train_recommend_evaluate_files(tmp_path):
                 "2",
                 "--batch-size",
                 "100",
+                "--model",
+                family,
                 *cols,
             ]
         )
@@ -134,6 +138,9 @@ def test_train_recommend_evaluate_files(tmp_path):
         )
         == 0
     )
+    printed = capsys.readouterr().out
+    assert "ndcg@5" in printed
+    assert personae.load(model).kind == family
 
 
 def test_file_errors_are_clear(tmp_path, capsys):

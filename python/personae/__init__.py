@@ -7,12 +7,13 @@ training needs the ``train`` extra (PyTorch).
 from personae import metrics
 from personae._core import ModelFormatError, top_n
 from personae.data import Interactions, SyntheticData, holdout_split, strong_split, synthetic
-from personae.models import Model, MultVAE, load
+from personae.models import AMPCF, Model, MultVAE, load
 from personae.rerank import CalibratedReranker, RerankResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AMPCF",
     "CalibratedReranker",
     "Interactions",
     "Model",

@@ -42,6 +42,54 @@ class MultVae:
     ) -> npt.NDArray[np.float32]: ...
     def item_factors(self) -> npt.NDArray[np.float32]: ...
 
+class AmpCf:
+    """An inference-only AMP-CF model. Immutable; safe to share between threads. Users are
+    given as ``users`` (training user indices) or ``personas`` (rows x K x d float32)."""
+
+    @staticmethod
+    def load(path: str) -> AmpCf: ...
+    @staticmethod
+    def from_bytes(manifest: bytes, weights: bytes) -> AmpCf: ...
+    @property
+    def n_items(self) -> int: ...
+    @property
+    def n_users(self) -> int: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def att_dim(self) -> int: ...
+    @property
+    def tau(self) -> float: ...
+    def recommend(
+        self,
+        indptr: npt.NDArray[np.int64],
+        indices: npt.NDArray[np.int32],
+        n_cols: int,
+        n: int,
+        users: npt.NDArray[np.int64] | None = None,
+        personas: npt.NDArray[np.float32] | None = None,
+        exclude_seen: bool = True,
+        exclude_items: npt.NDArray[np.bool_] | None = None,
+        num_threads: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def score(
+        self,
+        users: npt.NDArray[np.int64] | None = None,
+        personas: npt.NDArray[np.float32] | None = None,
+        num_threads: int | None = None,
+    ) -> npt.NDArray[np.float32]: ...
+    def attention(
+        self,
+        pair_user: npt.NDArray[np.int64],
+        pair_item: npt.NDArray[np.int64],
+        users: npt.NDArray[np.int64] | None = None,
+        personas: npt.NDArray[np.float32] | None = None,
+        num_threads: int | None = None,
+    ) -> npt.NDArray[np.float32]: ...
+    def tensors(self) -> dict[str, npt.NDArray[np.float32]]: ...
+
 def top_n(
     scores: npt.NDArray[np.float32],
     n: int,

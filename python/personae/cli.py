@@ -128,22 +128,23 @@ def _long_format(users, item_ids, ids, scores):
 
 def _train(a: argparse.Namespace) -> int:
     from personae.data import holdout_split
-    from personae.models import MultVAE
+    from personae.models import AMPCF, MultVAE
 
-    if a.model != "multvae":
-        raise ValueError(f"unknown --model {a.model!r}")
     data = _read(a.data, a)
     print(f"read {data} from {a.data}")
     fit, val = holdout_split(data, a.val_fraction, seed=a.seed)
-    est = MultVAE(
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        patience=a.patience,
-        device=a.device,
-        seed=a.seed,
-    )
-    est.fit(fit, validation=(fit, val), show_progress=not a.quiet, checkpoint_dir=a.out)
+    common = dict(lr=a.lr, patience=a.patience, device=a.device, seed=a.seed, epochs=a.epochs)
+    if a.model == "multvae":
+        est = MultVAE(batch_size=a.batch_size or 500, **common)
+        validation = (fit, val)
+    elif a.model == "ampcf":
+        est = AMPCF(
+            n_personas=a.personas, dim=a.dim, tau=a.tau, batch_size=a.batch_size or 256, **common
+        )
+        validation = val
+    else:
+        raise ValueError(f"unknown --model {a.model!r}")
+    est.fit(fit, validation=validation, show_progress=not a.quiet, checkpoint_dir=a.out)
     est.save(a.out)
     t = est.model.manifest["training"]
     print(
@@ -168,11 +169,19 @@ def _recommend(a: argparse.Namespace) -> int:
     scores = np.empty((data.n_users, a.n), dtype=np.float32)
     step = a.batch_size
     for s in tqdm(range(0, data.n_users, step), disable=a.quiet, unit="batch", desc="recommend"):
-        ids[s : s + step], scores[s : s + step] = model.recommend(data.matrix[s : s + step], a.n)
+        ids[s : s + step], scores[s : s + step] = _score(model, data.matrix[s : s + step], a.n)
     assert isinstance(data, Interactions)
     _write_table(_long_format(data.user_ids, model.item_ids, ids, scores), Path(a.out))
     print(f"top-{a.n} for {data.n_users} users written to {a.out}")
     return 0
+
+
+def _score(model, rows, n: int):
+    """Top-n for the histories in `rows`. AMP-CF models first fold in each user's personas from
+    their history (users in a file are matched by history, not by training index)."""
+    if model.kind == "ampcf":
+        return model.recommend(rows, n, personas=model.fold_in(rows))
+    return model.recommend(rows, n)
 
 
 def _evaluate(a: argparse.Namespace) -> int:
@@ -191,7 +200,7 @@ def _evaluate(a: argparse.Namespace) -> int:
         item_ids=model.item_ids,
         drop_unknown=True,
     )
-    ids, _ = model.recommend(train.matrix, a.k)
+    ids, _ = _score(model, train.matrix, a.k)
     for name, value in evaluate(ids, test.matrix, a.k).items():
         print(f"{name:<24}{value:.4f}" if isinstance(value, float) else f"{name:<24}{value}")
     return 0
@@ -353,10 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     t.add_argument("--data", required=True, help="interactions file")
-    t.add_argument("--model", default="multvae", choices=["multvae"], help="model family")
+    t.add_argument("--model", default="multvae", choices=["multvae", "ampcf"], help="model family")
     t.add_argument("--out", required=True, help="model directory to write")
     t.add_argument("--epochs", type=int, default=100, help="maximum epochs")
-    t.add_argument("--batch-size", type=int, default=500, help="users per step")
+    t.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="users per step (Mult-VAE, default 500) or (user, item) pairs (AMP-CF, default 256)",
+    )
+    t.add_argument("--personas", type=int, default=3, help="AMP-CF: personas per user (K)")
+    t.add_argument("--dim", type=int, default=64, help="AMP-CF: embedding dimension (d)")
+    t.add_argument("--tau", type=float, default=0.2, help="AMP-CF: attention temperature")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     t.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
     t.add_argument("--val-fraction", type=float, default=0.1, help="held-out share per user")

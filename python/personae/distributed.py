@@ -29,7 +29,8 @@ class BatchScorer:
 
     Input batch columns: `user_col` (any ids) and `items_col` (per row, a sequence of external
     item ids: the user's history). Output: long format ``user, item, score, rank`` (rank from 1),
-    padding dropped. History items unknown to the model are ignored.
+    padding dropped. History items unknown to the model are ignored. AMP-CF models fold in
+    each user's personas from their history first (a short optimisation, so workers need torch).
     """
 
     def __init__(
@@ -75,8 +76,11 @@ class BatchScorer:
     def __call__(self, batch: dict) -> dict:
         users = np.asarray(batch[self.user_col])
         x = self._rows(list(batch[self.items_col]))
+        kw = {}
+        if self.model.kind == "ampcf":  # personas from each history (fold-in; needs torch)
+            kw["personas"] = self.model.fold_in(x)
         ids, scores = self.model.recommend(
-            x, self.n, exclude_seen=self.exclude_seen, num_threads=self.num_threads
+            x, self.n, exclude_seen=self.exclude_seen, num_threads=self.num_threads, **kw
         )
         if self.rerank is not None:
             ids, scores = self.rerank(ids, scores, x, self.n_final or self.n)

@@ -3,6 +3,7 @@
 //! No PyO3 here: every algorithm is plain Rust over slices, unit-tested with `cargo test`, and
 //! every failure is an [`error::Error`] value.
 
+pub mod ampcf;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod csr;

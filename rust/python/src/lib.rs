@@ -3,6 +3,7 @@
 //! Each function borrows numpy buffers as slices, releases the GIL for the whole computation
 //! (`Python::detach`) and converts core errors to Python exceptions in [`to_py`].
 
+mod ampcf;
 mod calibrate;
 
 use std::path::PathBuf;
@@ -334,5 +335,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(coverage, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_hex, m)?)?;
     calibrate::register(m)?;
+    ampcf::register(m)?;
     Ok(())
 }
