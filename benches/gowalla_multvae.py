@@ -1,7 +1,7 @@
 """Mult-VAE on Gowalla, LightGCN protocol: train, then Recall@20 / NDCG@20 on the test split.
 
-Usage: python benches/gowalla_multvae.py [--epochs 60] [--anneal-steps 20000]
-                                          [--out runs/gowalla-multvae]
+Usage: python benches/gowalla_multvae.py [--epochs 60] [--anneal-steps 20000] [--lr 1e-3]
+                                          [--device auto] [--name gowalla-multvae]
 
 Early stopping uses 3,000 training users with 20% of their training items hidden (2% of the
 training interactions); the test split is only read for the final numbers. Every new best model
@@ -29,10 +29,16 @@ def main() -> None:
     ap.add_argument("--anneal-cap", type=float, default=0.2)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--dropout", type=float, default=0.5)
+    ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock training budget")
-    ap.add_argument("--out", default=str(RUNS / "gowalla-multvae"))
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--name", default="gowalla-multvae", help="result file runs/NAME.json")
+    ap.add_argument("--out", default=None, help="model directory (default runs/NAME)")
     a = ap.parse_args()
+    out = a.out or str(RUNS / a.name)
     train, test = gowalla()
     print(train, test, f"torch threads {torch.get_num_threads()}")
     fit, val_in, val_out = carve_validation(train.matrix, 3000, 0.2, a.seed)
@@ -43,28 +49,43 @@ def main() -> None:
         anneal_cap=a.anneal_cap,
         lr=a.lr,
         batch_size=a.batch_size,
+        dropout=a.dropout,
+        weight_decay=a.weight_decay,
         eval_k=20,
+        device=a.device,
         seed=a.seed,
         max_seconds=None if a.max_minutes is None else 60 * a.max_minutes,
     )
     t = time.perf_counter()
-    est.fit(fit, validation=(val_in, val_out), item_ids=train.item_ids, checkpoint_dir=a.out)
+    est.fit(
+        fit,
+        validation=(val_in, val_out),
+        item_ids=train.item_ids,
+        checkpoint_dir=out,
+        show_progress=not a.quiet,
+    )
     train_s = time.perf_counter() - t
-    est.save(a.out)
+    est.save(out)
     t = time.perf_counter()
     ids, _ = est.model.recommend(train, n=20)
     rec_s = time.perf_counter() - t
     m = evaluate(ids, test.matrix, 20)
+    skip = {"out", "quiet", "name"}
     write_result(
-        "gowalla-multvae",
+        a.name,
         {
             "command": "python benches/gowalla_multvae.py "
-            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k != "out"),
+            + " ".join(
+                f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+                for k, v in vars(a).items()
+                if k not in skip and v is not None and v is not False
+            ),
             "recall@20": m["recall@20"],
             "ndcg@20": m["ndcg@20"],
             "users": m["users"],
             "train_seconds": train_s,
             "recommend_seconds": rec_s,
+            "device": est.model.manifest["training"].get("device", "?"),
             "best_epoch": est.model.manifest["training"]["best_epoch"],
             "epochs_run": len(est.history),
             "params": est.params,
