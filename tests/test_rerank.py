@@ -263,7 +263,7 @@ def test_dataframe_helper():
         rows = out[out["u"] == u].sort_values("rank")
         # Shuffled rows change the input order, which only matters at exact ties.
         assert rows["i"].tolist() == full.ids[u].tolist()
-        assert rows["rank"].tolist() == [0, 1, 2, 3]
+        assert rows["rank"].tolist() == [1, 2, 3, 4]
     out2 = personae.rerank.rerank_dataframe(df, rr, "u", "i", "s", history=history, n=4)
     pd.testing.assert_frame_equal(out, out2)
 
@@ -449,3 +449,16 @@ def test_min_history_and_prior():
         CalibratedReranker(sp.csr_matrix(flags), prior=[1.0])
     with pytest.raises(ValueError, match="min_history must be >= 0"):
         CalibratedReranker(sp.csr_matrix(flags), min_history=-1)
+
+
+def test_plot_is_reachable_from_the_package(tmp_path):
+    import personae as pk
+
+    hist = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=np.float32))
+    cats = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    rr = pk.CalibratedReranker(cats)
+    ids = np.array([[0, 2], [3, 1]])
+    out = pk.plot.calibration(rr, hist, ids, ids, tmp_path / "c.png", user=1)
+    assert (tmp_path / "c.png").stat().st_size > 0 and str(out).endswith("c.png")
+    with pytest.raises(AttributeError, match="no attribute"):
+        pk.nonexistent  # noqa: B018

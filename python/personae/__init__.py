@@ -28,3 +28,15 @@ __all__ = [
     "synthetic",
     "top_n",
 ]
+
+# Submodules with heavier optional dependencies (matplotlib, Ray) load on first use, so
+# ``personae.plot`` and ``personae.distributed`` work without an explicit import.
+_LAZY = ("plot", "distributed")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"personae.{name}")
+    raise AttributeError(f"module 'personae' has no attribute {name!r}")

@@ -281,7 +281,7 @@ def _rerank(a: argparse.Namespace) -> int:
     )
     out = rr.rerank_dataframe(frame, "u", "i", "s", history=h, n=a.n)
     ids = np.full((len(users), a.n), -1, dtype=np.int64)
-    ids[out["u"].to_numpy(), out["rank"].to_numpy()] = out["i"].to_numpy()
+    ids[out["u"].to_numpy(), out["rank"].to_numpy() - 1] = out["i"].to_numpy()
     served = np.unique(out["u"].to_numpy())
     plain = frame.sort_values(["u", "s"], ascending=[True, False], kind="stable")
     plain = plain.groupby("u", sort=True).head(a.n)
@@ -294,7 +294,7 @@ def _rerank(a: argparse.Namespace) -> int:
             "user": users[out["u"].to_numpy()],
             "item": items[out["i"].to_numpy()],
             "score": out["s"].to_numpy(),
-            "rank": out["rank"].to_numpy() + 1,
+            "rank": out["rank"].to_numpy(),
         }
     )
     _write_table(result, Path(a.out))

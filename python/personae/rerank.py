@@ -308,8 +308,8 @@ class CalibratedReranker:
         num_threads: int | None = None,
     ):
         """Reranks a long-format frame of (user, item, score) candidates. User values index the
-        rows of ``history`` / ``p``. Returns a frame with columns user, item, score, rank (0-based),
-        best first per user, without padding rows."""
+        rows of ``history`` / ``p``. Returns a frame with columns user, item, score, rank (from
+        1, as everywhere in personae), best first per user, without padding rows."""
         import pandas as pd
 
         for c in (user_col, item_col, score_col):
@@ -349,7 +349,7 @@ class CalibratedReranker:
                 user_col: np.repeat(uniq, keep.sum(1)),
                 item_col: r.ids[keep],
                 score_col: r.scores[keep],
-                "rank": np.nonzero(keep)[1],
+                "rank": np.nonzero(keep)[1] + 1,
             }
         )
 
