@@ -56,6 +56,46 @@ def carve_validation(m: sp.csr_matrix, n_users: int, fraction: float, seed: int)
     return fit, fit[users], out[users]
 
 
+def fit_and_report(script: str, args, est, fit_kwargs: dict, recommend, test) -> Path:
+    """Shared tail of the Gowalla scripts: fits `est` (saving to ``args.out``), scores the test
+    users with ``recommend(model) -> ids`` (top-20), and writes runs/``args.name``.json with a
+    command that reruns it, the metrics, timings and the per-epoch history."""
+    import time
+
+    from personae.metrics import evaluate
+
+    t = time.perf_counter()
+    est.fit(**fit_kwargs, checkpoint_dir=args.out, show_progress=not args.quiet)
+    train_s = time.perf_counter() - t
+    est.save(args.out)
+    t = time.perf_counter()
+    ids = recommend(est.model)
+    rec_s = time.perf_counter() - t
+    m = evaluate(ids, test.matrix, 20)
+    flags = " ".join(
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in vars(args).items()
+        if k not in {"out", "quiet", "name"} and v is not None and v is not False
+    )
+    training = est.model.manifest["training"]
+    return write_result(
+        args.name,
+        {
+            "command": f"python benches/{script} {flags}",
+            "recall@20": m["recall@20"],
+            "ndcg@20": m["ndcg@20"],
+            "users": m["users"],
+            "train_seconds": train_s,
+            "recommend_seconds": rec_s,
+            "device": training.get("device", "?"),
+            "best_epoch": training["best_epoch"],
+            "epochs_run": len(est.history),
+            "params": est.params,
+            "history": est.history,
+        },
+    )
+
+
 def write_result(name: str, result: dict) -> Path:
     RUNS.mkdir(exist_ok=True)
     p = RUNS / f"{name}.json"

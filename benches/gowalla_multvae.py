@@ -11,14 +11,12 @@ is checkpointed to --out, so an interrupted run keeps its best model.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import personae
-from personae.metrics import evaluate
 
-from _common import RUNS, carve_validation, gowalla, write_result
+from _common import RUNS, carve_validation, fit_and_report, gowalla
 
 
 def main() -> None:
@@ -38,7 +36,7 @@ def main() -> None:
     ap.add_argument("--name", default="gowalla-multvae", help="result file runs/NAME.json")
     ap.add_argument("--out", default=None, help="model directory (default runs/NAME)")
     a = ap.parse_args()
-    out = a.out or str(RUNS / a.name)
+    a.out = a.out or str(RUNS / a.name)
     train, test = gowalla()
     print(train, test, f"torch threads {torch.get_num_threads()}")
     fit, val_in, val_out = carve_validation(train.matrix, 3000, 0.2, a.seed)
@@ -56,41 +54,13 @@ def main() -> None:
         seed=a.seed,
         max_seconds=None if a.max_minutes is None else 60 * a.max_minutes,
     )
-    t = time.perf_counter()
-    est.fit(
-        fit,
-        validation=(val_in, val_out),
-        item_ids=train.item_ids,
-        checkpoint_dir=out,
-        show_progress=not a.quiet,
-    )
-    train_s = time.perf_counter() - t
-    est.save(out)
-    t = time.perf_counter()
-    ids, _ = est.model.recommend(train, n=20)
-    rec_s = time.perf_counter() - t
-    m = evaluate(ids, test.matrix, 20)
-    skip = {"out", "quiet", "name"}
-    write_result(
-        a.name,
-        {
-            "command": "python benches/gowalla_multvae.py "
-            + " ".join(
-                f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
-                for k, v in vars(a).items()
-                if k not in skip and v is not None and v is not False
-            ),
-            "recall@20": m["recall@20"],
-            "ndcg@20": m["ndcg@20"],
-            "users": m["users"],
-            "train_seconds": train_s,
-            "recommend_seconds": rec_s,
-            "device": est.model.manifest["training"].get("device", "?"),
-            "best_epoch": est.model.manifest["training"]["best_epoch"],
-            "epochs_run": len(est.history),
-            "params": est.params,
-            "history": est.history,
-        },
+    fit_and_report(
+        "gowalla_multvae.py",
+        a,
+        est,
+        dict(user_items=fit, validation=(val_in, val_out), item_ids=train.item_ids),
+        lambda model: model.recommend(train, n=20)[0],
+        test,
     )
 
 
