@@ -60,19 +60,25 @@ def test_sigkill_during_save_leaves_a_loadable_model(tmp_path):
 def test_real_model_survives_sigkill_mid_save(tiny_model, tmp_path):
     d = tiny_model.save(tmp_path / "m")
     before = personae.load(d).recommend(sp.csr_matrix((2, tiny_model.model.n_items)), 5)
+    # The child's first fsync (of the new weights' temporary file) stalls like a slow disk, so
+    # the kill always lands mid-save, after the bytes are written and before any rename. (A
+    # fixed sleep raced the save: on a fast disk the 50 MB sometimes landed first.)
     script = textwrap.dedent(f"""
-        import os, sys
+        import json, os, sys, time
         from personae import modelfile
         m = open({str(d / "manifest.json")!r}, "rb").read()
         w = b"x" * 50_000_000
-        import json
         mm = json.loads(m); mm["weights_file"] = "weights-deadbeefdeadbeef.safetensors"
-        print("go", flush=True)
+        real_fsync = os.fsync
+        def slow_fsync(fd):
+            real_fsync(fd)
+            print("go", flush=True)
+            time.sleep(60)
+        os.fsync = slow_fsync
         modelfile.save({str(d)!r}, json.dumps(mm).encode(), w)
     """)
     p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "go"
-    time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
     after = personae.load(d).recommend(sp.csr_matrix((2, tiny_model.model.n_items)), 5)
