@@ -1,5 +1,5 @@
-"""Writes seed inputs for the checkpoint fuzzer: real Mult-VAE files of several shapes, framed
-as [u32 LE manifest length][manifest][weights], plus a few hand-made broken ones.
+"""Writes seed inputs for the checkpoint fuzzer: real Mult-VAE and AMP-CF files of several
+shapes, framed as [u32 LE manifest length][manifest][weights], plus a few hand-made broken ones.
 
 Usage: python fuzz/make_seeds.py fuzz/corpus/checkpoint
 """
@@ -34,6 +34,21 @@ def main(out: Path) -> None:
         m, w = modelfile.encode("multvae", t, n_items=items, item_ids=np.arange(items), config={})
         (out / f"multvae-{i}.bin").write_bytes(frame(m, w))
         (out / f"truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
+    for i, (users, items, k, d, a) in enumerate(
+        [(2, 3, 2, 2, 2), (1, 5, 1, 3, 2), (3, 4, 3, 1, 1)]
+    ):
+        t = {
+            "personas": rng.standard_normal((users, k, d)),
+            "item_emb": rng.standard_normal((items, d)),
+            "item_bias": rng.standard_normal(items),
+            "proj_user": rng.standard_normal((d, a)),
+            "proj_item": rng.standard_normal((d, a)),
+        }
+        m, w = modelfile.encode(
+            "ampcf", t, n_items=items, item_ids=np.arange(items), config={}, extra={"tau": 0.5}
+        )
+        (out / f"ampcf-{i}.bin").write_bytes(frame(m, w))
+        (out / f"ampcf-truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
     (out / "empty-json.bin").write_bytes(frame(b"{}", b""))
     (out / "bad-len.bin").write_bytes(struct.pack("<I", 2**31) + b"{}")
 

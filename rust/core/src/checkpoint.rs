@@ -220,9 +220,21 @@ pub fn fuzz_one(data: &[u8]) {
     let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
     let rest = &data[4..];
     let (manifest, weights) = rest.split_at(len.min(rest.len()));
+    // Every model kind's own shape rules run on whatever the generic checks let through; an
+    // AMP-CF model that loads also scores one user and explains one pair (its precomputed item
+    // projections and the fused tile loop see every accepted shape).
     let load = |m: &[u8]| {
         if let Ok(c) = Checkpoint::from_bytes(m, weights) {
             let _ = crate::multvae::MultVae::from_checkpoint(c);
+        }
+        if let Ok(c) = Checkpoint::from_bytes(m, weights) {
+            if let Ok(a) = crate::ampcf::AmpCf::from_checkpoint(c) {
+                if a.n_users > 0 {
+                    let p = &a.personas()[..a.k * a.dim];
+                    let _ = a.score_dense(p, 1);
+                    let _ = a.attention(p, 1, &[0], &[0]);
+                }
+            }
         }
     };
     load(manifest);
