@@ -313,6 +313,7 @@ def _io_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``personae`` command and its subcommands."""
     p = argparse.ArgumentParser(
         prog="personae",
         description="Recommendations for users who are several tastes at once: Mult-VAE with a "
@@ -445,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``personae`` command; returns the exit code (1 with a one-line error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

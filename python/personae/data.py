@@ -67,14 +67,17 @@ class Interactions:
 
     @property
     def n_users(self) -> int:
+        """Number of users (rows of the matrix)."""
         return self.matrix.shape[0]
 
     @property
     def n_items(self) -> int:
+        """Number of items (columns of the matrix)."""
         return self.matrix.shape[1]
 
     @property
     def nnz(self) -> int:
+        """Number of interactions (stored entries)."""
         return self.matrix.nnz
 
     def __repr__(self) -> str:

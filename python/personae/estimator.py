@@ -38,6 +38,7 @@ class Estimator:
     _files: tuple[bytes, bytes] | None = None
 
     def fit(self, user_items, show_progress: bool = True):  # pragma: no cover - abstract
+        """Trains on `user_items` (users x items); implemented by each model."""
         raise NotImplementedError
 
     def _fitted(self):

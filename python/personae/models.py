@@ -645,6 +645,7 @@ class Popularity:
         self.counts: np.ndarray | None = None
 
     def fit(self, user_items) -> Popularity:
+        """Counts each item's interactions in `user_items` (users x items)."""
         indptr, indices, data, shape = csr_parts("user_items", user_items)
         self.counts = np.bincount(indices, minlength=shape[1]).astype(np.float32)
         return self
@@ -658,6 +659,9 @@ class Popularity:
         num_threads: int | None = None,
         batch: int = 4096,
     ):
+        """Top-`n` most popular items per row of `user_items` (the row's own items masked when
+        `exclude_seen`), as ``(ids int64, scores float32)`` of shape (users, n), padded like
+        :meth:`Model.recommend`; `batch` rows are ranked per Rust call."""
         if self.counts is None:
             raise RuntimeError("Popularity is not fitted yet: call fit() first")
         n = positive_int("n", n)

@@ -144,10 +144,12 @@ class CalibratedReranker:
 
     @property
     def n_items(self) -> int:
+        """Number of items (rows of the item x category matrix)."""
         return self.item_categories.shape[0]
 
     @property
     def n_categories(self) -> int:
+        """Number of categories (columns of the item x category matrix)."""
         return self.item_categories.shape[1]
 
     def __repr__(self) -> str:

@@ -67,6 +67,9 @@ class AMPCFConfig:
 
 
 class AMPCFNet(nn.Module):
+    """The AMP-CF network: persona table, item embeddings and biases, and the two attention
+    projections (see the module docstring for the model)."""
+
     def __init__(
         self,
         n_users: int,
@@ -107,6 +110,7 @@ class AMPCFNet(nn.Module):
         return (att * dots).sum(-1) + self.item_bias[items], att
 
     def forward(self, users: torch.Tensor, items: torch.Tensor):
+        """Scores and attention of training users ``users [B]`` for ``items [B, n]``."""
         return self.forward_personas(self.personas[users], items)
 
     def loss_personas(self, p, items, cfg: AMPCFConfig, log_q=None) -> torch.Tensor:
@@ -379,4 +383,5 @@ def fold_in(
 
 
 def config_dict(mc: AMPCFConfig, cfg: TrainConfig) -> dict:
+    """The training configuration as stored in the model manifest."""
     return {"model": asdict(mc), "train": cfg.to_dict()}

@@ -26,6 +26,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seeds Python's and torch's global generators."""
     # numpy randomness in personae goes through explicit Generators seeded from `seed`.
     random.seed(seed)
     torch.manual_seed(seed)
@@ -59,6 +60,7 @@ class TrainConfig:
     max_seconds: float | None = None
 
     def to_dict(self) -> dict:
+        """The settings as a plain dict (for the manifest)."""
         return asdict(self)
 
 
@@ -74,6 +76,7 @@ class SparseBatch:
 
 
 def sparse_batch(m: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> SparseBatch:
+    """Rows `rows` of `m` as a :class:`SparseBatch` on `device`."""
     sub = m[rows]
     counts = np.diff(sub.indptr)
     return SparseBatch(
@@ -136,4 +139,5 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
+        """True once `patience` validations in a row have not improved."""
         return self.patience > 0 and self.bad >= self.patience

@@ -41,6 +41,8 @@ class MultVAEConfig:
 
 
 class MultVAENet(nn.Module):
+    """The Mult-VAE network [I-hidden-latent-hidden-I] with a sparse (EmbeddingBag) first layer."""
+
     def __init__(self, n_items: int, hidden: int = 600, latent: int = 200, dropout: float = 0.5):
         super().__init__()
         self.n_items, self.hidden, self.latent, self.dropout = n_items, hidden, latent, dropout
@@ -56,6 +58,7 @@ class MultVAENet(nn.Module):
             nn.init.normal_(b, 0.0, 0.001)
 
     def encode(self, b: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | x) for a sparse batch (input L2-normalised, dropout)."""
         sq = torch.zeros(b.size, device=b.values.device).index_add_(0, b.rows, b.values**2)
         v = b.values / sq.sqrt().clamp_min(1e-12)[b.rows]
         v = F.dropout(v, self.dropout, self.training)
@@ -64,9 +67,11 @@ class MultVAENet(nn.Module):
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits over all items for latent codes `z`."""
         return self.out(torch.tanh(self.dec(z)))
 
     def forward(self, b: SparseBatch):
+        """(logits, mu, logvar); z is sampled in training mode, the mean otherwise."""
         mu, logvar = self.encode(b)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decode(z), mu, logvar
@@ -216,4 +221,5 @@ def train_multvae(
 
 
 def config_dict(mc: MultVAEConfig, cfg: TrainConfig) -> dict:
+    """The training configuration as stored in the model manifest."""
     return {"model": asdict(mc), "train": cfg.to_dict()}
