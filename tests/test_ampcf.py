@@ -305,3 +305,24 @@ def test_batch_scorer_folds_in_ampcf_users(tiny_data, tmp_path):
     ids, _ = personae.load(path).recommend(m, 4, personas=personas)
     np.testing.assert_array_equal(out["item"].reshape(6, 4), inter.item_ids[ids])
     np.testing.assert_array_equal(out["rank"].reshape(6, 4)[0], [1, 2, 3, 4])
+
+
+def test_tensor_accessors_and_cached_fold_in_net():
+    net = random_net(2, 5, 12, 3, 4)
+    model = build(net)
+    t = net.export()
+    np.testing.assert_array_equal(model.personas([4, 0]), t["personas"][[4, 0]])
+    got = model._core.tensors(["item_bias", "proj_item"])
+    assert set(got) == {"item_bias", "proj_item"}
+    np.testing.assert_array_equal(got["proj_item"], t["proj_item"])
+    np.testing.assert_array_equal(model.item_factors(), t["item_emb"])
+    with pytest.raises(ValueError, match="unknown tensor"):
+        model._core.tensors(["weights"])
+    with pytest.raises(ValueError, match="not a training user"):
+        model.personas([5])
+    x = random_csr(np.random.default_rng(3), 4, 12, 0.3)
+    a = model.fold_in(x, steps=5)
+    b = model.fold_in(x, steps=5)  # the frozen net is built once and reused
+    np.testing.assert_array_equal(a, b)
+    assert len(model._fold_in_nets) == 1
+    assert not any(p.requires_grad for p in model._fold_in_nets["cpu"].parameters())

@@ -16,14 +16,20 @@ def local_ray():
     ray.shutdown()
 
 
+def history_rows(inter) -> list[dict]:
+    """One (user, items) row per user: the input format of distributed.recommend."""
+    m = inter.matrix
+    return [
+        {"user": int(u), "items": inter.item_ids[m[r].indices].tolist()}
+        for r, u in enumerate(inter.user_ids)
+    ]
+
+
 def test_ray_equals_single_process(local_ray, tiny_model, tiny_data, tmp_path):
     path = tiny_model.save(tmp_path / "model")
     inter = tiny_data.interactions
     m = inter.matrix
-    rows = [
-        {"user": int(u), "items": inter.item_ids[m[r].indices].tolist()}
-        for r, u in enumerate(inter.user_ids)
-    ]
+    rows = history_rows(inter)
     ds = ray.data.from_items(rows)
     out = distributed.recommend(ds, path, n=7, batch_size=64, concurrency=2).to_pandas()
     ids, scores = personae.load(path).recommend(m, 7)
@@ -48,10 +54,7 @@ def test_ray_runs_calibrated_reranking_in_the_same_pass(local_ray, tiny_model, t
     path = tiny_model.save(tmp_path / "model")
     inter = tiny_data.interactions
     m = inter.matrix
-    rows = [
-        {"user": int(u), "items": inter.item_ids[m[r].indices].tolist()}
-        for r, u in enumerate(inter.user_ids)
-    ]
+    rows = history_rows(inter)
     cats = np.eye(4, dtype=np.float32)[np.arange(inter.n_items) % 4]
     rr = personae.CalibratedReranker(cats, lam=0.7)
     out = distributed.recommend(

@@ -41,6 +41,11 @@ class Estimator:
         """Trains on `user_items` (users x items); implemented by each model."""
         raise NotImplementedError
 
+    def _users_kwargs(self, userid) -> dict:
+        """Extra ``Model.recommend`` arguments that identify the users of an implicit-style call
+        (none by default: the users are their `user_items` rows)."""
+        return {}
+
     def _fitted(self):
         if self.model is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() first")
@@ -104,7 +109,11 @@ class Estimator:
                 "filter_items", _ids("filter_items", filter_items, model.n_items), model.n_items
             )
         ids, scores = model.recommend(
-            user_items, N, exclude_seen=filter_already_liked_items, exclude_items=exclude
+            user_items,
+            N,
+            exclude_seen=filter_already_liked_items,
+            exclude_items=exclude,
+            **self._users_kwargs(userid),
         )
         ids = ids.astype(np.int32)  # implicit's type: its evaluation code requires int32
         return (ids[0], scores[0]) if scalar else (ids, scores)

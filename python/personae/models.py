@@ -40,6 +40,7 @@ class Model:
         self.kind: str = manifest["kind"]
         self.n_items: int = core.n_items
         self.item_ids = np.asarray(manifest.get("item_ids", np.arange(self.n_items)))
+        self._fold_in_nets: dict[str, object] = {}  # AMP-CF: frozen torch nets by device
 
     def __repr__(self) -> str:
         return f"Model(kind={self.kind!r}, n_items={self.n_items})"
@@ -137,7 +138,7 @@ class Model:
     def item_factors(self) -> np.ndarray:
         """Output-layer item embeddings (n_items x hidden; AMP-CF: n_items x d)."""
         if self.kind == "ampcf":
-            return self._core.tensors()["item_emb"]
+            return self._core.tensors(["item_emb"])["item_emb"]
         return self._core.item_factors()
 
     # ---- AMP-CF: personas, fold-in, explanations ------------------------------------------
@@ -213,7 +214,7 @@ class Model:
     def personas(self, users) -> np.ndarray:
         """Persona vectors ``(len(users), K, d)`` of training users (AMP-CF only)."""
         self._need_ampcf("personas")
-        return self._core.tensors()["personas"][self._who(users, None)["users"]]
+        return self._core.personas(self._who(users, None)["users"])
 
     def fold_in(
         self, user_items, steps: int = 100, lr: float = 0.05, seed: int = 0, device: str = "cpu"
@@ -226,10 +227,18 @@ class Model:
         from personae.train.ampcf import AMPCFConfig, fold_in, net_from_tensors
         from personae.train.loop import pick_device
 
-        _, _, _, shape = csr_parts("user_items", user_items, self.n_items)
+        csr_parts("user_items", user_items, self.n_items)
         cfg = dict(self.manifest.get("config", {}).get("model", {}))
         mc = AMPCFConfig(**{k: v for k, v in cfg.items() if k in AMPCFConfig.__dataclass_fields__})
-        net = net_from_tensors(self._core.tensors(), self._core.tau, pick_device(device))
+        dev = pick_device(device)
+        net = self._fold_in_nets.get(str(dev))
+        if net is None:
+            # Built once per device, not per batch: the item side, and the mean training
+            # persona set that fold-in starts from (the only use of the persona table).
+            t = self._core.tensors()
+            t["personas"] = t["personas"].mean(0, keepdims=True)
+            net = net_from_tensors(t, self._core.tau, dev).requires_grad_(False)
+            self._fold_in_nets[str(dev)] = net
         m = user_items.matrix if hasattr(user_items, "matrix") else user_items
         return fold_in(
             net, sp.csr_matrix(m), mc, steps=positive_int("steps", steps), lr=lr, seed=seed
@@ -284,15 +293,15 @@ class Model:
             ha = self._core.attention(hu, indices.astype(np.int64), **who)  # (nnz, K)
             hist = np.full((rows, k, n_history), -1, dtype=np.int64)
             hw = np.full((rows, k, n_history), np.nan, dtype=np.float32)
-            for u in range(rows):  # per user: a sort of that user's history only
-                s, e = indptr[u], indptr[u + 1]
-                if s == e:
-                    continue
-                for kk in range(k):
-                    w = ha[s:e, kk]
-                    order = np.argsort(-w, kind="stable")[:n_history]
-                    hist[u, kk, : len(order)] = indices[s:e][order]
-                    hw[u, kk, : len(order)] = w[order]
+            for kk in range(k):
+                # Sort every history entry by (user, weight descending), ties in history order
+                # (lexsort is stable), then keep each user's first n_history.
+                order = np.lexsort((-ha[:, kk], hu))
+                rank = np.arange(len(order)) - indptr[hu[order]]
+                top = order[rank < n_history]
+                r = rank[rank < n_history]
+                hist[hu[top], kk, r] = indices[top]
+                hw[hu[top], kk, r] = ha[top, kk]
             out["history"], out["history_weight"] = hist, hw
         return out
 
@@ -396,15 +405,9 @@ class MultVAE(Estimator):
             dropout=dropout,
             anneal_cap=anneal_cap,
             total_anneal_steps=int(total_anneal_steps),
-            epochs=positive_int("epochs", epochs),
-            batch_size=positive_int("batch_size", batch_size),
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=int(patience),
-            eval_k=positive_int("eval_k", eval_k),
-            device=device,
-            seed=int(seed),
-            max_seconds=max_seconds,
+            **_training_params(
+                epochs, batch_size, lr, weight_decay, patience, eval_k, device, seed, max_seconds
+            ),
         )
         self.model: Model | None = None
         self.history: list[dict] = []
@@ -432,13 +435,7 @@ class MultVAE(Estimator):
         from personae.train.loop import TrainConfig
         from personae.train.multvae import MultVAEConfig, config_dict, train_multvae
 
-        if isinstance(user_items, Interactions):
-            item_ids = user_items.item_ids if item_ids is None else item_ids
-            user_items = user_items.matrix
-        if not sp.issparse(user_items):
-            raise TypeError(
-                f"user_items must be a scipy sparse matrix, got {type(user_items).__name__}"
-            )
+        user_items, ids = _fit_inputs(user_items, item_ids)
         n_items = user_items.shape[1]
         if validation is not None:
             if not isinstance(validation, (tuple, list)) or len(validation) != 2:
@@ -452,36 +449,74 @@ class MultVAE(Estimator):
             p["hidden"], p["latent"], p["dropout"], p["anneal_cap"], p["total_anneal_steps"]
         )
         tc = TrainConfig(**{k: p[k] for k in TrainConfig.__dataclass_fields__})
-        ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
-        if len(ids) != n_items:
-            raise ValueError(f"item_ids has {len(ids)} entries for {n_items} items")
-        config = config_dict(mc, tc)
-
-        def encode(net, extra):
-            return modelfile.encode(
-                "multvae", net.export(), n_items=n_items, item_ids=ids, config=config, extra=extra
-            )
-
         _train_and_export(
             self,
-            encode,
+            "multvae",
+            ids,
+            config_dict(mc, tc),
+            {},
             lambda cb: train_multvae(user_items, mc, tc, validation, show_progress, cb),
             checkpoint_dir,
         )
         return self
 
 
-def _train_and_export(est, encode, train, checkpoint_dir):
+def _training_params(
+    epochs, batch_size, lr, weight_decay, patience, eval_k, device, seed, max_seconds
+) -> dict:
+    """The validated :class:`personae.train.loop.TrainConfig` fields every estimator takes."""
+    return dict(
+        epochs=positive_int("epochs", epochs),
+        batch_size=positive_int("batch_size", batch_size),
+        lr=lr,
+        weight_decay=weight_decay,
+        patience=int(patience),
+        eval_k=positive_int("eval_k", eval_k),
+        device=device,
+        seed=int(seed),
+        max_seconds=max_seconds,
+    )
+
+
+def _fit_inputs(user_items, item_ids) -> tuple[sp.spmatrix, np.ndarray]:
+    """(training matrix, external item ids) from a sparse matrix or an `Interactions`."""
+    from personae.data import Interactions
+
+    if isinstance(user_items, Interactions):
+        item_ids = user_items.item_ids if item_ids is None else item_ids
+        user_items = user_items.matrix
+    if not sp.issparse(user_items):
+        raise TypeError(
+            f"user_items must be a scipy sparse matrix, got {type(user_items).__name__}"
+        )
+    n_items = user_items.shape[1]
+    ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
+    if len(ids) != n_items:
+        raise ValueError(f"item_ids has {len(ids)} entries for {n_items} items")
+    return user_items, ids
+
+
+def _train_and_export(est, kind, item_ids, config, extra, train, checkpoint_dir):
     """Runs ``train(on_improve)`` (saving each new best model to `checkpoint_dir`, so a crash
-    loses nothing), then encodes the final model with its training summary into
-    ``est._files`` and loads it for inference as ``est.model``. Returns the training result."""
+    loses nothing), then encodes the final model of `kind` with its training summary into
+    ``est._files`` and loads it for inference as ``est.model``. `extra`: manifest fields of the
+    kind. Returns the training result."""
+
+    def encode(net, training):
+        return modelfile.encode(
+            kind,
+            net.export(),
+            n_items=len(item_ids),
+            item_ids=item_ids,
+            config=config,
+            extra={**extra, "training": training},
+        )
+
     on_improve = None
     if checkpoint_dir is not None:
 
         def on_improve(net, epoch, ndcg):
-            modelfile.save(
-                checkpoint_dir, *encode(net, {"training": {"best_epoch": epoch, "val_ndcg": ndcg}})
-            )
+            modelfile.save(checkpoint_dir, *encode(net, {"best_epoch": epoch, "val_ndcg": ndcg}))
 
     res = train(on_improve)
     est.history = res.history
@@ -492,22 +527,9 @@ def _train_and_export(est, encode, train, checkpoint_dir):
         "device": res.device,
         "epochs_run": len(res.history),
     }
-    est._files = encode(res.net, {"training": summary})
+    est._files = encode(res.net, summary)
     est.model = Model.from_bytes(*est._files)
     return res
-
-
-class _BoundUsers:
-    """A Model view whose ``recommend`` scores fixed AMP-CF users (for the implicit-style API)."""
-
-    def __init__(self, model: Model, users: np.ndarray):
-        self._model, self._users, self.n_items = model, users, model.n_items
-
-    def _fitted(self):
-        return self
-
-    def recommend(self, user_items, n, **kw):
-        return self._model.recommend(user_items, n, users=self._users, **kw)
 
 
 class AMPCF(Estimator):
@@ -565,15 +587,9 @@ class AMPCF(Estimator):
             neg_power=float(neg_power),
             logq=bool(logq),
             l2=float(l2),
-            epochs=positive_int("epochs", epochs),
-            batch_size=positive_int("batch_size", batch_size),
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=int(patience),
-            eval_k=positive_int("eval_k", eval_k),
-            device=device,
-            seed=int(seed),
-            max_seconds=max_seconds,
+            **_training_params(
+                epochs, batch_size, lr, weight_decay, patience, eval_k, device, seed, max_seconds
+            ),
         )
         self.model: Model | None = None
         self.history: list[dict] = []
@@ -594,48 +610,28 @@ class AMPCF(Estimator):
         from personae.train.ampcf import AMPCFConfig, config_dict, train_ampcf
         from personae.train.loop import TrainConfig
 
-        if isinstance(user_items, Interactions):
-            item_ids = user_items.item_ids if item_ids is None else item_ids
-            user_items = user_items.matrix
+        user_items, ids = _fit_inputs(user_items, item_ids)
         if isinstance(validation, Interactions):
             validation = validation.matrix
-        if not sp.issparse(user_items):
-            raise TypeError(
-                f"user_items must be a scipy sparse matrix, got {type(user_items).__name__}"
-            )
-        n_items = user_items.shape[1]
         p = self.params
         mc = AMPCFConfig(**{k: p[k] for k in AMPCFConfig.__dataclass_fields__ if k in p})
         tc = TrainConfig(**{k: p[k] for k in TrainConfig.__dataclass_fields__})
-        ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
-        if len(ids) != n_items:
-            raise ValueError(f"item_ids has {len(ids)} entries for {n_items} items")
-        config = config_dict(mc, tc)
-
-        def encode(net, extra):
-            return modelfile.encode(
-                "ampcf",
-                net.export(),
-                n_items=n_items,
-                item_ids=ids,
-                config=config,
-                extra={"tau": mc.tau, "n_users": int(user_items.shape[0]), **extra},
-            )
-
         res = _train_and_export(
             self,
-            encode,
+            "ampcf",
+            ids,
+            config_dict(mc, tc),
+            {"tau": mc.tau, "n_users": int(user_items.shape[0])},
             lambda cb: train_ampcf(user_items, mc, tc, validation, show_progress, cb),
             checkpoint_dir,
         )
         self.net_ = res.net
         return self
 
-    def recommend(self, userid, user_items, N: int = 10, **kw):
-        """``implicit``-style top-`N` where `userid` are training user indices (one per row of
-        `user_items`, which supplies the items to filter); see :meth:`Estimator.recommend`."""
-        users = np.asarray(userid, dtype=np.int64).reshape(-1)
-        return Estimator.recommend(_BoundUsers(self._fitted(), users), userid, user_items, N, **kw)
+    def _users_kwargs(self, userid) -> dict:
+        # In the implicit-style recommend, AMP-CF scores users by their persona rows: `userid`
+        # are training user indices, and `user_items` only supplies the items to filter.
+        return {"users": np.asarray(userid, dtype=np.int64).reshape(-1)}
 
 
 class Popularity:

@@ -34,9 +34,7 @@ Model (as in the issue; choices where the paper is silent are marked *):
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,8 +42,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from personae import _core
-from personae.train.loop import EarlyStopping, TrainConfig, pick_device, seed_everything
+from personae.train.loop import (
+    EpochLog,
+    TrainConfig,
+    TrainResult,
+    check_train,
+    pick_device,
+    seed_everything,
+    validation_ndcg,
+)
 
 
 @dataclass
@@ -175,53 +180,8 @@ class NegativeSampler:
         return flat.view(shape)
 
 
-@dataclass
-class TrainResult:
-    net: AMPCFNet
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_ndcg: float = float("nan")
-    seconds: float = 0.0
-    device: str = "cpu"
-
-
-@torch.no_grad()
-def validation_ndcg(
-    net: AMPCFNet, train: sp.csr_matrix, held: sp.csr_matrix, k: int, batch: int = 256
-) -> float:
-    """Mean full-ranking NDCG@k over users with held-out items (training history masked)."""
-    dev = net.item_emb.device
-    users = np.flatnonzero(np.diff(held.indptr) > 0)
-    k = min(k, net.n_items)
-    ids = np.full((held.shape[0], k), -1, dtype=np.int64)
-    for s in range(0, len(users), batch):
-        u = users[s : s + batch]
-        sc = net.score_all(net.personas[torch.as_tensor(u, device=dev)])
-        sub = train[u]
-        r = np.repeat(np.arange(len(u)), np.diff(sub.indptr))
-        sc[torch.as_tensor(r, device=dev), torch.as_tensor(sub.indices, device=dev)] = -math.inf
-        ids[u] = torch.topk(sc, k, dim=1).indices.cpu().numpy()
-    m = _core.ranking_metrics(
-        ids, k, held.indptr.astype(np.int64), held.indices.astype(np.int32), net.n_items
-    )
-    v = m["ndcg"]
-    return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
-
-
 def _pairs(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices.astype(np.int64)
-
-
-def _check_train(train) -> sp.csr_matrix:
-    if not sp.issparse(train):
-        raise TypeError(f"train must be a scipy sparse matrix, got {type(train).__name__}")
-    train = sp.csr_matrix(train, dtype=np.float32)
-    train.sort_indices()
-    if train.shape[0] == 0 or train.nnz == 0:
-        raise ValueError("train has no interactions")
-    if not np.isfinite(train.data).all():
-        raise ValueError("train holds NaN or inf weights")
-    return train
 
 
 def train_ampcf(
@@ -243,7 +203,7 @@ def train_ampcf(
 
     mc = model_cfg or AMPCFConfig()
     cfg = cfg or TrainConfig(batch_size=256)
-    train = _check_train(train)
+    train = check_train(train)
     if validation is not None:
         if not sp.issparse(validation) or validation.shape != train.shape:
             raise ValueError(
@@ -265,10 +225,7 @@ def train_ampcf(
     log_q = sampler.log_q(mc.n_neg) if mc.logq else None
     pu, pi = _pairs(train)
     pu_t, pi_t = torch.as_tensor(pu, device=device), torch.as_tensor(pi, device=device)
-    stopper = EarlyStopping(cfg.patience if validation is not None else 0)
     steps = -(-len(pu) // cfg.batch_size)
-    history: list[dict] = []
-    t0 = time.perf_counter()
     bar = tqdm(
         total=cfg.epochs * steps,
         disable=not show_progress,
@@ -276,6 +233,20 @@ def train_ampcf(
         desc="AMP-CF",
         dynamic_ncols=True,
     )
+    validate = None
+    if validation is not None:
+        # Only users with held-out items are scored, by their persona rows; their training
+        # items are masked. Sliced once, not every epoch.
+        val_users = np.flatnonzero(np.diff(validation.indptr) > 0)
+        val_in, val_out = train[val_users], validation[val_users]
+
+        def score(rows, _batch):
+            return net.score_all(net.personas[torch.as_tensor(val_users[rows], device=device)])
+
+        def validate():
+            return validation_ndcg(score, val_in, val_out, cfg.eval_k, device, batch_size=256)
+
+    log = EpochLog(net, cfg, validate, on_improve, bar, device)
     try:
         for epoch in range(cfg.epochs):
             net.train()
@@ -291,30 +262,11 @@ def train_ampcf(
                 opt.step()
                 total += loss.item() * len(sel)
                 bar.update(1)
-            rec = {"epoch": epoch, "loss": total / len(pu)}
-            if validation is not None:
-                net.eval()
-                rec["val_ndcg"] = validation_ndcg(net, train, validation, cfg.eval_k)
-                if stopper.update(rec["val_ndcg"], epoch, net) and on_improve is not None:
-                    on_improve(net, epoch, rec["val_ndcg"])
-            history.append(rec)
-            bar.set_postfix(
-                epoch=epoch,
-                loss=f"{rec['loss']:.4f}",
-                **({"ndcg": f"{rec['val_ndcg']:.4f}"} if validation is not None else {}),
-            )
-            if stopper.should_stop:
-                break
-            if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            if log.end({"epoch": epoch, "loss": total / len(pu)}):
                 break
     finally:
         bar.close()
-    if stopper.best_state is not None:
-        net.load_state_dict(stopper.best_state)
-    net.eval()
-    return TrainResult(
-        net, history, stopper.best_epoch, stopper.best, time.perf_counter() - t0, str(device)
-    )
+    return log.result()
 
 
 def net_from_tensors(t: dict[str, np.ndarray], tau: float, device="cpu") -> AMPCFNet:
@@ -361,6 +313,9 @@ def fold_in(
     if len(pu):
         pu_t, pi_t = torch.as_tensor(pu, device=dev), torch.as_tensor(pi, device=dev)
         opt = torch.optim.Adam([p], lr=lr)
+        # Freeze the item side for the duration, then restore each flag as it was (a net kept
+        # for fold-in only stays frozen, and concurrent fold-ins never unfreeze it).
+        was = [prm.requires_grad for prm in net.parameters()]
         for prm in net.parameters():
             prm.requires_grad_(False)
         fixed_neg = sampler((len(pu), mc.n_neg), gen)
@@ -376,8 +331,8 @@ def fold_in(
                         fixed = torch.cat([pi_t[:, None], fixed_neg], dim=1)
                         hist.append(float(net.loss_personas(p[pu_t], fixed, mc, log_q)))
         finally:
-            for prm in net.parameters():
-                prm.requires_grad_(True)
+            for prm, flag in zip(net.parameters(), was, strict=True):
+                prm.requires_grad_(flag)
     out = p.detach().float().cpu().numpy()
     return (out, hist) if return_history else out
 

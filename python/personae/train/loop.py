@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import math
 import random
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -97,15 +98,16 @@ def validation_ndcg(
     device: torch.device,
     batch_size: int = 1000,
 ) -> float:
-    """Mean NDCG@k over users with held-out items: scores from `score_fn(SparseBatch)`, seen
-    (fold-in) items masked, top-k by torch, metric by the Rust core."""
+    """Mean NDCG@k over users with held-out items: scores from ``score_fn(rows, batch)`` (the
+    row indices of `val_in` and their :class:`SparseBatch`), seen (fold-in) items masked, top-k
+    by torch, metric by the Rust core."""
     n_items = val_in.shape[1]
     k = min(k, n_items)
     ids = np.empty((val_in.shape[0], k), dtype=np.int64)
     for start in range(0, val_in.shape[0], batch_size):
         rows = np.arange(start, min(start + batch_size, val_in.shape[0]))
         b = sparse_batch(val_in, rows, device)
-        scores = score_fn(b)
+        scores = score_fn(rows, b)
         scores[b.rows, b.indices] = -math.inf
         ids[rows] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
     out = val_out.tocsr()
@@ -141,3 +143,72 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         """True once `patience` validations in a row have not improved."""
         return self.patience > 0 and self.bad >= self.patience
+
+
+def check_train(train) -> sp.csr_matrix:
+    """`train` as a float32 CSR with sorted indices; a clear error when it is not a sparse
+    matrix, holds no interactions or holds NaN/inf weights."""
+    if not sp.issparse(train):
+        raise TypeError(f"train must be a scipy sparse matrix, got {type(train).__name__}")
+    train = sp.csr_matrix(train, dtype=np.float32)
+    if not train.has_sorted_indices:
+        train = train.sorted_indices()  # a copy: the caller's matrix is left as it was
+    if train.shape[0] == 0 or train.nnz == 0:
+        raise ValueError("train has no interactions")
+    if not np.isfinite(train.data).all():
+        raise ValueError("train holds NaN or inf weights")
+    return train
+
+
+@dataclass
+class TrainResult:
+    """What a training run returns: the network (best validation state when validated)."""
+
+    net: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_ndcg: float = float("nan")
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+class EpochLog:
+    """The end of every epoch, shared by the training loops: validation and early stopping,
+    the checkpoint callback, the history, the progress bar and the time budget."""
+
+    def __init__(self, net, cfg: TrainConfig, validate, on_improve, bar, device):
+        self.net, self.cfg, self.validate, self.on_improve = net, cfg, validate, on_improve
+        self.bar, self.device = bar, device
+        self.stopper = EarlyStopping(cfg.patience if validate is not None else 0)
+        self.history: list[dict] = []
+        self.t0 = time.perf_counter()
+
+    def end(self, rec: dict) -> bool:
+        """Validates (when a validation set was given) and records `rec`, which holds
+        ``epoch`` and ``loss``; True when training should stop."""
+        st = self.stopper
+        if self.validate is not None:
+            self.net.eval()
+            rec["val_ndcg"] = self.validate()
+            if st.update(rec["val_ndcg"], rec["epoch"], self.net) and self.on_improve:
+                self.on_improve(self.net, rec["epoch"], rec["val_ndcg"])
+        self.history.append(rec)
+        shown = (
+            {"ndcg": f"{rec['val_ndcg']:.4f}", "best": f"{st.best:.4f}"}
+            if "val_ndcg" in rec
+            else {}
+        )
+        self.bar.set_postfix(epoch=rec["epoch"], loss=f"{rec['loss']:.4g}", **shown)
+        budget = self.cfg.max_seconds
+        return st.should_stop or (budget is not None and time.perf_counter() - self.t0 > budget)
+
+    def result(self) -> TrainResult:
+        """The run's result, with the best validated state loaded back into the net."""
+        st = self.stopper
+        if st.best_state is not None:
+            self.net.load_state_dict(st.best_state)
+        self.net.eval()
+        seconds = time.perf_counter() - self.t0
+        return TrainResult(
+            self.net, self.history, st.best_epoch, st.best, seconds, str(self.device)
+        )

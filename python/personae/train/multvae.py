@@ -9,8 +9,7 @@ EmbeddingBag over the batch's non-zeros (a gather-sum), so no dense batch x item
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,9 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from personae.train.loop import (
-    EarlyStopping,
+    EpochLog,
     SparseBatch,
     TrainConfig,
+    TrainResult,
+    check_train,
     pick_device,
     seed_everything,
     sparse_batch,
@@ -107,16 +108,6 @@ class MultVAENet(nn.Module):
         }
 
 
-@dataclass
-class TrainResult:
-    net: MultVAENet
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_ndcg: float = float("nan")
-    seconds: float = 0.0
-    device: str = "cpu"
-
-
 def train_multvae(
     train: sp.csr_matrix,
     model_cfg: MultVAEConfig | None = None,
@@ -137,24 +128,15 @@ def train_multvae(
 
     mc = model_cfg or MultVAEConfig()
     cfg = cfg or TrainConfig()
-    if not sp.issparse(train):
-        raise TypeError(f"train must be a scipy sparse matrix, got {type(train).__name__}")
-    train = sp.csr_matrix(train, dtype=np.float32)
-    if train.shape[0] == 0 or train.nnz == 0:
-        raise ValueError("train has no interactions")
-    if not np.isfinite(train.data).all():
-        raise ValueError("train holds NaN or inf weights")
+    train = check_train(train)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     net = MultVAENet(train.shape[1], mc.hidden, mc.latent, mc.dropout).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
-    stopper = EarlyStopping(cfg.patience if validation is not None else 0)
     n_users = train.shape[0]
     steps_per_epoch = -(-n_users // cfg.batch_size)
-    history: list[dict] = []
     update = 0
-    t0 = time.perf_counter()
     bar = tqdm(
         total=cfg.epochs * steps_per_epoch,
         disable=not show_progress,
@@ -162,6 +144,15 @@ def train_multvae(
         desc="Mult-VAE",
         dynamic_ncols=True,
     )
+    validate = None
+    if validation is not None:
+
+        def validate():
+            return validation_ndcg(
+                lambda rows, b: net.scores(b), validation[0], validation[1], cfg.eval_k, device
+            )
+
+    log = EpochLog(net, cfg, validate, on_improve, bar, device)
     try:
         for epoch in range(cfg.epochs):
             net.train()
@@ -189,35 +180,11 @@ def train_multvae(
                 "nll": total_nll / n_users,
                 "beta": beta,
             }
-            if validation is not None:
-                net.eval()
-                rec["val_ndcg"] = validation_ndcg(
-                    net.scores, validation[0], validation[1], cfg.eval_k, device
-                )
-                if stopper.update(rec["val_ndcg"], epoch, net) and on_improve is not None:
-                    on_improve(net, epoch, rec["val_ndcg"])
-            history.append(rec)
-            bar.set_postfix(
-                epoch=epoch,
-                loss=f"{rec['loss']:.2f}",
-                **(
-                    {"ndcg": f"{rec['val_ndcg']:.4f}", "best": f"{stopper.best:.4f}"}
-                    if validation is not None
-                    else {}
-                ),
-            )
-            if stopper.should_stop:
-                break
-            if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            if log.end(rec):
                 break
     finally:
         bar.close()
-    if stopper.best_state is not None:
-        net.load_state_dict(stopper.best_state)
-    net.eval()
-    return TrainResult(
-        net, history, stopper.best_epoch, stopper.best, time.perf_counter() - t0, str(device)
-    )
+    return log.result()
 
 
 def config_dict(mc: MultVAEConfig, cfg: TrainConfig) -> dict:

@@ -266,6 +266,18 @@ fn weights_file_name(m: &Value) -> Result<&str> {
 pub(crate) mod tests {
     use super::*;
 
+    /// `n` values in [-0.5, 0.5) from a small LCG: reproducible test weights without a crate.
+    pub fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    }
+
     /// Builds a model file in memory: (manifest bytes, weights bytes).
     pub fn build(
         kind: &str,

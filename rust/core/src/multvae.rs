@@ -148,19 +148,8 @@ impl TileScorer for MultVae {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::tests::build;
+    use crate::checkpoint::tests::{build, rand_vec};
     use crate::fused::{top_n, DenseScores, Filters};
-
-    fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-            })
-            .collect()
-    }
 
     fn toy(n_items: usize, h: usize, z: usize) -> MultVae {
         let mut s = 7u64;

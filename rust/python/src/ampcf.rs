@@ -7,9 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn};
-use personae_core::ampcf::AmpCf;
-use personae_core::checkpoint::Checkpoint;
+use numpy::{PyArray1, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn};
+use personae_core::ampcf::{AmpCf, TENSORS};
 use personae_core::csr::CsrView;
 use personae_core::fused::Filters;
 use personae_core::{threads, Error};
@@ -17,7 +16,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::{check_mask, matrix, slice, to_py};
+use crate::{check_mask, load_model, matrix, model_from_bytes, slice, to_py};
 
 /// An inference-only AMP-CF model loaded from a model directory. Immutable and thread-safe.
 #[pyclass(frozen, name = "AmpCf", module = "personae._core")]
@@ -72,23 +71,15 @@ impl PyAmpCf {
     /// Loads and validates `path/manifest.json` + the weights it names.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py
-            .detach(|| Checkpoint::load_dir(&path).and_then(AmpCf::from_checkpoint))
-            .map_err(to_py)?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let inner = load_model(py, &path, AmpCf::from_checkpoint)?;
+        Ok(Self { inner })
     }
 
     /// Decodes and validates a model held in memory.
     #[staticmethod]
     fn from_bytes(py: Python<'_>, manifest: &[u8], weights: &[u8]) -> PyResult<Self> {
-        let inner = py
-            .detach(|| Checkpoint::from_bytes(manifest, weights).and_then(AmpCf::from_checkpoint))
-            .map_err(to_py)?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let inner = model_from_bytes(py, manifest, weights, AmpCf::from_checkpoint)?;
+        Ok(Self { inner })
     }
 
     #[getter]
@@ -214,27 +205,45 @@ impl PyAmpCf {
         matrix(py, out, pu.len(), model.k)
     }
 
-    /// Copies of the stored tensors (`personas`, `item_emb`, `item_bias`, `proj_user`,
-    /// `proj_item`), e.g. for fold-in in torch.
-    fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    /// Copies of stored tensors (`personas`, `item_emb`, `item_bias`, `proj_user`,
+    /// `proj_item`), e.g. for fold-in in torch: the ones in `names`, or all of them.
+    #[pyo3(signature = (names=None))]
+    fn tensors<'py>(
+        &self,
+        py: Python<'py>,
+        names: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let m = &self.inner;
+        let names = names.unwrap_or_else(|| TENSORS.iter().map(|n| n.to_string()).collect());
         let d = PyDict::new(py);
-        let p = PyArray1::from_vec(py, m.personas().to_vec()).reshape([m.n_users, m.k, m.dim])?;
-        d.set_item("personas", p)?;
-        d.set_item(
-            "item_emb",
-            matrix(py, m.item_emb().to_vec(), m.n_items, m.dim)?,
-        )?;
-        d.set_item("item_bias", PyArray1::from_vec(py, m.item_bias().to_vec()))?;
-        d.set_item(
-            "proj_user",
-            matrix(py, m.proj_user().to_vec(), m.dim, m.att_dim)?,
-        )?;
-        d.set_item(
-            "proj_item",
-            matrix(py, m.proj_item().to_vec(), m.dim, m.att_dim)?,
-        )?;
+        for name in &names {
+            let (v, shape): (&[f32], Vec<usize>) = match name.as_str() {
+                "personas" => (m.personas(), vec![m.n_users, m.k, m.dim]),
+                "item_emb" => (m.item_emb(), vec![m.n_items, m.dim]),
+                "item_bias" => (m.item_bias(), vec![m.n_items]),
+                "proj_user" => (m.proj_user(), vec![m.dim, m.att_dim]),
+                "proj_item" => (m.proj_item(), vec![m.dim, m.att_dim]),
+                _ => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown tensor {name:?}; AMP-CF tensors are {TENSORS:?}"
+                    )))
+                }
+            };
+            d.set_item(name, PyArray1::from_slice(py, v).reshape(shape)?)?;
+        }
         Ok(d)
+    }
+
+    /// Persona vectors `[len(users), K, d]` of training users (indices checked).
+    fn personas<'py>(
+        &self,
+        py: Python<'py>,
+        users: PyReadonlyArray1<'py, i64>,
+    ) -> PyResult<Bound<'py, PyArray3<f32>>> {
+        let u = slice("users", &users)?;
+        let m = &self.inner;
+        let v = py.detach(|| m.gather(u)).map_err(to_py)?;
+        PyArray1::from_vec(py, v).reshape([u.len(), m.k, m.dim])
     }
 }
 

@@ -218,7 +218,6 @@ fn miscalibration<'py>(
     hist_indices: Option<PyReadonlyArray1<'py, i32>>,
     hist_data: Option<PyReadonlyArray1<'py, f32>>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (s, rows, width) = slice2("ids", &ids)?;
     let inp = inputs!(
         cat_indptr,
         cat_indices,
@@ -229,14 +228,9 @@ fn miscalibration<'py>(
         hist_indices,
         hist_data
     );
-    let out = py
-        .detach(|| {
-            inp.with(|t, cats| {
-                calibrate::miscalibration(s, rows, width, t, cats, alpha, rank_weighting)
-            })
-        })
-        .map_err(to_py)?;
-    Ok(PyArray1::from_vec(py, out))
+    per_user(py, &ids, inp, |ids, rows, width, t, cats| {
+        calibrate::miscalibration(ids, rows, width, t, cats, alpha, rank_weighting)
+    })
 }
 
 /// Per-user share of the user's interests present in the list (see
@@ -259,7 +253,6 @@ fn interest_recall<'py>(
     hist_indices: Option<PyReadonlyArray1<'py, i32>>,
     hist_data: Option<PyReadonlyArray1<'py, f32>>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (s, rows, width) = slice2("ids", &ids)?;
     let inp = inputs!(
         cat_indptr,
         cat_indices,
@@ -270,12 +263,22 @@ fn interest_recall<'py>(
         hist_indices,
         hist_data
     );
+    per_user(py, &ids, inp, |ids, rows, width, t, cats| {
+        calibrate::interest_recall(ids, rows, width, t, cats, threshold, exclude_top)
+    })
+}
+
+/// One value per row of the lists `ids` (users x width), computed by `f` with the GIL released.
+fn per_user<'py>(
+    py: Python<'py>,
+    ids: &PyReadonlyArray2<'py, i64>,
+    inp: Inputs<'_>,
+    f: impl FnOnce(&[i64], usize, usize, &Target, &ItemCategories) -> personae_core::Result<Vec<f64>>
+        + Send,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let (s, rows, width) = slice2("ids", ids)?;
     let out = py
-        .detach(|| {
-            inp.with(|t, cats| {
-                calibrate::interest_recall(s, rows, width, t, cats, threshold, exclude_top)
-            })
-        })
+        .detach(|| inp.with(|t, cats| f(s, rows, width, t, cats)))
         .map_err(to_py)?;
     Ok(PyArray1::from_vec(py, out))
 }

@@ -6,7 +6,7 @@
 mod ampcf;
 mod calibrate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use numpy::{
@@ -67,6 +67,30 @@ pub(crate) fn matrix<'py, T: numpy::Element>(
     PyArray1::from_vec(py, v).reshape([rows, cols])
 }
 
+/// Loads and validates the model directory `path` as `M` (`build` applies the kind's rules),
+/// with the GIL released: the one loading path of every model class.
+pub(crate) fn load_model<M: Send>(
+    py: Python<'_>,
+    path: &Path,
+    build: impl FnOnce(Checkpoint) -> personae_core::Result<M> + Send,
+) -> PyResult<Arc<M>> {
+    py.detach(|| Checkpoint::load_dir(path).and_then(build))
+        .map(Arc::new)
+        .map_err(to_py)
+}
+
+/// Like [`load_model`], for the two files held in memory.
+pub(crate) fn model_from_bytes<M: Send>(
+    py: Python<'_>,
+    manifest: &[u8],
+    weights: &[u8],
+    build: impl FnOnce(Checkpoint) -> personae_core::Result<M> + Send,
+) -> PyResult<Arc<M>> {
+    py.detach(|| Checkpoint::from_bytes(manifest, weights).and_then(build))
+        .map(Arc::new)
+        .map_err(to_py)
+}
+
 /// An inference-only Mult-VAE loaded from a model directory. Immutable and thread-safe.
 #[pyclass(frozen, name = "MultVae", module = "personae._core")]
 struct PyMultVae {
@@ -78,23 +102,15 @@ impl PyMultVae {
     /// Loads and validates `path/manifest.json` + the weights it names.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py
-            .detach(|| Checkpoint::load_dir(&path).and_then(MultVae::from_checkpoint))
-            .map_err(to_py)?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let inner = load_model(py, &path, MultVae::from_checkpoint)?;
+        Ok(Self { inner })
     }
 
     /// Decodes and validates a model held in memory (the bytes `load` would read from disk).
     #[staticmethod]
     fn from_bytes(py: Python<'_>, manifest: &[u8], weights: &[u8]) -> PyResult<Self> {
-        let inner = py
-            .detach(|| Checkpoint::from_bytes(manifest, weights).and_then(MultVae::from_checkpoint))
-            .map_err(to_py)?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let inner = model_from_bytes(py, manifest, weights, MultVae::from_checkpoint)?;
+        Ok(Self { inner })
     }
 
     #[getter]
