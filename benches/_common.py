@@ -69,7 +69,7 @@ def fit_and_report(script: str, args, est, fit_kwargs: dict, recommend, test) ->
     train_s = time.perf_counter() - t
     est.save(args.out)
     t = time.perf_counter()
-    ids = recommend(est.model)
+    ids = recommend(est)
     rec_s = time.perf_counter() - t
     m = evaluate(ids, test.matrix, 20)
     flags = " ".join(
@@ -77,7 +77,7 @@ def fit_and_report(script: str, args, est, fit_kwargs: dict, recommend, test) ->
         for k, v in vars(args).items()
         if k not in {"out", "quiet", "name"} and v is not None and v is not False
     )
-    training = est.model.manifest["training"]
+    training = est.manifest["training"]
     return write_result(
         args.name,
         {

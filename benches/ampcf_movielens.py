@@ -55,7 +55,7 @@ def main() -> None:
         seed=a.seed,
     )
     est.fit(train, validation=held, show_progress=False)
-    m = est.model
+    m = est
     print(
         f"ml-100k: {data.n_users} users, {data.n_items} items; AMP-CF K={a.k} d={a.dim} "
         f"tau={a.tau}, best epoch {m.manifest['training']['best_epoch']}, "

@@ -33,7 +33,6 @@ def peak_mib() -> float:
 
 def setup(args):
     import personae
-    from personae import modelfile
 
     inter = personae.Interactions.from_lightgcn(GOWALLA / "train.txt")
     m = inter.matrix.tocsr()
@@ -49,10 +48,7 @@ def setup(args):
         "proj_user": (np.eye(d) + rng.normal(0, 0.1, (d, d))).astype(np.float32),
         "proj_item": (np.eye(d) + rng.normal(0, 0.1, (d, d))).astype(np.float32),
     }
-    files = modelfile.encode(
-        "ampcf", t, n_items=i, item_ids=np.arange(i), config={}, extra={"tau": 0.2}
-    )
-    return m, t, personae.Model.from_bytes(*files)
+    return m, t, personae.AMPCF.from_tensors(t, tau=0.2)
 
 
 def run_rust(args) -> dict:

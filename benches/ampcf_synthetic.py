@@ -72,11 +72,11 @@ def main() -> None:
     )
     est.fit(tr, validation=te, show_progress=False)
     secs = time.perf_counter() - t0
-    m = est.model
+    m = est
     hist = est.history[-1]
     print(
         f"trained K={args.k} d={args.dim} tau={args.tau}: {len(est.history)} epochs, "
-        f"{secs:.0f}s, best val NDCG@20 {est.model.manifest['training']['val_ndcg']:.4f} "
+        f"{secs:.0f}s, best val NDCG@20 {est.manifest['training']['val_ndcg']:.4f} "
         f"(last loss {hist['loss']:.4f})"
     )
     users = np.flatnonzero(((data.user_mixture > 0).sum(1) >= 2) & (np.diff(te.matrix.indptr) > 0))

@@ -68,7 +68,7 @@ def candidates(model: str, train: sp.csr_matrix, epochs: int, seed: int):
     if model == "multvae":
         est = personae.MultVAE(hidden=200, latent=64, epochs=epochs, device="cpu", seed=seed)
         est.fit(train, show_progress=False)
-        ids, scores = est.model.recommend(train, n=100)
+        ids, scores = est.recommend(train, n=100)
     else:
         from implicit.als import AlternatingLeastSquares
 
@@ -95,7 +95,7 @@ def main() -> None:
     tr = train.matrix
     print(f"{a.dataset}: {tr.shape[0]} users, {tr.shape[1]} items, {flags.shape[1]} genres")
     ids, scores = candidates(a.model, tr, a.epochs, a.seed)
-    rr = personae.CalibratedReranker(flags, alpha=0.01)
+    rr = personae.CalibratedReranker(flags, smoothing=0.01)
 
     rows = []
     for lam in LAMBDAS:
@@ -118,7 +118,7 @@ def main() -> None:
     base = df.iloc[0]
     df["ndcg_loss_%"] = 100 * (1 - df["ndcg@10"] / base["ndcg@10"])
     df["C_KL_cut_%"] = 100 * (1 - df["C_KL"] / base["C_KL"])
-    print(f"\n{a.dataset}, {a.model} top-100 -> calibrated top-10 (alpha 0.01, minmax, ln)")
+    print(f"\n{a.dataset}, {a.model} top-100 -> calibrated top-10 (smoothing 0.01, minmax, ln)")
     print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     ok = df[(df["C_KL_cut_%"] >= 40) & (df["ndcg_loss_%"] <= 5)]
     if len(ok):

@@ -16,10 +16,8 @@ BENCHMARKS.md (Mult-VAE speed) cites the output: neither bound leaves little eno
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file
 
 import personae
 
@@ -34,7 +32,7 @@ def main() -> None:
     a = ap.parse_args()
     train, _ = gowalla()
     model = personae.load(a.model)
-    t = load_file(Path(a.model) / model.manifest["weights_file"])
+    t = model._core.tensors()
     rows = np.sort(np.random.default_rng(0).choice(train.n_users, a.users, replace=False))
     x = train.matrix[rows]
     # The decoder's last hidden layer h for each sampled user, in float64 (numpy reference).

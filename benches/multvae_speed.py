@@ -42,7 +42,6 @@ def main() -> None:
     import torch
 
     import personae
-    from personae import modelfile
     from personae.train.loop import sparse_batch
     from personae.train.multvae import MultVAENet
 
@@ -52,10 +51,8 @@ def main() -> None:
     users, items = x.shape
     net = MultVAENet(items).eval()
     if (Path(a.model) / "manifest.json").exists():
-        from safetensors.numpy import load_file
-
         model = personae.load(a.model)
-        t = load_file(Path(a.model) / model.manifest["weights_file"])
+        t = model._core.tensors()
         z = net.latent
         with torch.no_grad():
             net.enc_item.weight.copy_(torch.from_numpy(t["enc_item"]))
@@ -68,10 +65,7 @@ def main() -> None:
             net.out.bias.copy_(torch.from_numpy(t["dec_item_b"]))
         source = a.model
     else:
-        files = modelfile.encode(
-            "multvae", net.export(), n_items=items, item_ids=np.arange(items), config={}
-        )
-        model = personae.Model.from_bytes(*files)
+        model = personae.MultVAE.from_tensors(net.export())
         source = "random init"
 
     def rust():

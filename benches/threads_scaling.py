@@ -15,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 
 import personae
-from personae import modelfile
 
 from _common import write_result
 
@@ -32,9 +31,7 @@ def random_model(items: int, hidden: int, latent: int, seed: int = 0) -> persona
         "dec_item": rng.standard_normal((items, hidden)) * 0.05,
         "dec_item_b": np.zeros(items),
     }
-    return personae.Model.from_bytes(
-        *modelfile.encode("multvae", t, n_items=items, item_ids=np.arange(items), config={})
-    )
+    return personae.MultVAE.from_tensors(t)
 
 
 def random_users(users: int, items: int, per_user: int, seed: int) -> sp.csr_matrix:

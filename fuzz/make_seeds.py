@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from personae import modelfile
+import personae
 
 
 def frame(manifest: bytes, weights: bytes) -> bytes:
@@ -31,7 +31,7 @@ def main(out: Path) -> None:
             "dec_item": rng.standard_normal((items, h)),
             "dec_item_b": rng.standard_normal(items),
         }
-        m, w = modelfile.encode("multvae", t, n_items=items, item_ids=np.arange(items), config={})
+        m, w = personae.MultVAE.from_tensors(t).to_bytes()
         (out / f"multvae-{i}.bin").write_bytes(frame(m, w))
         (out / f"truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
     for i, (users, items, k, d, a) in enumerate(
@@ -44,11 +44,12 @@ def main(out: Path) -> None:
             "proj_user": rng.standard_normal((d, a)),
             "proj_item": rng.standard_normal((d, a)),
         }
-        m, w = modelfile.encode(
-            "ampcf", t, n_items=items, item_ids=np.arange(items), config={}, extra={"tau": 0.5}
-        )
+        m, w = personae.AMPCF.from_tensors(t, tau=0.5).to_bytes()
         (out / f"ampcf-{i}.bin").write_bytes(frame(m, w))
         (out / f"ampcf-truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
+    counts = rng.random(6)
+    m, w = personae.Popularity.from_tensors({"item_count": counts}).to_bytes()
+    (out / "popularity-0.bin").write_bytes(frame(m, w))
     (out / "empty-json.bin").write_bytes(frame(b"{}", b""))
     (out / "bad-len.bin").write_bytes(struct.pack("<I", 2**31) + b"{}")
 

@@ -12,6 +12,13 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def normalise_rows(flags) -> np.ndarray:
+    """Each item's category distribution: its row of 0/1 flags divided by the row's sum."""
+    f = np.asarray(flags.toarray() if sp.issparse(flags) else flags, dtype=np.float64)
+    s = f.sum(1, keepdims=True)
+    return np.divide(f, s, out=np.zeros_like(f), where=s > 0)
+
+
 def target(cats: np.ndarray, history: sp.csr_matrix | None = None, p=None) -> np.ndarray:
     """Dense p(g|u) (users x categories) from a dense item x category matrix."""
     if p is not None:
@@ -55,6 +62,35 @@ def objective(items, rel_of, p_u, cats, lam, alpha, rank_weighting=False) -> flo
     return (1 - lam) * sum(rel_of[i] for i in items) - lam * ckl(
         items, p_u, cats, alpha, rank_weighting
     )
+
+
+def objective_multi(items, rel_of, ps, cats, lams, alpha, rank_weighting=False) -> float:
+    """Several attributes: (1 - sum lam_a) * relevance - sum_a lam_a * C_KL,a (attributes
+    whose target is all zero contribute no term)."""
+    kl = sum(
+        lam * ckl(items, p, c, alpha, rank_weighting)
+        for p, c, lam in zip(ps, cats, lams, strict=True)
+        if p.sum() > 0
+    )
+    return (1 - sum(lams)) * sum(rel_of[i] for i in items) - kl
+
+
+def rerank_user_multi(cand, scores, ps, cats, n, lams, alpha, normalize="minmax"):
+    """The greedy with several attributes, recomputing everything (ties to the earlier column)."""
+    valid = [j for j in range(len(cand)) if cand[j] >= 0]
+    plain = [int(cand[j]) for j in sorted(valid, key=lambda j: (-float(scores[j]), j))[:n]]
+    if sum(lams) == 0 or all(p.sum() == 0 for p in ps) or not valid:
+        return plain
+    rel = normalise(np.array([scores[j] for j in valid]), normalize)
+    rel_of = {int(cand[j]): r for j, r in zip(valid, rel, strict=True)}
+    chosen: list[int] = []
+    left = [int(cand[j]) for j in valid]
+    for _ in range(min(n, len(valid))):
+        vals = [objective_multi(chosen + [i], rel_of, ps, cats, lams, alpha) for i in left]
+        best = left[int(np.argmax(vals))]
+        chosen.append(best)
+        left.remove(best)
+    return chosen
 
 
 def rerank_user(cand, scores, p_u, cats, n, lam, alpha, rank_weighting=False, normalize="minmax"):

@@ -58,7 +58,7 @@ def test_quickstart_small_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Recall@10" in r.stdout and "popularity" in r.stdout
     recs = pd.read_csv(out / "recommendations.csv")
-    assert list(recs.columns) == ["user", "rank", "item", "score"]
+    assert list(recs.columns) == ["user", "item", "score", "rank"]
     assert recs.groupby("user").size().max() == 10
     assert (out / "model" / "manifest.json").exists()
 
@@ -163,4 +163,46 @@ def test_file_errors_are_clear(tmp_path, capsys):
         )
         == 1
     )
-    assert "manifest.json is missing" in capsys.readouterr().err
+    assert "manifest.json does not exist" in capsys.readouterr().err
+
+
+def _string_id_model(tmp_path):
+    """A model trained through the Python API on string item ids (as Parquet gives them)."""
+    import personae
+
+    d = personae.synthetic(n_users=200, n_items=80, n_tastes=4, seed=1).interactions
+    u, i, _ = d.to_arrays()
+    x = personae.Interactions.from_arrays(u, pd.Series(i).astype(str).to_numpy())
+    est = personae.MultVAE(hidden=16, latent=4, epochs=2, device="cpu", seed=0)
+    path = est.fit(x, show_progress=False).save(tmp_path / "model")
+    return x, path
+
+
+def test_numeric_csv_ids_match_a_string_vocabulary(tmp_path, capsys):
+    x, path = _string_id_model(tmp_path)
+    u, i, _ = x.to_arrays()
+    pd.DataFrame({"user": u[:300], "item": i[:300].astype(int)}).to_csv(
+        tmp_path / "h.csv", index=False
+    )
+    out = tmp_path / "r.csv"
+    args = ["recommend", "--model", str(path), "--data", str(tmp_path / "h.csv")]
+    assert main([*args, "--out", str(out), "--n", "5", "--quiet"]) == 0
+    recs = pd.read_csv(out, dtype={"item": str})
+    lists = recs.groupby("user")["item"].apply(tuple)
+    assert lists.nunique() > 1  # not the same list for everyone
+    seen = set(zip(u[:300].tolist(), i[:300].tolist(), strict=True))
+    assert not any((a, b) in seen for a, b in zip(recs["user"], recs["item"], strict=True))
+
+
+def test_ids_that_do_not_match_fail_clearly(tmp_path, capsys):
+    x, path = _string_id_model(tmp_path)
+    u, i, _ = x.to_arrays()
+    padded = [f"00{v}" for v in i[:100]]  # written differently: "007" is not "7"
+    pd.DataFrame({"user": u[:100], "item": padded}).to_csv(tmp_path / "h.csv", index=False)
+    args = ["recommend", "--model", str(path), "--data", str(tmp_path / "h.csv")]
+    args += ["--out", str(tmp_path / "r.csv"), "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "h.csv" in err and "column 'item'" in err and "'00" in err
+    assert main([*args, "--drop-unknown"]) == 0
+    assert "100 of 100 item ids" in capsys.readouterr().err

@@ -23,7 +23,7 @@ def test_fixed_vocabulary_and_unknown_ids():
         [2, 1, 1], [6, 5, 7], user_ids=train.user_ids, item_ids=train.item_ids, drop_unknown=True
     )
     assert test.matrix.shape == (2, 2) and test.nnz == 2
-    with pytest.raises(ValueError, match="not in the given item_ids"):
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
         Interactions.from_arrays([1], [7], item_ids=train.item_ids)
 
 
@@ -116,3 +116,50 @@ def test_gowalla_loads_with_published_sizes():
 def test_public_api_names():
     for name in personae.__all__:
         assert getattr(personae, name).__doc__, name
+
+
+def test_ids_are_read_as_written(tmp_path):
+    """'007' and '7' are two items in every reader; numbers and their text are one id."""
+    df = pd.DataFrame({"user": ["u1", "u1", "u2"], "item": ["007", "7", "7"]})
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_csv(tmp_path / "a.tsv", index=False, sep="\t")
+    df.to_parquet(tmp_path / "a.parquet")
+    for suffix in ("csv", "tsv", "parquet"):
+        x = Interactions.read(tmp_path / f"a.{suffix}")
+        assert x.item_ids.tolist() == ["007", "7"], suffix
+        assert x.matrix.toarray().tolist() == [[1, 1], [0, 1]]
+    # A vocabulary of integers (from the Python API) matches the same ids written as text.
+    ints = Interactions.from_arrays([1, 2, 2], [7, 8, 9])
+    text = Interactions.from_arrays(["1", "2"], ["8", "9"], item_ids=ints.item_ids)
+    assert text.matrix.toarray().tolist() == [[0, 1, 0], [0, 0, 1]]
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        Interactions.from_arrays(["1"], ["007"], item_ids=ints.item_ids)
+
+
+def test_poor_vocabulary_match_fails_with_examples_unless_dropping(tmp_path):
+    train = Interactions.from_arrays(["a"] * 4, ["x1", "x2", "x3", "x4"])
+    pd.DataFrame({"user": ["b"] * 4, "item": ["1", "2", "3", "x1"]}).to_csv(
+        tmp_path / "h.csv", index=False
+    )
+    read = Interactions.read
+    with pytest.raises(ValueError, match=r"3 of 4 item ids \(column 'item' and file .*h.csv\)"):
+        read(tmp_path / "h.csv", item_ids=train.item_ids, drop_unknown="auto")
+    with pytest.raises(ValueError, match=r"e.g. \['1', '2', '3'\]"):
+        read(tmp_path / "h.csv", item_ids=train.item_ids)
+    with pytest.warns(UserWarning, match="3 of 4 item ids .* dropped those rows"):
+        x = read(tmp_path / "h.csv", item_ids=train.item_ids, drop_unknown=True)
+    assert x.nnz == 1
+    pd.DataFrame({"user": ["b"] * 4, "item": ["x1", "x2", "x3", "zz"]}).to_csv(
+        tmp_path / "g.csv", index=False
+    )
+    with pytest.warns(UserWarning, match="1 of 4 item ids"):
+        assert read(tmp_path / "g.csv", item_ids=train.item_ids, drop_unknown="auto").nnz == 3
+
+
+def test_vocabulary_rules():
+    v = personae.Vocabulary(["b", "a", "c"])
+    codes, known = v.lookup(["c", "z", "a"], drop_unknown=True)
+    assert codes.tolist() == [2, -1, 1] and known.tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="appears more than once"):
+        personae.Vocabulary([1, 2, 1])
+    assert personae.Vocabulary(np.array([3.0, 1.0])).ids.dtype == np.int64

@@ -1,4 +1,5 @@
-"""Reliability: crash-safe saves, thread safety, streaming, no pickle anywhere."""
+"""Reliability: crash-safe and concurrency-safe saves, interruptible calls, thread safety,
+streaming, no pickle anywhere."""
 
 import os
 import re
@@ -18,24 +19,114 @@ import personae
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Two distinguishable models for the concurrency tests: item ids "a..." with counts 1, 2, 3...
+# and item ids "b..." with the counts reversed. A load that mixes files shows it at once.
+TWO_MODELS = """
+import numpy as np, personae
+N = 20_000
+def model(tag):
+    counts = np.arange(1, N + 1, dtype=np.float32)
+    if tag == "b":
+        counts = counts[::-1].copy()
+    ids = [f"{tag}{i}" for i in range(N)]
+    return personae.Popularity.from_tensors({"item_count": counts}, item_ids=ids)
+def check(m):
+    tag = m.item_ids[0][0]
+    want = 1.0 if tag == "a" else float(N)
+    return m.counts[0] == want and all(str(x)[0] == tag for x in m.item_ids[:: N // 10])
+"""
 
-def test_sigkill_during_save_leaves_a_loadable_model(tmp_path):
+
+def _script(body: str) -> str:
+    return TWO_MODELS + textwrap.dedent(body)
+
+
+def _run_for(seconds: float, script: str, *args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(seconds), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+WRITER = """
+import sys, time
+d, tag0 = sys.argv[2], sys.argv[3]
+models = [model(tag0), model("b" if tag0 == "a" else "a")]
+end = time.time() + float(sys.argv[1])
+i = 0
+while time.time() < end:
+    models[i % 2].save(d)
+    i += 1
+print(i)
+"""
+
+READER = """
+import sys, time
+d = sys.argv[2]
+end = time.time() + float(sys.argv[1])
+loads = mixes = failures = 0
+while time.time() < end:
+    try:
+        m = personae.load(d)
+    except Exception as e:
+        failures += 1
+        print("failure:", repr(e), file=sys.stderr)
+        continue
+    loads += 1
+    mixes += not check(m)
+print(loads, mixes, failures)
+"""
+
+
+def test_loads_during_saves_never_mix_two_models(tmp_path):
+    d = tmp_path / "m"
+    subprocess.run([sys.executable, "-c", _script(f"model('a').save({str(d)!r})")], check=True)
+    writer = _run_for(6, _script(WRITER), d, "a")
+    reader = _run_for(6, _script(READER), d)
+    out, err = reader.communicate(timeout=120)
+    writer.communicate(timeout=120)
+    loads, mixes, failures = map(int, out.split())
+    assert loads > 100, (out, err)
+    assert (mixes, failures) == (0, 0), err
+
+
+def test_two_writers_never_break_the_directory(tmp_path):
+    d = tmp_path / "m"
+    subprocess.run([sys.executable, "-c", _script(f"model('a').save({str(d)!r})")], check=True)
+    writers = [_run_for(5, _script(WRITER), d, tag) for tag in ("a", "b")]
+    reader = _run_for(5, _script(READER), d)
+    out, err = reader.communicate(timeout=120)
+    saves = [int(w.communicate(timeout=120)[0]) for w in writers]
+    assert min(saves) > 3
+    loads, mixes, failures = map(int, out.split())
+    assert loads > 10 and (mixes, failures) == (0, 0), err
+    final = subprocess.run(
+        [sys.executable, "-c", _script(f"print(check(personae.load({str(d)!r})))")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert final.stdout.strip() == "True"
+    # At most the current and the previous weights remain.
+    assert len(list(d.glob("weights-*.safetensors"))) <= 2
+
+
+def test_sigkill_during_save_leaves_a_loadable_model_and_no_temp_files(tmp_path):
     """A process saving model after model is killed at random moments; every time, the
-    directory still loads, and holds one of the models that was being written."""
-    d = tmp_path / "model"
-    script = textwrap.dedent(f"""
-        import numpy as np, sys
-        from personae import modelfile
-        rng = np.random.default_rng(0)
-        i = 0
-        while True:
-            t = {{"w": rng.standard_normal((512, 256)).astype(np.float32)}}
-            m, w = modelfile.encode("toy", t, n_items=1, item_ids=[0], config={{"i": i}})
-            modelfile.save({str(d)!r}, m, w)
+    directory still loads one of the models, and the next save removes the crash's leftovers."""
+    d = tmp_path / "m"
+    script = _script(
+        f"""
+        import itertools
+        ms = [model("a"), model("b")]
+        for i in itertools.count():
+            ms[i % 2].save({str(d)!r})
             if i == 0:
                 print("first", flush=True)
-            i += 1
-    """)
+        """
+    )
     rng = np.random.default_rng(1)
     for _ in range(8):
         p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -43,28 +134,21 @@ def test_sigkill_during_save_leaves_a_loadable_model(tmp_path):
         time.sleep(float(rng.uniform(0.0, 0.3)))
         p.send_signal(signal.SIGKILL)
         p.wait()
-        manifest = personae.modelfile.read_manifest(d)
-        wfile = d / manifest["weights_file"]
-        assert wfile.exists()
-        # The Rust loader validates the sha256 recorded in the manifest against the file.
-        from personae._core import sha256_hex
-
-        assert sha256_hex(wfile.read_bytes()) == manifest["weights_sha256"]
-        # Leftovers are only temporary files, never a second live weights file.
-        live = [f for f in d.iterdir() if not f.name.startswith(".")]
-        assert {f.name for f in live} <= {"manifest.json", wfile.name} | {
-            f.name for f in d.glob("weights-*")
-        }
+        loaded = personae.load(d)
+        assert loaded.counts[0] in (1.0, 20_000.0)
+    leftovers = list(d.glob(".*.tmp"))
+    personae.load(d).save(d)
+    assert not list(d.glob(".*.tmp")), leftovers
 
 
 def test_real_model_survives_sigkill_mid_save(tiny_model, tmp_path):
     d = tiny_model.save(tmp_path / "m")
-    before = personae.load(d).recommend(sp.csr_matrix((2, tiny_model.model.n_items)), 5)
+    x = sp.csr_matrix((2, tiny_model.n_items))
+    before = personae.load(d).recommend(x, 5)
     # The child's first fsync (of the new weights' temporary file) stalls like a slow disk, so
-    # the kill always lands mid-save, after the bytes are written and before any rename. (A
-    # fixed sleep raced the save: on a fast disk the 50 MB sometimes landed first.)
+    # the kill always lands mid-save, after the bytes are written and before any rename.
     script = textwrap.dedent(f"""
-        import json, os, sys, time
+        import json, os, time
         from personae import modelfile
         m = open({str(d / "manifest.json")!r}, "rb").read()
         w = b"x" * 50_000_000
@@ -81,20 +165,67 @@ def test_real_model_survives_sigkill_mid_save(tiny_model, tmp_path):
     assert p.stdout.readline().strip() == "go"
     p.send_signal(signal.SIGKILL)
     p.wait()
-    after = personae.load(d).recommend(sp.csr_matrix((2, tiny_model.model.n_items)), 5)
+    after = personae.load(d).recommend(x, 5)
     np.testing.assert_array_equal(before[0], after[0])
 
 
+LONG_CALL = """
+import sys, time
+import numpy as np, scipy.sparse as sp, personae
+rng = np.random.default_rng(0)
+items, h = 20_000, 1_000
+t = {
+    "enc_item": rng.standard_normal((items, h), dtype=np.float32) * 0.01,
+    "enc_b": np.zeros(h, np.float32),
+    "mu_w": rng.standard_normal((h, 50), dtype=np.float32) * 0.01,
+    "mu_b": np.zeros(50, np.float32),
+    "dec_w": rng.standard_normal((50, h), dtype=np.float32) * 0.01,
+    "dec_b": np.zeros(h, np.float32),
+    "dec_item": rng.standard_normal((items, h), dtype=np.float32) * 0.01,
+    "dec_item_b": np.zeros(items, np.float32),
+}
+model = personae.MultVAE.from_tensors(t)
+rows = np.repeat(np.arange(60_000), 2)
+x = sp.csr_matrix(
+    (np.ones(len(rows), np.float32), (rows, rng.integers(0, items, len(rows)))),
+    shape=(60_000, items),
+)
+x.sum_duplicates()
+print("start", flush=True)
+t0 = time.perf_counter()
+try:
+    model.recommend(x, 10)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+"""
+
+
+def test_ctrl_c_interrupts_a_long_recommend():
+    p = subprocess.Popen(
+        [sys.executable, "-c", LONG_CALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert p.stdout.readline().strip() == "start"
+    time.sleep(1.0)  # well inside a call that takes over ten seconds
+    sent = time.perf_counter()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    waited = time.perf_counter() - sent
+    assert p.returncode == 3 and out.strip() == "interrupted", (out, err)
+    # The issue asks for "within a second"; slack for a loaded CI machine.
+    assert waited < 2.0, waited
+
+
 def test_eight_threads_equal_sequential(tiny_model, tiny_data):
-    model = tiny_model.model
     m = tiny_data.interactions.matrix
     chunks = [m[i::8] for i in range(8)]
-    want = [model.recommend(c, 10) for c in chunks]
+    want = [tiny_model.recommend(c, 10) for c in chunks]
     got = [None] * 8
 
     def work(i):
         for _ in range(5):
-            got[i] = model.recommend(chunks[i], 10)
+            got[i] = tiny_model.recommend(chunks[i], 10, num_threads=1 + i % 3)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     for t in threads:
@@ -106,12 +237,25 @@ def test_eight_threads_equal_sequential(tiny_model, tiny_data):
         np.testing.assert_array_equal(b, e)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts OS threads via /proc")
+def test_thread_pools_stay_bounded(tiny_model, tiny_data):
+    """Every num_threads value used to keep its own pool alive forever (1..64 left 2,083 OS
+    threads); requests are now capped at the CPUs this process may use, one idle pool each."""
+    import personae._core as core
+
+    x = tiny_data.interactions.matrix[:50]
+    for t in range(1, core.MAX_THREADS + 1):  # every pool size that can exist, once
+        tiny_model.recommend(x, 5, num_threads=t)
+    before = len(os.listdir("/proc/self/task"))
+    for t in range(1, 65):
+        tiny_model.recommend(x, 5, num_threads=t)
+    assert len(os.listdir("/proc/self/task")) <= before
+
+
 def test_stream_equals_one_shot(tiny_model, tiny_data):
     m = tiny_data.interactions.matrix
-    whole = tiny_model.model.recommend(m, 7)
-    parts = list(
-        tiny_model.model.recommend_stream((m[s : s + 64] for s in range(0, m.shape[0], 64)), 7)
-    )
+    whole = tiny_model.recommend(m, 7)
+    parts = list(tiny_model.recommend_stream((m[s : s + 64] for s in range(0, m.shape[0], 64)), 7))
     np.testing.assert_array_equal(np.vstack([p[0] for p in parts]), whole[0])
     np.testing.assert_array_equal(np.vstack([p[1] for p in parts]), whole[1])
 
@@ -131,15 +275,17 @@ def test_no_pickle_anywhere():
     assert offenders == []
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_interpreter_survives_hostile_arrays(tiny_model):
     """Non-contiguous, wrongly typed and oversized inputs raise instead of crashing."""
-    core = tiny_model.model._core
+    core = tiny_model._core
     n = core.n_items
-    big = np.arange(0, 20, dtype=np.int64)[::2]  # non-contiguous view
+    x = sp.csr_matrix((1, n), dtype=np.float32)
+    x.indptr = np.arange(0, 4, dtype=np.int64)[::2]  # non-contiguous view
     with pytest.raises(ValueError, match="C-contiguous"):
-        core.recommend(big, np.zeros(0, np.int32), None, n, 3)
+        core.recommend(x, 3)
     with pytest.raises(TypeError):
-        core.recommend([0, 1], [1], None, n, 3)
-    with pytest.raises((ValueError, OverflowError, TypeError)):
-        core.recommend(np.array([0, 0], np.int64), np.zeros(0, np.int32), None, n, -1)
+        core.recommend([0, 1], 3)
+    with pytest.raises(TypeError, match="float32"):
+        core.recommend(sp.csr_matrix((1, n), dtype=np.float64), 3)
+    with pytest.raises(personae.InvalidInputError):
+        core.recommend(sp.csr_matrix((1, n), dtype=np.float32), -1)

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import personae
 from personae import metrics
 
 from reference import ranking
@@ -41,11 +42,11 @@ def test_coverage_and_errors():
     assert metrics.coverage(np.array([[0, -1], [0, 2]]), 4) == 0.5
     with pytest.raises(ValueError, match="outside"):
         metrics.coverage(np.array([[4]]), 4)
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(TypeError, match="2-D"):
         metrics.coverage(np.array([1, 2]), 4)
     with pytest.raises(TypeError, match="integer"):
         metrics.coverage(np.array([[1.5]]), 4)
     with pytest.raises(ValueError, match="rows"):
         metrics.ranking_metrics(np.zeros((2, 1), dtype=np.int64), sp.csr_matrix((3, 4)), 1)
-    with pytest.raises(ValueError, match="k must be positive"):
+    with pytest.raises(personae.InvalidInputError, match="k must be a positive integer"):
         metrics.ranking_metrics(np.zeros((1, 1), dtype=np.int64), sp.csr_matrix((1, 4)), 0)

@@ -52,7 +52,7 @@ def problems(draw):
         p = p.astype(np.float32)
     params = {
         "lam": draw(st.sampled_from([0.0, 0.2, 0.5, 0.9, 0.99, 1.0])),
-        "alpha": draw(st.sampled_from([0.01, 0.1, 0.5])),
+        "smoothing": draw(st.sampled_from([0.01, 0.1, 0.5])),
         "normalize": draw(st.sampled_from(["none", "minmax", "softmax"])),
         "rank_weighting": draw(st.booleans()),
     }
@@ -63,10 +63,11 @@ def problems(draw):
 def check_against_reference(flags, cand, scores, history, p, params, n):
     rr = CalibratedReranker(sp.csr_matrix(flags), **params)
     out = rr.rerank(cand, scores, history=history, p=p, n=n)
-    cats = rr.item_categories.toarray().astype(np.float64)
+    cats = ref.normalise_rows(flags)
     pt = ref.target(cats, history, p)
-    assert np.allclose(rr.target(history=history, p=p, n_users=cand.shape[0]), pt, atol=1e-6)
-    kw = {k: params[k] for k in ("alpha", "rank_weighting", "normalize")}
+    assert np.allclose(rr.target(history=history, p=p), pt, atol=1e-6)
+    kw = {"alpha": params["smoothing"], "rank_weighting": params["rank_weighting"]}
+    kw["normalize"] = params["normalize"]
     for u in range(cand.shape[0]):
         want, before, after = ref.rerank_user(
             cand[u], scores[u], pt[u], cats, n, params["lam"], **kw
@@ -96,7 +97,7 @@ def check_against_reference(flags, cand, scores, history, p, params, n):
 
 
 def _ow(params):
-    return {"alpha": params["alpha"], "rank_weighting": params["rank_weighting"]}
+    return {"alpha": params["smoothing"], "rank_weighting": params["rank_weighting"]}
 
 
 @settings(max_examples=300, deadline=None)
@@ -136,7 +137,7 @@ def test_greedy_never_beats_brute_force():
         p = rng.dirichlet(np.ones(n_cats))[None, :].astype(np.float32)
         rr = CalibratedReranker(sp.csr_matrix(flags), lam=lam, rank_weighting=rw)
         got = rr.rerank(cand, scores, p=p, n=n).ids[0]
-        cats = rr.item_categories.toarray().astype(np.float64)
+        cats = ref.normalise_rows(flags)
         pt = ref.target(cats, p=p)[0]
         rel_of = dict(zip(cand[0].tolist(), ref.normalise(scores[0], "minmax"), strict=True))
         kw = {"alpha": 0.01, "rank_weighting": rw}
@@ -195,7 +196,7 @@ def test_metrics_match_reference():
     ids = np.stack([rng.permutation(40)[:10] for _ in range(30)])
     ids[rng.random(ids.shape) < 0.1] = -1
     rr = CalibratedReranker(sp.csr_matrix(flags))
-    cats = rr.item_categories.toarray().astype(np.float64)
+    cats = ref.normalise_rows(flags)
     pt = ref.target(cats, history)
     want = [ref.ckl(ids[u], pt[u], cats, 0.01) for u in range(30)]
     np.testing.assert_allclose(rr.miscalibration(ids, history=history), want, rtol=1e-9)
@@ -226,9 +227,10 @@ def test_threads_and_determinism():
 def test_normalize_rows_and_rank_weighting():
     flags = sp.csr_matrix(np.array([[1, 1, 1], [0, 1, 0]], dtype=np.float32))
     rr = CalibratedReranker(flags)
-    np.testing.assert_allclose(rr.item_categories.toarray()[0], [1 / 3] * 3, rtol=1e-6)
+    only_item_0 = sp.csr_matrix(np.array([[1, 0]], dtype=np.float32))
+    np.testing.assert_allclose(rr.target(history=only_item_0)[0], [1 / 3] * 3, rtol=1e-6)
     with pytest.raises(ValueError, match="item 0 sums to 3"):
-        CalibratedReranker(flags, normalize_rows=False).rerank([[0]], [[1.0]], p=[[1, 0, 0]])
+        CalibratedReranker(flags, normalize_rows=False)
     rw = CalibratedReranker(flags, rank_weighting=True)
     # Rank weighting: the second item weighs 1/log2(3).
     w1 = 1 / np.log2(3)
@@ -282,12 +284,15 @@ P = np.full((1, 4), 0.25, dtype=np.float32)
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"lam": 1.5}, ValueError, r"lam must lie in \[0, 1\]"),
-        ({"lam": -0.1}, ValueError, r"lam must lie in \[0, 1\]"),
+        ({"lam": 1.5}, ValueError, r"lambda must lie in \[0, 1\]"),
+        ({"lam": -0.1}, ValueError, r"lambda must lie in \[0, 1\]"),
         ({"lam": "a"}, TypeError, "lam must be a number"),
-        ({"alpha": 0.0}, ValueError, r"alpha must lie in \(0, 1\)"),
-        ({"alpha": 1.0}, ValueError, r"alpha must lie in \(0, 1\)"),
-        ({"normalize": "zscore"}, ValueError, "normalize must be one of"),
+        ({"smoothing": 0.0}, ValueError, r"smoothing must lie in \(0, 1\)"),
+        ({"smoothing": 1.0}, ValueError, r"smoothing must lie in \(0, 1\)"),
+        ({"normalize": "zscore"}, ValueError, "normalize must be 'none', 'minmax' or 'softmax'"),
+        ({"prior_weight": 1.0}, ValueError, r"prior_weight must lie in \[0, 1\)"),
+        ({"prior": [1.0]}, ValueError, "prior: must hold 4 finite non-negative weights"),
+        ({"min_history": -1}, ValueError, "min_history must be >= 0"),
     ],
 )
 def test_constructor_errors(kwargs, exc, match):
@@ -295,16 +300,41 @@ def test_constructor_errors(kwargs, exc, match):
         CalibratedReranker(sp.csr_matrix(np.eye(4)), **kwargs)
 
 
+def test_pickles_by_its_arguments():
+    import pickle
+
+    rr = CalibratedReranker({"a": np.eye(3), "b": np.eye(3)[:, :2]}, lam={"a": 0.3, "b": 0.2})
+    back = pickle.loads(pickle.dumps(rr))
+    cand, scores = np.array([[0, 1, 2]]), np.array([[0.3, 0.2, 0.1]], np.float32)
+    p = {"a": np.array([[0.2, 0.2, 0.6]], np.float32), "b": np.array([[0.5, 0.5]], np.float32)}
+    np.testing.assert_array_equal(
+        back.rerank(cand, scores, p=p).ids, rr.rerank(cand, scores, p=p).ids
+    )
+
+
+def test_alpha_is_a_deprecated_name_for_smoothing():
+    with pytest.warns(DeprecationWarning, match="smoothing"):
+        rr = CalibratedReranker(np.eye(4), alpha=0.1)
+    assert rr.smoothing == 0.1 and rr.alpha == 0.1
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="smoothing must lie"):
+        CalibratedReranker(np.eye(4), alpha=0.0)
+
+
 def test_item_category_errors():
     with pytest.raises(TypeError, match="scipy.sparse"):
-        CalibratedReranker([[1, 0]])
+        CalibratedReranker("genres")
     with pytest.raises(ValueError, match="item 1 has a negative"):
         CalibratedReranker(sp.csr_matrix(np.array([[1.0, 0], [-1, 2]])))
     with pytest.raises(ValueError, match="NaN"):
         CalibratedReranker(sp.csr_matrix(np.array([[np.nan, 1.0]])))
-    bad = CalibratedReranker(sp.csr_matrix(np.array([[0.5, 0.6]])), normalize_rows=False)
     with pytest.raises(ValueError, match="item 0 sums to"):
-        bad.rerank([[0]], [[1.0]], p=[[1.0, 0.0]])
+        CalibratedReranker(sp.csr_matrix(np.array([[0.5, 0.6]])), normalize_rows=False)
+    with pytest.raises(ValueError, match="same 3 items"):
+        CalibratedReranker({"a": np.eye(3), "b": np.eye(4)})
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        CalibratedReranker({"a": np.eye(3), "b": np.eye(3)}, lam={"a": 0.6, "b": 0.6})
+    with pytest.raises(ValueError, match="exactly the attributes"):
+        CalibratedReranker({"a": np.eye(3), "b": np.eye(3)}, lam={"a": 0.6})
 
 
 @pytest.mark.parametrize(
@@ -315,15 +345,16 @@ def test_item_category_errors():
         ([[0, 1]], [[1.0, np.nan]], {}, ValueError, r"scores: row 0, column 1 is NaN"),
         ([[0, 1]], [[1.0, np.inf]], {}, ValueError, "must be finite"),
         ([[0, 0]], [[1.0, 2.0]], {}, ValueError, "item 0 more than once"),
-        ([[0, 1]], [[1.0]], {}, ValueError, "scores has shape"),
-        ([0, 1], [1.0, 2.0], {}, ValueError, "must be 2-D"),
+        ([[0, 1]], [[1.0]], {}, ValueError, "expected the shape of candidates"),
+        ([0, 1], [1.0, 2.0], {}, TypeError, "must be 2-D"),
         ([[0.0, 1.0]], [[1.0, 2.0]], {}, TypeError, "integer item indices"),
-        ([[0, 1]], [["a", "b"]], {}, TypeError, "scores must be numeric"),
-        ([[0, 1]], [[1.0, 2.0]], {"n": 0}, ValueError, "n must be positive"),
-        ([[0, 1]], [[1.0, 2.0]], {"lam": 2.0}, ValueError, r"lam must lie in \[0, 1\]"),
+        ([[0, 1]], [["a", "b"]], {}, TypeError, "scores must hold numbers"),
+        ([[0, 1]], [[1.0, 2.0]], {"n": 0}, ValueError, "n must be a positive integer"),
+        ([[0, 1]], [[1.0, 2.0]], {"n": 2**40}, MemoryError, "would need"),
+        ([[0, 1]], [[1.0, 2.0]], {"lam": 2.0}, ValueError, r"lambda must lie in \[0, 1\]"),
         ([[0, 1]], [[1.0, 2.0]], {"num_threads": 0}, ValueError, "num_threads"),
         ([[0, 1]], [[1.0, 2.0]], {"p": None}, ValueError, "exactly one of"),
-        ([[0, 1]], [[1.0, 2.0]], {"p": P[:, :3]}, ValueError, r"p must have shape \(1, 4\)"),
+        ([[0, 1]], [[1.0, 2.0]], {"p": P[:, :3]}, ValueError, r"p: expected shape \(1, 4\)"),
         ([[0, 1]], [[1.0, 2.0]], {"p": P * 2}, ValueError, "row 0 sums to"),
         ([[0, 1]], [[1.0, 2.0]], {"p": -P}, ValueError, "non-negative"),
     ],
@@ -345,7 +376,7 @@ def test_history_errors(rr):
     with pytest.raises(TypeError, match="scipy.sparse"):
         rr.rerank(c, s, history=np.ones((1, 4)))
     neg = sp.csr_matrix(np.array([[0, -1.0, 0, 0]]))
-    with pytest.raises(ValueError, match="user 0, item 1 has a negative weight"):
+    with pytest.raises(ValueError, match="history: row 0 has a negative weight"):
         rr.rerank(c, s, history=neg)
     with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
         rr.interest_recall(c, p=P, threshold=2)
@@ -438,17 +469,15 @@ def test_min_history_and_prior():
     # Prior: equivalent to giving p~ = beta p0 + (1 - beta) p directly.
     beta = 0.3
     rp = CalibratedReranker(sp.csr_matrix(flags), lam=0.8, prior_weight=beta)
-    p = rp.target(history=history)
-    want = rp.rerank(cand, scores, p=(beta * rp.prior + (1 - beta) * p).astype(np.float32), n=5)
+    p = CalibratedReranker(sp.csr_matrix(flags)).target(history=history)
+    p0 = ref.normalise_rows(flags).sum(0) / ref.normalise_rows(flags).sum()
+    np.testing.assert_allclose(rp.prior, p0, rtol=1e-9)
+    p_tilde = np.where(p.sum(1, keepdims=True) > 0, beta * p0 + (1 - beta) * p, 0)
+    np.testing.assert_allclose(rp.target(history=history), p_tilde, rtol=1e-9)
+    want = rp.rerank(cand, scores, p=p_tilde.astype(np.float32), n=5)
     got = rp.rerank(cand, scores, history=history, n=5)
     np.testing.assert_array_equal(got.ids, want.ids)
     np.testing.assert_allclose(got.ckl_after, want.ckl_after, rtol=1e-6)
-    with pytest.raises(ValueError, match="prior_weight must be < 1"):
-        CalibratedReranker(sp.csr_matrix(flags), prior_weight=1.0)
-    with pytest.raises(ValueError, match="prior must have shape"):
-        CalibratedReranker(sp.csr_matrix(flags), prior=[1.0])
-    with pytest.raises(ValueError, match="min_history must be >= 0"):
-        CalibratedReranker(sp.csr_matrix(flags), min_history=-1)
 
 
 def test_plot_is_reachable_from_the_package(tmp_path):
@@ -462,3 +491,80 @@ def test_plot_is_reachable_from_the_package(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 0 and str(out).endswith("c.png")
     with pytest.raises(AttributeError, match="no attribute"):
         pk.nonexistent  # noqa: B018
+
+
+@st.composite
+def two_attribute_problems(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n_items = draw(st.integers(1, 20))
+    b, c = draw(st.integers(1, 4)), draw(st.integers(1, 10))
+    flags = [genre_flags(rng, n_items, draw(st.integers(1, 5))) for _ in range(2)]
+    cand = np.array([rng.permutation(max(n_items, c))[:c] for _ in range(b)], dtype=np.int64)
+    cand[cand >= n_items] = -1
+    scores = rng.integers(0, 4, (b, c)).astype(np.float32)  # ties
+    scores[cand < 0] = -np.inf
+    history = sp.csr_matrix(((rng.random((b, n_items)) < 0.4) * 1.0).astype(np.float32))
+    la = draw(st.sampled_from([0.0, 0.2, 0.5]))
+    lams = (la, draw(st.sampled_from([0.0, 0.3, 0.5])))
+    return flags, cand, scores, history, lams, draw(st.integers(1, 8))
+
+
+@settings(max_examples=150, deadline=None)
+@given(two_attribute_problems())
+def test_several_attributes_match_reference(prob):
+    """Two category attributes, each with its own lambda and KL term, against the slow
+    reference greedy that recomputes the whole objective."""
+    flags, cand, scores, history, lams, n = prob
+    rr = CalibratedReranker(
+        {"genre": flags[0], "decade": flags[1]},
+        lam=dict(zip(["genre", "decade"], lams, strict=True)),
+    )
+    out = rr.rerank(cand, scores, history=history, n=n)
+    cats = [ref.normalise_rows(f) for f in flags]
+    ps = [ref.target(c, history) for c in cats]
+    targets = rr.target(history=history)
+    for a, p in zip(("genre", "decade"), ps, strict=True):
+        np.testing.assert_allclose(targets[a], p, atol=1e-9)
+    for u in range(cand.shape[0]):
+        got = [int(i) for i in out.ids[u] if i >= 0]
+        want = ref.rerank_user_multi(cand[u], scores[u], [p[u] for p in ps], cats, n, lams, 0.01)
+        if got != want:
+            # Lists may differ only at an exact tie of the objective (up to rounding).
+            k = next(i for i, (x, y) in enumerate(zip(got, want, strict=True)) if x != y)
+            valid = cand[u][cand[u] >= 0]
+            rel = ref.normalise(scores[u][cand[u] >= 0], "minmax")
+            rel_of = dict(zip(valid.tolist(), rel, strict=True))
+            pu = [p[u] for p in ps]
+            obj = [
+                ref.objective_multi(got[:k] + [x], rel_of, pu, cats, lams, 0.01)
+                for x in (got[k], want[k])
+            ]
+            assert obj[0] == pytest.approx(obj[1], rel=1e-9, abs=1e-12), (got, want)
+        for a, (p, c) in enumerate(zip(ps, cats, strict=True)):
+            name = ("genre", "decade")[a]
+            assert out.ckl_after[name][u] == pytest.approx(
+                ref.ckl(out.ids[u], p[u], c, 0.01), rel=1e-6, abs=1e-9
+            )
+
+
+def test_cli_rerank_with_two_attributes(tmp_path):
+    pd = pytest.importorskip("pandas")
+    from personae.cli import main
+
+    items = [f"m{i}" for i in range(8)]
+    genre = pd.DataFrame({"item": items, "category": ["drama"] * 6 + ["doc"] * 2})
+    decade = pd.DataFrame({"item": items, "category": ["1990s", "2010s"] * 4})
+    hist = pd.DataFrame({"user": ["a"] * 4, "item": ["m0", "m6", "m1", "m3"]})
+    cand = pd.DataFrame({"user": ["a"] * 8, "item": items, "score": np.linspace(1, 0.1, 8)})
+    for name, df in (("genre", genre), ("decade", decade), ("hist", hist), ("cand", cand)):
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+    out = tmp_path / "out.csv"
+    args = ["rerank", "--candidates", str(tmp_path / "cand.csv"), "--history"]
+    args += [str(tmp_path / "hist.csv"), "--out", str(out), "--n", "4"]
+    args += ["--categories", str(tmp_path / "genre.csv"), "--lam", "0.4"]
+    args += ["--categories", str(tmp_path / "decade.csv"), "--lam", "0.4"]
+    assert main(args) == 0
+    res = pd.read_csv(out).sort_values("rank")
+    assert "doc" in set(genre.set_index("item").loc[res["item"], "category"])
+    assert main(args + ["--lam", "0.1"]) == 1  # three lambdas for two attributes

@@ -39,6 +39,8 @@ def test_matches_numpy_sort(p, mask_seen):
     scores, n, seen = p
     if mask_seen:
         ids, out = top_n(scores, n, seen.indptr.astype(np.int64), seen.indices.astype(np.int32))
+        alt = top_n(scores, n, seen=seen)
+        np.testing.assert_array_equal(ids, alt[0])
         want_ids, want = ref_top_n(scores, n, seen)
     else:
         ids, out = top_n(scores, n)
@@ -75,3 +77,6 @@ def test_threads_agree():
     np.testing.assert_array_equal(a[0], b[0])
     with pytest.raises(ValueError, match="num_threads"):
         top_n(s, 7, num_threads=0)
+    # Requests beyond the CPUs this process may use are capped, not refused.
+    c = top_n(s, 7, num_threads=10_000)
+    np.testing.assert_array_equal(a[0], c[0])

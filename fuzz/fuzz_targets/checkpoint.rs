@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    personae_core::checkpoint::fuzz_one(data);
+    personae_core::fuzzing::fuzz_one(data);
 });

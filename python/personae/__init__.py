@@ -5,9 +5,19 @@ training needs the ``train`` extra (PyTorch).
 """
 
 from personae import metrics
-from personae._core import ModelFormatError, top_n
-from personae.data import Interactions, SyntheticData, holdout_split, strong_split, synthetic
-from personae.models import AMPCF, Model, MultVAE, load
+from personae._core import InvalidInputError, ModelFormatError, PersonaeError
+from personae.ampcf import AMPCF
+from personae.data import (
+    Interactions,
+    SyntheticData,
+    Vocabulary,
+    holdout_split,
+    strong_split,
+    synthetic,
+)
+from personae.models import Model, load, top_n
+from personae.multvae import MultVAE
+from personae.popularity import Popularity
 from personae.rerank import CalibratedReranker, RerankResult
 
 __version__ = "0.1.0"
@@ -16,11 +26,15 @@ __all__ = [
     "AMPCF",
     "CalibratedReranker",
     "Interactions",
+    "InvalidInputError",
     "Model",
     "ModelFormatError",
     "MultVAE",
+    "PersonaeError",
+    "Popularity",
     "RerankResult",
     "SyntheticData",
+    "Vocabulary",
     "holdout_split",
     "load",
     "metrics",

@@ -1,61 +1,86 @@
-"""Type stubs for the Rust extension ``personae._core`` (rust/python/src/lib.rs)."""
+# Stubs of the Rust extension (rust/python/src). Checked against the built module by
+# `python -m mypy.stubtest personae._core` in .ci/run: a stale stub fails CI.
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "PersonaeError",
+    "InvalidInputError",
+    "ModelFormatError",
+    "Model",
+    "FORMAT_VERSION",
+    "load",
+    "from_bytes",
+    "build",
+    "sha256_hex",
+    "MultVae",
+    "AmpCf",
+    "Popularity",
+    "Reranker",
+    "ranking_metrics",
+    "coverage",
+    "top_n",
+    "MAX_THREADS",
+]
+
+# A scipy.sparse CSR matrix (csr_matrix or csr_array) with float32 data; scipy ships no stubs.
+_Csr = Any
 
 FORMAT_VERSION: int
+MAX_THREADS: int
 
-class ModelFormatError(ValueError):
-    """A model file is missing, inconsistent or corrupt."""
+class PersonaeError(Exception): ...
+class InvalidInputError(PersonaeError, ValueError): ...
+class ModelFormatError(PersonaeError, ValueError): ...
 
-class MultVae:
-    """An inference-only Mult-VAE. Immutable; safe to share between threads."""
+# A boolean mask over the catalogue, int64 item indices, or {"only": indices}.
+_ItemSet = npt.NDArray[np.bool_] | npt.NDArray[np.int64] | Mapping[str, npt.NDArray[np.int64]]
+_Ids = npt.NDArray[np.int64]
+_Scores = npt.NDArray[np.float32]
 
-    @staticmethod
-    def load(path: str) -> MultVae: ...
-    @staticmethod
-    def from_bytes(manifest: bytes, weights: bytes) -> MultVae: ...
+@disjoint_base
+class Model:
+    @property
+    def kind(self) -> str: ...
     @property
     def n_items(self) -> int: ...
+    @property
+    def manifest(self) -> str: ...
+    def item_count(self) -> npt.NDArray[np.float32] | None: ...
+    def tensors(self) -> dict[str, npt.NDArray[np.float32]]: ...
+    def to_bytes(self) -> tuple[str, bytes]: ...
+
+@final
+class MultVae(Model):
     @property
     def hidden(self) -> int: ...
     @property
     def latent(self) -> int: ...
     def recommend(
         self,
-        indptr: npt.NDArray[np.int64],
-        indices: npt.NDArray[np.int32],
-        data: npt.NDArray[np.float32] | None,
-        n_cols: int,
+        user_items: _Csr,
         n: int,
         exclude_seen: bool = True,
-        exclude_items: npt.NDArray[np.bool_] | None = None,
+        exclude_items: _ItemSet | None = None,
         num_threads: int | None = None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
-    def score(
-        self,
-        indptr: npt.NDArray[np.int64],
-        indices: npt.NDArray[np.int32],
-        data: npt.NDArray[np.float32] | None,
-        n_cols: int,
-        num_threads: int | None = None,
-    ) -> npt.NDArray[np.float32]: ...
-    def item_factors(self) -> npt.NDArray[np.float32]: ...
+    ) -> tuple[_Ids, _Scores]: ...
+    def score(self, user_items: _Csr, num_threads: int | None = None) -> _Scores: ...
+    def similar_items(
+        self, items: _Ids, n: int, exclude_items: _ItemSet | None = None
+    ) -> tuple[_Ids, _Scores]: ...
+    def item_factors(self) -> _Scores: ...
 
-class AmpCf:
-    """An inference-only AMP-CF model. Immutable; safe to share between threads. Users are
-    given as ``users`` (training user indices) or ``personas`` (rows x K x d float32)."""
-
-    @staticmethod
-    def load(path: str) -> AmpCf: ...
-    @staticmethod
-    def from_bytes(manifest: bytes, weights: bytes) -> AmpCf: ...
-    @property
-    def n_items(self) -> int: ...
+@final
+class AmpCf(Model):
     @property
     def n_users(self) -> int: ...
     @property
-    def k(self) -> int: ...
+    def n_personas(self) -> int: ...
     @property
     def dim(self) -> int: ...
     @property
@@ -64,117 +89,88 @@ class AmpCf:
     def tau(self) -> float: ...
     def recommend(
         self,
-        indptr: npt.NDArray[np.int64],
-        indices: npt.NDArray[np.int32],
-        n_cols: int,
+        who: _Ids | npt.NDArray[np.float32],
         n: int,
-        users: npt.NDArray[np.int64] | None = None,
-        personas: npt.NDArray[np.float32] | None = None,
-        exclude_seen: bool = True,
-        exclude_items: npt.NDArray[np.bool_] | None = None,
+        seen: _Csr | None = None,
+        exclude_items: _ItemSet | None = None,
         num_threads: int | None = None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+        explain: bool = False,
+    ) -> tuple[Any, ...]: ...
     def score(
-        self,
-        users: npt.NDArray[np.int64] | None = None,
-        personas: npt.NDArray[np.float32] | None = None,
-        num_threads: int | None = None,
-    ) -> npt.NDArray[np.float32]: ...
+        self, who: _Ids | npt.NDArray[np.float32], num_threads: int | None = None
+    ) -> _Scores: ...
     def attention(
         self,
-        pair_user: npt.NDArray[np.int64],
-        pair_item: npt.NDArray[np.int64],
-        users: npt.NDArray[np.int64] | None = None,
-        personas: npt.NDArray[np.float32] | None = None,
+        who: _Ids | npt.NDArray[np.float32],
+        pair_user: _Ids,
+        pair_item: _Ids,
         num_threads: int | None = None,
-    ) -> npt.NDArray[np.float32]: ...
-    def tensors(self, names: list[str] | None = None) -> dict[str, npt.NDArray[np.float32]]: ...
-    def personas(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]: ...
+    ) -> _Scores: ...
+    def personas(self, users: _Ids) -> npt.NDArray[np.float32]: ...
+    def similar_items(
+        self, items: _Ids, n: int, exclude_items: _ItemSet | None = None
+    ) -> tuple[_Ids, _Scores]: ...
 
-def top_n(
-    scores: npt.NDArray[np.float32],
-    n: int,
-    seen_indptr: npt.NDArray[np.int64] | None = None,
-    seen_indices: npt.NDArray[np.int32] | None = None,
-    exclude_items: npt.NDArray[np.bool_] | None = None,
-    num_threads: int | None = None,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Top-n per row of a dense float32 score matrix, best first; ties go to the lower item
-    index; masked items are skipped; rows with fewer than n items left are padded with id -1
-    and score -inf. Raises ValueError on NaN scores or malformed masks."""
+@final
+class Popularity(Model):
+    @staticmethod
+    def count(user_items: _Csr) -> npt.NDArray[np.float32]: ...
+    def recommend(
+        self,
+        user_items: _Csr,
+        n: int,
+        exclude_seen: bool = True,
+        exclude_items: _ItemSet | None = None,
+        num_threads: int | None = None,
+    ) -> tuple[_Ids, _Scores]: ...
 
-def ranking_metrics(
-    ids: npt.NDArray[np.int64],
-    k: int,
-    truth_indptr: npt.NDArray[np.int64],
-    truth_indices: npt.NDArray[np.int32],
-    n_items: int,
-) -> dict[str, npt.NDArray[np.float64]]: ...
-def coverage(ids: npt.NDArray[np.int64], n_items: int) -> float: ...
+def load(path: str | PathLike[str]) -> Model: ...
+def from_bytes(manifest: bytes, weights: bytes) -> Model: ...
+def build(manifest: str, tensors: Mapping[str, npt.NDArray[np.float32]]) -> Model: ...
 def sha256_hex(data: bytes) -> str: ...
 
-# -- calibrated reranking (rust/core/src/calibrate.rs); give exactly one of p / hist_* --------
+# (items x categories CSR, lambda, prior or None, normalize_rows)
+_Attribute = tuple[_Csr, float, npt.NDArray[np.float64] | None, bool]
+_Target = _Csr | Sequence[npt.NDArray[np.float32]]
 
-def calibrated_rerank(
-    candidates: npt.NDArray[np.int64],
-    scores: npt.NDArray[np.float32],
-    cat_indptr: npt.NDArray[np.int64],
-    cat_indices: npt.NDArray[np.int32],
-    cat_data: npt.NDArray[np.float32],
-    n_categories: int,
+@final
+class Reranker:
+    def __new__(
+        cls,
+        attributes: Sequence[_Attribute],
+        smoothing: float,
+        normalize: str,
+        rank_weighting: bool,
+        min_history: int,
+        prior_weight: float,
+    ) -> Reranker: ...
+    @property
+    def n_items(self) -> int: ...
+    @property
+    def n_categories(self) -> list[int]: ...
+    @property
+    def priors(self) -> list[list[float]]: ...
+    def rerank(
+        self,
+        candidates: _Ids,
+        scores: _Scores,
+        target: _Target,
+        n: int,
+        lam: Sequence[float] | None = None,
+        num_threads: int | None = None,
+    ) -> tuple[_Ids, _Scores, npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    def target(self, target: _Target) -> list[npt.NDArray[np.float64]]: ...
+    def miscalibration(self, ids: _Ids, target: _Target) -> npt.NDArray[np.float64]: ...
+    def interest_recall(
+        self, ids: _Ids, target: _Target, threshold: float, exclude_top: bool
+    ) -> npt.NDArray[np.float64]: ...
+
+def ranking_metrics(ids: _Ids, k: int, truth: _Csr) -> dict[str, npt.NDArray[np.float64]]: ...
+def coverage(ids: _Ids, n_items: int) -> float: ...
+def top_n(
+    scores: _Scores,
     n: int,
-    lam: float,
-    alpha: float,
-    rank_weighting: bool = False,
-    normalize: str = "minmax",
-    p: npt.NDArray[np.float32] | None = None,
-    hist_indptr: npt.NDArray[np.int64] | None = None,
-    hist_indices: npt.NDArray[np.int32] | None = None,
-    hist_data: npt.NDArray[np.float32] | None = None,
+    seen: _Csr | None = None,
+    exclude_items: _ItemSet | None = None,
     num_threads: int | None = None,
-) -> tuple[
-    npt.NDArray[np.int64],
-    npt.NDArray[np.float32],
-    npt.NDArray[np.float64],
-    npt.NDArray[np.float64],
-]:
-    """Steck's greedy calibrated reranking: (ids, scores, ckl_before, ckl_after); ids / scores
-    are users x n, padded with -1 / -inf. Raises ValueError on malformed input."""
-
-def target_distribution(
-    cat_indptr: npt.NDArray[np.int64],
-    cat_indices: npt.NDArray[np.int32],
-    cat_data: npt.NDArray[np.float32],
-    n_categories: int,
-    n_users: int,
-    p: npt.NDArray[np.float32] | None = None,
-    hist_indptr: npt.NDArray[np.int64] | None = None,
-    hist_indices: npt.NDArray[np.int32] | None = None,
-    hist_data: npt.NDArray[np.float32] | None = None,
-) -> npt.NDArray[np.float64]: ...
-def miscalibration(
-    ids: npt.NDArray[np.int64],
-    cat_indptr: npt.NDArray[np.int64],
-    cat_indices: npt.NDArray[np.int32],
-    cat_data: npt.NDArray[np.float32],
-    n_categories: int,
-    alpha: float,
-    rank_weighting: bool = False,
-    p: npt.NDArray[np.float32] | None = None,
-    hist_indptr: npt.NDArray[np.int64] | None = None,
-    hist_indices: npt.NDArray[np.int32] | None = None,
-    hist_data: npt.NDArray[np.float32] | None = None,
-) -> npt.NDArray[np.float64]: ...
-def interest_recall(
-    ids: npt.NDArray[np.int64],
-    cat_indptr: npt.NDArray[np.int64],
-    cat_indices: npt.NDArray[np.int32],
-    cat_data: npt.NDArray[np.float32],
-    n_categories: int,
-    threshold: float,
-    exclude_top: bool,
-    p: npt.NDArray[np.float32] | None = None,
-    hist_indptr: npt.NDArray[np.int64] | None = None,
-    hist_indices: npt.NDArray[np.int32] | None = None,
-    hist_data: npt.NDArray[np.float32] | None = None,
-) -> npt.NDArray[np.float64]: ...
+) -> tuple[_Ids, _Scores]: ...

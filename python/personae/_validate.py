@@ -1,5 +1,9 @@
-"""Argument checks shared by the public functions: each error names the argument, what was
-expected and what was found."""
+"""Type conversion at the seam, and nothing more.
+
+Each function turns what a user passed (lists, numpy scalars, scipy matrices of any format,
+`Interactions`) into the one type the Rust core takes, or raises ``TypeError`` naming the
+argument. Values (ranges, shapes, finiteness, CSR structure) are checked once, in the core.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,33 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
+_I64 = np.iinfo(np.int64)
 
-def positive_int(name: str, value) -> int:
+
+def integer(name: str, value) -> int:
+    """A Python int from any integral type (bool is rejected: it is not a count)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return int(value)
+    v = int(value)
+    if not _I64.min <= v <= _I64.max:
+        raise TypeError(f"{name} = {v} does not fit a 64-bit integer")
+    return v
 
 
-def optional_threads(num_threads) -> int | None:
-    return None if num_threads is None else positive_int("num_threads", num_threads)
+def optional_integer(name: str, value) -> int | None:
+    return None if value is None else integer(name, value)
 
 
-def csr_parts(name: str, m, n_cols: int | None = None):
-    """(indptr int64, indices int32, data float32, shape) of a scipy sparse matrix (or
-    `Interactions`), converting dtypes but not structure: the Rust core checks sortedness,
-    duplicates, ranges and finiteness."""
-    from personae.data import Interactions
+def real(name: str, value) -> float:
+    """A Python float from any real number type."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
 
-    if isinstance(m, Interactions):
-        m = m.matrix
+
+def csr(name: str, m) -> sp.csr_matrix:
+    """A scipy CSR matrix with float32 data from any scipy sparse matrix or `Interactions`."""
+    m = getattr(m, "matrix", m)  # Interactions
     if not sp.issparse(m):
         raise TypeError(
             f"{name} must be a scipy.sparse matrix (users x items), got {type(m).__name__}; "
@@ -36,39 +46,40 @@ def csr_parts(name: str, m, n_cols: int | None = None):
         )
     if m.format != "csr":
         m = m.tocsr()
-    if m.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {m.ndim}-D")
-    if n_cols is not None and m.shape[1] != n_cols:
-        raise ValueError(f"{name} has {m.shape[1]} columns but the model has {n_cols} items")
     if m.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numeric weights, got dtype {m.dtype}")
-    if m.indices.size and (m.indices.max() >= 2**31):
-        raise ValueError(f"{name}: column indices must fit in int32")
-    return (
-        np.ascontiguousarray(m.indptr, dtype=np.int64),
-        np.ascontiguousarray(m.indices, dtype=np.int32),
-        np.ascontiguousarray(m.data, dtype=np.float32),
-        m.shape,
-    )
+    if m.dtype != np.float32:
+        m = m.astype(np.float32)
+    return m
 
 
-def item_mask(name: str, items, n_items: int) -> np.ndarray | None:
-    """A boolean mask over the catalogue from an array of item indices (or None)."""
+def indices(name: str, x) -> np.ndarray:
+    """A contiguous 1-D int64 array of indices (a scalar becomes one entry)."""
+    a = np.asarray(x)
+    if a.size and a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer indices, got dtype {a.dtype}")
+    if a.dtype.kind == "u" and a.size and a.max() > _I64.max:
+        raise TypeError(f"{name}: indices must fit in int64")
+    return np.ascontiguousarray(a.reshape(-1), dtype=np.int64)
+
+
+def item_set(name: str, items) -> np.ndarray | None:
+    """None, a boolean mask over the catalogue, or int64 item indices."""
     if items is None:
         return None
-    arr = np.asarray(items)
-    if arr.dtype == bool:
-        if arr.shape != (n_items,):
-            raise ValueError(
-                f"{name}: a boolean mask must have shape ({n_items},), got {arr.shape}"
-            )
-        return np.ascontiguousarray(arr)
-    if arr.size and arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer item indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64).ravel()
-    if arr.size and (arr.min() < 0 or arr.max() >= n_items):
-        bad = arr[(arr < 0) | (arr >= n_items)][:5].tolist()
-        raise ValueError(f"{name}: item indices {bad} are outside 0..{n_items}")
-    mask = np.zeros(n_items, dtype=bool)
-    mask[arr] = True
-    return mask
+    a = np.asarray(items)
+    if a.dtype == bool:
+        return np.ascontiguousarray(a.reshape(-1))
+    return indices(name, a)
+
+
+def matrix(name: str, x, dtype) -> np.ndarray:
+    """A C-contiguous 2-D array of `dtype` (numeric input; integer input for integer `dtype`)."""
+    a = np.asarray(x)
+    want_int = np.issubdtype(dtype, np.integer)
+    if a.size and a.dtype.kind not in ("iu" if want_int else "biuf"):
+        what = "integer item indices" if want_int else "numbers"
+        raise TypeError(f"{name} must hold {what}, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise TypeError(f"{name} must be 2-D (users x columns), got {a.ndim}-D")
+    return np.ascontiguousarray(a, dtype=dtype)

@@ -7,13 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def _quickstart(a: argparse.Namespace) -> int:
-    import numpy as np
-
-    from personae.data import holdout_split, synthetic
+    from personae import MultVAE, Popularity
+    from personae.data import holdout_split, long_format, synthetic, write_table
     from personae.metrics import evaluate
-    from personae.models import MultVAE, Popularity
 
     t0 = time.perf_counter()
     out = Path(a.out)
@@ -39,33 +39,15 @@ def _quickstart(a: argparse.Namespace) -> int:
     )
     model.fit(fit_in, validation=(fit_in, val_out), show_progress=not a.quiet)
     path = model.save(out / "model")
-    print(
-        f"      best epoch {model.model.manifest['training']['best_epoch']}, model saved to {path}"
-    )
+    print(f"      best epoch {model.manifest['training']['best_epoch']}, model saved to {path}")
     print(f"[3/4] top-{a.n} for {train.n_users} users with the Rust core")
     t = time.perf_counter()
-    ids, scores = model.model.recommend(train, n=a.n)
+    ids, scores = model.recommend(train, n=a.n)
     rec_s = time.perf_counter() - t
     pop_ids, _ = Popularity().fit(train).recommend(train, n=a.n)
-    recs = out / "recommendations.csv"
-    users = np.repeat(train.user_ids, a.n)
-    ranks = np.tile(np.arange(1, a.n + 1), train.n_users)
-    valid = ids.ravel() >= 0
-    with open(recs, "w") as f:
-        f.write("user,rank,item,score\n")
-        np.savetxt(
-            f,
-            np.column_stack(
-                [
-                    users[valid],
-                    ranks[valid],
-                    train.item_ids[ids.ravel()[valid]],
-                    scores.ravel()[valid],
-                ]
-            ),
-            fmt=["%d", "%d", "%d", "%.6f"],
-            delimiter=",",
-        )
+    recs = write_table(
+        long_format(train.user_ids, train.item_ids, ids, scores), out / "recommendations.csv"
+    )
     print(f"      {rec_s:.2f} s; lists written to {recs}")
     print(f"[4/4] accuracy on the held-out 20% (K = {a.n})")
     rows = [
@@ -89,64 +71,25 @@ def _read(path: str, a: argparse.Namespace, **kw):
     )
 
 
-def _write_table(df, out: Path) -> None:
-    """Writes Parquet or CSV (by extension) atomically: temporary file, then rename."""
-    import os
-    import tempfile
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if out.suffix.lower() == ".parquet":
-            df.to_parquet(tmp, index=False)
-        elif out.suffix.lower() in (".csv", ".tsv"):
-            df.to_csv(tmp, index=False, sep="\t" if out.suffix.lower() == ".tsv" else ",")
-        else:
-            raise ValueError(f"{out}: unknown output format (use .parquet, .csv or .tsv)")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _long_format(users, item_ids, ids, scores):
-    import numpy as np
-    import pandas as pd
-
-    n = ids.shape[1]
-    keep = ids.ravel() >= 0
-    return pd.DataFrame(
-        {
-            "user": np.repeat(users, n)[keep],
-            "item": item_ids[np.maximum(ids.ravel(), 0)][keep],
-            "score": scores.ravel()[keep],
-            "rank": np.tile(np.arange(1, n + 1), len(users))[keep],
-        }
+def _read_for(model, path: str, a: argparse.Namespace, **kw):
+    """A file's interactions on the model's item vocabulary. Unknown item ids fail the command
+    when fewer than half of the rows are known (a format mismatch, e.g. text vs numbers),
+    unless --drop-unknown; otherwise they are dropped and the count is reported."""
+    return _read(
+        path, a, item_ids=model.item_ids, drop_unknown=True if a.drop_unknown else "auto", **kw
     )
 
 
 def _train(a: argparse.Namespace) -> int:
     from personae.data import holdout_split
-    from personae.models import AMPCF, MultVAE
 
     data = _read(a.data, a)
     print(f"read {data} from {a.data}")
     fit, val = holdout_split(data, a.val_fraction, seed=a.seed)
-    common = dict(lr=a.lr, patience=a.patience, device=a.device, seed=a.seed, epochs=a.epochs)
-    if a.model == "multvae":
-        est = MultVAE(batch_size=a.batch_size or 500, **common)
-        validation = (fit, val)
-    elif a.model == "ampcf":
-        est = AMPCF(
-            n_personas=a.personas, dim=a.dim, tau=a.tau, batch_size=a.batch_size or 256, **common
-        )
-        validation = val
-    else:
-        raise ValueError(f"unknown --model {a.model!r}")
-    est.fit(fit, validation=validation, show_progress=not a.quiet, checkpoint_dir=a.out)
+    est = _ESTIMATORS[a.model](a)
+    est.fit(fit, validation=(fit, val), show_progress=not a.quiet, checkpoint_dir=a.out)
     est.save(a.out)
-    t = est.model.manifest["training"]
+    t = est.manifest["training"]
     print(
         f"model written to {a.out} (best epoch {t['best_epoch']}, "
         f"validation NDCG@{est.params['eval_k']} {t['val_ndcg']:.4f})"
@@ -154,130 +97,130 @@ def _train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _multvae(a: argparse.Namespace):
+    from personae import MultVAE
+
+    return MultVAE(batch_size=a.batch_size or 500, **_common(a))
+
+
+def _ampcf(a: argparse.Namespace):
+    from personae import AMPCF
+
+    return AMPCF(
+        n_personas=a.personas, dim=a.dim, tau=a.tau, batch_size=a.batch_size or 256, **_common(a)
+    )
+
+
+def _common(a: argparse.Namespace) -> dict:
+    return dict(lr=a.lr, patience=a.patience, device=a.device, seed=a.seed, epochs=a.epochs)
+
+
+_ESTIMATORS = {"multvae": _multvae, "ampcf": _ampcf}
+
+
 def _recommend(a: argparse.Namespace) -> int:
-    import numpy as np
-
-    import personae
-    from personae.data import Interactions
-
-    model = personae.load(a.model)
-    data = _read(a.data, a, item_ids=model.item_ids, drop_unknown=True)
-    print(f"read {data} from {a.data}; scoring with {model}")
     from tqdm.auto import tqdm
 
-    ids = np.empty((data.n_users, a.n), dtype=np.int64)
-    scores = np.empty((data.n_users, a.n), dtype=np.float32)
-    step = a.batch_size
-    for s in tqdm(range(0, data.n_users, step), disable=a.quiet, unit="batch", desc="recommend"):
-        ids[s : s + step], scores[s : s + step] = _score(model, data.matrix[s : s + step], a.n)
-    assert isinstance(data, Interactions)
-    _write_table(_long_format(data.user_ids, model.item_ids, ids, scores), Path(a.out))
+    import personae
+    from personae.data import long_format, write_table
+
+    model = personae.load(a.model)
+    data = _read_for(model, a.data, a)
+    print(f"read {data} from {a.data}; scoring with {model}")
+    parts = [
+        model.recommend(data.matrix[s : s + a.batch_size], a.n)
+        for s in tqdm(
+            range(0, data.n_users, a.batch_size), disable=a.quiet, unit="batch", desc="recommend"
+        )
+    ]
+    ids = np.vstack([p[0] for p in parts]) if parts else np.zeros((0, a.n), np.int64)
+    scores = np.vstack([p[1] for p in parts]) if parts else np.zeros((0, a.n), np.float32)
+    write_table(long_format(data.user_ids, model.item_ids, ids, scores), Path(a.out))
     print(f"top-{a.n} for {data.n_users} users written to {a.out}")
     return 0
 
 
-def _score(model, rows, n: int):
-    """Top-n for the histories in `rows`. AMP-CF models first fold in each user's personas from
-    their history (users in a file are matched by history, not by training index)."""
-    if model.kind == "ampcf":
-        return model.recommend(rows, n, personas=model.fold_in(rows))
-    return model.recommend(rows, n)
-
-
 def _evaluate(a: argparse.Namespace) -> int:
     import personae
-    from personae.data import Interactions
     from personae.metrics import evaluate
 
     model = personae.load(a.model)
-    train = _read(a.train, a, item_ids=model.item_ids, drop_unknown=True)
-    test = Interactions.read(
-        a.test,
-        user_col=a.user_col,
-        item_col=a.item_col,
-        weight_col=a.weight_col,
-        user_ids=train.user_ids,
-        item_ids=model.item_ids,
-        drop_unknown=True,
-    )
-    ids, _ = _score(model, train.matrix, a.k)
+    train = _read_for(model, a.train, a)
+    test = _read_for(model, a.test, a, user_ids=train.user_ids)
+    ids, _ = model.recommend(train.matrix, a.k)
     for name, value in evaluate(ids, test.matrix, a.k).items():
         print(f"{name:<24}{value:.4f}" if isinstance(value, float) else f"{name:<24}{value}")
     return 0
 
 
-def _table(path: str):
-    """A CSV/TSV or Parquet file as a pandas DataFrame."""
-    import pandas as pd
-
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no such file: {p}")
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(p)
-    if suffix in (".csv", ".tsv"):
-        return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    raise ValueError(f"{p}: unknown format {suffix!r} (use .csv, .tsv or .parquet)")
-
-
 def _rerank(a: argparse.Namespace) -> int:
-    import numpy as np
     import pandas as pd
     import scipy.sparse as sp
 
+    from personae.data import Vocabulary, read_table, write_table
     from personae.rerank import CalibratedReranker
 
-    cand = _table(a.candidates)
-    hist = _table(a.history)
-    cats = _table(a.categories)
-    for name, df, cols in (
-        ("--candidates", cand, [a.user_col, a.item_col, a.score_col]),
-        ("--history", hist, [a.user_col, a.item_col]),
-        ("--categories", cats, [a.item_col, a.category_col]),
-    ):
+    id_cols = (a.user_col, a.item_col)
+    cand = read_table(a.candidates, text_columns=id_cols)
+    hist = read_table(a.history, text_columns=id_cols)
+    cats = [read_table(c, text_columns=(a.item_col, a.category_col)) for c in a.categories]
+    checks = [
+        ("--candidates", a.candidates, cand, [a.user_col, a.item_col, a.score_col]),
+        ("--history", a.history, hist, [a.user_col, a.item_col]),
+    ] + [
+        ("--categories", c, df, [a.item_col, a.category_col])
+        for c, df in zip(a.categories, cats, strict=True)
+    ]
+    for flag, path, df, cols in checks:
         missing = [c for c in cols if c not in df.columns]
         if missing:
-            raise ValueError(f"{name}: no column {missing[0]!r}; columns are {list(df.columns)}")
-    items = np.unique(
-        np.concatenate(
-            [cand[a.item_col].to_numpy(), hist[a.item_col].to_numpy(), cats[a.item_col].to_numpy()]
+            raise ValueError(
+                f"{flag} {path}: no column {missing[0]!r}; columns are {list(df.columns)}"
+            )
+    if len(a.lam) not in (1, len(a.categories)):
+        raise ValueError(f"give one --lam, or one per --categories ({len(a.categories)})")
+    lams = a.lam * len(a.categories) if len(a.lam) == 1 else a.lam
+    items, _ = Vocabulary.fit(
+        np.concatenate([cand[a.item_col], hist[a.item_col]] + [c[a.item_col] for c in cats]),
+        a.item_col,
+    )
+    users, _ = Vocabulary.fit(np.concatenate([cand[a.user_col], hist[a.user_col]]), a.user_col)
+    code = {"item": items, "user": users}
+
+    def idx(kind, df, col, path):
+        return code[kind].lookup(df[col].to_numpy(), column=col, source=path)[0]
+
+    attrs = {}
+    for path, df in zip(a.categories, cats, strict=True):
+        genres, gi = Vocabulary.fit(df[a.category_col].to_numpy(), a.category_col, path)
+        w = np.ones(len(df)) if a.category_weight_col is None else df[a.category_weight_col]
+        attrs[Path(path).stem if Path(path).stem not in attrs else path] = sp.csr_matrix(
+            (np.asarray(w, np.float64), (idx("item", df, a.item_col, path), gi)),
+            shape=(len(items), len(genres)),
         )
-    )
-    users = np.unique(np.concatenate([cand[a.user_col].to_numpy(), hist[a.user_col].to_numpy()]))
-    genres = np.unique(cats[a.category_col].to_numpy())
-    cw = np.ones(len(cats)) if a.category_weight_col is None else cats[a.category_weight_col]
-    m = sp.csr_matrix(
-        (
-            np.asarray(cw, dtype=np.float64),
-            (
-                np.searchsorted(items, cats[a.item_col].to_numpy()),
-                np.searchsorted(genres, cats[a.category_col].to_numpy()),
-            ),
-        ),
-        shape=(len(items), len(genres)),
-    )
     hw = np.ones(len(hist)) if a.weight_col is None else hist[a.weight_col].to_numpy()
     h = sp.csr_matrix(
         (
             np.asarray(hw, dtype=np.float32),
-            (
-                np.searchsorted(users, hist[a.user_col].to_numpy()),
-                np.searchsorted(items, hist[a.item_col].to_numpy()),
-            ),
+            (idx("user", hist, a.user_col, a.history), idx("item", hist, a.item_col, a.history)),
         ),
         shape=(len(users), len(items)),
     )
     h.sum_duplicates()
     frame = pd.DataFrame(
         {
-            "u": np.searchsorted(users, cand[a.user_col].to_numpy()),
-            "i": np.searchsorted(items, cand[a.item_col].to_numpy()),
+            "u": idx("user", cand, a.user_col, a.candidates),
+            "i": idx("item", cand, a.item_col, a.candidates),
             "s": cand[a.score_col].to_numpy(dtype=np.float32),
         }
     )
+    multi = len(attrs) > 1
     rr = CalibratedReranker(
-        m, lam=a.lam, alpha=a.alpha, normalize=a.normalize, rank_weighting=a.rank_weighting
+        attrs if multi else next(iter(attrs.values())),
+        lam=dict(zip(attrs, lams, strict=True)) if multi else lams[0],
+        smoothing=a.smoothing,
+        normalize=a.normalize,
+        rank_weighting=a.rank_weighting,
     )
     out = rr.rerank_dataframe(frame, "u", "i", "s", history=h, n=a.n)
     ids = np.full((len(users), a.n), -1, dtype=np.int64)
@@ -287,29 +230,42 @@ def _rerank(a: argparse.Namespace) -> int:
     plain = plain.groupby("u", sort=True).head(a.n)
     before = np.full((len(users), a.n), -1, dtype=np.int64)
     before[plain["u"].to_numpy(), plain.groupby("u").cumcount().to_numpy()] = plain["i"]
-    ckl_b = rr.miscalibration(before, history=h)[served].mean()
-    ckl_a = rr.miscalibration(ids, history=h)[served].mean()
+    ckl_b = rr.miscalibration(before, history=h)
+    ckl_a = rr.miscalibration(ids, history=h)
     result = pd.DataFrame(
         {
-            "user": users[out["u"].to_numpy()],
-            "item": items[out["i"].to_numpy()],
+            "user": users.ids[out["u"].to_numpy()],
+            "item": items.ids[out["i"].to_numpy()],
             "score": out["s"].to_numpy(),
             "rank": out["rank"].to_numpy(),
         }
     )
-    _write_table(result, Path(a.out))
-    print(
-        f"calibrated top-{a.n} for {len(served)} users written to {a.out}; mean C_KL "
-        f"{ckl_b:.4f} (plain top-{a.n}) -> {ckl_a:.4f} (lambda {a.lam}, alpha {a.alpha}, ln)"
-    )
+    write_table(result, Path(a.out))
+    print(f"calibrated top-{a.n} for {len(served)} users written to {a.out}")
+    for name in attrs:
+        b = (ckl_b[name] if multi else ckl_b)[served].mean()
+        f = (ckl_a[name] if multi else ckl_a)[served].mean()
+        lam = rr.lam[name] if multi else rr.lam
+        print(
+            f"  {name}: mean C_KL {b:.4f} (plain top-{a.n}) -> {f:.4f} "
+            f"(lambda {lam}, smoothing {a.smoothing}, ln)"
+        )
     return 0
 
 
-def _io_args(p: argparse.ArgumentParser) -> None:
+def _io_args(p: argparse.ArgumentParser, unknown: bool = False) -> None:
     p.add_argument("--user-col", default="user", help="user column (CSV/Parquet)")
     p.add_argument("--item-col", default="item", help="item column (CSV/Parquet)")
     p.add_argument("--weight-col", default=None, help="optional weight column (CSV/Parquet)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if unknown:
+        p.add_argument(
+            "--drop-unknown",
+            action="store_true",
+            help="drop rows whose item ids the model does not know, however many (by default "
+            "the command fails when fewer than half of the rows are known, since that usually "
+            "means the ids are written differently, e.g. '007' vs '7'); drops are reported",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     t.add_argument("--data", required=True, help="interactions file")
-    t.add_argument("--model", default="multvae", choices=["multvae", "ampcf"], help="model family")
+    t.add_argument("--model", default="multvae", choices=sorted(_ESTIMATORS), help="model family")
     t.add_argument("--out", required=True, help="model directory to write")
     t.add_argument("--epochs", type=int, default=100, help="maximum epochs")
     t.add_argument(
@@ -396,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n", type=int, default=20, help="list length")
     r.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
     r.add_argument("--batch-size", type=int, default=10000, help="users per scoring call")
-    _io_args(r)
+    _io_args(r, unknown=True)
     r.set_defaults(func=_recommend)
 
     e = sub.add_parser(
@@ -410,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--train", required=True, help="histories (the model's input)")
     e.add_argument("--test", required=True, help="held-out interactions")
     e.add_argument("--k", type=int, default=20, help="cut-off K")
-    _io_args(e)
+    _io_args(e, unknown=True)
     e.set_defaults(func=_evaluate)
 
     rr = sub.add_parser(
@@ -425,11 +381,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rr.add_argument("--candidates", required=True, help="user,item,score file (.csv/.parquet)")
     rr.add_argument("--history", required=True, help="user,item[,weight] file")
-    rr.add_argument("--categories", required=True, help="item,category[,weight] file")
+    rr.add_argument(
+        "--categories",
+        required=True,
+        action="append",
+        help="item,category[,weight] file; repeat for several attributes (e.g. genre and "
+        "decade), each with its own KL term and --lam",
+    )
     rr.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
     rr.add_argument("--n", type=int, default=10, help="list length")
-    rr.add_argument("--lam", type=float, default=0.5, help="calibration weight lambda in [0, 1]")
-    rr.add_argument("--alpha", type=float, default=0.01, help="smoothing of q in (0, 1)")
+    rr.add_argument(
+        "--lam",
+        type=float,
+        action="append",
+        help="calibration weight lambda in [0, 1]; one, or one per --categories (their sum at "
+        "most 1); default 0.5 split evenly",
+    )
+    rr.add_argument("--smoothing", type=float, default=0.01, help="smoothing of q in (0, 1)")
     rr.add_argument(
         "--normalize",
         default="minmax",
@@ -452,9 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "command", None) == "rerank" and not args.lam:
+        args.lam = [0.5 / len(args.categories)]
+    import warnings
+
+    def show(message, category, *_rest, **_kw):
+        print(f"personae: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, KeyError) as e:
+    except (ValueError, TypeError, OSError) as e:
         print(f"personae: error: {e}", file=sys.stderr)
         return 1
 

@@ -1,13 +1,21 @@
-"""Interactions, loaders, seeded splits, and the synthetic multi-persona generator.
+"""Interactions, ids, files, seeded splits, and the synthetic multi-persona generator.
 
 Everything here is arrays in, arrays out: external user/item ids are mapped once to dense
-indices, and the user x item matrix is a canonical scipy CSR (sorted, no duplicates, float32).
+indices by a :class:`Vocabulary`, and the user x item matrix is a canonical scipy CSR (sorted,
+no duplicates, float32).
+
+**The id rule**, the same for every reader (CSV, TSV, Parquet, LightGCN text) and for the Python
+API: an id is an integer or a string, and ids are compared by their text. ``7`` (an integer) and
+``"7"`` are the same id; ``"007"`` is a different one. CSV/TSV id columns are read as text, so
+they are never reinterpreted as numbers. Null ids (empty CSV cells, None, NaN) are an error that
+names the column and the number of rows.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,37 +25,141 @@ __all__ = [
     "Interactions",
     "StrongSplit",
     "SyntheticData",
+    "Vocabulary",
     "holdout_split",
+    "long_format",
+    "read_table",
     "strong_split",
     "synthetic",
+    "write_table",
 ]
 
 
-def _vocab(ids: np.ndarray, given: np.ndarray | None, what: str, drop_unknown: bool):
-    """Maps external ids to dense indices; with `given`, against that fixed vocabulary."""
-    if given is None:
-        vocab, codes = np.unique(ids, return_inverse=True)
-        return vocab, codes.astype(np.int64), np.ones(len(ids), dtype=bool)
-    vocab = np.asarray(given)
-    order = np.argsort(vocab, kind="stable")
-    sorted_vocab = vocab[order]
-    if len(sorted_vocab) > 1 and (sorted_vocab[1:] == sorted_vocab[:-1]).any():
-        raise ValueError(f"{what}_ids: the given vocabulary has duplicate ids")
-    pos = np.searchsorted(sorted_vocab, ids)
-    pos_c = np.minimum(pos, max(len(vocab) - 1, 0))
-    known = (
-        (pos < len(vocab)) & (sorted_vocab[pos_c] == ids)
-        if len(vocab)
-        else np.zeros(len(ids), bool)
-    )
-    if not known.all() and not drop_unknown:
-        bad = ids[~known][:5]
+def _null_mask(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind == "f":
+        return np.isnan(a)
+    if a.dtype.kind == "O":
+        return np.array([x is None or (isinstance(x, float) and x != x) for x in a], bool)
+    return np.zeros(len(a), bool)
+
+
+def as_ids(values, what: str = "ids", source: str | None = None) -> np.ndarray:
+    """External ids as a 1-D int64 or str array: integers stay integers, strings stay strings
+    (mixed columns become text); integral floats (what a nullable integer column becomes) are
+    integers; nulls and other types are errors."""
+    a = np.asarray(values)
+    label = f"column {what!r} of {source}" if source else what
+    if a.ndim != 1:
+        raise ValueError(f"{label} must be 1-D, got shape {a.shape}")
+    nulls = _null_mask(a)
+    if nulls.any():
+        rows = np.flatnonzero(nulls)
         raise ValueError(
-            f"{(~known).sum()} {what} ids are not in the given {what}_ids vocabulary "
-            f"(first: {bad.tolist()}); pass drop_unknown=True to drop them"
+            f"{label}: {len(rows)} null id(s) (first at row {rows[0]}); drop those rows "
+            "or fill them in"
         )
-    codes = np.where(known, order[pos_c], -1).astype(np.int64)
-    return vocab, codes, known
+    kind = a.dtype.kind
+    if kind in "iu":
+        return a.astype(np.int64, copy=False)
+    if kind == "f":
+        if not (np.isfinite(a).all() and (a == np.round(a)).all()):
+            raise ValueError(f"{label}: ids must be integers or strings, got floats")
+        return a.astype(np.int64)
+    if kind in "US":
+        return a.astype(str)
+    if kind == "O":
+        if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in a):
+            return a.astype(np.int64)
+        if all(isinstance(x, (str, int, np.integer)) and not isinstance(x, bool) for x in a):
+            return a.astype(str)
+    raise ValueError(f"{label}: ids must be integers or strings, got dtype {a.dtype}")
+
+
+def _text(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype.kind == "U" else a.astype(str)
+
+
+class Vocabulary:
+    """External ids <-> dense indices 0..n-1 (the id rule is in the module docstring).
+
+    >>> v = Vocabulary(["b", "a"])      # doctest: +SKIP
+    >>> v.lookup(["a", "c"], drop_unknown=True)   # doctest: +SKIP
+    """
+
+    def __init__(self, ids, what: str = "item"):
+        self.ids = as_ids(ids, f"{what}_ids")
+        self.what = what
+        order = np.argsort(self.ids, kind="stable")
+        keys = self.ids[order]
+        if len(keys) > 1 and (keys[1:] == keys[:-1]).any():
+            dup = keys[1:][keys[1:] == keys[:-1]][0]
+            raise ValueError(f"{what}_ids: id {dup!r} appears more than once")
+        self._order, self._keys = order, keys
+        self._text = None  # sorted text keys, built on first mixed-type lookup
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def fit(cls, values, what: str = "item", source: str | None = None):
+        """(the vocabulary of the distinct `values`, sorted; each value's index)."""
+        ids = as_ids(values, what, source)
+        uniq, codes = np.unique(ids, return_inverse=True)
+        return cls(uniq, what), codes.astype(np.int64)
+
+    def lookup(
+        self,
+        values,
+        *,
+        column: str | None = None,
+        source: str | None = None,
+        drop_unknown: bool | str = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of `values` (-1 for unknown ids) and the mask of known ones.
+
+        `drop_unknown`: False raises on any unknown id; True drops them (with a warning that
+        says how many); ``"auto"`` drops them when at least half of the values are known and
+        raises otherwise. Errors name the `source` file, the `column` and some unknown ids."""
+        v = as_ids(values, column or f"{self.what} ids", source)
+        mixed = (v.dtype.kind == "U") != (self.ids.dtype.kind == "U")
+        if mixed:
+            if self._text is None:
+                t = _text(self.ids)
+                o = np.argsort(t, kind="stable")
+                self._text = (o, t[o])
+            order, keys, v = self._text[0], self._text[1], _text(v)
+        else:
+            order, keys = self._order, self._keys
+        pos = np.searchsorted(keys, v)
+        pos_c = np.minimum(pos, max(len(keys) - 1, 0))
+        known = (pos < len(keys)) & (keys[pos_c] == v) if len(keys) else np.zeros(len(v), bool)
+        codes = np.where(known, order[pos_c], -1).astype(np.int64)
+        n_bad = int((~known).sum())
+        if n_bad:
+            share = known.mean() if len(v) else 1.0
+            where = " and ".join(
+                x
+                for x in (
+                    f"column {column!r}" if column else "",
+                    f"file {source}" if source else "",
+                )
+                if x
+            )
+            where = f" ({where})" if where else ""
+            examples = [x.item() if hasattr(x, "item") else x for x in v[~known][:5]]
+            msg = (
+                f"{n_bad} of {len(v)} {self.what} ids{where} are not in the model's vocabulary "
+                f"of {len(self)} {self.what}s (e.g. {examples})"
+            )
+            if drop_unknown is False or (drop_unknown == "auto" and share < 0.5):
+                hint = (
+                    "do the ids use the same format as training (text vs numbers, zero padding)? "
+                    if share < 0.5
+                    else ""
+                )
+                raise ValueError(f"{msg}; {hint}pass drop_unknown=True to drop those rows")
+            warnings.warn(f"{msg}: dropped those rows", stacklevel=2)
+        return codes, known
 
 
 @dataclass(frozen=True)
@@ -57,8 +169,8 @@ class Interactions:
     Attributes:
         matrix: canonical CSR, shape (n_users, n_items), float32 weights (1.0 for implicit data;
             repeated (user, item) pairs are summed).
-        user_ids: external id of each row.
-        item_ids: external id of each column.
+        user_ids: external id of each row (int64 or str).
+        item_ids: external id of each column (int64 or str).
     """
 
     matrix: sp.csr_matrix
@@ -92,20 +204,22 @@ class Interactions:
         *,
         user_ids=None,
         item_ids=None,
-        drop_unknown: bool = False,
+        drop_unknown: bool | str = False,
+        source: str | None = None,
+        columns: tuple[str, str] = ("user", "item"),
     ) -> Interactions:
         """Builds interactions from parallel arrays of (user, item[, weight]).
 
         Args:
-            users, items: external ids (any sortable dtype), one entry per interaction.
+            users, items: external ids (integers or strings), one entry per interaction.
             weights: optional non-negative finite weights; 1.0 when omitted.
             user_ids, item_ids: fixed vocabularies to map onto (e.g. a test set onto the training
-                set's items); by default the sorted unique ids present.
-            drop_unknown: drop interactions whose ids are not in a given vocabulary instead of
-                raising.
+                set's items); by default the sorted distinct ids present.
+            drop_unknown: with a fixed vocabulary, drop interactions whose ids are not in it
+                (True), raise (False), or drop only when at least half are known ("auto").
+            source, columns: the file and column names that error messages mention.
         """
-        users = np.asarray(users)
-        items = np.asarray(items)
+        users, items = np.asarray(users), np.asarray(items)
         if users.ndim != 1 or items.ndim != 1 or len(users) != len(items):
             raise ValueError(
                 f"users and items must be 1-D arrays of equal length, got shapes "
@@ -122,17 +236,28 @@ class Interactions:
             if (w < 0).any():
                 raise ValueError("weights must be non-negative")
             w = w.astype(np.float32)
-        uvocab, ucodes, ukeep = _vocab(users, user_ids, "user", drop_unknown)
-        ivocab, icodes, ikeep = _vocab(items, item_ids, "item", drop_unknown)
-        keep = ukeep & ikeep
+        keep = np.ones(len(users), bool)
+        coded = []
+        for vals, given, what, col in (
+            (users, user_ids, "user", columns[0]),
+            (items, item_ids, "item", columns[1]),
+        ):
+            if given is None:
+                vocab, codes = Vocabulary.fit(vals, col, source)
+            else:
+                vocab = given if isinstance(given, Vocabulary) else Vocabulary(given, what)
+                codes, known = vocab.lookup(
+                    vals, column=col, source=source, drop_unknown=drop_unknown
+                )
+                keep &= known
+            coded.append((vocab, codes))
+        (uv, uc), (iv, ic) = coded
         m = sp.csr_matrix(
-            (w[keep], (ucodes[keep], icodes[keep])),
-            shape=(len(uvocab), len(ivocab)),
-            dtype=np.float32,
+            (w[keep], (uc[keep], ic[keep])), shape=(len(uv), len(iv)), dtype=np.float32
         )
         m.sum_duplicates()
         m.sort_indices()
-        return cls(m, uvocab, ivocab)
+        return cls(m, uv.ids, iv.ids)
 
     @classmethod
     def from_dataframe(
@@ -142,30 +267,25 @@ class Interactions:
         cols = list(df.columns)
         for c in (user_col, item_col) + ((weight_col,) if weight_col else ()):
             if c not in cols:
-                raise ValueError(f"column {c!r} not found; the data has columns {cols}")
+                src = kw.get("source")
+                raise ValueError(
+                    f"column {c!r} not found{f' in {src}' if src else ''}; the data has "
+                    f"columns {cols}"
+                )
         w = np.asarray(df[weight_col]) if weight_col else None
-        return cls.from_arrays(np.asarray(df[user_col]), np.asarray(df[item_col]), w, **kw)
+        return cls.from_arrays(
+            np.asarray(df[user_col]),
+            np.asarray(df[item_col]),
+            w,
+            columns=(user_col, item_col),
+            **kw,
+        )
 
     @classmethod
     def from_lightgcn(cls, path: str | os.PathLike, **kw) -> Interactions:
         """Reads the LightGCN text format: one line per user, ``user item item ...``."""
-        users, items = [], []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
-                parts = line.split()
-                if not parts:
-                    continue
-                try:
-                    vals = np.array(parts, dtype=np.int64)
-                except ValueError as e:
-                    raise ValueError(
-                        f"{path}:{lineno}: expected integers 'user item ...': {e}"
-                    ) from e
-                users.append(np.full(len(vals) - 1, vals[0]))
-                items.append(vals[1:])
-        if not users:
-            raise ValueError(f"{path}: no interactions found")
-        return cls.from_arrays(np.concatenate(users), np.concatenate(items), **kw)
+        df = read_table(path)
+        return cls.from_arrays(df["user"].to_numpy(), df["item"].to_numpy(), source=str(path), **kw)
 
     @classmethod
     def read(
@@ -177,24 +297,12 @@ class Interactions:
         sep: str | None = None,
         **kw,
     ) -> Interactions:
-        """Reads a CSV/TSV, Parquet or LightGCN ``.txt`` file, chosen by extension."""
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"no such file: {p}")
-        suffix = p.suffix.lower()
-        if suffix == ".txt":
-            return cls.from_lightgcn(p, **kw)
-        try:
-            import pandas as pd
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("reading CSV/Parquet needs pandas: pip install 'personae[io]'") from e
-        if suffix == ".parquet":
-            df = pd.read_parquet(p)
-        elif suffix in (".csv", ".tsv"):
-            df = pd.read_csv(p, sep=sep or ("\t" if suffix == ".tsv" else ","))
-        else:
-            raise ValueError(f"{p}: unknown format {suffix!r} (use .csv, .tsv, .parquet or .txt)")
-        return cls.from_dataframe(df, user_col, item_col, weight_col, **kw)
+        """Reads a CSV/TSV, Parquet or LightGCN ``.txt`` file, chosen by extension (see
+        :func:`read_table`; id columns of CSV/TSV files are read as text)."""
+        if Path(path).suffix.lower() == ".txt":
+            return cls.from_lightgcn(path, **kw)
+        df = read_table(path, sep=sep, text_columns=(user_col, item_col))
+        return cls.from_dataframe(df, user_col, item_col, weight_col, source=str(path), **kw)
 
     def users(self, rows) -> Interactions:
         """The sub-matrix of the given row indices, with the same items."""
@@ -205,6 +313,91 @@ class Interactions:
         """(user_ids, item_ids, weights) of every interaction, in row order."""
         coo = self.matrix.tocoo()
         return self.user_ids[coo.row], self.item_ids[coo.col], coo.data
+
+
+_TABLES = (".csv", ".tsv", ".parquet", ".txt")
+
+
+def read_table(path: str | os.PathLike, sep: str | None = None, text_columns=()):
+    """A CSV/TSV, Parquet or LightGCN ``.txt`` file as a pandas DataFrame, by extension.
+
+    CSV/TSV columns named in `text_columns` are read as text (ids are never reinterpreted as
+    numbers; only empty cells are null). LightGCN text gives integer ``user`` and ``item``
+    columns, one row per interaction."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {p}")
+    suffix = p.suffix.lower()
+    if suffix not in _TABLES:
+        raise ValueError(f"{p}: unknown format {suffix!r} (use {', '.join(_TABLES)})")
+    try:
+        import pandas as pd
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("reading files needs pandas: pip install 'personae[io]'") from e
+    if suffix == ".txt":
+        users, items = [], []
+        with open(p) as f:
+            for lineno, line in enumerate(f, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                try:
+                    vals = np.array(parts, dtype=np.int64)
+                except ValueError as e:
+                    raise ValueError(f"{p}:{lineno}: expected integers 'user item ...': {e}") from e
+                users.append(np.full(len(vals) - 1, vals[0]))
+                items.append(vals[1:])
+        if not users:
+            raise ValueError(f"{p}: no interactions found")
+        return pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})
+    if suffix == ".parquet":
+        return pd.read_parquet(p)
+    sep = sep or ("\t" if suffix == ".tsv" else ",")
+    text = {c: str for c in text_columns}
+    return pd.read_csv(
+        p, sep=sep, dtype=text, keep_default_na=False, na_values={c: [""] for c in text}
+    )
+
+
+def write_table(df, path: str | os.PathLike) -> Path:
+    """Writes a DataFrame as Parquet, CSV or TSV (by extension) atomically: a temporary file in
+    the same directory, then a rename."""
+    import tempfile
+
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".tsv"):
+        raise ValueError(f"{out}: unknown output format (use .parquet, .csv or .tsv)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def long_format(users, item_ids, ids, scores, **extra):
+    """Top-N lists as a long DataFrame: ``user, item, score, rank`` (rank from 1) plus `extra`
+    columns of the same ``(users, n)`` shape, one row per real entry (-1 padding dropped)."""
+    import pandas as pd
+
+    n = ids.shape[1]
+    keep = ids.ravel() >= 0
+    cols = {
+        "user": np.repeat(np.asarray(users), n)[keep],
+        "item": np.asarray(item_ids)[np.maximum(ids.ravel(), 0)][keep],
+        "score": scores.ravel()[keep],
+        "rank": np.tile(np.arange(1, n + 1), len(users))[keep],
+    }
+    cols.update({k: np.asarray(v).ravel()[keep] for k, v in extra.items()})
+    return pd.DataFrame(cols)
 
 
 def _split_rows(m: sp.csr_matrix, fraction: float, rng: np.random.Generator):
@@ -294,7 +487,6 @@ class SyntheticData:
     interactions: Interactions
     item_taste: np.ndarray
     user_mixture: np.ndarray
-    n_tastes: int = field(default=0)
 
     def user_tastes(self, u: int) -> np.ndarray:
         """The tastes of user `u`, dominant first."""
@@ -330,12 +522,10 @@ def synthetic(
     rng = np.random.default_rng(seed)
     item_taste = rng.permutation(np.arange(n_items) % n_tastes)
     # Popularity within each taste: a random rank per item, weight rank^-zipf.
-    pop = np.empty(n_items)
     taste_items, taste_cdf = [], []
     for t in range(n_tastes):
         members = np.flatnonzero(item_taste == t)
         w = (1.0 + rng.permutation(len(members))) ** -zipf
-        pop[members] = w
         taste_items.append(members)
         taste_cdf.append(np.cumsum(w) / w.sum())
     k = 1 + rng.choice(len(probs), size=n_users, p=probs)
@@ -366,4 +556,4 @@ def synthetic(
     inter = Interactions.from_arrays(
         key // n_items, key % n_items, user_ids=np.arange(n_users), item_ids=np.arange(n_items)
     )
-    return SyntheticData(inter, item_taste, mixture, n_tastes)
+    return SyntheticData(inter, item_taste, mixture)

@@ -25,12 +25,12 @@ __all__ = ["BatchScorer", "recommend"]
 
 
 class BatchScorer:
-    """A Ray Data callable class: loads the model once per actor, scores numpy batches.
+    """A Ray Data callable class: loads the model once per actor, scores Arrow batches.
 
-    Input batch columns: `user_col` (any ids) and `items_col` (per row, a sequence of external
-    item ids: the user's history). Output: long format ``user, item, score, rank`` (rank from 1),
-    padding dropped. History items unknown to the model are ignored. AMP-CF models fold in
-    each user's personas from their history first (a short optimisation, so workers need torch).
+    Input batch columns: `user_col` (any ids) and `items_col` (per row, a list of external item
+    ids: the user's history). Output: long format ``user, item, score, rank`` (rank from 1),
+    padding dropped. History items unknown to the model are dropped (a warning says how many).
+    The list column's offsets and values become the CSR rows directly: no Python work per user.
     """
 
     def __init__(
@@ -45,53 +45,44 @@ class BatchScorer:
         n_final: int | None = None,
     ):
         import personae
+        from personae.data import Vocabulary
 
         self.model = personae.load(model_path)
+        self.vocab = Vocabulary(self.model.item_ids)
         self.n, self.user_col, self.items_col = n, user_col, items_col
         self.exclude_seen, self.num_threads = exclude_seen, num_threads
         self.rerank, self.n_final = rerank, n_final
-        ids = np.asarray(self.model.item_ids)
-        self._order = np.argsort(ids, kind="stable")
-        self._sorted = ids[self._order]
 
     def _rows(self, histories) -> sp.csr_matrix:
-        lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-        flat = np.concatenate([np.asarray(h) for h in histories]) if lens.sum() else np.array([])
-        rows = np.repeat(np.arange(len(histories)), lens)
-        if flat.size:
-            pos = np.searchsorted(self._sorted, flat.astype(self._sorted.dtype, copy=False))
-            pos_c = np.minimum(pos, len(self._sorted) - 1)
-            known = self._sorted[pos_c] == flat
-            cols, rows = self._order[pos_c[known]], rows[known]
-        else:
-            cols = np.array([], dtype=np.int64)
+        """A list column (Arrow) as a CSR matrix on the model's items (implicit weights)."""
+        import pyarrow as pa
+
+        if isinstance(histories, pa.ChunkedArray):
+            histories = histories.combine_chunks()
+        offsets = histories.offsets.to_numpy()
+        offsets = offsets - offsets[0]
+        flat = histories.flatten().to_numpy(zero_copy_only=False)
+        rows = np.repeat(np.arange(len(histories)), np.diff(offsets))
+        cols, known = self.vocab.lookup(flat, column=self.items_col, drop_unknown=True)
         m = sp.csr_matrix(
-            (np.ones(len(cols), np.float32), (rows, cols)),
-            shape=(len(histories), self.model.n_items),
+            (np.ones(int(known.sum()), np.float32), (rows[known], cols[known])),
+            shape=(len(histories), len(self.vocab)),
         )
         m.sum_duplicates()
         m.data[:] = 1.0
         return m
 
-    def __call__(self, batch: dict) -> dict:
-        users = np.asarray(batch[self.user_col])
-        x = self._rows(list(batch[self.items_col]))
-        kw = {}
-        if self.model.kind == "ampcf":  # personas from each history (fold-in; needs torch)
-            kw["personas"] = self.model.fold_in(x)
+    def __call__(self, batch) -> dict:
+        users = batch.column(self.user_col).to_numpy(zero_copy_only=False)
+        x = self._rows(batch.column(self.items_col))
         ids, scores = self.model.recommend(
-            x, self.n, exclude_seen=self.exclude_seen, num_threads=self.num_threads, **kw
-        )
+            x, self.n, exclude_seen=self.exclude_seen, num_threads=self.num_threads
+        )[:2]
         if self.rerank is not None:
             ids, scores = self.rerank(ids, scores, x, self.n_final or self.n)
-        width = ids.shape[1]
-        keep = ids.ravel() >= 0
-        return {
-            "user": np.repeat(users, width)[keep],
-            "item": self.model.item_ids[np.maximum(ids.ravel(), 0)][keep],
-            "score": scores.ravel()[keep],
-            "rank": np.tile(np.arange(1, width + 1), len(users))[keep],
-        }
+        from personae.data import long_format
+
+        return long_format(users, self.model.item_ids, ids, scores).to_dict("list")
 
 
 def recommend(
@@ -127,14 +118,20 @@ def recommend(
     import ray  # fails early with a clear ImportError when Ray is missing
 
     if item_col is not None:
+        import pyarrow as pa
 
-        def collect(group):
-            return {
-                user_col: np.asarray(group[user_col][:1]),
-                items_col: np.asarray([list(group[item_col])], dtype=object),
-            }
+        def collect(group: pa.Table) -> pa.Table:
+            # One list per user, built from the group's column without a Python loop.
+            items = group.column(item_col).combine_chunks()
+            offsets = pa.array([0, len(items)], type=pa.int32())
+            return pa.table(
+                {
+                    user_col: group.column(user_col).slice(0, 1),
+                    items_col: pa.ListArray.from_arrays(offsets, items),
+                }
+            )
 
-        dataset = dataset.groupby(user_col).map_groups(collect, batch_format="numpy")
+        dataset = dataset.groupby(user_col).map_groups(collect, batch_format="pyarrow")
     return dataset.map_batches(
         BatchScorer,
         fn_constructor_kwargs=dict(
@@ -148,6 +145,6 @@ def recommend(
             n_final=n_final,
         ),
         batch_size=batch_size,
-        batch_format="numpy",
+        batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency),
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from personae import _core
-from personae._validate import csr_parts, positive_int
+from personae._validate import csr, integer, matrix
 
 __all__ = [
     "calibration",
@@ -31,29 +31,15 @@ __all__ = [
 ]
 
 
-def _ids(ids) -> np.ndarray:
-    a = np.asarray(ids)
-    if a.ndim != 2:
-        raise ValueError(f"ids must be 2-D (users x list length), got shape {a.shape}")
-    if a.size and a.dtype.kind not in "iu":
-        raise TypeError(f"ids must hold integer item indices, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.int64)
-
-
 def ranking_metrics(ids, truth, k: int) -> dict[str, np.ndarray]:
     """Per-user ``recall``, ``recall_multvae``, ``ndcg`` and ``hit`` at `k` (NaN for users
     without held-out items). `truth` is a CSR matrix whose row u holds user u's relevant items."""
-    ids = _ids(ids)
-    k = positive_int("k", k)
-    indptr, indices, _, shape = csr_parts("truth", truth)
-    if shape[0] != ids.shape[0]:
-        raise ValueError(f"ids has {ids.shape[0]} rows but truth has {shape[0]}")
-    return _core.ranking_metrics(ids, k, indptr, indices, shape[1])
+    return _core.ranking_metrics(matrix("ids", ids, np.int64), integer("k", k), csr("truth", truth))
 
 
 def coverage(ids, n_items: int) -> float:
     """Share of the `n_items` catalogue recommended to at least one user."""
-    return _core.coverage(_ids(ids), positive_int("n_items", n_items))
+    return _core.coverage(matrix("ids", ids, np.int64), integer("n_items", n_items))
 
 
 def evaluate(ids, truth, k: int) -> dict[str, float]:
@@ -61,8 +47,8 @@ def evaluate(ids, truth, k: int) -> dict[str, float]:
     m = ranking_metrics(ids, truth, k)
     has = np.isfinite(m["ndcg"])
     mean = (lambda v: float(v[has].mean())) if has.any() else (lambda v: float("nan"))
-    ids = _ids(ids)
-    sizes = np.diff(csr_parts("truth", truth)[0])[has]
+    ids = matrix("ids", ids, np.int64)
+    sizes = np.diff(csr("truth", truth).indptr)[has]
     denom = np.minimum(k, sizes)
     micro = float((m["recall_multvae"][has] * denom).sum() / denom.sum()) if has.any() else np.nan
     return {
@@ -79,21 +65,21 @@ def evaluate(ids, truth, k: int) -> dict[str, float]:
 # -- calibration (Steck, RecSys 2018); definitions in personae.rerank -------------------------
 
 
-def _reranker(item_categories, alpha: float = 0.01, rank_weighting: bool = False):
+def _reranker(item_categories, smoothing: float = 0.01, rank_weighting: bool = False):
     from personae.rerank import CalibratedReranker
 
     if isinstance(item_categories, CalibratedReranker):
         return item_categories
-    return CalibratedReranker(item_categories, alpha=alpha, rank_weighting=rank_weighting)
+    return CalibratedReranker(item_categories, smoothing=smoothing, rank_weighting=rank_weighting)
 
 
 def miscalibration(
-    ids, item_categories, history=None, p=None, alpha: float = 0.01, rank_weighting=False
+    ids, item_categories, history=None, p=None, smoothing: float = 0.01, rank_weighting=False
 ) -> np.ndarray:
     """Per-user C_KL = KL(p || q~) (natural log) of the lists ``ids`` against the category
-    distribution p of ``history`` (or ``p`` given directly); q~ = (1 - alpha) q + alpha p.
-    ``item_categories``: items x categories (0/1 flags are normalised per row)."""
-    return _reranker(item_categories, alpha, rank_weighting).miscalibration(ids, history, p)
+    distribution p of ``history`` (or ``p`` given directly); q~ = (1 - s) q + s p with the
+    smoothing s. ``item_categories``: items x categories (0/1 flags are normalised per row)."""
+    return _reranker(item_categories, smoothing, rank_weighting).miscalibration(ids, history, p)
 
 
 def minority_interest_recall(
@@ -111,9 +97,9 @@ def category_coverage(ids, item_categories, history=None, p=None) -> np.ndarray:
     return _reranker(item_categories).interest_recall(ids, history, p, 0.0, False)
 
 
-def calibration(ids, item_categories, history=None, p=None, alpha: float = 0.01) -> dict:
+def calibration(ids, item_categories, history=None, p=None, smoothing: float = 0.01) -> dict:
     """Means over users: ``ckl`` (C_KL), ``minority_recall`` and ``category_coverage``."""
-    r = _reranker(item_categories, alpha)
+    r = _reranker(item_categories, smoothing)
     nanmean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")  # noqa: E731
     return {
         "ckl": float(np.mean(r.miscalibration(ids, history, p))),

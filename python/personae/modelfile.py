@@ -1,76 +1,48 @@
 """Writing model directories: ``manifest.json`` + a safetensors weights file. Never pickle.
 
-Saving is atomic. The weights file is named by its content hash
-(``weights-<sha256 prefix>.safetensors``) and written first (temporary file, fsync, rename);
-only then is ``manifest.json`` replaced the same way, which switches the directory from the old
-model to the new one in a single rename. A crash at any point leaves a manifest that names a
-complete weights file with the recorded hash: the old model or the new one, never a mix. Weights
-files that no manifest names any more are removed last.
+The bytes come from the Rust core (``Model.to_bytes``); this module only puts them on disk,
+atomically and safely against concurrent readers and writers:
+
+- The weights file is named by its content hash (``weights-<sha256 prefix>.safetensors``) and
+  written first (temporary file, fsync, rename); only then is ``manifest.json`` replaced the
+  same way, which switches the directory from the old model to the new one in one rename. A
+  crash at any point leaves a manifest naming a complete weights file: the old model or the new
+  one, never a mix.
+- Readers (``personae.load``) read ``manifest.json`` once and the weights it names. The weights
+  of the previous save are kept until the next one, so a reader that read the old manifest just
+  before a switch still finds its weights; a reader slower than two saves reads the newer
+  manifest again (the Rust loader retries).
+- Writers are serialised by an exclusive lock on ``.personae.lock`` in the directory (POSIX
+  ``flock``): a second process saving into the same directory waits for the first.
+- Temporary files left by a crashed save (``.*.tmp``) are removed by the next save.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import save as _st_save
+LOCK = ".personae.lock"
 
-from personae._core import FORMAT_VERSION, sha256_hex
-
-FORMAT = "personae-model"
-
-
-def _jsonable_ids(ids: np.ndarray) -> list:
-    ids = np.asarray(ids)
-    if ids.dtype.kind in "iu":
-        return [int(x) for x in ids]
-    if ids.dtype.kind == "f":
-        return [float(x) for x in ids]
-    return [str(x) for x in ids]
+try:  # POSIX; elsewhere saves are atomic but concurrent writers are not serialised
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 
-def _json_safe(obj):
-    """Non-finite floats become null: JSON has no NaN, and strict readers reject it."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def encode(
-    kind: str,
-    tensors: dict[str, np.ndarray],
-    *,
-    n_items: int,
-    item_ids,
-    config: dict,
-    extra: dict | None = None,
-) -> tuple[bytes, bytes]:
-    """Serialises a model to (manifest bytes, weights bytes) without touching the disk."""
-    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
-    weights = _st_save(arrays)
-    sha = sha256_hex(weights)
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "n_items": int(n_items),
-        "weights_file": f"weights-{sha[:16]}.safetensors",
-        "weights_sha256": sha,
-        "tensors": {k: {"dtype": "F32", "shape": list(v.shape)} for k, v in arrays.items()},
-        "config": config,
-        "item_ids": _jsonable_ids(item_ids),
-        **(extra or {}),
-    }
-    return json.dumps(_json_safe(manifest), indent=1, allow_nan=False).encode(), weights
+@contextlib.contextmanager
+def _locked(d: Path):
+    with open(d / LOCK, "a+b") as f:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -98,30 +70,34 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def save(path: str | os.PathLike, manifest: bytes, weights: bytes) -> Path:
+def _weights_name(manifest: bytes | str) -> str | None:
+    try:
+        m = json.loads(manifest)
+    except ValueError:
+        return None
+    return m.get("weights_file") if isinstance(m, dict) else None
+
+
+def save(path: str | os.PathLike, manifest: str | bytes, weights: bytes) -> Path:
     """Atomically writes a model directory (see the module docstring); returns its path."""
     d = Path(path)
     d.mkdir(parents=True, exist_ok=True)
-    m = json.loads(manifest)
-    wname = m["weights_file"]
-    _write_atomic(d / wname, weights)
-    _fsync_dir(d)
-    _write_atomic(d / "manifest.json", manifest)
-    _fsync_dir(d)
-    for old in d.glob("weights-*.safetensors"):
-        if old.name != wname:
-            old.unlink(missing_ok=True)
+    manifest = manifest.encode() if isinstance(manifest, str) else manifest
+    wname = _weights_name(manifest)
+    if not wname:
+        raise ValueError("the manifest to save names no weights file")
+    with _locked(d):
+        # Under the lock no other save is running: every temporary file is a crash's leftover.
+        for stale in d.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        current = d / "manifest.json"
+        previous = _weights_name(current.read_bytes()) if current.is_file() else None
+        _write_atomic(d / wname, weights)
+        _fsync_dir(d)
+        _write_atomic(current, manifest)
+        _fsync_dir(d)
+        keep = {wname, previous}
+        for old in d.glob("weights-*.safetensors"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
     return d
-
-
-def read_manifest(path: str | os.PathLike) -> dict:
-    """The parsed manifest of a model directory (no validation; loading validates)."""
-    from personae._core import ModelFormatError
-
-    p = Path(path) / "manifest.json"
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ModelFormatError(f"no model at {path}: {p} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFormatError(f"{p} is not valid JSON: {e}") from None

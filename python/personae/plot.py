@@ -81,7 +81,7 @@ def calibration(
         sel = (lambda v: v[user]) if label.startswith("user") else (lambda v: v.mean())
         ax.set_title(
             f"{label}: C_KL {sel(ckl['plain']):.3f} -> {sel(ckl['calibrated']):.3f} "
-            f"(ln, alpha {reranker.alpha})"
+            f"(ln, smoothing {reranker.smoothing})"
         )
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     axes[0].set_ylabel("share of category mass")

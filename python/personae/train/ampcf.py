@@ -191,6 +191,7 @@ def train_ampcf(
     validation: sp.csr_matrix | None = None,
     show_progress: bool = True,
     on_improve=None,
+    on_epoch=None,
 ) -> TrainResult:
     """Trains AMP-CF on the (user, item) pairs of `train` (users x items, implicit feedback).
 
@@ -198,6 +199,7 @@ def train_ampcf(
         validation: held-out items of the *same* users (same shape as `train`), for early
             stopping on full-ranking NDCG@cfg.eval_k; without it the last state is kept.
         on_improve: called as ``on_improve(net, epoch, ndcg)`` at each new best.
+        on_epoch: called as ``on_epoch(record, seconds)`` after every epoch.
     """
     from tqdm.auto import tqdm
 
@@ -246,7 +248,7 @@ def train_ampcf(
         def validate():
             return validation_ndcg(score, val_in, val_out, cfg.eval_k, device, batch_size=256)
 
-    log = EpochLog(net, cfg, validate, on_improve, bar, device)
+    log = EpochLog(net, cfg, validate, on_improve, bar, device, on_epoch)
     try:
         for epoch in range(cfg.epochs):
             net.train()

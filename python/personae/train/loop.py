@@ -110,10 +110,8 @@ def validation_ndcg(
         scores = score_fn(rows, b)
         scores[b.rows, b.indices] = -math.inf
         ids[rows] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
-    out = val_out.tocsr()
-    m = _core.ranking_metrics(
-        ids, k, out.indptr.astype(np.int64), out.indices.astype(np.int32), n_items
-    )
+    out = val_out.tocsr().astype(np.float32)
+    m = _core.ranking_metrics(ids, k, out)
     v = m["ndcg"]
     return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
 
@@ -176,16 +174,17 @@ class EpochLog:
     """The end of every epoch, shared by the training loops: validation and early stopping,
     the checkpoint callback, the history, the progress bar and the time budget."""
 
-    def __init__(self, net, cfg: TrainConfig, validate, on_improve, bar, device):
+    def __init__(self, net, cfg: TrainConfig, validate, on_improve, bar, device, on_epoch=None):
         self.net, self.cfg, self.validate, self.on_improve = net, cfg, validate, on_improve
+        self.on_epoch = on_epoch
         self.bar, self.device = bar, device
         self.stopper = EarlyStopping(cfg.patience if validate is not None else 0)
         self.history: list[dict] = []
         self.t0 = time.perf_counter()
 
     def end(self, rec: dict) -> bool:
-        """Validates (when a validation set was given) and records `rec`, which holds
-        ``epoch`` and ``loss``; True when training should stop."""
+        """Validates (when a validation set was given), records `rec` (which holds ``epoch``
+        and ``loss``) and calls ``on_epoch(rec, seconds)``; True when training should stop."""
         st = self.stopper
         if self.validate is not None:
             self.net.eval()
@@ -199,8 +198,11 @@ class EpochLog:
             else {}
         )
         self.bar.set_postfix(epoch=rec["epoch"], loss=f"{rec['loss']:.4g}", **shown)
+        elapsed = time.perf_counter() - self.t0
+        if self.on_epoch is not None:
+            self.on_epoch(rec, elapsed)
         budget = self.cfg.max_seconds
-        return st.should_stop or (budget is not None and time.perf_counter() - self.t0 > budget)
+        return st.should_stop or (budget is not None and elapsed > budget)
 
     def result(self) -> TrainResult:
         """The run's result, with the best validated state loaded back into the net."""

@@ -60,8 +60,15 @@ class MultVAENet(nn.Module):
 
     def encode(self, b: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z | x) for a sparse batch (input L2-normalised, dropout)."""
-        sq = torch.zeros(b.size, device=b.values.device).index_add_(0, b.rows, b.values**2)
-        v = b.values / sq.sqrt().clamp_min(1e-12)[b.rows]
+        # L2 normalisation that is exact for any finite weight scale: divide by the row's
+        # largest weight first (float32 squares overflow above ~1e19 and vanish below ~1e-23).
+        dev = b.values.device
+        mx = torch.zeros(b.size, device=dev).scatter_reduce_(
+            0, b.rows, b.values.abs(), "amax", include_self=False
+        )
+        v = b.values / mx.clamp_min(torch.finfo(b.values.dtype).tiny)[b.rows]
+        sq = torch.zeros(b.size, device=dev).index_add_(0, b.rows, v**2)
+        v = v / sq.sqrt().clamp_min(1e-12)[b.rows]
         v = F.dropout(v, self.dropout, self.training)
         h = torch.tanh(self.enc_item(b.indices, b.offsets, per_sample_weights=v) + self.enc_b)
         mu, logvar = self.mu_logvar(h).chunk(2, dim=-1)
@@ -115,6 +122,7 @@ def train_multvae(
     validation: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
     show_progress: bool = True,
     on_improve=None,
+    on_epoch=None,
 ) -> TrainResult:
     """Trains Mult-VAE on the rows of `train` (users x items).
 
@@ -123,6 +131,7 @@ def train_multvae(
             it the model trains for cfg.epochs and the last state is kept.
         on_improve: called as ``on_improve(net, epoch, ndcg)`` at each new best, e.g. to write
             a checkpoint so that a crash loses nothing.
+        on_epoch: called as ``on_epoch(record, seconds)`` after every epoch.
     """
     from tqdm.auto import tqdm
 
@@ -152,7 +161,7 @@ def train_multvae(
                 lambda rows, b: net.scores(b), validation[0], validation[1], cfg.eval_k, device
             )
 
-    log = EpochLog(net, cfg, validate, on_improve, bar, device)
+    log = EpochLog(net, cfg, validate, on_improve, bar, device, on_epoch)
     try:
         for epoch in range(cfg.epochs):
             net.train()

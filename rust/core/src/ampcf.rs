@@ -18,14 +18,16 @@
 //! [`prepare`]: TileScorer::prepare
 //! [`score_tile`]: TileScorer::score_tile
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Model, Tensor};
 use crate::csr::CsrView;
-use crate::error::Result;
+use crate::error::{buffer, Result};
 use crate::fused::{self, Filters, TileScorer};
+use crate::threads::Stop;
 use crate::{bad_model, gemm, invalid};
 
 /// The tensors an AMP-CF file holds.
@@ -45,19 +47,31 @@ pub struct AmpCf {
     pub n_items: usize,
     pub n_users: usize,
     /// Personas per user (K).
-    pub k: usize,
+    pub n_personas: usize,
     /// Embedding dimension (d).
     pub dim: usize,
     /// Attention (projection) dimension.
     pub att_dim: usize,
     /// Softmax temperature.
     pub tau: f32,
-    personas: Vec<f32>,  // [U, K, d]
-    item_emb: Vec<f32>,  // [I, d]
-    item_bias: Vec<f32>, // [I]
-    proj_user: Vec<f32>, // [d, a]
-    proj_item: Vec<f32>, // [d, a]
-    item_att: Vec<f32>,  // [I, a]: normalised q_j A_v, precomputed
+    personas: Vec<f32>,           // [U, K, d]
+    item_emb: Vec<f32>,           // [I, d]
+    item_bias: Vec<f32>,          // [I]
+    proj_user: Vec<f32>,          // [d, a]
+    proj_item: Vec<f32>,          // [d, a]
+    item_att: Vec<f32>,           // [I, a]: normalised q_j A_v, precomputed
+    item_count: Option<Vec<f32>>, // [I]: training interactions, when recorded
+}
+
+/// `(ids, scores, dominant persona of each listed item when asked for)`, each `rows x n`.
+pub type Recommended = (Vec<i64>, Vec<f32>, Option<Vec<i64>>);
+
+/// The users of a call: rows of the training persona table, or persona values
+/// (`rows x K x d`, e.g. from fold-in).
+#[derive(Clone, Copy, Debug)]
+pub enum Users<'a> {
+    Index(&'a [i64]),
+    Personas(&'a [f32]),
 }
 
 fn normalise_rows(v: &mut [f32], width: usize) {
@@ -109,6 +123,7 @@ impl AmpCf {
         let item_bias = c.take("item_bias", &[n_items])?;
         let proj_user = c.take("proj_user", &[dim, att_dim])?;
         let proj_item = c.take("proj_item", &[dim, att_dim])?;
+        let item_count = c.take_optional("item_count", &[n_items])?;
         let mut item_att = vec![0f32; n_items * att_dim];
         // Row blocks in parallel: this is the only O(items) work at load time.
         item_att
@@ -121,7 +136,7 @@ impl AmpCf {
         Ok(Self {
             n_items,
             n_users,
-            k,
+            n_personas: k,
             dim,
             att_dim,
             tau,
@@ -131,7 +146,29 @@ impl AmpCf {
             proj_user,
             proj_item,
             item_att,
+            item_count,
         })
+    }
+
+    /// Persona values of `users` and how many users they are (indices checked, values checked
+    /// for shape and finiteness).
+    pub fn resolve<'a>(&self, users: Users<'a>) -> Result<(Cow<'a, [f32]>, usize)> {
+        let kd = self.n_personas * self.dim;
+        match users {
+            Users::Index(idx) => Ok((Cow::Owned(self.gather(idx)?), idx.len())),
+            Users::Personas(v) => {
+                if v.len() % kd != 0 {
+                    return Err(invalid!(
+                        "personas: {} values is not a whole number of users of K x d = {} x {}",
+                        v.len(),
+                        self.n_personas,
+                        self.dim
+                    ));
+                }
+                self.check_personas(v, v.len() / kd)?;
+                Ok((Cow::Borrowed(v), v.len() / kd))
+            }
+        }
     }
 
     /// The persona table of the training users, `[U, K, d]` flattened.
@@ -153,7 +190,7 @@ impl AmpCf {
 
     /// Personas of training users `users` (`[len, K, d]` flattened), checking the indices.
     pub fn gather(&self, users: &[i64]) -> Result<Vec<f32>> {
-        let kd = self.k * self.dim;
+        let kd = self.n_personas * self.dim;
         let mut out = Vec::with_capacity(users.len() * kd);
         for (i, &u) in users.iter().enumerate() {
             if u < 0 || u as usize >= self.n_users {
@@ -169,11 +206,11 @@ impl AmpCf {
 
     /// Checks a caller-supplied persona buffer: `rows x K x d`, finite.
     pub fn check_personas(&self, personas: &[f32], rows: usize) -> Result<()> {
-        let kd = self.k * self.dim;
+        let kd = self.n_personas * self.dim;
         if personas.len() != rows * kd {
             return Err(invalid!(
                 "personas: expected {rows} x {} x {} = {} values, got {}",
-                self.k,
+                self.n_personas,
                 self.dim,
                 rows * kd,
                 personas.len()
@@ -197,31 +234,62 @@ impl AmpCf {
         }
     }
 
-    /// Top-`n` per row of `seen` for users with the given personas (fused; masking as in
-    /// [`fused::top_n`]).
-    pub fn top_n(
+    /// Top-`n` items of `users` (see [`fused::top_n`]); `seen` (one row per user) is only used
+    /// for masking. With `explain`, also the dominant persona of each listed item (-1 for
+    /// padding), computed in the same call.
+    pub fn recommend(
         &self,
-        personas: &[f32],
+        users: Users,
         seen: &CsrView,
-        n: usize,
-        filters: Filters,
-    ) -> Result<(Vec<i64>, Vec<f32>)> {
-        if seen.n_cols != self.n_items {
+        n: i64,
+        filters: &Filters,
+        stop: &Stop,
+        explain: bool,
+    ) -> Result<Recommended> {
+        let (p, rows) = self.resolve(users)?;
+        if rows != seen.n_rows {
             return Err(invalid!(
-                "user_items has {} columns but the model has {} items",
-                seen.n_cols,
-                self.n_items
+                "user_items has {} rows but {rows} users were given",
+                seen.n_rows
             ));
         }
-        self.check_personas(personas, seen.n_rows)?;
-        Ok(fused::top_n(&self.scorer(personas), seen, n, filters))
+        let (ids, scores) = fused::top_n(&self.scorer(&p), seen, n, filters, stop)?;
+        if !explain {
+            return Ok((ids, scores, None));
+        }
+        let width = ids.len() / rows.max(1);
+        let (pu, pi): (Vec<i64>, Vec<i64>) = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &j)| j >= 0)
+            .map(|(t, &j)| ((t / width.max(1)) as i64, j))
+            .unzip();
+        let att = self.attention_of(&p, rows, &pu, &pi)?;
+        let k = self.n_personas;
+        let mut dom = vec![-1i64; ids.len()];
+        let mut next = 0;
+        for (slot, &j) in dom.iter_mut().zip(&ids) {
+            if j >= 0 {
+                let w = &att[next * k..(next + 1) * k];
+                // First maximum, as numpy's argmax.
+                let mut best = 0;
+                for (kk, &x) in w.iter().enumerate() {
+                    if x > w[best] {
+                        best = kk;
+                    }
+                }
+                *slot = best as i64;
+                next += 1;
+            }
+        }
+        Ok((ids, scores, Some(dom)))
     }
 
-    /// Dense scores `rows x n_items` (tests and small batches).
-    pub fn score_dense(&self, personas: &[f32], rows: usize) -> Result<Vec<f32>> {
-        self.check_personas(personas, rows)?;
-        let mut out = vec![0f32; rows * self.n_items];
-        let sc = self.scorer(personas);
+    /// Dense scores `rows x n_items` of `users` (tests and small batches).
+    pub fn score(&self, users: Users) -> Result<Vec<f32>> {
+        let (personas, rows) = self.resolve(users)?;
+        let mut out = buffer("score", rows.checked_mul(self.n_items), 0f32)?;
+        let sc = self.scorer(&personas);
         out.par_chunks_mut(fused::USER_CHUNK * self.n_items)
             .enumerate()
             .for_each(|(c, o)| {
@@ -232,15 +300,24 @@ impl AmpCf {
         Ok(out)
     }
 
-    /// Attention weights `[P, K]` of pairs `(row pair_user[p] of personas, item pair_item[p])`.
+    /// Attention weights `[P, K]` of pairs `(row pair_user[p] of users, item pair_item[p])`.
     pub fn attention(
+        &self,
+        users: Users,
+        pair_user: &[i64],
+        pair_item: &[i64],
+    ) -> Result<Vec<f32>> {
+        let (p, rows) = self.resolve(users)?;
+        self.attention_of(&p, rows, pair_user, pair_item)
+    }
+
+    fn attention_of(
         &self,
         personas: &[f32],
         rows: usize,
         pair_user: &[i64],
         pair_item: &[i64],
     ) -> Result<Vec<f32>> {
-        self.check_personas(personas, rows)?;
         if pair_user.len() != pair_item.len() {
             return Err(invalid!(
                 "attention: {} users but {} items in the pairs",
@@ -264,7 +341,7 @@ impl AmpCf {
                 self.n_items
             ));
         }
-        let (k, a) = (self.k, self.att_dim);
+        let (k, a) = (self.n_personas, self.att_dim);
         let pn = self.project(personas); // [rows*K, a]
         let mut out = vec![0f32; pair_user.len() * k];
         out.par_chunks_mut(k * 1024).enumerate().for_each(|(c, o)| {
@@ -299,6 +376,43 @@ impl AmpCf {
     }
 }
 
+impl Model for AmpCf {
+    fn kind(&self) -> &'static str {
+        "ampcf"
+    }
+
+    fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// The stored tensors, for writing the model back to a file.
+    fn tensors(&self) -> Vec<Tensor<'_>> {
+        let (u, i, k, d, a) = (
+            self.n_users,
+            self.n_items,
+            self.n_personas,
+            self.dim,
+            self.att_dim,
+        );
+        let mut t: Vec<Tensor> = vec![
+            ("personas", vec![u, k, d], &self.personas),
+            ("item_emb", vec![i, d], &self.item_emb),
+            ("item_bias", vec![i], &self.item_bias),
+            ("proj_user", vec![d, a], &self.proj_user),
+            ("proj_item", vec![d, a], &self.proj_item),
+        ];
+        if let Some(c) = &self.item_count {
+            t.push(("item_count", vec![i], c));
+        }
+        t
+    }
+
+    /// Training interactions per item, when recorded.
+    fn item_count(&self) -> Option<&[f32]> {
+        self.item_count.as_deref()
+    }
+}
+
 /// In-place softmax of a short slice (max-subtracted).
 #[inline]
 fn softmax(w: &mut [f32]) {
@@ -327,7 +441,7 @@ pub struct ChunkState {
 
 impl AmpCfScorer<'_> {
     fn prepare_rows(&self, rows: std::ops::Range<usize>) -> ChunkState {
-        let kd = self.model.k * self.model.dim;
+        let kd = self.model.n_personas * self.model.dim;
         let m = rows.len();
         let p = self.personas[rows.start * kd..rows.end * kd].to_vec();
         let pn = self.model.project(&p);
@@ -353,7 +467,7 @@ impl TileScorer for AmpCfScorer<'_> {
 
     fn score_tile(&self, st: &ChunkState, items: std::ops::Range<usize>, out: &mut [f32]) {
         let md = self.model;
-        let (k, d, a, w, m) = (md.k, md.dim, md.att_dim, items.len(), st.m);
+        let (k, d, a, w, m) = (md.n_personas, md.dim, md.att_dim, items.len(), st.m);
         let mk = m * k;
         let mut scratch = st.scratch.borrow_mut();
         let (sim, dot) = &mut *scratch;
@@ -485,6 +599,7 @@ fn exp_approx(x: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::checkpoint::tests::{build, rand_vec};
+    use crate::csr::Index;
     use crate::fused::DenseScores;
 
     fn toy(n_users: usize, n_items: usize, k: usize, d: usize, a: usize) -> AmpCf {
@@ -512,7 +627,7 @@ mod tests {
 
     /// Scores written from the definition, in f64.
     fn naive(m: &AmpCf, p: &[f32], u: usize, j: usize) -> (f64, Vec<f64>) {
-        let (k, d, a) = (m.k, m.dim, m.att_dim);
+        let (k, d, a) = (m.n_personas, m.dim, m.att_dim);
         let proj = |v: &[f32], w: &[f32]| -> Vec<f64> {
             let o: Vec<f64> = (0..a)
                 .map(|c| (0..d).map(|r| v[r] as f64 * w[r * a + c] as f64).sum())
@@ -549,7 +664,7 @@ mod tests {
         let n_users = fused::USER_CHUNK + 3;
         let model = toy(n_users, n_items, 3, 5, 4);
         let p = model.personas().to_vec();
-        let dense = model.score_dense(&p, n_users).unwrap();
+        let dense = model.score(Users::Personas(&p)).unwrap();
         for &(u, j) in &[(0, 0), (3, 2047), (n_users - 1, n_items - 1), (200, 2050)] {
             let (want, _) = naive(&model, &p, u, j);
             let got = dense[u * n_items + j] as f64;
@@ -566,21 +681,30 @@ mod tests {
             }
             indptr.push(indices.len() as i64);
         }
-        let seen = CsrView::new("u", n_items, &indptr, &indices, None).unwrap();
-        let f = Filters {
-            exclude_seen: true,
-            exclude_items: None,
-        };
-        let got = model.top_n(&p, &seen, 30, f).unwrap();
-        let want = fused::top_n(
-            &DenseScores {
-                scores: &dense,
-                n_items,
-            },
-            &seen,
-            30,
-            f,
-        );
+        let seen = CsrView::new(
+            "u",
+            n_items,
+            Index::I64(&indptr),
+            Index::I32(&indices),
+            None,
+        )
+        .unwrap();
+        let f = Filters::new(true, None, n_items).unwrap();
+        let stop = Stop::new();
+        let (ids, scores, dom) = model
+            .recommend(Users::Personas(&p), &seen, 30, &f, &stop, true)
+            .unwrap();
+        let got = (ids, scores);
+        let dense_scores = DenseScores::new(&dense, n_users, n_items).unwrap();
+        let want = fused::top_n(&dense_scores, &seen, 30, &f, &stop).unwrap();
+        // The dominant persona of each listed item is the argmax of its attention.
+        let dom = dom.unwrap();
+        for (t, &j) in got.0.iter().enumerate().take(90) {
+            let u = (t / 30) as i64;
+            let att = model.attention(Users::Personas(&p), &[u], &[j]).unwrap();
+            let best = (0..3).fold(0, |b, k| if att[k] > att[b] { k } else { b });
+            assert_eq!(dom[t], best as i64);
+        }
         for (g, w) in got.1.iter().zip(&want.1) {
             assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0));
         }
@@ -591,7 +715,7 @@ mod tests {
         let model = toy(4, 50, 3, 6, 6);
         let p = model.personas().to_vec();
         let att = model
-            .attention(&p, 4, &[0, 1, 3, 3], &[0, 49, 7, 7])
+            .attention(Users::Personas(&p), &[0, 1, 3, 3], &[0, 49, 7, 7])
             .unwrap();
         for (t, (&u, &j)) in [(0usize, 0usize), (1, 49), (3, 7), (3, 7)]
             .iter()
@@ -628,13 +752,14 @@ mod tests {
         assert!(model.gather(&[0, 2]).is_err());
         assert!(model.gather(&[-1]).is_err());
         assert_eq!(model.gather(&[1]).unwrap().len(), 6);
-        assert!(model.score_dense(&[0.0; 5], 1).is_err());
-        assert!(model.score_dense(&[f32::NAN; 6], 1).is_err());
+        assert!(model.score(Users::Personas(&[0.0; 5])).is_err());
+        assert!(model.score(Users::Personas(&[f32::NAN; 6])).is_err());
+        assert!(model.score(Users::Index(&[2])).is_err());
         let p = vec![0.0; 6];
-        assert!(model.attention(&p, 1, &[0], &[10]).is_err());
-        assert!(model.attention(&p, 1, &[1], &[0]).is_err());
+        assert!(model.attention(Users::Personas(&p), &[0], &[10]).is_err());
+        assert!(model.attention(Users::Personas(&p), &[1], &[0]).is_err());
         // Zero personas: cosine 0, uniform attention, score = bias.
-        let att = model.attention(&p, 1, &[0], &[3]).unwrap();
+        let att = model.attention(Users::Personas(&p), &[0], &[3]).unwrap();
         assert!((att[0] - 0.5).abs() < 1e-6);
         let (m, w) = build("ampcf", &[], serde_json::json!({"n_items": 3, "tau": 1.0}));
         assert!(AmpCf::from_checkpoint(Checkpoint::from_bytes(&m, &w).unwrap()).is_err());

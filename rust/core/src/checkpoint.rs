@@ -1,10 +1,17 @@
-//! Model files: `manifest.json` + `weights.safetensors`, read and validated as a unit.
+//! Model files: `manifest.json` + a safetensors weights file, read and validated as a unit.
 //!
 //! Nothing in a model file is executed: the manifest is JSON and the weights are raw little-endian
-//! tensors. Loading checks the format version, the kind, the sha256 of the weights, and every
-//! tensor's name, dtype, shape and finiteness against the manifest.
+//! tensors. Loading checks the format version, the kind, the sha256 of the weights, every
+//! tensor's name, dtype, shape and finiteness against the manifest, and the item ids.
+//!
+//! A directory is read as one snapshot: `manifest.json` is read once and everything (the kind,
+//! the item ids, the weights file and its hash) comes from those bytes. Writers (the Python
+//! `personae.modelfile.save`) write the content-addressed weights file before switching the
+//! manifest and keep the previous weights until the next save, so a reader sees the old model
+//! or the new one; when a reader is slower than two saves, the weights its manifest named are
+//! gone and it reads the (newer) manifest again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
@@ -22,9 +29,26 @@ pub const FORMAT_VERSION: u64 = 1;
 /// A decoded, validated model file.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// The manifest as parsed from [`Checkpoint::text`].
     pub manifest: Value,
+    /// The manifest's JSON text, exactly as read (or as stamped by [`encode`]).
+    pub text: String,
     pub kind: String,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+/// A tensor to write: name, shape, row-major values.
+pub type Tensor<'a> = (&'a str, Vec<usize>, &'a [f32]);
+
+/// What every loaded model provides, whatever its family.
+pub trait Model: Send + Sync {
+    /// The manifest's `kind`.
+    fn kind(&self) -> &'static str;
+    fn n_items(&self) -> usize;
+    /// The stored tensors, for writing the model back to a file with [`encode`].
+    fn tensors(&self) -> Vec<Tensor<'_>>;
+    /// Training interactions per item, when the file records them.
+    fn item_count(&self) -> Option<&[f32]>;
 }
 
 /// Lower-case hex sha256 of `bytes`.
@@ -35,43 +59,77 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Reads a regular file. Anything else (a FIFO would block forever, a directory cannot be read)
+/// is an error naming the path.
+fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(&e, path.display()))?;
+    if !meta.is_file() {
+        return Err(Error::Io {
+            kind: if meta.is_dir() {
+                std::io::ErrorKind::IsADirectory
+            } else {
+                std::io::ErrorKind::InvalidInput
+            },
+            message: format!(
+                "{}: not a regular file (a model directory holds plain files)",
+                path.display()
+            ),
+        });
+    }
+    std::fs::read(path).map_err(|e| Error::io(&e, path.display()))
+}
+
 impl Checkpoint {
-    /// Reads `dir/manifest.json` and the weights file it names.
+    /// Reads `dir/manifest.json` and the weights file it names (see the module docs).
     pub fn load_dir(dir: &Path) -> Result<Self> {
         let mpath = dir.join("manifest.json");
-        let manifest = std::fs::read(&mpath).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                bad_model!(
-                    "no model at {}: {} is missing",
-                    dir.display(),
-                    mpath.display()
-                )
-            } else {
-                Error::Io(format!("cannot read {}: {e}", mpath.display()))
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let manifest = read_regular(&mpath).map_err(|e| match e {
+                Error::Io {
+                    kind: std::io::ErrorKind::NotFound,
+                    ..
+                } => Error::Io {
+                    kind: std::io::ErrorKind::NotFound,
+                    message: format!(
+                        "no model at {}: {} does not exist",
+                        dir.display(),
+                        mpath.display()
+                    ),
+                },
+                e => e,
+            })?;
+            let v = parse_manifest(&manifest)?;
+            let wpath = dir.join(weights_file_name(&v)?);
+            match read_regular(&wpath) {
+                Ok(weights) => return Self::from_bytes(&manifest, &weights),
+                Err(Error::Io {
+                    kind: std::io::ErrorKind::NotFound,
+                    ..
+                }) if attempt < ATTEMPTS => continue,
+                Err(Error::Io {
+                    kind: std::io::ErrorKind::NotFound,
+                    ..
+                }) => {
+                    return Err(Error::Io {
+                        kind: std::io::ErrorKind::NotFound,
+                        message: format!(
+                            "model at {}: the weights file {} that manifest.json names does not \
+                             exist",
+                            dir.display(),
+                            wpath.display()
+                        ),
+                    })
+                }
+                Err(e) => return Err(e),
             }
-        })?;
-        let v: Value = serde_json::from_slice(&manifest)
-            .map_err(|e| bad_model!("{} is not valid JSON: {e}", mpath.display()))?;
-        let wname = weights_file_name(&v)?;
-        let wpath = dir.join(wname);
-        let weights = std::fs::read(&wpath).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                bad_model!(
-                    "model at {}: weights file {} is missing",
-                    dir.display(),
-                    wpath.display()
-                )
-            } else {
-                Error::Io(format!("cannot read {}: {e}", wpath.display()))
-            }
-        })?;
-        Self::from_bytes(&manifest, &weights)
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// Decodes and validates a manifest and its weights held in memory.
     pub fn from_bytes(manifest: &[u8], weights: &[u8]) -> Result<Self> {
-        let m: Value = serde_json::from_slice(manifest)
-            .map_err(|e| bad_model!("manifest.json is not valid JSON: {e}"))?;
+        let m = parse_manifest(manifest)?;
         if m.get("format").and_then(Value::as_str) != Some(FORMAT) {
             return Err(bad_model!(
                 "manifest.json: field 'format' must be \"{FORMAT}\""
@@ -92,6 +150,7 @@ impl Checkpoint {
             .ok_or_else(|| bad_model!("manifest.json: missing string field 'kind'"))?
             .to_string();
         weights_file_name(&m)?;
+        check_item_ids(&m)?;
         let want_sha = m
             .get("weights_sha256")
             .and_then(Value::as_str)
@@ -161,11 +220,21 @@ impl Checkpoint {
             }
             tensors.insert(name.clone(), (shape, data));
         }
+        let text = String::from_utf8(manifest.to_vec())
+            .map_err(|_| bad_model!("manifest.json is not UTF-8"))?;
         Ok(Self {
             manifest: m,
+            text,
             kind,
             tensors,
         })
+    }
+
+    /// A checkpoint from a manifest (kind, n_items, item ids, config...) and tensors, as a
+    /// training run produces them: encoded with [`encode`], then validated like a file.
+    pub fn from_tensors(manifest: &str, tensors: &[Tensor]) -> Result<Self> {
+        let (text, weights) = encode(manifest, tensors)?;
+        Self::from_bytes(text.as_bytes(), &weights)
     }
 
     /// An integer field of the manifest.
@@ -191,6 +260,15 @@ impl Checkpoint {
         Ok(data)
     }
 
+    /// Like [`Checkpoint::take`] for a tensor that older files may lack.
+    pub fn take_optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
+        if self.tensors.contains_key(name) {
+            self.take(name, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Shape of tensor `name`, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|t| t.0.as_slice())
@@ -208,44 +286,22 @@ impl Checkpoint {
     }
 }
 
-/// The fuzzing harness, shared by `fuzz/` and the in-tree regression test: decodes
-/// `[u32 LE manifest length][manifest][weights]` both as given and with the manifest's
-/// `weights_sha256` re-stamped to the weights' real hash, so mutated weights get past the hash
-/// check and exercise the safetensors parser and every tensor check. It must never panic.
-#[doc(hidden)]
-pub fn fuzz_one(data: &[u8]) {
-    if data.len() < 4 {
-        return;
-    }
-    let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
-    let rest = &data[4..];
-    let (manifest, weights) = rest.split_at(len.min(rest.len()));
-    // Every model kind's own shape rules run on whatever the generic checks let through; an
-    // AMP-CF model that loads also scores one user and explains one pair (its precomputed item
-    // projections and the fused tile loop see every accepted shape).
-    let load = |m: &[u8]| {
-        if let Ok(c) = Checkpoint::from_bytes(m, weights) {
-            let _ = crate::multvae::MultVae::from_checkpoint(c);
-        }
-        if let Ok(c) = Checkpoint::from_bytes(m, weights) {
-            if let Ok(a) = crate::ampcf::AmpCf::from_checkpoint(c) {
-                if a.n_users > 0 {
-                    let p = &a.personas()[..a.k * a.dim];
-                    let _ = a.score_dense(p, 1);
-                    let _ = a.attention(p, 1, &[0], &[0]);
-                }
+fn parse_manifest(bytes: &[u8]) -> Result<Value> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| bad_model!("manifest.json is not valid JSON: {e}"))?;
+    if !v.is_object() {
+        return Err(bad_model!(
+            "manifest.json must hold a JSON object, found {}",
+            match v {
+                Value::Array(_) => "an array",
+                Value::Null => "null",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                _ => "a boolean",
             }
-        }
-    };
-    load(manifest);
-    if let Ok(mut v) = serde_json::from_slice::<Value>(manifest) {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("weights_sha256".into(), Value::String(sha256_hex(weights)));
-            if let Ok(m) = serde_json::to_vec(&v) {
-                load(&m);
-            }
-        }
+        ));
     }
+    Ok(v)
 }
 
 /// The weights file named by the manifest: a bare file name, never a path.
@@ -260,6 +316,91 @@ fn weights_file_name(m: &Value) -> Result<&str> {
         ));
     }
     Ok(name)
+}
+
+/// `item_ids`, when present: one per item (`n_items`), all integers or all strings, distinct.
+fn check_item_ids(m: &Value) -> Result<()> {
+    let Some(ids) = m.get("item_ids") else {
+        return Ok(());
+    };
+    let ids = ids
+        .as_array()
+        .ok_or_else(|| bad_model!("manifest.json: 'item_ids' must be an array"))?;
+    let n = m
+        .get("n_items")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad_model!("manifest.json: missing integer field 'n_items'"))?;
+    if ids.len() as u64 != n {
+        return Err(bad_model!(
+            "manifest.json: 'item_ids' has {} entries but the model has {n} items",
+            ids.len()
+        ));
+    }
+    let all_int = ids.iter().all(|v| v.as_i64().is_some());
+    let all_str = ids.iter().all(Value::is_string);
+    if !(all_int || all_str) {
+        return Err(bad_model!(
+            "manifest.json: 'item_ids' must be all integers or all strings"
+        ));
+    }
+    let mut seen = HashSet::with_capacity(ids.len());
+    for v in ids {
+        if !seen.insert(v.to_string()) {
+            return Err(bad_model!(
+                "manifest.json: item id {v} appears more than once"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Serialises `tensors` to safetensors and stamps the manifest with what the file format needs
+/// (format, version, tensor specs, the weights' file name and sha256). Returns the manifest text
+/// and the weights bytes. Deterministic: the same manifest and tensors give the same bytes.
+pub fn encode(manifest: &str, tensors: &[Tensor]) -> Result<(String, Vec<u8>)> {
+    let mut m = parse_manifest(manifest.as_bytes())?;
+    let mut specs = serde_json::Map::new();
+    let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    for (name, shape, data) in tensors {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(bad_model!(
+                "tensor '{name}': shape {shape:?} does not match its {} values",
+                data.len()
+            ));
+        }
+        specs.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": shape}),
+        );
+        bytes.push((
+            name.to_string(),
+            shape.clone(),
+            data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    let views = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| bad_model!("tensor '{n}': {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let weights = safetensors::serialize(views, None)
+        .map_err(|e| bad_model!("cannot serialise the weights: {e}"))?;
+    let sha = sha256_hex(&weights);
+    let o = m.as_object_mut().expect("parse_manifest returns objects");
+    o.insert("format".into(), FORMAT.into());
+    o.insert("format_version".into(), FORMAT_VERSION.into());
+    o.insert(
+        "weights_file".into(),
+        format!("weights-{}.safetensors", &sha[..16]).into(),
+    );
+    o.insert("weights_sha256".into(), sha.into());
+    o.insert("tensors".into(), Value::Object(specs));
+    let text = serde_json::to_string_pretty(&m)
+        .map_err(|e| bad_model!("cannot serialise the manifest: {e}"))?;
+    Ok((text, weights))
 }
 
 #[cfg(test)]
@@ -278,49 +419,24 @@ pub(crate) mod tests {
             .collect()
     }
 
-    /// Builds a model file in memory: (manifest bytes, weights bytes).
+    /// A model file in memory: (manifest bytes, weights bytes).
     pub fn build(
         kind: &str,
         tensors: &[(&str, Vec<usize>, Vec<f32>)],
         extra: Value,
     ) -> (Vec<u8>, Vec<u8>) {
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-            .iter()
-            .map(|(n, s, d)| {
-                (
-                    n.to_string(),
-                    s.clone(),
-                    d.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                )
-            })
-            .collect();
-        let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
-            .iter()
-            .map(|(n, s, b)| {
-                (
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-                )
-            })
-            .collect();
-        let weights = safetensors::serialize(views, None).unwrap();
-        let mut specs = serde_json::Map::new();
-        for (n, s, _) in tensors {
-            specs.insert(
-                n.to_string(),
-                serde_json::json!({"dtype": "F32", "shape": s}),
-            );
-        }
-        let mut m = serde_json::json!({
-            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-            "weights_sha256": sha256_hex(&weights), "tensors": specs,
-        });
+        let mut m = serde_json::json!({ "kind": kind });
         if let (Some(mo), Some(eo)) = (m.as_object_mut(), extra.as_object()) {
             for (k, v) in eo {
                 mo.insert(k.clone(), v.clone());
             }
         }
-        (serde_json::to_vec(&m).unwrap(), weights)
+        let t: Vec<Tensor> = tensors
+            .iter()
+            .map(|(n, s, d)| (*n, s.clone(), d.as_slice()))
+            .collect();
+        let (text, w) = encode(&m.to_string(), &t).unwrap();
+        (text.into_bytes(), w)
     }
 
     #[test]
@@ -334,6 +450,11 @@ pub(crate) mod tests {
         let (m, w) = build("toy", &t, serde_json::json!({}));
         let mut c = Checkpoint::from_bytes(&m, &w).unwrap();
         assert_eq!(c.take("w", &[2, 2]).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        // Encoding is deterministic: the same tensors give the same bytes and hash.
+        assert_eq!(
+            build("toy", &t, serde_json::json!({})),
+            (m.clone(), w.clone())
+        );
 
         let mut flipped = w.clone();
         *flipped.last_mut().unwrap() ^= 1;
@@ -343,6 +464,14 @@ pub(crate) mod tests {
         assert!(e.contains("sha256"), "{e}");
         let e = Checkpoint::from_bytes(b"{", &w).unwrap_err().to_string();
         assert!(e.contains("JSON"), "{e}");
+        for (bad, what) in [
+            (&b"[]"[..], "an array"),
+            (b"null", "null"),
+            (b"3", "a number"),
+        ] {
+            let e = Checkpoint::from_bytes(bad, &w).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        }
         let (m2, w2) = build(
             "toy",
             &[("w", vec![1], vec![f32::NAN])],
@@ -350,24 +479,26 @@ pub(crate) mod tests {
         );
         let e = Checkpoint::from_bytes(&m2, &w2).unwrap_err().to_string();
         assert!(e.contains("non-finite"), "{e}");
-        let mut v: Value = serde_json::from_slice(&m).unwrap();
-        v["format_version"] = 99.into();
-        let e = Checkpoint::from_bytes(&serde_json::to_vec(&v).unwrap(), &w)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("format_version 99"), "{e}");
-        let mut v: Value = serde_json::from_slice(&m).unwrap();
-        v["tensors"]["w"]["shape"] = serde_json::json!([4]);
-        let e = Checkpoint::from_bytes(&serde_json::to_vec(&v).unwrap(), &w)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("shape"), "{e}");
-        let mut v: Value = serde_json::from_slice(&m).unwrap();
-        v["weights_file"] = "../etc/passwd".into();
-        let e = Checkpoint::from_bytes(&serde_json::to_vec(&v).unwrap(), &w)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("plain file name"), "{e}");
+        let edit = |f: &dyn Fn(&mut Value)| {
+            let mut v: Value = serde_json::from_slice(&m).unwrap();
+            f(&mut v);
+            Checkpoint::from_bytes(&serde_json::to_vec(&v).unwrap(), &w)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(edit(&|v| v["format_version"] = 99.into()).contains("format_version 99"));
+        assert!(edit(&|v| v["tensors"]["w"]["shape"] = serde_json::json!([4])).contains("shape"));
+        assert!(edit(&|v| v["weights_file"] = "../etc/passwd".into()).contains("plain file name"));
+        let ids = |ids: Value| {
+            edit(&move |v: &mut Value| {
+                v["n_items"] = 2.into();
+                v["item_ids"] = ids.clone();
+            })
+        };
+        assert!(ids(serde_json::json!([1])).contains("1 entries"));
+        assert!(ids(serde_json::json!([1, "a"])).contains("all integers or all strings"));
+        assert!(ids(serde_json::json!(["a", "a"])).contains("more than once"));
+        assert!(ids(serde_json::json!([1.5, 2])).contains("all integers"));
         let garbage = b"not safetensors at all".to_vec();
         let mut v: Value = serde_json::from_slice(&m).unwrap();
         v["weights_sha256"] = sha256_hex(&garbage).into();
@@ -375,5 +506,36 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not valid safetensors"), "{e}");
+    }
+
+    #[test]
+    fn directories_files_and_fifos() {
+        let dir = std::env::temp_dir().join(format!("personae-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = vec![("w", vec![2], vec![1.0, 2.0])];
+        let (m, w) = build("toy", &t, serde_json::json!({}));
+        let e = Checkpoint::load_dir(&dir).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Io {
+                    kind: std::io::ErrorKind::NotFound,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        std::fs::write(dir.join("manifest.json"), &m).unwrap();
+        let e = Checkpoint::load_dir(&dir).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let v: Value = serde_json::from_slice(&m).unwrap();
+        let wname = v["weights_file"].as_str().unwrap();
+        std::fs::create_dir(dir.join(wname)).unwrap();
+        let e = Checkpoint::load_dir(&dir).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        std::fs::remove_dir(dir.join(wname)).unwrap();
+        std::fs::write(dir.join(wname), &w).unwrap();
+        assert_eq!(Checkpoint::load_dir(&dir).unwrap().kind, "toy");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,20 +1,50 @@
-//! A borrowed CSR matrix (the layout of scipy's `csr_matrix`) and its validation.
+//! A CSR matrix (the layout of scipy's `csr_matrix`) borrowed from numpy buffers, validated once.
+
+use std::borrow::Cow;
 
 use crate::error::Result;
 use crate::invalid;
 
-/// Rows of a user x item matrix, borrowed from numpy buffers.
+/// An index array as scipy stores it: int32 or int64 (scipy picks by size).
+#[derive(Clone, Copy, Debug)]
+pub enum Index<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl Index<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Index::I32(v) => v.len(),
+            Index::I64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Index::I32(v) => v[i] as i64,
+            Index::I64(v) => v[i],
+        }
+    }
+}
+
+/// Rows of a user x item (or item x category) matrix.
 ///
 /// Invariants after [`CsrView::new`]: `indptr` has `n_rows + 1` non-decreasing entries starting
 /// at 0 and ending at `indices.len()`; every row's indices are strictly increasing (sorted, no
 /// duplicates) and lie in `0..n_cols`; `data`, when present, has one finite value per index.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CsrView<'a> {
     pub n_rows: usize,
     pub n_cols: usize,
-    pub indptr: &'a [i64],
-    pub indices: &'a [i32],
-    pub data: Option<&'a [f32]>,
+    indptr: Cow<'a, [i64]>,
+    indices: Cow<'a, [i32]>,
+    data: Option<Cow<'a, [f32]>>,
 }
 
 impl<'a> CsrView<'a> {
@@ -22,8 +52,8 @@ impl<'a> CsrView<'a> {
     pub fn new(
         name: &str,
         n_cols: usize,
-        indptr: &'a [i64],
-        indices: &'a [i32],
+        indptr: Index<'a>,
+        indices: Index<'a>,
         data: Option<&'a [f32]>,
     ) -> Result<Self> {
         if indptr.is_empty() {
@@ -32,11 +62,14 @@ impl<'a> CsrView<'a> {
             ));
         }
         let n_rows = indptr.len() - 1;
-        if indptr[0] != 0 {
-            return Err(invalid!("{name}: indptr[0] must be 0, got {}", indptr[0]));
+        if indptr.get(0) != 0 {
+            return Err(invalid!(
+                "{name}: indptr[0] must be 0, got {}",
+                indptr.get(0)
+            ));
         }
-        let nnz = indptr[n_rows];
-        if nnz < 0 || nnz as usize != indices.len() {
+        let nnz = indptr.get(n_rows);
+        if nnz < 0 || nnz as u64 != indices.len() as u64 {
             return Err(invalid!(
                 "{name}: indptr[-1] = {nnz} but there are {} column indices",
                 indices.len()
@@ -58,7 +91,7 @@ impl<'a> CsrView<'a> {
             }
         }
         for r in 0..n_rows {
-            let (a, b) = (indptr[r], indptr[r + 1]);
+            let (a, b) = (indptr.get(r), indptr.get(r + 1));
             if b < a {
                 return Err(invalid!(
                     "{name}: indptr must be non-decreasing, but indptr[{}] = {b} < indptr[{r}] = {a}",
@@ -71,43 +104,109 @@ impl<'a> CsrView<'a> {
                     r + 1
                 ));
             }
-            let row = &indices[a as usize..b as usize];
             let mut prev: i64 = -1;
-            for &c in row {
-                if c < 0 || c as usize >= n_cols {
+            for t in a as usize..b as usize {
+                let c = indices.get(t);
+                if c < 0 || c as u64 >= n_cols as u64 {
                     return Err(invalid!(
-                        "{name}: row {r} has column index {c}, outside 0..{n_cols} (the number of items)"
+                        "{name}: row {r} has column index {c}, outside 0..{n_cols} (the number of \
+                         columns)"
                     ));
                 }
-                if (c as i64) <= prev {
+                if c <= prev {
                     return Err(invalid!(
                         "{name}: row {r} has unsorted or duplicate column indices ({prev} then {c}); \
                          call .sum_duplicates() / .sort_indices() on the scipy matrix first"
                     ));
                 }
-                prev = c as i64;
+                prev = c;
             }
         }
+        // Every index is now known to fit the narrow types, so the conversions below are exact.
+        let indptr = match indptr {
+            Index::I64(v) => Cow::Borrowed(v),
+            Index::I32(v) => Cow::Owned(v.iter().map(|&x| x as i64).collect()),
+        };
+        let indices = match indices {
+            Index::I32(v) => Cow::Borrowed(v),
+            Index::I64(v) => Cow::Owned(v.iter().map(|&x| x as i32).collect()),
+        };
         Ok(Self {
             n_rows,
             n_cols,
             indptr,
             indices,
-            data,
+            data: data.map(Cow::Borrowed),
         })
+    }
+
+    /// An owned, validated matrix (e.g. kept by a reranker across calls).
+    pub fn into_owned(self) -> CsrView<'static> {
+        CsrView {
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+            indptr: Cow::Owned(self.indptr.into_owned()),
+            indices: Cow::Owned(self.indices.into_owned()),
+            data: self.data.map(|d| Cow::Owned(d.into_owned())),
+        }
+    }
+
+    /// An empty matrix of `n_rows` rows.
+    pub fn empty(n_rows: usize, n_cols: usize) -> CsrView<'static> {
+        CsrView {
+            n_rows,
+            n_cols,
+            indptr: Cow::Owned(vec![0; n_rows + 1]),
+            indices: Cow::Owned(Vec::new()),
+            data: None,
+        }
+    }
+
+    /// Fails unless every stored value is >= 0 (interaction weights).
+    pub fn require_non_negative(&self, name: &str) -> Result<()> {
+        if let Some(d) = &self.data {
+            if let Some(pos) = d.iter().position(|&v| v < 0.0) {
+                let row = self.indptr.partition_point(|&p| p <= pos as i64) - 1;
+                return Err(invalid!(
+                    "{name}: row {row} has a negative weight {} (interaction weights must be >= 0)",
+                    d[pos]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of stored entries.
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Positions of row `r`'s entries in the flat index and value arrays.
+    #[inline]
+    pub fn row_range(&self, r: usize) -> std::ops::Range<usize> {
+        self.indptr[r] as usize..self.indptr[r + 1] as usize
     }
 
     /// Column indices of row `r`.
     #[inline]
-    pub fn row(&self, r: usize) -> &'a [i32] {
-        &self.indices[self.indptr[r] as usize..self.indptr[r + 1] as usize]
+    pub fn row(&self, r: usize) -> &[i32] {
+        &self.indices[self.row_range(r)]
     }
 
-    /// Values of row `r` (ones when the matrix carries no data).
+    /// Values of row `r` (None when the matrix carries no data: all ones).
     #[inline]
-    pub fn row_values(&self, r: usize) -> Option<&'a [f32]> {
-        self.data
-            .map(|d| &d[self.indptr[r] as usize..self.indptr[r + 1] as usize])
+    pub fn row_values(&self, r: usize) -> Option<&[f32]> {
+        self.data.as_ref().map(|d| &d[self.row_range(r)])
+    }
+
+    /// `(column, value)` pairs of row `r`, values widened to f64 (1 without data).
+    #[inline]
+    pub fn row_iter(&self, r: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let vals = self.row_values(r);
+        self.row(r)
+            .iter()
+            .enumerate()
+            .map(move |(k, &c)| (c as usize, vals.map_or(1.0, |v| v[k] as f64)))
     }
 }
 
@@ -115,14 +214,21 @@ impl<'a> CsrView<'a> {
 mod tests {
     use super::*;
 
+    fn view<'a>(n: usize, p: &'a [i64], i: &'a [i32], d: Option<&'a [f32]>) -> Result<CsrView<'a>> {
+        CsrView::new("user_items", n, Index::I64(p), Index::I32(i), d)
+    }
+
     #[test]
-    fn accepts_valid_and_empty() {
-        let c = CsrView::new("x", 4, &[0, 2, 2, 3], &[0, 3, 1], None).unwrap();
+    fn accepts_valid_and_empty_in_either_index_type() {
+        let c = view(4, &[0, 2, 2, 3], &[0, 3, 1], None).unwrap();
         assert_eq!(c.n_rows, 3);
         assert_eq!(c.row(0), &[0, 3]);
         assert!(c.row(1).is_empty());
-        let e = CsrView::new("x", 4, &[0], &[], None).unwrap();
+        let e = view(4, &[0], &[], None).unwrap();
         assert_eq!(e.n_rows, 0);
+        let c32 = CsrView::new("x", 4, Index::I32(&[0, 2]), Index::I64(&[1, 3]), None).unwrap();
+        assert_eq!(c32.row(0), &[1, 3]);
+        assert_eq!(CsrView::empty(2, 5).row(1), &[] as &[i32]);
     }
 
     #[test]
@@ -141,14 +247,20 @@ mod tests {
             (vec![0, 1], vec![1], Some(vec![1.0, 2.0]), "data has"),
         ];
         for (p, i, d, needle) in cases {
-            let err = CsrView::new("user_items", 4, &p, &i, d.as_deref()).unwrap_err();
-            let msg = err.to_string();
+            let msg = view(4, &p, &i, d.as_deref()).unwrap_err().to_string();
             assert!(
                 msg.contains(needle) && msg.starts_with("user_items"),
                 "{msg}"
             );
         }
-        let err = CsrView::new("u", 4, &[0, 2, 1, 2], &[0, 1], None).unwrap_err();
+        let err = view(4, &[0, 2, 1, 2], &[0, 1], None).unwrap_err();
         assert!(err.to_string().contains("non-decreasing"));
+        // An int64 index that would wrap to a valid int32 one is out of range, not item 5.
+        let wrap = -(1i64 << 32) + 5;
+        let e = CsrView::new("x", 9, Index::I64(&[0, 1]), Index::I64(&[wrap]), None).unwrap_err();
+        assert!(e.to_string().contains("outside"), "{e}");
+        let neg = view(4, &[0, 1, 2], &[1, 2], Some(&[1.0, -2.0])).unwrap();
+        let e = neg.require_non_negative("user_items").unwrap_err();
+        assert!(e.to_string().contains("row 1 has a negative weight"), "{e}");
     }
 }

@@ -6,9 +6,14 @@
 //! user's bounded heap absorbs the tile. The full `users x items` score matrix never exists:
 //! memory per thread is `chunk x tile` floats plus `chunk x n` heap entries.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use crate::csr::CsrView;
+use crate::error::{buffer, check_fits, Result};
+use crate::invalid;
+use crate::threads::Stop;
 use crate::topk::TopK;
 
 /// Users scored together; large enough to amortise streaming the item weights through cache.
@@ -30,13 +35,81 @@ pub trait TileScorer: Sync {
     fn score_tile(&self, state: &Self::State, items: std::ops::Range<usize>, out: &mut [f32]);
 }
 
-/// What to leave out of every list, besides nothing.
-#[derive(Clone, Copy, Default)]
+/// Items to leave out for everyone, as the caller gave them.
+#[derive(Clone, Copy, Debug)]
+pub enum Exclude<'a> {
+    /// One flag per item of the catalogue.
+    Mask(&'a [bool]),
+    /// Item indices.
+    Items(&'a [i64]),
+    /// Every item except these indices (a candidate restriction).
+    AllExcept(&'a [i64]),
+}
+
+/// What to leave out of every list.
+#[derive(Clone, Debug, Default)]
 pub struct Filters<'a> {
     /// Mask each user's own row of `users` (items already seen).
     pub exclude_seen: bool,
     /// Items removed for everyone, as a mask over the catalogue.
-    pub exclude_items: Option<&'a [bool]>,
+    pub exclude_items: Option<Cow<'a, [bool]>>,
+}
+
+impl<'a> Filters<'a> {
+    /// Validates `exclude` against a catalogue of `n_items`.
+    pub fn new(exclude_seen: bool, exclude: Option<Exclude<'a>>, n_items: usize) -> Result<Self> {
+        let exclude_items = match exclude {
+            None => None,
+            Some(Exclude::Mask(m)) => {
+                if m.len() != n_items {
+                    return Err(invalid!(
+                        "exclude_items: a boolean mask must have one entry per item ({n_items}), \
+                         got {}",
+                        m.len()
+                    ));
+                }
+                Some(Cow::Borrowed(m))
+            }
+            Some(Exclude::Items(ix)) => Some(Cow::Owned(mark(ix, n_items, "exclude_items", true)?)),
+            Some(Exclude::AllExcept(ix)) => Some(Cow::Owned(mark(ix, n_items, "items", false)?)),
+        };
+        Ok(Self {
+            exclude_seen,
+            exclude_items,
+        })
+    }
+}
+
+/// A mask over `n_items` that is `!flag` everywhere but `flag` at `ix` (indices checked).
+fn mark(ix: &[i64], n_items: usize, name: &str, flag: bool) -> Result<Vec<bool>> {
+    let mut m = vec![!flag; n_items];
+    for &i in ix {
+        if i < 0 || i as u64 >= n_items as u64 {
+            return Err(invalid!("{name}: item index {i} is outside 0..{n_items}"));
+        }
+        m[i as usize] = flag;
+    }
+    Ok(m)
+}
+
+/// A list length asked for by a caller: at least 1.
+pub fn list_len(n: i64) -> Result<usize> {
+    if n < 1 {
+        return Err(invalid!("n must be a positive integer, got {n}"));
+    }
+    usize::try_from(n).map_err(|_| invalid!("n = {n} does not fit this machine's word size"))
+}
+
+/// The padded `(ids, scores)` buffers of `rows` lists of length `n`, or an error when they
+/// cannot fit in memory.
+pub fn result_buffers(what: &str, rows: usize, n: usize) -> Result<(Vec<i64>, Vec<f32>)> {
+    let desc = format!("{what}: {rows} lists of n = {n}");
+    // ids (8 bytes) and scores (4 bytes) live together: check their sum first.
+    let len = check_fits(&desc, rows.checked_mul(n), 12)?;
+    Ok((
+        buffer(&desc, Some(len), -1i64)?,
+        buffer(&desc, Some(len), f32::NEG_INFINITY)?,
+    ))
 }
 
 /// Top-`n` items per user: `(ids, scores)`, each `users.n_rows x n`, best first, padded with
@@ -44,24 +117,33 @@ pub struct Filters<'a> {
 pub fn top_n<S: TileScorer>(
     scorer: &S,
     users: &CsrView,
-    n: usize,
-    filters: Filters,
-) -> (Vec<i64>, Vec<f32>) {
-    let b = users.n_rows;
-    let mut ids = vec![-1i64; b * n];
-    let mut scores = vec![f32::NEG_INFINITY; b * n];
-    if b == 0 || n == 0 {
-        return (ids, scores);
-    }
+    n: i64,
+    filters: &Filters,
+    stop: &Stop,
+) -> Result<(Vec<i64>, Vec<f32>)> {
+    let n = list_len(n)?;
     let n_items = scorer.n_items();
-    ids.par_chunks_mut(USER_CHUNK * n)
-        .zip(scores.par_chunks_mut(USER_CHUNK * n))
+    if users.n_cols != n_items {
+        return Err(invalid!(
+            "user_items has {} columns but the model has {n_items} items",
+            users.n_cols
+        ));
+    }
+    let b = users.n_rows;
+    let (mut ids, mut scores) = result_buffers("recommend", b, n)?;
+    if b == 0 {
+        return Ok((ids, scores));
+    }
+    let per_chunk = USER_CHUNK * n;
+    ids.par_chunks_mut(per_chunk)
+        .zip(scores.par_chunks_mut(per_chunk))
         .enumerate()
-        .for_each(|(c, (ids_c, scores_c))| {
+        .try_for_each(|(c, (ids_c, scores_c))| {
+            stop.check()?;
             let rows = c * USER_CHUNK..((c + 1) * USER_CHUNK).min(b);
             let m = rows.len();
             let state = scorer.prepare(users, rows.clone());
-            let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(n)).collect();
+            let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(n, n_items)).collect();
             // Cursor into each user's sorted seen list, advanced tile by tile.
             let mut cursor: Vec<usize> = vec![0; m];
             let mut buf = vec![0f32; m * ITEM_TILE.min(n_items)];
@@ -82,7 +164,7 @@ pub fn top_n<S: TileScorer>(
                             *cur += 1;
                         }
                     }
-                    if let Some(ex) = filters.exclude_items {
+                    if let Some(ex) = &filters.exclude_items {
                         for (s, &x) in row.iter_mut().zip(&ex[t0..t1]) {
                             if x {
                                 *s = f32::NAN;
@@ -99,15 +181,37 @@ pub fn top_n<S: TileScorer>(
                     &mut scores_c[u * n..(u + 1) * n],
                 );
             }
-        });
-    (ids, scores)
+            Ok(())
+        })?;
+    Ok((ids, scores))
 }
 
 /// Dense scores supplied by the caller (`rows x n_items`, row-major): top-N of any model's
 /// output with the same masking and padding rules.
+#[derive(Debug)]
 pub struct DenseScores<'a> {
-    pub scores: &'a [f32],
-    pub n_items: usize,
+    scores: &'a [f32],
+    n_items: usize,
+}
+
+impl<'a> DenseScores<'a> {
+    /// Checks that `scores` holds `rows x n_items` values and no NaN.
+    pub fn new(scores: &'a [f32], rows: usize, n_items: usize) -> Result<Self> {
+        if Some(scores.len()) != rows.checked_mul(n_items) {
+            return Err(invalid!(
+                "scores: expected {rows} x {n_items} values, got {}",
+                scores.len()
+            ));
+        }
+        if let Some(pos) = scores.iter().position(|x| x.is_nan()) {
+            return Err(invalid!(
+                "scores: NaN at row {}, column {}",
+                pos / n_items.max(1),
+                pos % n_items.max(1)
+            ));
+        }
+        Ok(Self { scores, n_items })
+    }
 }
 
 impl TileScorer for DenseScores<'_> {
@@ -133,6 +237,7 @@ impl TileScorer for DenseScores<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csr::Index;
 
     #[test]
     fn dense_top_n_masks_and_pads() {
@@ -142,33 +247,61 @@ mod tests {
             5.0, 4.0, 3.0, 2.0, 1.0, //
             -1.0, -2.0, -3.0, -4.0, -5.0,
         ];
-        let seen = CsrView::new("seen", 5, &[0, 1, 5, 5], &[1, 0, 1, 2, 3], None).unwrap();
-        let dense = DenseScores {
-            scores: &scores,
-            n_items: 5,
-        };
-        let (ids, sc) = top_n(
-            &dense,
-            &seen,
-            3,
-            Filters {
-                exclude_seen: true,
-                exclude_items: None,
-            },
-        );
+        let seen = CsrView::new(
+            "seen",
+            5,
+            Index::I64(&[0, 1, 5, 5]),
+            Index::I32(&[1, 0, 1, 2, 3]),
+            None,
+        )
+        .unwrap();
+        let dense = DenseScores::new(&scores, 3, 5).unwrap();
+        let stop = Stop::new();
+        let f = Filters::new(true, None, 5).unwrap();
+        let (ids, sc) = top_n(&dense, &seen, 3, &f, &stop).unwrap();
         assert_eq!(ids, vec![3, 2, 0, 4, -1, -1, 0, 1, 2]);
         assert_eq!(sc[..3], [0.9, 0.5, 0.1]);
         assert_eq!(sc[4], f32::NEG_INFINITY);
-        let ex = [true, false, false, false, false];
-        let (ids, _) = top_n(
-            &dense,
-            &seen,
-            2,
-            Filters {
-                exclude_seen: false,
-                exclude_items: Some(&ex),
-            },
+        for ex in [
+            Exclude::Mask(&[true, false, false, false, false]),
+            Exclude::Items(&[0]),
+            Exclude::AllExcept(&[1, 2, 3, 4]),
+        ] {
+            let f = Filters::new(false, Some(ex), 5).unwrap();
+            let (ids, _) = top_n(&dense, &seen, 2, &f, &stop).unwrap();
+            assert_eq!(ids, vec![1, 3, 1, 2, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let scores = [1.0f32, f32::NAN];
+        assert!(DenseScores::new(&scores, 1, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("NaN at row 0, column 1"));
+        assert!(DenseScores::new(&scores, 2, 2).is_err());
+        assert!(Filters::new(false, Some(Exclude::Items(&[5])), 5).is_err());
+        assert!(Filters::new(false, Some(Exclude::Items(&[-1])), 5).is_err());
+        assert!(Filters::new(false, Some(Exclude::Mask(&[true])), 5).is_err());
+        let ok = [1.0f32, 2.0];
+        let dense = DenseScores::new(&ok, 1, 2).unwrap();
+        let seen = CsrView::empty(1, 2);
+        let f = Filters::default();
+        let stop = Stop::new();
+        for n in [0, -4] {
+            assert!(top_n(&dense, &seen, n, &f, &stop).is_err());
+        }
+        for n in [1i64 << 40, 1 << 61, i64::MAX] {
+            let e = top_n(&dense, &seen, n, &f, &stop).unwrap_err();
+            assert!(matches!(e, crate::Error::OutOfMemory(_)), "{e:?}");
+        }
+        let wide = CsrView::empty(1, 3);
+        assert!(top_n(&dense, &wide, 1, &f, &stop).is_err());
+        stop.request();
+        assert_eq!(
+            top_n(&dense, &seen, 1, &f, &stop).unwrap_err(),
+            crate::Error::Interrupted
         );
-        assert_eq!(ids, vec![1, 3, 1, 2, 1, 2]);
     }
 }

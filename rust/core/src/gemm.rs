@@ -6,7 +6,30 @@ use gemm::{gemm, Parallelism};
 
 /// `c[m x n] = a[m x k] * b[k x n]`, all row-major and contiguous.
 pub fn a_b(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    assert!(b.len() >= k * n);
+    // Element (kk, j) of b sits at kk * n + j.
+    product(m, n, k, a, b, (n as isize, 1), c)
+}
+
+/// `c[m x n] = a[m x k] * bt[n x k]^T`: `bt` holds one row per output column (item-major
+/// weights), so a tile of items is a contiguous block of rows.
+pub fn a_bt(m: usize, n: usize, k: usize, a: &[f32], bt: &[f32], c: &mut [f32]) {
+    assert!(bt.len() >= n * k);
+    // Element (kk, j) of the right operand sits at j * k + kk.
+    product(m, n, k, a, bt, (1, k as isize), c)
+}
+
+/// `c = a * B` where element (kk, j) of B is `b[kk * rs + j * cs]`.
+fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    (rs, cs): (isize, isize),
+    c: &mut [f32],
+) {
+    assert!(a.len() >= m * k && c.len() >= m * n);
     if m == 0 || n == 0 {
         return;
     }
@@ -14,7 +37,7 @@ pub fn a_b(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         c[..m * n].fill(0.0);
         return;
     }
-    // SAFETY: the asserts above bound every index that the strides below can reach.
+    // SAFETY: the callers' asserts and the one above bound every index the strides can reach.
     unsafe {
         gemm(
             m,
@@ -28,45 +51,8 @@ pub fn a_b(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
             1,
             k as isize,
             b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
-}
-
-/// `c[m x n] = a[m x k] * bt[n x k]^T`: `bt` holds one row per output column (item-major
-/// weights), so a tile of items is a contiguous block of rows.
-pub fn a_bt(m: usize, n: usize, k: usize, a: &[f32], bt: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && bt.len() >= n * k && c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c[..m * n].fill(0.0);
-        return;
-    }
-    // SAFETY: as above; element (kk, j) of the right operand sits at j * k + kk.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            bt.as_ptr(),
-            k as isize,
-            1,
+            cs,
+            rs,
             0.0,
             1.0,
             false,

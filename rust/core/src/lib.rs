@@ -9,9 +9,12 @@ pub mod checkpoint;
 pub mod csr;
 pub mod error;
 pub mod fused;
+pub mod fuzzing;
 pub mod gemm;
 pub mod metrics;
 pub mod multvae;
+pub mod popularity;
+pub mod similar;
 pub mod threads;
 pub mod topk;
 

@@ -26,7 +26,7 @@ pub struct RankingMetrics {
 }
 
 /// Computes the per-user metrics of `ids` (`n_users x width`, row-major) at cut-off `k`.
-pub fn ranking(ids: &[i64], width: usize, k: usize, truth: &CsrView) -> Result<RankingMetrics> {
+pub fn ranking(ids: &[i64], width: usize, k: i64, truth: &CsrView) -> Result<RankingMetrics> {
     let n_users = truth.n_rows;
     if ids.len() != n_users * width {
         return Err(invalid!(
@@ -34,9 +34,10 @@ pub fn ranking(ids: &[i64], width: usize, k: usize, truth: &CsrView) -> Result<R
             ids.len()
         ));
     }
-    if k == 0 {
-        return Err(invalid!("k must be positive, got 0"));
+    if k < 1 {
+        return Err(invalid!("k must be a positive integer, got {k}"));
     }
+    let k = k as usize;
     let k_eff = k.min(width);
     let per_user: Vec<[f64; 4]> = (0..n_users)
         .into_par_iter()
@@ -77,10 +78,13 @@ pub fn ranking(ids: &[i64], width: usize, k: usize, truth: &CsrView) -> Result<R
 }
 
 /// Share of the catalogue (`n_items`) that appears in at least one list; -1 padding ignored.
-pub fn coverage(ids: &[i64], n_items: usize) -> Result<f64> {
-    if n_items == 0 {
-        return Err(invalid!("n_items must be positive"));
+pub fn coverage(ids: &[i64], n_items: i64) -> Result<f64> {
+    if n_items < 1 {
+        return Err(invalid!(
+            "n_items must be a positive integer, got {n_items}"
+        ));
     }
+    let n_items = n_items as usize;
     let mut seen = vec![false; n_items];
     for &id in ids {
         if id >= 0 {
@@ -97,12 +101,14 @@ pub fn coverage(ids: &[i64], n_items: usize) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csr::Index;
 
     #[test]
     fn hand_computed() {
         // user 0: relevant {1, 5}, list [5, 2, 1] -> hits at ranks 0 and 2.
         // user 1: no relevant items -> NaN.
-        let truth = CsrView::new("t", 10, &[0, 2, 2], &[1, 5], None).unwrap();
+        let truth =
+            CsrView::new("t", 10, Index::I64(&[0, 2, 2]), Index::I32(&[1, 5]), None).unwrap();
         let ids = [5, 2, 1, 3, -1, -1];
         let m = ranking(&ids, 3, 3, &truth).unwrap();
         let idcg = 1.0 + 1.0 / 3f64.log2();

@@ -4,11 +4,12 @@
 //! The first layer on a sparse row is a gather-sum of item weight rows: a batch is never densified.
 
 use crate::bad_model;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Model, Tensor};
 use crate::csr::CsrView;
-use crate::error::Result;
-use crate::fused::TileScorer;
+use crate::error::{buffer, Result};
+use crate::fused::{self, Filters, TileScorer};
 use crate::gemm;
+use crate::threads::Stop;
 
 /// Weights in item-major layout (one row per item), as written by `personae.train`.
 pub struct MultVae {
@@ -23,6 +24,8 @@ pub struct MultVae {
     dec_b: Vec<f32>,      // [H]
     dec_item: Vec<f32>,   // [I, H]
     dec_item_b: Vec<f32>, // [I]
+    /// Training interactions per item, when the file records them (older files do not).
+    item_count: Option<Vec<f32>>, // [I]
 }
 
 /// The tensors a Mult-VAE file holds, in order.
@@ -67,7 +70,41 @@ impl MultVae {
             dec_b: c.take("dec_b", &[hidden])?,
             dec_item: c.take("dec_item", &[n_items, hidden])?,
             dec_item_b: c.take("dec_item_b", &[n_items])?,
+            item_count: c.take_optional("item_count", &[n_items])?,
         })
+    }
+
+    /// Interaction weights are non-negative; the model's input rows are checked once here.
+    fn check_input(&self, users: &CsrView) -> Result<()> {
+        users.require_non_negative("user_items")
+    }
+
+    /// Top-`n` per row of `users` (see [`fused::top_n`]).
+    pub fn recommend(
+        &self,
+        users: &CsrView,
+        n: i64,
+        filters: &Filters,
+        stop: &Stop,
+    ) -> Result<(Vec<i64>, Vec<f32>)> {
+        self.check_input(users)?;
+        fused::top_n(self, users, n, filters, stop)
+    }
+
+    /// Dense logits (`rows x n_items`) of every row of `users`: for tests and small batches.
+    pub fn score(&self, users: &CsrView) -> Result<Vec<f32>> {
+        self.check_input(users)?;
+        if users.n_cols != self.n_items {
+            return Err(crate::invalid!(
+                "user_items has {} columns but the model has {} items",
+                users.n_cols,
+                self.n_items
+            ));
+        }
+        let mut out = buffer("score", users.n_rows.checked_mul(self.n_items), 0f32)?;
+        let h = self.hidden_states(users, 0..users.n_rows);
+        self.score_tile(&h, 0..self.n_items, &mut out);
+        Ok(out)
     }
 
     /// Decoder hidden activations (`rows x hidden`) of users `rows`: everything before the
@@ -78,15 +115,21 @@ impl MultVae {
         for (u, r) in rows.enumerate() {
             let idx = users.row(r);
             let vals = users.row_values(r);
+            // L2 normalisation in f64: exact for any finite f32 weight scale (f32 squares
+            // overflow above ~1e19 and vanish below ~1e-23, which would drop the whole row).
             let norm = match vals {
-                Some(v) => v.iter().map(|x| x * x).sum::<f32>().sqrt(),
-                None => (idx.len() as f32).sqrt(),
+                Some(v) => v
+                    .iter()
+                    .map(|&x| (x as f64) * (x as f64))
+                    .sum::<f64>()
+                    .sqrt(),
+                None => (idx.len() as f64).sqrt(),
             };
             let out = &mut h1[u * h..(u + 1) * h];
             out.copy_from_slice(&self.enc_b);
             if norm > 0.0 {
                 for (t, &j) in idx.iter().enumerate() {
-                    let w = vals.map_or(1.0, |v| v[t]) / norm;
+                    let w = (vals.map_or(1.0, |v| v[t] as f64) / norm) as f32;
                     let row = &self.enc_item[j as usize * h..(j as usize + 1) * h];
                     for (o, &x) in out.iter_mut().zip(row) {
                         *o += w * x;
@@ -113,6 +156,40 @@ impl MultVae {
     /// Item embeddings of the output layer (`n_items x hidden`), for item-item similarity.
     pub fn item_factors(&self) -> &[f32] {
         &self.dec_item
+    }
+}
+
+impl Model for MultVae {
+    fn kind(&self) -> &'static str {
+        "multvae"
+    }
+
+    fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// The stored tensors, for writing the model back to a file.
+    fn tensors(&self) -> Vec<Tensor<'_>> {
+        let (i, h, z) = (self.n_items, self.hidden, self.latent);
+        let mut t: Vec<Tensor> = vec![
+            ("enc_item", vec![i, h], &self.enc_item),
+            ("enc_b", vec![h], &self.enc_b),
+            ("mu_w", vec![h, z], &self.mu_w),
+            ("mu_b", vec![z], &self.mu_b),
+            ("dec_w", vec![z, h], &self.dec_w),
+            ("dec_b", vec![h], &self.dec_b),
+            ("dec_item", vec![i, h], &self.dec_item),
+            ("dec_item_b", vec![i], &self.dec_item_b),
+        ];
+        if let Some(c) = &self.item_count {
+            t.push(("item_count", vec![i], c));
+        }
+        t
+    }
+
+    /// Training interactions per item, when recorded.
+    fn item_count(&self) -> Option<&[f32]> {
+        self.item_count.as_deref()
     }
 }
 
@@ -149,7 +226,8 @@ impl TileScorer for MultVae {
 mod tests {
     use super::*;
     use crate::checkpoint::tests::{build, rand_vec};
-    use crate::fused::{top_n, DenseScores, Filters};
+    use crate::csr::Index;
+    use crate::fused::{top_n, DenseScores};
 
     fn toy(n_items: usize, h: usize, z: usize) -> MultVae {
         let mut s = 7u64;
@@ -174,12 +252,7 @@ mod tests {
         MultVae::from_checkpoint(Checkpoint::from_bytes(&m, &w).unwrap()).unwrap()
     }
 
-    #[test]
-    fn fused_equals_dense_then_sort() {
-        // More items than one tile and more users than one chunk, to cross both boundaries.
-        let n_items = crate::fused::ITEM_TILE + 37;
-        let model = toy(n_items, 6, 3);
-        let n_users = crate::fused::USER_CHUNK + 5;
+    fn users(n_items: usize, n_users: usize) -> (Vec<i64>, Vec<i32>) {
         let mut indptr = vec![0i64];
         let mut indices = vec![];
         for u in 0..n_users {
@@ -188,32 +261,31 @@ mod tests {
             }
             indptr.push(indices.len() as i64);
         }
-        let users = CsrView::new("u", n_items, &indptr, &indices, None).unwrap();
+        (indptr, indices)
+    }
+
+    #[test]
+    fn fused_equals_dense_then_sort() {
+        // More items than one tile and more users than one chunk, to cross both boundaries.
+        let n_items = crate::fused::ITEM_TILE + 37;
+        let model = toy(n_items, 6, 3);
+        let n_users = crate::fused::USER_CHUNK + 5;
+        let (indptr, indices) = users(n_items, n_users);
+        let users = CsrView::new(
+            "u",
+            n_items,
+            Index::I64(&indptr),
+            Index::I32(&indices),
+            None,
+        )
+        .unwrap();
         // Dense reference: score every user against every item, then select.
-        let mut dense = vec![0f32; n_users * n_items];
-        let h2 = model.hidden_states(&users, 0..n_users);
-        model.score_tile(&h2, 0..n_items, &mut dense);
-        let want = top_n(
-            &DenseScores {
-                scores: &dense,
-                n_items,
-            },
-            &users,
-            50,
-            Filters {
-                exclude_seen: true,
-                exclude_items: None,
-            },
-        );
-        let got = top_n(
-            &model,
-            &users,
-            50,
-            Filters {
-                exclude_seen: true,
-                exclude_items: None,
-            },
-        );
+        let dense = model.score(&users).unwrap();
+        let f = Filters::new(true, None, n_items).unwrap();
+        let stop = Stop::new();
+        let dense_scores = DenseScores::new(&dense, n_users, n_items).unwrap();
+        let want = top_n(&dense_scores, &users, 50, &f, &stop).unwrap();
+        let got = model.recommend(&users, 50, &f, &stop).unwrap();
         // Tiling changes the GEMM's summation order, so scores agree to rounding and ids agree
         // except where two candidates are within rounding of each other.
         for (k, (&g, &w)) in got.1.iter().zip(&want.1).enumerate() {
@@ -234,6 +306,41 @@ mod tests {
                 assert!(!users.row(u).contains(&(id as i32)));
             }
         }
+    }
+
+    #[test]
+    fn weight_scale_does_not_change_scores() {
+        let model = toy(40, 5, 3);
+        let idx = [1i32, 4, 9, 30];
+        let base = [1.0f32, 2.0, 0.5, 3.0];
+        let row = |scale: f32| {
+            let d: Vec<f32> = base.iter().map(|x| x * scale).collect();
+            let u = CsrView::new("u", 40, Index::I64(&[0, 4]), Index::I32(&idx), Some(&d)).unwrap();
+            model.score(&u).unwrap()
+        };
+        let want = row(1.0);
+        for scale in [1e-30f32, 1e-23, 1e20, 1e30] {
+            let got = row(scale);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "scale {scale}: {g} vs {w}"
+                );
+            }
+        }
+        let neg = CsrView::new(
+            "u",
+            40,
+            Index::I64(&[0, 1]),
+            Index::I32(&[2]),
+            Some(&[-1.0]),
+        )
+        .unwrap();
+        assert!(model
+            .score(&neg)
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
     }
 
     #[test]

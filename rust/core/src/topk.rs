@@ -16,22 +16,13 @@ pub struct TopK {
 }
 
 impl TopK {
-    pub fn new(n: usize) -> Self {
+    /// A heap keeping `n` entries out of at most `universe` candidates (the allocation is
+    /// bounded by the smaller of the two, so a huge `n` costs nothing extra).
+    pub fn new(n: usize, universe: usize) -> Self {
         Self {
             n,
-            heap: Vec::with_capacity(n),
+            heap: Vec::with_capacity(n.min(universe)),
         }
-    }
-
-    /// Forgets all entries, keeping the allocation.
-    pub fn clear(&mut self) {
-        self.heap.clear();
-    }
-
-    /// The score an item must beat to enter, once the heap is full.
-    #[inline]
-    pub fn threshold(&self) -> Option<f32> {
-        (self.heap.len() == self.n).then(|| self.heap.first().map_or(f32::INFINITY, |e| e.0))
     }
 
     /// Offers one candidate. NaN scores are never kept (they mark masked items).
@@ -164,7 +155,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let mut tk = TopK::new(n);
+            let mut tk = TopK::new(n, len);
             // Feed in two tiles to exercise the merge across tiles.
             let cut = len / 2;
             tk.scan(&scores[..cut], 0);
@@ -175,5 +166,14 @@ mod tests {
             let got: Vec<(i64, f32)> = ids.into_iter().zip(sc).collect();
             assert_eq!(got, want, "case {case}: {scores:?}");
         }
+    }
+
+    #[test]
+    fn huge_n_allocates_only_the_universe() {
+        let mut tk = TopK::new(usize::MAX, 3);
+        tk.scan(&[1.0, 3.0, 2.0], 0);
+        let (mut ids, mut sc) = (vec![0i64; 5], vec![0f32; 5]);
+        tk.drain_into(&mut ids, &mut sc);
+        assert_eq!(ids, vec![1, 2, 0, -1, -1]);
     }
 }

@@ -10,7 +10,7 @@ fn replay_regression_corpus() {
     for entry in std::fs::read_dir(&dir).expect("fuzz/regressions exists") {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
-        personae_core::checkpoint::fuzz_one(&data);
+        personae_core::fuzzing::fuzz_one(&data);
         n += 1;
     }
     assert!(

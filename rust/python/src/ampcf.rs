@@ -1,98 +1,50 @@
-//! `personae._core.AmpCf`: AMP-CF scoring, attention and the stored persona table.
+//! `personae._core.AmpCf`: AMP-CF scoring, explanations and the stored persona table.
 //!
-//! Every method takes the users either as `users` (indices into the training users' persona
-//! table) or as `personas` (a C-contiguous float32 array holding `rows x K x d` values, e.g. from
-//! fold-in), never both.
+//! Users are given as `who`: int64 indices of training users (their rows of the persona table)
+//! or float32 persona values (`rows x K x d`, e.g. from fold-in).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn};
-use personae_core::ampcf::{AmpCf, TENSORS};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use personae_core::ampcf::{AmpCf, Users};
 use personae_core::csr::CsrView;
 use personae_core::fused::Filters;
-use personae_core::{threads, Error};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::PyTuple;
 
-use crate::{check_mask, load_model, matrix, model_from_bytes, slice, to_py};
+use crate::convert::{matrix, slice, Csr, ItemSet, Who};
+use crate::errors::run;
+use crate::models::{serve_similar, PyModel};
 
-/// An inference-only AMP-CF model loaded from a model directory. Immutable and thread-safe.
-#[pyclass(frozen, name = "AmpCf", module = "personae._core")]
-struct PyAmpCf {
+/// A loaded AMP-CF model. Immutable and thread-safe.
+#[pyclass(extends = PyModel, frozen, name = "AmpCf", module = "personae._core")]
+pub struct PyAmpCf {
     inner: Arc<AmpCf>,
 }
 
-/// Borrowed users: indices into the persona table, or explicit persona values.
-enum Users<'a> {
-    Index(&'a [i64]),
-    Values(&'a [f32]),
-}
-
-fn users_arg<'a>(
-    users: &'a Option<PyReadonlyArray1<'_, i64>>,
-    personas: &'a Option<PyReadonlyArrayDyn<'_, f32>>,
-) -> PyResult<Users<'a>> {
-    match (users, personas) {
-        (Some(u), None) => Ok(Users::Index(slice("users", u)?)),
-        (None, Some(p)) => Ok(Users::Values(p.as_slice().map_err(|_| {
-            PyValueError::new_err("personas must be a C-contiguous float32 array")
-        })?)),
-        _ => Err(PyValueError::new_err(
-            "give exactly one of users (training user indices) or personas (rows x K x d)",
-        )),
+impl PyAmpCf {
+    pub fn new(inner: Arc<AmpCf>) -> Self {
+        Self { inner }
     }
 }
 
-/// Resolves `users` to persona values (gathering from the table when given indices) and the
-/// number of rows they describe.
-fn resolve(model: &AmpCf, users: &Users<'_>) -> personae_core::Result<(Vec<f32>, usize)> {
-    let kd = model.k * model.dim;
-    match users {
-        Users::Index(idx) => Ok((model.gather(idx)?, idx.len())),
-        Users::Values(v) => {
-            if v.len() % kd != 0 {
-                return Err(Error::InvalidInput(format!(
-                    "personas: {} values is not a whole number of users of K x d = {} x {}",
-                    v.len(),
-                    model.k,
-                    model.dim
-                )));
-            }
-            model.check_personas(v, v.len() / kd)?;
-            Ok((v.to_vec(), v.len() / kd))
-        }
+/// Rows of `who` without resolving it (for output shapes before the work runs).
+fn rows(m: &AmpCf, who: Users) -> usize {
+    match who {
+        Users::Index(u) => u.len(),
+        Users::Personas(p) => p.len() / (m.n_personas * m.dim).max(1),
     }
 }
 
 #[pymethods]
 impl PyAmpCf {
-    /// Loads and validates `path/manifest.json` + the weights it names.
-    #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = load_model(py, &path, AmpCf::from_checkpoint)?;
-        Ok(Self { inner })
-    }
-
-    /// Decodes and validates a model held in memory.
-    #[staticmethod]
-    fn from_bytes(py: Python<'_>, manifest: &[u8], weights: &[u8]) -> PyResult<Self> {
-        let inner = model_from_bytes(py, manifest, weights, AmpCf::from_checkpoint)?;
-        Ok(Self { inner })
-    }
-
-    #[getter]
-    fn n_items(&self) -> usize {
-        self.inner.n_items
-    }
     #[getter]
     fn n_users(&self) -> usize {
         self.inner.n_users
     }
     #[getter]
-    fn k(&self) -> usize {
-        self.inner.k
+    fn n_personas(&self) -> usize {
+        self.inner.n_personas
     }
     #[getter]
     fn dim(&self) -> usize {
@@ -107,147 +59,97 @@ impl PyAmpCf {
         self.inner.tau
     }
 
-    /// Top-`n` items per row of the CSR `user_items` (used for seen-masking only), scored with
-    /// the personas of `users` or the given `personas`, one user per row.
-    #[pyo3(signature = (indptr, indices, n_cols, n, users=None, personas=None, exclude_seen=true, exclude_items=None, num_threads=None))]
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    /// Top-`n` items of the users `who`; `seen` (one CSR row per user) is masked when given.
+    /// With `explain`, also the dominant persona of each listed item (int64, -1 for padding).
+    #[pyo3(signature = (who, n, seen=None, exclude_items=None, num_threads=None, explain=false))]
     fn recommend<'py>(
         &self,
-        py: Python<'py>,
-        indptr: PyReadonlyArray1<'py, i64>,
-        indices: PyReadonlyArray1<'py, i32>,
-        n_cols: usize,
-        n: usize,
-        users: Option<PyReadonlyArray1<'py, i64>>,
-        personas: Option<PyReadonlyArrayDyn<'py, f32>>,
-        exclude_seen: bool,
-        exclude_items: Option<PyReadonlyArray1<'py, bool>>,
-        num_threads: Option<usize>,
-    ) -> PyResult<(
-        Bound<'py, numpy::PyArray2<i64>>,
-        Bound<'py, numpy::PyArray2<f32>>,
-    )> {
-        let (p, i) = (slice("indptr", &indptr)?, slice("indices", &indices)?);
-        let ex = exclude_items
-            .as_ref()
-            .map(|e| slice("exclude_items", e))
-            .transpose()?;
-        let who = users_arg(&users, &personas)?;
-        let model = &self.inner;
-        let (rows, ids, scores) = py
-            .detach(|| {
-                check_mask(ex, model.n_items)?;
-                let seen = CsrView::new("user_items", n_cols, p, i, None)?;
-                let (pv, rows) = resolve(model, &who)?;
-                if rows != seen.n_rows {
-                    return Err(Error::InvalidInput(format!(
-                        "user_items has {} rows but {rows} users were given",
-                        seen.n_rows
-                    )));
-                }
-                let filters = Filters {
-                    exclude_seen,
-                    exclude_items: ex,
-                };
-                let (ids, scores) =
-                    threads::install(num_threads, || model.top_n(&pv, &seen, n, filters))??;
-                Ok((rows, ids, scores))
-            })
-            .map_err(to_py)?;
-        Ok((matrix(py, ids, rows, n)?, matrix(py, scores, rows, n)?))
+        who: Who<'py>,
+        n: i64,
+        seen: Option<Csr<'py>>,
+        exclude_items: Option<ItemSet<'py>>,
+        num_threads: Option<i64>,
+        explain: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let py = who.py();
+        let m = &self.inner;
+        let users = who.users()?;
+        let ex = exclude_items.as_ref().map(ItemSet::exclude).transpose()?;
+        let seen = seen.as_ref().map(Csr::parts).transpose()?;
+        let (rows, ids, scores, dom) = run(py, num_threads, |stop| {
+            let view = match &seen {
+                Some(s) => s.view("user_items")?,
+                None => CsrView::empty(rows(m, users), m.n_items),
+            };
+            let filters = Filters::new(seen.is_some(), ex, m.n_items)?;
+            let (ids, scores, dom) = m.recommend(users, &view, n, &filters, stop, explain)?;
+            Ok((view.n_rows, ids, scores, dom))
+        })?;
+        let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
+        let mut out = vec![
+            matrix(py, ids, rows, width)?,
+            matrix(py, scores, rows, width)?,
+        ];
+        if let Some(d) = dom {
+            out.push(matrix(py, d, rows, width)?);
+        }
+        PyTuple::new(py, out)
     }
 
-    /// Dense scores (`rows x n_items`): for tests and small batches.
-    #[pyo3(signature = (users=None, personas=None, num_threads=None))]
+    /// Dense scores (`rows x n_items`) of the users `who`: for tests and small batches.
+    #[pyo3(signature = (who, num_threads=None))]
     fn score<'py>(
         &self,
         py: Python<'py>,
-        users: Option<PyReadonlyArray1<'py, i64>>,
-        personas: Option<PyReadonlyArrayDyn<'py, f32>>,
-        num_threads: Option<usize>,
-    ) -> PyResult<Bound<'py, numpy::PyArray2<f32>>> {
-        let who = users_arg(&users, &personas)?;
-        let model = &self.inner;
-        let (rows, out) = py
-            .detach(|| {
-                let (pv, rows) = resolve(model, &who)?;
-                let out = threads::install(num_threads, || model.score_dense(&pv, rows))??;
-                Ok((rows, out))
-            })
-            .map_err(to_py)?;
-        matrix(py, out, rows, model.n_items)
+        who: Who<'py>,
+        num_threads: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let m = &self.inner;
+        let users = who.users()?;
+        let out = run(py, num_threads, |_| m.score(users))?;
+        matrix(py, out, rows(m, users), m.n_items)
     }
 
     /// Attention over personas (`P x K`, rows sum to 1) of the pairs
-    /// `(pair_user[p], pair_item[p])`, where `pair_user` indexes the rows of the given users.
-    #[pyo3(signature = (pair_user, pair_item, users=None, personas=None, num_threads=None))]
+    /// `(pair_user[p], pair_item[p])`, where `pair_user` indexes the rows of `who`.
+    #[pyo3(signature = (who, pair_user, pair_item, num_threads=None))]
     fn attention<'py>(
         &self,
         py: Python<'py>,
+        who: Who<'py>,
         pair_user: PyReadonlyArray1<'py, i64>,
         pair_item: PyReadonlyArray1<'py, i64>,
-        users: Option<PyReadonlyArray1<'py, i64>>,
-        personas: Option<PyReadonlyArrayDyn<'py, f32>>,
-        num_threads: Option<usize>,
-    ) -> PyResult<Bound<'py, numpy::PyArray2<f32>>> {
-        let (pu, pi) = (
-            slice("pair_user", &pair_user)?,
-            slice("pair_item", &pair_item)?,
-        );
-        let who = users_arg(&users, &personas)?;
-        let model = &self.inner;
-        let out = py
-            .detach(|| {
-                let (pv, rows) = resolve(model, &who)?;
-                threads::install(num_threads, || model.attention(&pv, rows, pu, pi))?
-            })
-            .map_err(to_py)?;
-        matrix(py, out, pu.len(), model.k)
-    }
-
-    /// Copies of stored tensors (`personas`, `item_emb`, `item_bias`, `proj_user`,
-    /// `proj_item`), e.g. for fold-in in torch: the ones in `names`, or all of them.
-    #[pyo3(signature = (names=None))]
-    fn tensors<'py>(
-        &self,
-        py: Python<'py>,
-        names: Option<Vec<String>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+        num_threads: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (pu, pi) = (slice(&pair_user, "pair_user")?, slice(&pair_item, "items")?);
         let m = &self.inner;
-        let names = names.unwrap_or_else(|| TENSORS.iter().map(|n| n.to_string()).collect());
-        let d = PyDict::new(py);
-        for name in &names {
-            let (v, shape): (&[f32], Vec<usize>) = match name.as_str() {
-                "personas" => (m.personas(), vec![m.n_users, m.k, m.dim]),
-                "item_emb" => (m.item_emb(), vec![m.n_items, m.dim]),
-                "item_bias" => (m.item_bias(), vec![m.n_items]),
-                "proj_user" => (m.proj_user(), vec![m.dim, m.att_dim]),
-                "proj_item" => (m.proj_item(), vec![m.dim, m.att_dim]),
-                _ => {
-                    return Err(PyValueError::new_err(format!(
-                        "unknown tensor {name:?}; AMP-CF tensors are {TENSORS:?}"
-                    )))
-                }
-            };
-            d.set_item(name, PyArray1::from_slice(py, v).reshape(shape)?)?;
-        }
-        Ok(d)
+        let users = who.users()?;
+        let out = run(py, num_threads, |_| m.attention(users, pu, pi))?;
+        matrix(py, out, pu.len(), m.n_personas)
     }
 
     /// Persona vectors `[len(users), K, d]` of training users (indices checked).
-    fn personas<'py>(
+    fn personas<'py>(&self, users: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyAny>> {
+        let py = users.py();
+        let u = slice(&users, "users")?;
+        let m = &self.inner;
+        let v = run(py, None, |_| m.gather(u))?;
+        Ok(PyArray1::from_vec(py, v)
+            .reshape([u.len(), m.n_personas, m.dim])?
+            .into_any())
+    }
+
+    /// The `n` items most similar to each of `items` (cosine of the item embeddings).
+    #[pyo3(signature = (items, n, exclude_items=None))]
+    fn similar_items<'py>(
         &self,
         py: Python<'py>,
-        users: PyReadonlyArray1<'py, i64>,
-    ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let u = slice("users", &users)?;
-        let m = &self.inner;
-        let v = py.detach(|| m.gather(u)).map_err(to_py)?;
-        PyArray1::from_vec(py, v).reshape([u.len(), m.k, m.dim])
+        items: PyReadonlyArray1<'py, i64>,
+        n: i64,
+        exclude_items: Option<ItemSet<'py>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let m = self.inner.as_ref();
+        let f = (m.item_emb(), m.dim);
+        serve_similar(py, m, f, &items, n, exclude_items.as_ref())
     }
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyAmpCf>()?;
-    Ok(())
 }

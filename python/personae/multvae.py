@@ -1,0 +1,194 @@
+"""Mult-VAE (Liang et al., WWW 2018): trained in PyTorch, served from the Rust core."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+from personae import _core
+from personae._validate import csr, integer, optional_integer
+from personae.models import Model
+
+__all__ = ["MultVAE"]
+
+
+def training_params(
+    epochs, batch_size, lr, weight_decay, patience, eval_k, device, seed, max_seconds
+) -> dict:
+    """The :class:`personae.train.loop.TrainConfig` fields every trained family takes."""
+    return dict(
+        epochs=integer("epochs", epochs),
+        batch_size=integer("batch_size", batch_size),
+        lr=float(lr),
+        weight_decay=float(weight_decay),
+        patience=integer("patience", patience),
+        eval_k=integer("eval_k", eval_k),
+        device=str(device),
+        seed=integer("seed", seed),
+        max_seconds=None if max_seconds is None else float(max_seconds),
+    )
+
+
+def fit_inputs(user_items, item_ids) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(training matrix, external item ids) from a sparse matrix or an `Interactions`."""
+    if item_ids is None:
+        item_ids = getattr(user_items, "item_ids", None)
+    m = csr("user_items", user_items)
+    ids = np.arange(m.shape[1]) if item_ids is None else np.asarray(item_ids)
+    if len(ids) != m.shape[1]:
+        raise ValueError(f"item_ids has {len(ids)} entries for {m.shape[1]} items")
+    return m, ids
+
+
+def train_and_build(
+    model: Model, user_items, item_ids, train, config: dict, checkpoint_dir, callback
+):
+    """Runs ``train(on_improve, on_epoch)`` (saving each new best model to `checkpoint_dir`, so
+    a crash loses nothing), then builds the Rust model of the final network with its training
+    summary. Returns the training result."""
+
+    # Training interactions per item: similar_items skips items nobody interacted with.
+    counts = _core.Popularity.count(user_items)
+
+    def build(net, training: dict) -> None:
+        tensors = {**net.export(), "item_count": counts}
+        model._build(tensors, item_ids, config=config, training=training)
+
+    on_improve = None
+    if checkpoint_dir is not None:
+
+        def on_improve(net, epoch, ndcg):
+            build(net, {"best_epoch": epoch, "val_ndcg": ndcg})
+            model.save(checkpoint_dir)
+
+    on_epoch = None
+    if callback is not None:
+
+        def on_epoch(rec: dict, seconds: float) -> None:
+            callback(rec["epoch"], seconds, rec.get("loss"))
+
+    res = train(on_improve, on_epoch)
+    model.history = res.history
+    build(
+        res.net,
+        {
+            "best_epoch": res.best_epoch,
+            "val_ndcg": res.best_ndcg,
+            "seconds": res.seconds,
+            "device": res.device,
+            "epochs_run": len(res.history),
+        },
+    )
+    return res
+
+
+class MultVAE(Model, kind="multvae"):
+    """Mult-VAE (Liang et al., WWW 2018): train in PyTorch, serve from the Rust core.
+
+    A user's history (L2-normalised, with dropout in training) goes through the encoder
+    [I-hidden-latent] to the mean latent; the decoder [latent-hidden-I] gives a logit per item.
+    The multinomial likelihood makes items compete for a user's probability mass. Serving uses
+    the mean latent (no sampling), fused with seen-item masking and top-N in Rust.
+
+    Defaults: [I-600-200-600-I], tanh, dropout 0.5, beta annealed to 0.2 over 200,000 updates,
+    Adam 1e-3, batches of 500 users (the paper's).
+    """
+
+    def __init__(
+        self,
+        hidden: int = 600,
+        latent: int = 200,
+        dropout: float = 0.5,
+        anneal_cap: float = 0.2,
+        total_anneal_steps: int = 200_000,
+        epochs: int = 100,
+        batch_size: int = 500,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int = 10,
+        eval_k: int = 100,
+        device: str = "auto",
+        seed: int = 0,
+        max_seconds: float | None = None,
+    ):
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if anneal_cap < 0:
+            raise ValueError(f"anneal_cap must be >= 0, got {anneal_cap}")
+        super().__init__(
+            hidden=integer("hidden", hidden),
+            latent=integer("latent", latent),
+            dropout=float(dropout),
+            anneal_cap=float(anneal_cap),
+            total_anneal_steps=integer("total_anneal_steps", total_anneal_steps),
+            **training_params(
+                epochs, batch_size, lr, weight_decay, patience, eval_k, device, seed, max_seconds
+            ),
+        )
+
+    def fit(
+        self,
+        user_items,
+        validation=None,
+        *,
+        item_ids=None,
+        show_progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        callback=None,
+    ) -> MultVAE:
+        """Trains on `user_items` (scipy sparse users x items, or `Interactions`).
+
+        Args:
+            validation: optional (fold-in, held-out) pair of sparse matrices with the same items,
+                for early stopping on NDCG@eval_k.
+            item_ids: external ids of the columns (taken from `Interactions` when given one).
+            checkpoint_dir: if set, every new best model is saved there atomically during
+                training, so an interrupted run keeps its best model.
+            callback: ``callback(epoch, seconds, loss)`` after every epoch (``implicit``'s
+                convention).
+        """
+        from personae.train.loop import TrainConfig
+        from personae.train.multvae import MultVAEConfig, config_dict, train_multvae
+
+        user_items, ids = fit_inputs(user_items, item_ids)
+        n_items = user_items.shape[1]
+        if validation is not None:
+            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+                raise TypeError("validation must be a (fold-in, held-out) pair of sparse matrices")
+            validation = tuple(csr("validation", v) for v in validation)
+            for name, v in zip(("fold-in", "held-out"), validation, strict=True):
+                if v.shape[1] != n_items:
+                    raise ValueError(f"validation {name} must have {n_items} columns")
+        p = self.params
+        mc = MultVAEConfig(
+            p["hidden"], p["latent"], p["dropout"], p["anneal_cap"], p["total_anneal_steps"]
+        )
+        tc = TrainConfig(**{k: p[k] for k in TrainConfig.__dataclass_fields__})
+        train_and_build(
+            self,
+            user_items,
+            ids,
+            lambda improve, epoch: train_multvae(
+                user_items, mc, tc, validation, show_progress, improve, epoch
+            ),
+            config_dict(mc, tc),
+            checkpoint_dir,
+            callback,
+        )
+        return self
+
+    def score(self, user_items, num_threads: int | None = None) -> np.ndarray:
+        """Dense logits (users x n_items, float32): for small batches and inspection; use
+        :meth:`recommend` for top-N, which never builds this matrix."""
+        return self._fitted().score(
+            csr("user_items", user_items), optional_integer("num_threads", num_threads)
+        )
+
+    @classmethod
+    def _n_items_of(cls, tensors) -> int:
+        return len(tensors["dec_item_b"])
+
+    def _item_factors(self) -> np.ndarray:
+        return self._fitted().item_factors()

@@ -1,0 +1,43 @@
+"""The most-popular baseline, served through the same fused Rust loop as the models."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from personae import _core
+from personae._validate import csr
+from personae.models import Model
+
+__all__ = ["Popularity"]
+
+
+class Popularity(Model, kind="popularity"):
+    """Recommends the items with the most training interactions (the baseline every model must
+    beat). Each user's own items are masked as for any model; ties go to the lower item index.
+    Saved, loaded and served like every personae model."""
+
+    def __init__(self):
+        super().__init__()
+
+    def fit(self, user_items, show_progress: bool = True, callback=None, *, item_ids=None):
+        """Counts each item's interactions in `user_items` (users x items, or `Interactions`).
+        `show_progress` and `callback` are accepted for ``implicit`` compatibility."""
+        del show_progress, callback
+        if item_ids is None:
+            item_ids = getattr(user_items, "item_ids", None)
+        m = csr("user_items", user_items)
+        counts = _core.Popularity.count(m)
+        ids = np.arange(m.shape[1]) if item_ids is None else item_ids
+        self._build({"item_count": counts}, ids)
+        return self
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Training interactions per item (float32)."""
+        return self._fitted().item_count()
+
+    def score(self, user_items) -> np.ndarray:
+        """The item counts repeated for every row of `user_items` (users x n_items): the scores
+        :meth:`recommend` ranks."""
+        rows = csr("user_items", user_items).shape[0]
+        return np.broadcast_to(self.counts, (rows, self.n_items)).copy()

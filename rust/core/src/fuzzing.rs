@@ -1,0 +1,59 @@
+//! The fuzzing harness, shared by `fuzz/` (cargo-fuzz) and the in-tree regression test.
+//!
+//! Input: `[u32 LE manifest length][manifest][weights]`. It is decoded both as given and with
+//! the manifest's `weights_sha256` re-stamped to the weights' real hash, so mutated weights get
+//! past the hash check and exercise the safetensors parser, every tensor check and each model
+//! kind's own shape rules. Whatever loads is also used: a recommendation and, for AMP-CF, an
+//! explanation. It must never panic.
+
+use serde_json::Value;
+
+use crate::ampcf::{AmpCf, Users};
+use crate::checkpoint::{sha256_hex, Checkpoint};
+use crate::csr::CsrView;
+use crate::fused::Filters;
+use crate::multvae::MultVae;
+use crate::popularity::Popularity;
+use crate::threads::Stop;
+
+fn exercise(manifest: &[u8], weights: &[u8]) {
+    let stop = Stop::new();
+    let f = Filters::default();
+    if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
+        if let Ok(m) = MultVae::from_checkpoint(c) {
+            let _ = m.recommend(&CsrView::empty(1, m.n_items), 3, &f, &stop);
+        }
+    }
+    if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
+        if let Ok(a) = AmpCf::from_checkpoint(c) {
+            if a.n_users > 0 {
+                let seen = CsrView::empty(1, a.n_items);
+                let _ = a.recommend(Users::Index(&[0]), &seen, 3, &f, &stop, true);
+            }
+        }
+    }
+    if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
+        if let Ok(p) = Popularity::from_checkpoint(c) {
+            let _ = p.recommend(&CsrView::empty(1, p.n_items), 3, &f, &stop);
+        }
+    }
+}
+
+/// Runs one fuzz input (see the module docs).
+pub fn fuzz_one(data: &[u8]) {
+    if data.len() < 4 {
+        return;
+    }
+    let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    let rest = &data[4..];
+    let (manifest, weights) = rest.split_at(len.min(rest.len()));
+    exercise(manifest, weights);
+    if let Ok(mut v) = serde_json::from_slice::<Value>(manifest) {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("weights_sha256".into(), Value::String(sha256_hex(weights)));
+            if let Ok(m) = serde_json::to_vec(&v) {
+                exercise(&m, weights);
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! `personae._core.Model`, the base of every family's Rust model, and the functions that build
+//! one from a directory, from bytes or from freshly trained tensors. Each picks the family from
+//! the manifest's `kind`, read once: the manifest text a Python model parses is the very text
+//! its weights were checked against.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use personae_core::ampcf::AmpCf;
+use personae_core::checkpoint::{self, Checkpoint, Tensor};
+use personae_core::csr::CsrView;
+use personae_core::fused::Filters;
+use personae_core::multvae::MultVae;
+use personae_core::popularity::Popularity;
+use personae_core::similar;
+use personae_core::threads::Stop;
+use personae_core::{bad_model, Error};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::PyClass;
+
+use crate::ampcf::PyAmpCf;
+use crate::convert::{matrix, slice, Csr, ItemSet};
+use crate::errors::run;
+use crate::multvae::PyMultVae;
+use crate::popularity::PyPopularity;
+
+/// A loaded model: immutable, thread-safe, shared by the family's Python object.
+#[pyclass(subclass, frozen, name = "Model", module = "personae._core")]
+pub struct PyModel {
+    pub core: Arc<dyn checkpoint::Model>,
+    pub manifest: String,
+}
+
+#[pymethods]
+impl PyModel {
+    /// The manifest's `kind` (the model family).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.core.kind()
+    }
+
+    /// Number of items; item indices are `0..n_items`.
+    #[getter]
+    fn n_items(&self) -> usize {
+        self.core.n_items()
+    }
+
+    /// The manifest's JSON text, as read or as built.
+    #[getter]
+    fn manifest(&self) -> &str {
+        &self.manifest
+    }
+
+    /// Training interactions per item (float32 copy), or None when the file does not record
+    /// them.
+    fn item_count<'py>(&self, py: Python<'py>) -> Option<Bound<'py, numpy::PyArray1<f32>>> {
+        self.core
+            .item_count()
+            .map(|c| numpy::PyArray1::from_slice(py, c))
+    }
+
+    /// Copies of the stored tensors, by name (float32 arrays).
+    fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        use numpy::PyArrayMethods;
+        let d = pyo3::types::PyDict::new(py);
+        for (name, shape, v) in self.core.tensors() {
+            d.set_item(name, numpy::PyArray1::from_slice(py, v).reshape(shape)?)?;
+        }
+        Ok(d)
+    }
+
+    /// `(manifest text, weights bytes)`: the model's two files, ready to write.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyBytes>)> {
+        let core = &self.core;
+        let manifest = &self.manifest;
+        let (text, weights) = run(py, None, |_| checkpoint::encode(manifest, &core.tensors()))?;
+        Ok((text, PyBytes::new(py, &weights)))
+    }
+}
+
+/// One family's Python object: the base `Model` holding `core`, and the family class `P`.
+fn family<'py, M, P>(
+    py: Python<'py>,
+    core: personae_core::Result<M>,
+    manifest: String,
+    sub: impl FnOnce(Arc<M>) -> P,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    M: checkpoint::Model + 'static,
+    P: PyClass<BaseType = PyModel, Frozen = pyo3::pyclass::boolean_struct::True>,
+{
+    let inner = Arc::new(core.map_err(|e| crate::to_py(py, e))?);
+    let base = PyModel {
+        core: inner.clone(),
+        manifest,
+    };
+    Ok(Bound::new(py, PyClassInitializer::from(base).add_subclass(sub(inner)))?.into_any())
+}
+
+/// Wraps a validated checkpoint in its family's Python class.
+fn wrap(py: Python<'_>, c: Checkpoint) -> PyResult<Bound<'_, PyAny>> {
+    let manifest = c.text.clone();
+    match c.kind.as_str() {
+        "multvae" => family(py, MultVae::from_checkpoint(c), manifest, PyMultVae::new),
+        "ampcf" => family(py, AmpCf::from_checkpoint(c), manifest, PyAmpCf::new),
+        "popularity" => family(
+            py,
+            Popularity::from_checkpoint(c),
+            manifest,
+            PyPopularity::new,
+        ),
+        other => Err(crate::to_py(
+            py,
+            bad_model!(
+                "unknown model kind {other:?} (this personae reads 'multvae', 'ampcf' and \
+                 'popularity')"
+            ),
+        )),
+    }
+}
+
+/// Loads and validates the model directory `path` (see `personae.load`).
+#[pyfunction]
+fn load(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyAny>> {
+    let c = run(py, None, |_| Checkpoint::load_dir(&path))?;
+    wrap(py, c)
+}
+
+/// Decodes and validates a model held in memory: the bytes `load` would read from disk.
+#[pyfunction]
+fn from_bytes<'py>(
+    py: Python<'py>,
+    manifest: &[u8],
+    weights: &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
+    let c = run(py, None, |_| Checkpoint::from_bytes(manifest, weights))?;
+    wrap(py, c)
+}
+
+/// Builds a model from a manifest (kind, n_items, item ids, config...) and its float32 tensors,
+/// as a training run produces them.
+#[pyfunction]
+fn build<'py>(
+    py: Python<'py>,
+    manifest: &str,
+    tensors: HashMap<String, PyReadonlyArrayDyn<'py, f32>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut parts: Vec<(String, Vec<usize>, &[f32])> = Vec::with_capacity(tensors.len());
+    for (name, a) in &tensors {
+        let v = a
+            .as_slice()
+            .map_err(|_| PyValueError::new_err(format!("tensor {name:?} must be C-contiguous")))?;
+        parts.push((name.clone(), a.shape().to_vec(), v));
+    }
+    // Sorted by name, so the same tensors always make the same file.
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    let c = run(py, None, |_| {
+        let t: Vec<Tensor> = parts
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), s.clone(), *v))
+            .collect();
+        Checkpoint::from_tensors(manifest, &t)
+    })?;
+    wrap(py, c)
+}
+
+/// sha256 of a byte string, as written in manifests.
+#[pyfunction]
+fn sha256_hex(py: Python<'_>, data: &[u8]) -> PyResult<String> {
+    run(py, None, |_| Ok::<_, Error>(checkpoint::sha256_hex(data)))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyModel>()?;
+    m.add("FORMAT_VERSION", checkpoint::FORMAT_VERSION)?;
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(from_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(build, m)?)?;
+    m.add_function(wrap_pyfunction!(sha256_hex, m)?)?;
+    Ok(())
+}
+
+/// The shared body of every `recommend` that scores rows of `user_items`: builds the validated
+/// view and filters, runs `top_n` without the GIL, returns `(ids, scores)` arrays.
+pub fn serve_top_n<'py>(
+    py: Python<'py>,
+    user_items: &Csr<'_>,
+    n: i64,
+    (exclude_seen, exclude): (bool, Option<&ItemSet<'_>>),
+    num_threads: Option<i64>,
+    top_n: impl Fn(&CsrView, &Filters, &Stop) -> personae_core::Result<(Vec<i64>, Vec<f32>)> + Sync,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let ex = exclude.map(ItemSet::exclude).transpose()?;
+    let parts = user_items.parts()?;
+    let (rows, ids, scores) = run(py, num_threads, |stop| {
+        let users = parts.view("user_items")?;
+        let filters = Filters::new(exclude_seen, ex, users.n_cols)?;
+        let (ids, scores) = top_n(&users, &filters, stop)?;
+        Ok((users.n_rows, ids, scores))
+    })?;
+    let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
+    Ok((
+        matrix(py, ids, rows, width)?,
+        matrix(py, scores, rows, width)?,
+    ))
+}
+
+/// The shared body of `similar_items`: cosine of `factors` (`n_items x dim`).
+pub fn serve_similar<'py>(
+    py: Python<'py>,
+    model: &dyn checkpoint::Model,
+    (factors, dim): (&[f32], usize),
+    items: &numpy::PyReadonlyArray1<'_, i64>,
+    n: i64,
+    exclude: Option<&ItemSet<'_>>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let q = slice(items, "itemid")?;
+    let ex = exclude.map(ItemSet::exclude).transpose()?;
+    let (ids, scores) = run(py, None, |stop| {
+        similar::similar_items(factors, dim, model.item_count(), q, n, ex, stop)
+    })?;
+    let width = ids.len().checked_div(q.len()).unwrap_or(n.max(0) as usize);
+    Ok((
+        matrix(py, ids, q.len(), width)?,
+        matrix(py, scores, q.len(), width)?,
+    ))
+}
