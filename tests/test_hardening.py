@@ -202,12 +202,38 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_interrupts_a_long_recommend():
+LONG_RERANK = """
+import sys
+import numpy as np, scipy.sparse as sp, personae
+rng = np.random.default_rng(0)
+users, items, width = 400_000, 5_000, 100
+cats = sp.csr_matrix((rng.random((items, 20)) < 0.15).astype(np.float32) + np.eye(items, 20))
+rr = personae.CalibratedReranker(cats, lam=0.5)
+cand = np.argsort(rng.random((users, items // 25)), axis=1)[:, :width].astype(np.int64) * 25
+scores = rng.random((users, width), dtype=np.float32)
+rows = np.repeat(np.arange(users), 5)
+history = sp.csr_matrix(
+    (np.ones(len(rows), np.float32), (rows, rng.integers(0, items, len(rows)))),
+    shape=(users, items),
+)
+history.sum_duplicates()
+print("start", flush=True)
+try:
+    rr.rerank(cand, scores, history=history, n=10)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("script", [LONG_CALL, LONG_RERANK], ids=["recommend", "rerank"])
+def test_ctrl_c_interrupts_a_long_call(script):
     p = subprocess.Popen(
-        [sys.executable, "-c", LONG_CALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert p.stdout.readline().strip() == "start"
-    time.sleep(1.0)  # well inside a call that takes over ten seconds
+    time.sleep(1.0)  # well inside a call that takes several seconds
     sent = time.perf_counter()
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)

@@ -18,8 +18,8 @@ __all__ = [
     "from_bytes",
     "build",
     "sha256_hex",
-    "MultVae",
-    "AmpCf",
+    "MultVAE",
+    "AMPCF",
     "Popularity",
     "Reranker",
     "ranking_metrics",
@@ -56,7 +56,7 @@ class Model:
     def to_bytes(self) -> tuple[str, bytes]: ...
 
 @final
-class MultVae(Model):
+class MultVAE(Model):
     @property
     def hidden(self) -> int: ...
     @property
@@ -76,7 +76,7 @@ class MultVae(Model):
     def item_factors(self) -> _Scores: ...
 
 @final
-class AmpCf(Model):
+class AMPCF(Model):
     @property
     def n_users(self) -> int: ...
     @property

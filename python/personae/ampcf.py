@@ -91,8 +91,8 @@ class AMPCF(Model, kind="ampcf"):
         """Trains on `user_items` (users x items). `validation`: held-out items of the same
         users (same shape), for early stopping on full-ranking NDCG@eval_k; `callback`:
         ``callback(epoch, seconds, loss)`` after every epoch."""
-        from personae.train.ampcf import AMPCFConfig, config_dict, train_ampcf
-        from personae.train.loop import TrainConfig
+        from personae.train.ampcf import AMPCFConfig, train_ampcf
+        from personae.train.loop import TrainConfig, config_dict
 
         user_items, ids = fit_inputs(user_items, item_ids)
         if isinstance(validation, (tuple, list)):
@@ -114,7 +114,7 @@ class AMPCF(Model, kind="ampcf"):
             lambda improve, epoch: train_ampcf(
                 user_items, mc, tc, validation, show_progress, improve, epoch
             ),
-            {**config_dict(mc, tc)},
+            config_dict(mc, tc),
             checkpoint_dir,
             callback,
         )

@@ -149,8 +149,8 @@ class MultVAE(Model, kind="multvae"):
             callback: ``callback(epoch, seconds, loss)`` after every epoch (``implicit``'s
                 convention).
         """
-        from personae.train.loop import TrainConfig
-        from personae.train.multvae import MultVAEConfig, config_dict, train_multvae
+        from personae.train.loop import TrainConfig, config_dict
+        from personae.train.multvae import MultVAEConfig, train_multvae
 
         user_items, ids = fit_inputs(user_items, item_ids)
         n_items = user_items.shape[1]

@@ -34,7 +34,7 @@ Model (as in the issue; choices where the paper is silent are marked *):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -272,7 +272,7 @@ def train_ampcf(
 
 
 def net_from_tensors(t: dict[str, np.ndarray], tau: float, device="cpu") -> AMPCFNet:
-    """An :class:`AMPCFNet` holding exported tensors (e.g. ``personae._core.AmpCf.tensors()``)."""
+    """An :class:`AMPCFNet` holding exported tensors (e.g. ``personae.AMPCF._core.tensors()``)."""
     u, k, d = t["personas"].shape
     net = AMPCFNet(max(u, 1), t["item_emb"].shape[0], k, d, t["proj_user"].shape[1], tau)
     with torch.no_grad():
@@ -337,8 +337,3 @@ def fold_in(
                 prm.requires_grad_(flag)
     out = p.detach().float().cpu().numpy()
     return (out, hist) if return_history else out
-
-
-def config_dict(mc: AMPCFConfig, cfg: TrainConfig) -> dict:
-    """The training configuration as stored in the model manifest."""
-    return {"model": asdict(mc), "train": cfg.to_dict()}

@@ -65,6 +65,12 @@ class TrainConfig:
         return asdict(self)
 
 
+def config_dict(model_cfg, cfg: TrainConfig) -> dict:
+    """A training run's configuration as stored in the model manifest: the family's model
+    config (a dataclass) and the shared training settings."""
+    return {"model": asdict(model_cfg), "train": cfg.to_dict()}
+
+
 @dataclass
 class SparseBatch:
     """Rows of a CSR matrix as flat torch tensors (the EmbeddingBag input format)."""

@@ -9,7 +9,7 @@ EmbeddingBag over the batch's non-zeros (a gather-sum), so no dense batch x item
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -194,8 +194,3 @@ def train_multvae(
     finally:
         bar.close()
     return log.result()
-
-
-def config_dict(mc: MultVAEConfig, cfg: TrainConfig) -> dict:
-    """The training configuration as stored in the model manifest."""
-    return {"model": asdict(mc), "train": cfg.to_dict()}

@@ -17,7 +17,7 @@ use crate::errors::run;
 use crate::models::{serve_similar, PyModel};
 
 /// A loaded AMP-CF model. Immutable and thread-safe.
-#[pyclass(extends = PyModel, frozen, name = "AmpCf", module = "personae._core")]
+#[pyclass(extends = PyModel, frozen, name = "AMPCF", module = "personae._core")]
 pub struct PyAmpCf {
     inner: Arc<AmpCf>,
 }

@@ -11,7 +11,7 @@ use crate::errors::run;
 use crate::models::{serve_similar, serve_top_n, PyModel};
 
 /// A loaded Mult-VAE. Immutable and thread-safe.
-#[pyclass(extends = PyModel, frozen, name = "MultVae", module = "personae._core")]
+#[pyclass(extends = PyModel, frozen, name = "MultVAE", module = "personae._core")]
 pub struct PyMultVae {
     inner: Arc<MultVae>,
 }
