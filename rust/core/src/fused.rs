@@ -104,7 +104,9 @@ pub fn list_len(n: i64) -> Result<usize> {
 /// cannot fit in memory.
 pub fn result_buffers(what: &str, rows: usize, n: usize) -> Result<(Vec<i64>, Vec<f32>)> {
     let desc = format!("{what}: {rows} lists of n = {n}");
-    // ids (8 bytes) and scores (4 bytes) live together: check their sum first.
+    // ids (8 bytes) and scores (4 bytes) live together: check their sum first. A list that
+    // long cannot exist even without rows (numpy could not shape an empty (0, n) result).
+    check_fits(&desc, Some(n), 12)?;
     let len = check_fits(&desc, rows.checked_mul(n), 12)?;
     Ok((
         buffer(&desc, Some(len), -1i64)?,
