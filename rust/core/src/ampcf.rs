@@ -28,7 +28,7 @@ use crate::csr::CsrView;
 use crate::error::{buffer, Result};
 use crate::fused::{self, Filters, TileScorer};
 use crate::threads::Stop;
-use crate::{bad_model, gemm, invalid};
+use crate::{bad_model, gemm, invalid, vmath};
 
 /// The tensors an AMP-CF file holds.
 pub const TENSORS: [&str; 5] = [
@@ -519,7 +519,7 @@ impl TileScorer for AmpCfScorer<'_> {
 /// `row` holds max_k sim on entry; on exit `sum_k softmax_k(sim/tau) * dot`.
 ///
 /// This is the only transcendental work in scoring (K exponentials per user and item), so it
-/// runs on [`exp_approx`], which vectorises, and on AVX2 + FMA where the CPU has them (the rest
+/// runs on [`vmath::exp_neg_f32`], which vectorises, and on AVX2 + FMA where the CPU has them (the rest
 /// of the crate is built for baseline x86-64; the GEMMs dispatch at run time on their own).
 #[inline]
 fn score_row(row: &mut [f32], sim: &[f32], dot: &[f32], k: usize, w: usize, inv_tau: f32) {
@@ -559,7 +559,7 @@ fn score_row_impl(row: &mut [f32], sim: &[f32], dot: &[f32], k: usize, w: usize,
                 .zip(dt)
                 .zip(mx)
             {
-                let e = exp_approx((sv - m) * inv_tau);
+                let e = vmath::exp_neg_f32((sv - m) * inv_tau);
                 *nu += e * dv;
                 *de += e;
             }
@@ -569,30 +569,6 @@ fn score_row_impl(row: &mut [f32], sim: &[f32], dot: &[f32], k: usize, w: usize,
         }
         j0 = j1;
     }
-}
-
-/// `e^x` for `x <= 0` (softmax arguments after subtracting the max), to about 2e-7 relative,
-/// branch-free so that loops over it vectorise: `x = n ln 2 + f` with an integer `n` (built in
-/// the exponent bits) and `|f| <= ln(2) / 2`, whose `e^f` is a degree-7 Taylor polynomial; `ln 2`
-/// is split in two (Cody-Waite) so that `f` keeps its precision for large `|x|`. Arguments below
-/// -87 (where e^x < 2^-125) give about 2^-126, not a denormal: a weight that small cannot change
-/// a sum that holds the max term's weight of 1.
-#[inline(always)]
-fn exp_approx(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4; // exactly representable, few bits: n * LN2_HI is exact
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a libm call.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 0.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let f = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0
-        + f * (1.0
-            + f * (0.5
-                + f * (1.0 / 6.0
-                    + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f / 5040.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
-    p * scale
 }
 
 #[cfg(test)]
@@ -729,21 +705,6 @@ mod tests {
                 assert!((*g as f64 - w).abs() < 1e-5);
             }
         }
-    }
-
-    #[test]
-    fn exp_approx_is_accurate_on_softmax_arguments() {
-        let mut worst = 0f64;
-        for i in 0..=200_000 {
-            let x = -(i as f32) * 87.0 / 200_000.0;
-            let want = (x as f64).exp();
-            let got = exp_approx(x) as f64;
-            worst = worst.max((got - want).abs() / want);
-        }
-        assert!(worst < 5e-7, "max relative error {worst}");
-        assert_eq!(exp_approx(0.0), 1.0);
-        assert!(exp_approx(-1e6) > 0.0 && exp_approx(-1e6) < 2e-38);
-        assert!(exp_approx(f32::NEG_INFINITY) > 0.0);
     }
 
     #[test]

@@ -35,8 +35,8 @@ use rayon::prelude::*;
 use crate::csr::CsrView;
 use crate::error::{buffer, Result};
 use crate::fused::{list_len, result_buffers};
-use crate::invalid;
 use crate::threads::Stop;
+use crate::{invalid, vmath};
 
 /// How raw scores become relevance, per user over that user's valid candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,21 +125,6 @@ impl ItemCategories {
         &self.values[self.csr.row_range(i)]
     }
 
-    /// Whether items `a` and `b` have the same category vector.
-    fn same_row(&self, a: usize, b: usize) -> bool {
-        self.csr.row(a) == self.csr.row(b) && self.row_values(a) == self.row_values(b)
-    }
-
-    /// FNV-1a step over item `i`'s category vector (indices and value bits).
-    fn hash_into(&self, i: usize, mut h: u64) -> u64 {
-        for (g, c) in self.item(i) {
-            for x in [g as u64, c.to_bits()] {
-                h = (h ^ x).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        h
-    }
-
     /// The category distribution of the whole catalogue (uniform when no item has one).
     fn catalogue_distribution(&self) -> Vec<f64> {
         let g = self.n_categories();
@@ -225,6 +210,68 @@ pub enum Target<'a> {
 pub struct Reranker {
     attrs: Vec<Attribute>,
     cfg: Config,
+    sigs: Signatures,
+}
+
+/// The catalogue's category vectors, precomputed once per reranker for the greedy: every
+/// distinct (attribute, category, weight) is a key, every distinct vector of keys (an item's
+/// categories in all attributes) a signature. Items with one signature have the same gain at
+/// every greedy step, and a signature's keys are its terms.
+#[derive(Clone, Debug, Default)]
+struct Signatures {
+    of_item: Vec<u32>,
+    /// Keys of signature k: `keys[start[k]..start[k + 1]]`.
+    start: Vec<u32>,
+    keys: Vec<u32>,
+    key_attr: Vec<u16>,
+    key_cat: Vec<u32>,
+    key_c: Vec<f64>,
+}
+
+impl Signatures {
+    fn new(attrs: &[Attribute]) -> Self {
+        use std::collections::HashMap;
+        let n_items = attrs.first().map_or(0, |a| a.cats.n_items());
+        let mut s = Signatures {
+            start: vec![0],
+            ..Default::default()
+        };
+        let mut key_ids: HashMap<(u16, u32, u64), u32> = HashMap::new();
+        let mut sig_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut keys = Vec::new();
+        for i in 0..n_items {
+            keys.clear();
+            for (a, attr) in attrs.iter().enumerate() {
+                for (g, c) in attr.cats.item(i) {
+                    let k = *key_ids
+                        .entry((a as u16, g as u32, c.to_bits()))
+                        .or_insert_with(|| {
+                            s.key_attr.push(a as u16);
+                            s.key_cat.push(g as u32);
+                            s.key_c.push(c);
+                            (s.key_c.len() - 1) as u32
+                        });
+                    keys.push(k);
+                }
+            }
+            let sig = *sig_ids.entry(keys.clone()).or_insert_with(|| {
+                s.keys.extend_from_slice(&keys);
+                s.start.push(s.keys.len() as u32);
+                (s.start.len() - 2) as u32
+            });
+            s.of_item.push(sig);
+        }
+        s
+    }
+
+    fn n_sigs(&self) -> usize {
+        self.start.len() - 1
+    }
+
+    #[inline]
+    fn keys_of(&self, sig: usize) -> &[u32] {
+        &self.keys[self.start[sig] as usize..self.start[sig + 1] as usize]
+    }
 }
 
 /// Reranked lists (`batch x n`, row-major, padded with -1 / -inf) with the original scores, and
@@ -285,7 +332,8 @@ impl Reranker {
                 cfg.prior_weight
             ));
         }
-        Ok(Self { attrs, cfg })
+        let sigs = Signatures::new(&attrs);
+        Ok(Self { attrs, cfg, sigs })
     }
 
     pub fn n_items(&self) -> usize {
@@ -538,19 +586,25 @@ impl Reranker {
             ));
         }
         let has_target = self.fill_target(target, u, sc)?;
-        // Plain order: by raw score, descending, ties in input order (stable sort).
-        sc.valid.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        // Plain order: by raw score, descending, ties to the earlier column; only the first
+        // k_max are needed, so select them before sorting.
         let k_max = n.min(sc.valid.len());
+        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+        sc.plain.clear();
+        sc.plain.extend_from_slice(&sc.valid);
+        if k_max > 0 && k_max < sc.plain.len() {
+            sc.plain.select_nth_unstable_by(k_max - 1, by_score);
+        }
+        sc.plain.truncate(k_max);
+        sc.plain.sort_unstable_by(by_score);
         for (a, (attr, s)) in self.attrs.iter().zip(sc.attrs.iter_mut()).enumerate() {
-            let items = sc.valid[..k_max].iter().map(|&j| cands[j]);
+            let items = sc.plain.iter().map(|&j| cands[j]);
             before[a] = list_kl(items, &s.p, &attr.cats, &self.cfg, &mut s.m);
         }
         sc.chosen.clear();
         if !has_target || lambdas.iter().all(|&l| l == 0.0) {
-            sc.chosen.extend_from_slice(&sc.valid[..k_max]);
+            sc.chosen.extend_from_slice(&sc.plain);
         } else {
-            // Back to input order so that ties in the objective go to the earlier column.
-            sc.valid.sort_unstable();
             normalise(
                 self.cfg.normalize,
                 sc.valid.iter().map(|&j| scores[j]),
@@ -569,98 +623,98 @@ impl Reranker {
         Ok(())
     }
 
-    /// Steck's greedy over `sc.valid` (input order), relevance `sc.rel`; fills `sc.chosen` with
-    /// candidate columns.
+    /// Steck's greedy over `sc.valid` (candidate columns in input order) with relevance
+    /// `sc.rel`; fills `sc.chosen` with candidate columns.
     ///
-    /// Candidates whose items have identical category vectors (in every attribute) get identical
-    /// KL deltas, so within such a group only the best remaining member (highest relevance,
-    /// then earliest column) can win a step: the candidates are grouped once per user and each
-    /// step evaluates one leader per group. Ties in the objective go to the earliest column,
-    /// exactly as without grouping.
+    /// The objective gain of candidate t at a step is `(1 - sum lam) rel_t + delta_t`, where
+    /// `delta_t` sums one term per (attribute, category of t's item) that depends only on the
+    /// category and its weight c(g|i). So:
+    /// - candidates whose items have identical category vectors (in every attribute) form a
+    ///   group whose members differ only by relevance: each step evaluates one leader per group
+    ///   (highest relevance, then earliest column);
+    /// - each step computes every distinct term once, over flat arrays: the list's base for
+    ///   each category in play, then each term's new value, two batches of logarithms
+    ///   ([`vmath::ln_in_place`], vectorised), with lambda and p(g) folded into the terms.
+    ///
+    /// Ties in the objective go to the earliest column, exactly as evaluating every candidate.
     fn greedy(&self, cands: &[i64], lambdas: &[f64], k_max: usize, sc: &mut Scratch) {
         let s = self.cfg.smoothing;
-        let nv = sc.valid.len();
-        let item = |sc: &Scratch, t: usize| cands[sc.valid[t]] as usize;
-        sc.order.clear();
-        for t in 0..nv {
-            let i = item(sc, t);
-            let h = self
-                .attrs
-                .iter()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, a| a.cats.hash_into(i, h));
-            sc.order.push((h, t));
-        }
-        let rel = &sc.rel;
-        sc.order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(rel[b.1].total_cmp(&rel[a.1]))
-                .then(a.1.cmp(&b.1))
-        });
-        sc.groups.clear();
-        for k in 0..nv {
-            let (i, prev) = (item(sc, sc.order[k].1), k.checked_sub(1));
-            let same = prev.is_some_and(|p| {
-                let j = item(sc, sc.order[p].1);
-                sc.order[k].0 == sc.order[p].0 && self.attrs.iter().all(|a| a.cats.same_row(i, j))
-            });
-            match sc.groups.last_mut() {
-                Some(g) if same => g.1 = k + 1,
-                _ => sc.groups.push((k, k + 1)),
-            }
-        }
         let rel_weight = 1.0 - lambdas.iter().sum::<f64>();
-        for (attr, st) in self.attrs.iter().zip(sc.attrs.iter_mut()) {
-            let items = sc.valid.iter().map(|&j| cands[j] as usize);
-            st.terms.build(items, &attr.cats, &st.p);
-            st.m.fill(0.0);
+        sc.rel.iter_mut().for_each(|r| *r *= rel_weight);
+        let sigs = &self.sigs;
+        // Groups: the candidates of one signature, in column order (`next`).
+        let c = &mut sc.cand;
+        c.start(sigs.n_sigs(), sc.valid.len());
+        for (t, &j) in sc.valid.iter().enumerate() {
+            c.add(t, sigs.of_item[cands[j] as usize]);
         }
+        // Terms: each group's keys in play (p(g) > 0 and lambda > 0), distinct terms shared.
+        let f = &mut sc.flat;
+        f.clear(sigs.key_c.len());
+        sc.attrs.iter_mut().for_each(AttrScratch::reset_slots);
+        for gi in 0..c.sig.len() {
+            let from = c.terms.len();
+            for &key in sigs.keys_of(c.sig[gi] as usize) {
+                let a = sigs.key_attr[key as usize] as usize;
+                let st = &mut sc.attrs[a];
+                let g = sigs.key_cat[key as usize] as usize;
+                if st.has && lambdas[a] != 0.0 && st.p[g] > 0.0 {
+                    let c_key = sigs.key_c[key as usize];
+                    c.terms.push(f.term(st, key, g, c_key, lambdas[a], s));
+                }
+            }
+            c.term_range.push((from as u32, c.terms.len() as u32));
+        }
+        let zero = f.term_slot.len() as u32;
+        c.lead(&sc.rel, zero);
         let mut wsum = 0f64;
         for k in 0..k_max {
             let w = rank_weight(k, self.cfg.rank_weighting);
             let ws = wsum + w;
-            for st in sc.attrs.iter_mut().filter(|st| st.has) {
-                // W' q~(g) of the current list, under the new total weight W'.
-                for ((b, &pg), &mg) in st.base.iter_mut().zip(&st.p).zip(&st.m) {
-                    if pg > 0.0 {
-                        *b = ((1.0 - s) * mg + s * ws * pg).ln();
-                    }
-                }
-                let t = &mut st.terms;
-                for ((v, &g), &c) in t.val.iter_mut().zip(&t.g).zip(&t.c) {
-                    let pg = st.p[g];
-                    let new = ((1.0 - s) * (st.m[g] + w * c) + s * ws * pg).ln();
-                    *v = pg * (new - st.base[g]);
-                }
+            // W' q~(g) of the current list for every slot, under the new total weight W'.
+            f.base_arg.clear();
+            f.base_arg.extend(
+                f.slot_m
+                    .iter()
+                    .zip(&f.slot_p)
+                    .map(|(&m, &p)| (1.0 - s) * m + s * ws * p),
+            );
+            f.base_ln.clear();
+            f.base_ln.extend_from_slice(&f.base_arg);
+            f.arg.clear();
+            f.arg.extend(
+                f.term_slot
+                    .iter()
+                    .zip(&f.term_c1s)
+                    .map(|(&j, &c)| f.base_arg[j as usize] + w * c),
+            );
+            // A term's argument is its slot's base argument plus a non-negative amount, so
+            // base arguments in the log's fast domain put every term there too.
+            if vmath::all_normal(&f.base_arg) {
+                vmath::ln_normal_in_place(&mut f.base_ln);
+                vmath::ln_normal_in_place(&mut f.arg);
+            } else {
+                vmath::ln_in_place(&mut f.base_ln);
+                vmath::ln_in_place(&mut f.arg);
             }
-            let mut best = usize::MAX; // index into groups
-            let mut best_t = usize::MAX;
-            let mut best_val = f64::NEG_INFINITY;
-            for (gi, &(ptr, end)) in sc.groups.iter().enumerate() {
-                if ptr == end {
-                    continue;
-                }
-                let t = sc.order[ptr].1;
-                let mut val = rel_weight * sc.rel[t];
-                for (st, &l) in sc.attrs.iter().zip(lambdas) {
-                    if st.has {
-                        val += l * st.terms.delta(t);
-                    }
-                }
-                if best == usize::MAX || val > best_val || (val == best_val && t < best_t) {
-                    best = gi;
-                    best_t = t;
-                    best_val = val;
-                }
+            f.val.clear();
+            f.val.extend(
+                f.arg
+                    .iter()
+                    .zip(&f.term_slot)
+                    .zip(&f.term_lp)
+                    .map(|((&new, &j), &lp)| lp * (new - f.base_ln[j as usize])),
+            );
+            f.val.push(0.0); // the zero term
+            let pos = c.best(&f.val);
+            let t = c.a_leader[pos] as usize;
+            for &id in c.active_terms(pos) {
+                let id = id as usize;
+                f.slot_m[f.term_slot[id] as usize] += w * f.term_c[id];
             }
-            sc.groups[best].0 += 1;
-            let i = item(sc, best_t);
-            for (attr, st) in self.attrs.iter().zip(sc.attrs.iter_mut()) {
-                for (g, c) in attr.cats.item(i) {
-                    st.m[g] += w * c;
-                }
-            }
+            c.take(pos, &sc.rel);
             wsum = ws;
-            sc.chosen.push(sc.valid[best_t]);
+            sc.chosen.push(sc.valid[t]);
         }
     }
 
@@ -877,101 +931,270 @@ fn normalise(how: Normalize, s: impl Iterator<Item = f32>, rel: &mut Vec<f64>) {
     }
 }
 
-/// The distinct (category, weight) terms of one user's candidates in one attribute. Within a
-/// greedy step a candidate's KL delta is a sum of terms that depend only on (g, c(g|i)), and
-/// normalised genre flags take few values (1, 1/2, 1/3, ...): each step computes one logarithm
-/// per distinct term, then each candidate's delta is a sum of table look-ups (in the item's
-/// category order, so the values are bit-identical to evaluating every candidate directly).
-struct Terms {
-    keys: Vec<[u64; TERM_SLOTS]>,
-    ids: Vec<[u32; TERM_SLOTS]>,
-    len: Vec<u8>,
-    g: Vec<usize>,
-    c: Vec<f64>,
-    val: Vec<f64>,
-    /// Term ids of valid candidate t: `of[off[t]..off[t + 1]]`.
-    off: Vec<usize>,
-    of: Vec<u32>,
+/// One user's candidates in the greedy, by group (the candidates of one signature), and the
+/// groups that still have members as compact arrays for the per-step scan. Candidates are
+/// indexed by `t`, their position in input (column) order.
+#[derive(Default)]
+struct Candidates {
+    /// Group of each signature seen (u32::MAX: none), reset through `sig`.
+    group_of_sig: Vec<u32>,
+    /// Per group: its signature, first and last member, terms `terms[term_range]`.
+    sig: Vec<u32>,
+    head: Vec<u32>,
+    tail: Vec<u32>,
+    term_range: Vec<(u32, u32)>,
+    terms: Vec<u32>,
+    /// The next member of t's group in column order (u32::MAX: the last), and taken marks.
+    next: Vec<u32>,
+    taken: Vec<bool>,
+    /// Active groups: group id, leader (best remaining member), its relevance, terms (the
+    /// first [`TERMS_INLINE`] inline, padded with the zero term; the full range for the rare
+    /// wider groups).
+    a_group: Vec<u32>,
+    a_leader: Vec<u32>,
+    a_rel: Vec<f64>,
+    a_inline: Vec<[u32; TERMS_INLINE]>,
+    a_terms: Vec<(u32, u32)>,
 }
 
-const TERM_SLOTS: usize = 4;
+/// Terms kept inline per active group: genre-like attributes give items 1-3 categories.
+const TERMS_INLINE: usize = 4;
 
-impl Terms {
-    fn new(g: usize) -> Self {
-        Self {
-            keys: vec![[0; TERM_SLOTS]; g],
-            ids: vec![[0; TERM_SLOTS]; g],
-            len: vec![0; g],
-            g: Vec::new(),
-            c: Vec::new(),
-            val: Vec::new(),
-            off: Vec::new(),
-            of: Vec::new(),
+impl Candidates {
+    /// Forgets the last user, for `nv` candidates over `n_sigs` signatures.
+    fn start(&mut self, n_sigs: usize, nv: usize) {
+        if self.group_of_sig.len() != n_sigs {
+            self.group_of_sig = vec![u32::MAX; n_sigs];
+        }
+        for &sig in &self.sig {
+            self.group_of_sig[sig as usize] = u32::MAX;
+        }
+        self.sig.clear();
+        self.head.clear();
+        self.tail.clear();
+        self.term_range.clear();
+        self.terms.clear();
+        self.next.clear();
+        self.next.resize(nv, u32::MAX);
+        self.taken.clear();
+        self.taken.resize(nv, false);
+    }
+
+    /// Adds candidate t (added in column order) of signature `sig`.
+    #[inline]
+    fn add(&mut self, t: usize, sig: u32) {
+        let g = self.group_of_sig[sig as usize];
+        if g == u32::MAX {
+            self.group_of_sig[sig as usize] = self.sig.len() as u32;
+            self.sig.push(sig);
+            self.head.push(t as u32);
+            self.tail.push(t as u32);
+        } else {
+            let g = g as usize;
+            self.next[self.tail[g] as usize] = t as u32;
+            self.tail[g] = t as u32;
         }
     }
 
-    fn build(&mut self, items: impl Iterator<Item = usize>, cats: &ItemCategories, p: &[f64]) {
-        self.len.fill(0);
-        self.g.clear();
-        self.c.clear();
-        self.of.clear();
-        self.off.clear();
-        self.off.push(0);
-        for item in items {
-            for (g, c) in cats.item(item) {
-                if p[g] > 0.0 {
-                    let id = self.id(g, c);
-                    self.of.push(id);
-                }
+    /// Picks every group's leader and fills the active arrays; `zero` is the id of a term
+    /// whose value is always 0 (the padding of inline term lists).
+    fn lead(&mut self, rel: &[f64], zero: u32) {
+        self.a_group.clear();
+        self.a_leader.clear();
+        self.a_rel.clear();
+        self.a_inline.clear();
+        self.a_terms.clear();
+        for g in 0..self.sig.len() {
+            let t = self.best_member(self.head[g], rel);
+            let (a, b) = self.term_range[g];
+            let mut inline = [zero; TERMS_INLINE];
+            let n = (b - a) as usize;
+            if n <= TERMS_INLINE {
+                inline[..n].copy_from_slice(&self.terms[a as usize..b as usize]);
             }
-            self.off.push(self.of.len());
+            self.a_group.push(g as u32);
+            self.a_leader.push(t);
+            self.a_rel.push(rel[t as usize]);
+            self.a_inline.push(inline);
+            self.a_terms.push((a, b));
         }
-        self.val.clear();
-        self.val.resize(self.g.len(), 0.0);
     }
 
-    fn id(&mut self, g: usize, c: f64) -> u32 {
-        let key = c.to_bits();
-        let n = self.len[g] as usize;
-        if let Some(s) = self.keys[g][..n].iter().position(|&k| k == key) {
-            return self.ids[g][s];
+    /// The best untaken member from `t` on: highest relevance, then earliest column
+    /// (u32::MAX when none is left).
+    fn best_member(&self, mut t: u32, rel: &[f64]) -> u32 {
+        let mut best = u32::MAX;
+        while t != u32::MAX {
+            let tu = t as usize;
+            // Members come in column order: a tie keeps the earlier one.
+            if !self.taken[tu] && (best == u32::MAX || rel[tu] > rel[best as usize]) {
+                best = t;
+            }
+            t = self.next[tu];
         }
-        let id = self.g.len() as u32;
-        self.g.push(g);
-        self.c.push(c);
-        if n < TERM_SLOTS {
-            self.keys[g][n] = key;
-            self.ids[g][n] = id;
-            self.len[g] += 1;
-        }
-        id
+        best
     }
 
     #[inline]
-    fn delta(&self, t: usize) -> f64 {
-        let mut d = 0f64;
-        for &k in &self.of[self.off[t]..self.off[t + 1]] {
-            d += self.val[k as usize];
+    fn active_terms(&self, pos: usize) -> &[u32] {
+        let (a, b) = self.a_terms[pos];
+        &self.terms[a as usize..b as usize]
+    }
+
+    /// The position (in the active arrays) of the best leader at this step: the highest
+    /// `relevance + sum of its terms' values`, ties to the earliest column.
+    fn best(&self, val: &[f64]) -> usize {
+        let mut best = usize::MAX;
+        let mut best_t = u32::MAX;
+        let mut best_val = f64::NEG_INFINITY;
+        for (pos, (((&r, inline), &(a, b)), &t)) in self
+            .a_rel
+            .iter()
+            .zip(&self.a_inline)
+            .zip(&self.a_terms)
+            .zip(&self.a_leader)
+            .enumerate()
+        {
+            let mut v = r;
+            if (b - a) as usize <= TERMS_INLINE {
+                // Branch-free: the padding adds the zero term's 0.
+                for &id in inline {
+                    v += val[id as usize];
+                }
+            } else {
+                for &id in &self.terms[a as usize..b as usize] {
+                    v += val[id as usize];
+                }
+            }
+            if best == usize::MAX || v > best_val || (v == best_val && t < best_t) {
+                best = pos;
+                best_t = t;
+                best_val = v;
+            }
         }
-        d
+        best
+    }
+
+    /// Takes the leader at `pos` and moves its group's lead on (or retires the group).
+    fn take(&mut self, pos: usize, rel: &[f64]) {
+        self.taken[self.a_leader[pos] as usize] = true;
+        let g = self.a_group[pos] as usize;
+        let next = self.best_member(self.head[g], rel);
+        if next == u32::MAX {
+            self.a_group.swap_remove(pos);
+            self.a_leader.swap_remove(pos);
+            self.a_rel.swap_remove(pos);
+            self.a_inline.swap_remove(pos);
+            self.a_terms.swap_remove(pos);
+        } else {
+            self.a_leader[pos] = next;
+            self.a_rel[pos] = rel[next as usize];
+        }
+    }
+}
+
+/// The greedy's flat state for one user: the categories in play ("slots"), the distinct terms
+/// over them, and the per-step work buffers, structure of arrays.
+#[derive(Default)]
+struct Flat {
+    slot_p: Vec<f64>,
+    slot_m: Vec<f64>,
+    base_arg: Vec<f64>,
+    base_ln: Vec<f64>,
+    /// Term of each key seen (u32::MAX: none), reset through `term_key`.
+    term_of_key: Vec<u32>,
+    term_key: Vec<u32>,
+    term_slot: Vec<u32>,
+    term_c: Vec<f64>,
+    /// (1 - s) c, the term's addition to its slot's base argument per unit of rank weight.
+    term_c1s: Vec<f64>,
+    /// lambda p(g), the term's weight in the objective.
+    term_lp: Vec<f64>,
+    arg: Vec<f64>,
+    val: Vec<f64>,
+}
+
+impl Flat {
+    /// Forgets the last user, for a catalogue of `n_keys` keys.
+    fn clear(&mut self, n_keys: usize) {
+        if self.term_of_key.len() != n_keys {
+            self.term_of_key = vec![u32::MAX; n_keys];
+        }
+        for &k in &self.term_key {
+            self.term_of_key[k as usize] = u32::MAX;
+        }
+        self.slot_p.clear();
+        self.slot_m.clear();
+        self.term_key.clear();
+        self.term_slot.clear();
+        self.term_c.clear();
+        self.term_c1s.clear();
+        self.term_lp.clear();
+    }
+
+    /// The term of `key` (category g of weight c in the attribute whose scratch is `st`),
+    /// adding it, and its category's slot, when new.
+    fn term(
+        &mut self,
+        st: &mut AttrScratch,
+        key: u32,
+        g: usize,
+        c: f64,
+        lambda: f64,
+        s: f64,
+    ) -> u32 {
+        let id = self.term_of_key[key as usize];
+        if id != u32::MAX {
+            return id;
+        }
+        let slot = match st.slot_of[g] {
+            u32::MAX => {
+                let j = self.slot_p.len() as u32;
+                st.slot_of[g] = j;
+                st.touched.push(g as u32);
+                self.slot_p.push(st.p[g]);
+                self.slot_m.push(0.0);
+                j
+            }
+            j => j,
+        };
+        let id = self.term_slot.len() as u32;
+        self.term_of_key[key as usize] = id;
+        self.term_key.push(key);
+        self.term_slot.push(slot);
+        self.term_c.push(c);
+        self.term_c1s.push((1.0 - s) * c);
+        self.term_lp.push(lambda * st.p[g]);
+        id
     }
 }
 
 /// Per-attribute scratch of one worker thread.
 struct AttrScratch {
-    terms: Terms,
     p: Vec<f64>,
     m: Vec<f64>,
-    base: Vec<f64>,
     has: bool,
+    /// The greedy's slot of each category (u32::MAX: none), reset through `touched`.
+    slot_of: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+impl AttrScratch {
+    fn reset_slots(&mut self) {
+        for &g in &self.touched {
+            self.slot_of[g as usize] = u32::MAX;
+        }
+        self.touched.clear();
+    }
 }
 
 struct Scratch {
     attrs: Vec<AttrScratch>,
     valid: Vec<usize>,
+    plain: Vec<usize>,
     rel: Vec<f64>,
-    order: Vec<(u64, usize)>,
-    groups: Vec<(usize, usize)>,
+    flat: Flat,
+    cand: Candidates,
     chosen: Vec<usize>,
     sorted: Vec<i64>,
 }
@@ -984,18 +1207,19 @@ impl Scratch {
                 .map(|a| {
                     let g = a.cats.n_categories();
                     AttrScratch {
-                        terms: Terms::new(g),
                         p: vec![0.0; g],
                         m: vec![0.0; g],
-                        base: vec![0.0; g],
                         has: false,
+                        slot_of: vec![u32::MAX; g],
+                        touched: Vec::new(),
                     }
                 })
                 .collect(),
             valid: Vec::new(),
+            plain: Vec::new(),
             rel: Vec::new(),
-            order: Vec::new(),
-            groups: Vec::new(),
+            flat: Flat::default(),
+            cand: Candidates::default(),
             chosen: Vec::new(),
             sorted: Vec::new(),
         }

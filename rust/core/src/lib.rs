@@ -17,5 +17,6 @@ pub mod popularity;
 pub mod similar;
 pub mod threads;
 pub mod topk;
+pub mod vmath;
 
 pub use error::{Error, Result};
