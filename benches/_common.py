@@ -15,6 +15,22 @@ DATA = Path(os.environ.get("PERSONAE_DATA", ROOT.parent / "shared" / "data"))
 RUNS = ROOT / "runs"
 
 
+def cpu() -> str:
+    """The CPU model and the instruction sets that matter here, for the record of every run."""
+    import platform
+
+    name = platform.processor() or "unknown CPU"
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(x.split(":", 1)[1].strip() for x in info if x.startswith("model name"))
+        flags = next(x for x in info if x.startswith("flags")).split()
+        isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_int8") if f in flags]
+        name += " (" + ", ".join(isa or ["no AVX2"]) + ")"
+    except (OSError, StopIteration):
+        pass
+    return name
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         sys.exit(f"missing dataset {path}: set PERSONAE_DATA to the shared data folder")

@@ -15,7 +15,6 @@ element-wise work, single-threaded by nature).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from personae import CalibratedReranker
+
+from _common import cpu
 
 PEERS = Path(__file__).resolve().parent.parent.parent / "shared" / "peers"
 
@@ -40,19 +41,6 @@ def data(users: int, cands: int, cats: int, items: int, seed: int):
     cand = np.argsort(rng.random((users, items)), axis=1)[:, :cands].astype(np.int64)
     scores = rng.standard_normal((users, cands)).astype(np.float32)
     return flags, history, cand, scores
-
-
-def cpu() -> str:
-    name = platform.processor() or "unknown CPU"
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        name = next(x.split(":", 1)[1].strip() for x in info.splitlines() if "model name" in x)
-        flags = next(x for x in info.splitlines() if x.startswith("flags")).split()
-        isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_int8") if f in flags]
-        name += " (" + ", ".join(isa or ["no AVX2"]) + ")"
-    except (OSError, StopIteration):
-        pass
-    return name
 
 
 def best_of(repeat: int, f):

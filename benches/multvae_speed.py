@@ -1,5 +1,8 @@
 """Top-100 for every Gowalla user: personae's fused Rust path vs the same Mult-VAE in PyTorch
-(CPU, batched, seen items masked, torch.topk) vs implicit's ALS ``recommend`` for all users.
+(CPU, batched, seen items masked, torch.topk), vs faiss-cpu (``IndexFlatIP`` over the decoder's
+item vectors with the bias as an extra dimension, queried with the same torch encoder's hidden
+states, over-fetching by the longest history, then masking seen items), vs implicit's ALS
+``recommend`` for all users (a different, 64-factor model: for scale only).
 
 Usage: python benches/multvae_speed.py [--model runs/gowalla-multvae] [--threads 2]
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RUNS, gowalla, write_result
+from _common import RUNS, cpu, gowalla, write_result
 
 
 def best_of(f, repeat: int) -> float:
@@ -82,11 +85,38 @@ def main() -> None:
             out[rows] = torch.topk(scores, a.n, dim=1).indices.numpy()
         return out
 
+    import faiss
+
+    faiss.omp_set_num_threads(a.threads)
+    tensors = model._core.tensors()
+    item_vecs = np.hstack([tensors["dec_item"], tensors["dec_item_b"][:, None]])
+    index = faiss.IndexFlatIP(item_vecs.shape[1])
+    index.add(np.ascontiguousarray(item_vecs, dtype=np.float32))
+    longest = int(np.diff(x.indptr).max())
+    seen_keys = np.repeat(np.arange(users, dtype=np.int64), np.diff(x.indptr)) * items + x.indices
+
+    @torch.no_grad()
+    def faiss_path():
+        out = np.empty((users, a.n), dtype=np.int64)
+        for s in range(0, users, a.torch_batch):
+            rows = np.arange(s, min(s + a.torch_batch, users))
+            b = sparse_batch(x, rows, torch.device("cpu"))
+            h = torch.tanh(net.dec(net.encode(b)[0])).numpy()
+            q = np.hstack([h, np.ones((len(rows), 1), dtype=np.float32)])
+            _, found = index.search(q, a.n + longest)
+            seen = np.isin(rows[:, None] * items + found, seen_keys)
+            first = np.argsort(seen, axis=1, kind="stable")[:, : a.n]  # unseen, in score order
+            out[rows] = np.take_along_axis(found, first, 1)
+        return out
+
     ids_rust, _ = rust()
     ids_torch = torch_path()
+    ids_faiss = faiss_path()
     agree = float((ids_rust == ids_torch).mean())
+    agree_faiss = float((ids_rust == ids_faiss).mean())
     t_rust = best_of(rust, a.repeat)
     t_torch = best_of(torch_path, a.repeat)
+    t_faiss = best_of(faiss_path, a.repeat)
 
     import implicit
     from threadpoolctl import threadpool_limits
@@ -114,11 +144,16 @@ def main() -> None:
         "items": items,
         "n": a.n,
         "threads": a.threads,
+        "cpu": cpu(),
         "rust_s": t_rust,
         "torch_s": t_torch,
+        "faiss_s": t_faiss,
         "implicit_als_s": t_als,
         "rust_users_per_s": users / t_rust,
         "torch_users_per_s": users / t_torch,
+        "faiss_users_per_s": users / t_faiss,
+        "speedup_vs_faiss": t_faiss / t_rust,
+        "ids_equal_to_faiss": agree_faiss,
         "implicit_als_users_per_s": users / t_als,
         "speedup_vs_torch": t_torch / t_rust,
         "speedup_vs_implicit_als": t_als / t_rust,
