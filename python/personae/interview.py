@@ -1,0 +1,378 @@
+"""A new user's personas in a few answers: an adaptive interview over the model's base tastes.
+
+A persona model describes its users as mixes of a few shared base tastes. The interview places
+a new user in that mix from short answers, after PReF (Shenfeld et al. 2025, arXiv 2503.06358):
+
+- **Preferences.** The model supplies B base taste functions over the catalogue,
+  ``phi_b(j)`` (``Tastes.phi``, items x B), and a per-item offset ``o_j`` (how much anyone likes
+  item j). A user with weights ``lam`` (B) likes item j with utility ``u_j = lam . phi(j) + o_j``.
+- **Answers.** "Would you watch j?" is yes / no / no opinion; "which of i and j?" is the first
+  / the second / no opinion. A yes has probability ``p = s / 2 + (1 - s) sigmoid(u)`` with the
+  slip probability ``s`` (people answer at random sometimes: survey research's non-attitudes);
+  a pair uses ``u_i - u_j`` (Bradley-Terry). "No opinion" is not a dislike: it changes nothing.
+- **Posterior.** Gaussian prior ``N(m0, S0)`` (``Tastes.prior_mean``, ``Tastes.prior_cov``);
+  the Laplace approximation around the MAP, found by Fisher scoring with step halving (the slip
+  likelihood is not log-concave everywhere, so the expected information ``I(u)`` stands in for
+  the second derivative and keeps the precision positive definite):
+  ``H = S0^-1 + sum_i I(u_i) v_i v_i^T`` with ``I(u) = ((1 - s) sigmoid'(u))^2 / (p (1 - p))``.
+- **Next question.** The candidate that most increases ``log det H``: one answer on ``v`` adds
+  ``log(1 + I(u) v^T H^-1 v)``, so the criterion is ``I(u) v^T H^-1 v`` (without slips,
+  ``I = sigmoid'`` and this is PReF's derivative-weighted ``v^T H^-1 v``; PReF squares the
+  derivative). Candidates come from a pool of items popular enough to be known. Baselines:
+  ``"random"``, ``"popular"`` and ``"uncertainty"`` (the answer closest to a coin flip).
+- **Recommendations** rank ``u_j`` at the posterior mean over the unseen catalogue (Rust top-N);
+  each item's persona is the base taste that contributes most to it, ``argmax_b lam_b phi_b(j)``.
+
+The interview's state is its answers: :meth:`Interview.to_json` saves them (plain JSON, no
+pickle) and :meth:`Interview.from_json` replays them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Interview", "PairQuestion", "Question", "Tastes"]
+
+_STRATEGIES = ("information", "random", "popular", "uncertainty")
+
+
+@dataclass(frozen=True)
+class Tastes:
+    """A persona model's base tastes, as the interview uses them.
+
+    Attributes:
+        phi: items x B, ``phi[j, b]`` = base taste b's preference for item j.
+        offset: items, the utility every user gives item j.
+        popularity: items, training interactions (the question pool is the most popular).
+        names: B short descriptions of the base tastes.
+        prior_mean, prior_cov: the Gaussian prior over a user's weights (B, B x B).
+    """
+
+    phi: np.ndarray
+    offset: np.ndarray
+    popularity: np.ndarray
+    names: list
+    prior_mean: np.ndarray
+    prior_cov: np.ndarray
+
+    def __post_init__(self):
+        n, b = np.shape(self.phi)
+        checks = {
+            "offset": np.shape(self.offset) == (n,),
+            "popularity": np.shape(self.popularity) == (n,),
+            "names": len(self.names) == b,
+            "prior_mean": np.shape(self.prior_mean) == (b,),
+            "prior_cov": np.shape(self.prior_cov) == (b, b),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"Tastes: {bad} do not match phi's {n} items x {b} tastes")
+        if not np.isfinite(self.phi).all() or not np.isfinite(self.offset).all():
+            raise ValueError("Tastes: phi and offset must be finite")
+        if np.linalg.eigvalsh(self.prior_cov).min() <= 0:
+            raise ValueError("Tastes: prior_cov must be positive definite")
+
+
+class Question(int):
+    """An item question: the item index, with ``why`` (which base tastes it tells apart)."""
+
+    why: str = ""
+
+    def __new__(cls, item: int, why: str = ""):
+        q = super().__new__(cls, item)
+        q.why = why
+        return q
+
+
+class PairQuestion(tuple):
+    """A pair question ``(i, j)``: "which do you prefer?", with ``why``."""
+
+    why: str = ""
+
+    def __new__(cls, i: int, j: int, why: str = ""):
+        q = super().__new__(cls, (int(i), int(j)))
+        q.why = why
+        return q
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
+
+
+class Posterior:
+    """Laplace posterior over a user's taste weights from slip-logistic answers.
+
+    ``answers`` are rows ``(v, o, y)``: utility ``lam . v + o``, answer y in {0, 1}."""
+
+    def __init__(self, mean, cov, slip: float):
+        self.m0 = np.asarray(mean, dtype=np.float64)
+        self.P0 = np.linalg.inv(np.asarray(cov, dtype=np.float64))
+        self.slip = float(slip)
+        self.mean = self.m0.copy()
+        self.precision = self.P0.copy()
+        self.cov = np.linalg.inv(self.precision)
+
+    def _terms(self, u):
+        s = self.slip
+        sig = _sigmoid(u)
+        p = np.clip(s / 2 + (1 - s) * sig, 1e-12, 1 - 1e-12)
+        d = (1 - s) * sig * (1 - sig)  # dp/du
+        return p, d
+
+    def info(self, u):
+        """Expected (Fisher) information of one answer at utility u."""
+        p, d = self._terms(np.asarray(u, dtype=np.float64))
+        return d * d / (p * (1 - p))
+
+    def neg_log_post(self, lam, V, o, y):
+        p, _ = self._terms(V @ lam + o)
+        r = lam - self.m0
+        return 0.5 * r @ self.P0 @ r - np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    def fit(self, V, o, y, iters: int = 50):
+        """MAP by Fisher scoring with step halving, then the Laplace precision at the MAP."""
+        V = np.asarray(V, dtype=np.float64).reshape(-1, len(self.m0))
+        o, y = np.asarray(o, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        lam = self.mean.copy()
+        f = self.neg_log_post(lam, V, o, y)
+        for _ in range(iters):
+            u = V @ lam + o
+            p, d = self._terms(u)
+            grad = self.P0 @ (lam - self.m0) - V.T @ (d * (y / p - (1 - y) / (1 - p)))
+            H = self.P0 + (V.T * (d * d / (p * (1 - p)))) @ V
+            step = np.linalg.solve(H, grad)
+            t = 1.0
+            while True:
+                cand = lam - t * step
+                fc = self.neg_log_post(cand, V, o, y)
+                if fc <= f or t < 1e-8:
+                    break
+                t *= 0.5
+            moved = np.max(np.abs(cand - lam))
+            lam, f = cand, min(fc, f)
+            if moved < 1e-10:
+                break
+        u = V @ lam + o
+        self.mean = lam
+        self.precision = self.P0 + (V.T * self.info(u)) @ V
+        self.cov = np.linalg.inv(self.precision)
+        return self
+
+
+class Interview:
+    """An adaptive interview that places a new user in a persona model's mix of base tastes.
+
+    >>> interview = personae.Interview(model, kind="item", seed=0)   # doctest: +SKIP
+    >>> q = interview.next_question()           # an item index, with q.why
+    >>> interview.answer(q, liked=True)          # or False, or None for "no opinion"
+    >>> ids, scores, persona = interview.recommend(n=10)
+
+    Args:
+        model: a persona model (anything with ``base_tastes()``), or a :class:`Tastes`.
+        pool: item indices the questions may ask about; default: the most popular items (the
+            top 10% of the catalogue, at least 200), which people can answer about.
+        kind: ``"item"`` ("would you ...?") or ``"pair"`` ("which one?").
+        seed: for the ``"random"`` strategy and for pair candidates.
+        strategy: ``"information"`` (default), ``"random"``, ``"popular"``, ``"uncertainty"``.
+        slip: probability of an answer given at random, in [0, 1).
+    """
+
+    def __init__(
+        self,
+        model,
+        pool=None,
+        kind: str = "item",
+        seed: int = 0,
+        strategy: str = "information",
+        slip: float = 0.1,
+    ):
+        tastes = model if isinstance(model, Tastes) else model.base_tastes()
+        if kind not in ("item", "pair"):
+            raise ValueError(f"kind must be 'item' or 'pair', got {kind!r}")
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
+        if not 0.0 <= slip < 1.0:
+            raise ValueError(f"slip must lie in [0, 1), got {slip}")
+        self.tastes, self.kind, self.seed = tastes, kind, int(seed)
+        self.strategy, self.slip = strategy, float(slip)
+        n = tastes.phi.shape[0]
+        self.n_items = n
+        if pool is None:
+            size = min(n, max(200, n // 10))
+            pool = np.argsort(-tastes.popularity, kind="stable")[:size]
+        pool = np.unique(np.asarray(pool, dtype=np.int64))
+        if pool.size == 0 or pool.min() < 0 or pool.max() >= n:
+            raise ValueError(f"pool must hold item indices in 0..{n}")
+        self.pool = pool
+        self.phi = np.asarray(tastes.phi, dtype=np.float64)
+        self.offset = np.asarray(tastes.offset, dtype=np.float64)
+        self.post = Posterior(tastes.prior_mean, tastes.prior_cov, self.slip)
+        self.answers: list[tuple] = []  # (question, answer) in order
+        self._pending = None
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def weights(self) -> np.ndarray:
+        """The posterior mean of the user's weights over the base tastes (B)."""
+        return self.post.mean.copy()
+
+    @property
+    def uncertainty(self) -> np.ndarray:
+        """The posterior standard deviation of each weight (B)."""
+        return np.sqrt(np.diag(self.post.cov))
+
+    def asked(self) -> np.ndarray:
+        """Item indices asked about so far."""
+        items = [i for q, _ in self.answers for i in (q if isinstance(q, tuple) else (q,))]
+        return np.unique(np.asarray(items, dtype=np.int64))
+
+    # -- questions -----------------------------------------------------------------------
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, len(self.answers)])
+
+    def _why(self, v) -> str:
+        """The base tastes a question tells apart: the largest components of H^-1 v."""
+        c = self.post.cov @ v
+        order = np.argsort(-np.abs(c), kind="stable")[:2]
+        names = self.tastes.names
+        return " vs ".join(f"{names[b]} ({'+' if c[b] > 0 else '-'})" for b in order)
+
+    def next_question(self):
+        """The next question: an item index (:class:`Question`) or a pair of item indices
+        (:class:`PairQuestion`), each with ``why``. Items are never asked twice."""
+        free = np.setdiff1d(self.pool, self.asked(), assume_unique=True)
+        need = 2 if self.kind == "pair" else 1
+        if free.size < need:
+            raise ValueError("no question left: every item of the pool was asked")
+        if self.kind == "item":
+            j = int(self._pick_item(free))
+            q = Question(j, self._why(self.phi[j]))
+        else:
+            i, j = self._pick_pair(free)
+            q = PairQuestion(i, j, self._why(self.phi[i] - self.phi[j]))
+        self._pending = q
+        return q
+
+    def _criterion(self, V, o):
+        u = V @ self.post.mean + o
+        quad = np.einsum("ib,bc,ic->i", V, self.post.cov, V)
+        return self.post.info(u) * quad, u
+
+    def _pick_item(self, free: np.ndarray) -> int:
+        if self.strategy == "random":
+            return int(self._rng().choice(free))
+        if self.strategy == "popular":
+            return int(free[np.argmax(self.tastes.popularity[free])])
+        V, o = self.phi[free], self.offset[free]
+        score, u = self._criterion(V, o)
+        if self.strategy == "uncertainty":
+            score = -np.abs(self.post._terms(u)[0] - 0.5)
+        return int(free[np.argmax(score)])  # first maximum: the lower index on ties
+
+    def _pick_pair(self, free: np.ndarray) -> tuple[int, int]:
+        rng = self._rng()
+        if self.strategy == "random":
+            i, j = rng.choice(free, size=2, replace=False)
+            return int(i), int(j)
+        if self.strategy == "popular":
+            top = free[np.argsort(-self.tastes.popularity[free], kind="stable")[:2]]
+            return int(top[0]), int(top[1])
+        # Candidates: the items spread furthest along the most uncertain direction, plus a few
+        # at random; every pair among them is scored.
+        w, e = np.linalg.eigh(self.post.cov)
+        proj = self.phi[free] @ e[:, -1]
+        order = np.argsort(proj, kind="stable")
+        extra = rng.choice(free.size, size=min(16, free.size), replace=False)
+        cand = free[np.unique(np.concatenate([order[:24], order[-24:], extra]))]
+        a, b = np.triu_indices(cand.size, 1)
+        V = self.phi[cand[a]] - self.phi[cand[b]]
+        o = self.offset[cand[a]] - self.offset[cand[b]]
+        score, u = self._criterion(V, o)
+        if self.strategy == "uncertainty":
+            score = -np.abs(self.post._terms(u)[0] - 0.5)
+        k = int(np.argmax(score))
+        return int(cand[a[k]]), int(cand[b[k]])
+
+    # -- answers -------------------------------------------------------------------------
+    def answer(self, question, liked) -> None:
+        """Records the answer to `question` (the last one asked): ``True`` / ``False`` for an
+        item ("yes" / "no") or a pair ("the first" / "the second"), ``None`` for "no opinion"
+        (recorded, never asked again, the posterior unchanged)."""
+        if self._pending is None or tuple(np.atleast_1d(question)) != tuple(
+            np.atleast_1d(self._pending)
+        ):
+            raise ValueError(
+                f"answer to {question!r}: that is not the question just asked "
+                f"({self._pending!r}); call next_question() and answer it"
+            )
+        if liked not in (True, False, None):
+            raise TypeError(f"liked must be True, False or None, got {liked!r}")
+        self.answers.append((self._pending, liked))
+        self._pending = None
+        self._refit()
+
+    def _refit(self) -> None:
+        rows = [(q, a) for q, a in self.answers if a is not None]
+        if not rows:
+            self.post = Posterior(self.tastes.prior_mean, self.tastes.prior_cov, self.slip)
+            return
+        V = np.array([self._v(q) for q, _ in rows])
+        o = np.array([self._o(q) for q, _ in rows])
+        y = np.array([1.0 if a else 0.0 for _, a in rows])
+        self.post.fit(V, o, y)
+
+    def _v(self, q):
+        return self.phi[q[0]] - self.phi[q[1]] if isinstance(q, tuple) else self.phi[q]
+
+    def _o(self, q):
+        return self.offset[q[0]] - self.offset[q[1]] if isinstance(q, tuple) else self.offset[q]
+
+    # -- recommendations -----------------------------------------------------------------
+    def scores(self) -> np.ndarray:
+        """Utility of every item at the posterior mean (float32, items)."""
+        return (self.phi @ self.post.mean + self.offset).astype(np.float32)
+
+    def recommend(self, n: int = 10):
+        """Top-`n` items for the user at the posterior mean, never an item already asked:
+        ``(ids int64, scores float32, persona int64)`` of length n (padded -1 / -inf / -1).
+        ``persona[k]`` is the base taste contributing most to item ``ids[k]``."""
+        from personae.models import top_n
+
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[self.asked()] = True
+        ids, scores = top_n(self.scores()[None, :], n, exclude_items=mask)
+        ids, scores = ids[0], scores[0]
+        contrib = self.phi[np.maximum(ids, 0)] * self.post.mean[None, :]
+        persona = np.where(ids >= 0, contrib.argmax(1), -1).astype(np.int64)
+        return ids, scores, persona
+
+    # -- saving --------------------------------------------------------------------------
+    def to_json(self) -> str:
+        """The interview's state as plain JSON: its settings and answers."""
+        return json.dumps(
+            {
+                "format": "personae-interview",
+                "version": 1,
+                "kind": self.kind,
+                "seed": self.seed,
+                "strategy": self.strategy,
+                "slip": self.slip,
+                "pool": self.pool.tolist(),
+                "answers": [[list(np.atleast_1d(q).tolist()), a] for q, a in self.answers],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, model, text: str) -> Interview:
+        """Resumes an interview saved by :meth:`to_json` on the same model."""
+        d = json.loads(text)
+        if not isinstance(d, dict) or d.get("format") != "personae-interview":
+            raise ValueError("not a saved personae interview")
+        it = cls(model, d["pool"], d["kind"], d["seed"], d["strategy"], d["slip"])
+        for q, a in d["answers"]:
+            it._pending = PairQuestion(*q) if len(q) == 2 else Question(q[0])
+            it.answer(it._pending, a)
+        return it
