@@ -49,13 +49,16 @@ SCRIPT = textwrap.dedent("""
     mv = personae.MultVAE.from_tensors({
         "enc_item": f(300, 16), "enc_b": f(16), "mu_w": f(16, 4), "mu_b": f(4),
         "dec_w": f(4, 16), "dec_b": f(16), "dec_item": f(300, 16), "dec_item_b": f(300)})
+    z = f(300, 8)
     amp = personae.AMPCF.from_tensors({
-        "personas": f(50, 3, 8), "item_emb": f(300, 8), "item_bias": f(300),
-        "proj_user": f(8, 8), "proj_item": f(8, 8)}, tau=0.5)
+        "votes": f(300, 300), "low_left": f(300, 4), "low_right": f(300, 4),
+        "item_space": z / np.linalg.norm(z, axis=1, keepdims=True),
+        "item_cluster": np.arange(300, dtype=np.int32) % 7, "centroids": f(7, 8)},
+        n_personas=3, mix=0.5)
     x = sp.random(50, 300, density=0.05, format="csr", random_state=0, dtype=np.float32)
     rr = personae.CalibratedReranker(np.eye(300, 7) + np.eye(300, 7, -7), lam=0.5)
     a = mv.recommend(x, 20)
-    b = amp.recommend(x, 20, users=np.arange(50))
+    b = amp.recommend(x, 20)
     c = rr.rerank(a[0], a[1], history=x, n=5)
     np.savez(__import__("sys").argv[1], a0=a[0], a1=a[1], b0=b[0], b1=b[1], c0=c.ids)
 """)

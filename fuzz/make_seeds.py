@@ -1,5 +1,6 @@
 """Writes seed inputs for the checkpoint fuzzer: real Mult-VAE and AMP-CF files of several
-shapes, framed as [u32 LE manifest length][manifest][weights], plus a few hand-made broken ones.
+shapes (AMP-CF with dense and sparse votes, with and without the low-rank part), framed as
+[u32 LE manifest length][manifest][weights], plus a few hand-made broken ones.
 
 Usage: python fuzz/make_seeds.py fuzz/corpus/checkpoint
 """
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 import personae
 
@@ -34,19 +36,36 @@ def main(out: Path) -> None:
         m, w = personae.MultVAE.from_tensors(t).to_bytes()
         (out / f"multvae-{i}.bin").write_bytes(frame(m, w))
         (out / f"truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
-    for i, (users, items, k, d, a) in enumerate(
-        [(2, 3, 2, 2, 2), (1, 5, 1, 3, 2), (3, 4, 3, 1, 1)]
+    for i, (items, k, c, a, r, sparse) in enumerate(
+        [
+            (3, 2, 2, 2, 1, False),
+            (5, 1, 3, 2, 0, True),
+            (4, 3, 1, 1, 2, True),
+            (1, 2, 1, 1, 0, False),
+        ]
     ):
+        z = rng.standard_normal((items, a))
         t = {
-            "personas": rng.standard_normal((users, k, d)),
-            "item_emb": rng.standard_normal((items, d)),
-            "item_bias": rng.standard_normal(items),
-            "proj_user": rng.standard_normal((d, a)),
-            "proj_item": rng.standard_normal((d, a)),
+            "item_space": z / np.linalg.norm(z, axis=1, keepdims=True),
+            "item_cluster": (np.arange(items) % (c + 1) - 1).astype(np.int32),
+            "centroids": rng.standard_normal((c, a)),
         }
-        m, w = personae.AMPCF.from_tensors(t, tau=0.5).to_bytes()
-        (out / f"ampcf-{i}.bin").write_bytes(frame(m, w))
-        (out / f"ampcf-truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
+        votes = rng.standard_normal((items, items)) * (rng.random((items, items)) < 0.5)
+        if sparse:
+            s = sp.csr_matrix(votes)
+            t.update(
+                votes_indptr=s.indptr.astype(np.int64),
+                votes_indices=s.indices.astype(np.int32),
+                votes_data=s.data,
+            )
+        else:
+            t["votes"] = votes
+        if r:
+            t["low_left"] = rng.standard_normal((items, r))
+            t["low_right"] = rng.standard_normal((items, r))
+        m, w = personae.AMPCF.from_tensors(t, n_personas=k, mix=0.5, delta=0.3).to_bytes()
+        (out / f"ampcf2-{i}.bin").write_bytes(frame(m, w))
+        (out / f"ampcf2-truncated-{i}.bin").write_bytes(frame(m, w[: len(w) // 2]))
     counts = rng.random(6)
     m, w = personae.Popularity.from_tensors({"item_count": counts}).to_bytes()
     (out / "popularity-0.bin").write_bytes(frame(m, w))

@@ -56,18 +56,86 @@ def ranking(ids: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, np.ndarr
     return {key: np.array(v) for key, v in out.items()}
 
 
-def ampcf_scores(t: dict[str, np.ndarray], personas: np.ndarray, tau: float):
-    """AMP-CF scores and attention from the definition, densely, in float64:
-    ``(scores [B, I], attention [B, I, K])``."""
-    p = personas.astype(np.float64)  # [B, K, d]
-    q = t["item_emb"].astype(np.float64)  # [I, d]
+def ampcf_scores(t: dict[str, np.ndarray], cfg: dict, x: sp.csr_matrix):
+    """AMP-CF scores, attention and personas from the definition (personae.ampcf), one user
+    and one item at a time, in float64: ``(scores [B, I], attention [B, I, K], taste [B, K])``.
+    `t`: the model's tensors; `cfg`: n_personas, tau, mix, delta, gamma."""
+    n = x.shape[1]
+    k, tau, mix = cfg["n_personas"], cfg["tau"], cfg["mix"]
+    delta, gamma = cfg["delta"], cfg["gamma"]
+    if "votes" in t:
+        S = t["votes"].astype(np.float64)
+    else:
+        S = (
+            sp.csr_matrix((t["votes_data"], t["votes_indices"], t["votes_indptr"]), shape=(n, n))
+            .toarray()
+            .astype(np.float64)
+        )
+    if "low_left" in t:
+        S = S + t["low_left"].astype(np.float64) @ t["low_right"].T.astype(np.float64)
+    Z = t["item_space"].astype(np.float64)
+    lab = t["item_cluster"]
+    M = t["centroids"].astype(np.float64)
+    scores = np.zeros((x.shape[0], n))
+    att = np.zeros((x.shape[0], n, k))
+    taste = np.full((x.shape[0], k), -1)
+    for u in range(x.shape[0]):
+        items, w = x[u].indices, x[u].data.astype(np.float64)
+        if not len(items):
+            continue
+        mass = {}
+        for i, v in zip(items, w, strict=False):
+            if lab[i] >= 0:
+                mass[lab[i]] = mass.get(lab[i], 0.0) + v
+        kept = sorted((c for c in mass if mass[c] > 0), key=lambda c: (-mass[c], c))[:k]
+        n_p = max(len(kept), 1)
+        taste[u, : len(kept)] = kept
+        persona = []
+        for i in items:
+            if not kept:
+                persona.append(0)
+            elif lab[i] in kept:
+                persona.append(kept.index(lab[i]))
+            else:
+                sims = [M[c] @ Z[i] for c in kept]
+                persona.append(int(np.argmax(sims)))
+        persona = np.array(persona)
+        share = np.array([w[persona == p].sum() for p in range(n_p)]) / w.sum()
+        votes = np.array([w[persona == p] @ S[items[persona == p]] for p in range(n_p)])
+        e = np.array([w[persona == p] @ Z[items[persona == p]] for p in range(n_p)])
+        norm = np.linalg.norm(e, axis=1, keepdims=True)
+        e = np.divide(e, norm, out=np.zeros_like(e), where=norm > 0)
+        logits = (e @ Z.T) / tau + delta * np.log(share)[:, None]  # [P, I]
+        a = np.exp(logits - logits.max(0))
+        a /= a.sum(0)
+        att[u, :, :n_p] = a.T
+        total = votes.sum(0)
+        if n_p == 1 or mix == 0:
+            scores[u] = total
+        else:
+            personal = (a * share[:, None] ** (-gamma) * votes).sum(0)
+            scores[u] = (1 - mix) * total + mix * personal
+    return scores, att, taste
 
-    def unit(x):
-        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
-    pa, qa = unit(p @ t["proj_user"]), unit(q @ t["proj_item"])
-    logits = np.einsum("bka,ia->bik", pa, qa) / tau
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    att = e / e.sum(-1, keepdims=True)
-    dots = np.einsum("bkd,id->bik", p, q)
-    return (att * dots).sum(-1) + t["item_bias"], att
+def minority_taste_recall(ids, truth, cats, history, k: int, threshold: float = 0.1):
+    """Per-user minority-taste recall at k, from the definition (personae.metrics), in loops:
+    p(g|u) from the history with each item's categories normalised to sum 1."""
+    c = np.asarray(sp.csr_matrix(cats).todense(), dtype=np.float64)
+    sums = c.sum(1, keepdims=True)
+    c = np.divide(c, sums, out=np.zeros_like(c), where=sums > 0)
+    out = []
+    for u in range(ids.shape[0]):
+        mass = np.zeros(c.shape[1])
+        for i, w in zip(history[u].indices, history[u].data, strict=False):
+            mass += w * c[i]
+        p = mass / mass.sum() if mass.sum() > 0 else mass
+        minority = [
+            i for i in truth[u].indices if (c[i] > 0).any() and p[c[i] > 0].max() < threshold
+        ]
+        if not minority:
+            out.append(np.nan)
+            continue
+        listed = set(ids[u, :k].tolist())
+        out.append(sum(i in listed for i in minority) / len(minority))
+    return np.array(out)

@@ -1,322 +1,270 @@
-"""AMP-CF: the Rust path against torch and numpy on the same weights; explanations; fold-in;
-save -> load -> recommend; errors."""
+"""AMP-CF: the Rust path against the numpy definition on random models; the fit (baselines it
+must beat, tastes it must recover); explanations; save -> load -> recommend; errors."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import personae
-from personae.train.ampcf import AMPCFConfig, AMPCFNet, fold_in, net_from_tensors
 
 from conftest import random_csr
-from reference import ampcf_scores
+from reference import ampcf_scores, top_n
 
 
-def build(net: AMPCFNet) -> personae.AMPCF:
-    return personae.AMPCF.from_tensors(net.export(), tau=net.tau)
+def random_model(seed, n_items, k, n_clusters, att_dim, rank, sparse, mix, delta, gamma, tau):
+    """A random AMP-CF (tensors as a fit makes them) and its settings."""
+    rng = np.random.default_rng(seed)
+    votes = rng.normal(size=(n_items, n_items)).astype(np.float32)
+    if sparse:
+        votes[rng.random(votes.shape) < 0.6] = 0.0
+    Z = rng.normal(size=(n_items, att_dim))
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    Z[rng.random(n_items) < 0.1] = 0.0  # items without a direction
+    labels = rng.integers(-1, n_clusters, size=n_items).astype(np.int32)
+    t = {
+        "item_space": Z.astype(np.float32),
+        "item_cluster": labels,
+        "centroids": rng.normal(size=(n_clusters, att_dim)).astype(np.float32),
+        "item_count": rng.integers(0, 9, size=n_items).astype(np.float32),
+    }
+    if sparse:
+        s = sp.csr_matrix(votes)
+        s.sort_indices()
+        t.update(votes_indptr=s.indptr.astype(np.int64), votes_indices=s.indices, votes_data=s.data)
+    else:
+        t["votes"] = votes
+    if rank:
+        t["low_left"] = rng.normal(size=(n_items, rank)).astype(np.float32)
+        t["low_right"] = rng.normal(size=(n_items, rank)).astype(np.float32)
+    cfg = dict(n_personas=k, tau=tau, mix=mix, delta=delta, gamma=gamma)
+    return personae.AMPCF.from_tensors(t, **cfg), t, cfg
 
 
-def random_net(seed, n_users, n_items, k, d, a=None, tau=0.3) -> AMPCFNet:
-    torch.manual_seed(seed)
-    net = AMPCFNet(n_users, n_items, k, d, a, tau).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.5)
-    return net
+def weighted_csr(rng, rows, cols, density):
+    x = random_csr(rng, rows, cols, density)
+    x.data = rng.uniform(0.5, 3.0, size=x.nnz).astype(np.float32)
+    if rows > 1:  # an empty history
+        x = sp.csr_matrix(sp.diags(np.r_[np.ones(rows - 1), 0.0]) @ x)
+        x.eliminate_zeros()
+        x.sort_indices()
+    return x
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.integers(0, 2**32 - 1),
-    st.integers(1, 12),
-    st.integers(1, 60),
-    st.integers(1, 4),
-    st.integers(1, 12),
-    st.integers(1, 12),
-    st.sampled_from([0.1, 0.3, 1.0]),
-    st.integers(1, 70),
+    seed=st.integers(0, 2**32 - 1),
+    n_users=st.integers(1, 9),
+    n_items=st.integers(1, 60),
+    k=st.integers(1, 5),
+    n_clusters=st.integers(1, 7),
+    att_dim=st.integers(1, 6),
+    rank=st.integers(0, 4),
+    sparse=st.booleans(),
+    mix=st.sampled_from([0.0, 0.25, 1.0]),
+    delta=st.sampled_from([0.0, 0.5]),
+    gamma=st.sampled_from([0.0, 1.0]),
+    tau=st.sampled_from([0.2, 1.0]),
+    n=st.integers(1, 70),
 )
-def test_rust_equals_torch_and_numpy(seed, n_users, n_items, k, d, a, tau, n):
-    net = random_net(seed, n_users, n_items, k, d, a, tau)
-    model = build(net)
-    users = np.arange(n_users)
-    got = model.score(users=users)
-    with torch.no_grad():
-        want = net.score_all(net.personas).numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    ref, att_ref = ampcf_scores(net.export(), net.export()["personas"], tau)
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
-    # The same users given as persona values score identically.
-    np.testing.assert_array_equal(model.score(personas=net.export()["personas"]), got)
-    # Top-n with seen masking equals masking then sorting the dense scores.
+def test_rust_equals_the_numpy_definition(
+    seed, n_users, n_items, k, n_clusters, att_dim, rank, sparse, mix, delta, gamma, tau, n
+):
+    model, t, cfg = random_model(
+        seed, n_items, k, n_clusters, att_dim, rank, sparse, mix, delta, gamma, tau
+    )
     rng = np.random.default_rng(seed)
-    x = random_csr(rng, n_users, n_items, 0.2)
-    ids, scores = model.recommend(x, n, users=users)
-    assert ids.shape == scores.shape == (n_users, n)
-    for u in range(n_users):
-        seen = set(x[u].indices.tolist())
-        kk = min(n, n_items - len(seen))
-        assert (ids[u, kk:] == -1).all() and np.isneginf(scores[u, kk:]).all()
-        assert not seen & set(ids[u, :kk].tolist())
-        masked = got[u].astype(np.float64).copy()
-        masked[list(seen)] = -np.inf
-        order = np.lexsort((np.arange(n_items), -masked))[:kk]
-        np.testing.assert_allclose(scores[u, :kk], masked[order], rtol=1e-6, atol=1e-6)
-    # Attention of arbitrary pairs matches the definition and sums to 1.
-    items = rng.integers(0, n_items, size=(n_users, 5))
-    ex = model.explain(items, users=users)
-    assert ex["attention"].shape == (n_users, 5, k)
-    np.testing.assert_allclose(ex["attention"].sum(-1), 1.0, rtol=1e-5)
-    want_att = np.take_along_axis(att_ref, items[:, :, None], axis=1)
-    np.testing.assert_allclose(ex["attention"], want_att, atol=1e-5)
+    x = weighted_csr(rng, n_users, n_items, 0.3)
+    want, att_want, taste_want = ampcf_scores(t, cfg, x)
+    got = model.score(x)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(want).max()))
+    # Top-n with seen masking equals the reference top-n of the same dense scores.
+    ids, scores, dom = model.recommend(x, n, explain=True)
+    ref_ids, ref_scores = top_n(got, n, seen=x)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(scores, ref_scores)
+    # Personas and attention as defined; the dominant persona is the attention's argmax.
+    p = model.personas(x)
+    np.testing.assert_array_equal(p["taste"], taste_want)
+    live = np.diff(x.indptr) > 0
+    np.testing.assert_allclose(p["share"].sum(1)[live], 1.0, rtol=1e-5)
+    items = rng.integers(0, n_items, size=(n_users, 4))
+    ex = model.explain(items, x)
+    np.testing.assert_allclose(
+        ex["attention"], np.take_along_axis(att_want, items[:, :, None], 1), atol=1e-5
+    )
+    np.testing.assert_array_equal(ex["dominant"], ex["attention"].argmax(-1))
+    listed = ids >= 0
+    att_listed = model.explain(np.where(listed, ids, -1), x)["attention"]
+    np.testing.assert_array_equal(dom[listed], att_listed[listed].argmax(-1))
+    assert (dom[~listed] == -1).all()
 
 
-def test_k1_is_a_biased_dot_product():
-    net = random_net(3, 7, 40, 1, 8)
-    model = build(net)
-    t = net.export()
-    want = t["personas"][:, 0] @ t["item_emb"].T + t["item_bias"]
-    np.testing.assert_allclose(model.score(users=np.arange(7)), want, rtol=1e-4, atol=1e-5)
-    ex = model.explain(np.arange(40), users=np.arange(7))
-    assert (ex["attention"] == 1.0).all() and (ex["dominant"] == 0).all()
+def test_one_persona_or_mix_zero_is_the_filter():
+    rng = np.random.default_rng(0)
+    x = weighted_csr(rng, 6, 30, 0.3)
+    m1, t, _ = random_model(1, 30, 1, 4, 3, 2, False, 0.7, 0.3, 1.0, 0.5)
+    filt = x.toarray() @ (t["votes"].astype(np.float64) + t["low_left"] @ t["low_right"].T)
+    np.testing.assert_allclose(m1.score(x), filt, rtol=1e-4, atol=1e-4)
+    m0, _, _ = random_model(1, 30, 4, 4, 3, 2, False, 0.0, 0.3, 1.0, 0.5)
+    np.testing.assert_allclose(m0.score(x), filt, rtol=1e-4, atol=1e-4)
 
 
 def test_large_catalogue_crosses_tiles_and_chunks():
     # More than one item tile (2048) and more than one user chunk (256).
-    net = random_net(5, 300, 2100, 3, 6)
-    model = build(net)
-    users = np.arange(300)
-    dense = model.score(users=users)
-    with torch.no_grad():
-        want = net.score_all(net.personas).numpy()
-    np.testing.assert_allclose(dense, want, rtol=1e-4, atol=1e-5)
-    x = random_csr(np.random.default_rng(0), 300, 2100, 0.01)
-    ids, scores, dom = model.recommend(x, 25, users=users, explain=True)
-    masked = np.where(x.toarray() > 0, -np.inf, dense)
-    np.testing.assert_allclose(scores, -np.sort(-masked, axis=1)[:, :25], rtol=1e-5, atol=1e-5)
-    att = model.explain(ids, users=users)["attention"]
-    np.testing.assert_array_equal(dom, att.argmax(-1))
+    model, t, cfg = random_model(5, 2100, 3, 6, 4, 2, True, 0.5, 0.2, 0.5, 0.7)
+    x = weighted_csr(np.random.default_rng(0), 300, 2100, 0.004)
+    dense = model.score(x)
+    want, _, _ = ampcf_scores(t, cfg, x[:12])
+    np.testing.assert_allclose(dense[:12], want, rtol=2e-4, atol=2e-3)
+    ids, scores = model.recommend(x, 25)
+    ref_ids, ref_scores = top_n(dense, 25, seen=x)
+    np.testing.assert_array_equal(ids, ref_ids)
 
 
-def test_explain_history_and_summary():
-    net = random_net(9, 4, 30, 3, 5)
-    model = build(net)
-    x = random_csr(np.random.default_rng(1), 4, 30, 0.3)
-    x = sp.csr_matrix(sp.diags([1.0, 1.0, 1.0, 0.0]) @ x)
-    x.eliminate_zeros()
-    x.sort_indices()
-    users = np.arange(4)
-    ids, _, dom = model.recommend(x, 5, users=users, explain=True)
-    ex = model.explain(ids, users=users, user_items=x, n_history=2)
-    np.testing.assert_array_equal(ex["dominant"], dom)
-    hist, hw = ex["history"], ex["history_weight"]
-    assert hist.shape == (4, 3, 2)
-    assert (hist[3] == -1).all()
-    full = model.explain(np.arange(30), users=users)["attention"]
-    for u in range(3):
-        own = x[u].indices
-        for k in range(3):
-            best = own[np.argsort(-full[u, own, k], kind="stable")[:2]]
-            np.testing.assert_array_equal(hist[u, k, : len(best)], best)
-            assert set(hist[u, k, : len(best)]) <= set(own)
-            np.testing.assert_allclose(hw[u, k, : len(best)], full[u, best, k], rtol=1e-6)
-    cats = sp.csr_matrix(np.eye(3)[np.arange(30) % 3])
-    s = model.persona_summary(x, users=users, item_categories=cats, top=2)
-    np.testing.assert_allclose(s["share"][:3].sum(1), 1.0)
-    assert np.isnan(s["share"][3]).all()
-    assert s["top_categories"].shape == (4, 3, 2)
-    # A persona's top category is one of its history items' categories.
-    for u in range(3):
-        own = x[u].indices
-        d = full[u, own].argmax(1)
-        for k in range(3):
-            c = s["top_categories"][u, k, 0]
-            if (d == k).any():
-                assert c in set(own[d == k] % 3)
-            else:
-                assert c == -1
+def test_because_lists_the_dominant_personas_strongest_voters():
+    model, t, cfg = random_model(7, 40, 3, 4, 3, 0, False, 0.5, 0.0, 0.0, 1.0)
+    x = weighted_csr(np.random.default_rng(2), 5, 40, 0.4)
+    items = np.array([[0, 5, -1], [1, 2, 3], [4, 4, 4], [39, 0, 1], [7, 8, 9]])
+    ex = model.explain(items, x, n_history=2)
+    p = model.personas(x)
+    for u in range(5):
+        row = slice(x.indptr[u], x.indptr[u + 1])
+        hist, w, who = x.indices[row], x.data[row], p["entry"][row]
+        for c in range(3):
+            j = items[u, c]
+            if j < 0:
+                assert ex["dominant"][u, c] == -1 and (ex["because"][u, c] == -1).all()
+                assert np.isnan(ex["attention"][u, c]).all()
+                continue
+            d = ex["dominant"][u, c]
+            mine = who == d
+            votes = w[mine] * t["votes"][hist[mine], j]
+            order = np.lexsort((hist[mine], -votes))[:2]
+            want = np.full(2, -1)
+            want[: len(order)] = hist[mine][order]
+            np.testing.assert_array_equal(ex["because"][u, c], want)
+            np.testing.assert_allclose(
+                ex["because_vote"][u, c][: len(order)], votes[order], rtol=1e-5
+            )
+            if len(hist):
+                assert ex["taste"][u, c] == p["taste"][u, d]
 
 
-def test_fold_in_scores_new_users_and_improves_their_loss(tiny_data):
-    model = personae.AMPCF(n_personas=2, dim=16, epochs=2, device="cpu", seed=0)
-    model.fit(tiny_data.interactions, show_progress=False)
-    new = tiny_data.interactions.matrix[:10]
-    trained = model._core.tensors()
-    net = net_from_tensors(trained, model.params["tau"])
-    p, hist = fold_in(net, new, AMPCFConfig(n_personas=2, dim=16), steps=30, return_history=True)
-    assert p.shape == (10, 2, 16)
-    assert hist[-1] < hist[0]
-    personas = model.fold_in(new, steps=30)
-    assert personas.shape == (10, 2, 16) and np.isfinite(personas).all()
-    ids, scores = model.recommend(new, 10, personas=personas)
-    assert ids.shape == (10, 10) and np.isfinite(scores).all()
-    for u in range(10):
-        assert not set(new[u].indices) & set(ids[u])
-    # Plain recommend folds the personas in from the histories, as every family serves users.
-    folded = model.recommend(new, 10, personas=model.fold_in(new))[0]
-    np.testing.assert_array_equal(model.recommend(new, 10)[0], folded)
-    # Item side is untouched by fold-in.
-    np.testing.assert_array_equal(model.item_factors(), trained["item_emb"])
+def test_persona_summary_and_taste_items():
+    model, t, _ = random_model(3, 30, 3, 4, 3, 0, False, 0.25, 0.0, 0.0, 1.0)
+    x = weighted_csr(np.random.default_rng(1), 4, 30, 0.4)
+    cats = sp.random(30, 5, density=0.4, format="csr", random_state=0)
+    s = model.persona_summary(x, item_categories=cats, top=2)
+    p = model.personas(x)
+    np.testing.assert_array_equal(s["share"], p["share"])
+    assert s["top_categories"].shape == (4, 3, 2) and s["category_share"].shape == (4, 3, 5)
+    # The category mix of persona 0 of user 0, by hand.
+    row = slice(x.indptr[0], x.indptr[0] + np.diff(x.indptr)[0])
+    mine = p["entry"][row] == 0
+    mix = x.data[row][mine] @ cats.toarray()[x.indices[row][mine]]
+    np.testing.assert_allclose(s["category_share"][0, 0], mix / mix.sum(), rtol=1e-6)
+    top = model.taste_items(3)
+    assert top.shape == (model.n_tastes, 3)
+    for c in range(model.n_tastes):
+        members = np.flatnonzero(t["item_cluster"] == c)
+        order = members[np.lexsort((members, -t["item_count"][members]))][:3]
+        np.testing.assert_array_equal(top[c][: len(order)], order)
+        assert (top[c][len(order) :] == -1).all()
+    with pytest.raises(ValueError, match="item_categories must have 30 rows"):
+        model.persona_summary(x, item_categories=sp.eye(5, format="csr"))
 
 
-def test_training_learns_and_round_trips(tiny_data, tmp_path):
-    tr, te = personae.holdout_split(tiny_data.interactions, 0.2, seed=0)
-    est = personae.AMPCF(n_personas=2, dim=16, epochs=3, patience=0, device="cpu", seed=0)
-    seen = []
-    est.fit(tr, validation=(tr, te), show_progress=False, callback=lambda *a: seen.append(a))
-    assert len(est.history) == 3 and [e for e, _, _ in seen] == [0, 1, 2]
-    assert est.history[-1]["loss"] < est.history[0]["loss"]
-    m = est
-    users = np.arange(tr.n_users)
-    ids, scores = m.recommend(tr.matrix, 20, users=users)
-    est.save(tmp_path / "m")
-    loaded = personae.load(tmp_path / "m")
-    assert loaded.kind == "ampcf" and loaded.n_personas == 2
-    ids2, scores2 = loaded.recommend(tr.matrix, 20, users=users)
-    np.testing.assert_array_equal(ids, ids2)
-    np.testing.assert_array_equal(scores, scores2)
-    # implicit-style API on training user ids.
-    i1, _ = est.recommend(5, tr.matrix[5], N=7)
-    np.testing.assert_array_equal(i1, ids[5, :7])
+@pytest.fixture(scope="module")
+def fitted():
+    data = personae.synthetic(n_users=1500, n_items=400, n_tastes=6, mean_items=25, seed=4)
+    train, test = personae.holdout_split(data.interactions, 0.2, seed=0)
+    model = personae.AMPCF(device="cpu").fit(train, show_progress=False)
+    return data, train, test, model
 
 
-def test_bad_inputs_raise_clear_errors():
-    net = random_net(1, 3, 10, 2, 4)
-    model = build(net)
-    x = sp.csr_matrix((3, 10), dtype=np.float32)
-    with pytest.raises(ValueError, match="exactly one of users"):
-        model.recommend(x, 5, users=[0, 1, 2], personas=np.zeros((3, 2, 4)))
-    with pytest.raises(personae.InvalidInputError, match="not a training user"):
-        model.recommend(x, 5, users=[0, 1, 3])
-    with pytest.raises(personae.InvalidInputError, match="rows"):
-        model.recommend(x, 5, users=[0, 1])
-    with pytest.raises(personae.InvalidInputError, match="not a whole number of users"):
-        model.recommend(x, 5, personas=np.zeros((3, 3, 4)))
-    with pytest.raises(personae.InvalidInputError, match="non-finite"):
-        model.recommend(x, 5, personas=np.full((3, 2, 4), np.nan))
-    with pytest.raises(personae.InvalidInputError, match="columns"):
-        model.recommend(sp.csr_matrix((3, 9)), 5, users=[0, 1, 2])
-    with pytest.raises(TypeError, match="integer"):
-        model.explain([0.5], users=[0])
-    with pytest.raises(personae.InvalidInputError, match="outside 0..10"):
-        model.explain([10], users=[0])
+def test_default_fit_beats_popularity_and_recovers_the_tastes(fitted):
+    data, train, test, model = fitted
+    k = 10
+    ours = personae.metrics.evaluate(model.recommend(train, k)[0], test.matrix, k)
+    pop = personae.Popularity().fit(train)
+    base = personae.metrics.evaluate(pop.recommend(train, k)[0], test.matrix, k)
+    assert ours[f"ndcg@{k}"] > 1.5 * base[f"ndcg@{k}"], (ours, base)
+    # Each fitted taste cluster names the true taste most of its items have; a user's persona
+    # shares, mapped through it, should match their true taste mix far better than chance.
+    labels = model._fitted().tensors()["item_cluster"]
+    major = np.array(
+        [
+            np.bincount(data.item_taste[labels == c], minlength=6).argmax()
+            for c in range(model.n_tastes)
+        ]
+    )
+    p = model.personas(train)
+    est = np.zeros_like(data.user_mixture)
+    for kk in range(model.n_personas):
+        ok = p["taste"][:, kk] >= 0
+        np.add.at(est, (np.flatnonzero(ok), major[p["taste"][ok, kk]]), p["share"][ok, kk])
+    corr = np.corrcoef(est.ravel(), data.user_mixture.ravel())[0, 1]
+    shuffled = np.corrcoef(
+        est.ravel(), data.user_mixture[np.random.default_rng(0).permutation(1500)].ravel()
+    )[0, 1]
+    assert corr > 0.8 and corr > shuffled + 0.5, (corr, shuffled)
+    assert model.manifest["training"]["filter"] == "dense"
+    assert model.manifest["training"]["seconds"] < 600
+
+
+def test_fit_round_trips_and_serves_new_users(fitted, tmp_path):
+    data, train, test, model = fitted
+    path = model.save(tmp_path / "model")
+    loaded = personae.load(path)
+    assert type(loaded) is personae.AMPCF and loaded.params == model.params
+    np.testing.assert_array_equal(loaded.score(train.matrix[:20]), model.score(train.matrix[:20]))
+    ids, _, dom = loaded.recommend(train.matrix[:20], 10, explain=True)
+    assert (dom >= 0).all() and (dom < loaded.n_personas).all()
+    # A user unseen in training is served from their history alone.
+    new = sp.csr_matrix(
+        ([1.0, 1.0, 1.0], ([0, 0, 0], [3, 10, 50])), shape=(1, 400), dtype=np.float32
+    )
+    ids, scores = loaded.recommend(new, 5)
+    assert (ids >= 0).all() and not {3, 10, 50} & set(ids[0].tolist())
+    t = loaded._fitted().tensors()
+    assert t["item_cluster"].dtype == np.int32 and t["votes"].dtype == np.float32
+
+
+def test_explicit_settings_skip_the_search():
+    x = personae.synthetic(n_users=200, n_items=60, n_tastes=3, seed=1).interactions
+    m = personae.AMPCF(lam=10.0, user_weight=0.5, rank=8, low_weight=0.2, device="cpu")
+    m.fit(x, show_progress=False)
+    tr = m.manifest["training"]
+    assert "search" not in tr
+    assert tr["settings"] == {"lam": 10.0, "user_weight": 0.5, "rank": 8, "low_weight": 0.2}
+    assert m._fitted().rank == 8
+
+
+def test_bad_inputs_raise_clear_errors(fitted):
+    _, train, _, model = fitted
+    for kw, msg in [
+        ({"tau": 0.0}, "tau must be > 0"),
+        ({"mix": 1.5}, "mix must be in"),
+        ({"n_personas": 0}, "n_personas must be >= 1"),
+        ({"dropout": 1.0}, "dropout must be in"),
+        ({"lam": -1.0}, "lam must be > 0"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            personae.AMPCF(**kw)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        personae.AMPCF().recommend(train, 3)
+    with pytest.raises(ValueError, match="no interactions"):
+        personae.AMPCF(device="cpu").fit(sp.csr_matrix((3, 4), dtype=np.float32))
+    with pytest.raises(personae.InvalidInputError, match="401 columns"):
+        model.recommend(sp.csr_matrix((1, 401), dtype=np.float32), 3)
+    neg = sp.csr_matrix(([-1.0], ([0], [2])), shape=(1, 400), dtype=np.float32)
+    with pytest.raises(personae.InvalidInputError, match="negative"):
+        model.score(neg)
     with pytest.raises(personae.InvalidInputError, match="outside"):
-        model._core.attention(np.array([0]), np.array([5]), np.array([0]))
-    # AMP-CF-only methods exist only on AMP-CF models.
-    mv = personae.MultVAE.from_tensors(multvae_tensors())
-    assert not hasattr(mv, "explain") and not hasattr(mv, "fold_in")
-    with pytest.raises(TypeError, match="unexpected arguments"):
-        mv.recommend(x, 5, users=[0, 1, 2])
-    with pytest.raises(personae.ModelFormatError, match="tau"):
-        personae.Model.from_bytes(*_without(model, "tau"))
-    with pytest.raises(personae.ModelFormatError, match="proj_item"):
-        t = net.export()
-        t["proj_item"] = t["proj_item"][:2]
-        personae.AMPCF.from_tensors(t, tau=0.3)
-
-
-def _without(model, field: str):
-    import json
-
-    m, w = model.to_bytes()
-    d = json.loads(m)
-    del d[field]
-    return json.dumps(d).encode(), w
-
-
-def multvae_tensors():
-    from personae.train.multvae import MultVAENet
-
-    return MultVAENet(10, 4, 2).export()
-
-
-def test_loss_terms_match_their_definitions():
-    """The training loss, written out: alpha * CE over (positive, negatives) with the optional
-    logQ correction, the attention-entropy terms, and the per-batch L2 penalty."""
-    net = random_net(4, 6, 20, 3, 5)
-    torch.manual_seed(0)
-    items = torch.randint(0, 20, (6, 5))
-    p = net.personas.detach()
-    log_q = torch.log(torch.rand(20) + 0.1)
-    cfg = AMPCFConfig(n_personas=3, dim=5, alpha=0.7, lambda_p=0.1, lambda_n=0.2, l2=0.01)
-    s, att = net.forward_personas(p, items)
-    logits = (s - log_q[items]).double()
-    ce = -(logits[:, 0] - torch.logsumexp(logits, dim=1))
-    ent = -(att * att.log()).sum(-1).double()
-    reg = 0.1 * ent[:, 0] - 0.2 * ent[:, 1:].mean(1)
-    sq = (p**2).sum((1, 2)) + (net.item_emb[items] ** 2).sum((1, 2))
-    want = ((0.7 * ce + 0.3 * reg).mean() + 0.01 * sq.double().mean()).detach()
-    got = net.loss_personas(p, items, cfg, log_q).detach()
-    assert abs(float(got) - float(want)) < 1e-5 * max(1.0, abs(float(want)))
-    # Without the correction and the penalty, the loss is the plain one.
-    cfg0 = AMPCFConfig(n_personas=3, dim=5, alpha=0.7, lambda_p=0.1, lambda_n=0.2)
-    plain = -(s.double()[:, 0] - torch.logsumexp(s.double(), dim=1))
-    want0 = (0.7 * plain + 0.3 * reg).mean()
-    assert abs(float(net.loss_personas(p, items, cfg0).detach()) - float(want0.detach())) < 1e-5
-
-
-def test_logq_and_l2_train_and_fold_in(tiny_data):
-    est = personae.AMPCF(
-        n_personas=2, dim=8, epochs=2, n_neg=8, logq=True, l2=1e-3, device="cpu", seed=0
-    )
-    est.fit(tiny_data.interactions, show_progress=False)
-    assert est.history[-1]["loss"] < est.history[0]["loss"]
-    cfg = est.manifest["config"]["model"]
-    assert cfg["logq"] is True and cfg["l2"] == 1e-3
-    p = est.fold_in(tiny_data.interactions.matrix[:3], steps=5)
-    assert p.shape == (3, 2, 8) and np.isfinite(p).all()
-    with pytest.raises(ValueError, match="l2"):
-        personae.AMPCF(l2=-1.0)
-
-
-def test_seeded_cpu_training_is_reproducible(tiny_data):
-    def fit():
-        est = personae.AMPCF(n_personas=2, dim=8, epochs=2, n_neg=4, device="cpu", seed=3)
-        return est.fit(tiny_data.interactions, show_progress=False)._core.tensors()
-
-    a, b = fit(), fit()
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name])
-
-
-def test_batch_scorer_folds_in_ampcf_users(tiny_data, tmp_path):
-    """The Ray Data scoring actor (used without Ray here) serves AMP-CF models from histories."""
-    import pyarrow as pa
-
-    from personae.distributed import BatchScorer
-
-    est = personae.AMPCF(n_personas=2, dim=8, epochs=1, device="cpu", seed=0)
-    est.fit(tiny_data.interactions, show_progress=False)
-    path = est.save(tmp_path / "m")
-    inter = tiny_data.interactions
-    m = inter.matrix[:6]
-    batch = pa.table(
-        {"user": np.arange(6), "items": [inter.item_ids[m[r].indices].tolist() for r in range(6)]}
-    )
-    out = BatchScorer(str(path), n=4)(batch)
-    personas = personae.load(path).fold_in(m)
-    ids, _ = personae.load(path).recommend(m, 4, personas=personas)
-    np.testing.assert_array_equal(np.reshape(out["item"], (6, 4)), inter.item_ids[ids])
-    np.testing.assert_array_equal(np.reshape(out["rank"], (6, 4))[0], [1, 2, 3, 4])
-
-
-def test_tensor_accessors_and_cached_fold_in_net():
-    net = random_net(2, 5, 12, 3, 4)
-    model = build(net)
-    t = net.export()
-    np.testing.assert_array_equal(model.personas([4, 0]), t["personas"][[4, 0]])
-    got = model._core.tensors()
-    assert set(got) == {"personas", "item_emb", "item_bias", "proj_user", "proj_item"}
-    np.testing.assert_array_equal(got["proj_item"], t["proj_item"])
-    np.testing.assert_array_equal(model.item_factors(), t["item_emb"])
-    with pytest.raises(personae.InvalidInputError, match="not a training user"):
-        model.personas([5])
-    x = random_csr(np.random.default_rng(3), 4, 12, 0.3)
-    a = model.fold_in(x, steps=5)
-    b = model.fold_in(x, steps=5)  # the frozen net is built once and reused
-    np.testing.assert_array_equal(a, b)
-    assert len(model._fold_in_nets) == 1
-    assert not any(p.requires_grad for p in model._fold_in_nets["cpu"].parameters())
+        model.explain(np.array([400]), train.matrix[:1])
+    with pytest.raises(ValueError, match="shape"):
+        model.explain(np.zeros((2, 3), np.int64), train.matrix[:1])
+    with pytest.raises(TypeError, match="integer item indices"):
+        model.explain(np.array([0.5]), train.matrix[:1])

@@ -9,8 +9,15 @@ Definitions (for a user with held-out items T and a list L cut at K; ids of -1 a
   this is what ``implicit.evaluation.ranking_metrics_at_k`` reports as "precision"
 - ``hit_rate``: share of users with at least one hit
 - ``coverage``: share of the catalogue that appears in at least one list
+- ``minority_taste_recall``: recall at K over the user's held-out *minority-taste* items only:
+  items with at least one category, every one of which holds less than 10% of the user's
+  training history (p(g|u) < 0.1, with p(g|u) the category distribution of the history, each
+  item's categories normalised to sum to 1, as in Steck 2018). These are the tastes an average
+  model crushes; a model that keeps them raises it, and calibration that restores the
+  proportions with the wrong minority items does not.
 
-Users without held-out items are left out of every mean (not counted as zeros).
+Users without held-out items (for minority-taste recall: without a held-out minority-taste
+item) are left out of every mean (not counted as zeros).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ __all__ = [
     "coverage",
     "evaluate",
     "minority_interest_recall",
+    "minority_taste_recall",
     "miscalibration",
     "ranking_metrics",
 ]
@@ -89,6 +97,17 @@ def minority_interest_recall(
     other than the user's top category) that some listed item belongs to; NaN for users with
     no minority interest."""
     return _reranker(item_categories).interest_recall(ids, history, p, threshold, True)
+
+
+def minority_taste_recall(
+    ids, truth, item_categories, history=None, p=None, k: int = 10, threshold: float = 0.1
+) -> np.ndarray:
+    """Per-user minority-taste recall at `k` (definition in the module docs): the share of the
+    user's held-out minority-taste items (rows of ``truth``, users x items) found in the first
+    `k` of ``ids``. p(g|u) comes from ``history`` (the training rows, users x items) or is
+    given as ``p``; ``item_categories``: items x categories (0/1 flags are normalised per
+    row). NaN for users without a held-out minority-taste item."""
+    return _reranker(item_categories).taste_recall(ids, truth, history, p, k, threshold)
 
 
 def category_coverage(ids, item_categories, history=None, p=None) -> np.ndarray:

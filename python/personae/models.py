@@ -87,7 +87,7 @@ class Model:
             "params": _jsonable(self.params),
             **_jsonable(fields),
         }
-        arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+        arrays = {k: _tensor(v) for k, v in tensors.items()}
         self._attach(_core.build(json.dumps(manifest, allow_nan=False), arrays))
 
     @classmethod
@@ -344,6 +344,14 @@ def _append_liked(ids: np.ndarray, x: sp.csr_matrix, allowed: np.ndarray) -> Non
     rank = np.arange(len(r)) - start[r]
     ok = rank < pads[r]
     ids[r[ok], ids.shape[1] - pads[r[ok]] + rank[ok]] = allowed[c[ok]]
+
+
+def _tensor(v) -> np.ndarray:
+    """A tensor as the core stores it: float32, or int32 / int64 for index tensors."""
+    a = np.asarray(v)
+    if a.dtype.kind in "iu":
+        return np.ascontiguousarray(a, dtype=np.int32 if a.dtype.itemsize <= 4 else np.int64)
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _jsonable(obj):

@@ -282,6 +282,18 @@ class CalibratedReranker:
         )
         return self._per_user(out)
 
+    def taste_recall(self, ids, truth, history=None, p=None, k: int = 10, threshold: float = 0.1):
+        """Per-user minority-taste recall at `k` (see
+        :func:`personae.metrics.minority_taste_recall`): 1-D, or a dict per attribute."""
+        out = self._core.taste_recall(
+            matrix("ids", ids, np.int64),
+            self._target(history, p),
+            csr("truth", truth),
+            integer("k", k),
+            real("threshold", threshold),
+        )
+        return self._per_user(out)
+
     def rerank_dataframe(
         self,
         df,

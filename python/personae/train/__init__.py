@@ -1,16 +1,21 @@
-"""Training in PyTorch (CUDA when present, CPU otherwise). Needs the ``train`` extra."""
+"""Fitting: PyTorch training loops (CUDA when present, CPU otherwise) and AMP-CF's closed-form
+fit. Needs the ``train`` extra. Submodules load on first use, so that configurations (e.g.
+:class:`personae.train.ampcf.AMPCFConfig`) can be checked without importing torch."""
 
-from personae.train.ampcf import AMPCFConfig, AMPCFNet, fold_in, train_ampcf
-from personae.train.loop import TrainConfig, pick_device
-from personae.train.multvae import MultVAENet, train_multvae
+import importlib
 
-__all__ = [
-    "AMPCFConfig",
-    "AMPCFNet",
-    "MultVAENet",
-    "TrainConfig",
-    "fold_in",
-    "pick_device",
-    "train_ampcf",
-    "train_multvae",
-]
+_NAMES = {
+    "AMPCFConfig": "personae.train.ampcf",
+    "MultVAENet": "personae.train.multvae",
+    "TrainConfig": "personae.train.loop",
+    "pick_device": "personae.train.loop",
+    "train_multvae": "personae.train.multvae",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'personae.train' has no attribute {name!r}")

@@ -1,339 +1,475 @@
-"""AMP-CF (Barkan, Fuchs, Caciularu, Koenigstein, RecSys 2020, arXiv 2010.07042) in PyTorch.
+"""Fitting AMP-CF in closed form (the model is described in :mod:`personae.ampcf`).
 
-Model (as in the issue; choices where the paper is silent are marked *):
+A fit computes, from the training matrix X (users x items):
 
-- User u has K free persona vectors ``p_uk`` (d-dim; a ``users x K x d`` embedding table, no
-  encoder), items have ``q_j`` (d) and a bias ``b_j``.
-- Attention for item j: ``alpha_ujk = softmax_k(cos(p_uk A_u, q_j A_v) / tau)``, with learned
-  projections ``A_u, A_v`` (``d x a``, bias-free, applied on the right; a = d by default) and a
-  temperature ``tau`` (* default 0.2: cosine lies in [-1, 1], so tau = 1 gives nearly uniform
-  attention).
-- Score ``s_uj = <sum_k alpha_ujk p_uk, q_j> + b_j``.
-- Loss (the authors' later code, UMUAI 2023): ``alpha * CE(1 positive vs n_neg sampled
-  negatives) + (1 - alpha) * (lambda_p * H(attention on the positive) - lambda_n * mean
-  H(attention on the negatives))``; K = 3, d = 64, alpha = 0.5, lambda_p = lambda_n = 0.005,
-  Adam 1e-3, 256 (user, positive) pairs per batch, 4 negatives.
-- Negatives are drawn from the item popularity raised to ``neg_power`` (* default 0.75, the
-  word2vec smoothing; 1.0 = plain popularity); collisions with the user's own positives are
-  rare and not filtered (*). With ``logq=True`` (*) every logit of the cross-entropy, the
-  positive's included, is corrected by ``-log(n_neg * Q(j))`` as in TensorFlow's
-  ``sampled_softmax_loss``, so that the sampled loss estimates the full softmax and popular
-  items are not pushed down just for being sampled often; scoring is unchanged.
-- ``l2`` (*): an L2 penalty on the embeddings a batch touches (its users' personas and its
-  items' vectors), ``l2 * mean over the batch of (||P_u||^2 + sum_j ||q_j||^2)``, the usual
-  per-batch regularisation of embedding models (the paper is silent; free per-user personas
-  overfit quickly without it).
-- Initialisation (*): N(0, 0.1) for personas and items, zero biases, identity-plus-noise
-  projections so training starts from cosine(p, q).
-- One epoch is one pass over all training (user, item) pairs in random order. Early stopping on
-  full-ranking validation NDCG@eval_k over the training users (history masked), when a held-out
-  matrix is given.
-- Fold-in (:func:`fold_in`): personas of new users are optimised with the same loss for a few
-  Adam steps while the item side stays frozen; nothing else changes, so no retrain is needed.
+1. The filter ``F = S + L R^T`` that turns a persona's history into votes.
+   - Catalogues up to ``DENSE_MAX_ITEMS`` active items: ``S = B``, EASE (Steck 2019) with the
+     two normalisations of DAN (Park et al., SIGIR 2025) that matter here, user-degree weighting
+     of the Gram matrix and a dropout-emphasis (DLAE, Steck 2020) diagonal penalty::
+
+         G = X^T diag(|H_u|^-beta_u) X,   Lambda = lam * mean(diag G) + p / (1 - p) diag(G)
+         P = (G + Lambda)^-1,             B = I - P diag(1 / diag P)     (diag B = 0)
+
+     plus GF-CF's ideal low-pass filter (Shen et al., CIKM 2021) as the low-rank part,
+     ``c D^-1/2 V_r^T V_r D^1/2`` with V_r the top right singular vectors of the normalised
+     matrix ``R~ = D_u^-1/2 X D_i^-1/2``.
+   - Larger catalogues: the training-free graph filter of :func:`graph_filter` (BSPM-style,
+     Choi et al., SIGIR 2023): a sparse item-item part and a low-rank part, no n x n inverse.
+2. The item space z (unit rows of the top singular directions of R~, scaled by the singular
+   values) and the global taste clusters (spherical k-means of z, weighted by popularity).
+3. Settings left as ``None`` are chosen on a validation carve of the training rows (training
+   data only; never a test split), then the model is refitted on all of X.
+
+Dense linear algebra runs in torch, on CUDA when present.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from personae.train.loop import (
-    EpochLog,
-    TrainConfig,
-    TrainResult,
-    check_train,
-    pick_device,
-    seed_everything,
-    validation_ndcg,
-)
+from personae import _core
+
+#: Above this many active items, the filter is the graph filter (no items x items inverse).
+DENSE_MAX_ITEMS = 20_000
+#: The validation metric of the fit-time search (NDCG at this cut-off).
+SEARCH_K = 20
+
+
+@dataclass(frozen=True)
+class AMPCFConfig:
+    """AMP-CF's settings; ``None`` means chosen at fit time on a validation carve.
+
+    Attributes:
+        n_personas: most personas per user (K).
+        tau: temperature of the attention over personas.
+        mix: weight of the persona-attentive score against the plain filter score.
+        delta: weight of ``ln(persona share)`` in the attention logits.
+        gamma: persona votes are weighted by ``share^-gamma``.
+        lam: EASE's L2 penalty, relative to the mean of diag(G).
+        user_weight: beta_u, the exponent of the user-degree weighting of G.
+        dropout: p of the dropout-emphasis penalty ``p / (1 - p) diag(G)``.
+        rank: rank of the low-rank part (0: none).
+        low_weight: its weight c, relative to the scale of the item-item part.
+        att_dim: dimension of the item space.
+        n_clusters: number of taste clusters (None: ``round(sqrt(items) / 2)`` within 8..64).
+        graph_rank, graph_beta, graph_time, graph_eta: the graph filter's settings (large
+            catalogues only): spectrum rank, ideal low-pass weight, diffusion time, and the
+            exponent of the item-degree post-scaling.
+        search_users: most users in the validation carve.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for the dense linear algebra.
+        seed: seeds the validation carve, the SVD start vector and k-means.
+    """
+
+    n_personas: int = 8
+    tau: float = 1.0
+    mix: float = 0.25
+    delta: float = 0.0
+    gamma: float = 0.0
+    lam: float | None = None
+    user_weight: float | None = None
+    dropout: float = 0.3
+    rank: int | None = None
+    low_weight: float | None = None
+    att_dim: int = 64
+    n_clusters: int | None = None
+    graph_rank: int = 448
+    graph_beta: float = 0.1
+    graph_time: float = 2.5
+    graph_eta: float = 0.0
+    search_users: int = 5000
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("n_personas", "att_dim", "graph_rank", "search_users"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {self.mix}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lam is not None and not self.lam > 0:
+            raise ValueError(f"lam must be > 0, got {self.lam}")
+        if self.rank is not None and self.rank < 0:
+            raise ValueError(f"rank must be >= 0, got {self.rank}")
+        if self.low_weight is not None and self.low_weight < 0:
+            raise ValueError(f"low_weight must be >= 0, got {self.low_weight}")
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise ValueError(f"n_clusters must be >= 1, got {self.n_clusters}")
+
+
+# -- spectra and item spaces ------------------------------------------------------------------
+
+
+class Spectrum:
+    """The top right singular vectors of ``R~ = D_u^-1/2 X D_i^-1/2``, with the degrees."""
+
+    def __init__(self, X: sp.csr_matrix, rank: int, seed: int, device):
+        import torch
+
+        du = np.asarray(X.sum(1)).ravel()
+        self.di = np.asarray(X.sum(0)).ravel().astype(np.float64)
+        self.di_mhalf = np.where(self.di > 0, 1 / np.sqrt(np.maximum(self.di, 1e-30)), 0.0)
+        self.di_half = np.sqrt(self.di)
+        ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
+        R = (sp.diags(ru) @ X @ sp.diags(self.di_mhalf)).tocsr()
+        k = max(1, min(rank, min(X.shape) - 1))
+        if min(X.shape) <= 5000:
+            # Exact: the eigenvectors of the smaller Gram matrix.
+            Rd = torch.from_numpy(R.toarray()).to(device=device, dtype=torch.float64)
+            if Rd.shape[0] <= Rd.shape[1]:
+                w, U = torch.linalg.eigh(Rd @ Rd.T)
+                o = torch.argsort(w, descending=True)[:k]
+                s = torch.sqrt(torch.clamp(w[o], min=0))
+                vt = (U[:, o].T @ Rd) / torch.clamp(s, min=1e-12)[:, None]
+            else:
+                w, V = torch.linalg.eigh(Rd.T @ Rd)
+                o = torch.argsort(w, descending=True)[:k]
+                s = torch.sqrt(torch.clamp(w[o], min=0))
+                vt = V[:, o].T
+            s, vt = s.cpu().numpy(), vt.cpu().numpy()
+        else:
+            from scipy.sparse.linalg import svds
+
+            v0 = np.random.default_rng(seed).standard_normal(min(R.shape))
+            _, s, vt = svds(R.astype(np.float64), k=k, v0=v0)
+            o = np.argsort(-s)
+            s, vt = s[o], vt[o]
+        self.s = s.astype(np.float64)
+        self.Vt = vt.astype(np.float64)
+
+    def item_space(self, dim: int) -> np.ndarray:
+        """Unit item vectors (items x dim): the singular directions scaled by the singular
+        values; zero rows for items without interactions."""
+        Z = (self.Vt[:dim] * self.s[:dim, None]).T
+        n = np.linalg.norm(Z, axis=1, keepdims=True)
+        return np.where(n > 0, Z / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+    def low_pass(self, rank: int) -> tuple[np.ndarray, np.ndarray]:
+        """GF-CF's ideal low-pass filter ``D^-1/2 V_r^T V_r D^1/2`` as its two factors
+        (items x rank each): left ``D^-1/2 V_r^T``, right ``D^1/2 V_r^T``."""
+        V = self.Vt[:rank].T
+        return V * self.di_mhalf[:, None], V * self.di_half[:, None]
+
+
+def n_clusters_for(n_items: int) -> int:
+    """The default number of taste clusters for a catalogue."""
+    return int(np.clip(round(math.sqrt(n_items) / 2), 8, 64))
+
+
+def spherical_kmeans(Z: np.ndarray, n: int, weights: np.ndarray, seed: int, iters: int = 25):
+    """Weighted spherical k-means of the unit rows of Z (zero rows are left out, label -1),
+    seeded k-means++-style by weight. Returns (labels int32, centroids float32 n x dim)."""
+    rng = np.random.default_rng(seed)
+    live = np.flatnonzero(np.linalg.norm(Z, axis=1) > 0)
+    if not len(live):
+        return np.full(len(Z), -1, np.int32), np.zeros((1, Z.shape[1]), np.float32)
+    w = np.maximum(np.asarray(weights, np.float64)[live], 1e-12)
+    Zl = Z[live].astype(np.float64)
+    n = min(n, len(live))
+    cent = [Zl[rng.choice(len(live), p=w / w.sum())]]
+    best = Zl @ cent[0]
+    for _ in range(1, n):
+        d = w * np.maximum(1.0 - best, 0) + 1e-12
+        c = Zl[rng.choice(len(live), p=d / d.sum())]
+        cent.append(c)
+        best = np.maximum(best, Zl @ c)
+    M = np.stack(cent)
+    for _ in range(iters):
+        lab = np.argmax(Zl @ M.T, axis=1)
+        S = np.zeros_like(M)
+        np.add.at(S, lab, Zl * w[:, None])
+        norm = np.linalg.norm(S, axis=1, keepdims=True)
+        M = np.where(norm > 0, S / np.maximum(norm, 1e-12), M)
+    labels = np.full(len(Z), -1, np.int32)
+    labels[live] = np.argmax(Zl @ M.T, axis=1)
+    return labels, M.astype(np.float32)
+
+
+# -- the dense filter -------------------------------------------------------------------------
+
+
+def weighted_gram(X: sp.csr_matrix, user_weight: float, active: np.ndarray, dtype) -> np.ndarray:
+    """``X^T diag(|H_u|^-user_weight) X`` over the `active` items, dense."""
+    cu = np.asarray(X.sum(1)).ravel()
+    w = np.where(cu > 0, np.maximum(cu, 1.0) ** (-user_weight), 0.0)
+    Xa = X[:, active]
+    return np.asarray((Xa.T @ sp.diags(w) @ Xa).toarray(), dtype=dtype)
+
+
+def dan_ease(G: np.ndarray, lam: float, dropout: float, device) -> np.ndarray:
+    """B (active x active, float32) from the weighted Gram G (not modified)."""
+    import torch
+
+    g = torch.from_numpy(G).to(device)
+    d = torch.diagonal(g).clone()
+    pos = d[d > 0]
+    base = lam * (pos.mean() if len(pos) else torch.ones((), dtype=g.dtype, device=device))
+    reg = torch.clamp(base + dropout / (1.0 - dropout) * d, min=1e-6)
+    g = g + torch.diag(reg)
+    P = torch.cholesky_inverse(torch.linalg.cholesky(g))
+    del g
+    B = P / (-torch.diagonal(P))[None, :]
+    B.fill_diagonal_(0.0)
+    return B.to(torch.float32).cpu().numpy()
 
 
 @dataclass
-class AMPCFConfig:
-    """Architecture and loss of AMP-CF (defaults from the authors' later code)."""
+class DenseFilter:
+    """``F = B + c L``: B over the active items, L the low-pass of `spectrum`."""
 
-    n_personas: int = 3
-    dim: int = 64
-    att_dim: int | None = None  # None: same as dim
-    tau: float = 0.2
-    alpha: float = 0.5
-    lambda_p: float = 0.005
-    lambda_n: float = 0.005
-    n_neg: int = 4
-    neg_power: float = 0.75
-    logq: bool = False
-    l2: float = 0.0
-    init_std: float = 0.1
+    active: np.ndarray
+    B: np.ndarray
+    spectrum: Spectrum
+    rank: int
+    weight: float  # c, absolute
 
+    def scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Dense scores (rows x items, float32) of history rows."""
+        out = np.zeros((rows.shape[0], rows.shape[1]), np.float32)
+        out[:, self.active] = rows[:, self.active] @ self.B
+        if self.rank and self.weight:
+            left, right = self.spectrum.low_pass(self.rank)
+            out += (self.weight * (rows @ left) @ right.T).astype(np.float32)
+        return out
 
-class AMPCFNet(nn.Module):
-    """The AMP-CF network: persona table, item embeddings and biases, and the two attention
-    projections (see the module docstring for the model)."""
+    def scale(self, X: sp.csr_matrix, rank: int, seed: int) -> float:
+        """``||X_s B||_F / ||X_s L||_F`` on up to 1,000 rows: makes c scale-free."""
+        rng = np.random.default_rng(seed)
+        live = np.flatnonzero(np.diff(X.indptr) > 0)
+        rows = X[np.sort(rng.choice(live, size=min(1000, len(live)), replace=False))]
+        left, right = self.spectrum.low_pass(rank)
+        sb = np.linalg.norm(rows[:, self.active] @ self.B)
+        sl = np.linalg.norm((rows @ left) @ right.T)
+        return float(sb / max(sl, 1e-12))
 
-    def __init__(
-        self,
-        n_users: int,
-        n_items: int,
-        n_personas: int = 3,
-        dim: int = 64,
-        att_dim: int | None = None,
-        tau: float = 0.2,
-        init_std: float = 0.1,
-    ):
-        super().__init__()
-        a = att_dim or dim
-        self.n_users, self.n_items, self.k, self.dim, self.att_dim = (
-            n_users,
-            n_items,
-            n_personas,
-            dim,
-            a,
-        )
-        self.tau = float(tau)
-        self.personas = nn.Parameter(torch.randn(n_users, n_personas, dim) * init_std)
-        self.item_emb = nn.Parameter(torch.randn(n_items, dim) * init_std)
-        self.item_bias = nn.Parameter(torch.zeros(n_items))
-        eye = torch.eye(dim, a)
-        self.proj_user = nn.Parameter(eye + torch.randn(dim, a) * 0.01)
-        self.proj_item = nn.Parameter(eye + torch.randn(dim, a) * 0.01)
-
-    def forward_personas(
-        self, p: torch.Tensor, items: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and attention of personas ``p [B, K, d]`` for ``items [B, n]``:
-        ``([B, n], [B, n, K])``."""
-        q = self.item_emb[items]  # [B, n, d]
-        pa = F.normalize(p @ self.proj_user, dim=-1, eps=1e-12)  # [B, K, a]
-        qa = F.normalize(q @ self.proj_item, dim=-1, eps=1e-12)  # [B, n, a]
-        att = torch.softmax(torch.einsum("bna,bka->bnk", qa, pa) / self.tau, dim=-1)
-        dots = torch.einsum("bnd,bkd->bnk", q, p)
-        return (att * dots).sum(-1) + self.item_bias[items], att
-
-    def forward(self, users: torch.Tensor, items: torch.Tensor):
-        """Scores and attention of training users ``users [B]`` for ``items [B, n]``."""
-        return self.forward_personas(self.personas[users], items)
-
-    def loss_personas(self, p, items, cfg: AMPCFConfig, log_q=None) -> torch.Tensor:
-        """The AMP-CF loss for ``items [B, 1 + n_neg]`` (positive first), averaged over B.
-        `log_q`: per-item ``log(n_neg * Q(j))`` to subtract from the logits (``cfg.logq``)."""
-        s, att = self.forward_personas(p, items)
-        if log_q is not None:
-            s = s - log_q[items]
-        ce = -F.log_softmax(s, dim=1)[:, 0]
-        ent = -(att * torch.log(att.clamp_min(1e-12))).sum(-1)  # [B, n]
-        reg = cfg.lambda_p * ent[:, 0] - cfg.lambda_n * ent[:, 1:].mean(1)
-        loss = (cfg.alpha * ce + (1 - cfg.alpha) * reg).mean()
-        if cfg.l2 > 0:
-            sq = p.pow(2).sum((1, 2)) + self.item_emb[items].pow(2).sum((1, 2))
-            loss = loss + cfg.l2 * sq.mean()
-        return loss
-
-    @torch.no_grad()
-    def score_all(self, p: torch.Tensor, item_chunk: int = 8192) -> torch.Tensor:
-        """Dense scores ``[B, n_items]`` of personas ``p [B, K, d]`` (materialises B x K x
-        chunk: for validation and tests)."""
-        pa = F.normalize(p @ self.proj_user, dim=-1, eps=1e-12)
-        qa_all = F.normalize(self.item_emb @ self.proj_item, dim=-1, eps=1e-12)
-        out = []
-        for s in range(0, self.n_items, item_chunk):
-            q, qa = self.item_emb[s : s + item_chunk], qa_all[s : s + item_chunk]
-            att = torch.softmax(torch.einsum("bka,na->bnk", pa, qa) / self.tau, dim=-1)
-            dots = torch.einsum("bkd,nd->bnk", p, q)
-            out.append((att * dots).sum(-1) + self.item_bias[s : s + item_chunk])
-        return torch.cat(out, dim=1)
-
-    def export(self) -> dict[str, np.ndarray]:
-        """Tensors in the layout the Rust core reads (see rust/core/src/ampcf.rs)."""
-
-        def np_(t):
-            return t.detach().float().cpu().numpy()
-
-        return {
-            "personas": np_(self.personas),
-            "item_emb": np_(self.item_emb),
-            "item_bias": np_(self.item_bias),
-            "proj_user": np_(self.proj_user),
-            "proj_item": np_(self.proj_item),
-        }
+    def tensors(self, n_items: int) -> dict[str, np.ndarray]:
+        votes = np.zeros((n_items, n_items), np.float32)
+        votes[np.ix_(self.active, self.active)] = self.B
+        out = {"votes": votes}
+        if self.rank and self.weight:
+            left, right = self.spectrum.low_pass(self.rank)
+            out["low_left"] = (self.weight * left).astype(np.float32)
+            out["low_right"] = right.astype(np.float32)
+        return out
 
 
-class NegativeSampler:
-    """Draws item indices with probability proportional to popularity ** power."""
-
-    def __init__(self, counts: np.ndarray, power: float, device: torch.device):
-        w = np.asarray(counts, dtype=np.float64) ** power
-        if w.sum() <= 0:
-            w = np.ones_like(w)
-        self.probs = torch.as_tensor(w / w.sum(), dtype=torch.float32, device=device)
-
-    def log_q(self, n_neg: int) -> torch.Tensor:
-        """``log(n_neg * Q(j))`` per item: the sampled-softmax correction."""
-        return torch.log(self.probs.clamp_min(1e-30) * n_neg)
-
-    def __call__(self, shape: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
-        flat = torch.multinomial(self.probs, shape[0] * shape[1], replacement=True, generator=gen)
-        return flat.view(shape)
+# -- the graph filter (large catalogues) ------------------------------------------------------
 
 
-def _pairs(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices.astype(np.int64)
+def graph_filter(X: sp.csr_matrix, spec: Spectrum, cfg: AMPCFConfig) -> dict[str, np.ndarray]:
+    """BSPM-style graph filter (Choi et al., SIGIR 2023: one Runge-Kutta step of the blurring
+    ODE over [0, T] with the ideal low-pass as the sharpening start), as core tensors.
+
+    With ``P~ = R~^T R~`` (sparse, items x items) and its top-r spectrum ``V, s``, a row x is
+    scored ``d^-eta (x P~ + (x V^T) diag(w) V + (x D^-1/2 V^T) N)``, where
+    ``w = sum_{k=1..4} c_k s^(2k+2)``, ``N = beta sum_{k=0..4} c_k V D^1/2 P~^k`` and
+    ``c_k = (-T)^k / k!``: only ``x P~`` is exact, the higher powers of P~ are taken on the
+    top-r spectrum."""
+    X = X.tocsr().astype(np.float32)
+    du = np.asarray(X.sum(1)).ravel()
+    ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
+    R = (sp.diags(ru) @ X @ sp.diags(spec.di_mhalf)).tocsr().astype(np.float32)
+    RT = R.T.tocsr()
+    P = (RT @ R).tocsr()
+    P.sort_indices()
+    r = min(cfg.graph_rank, len(spec.s))
+    c = [(-cfg.graph_time) ** k / math.factorial(k) for k in range(5)]
+    s2 = spec.s[:r] ** 2
+    w = sum(c[k] * s2 ** (k + 1) for k in range(1, 5))
+    V = spec.Vt[:r].astype(np.float32)
+    M = V * spec.di_half.astype(np.float32)
+    N = c[0] * M
+    for k in range(1, 5):
+        M = np.ascontiguousarray((RT @ (R @ M.T)).T, dtype=np.float32)
+        N = N + c[k] * M
+    N *= cfg.graph_beta
+    post = np.where(spec.di > 0, np.maximum(spec.di, 1.0) ** (-cfg.graph_eta), 0.0)
+    left = np.hstack([V.T * w.astype(np.float32), (V * spec.di_mhalf.astype(np.float32)).T])
+    right = np.hstack([V.T, N.T]) * post[:, None]
+    Pd = P.multiply(post[None, :]).tocsr()
+    Pd.sort_indices()
+    return {
+        "votes_indptr": Pd.indptr.astype(np.int64),
+        "votes_indices": Pd.indices.astype(np.int32),
+        "votes_data": Pd.data.astype(np.float32),
+        "low_left": np.ascontiguousarray(left, np.float32),
+        "low_right": np.ascontiguousarray(right, np.float32),
+    }
 
 
-def train_ampcf(
-    train: sp.csr_matrix,
-    model_cfg: AMPCFConfig | None = None,
-    cfg: TrainConfig | None = None,
-    validation: sp.csr_matrix | None = None,
-    show_progress: bool = True,
-    on_improve=None,
-    on_epoch=None,
-) -> TrainResult:
-    """Trains AMP-CF on the (user, item) pairs of `train` (users x items, implicit feedback).
+# -- the fit ----------------------------------------------------------------------------------
 
-    Args:
-        validation: held-out items of the *same* users (same shape as `train`), for early
-            stopping on full-ranking NDCG@cfg.eval_k; without it the last state is kept.
-        on_improve: called as ``on_improve(net, epoch, ndcg)`` at each new best.
-        on_epoch: called as ``on_epoch(record, seconds)`` after every epoch.
-    """
-    from tqdm.auto import tqdm
 
-    mc = model_cfg or AMPCFConfig()
-    cfg = cfg or TrainConfig(batch_size=256)
-    train = check_train(train)
-    if validation is not None:
-        if not sp.issparse(validation) or validation.shape != train.shape:
-            raise ValueError(
-                f"validation must be a sparse matrix of shape {train.shape} (held-out items of "
-                "the training users)"
-            )
-        validation = sp.csr_matrix(validation)
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    net = AMPCFNet(
-        train.shape[0], train.shape[1], mc.n_personas, mc.dim, mc.att_dim, mc.tau, mc.init_std
-    ).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+def base_grid(n_active: int) -> list[dict]:
+    """The size-adaptive grid of (lam, user_weight): each entry costs one items x items
+    inverse."""
+    if n_active <= 4000:
+        return [dict(lam=lam, user_weight=b) for lam in (5.0, 10.0, 20.0) for b in (0.25, 0.5)]
+    return [dict(lam=lam, user_weight=0.5) for lam in (5.0, 10.0, 20.0)]
+
+
+#: (rank, low_weight) pairs tried for the low-rank part.
+LOW_GRID = [(0, 0.0), (32, 0.1), (32, 0.3), (64, 0.1), (64, 0.3)]
+
+
+def _val_ndcg(scores: np.ndarray, seen: sp.csr_matrix, held: sp.csr_matrix) -> float:
+    ids, _ = _core.top_n(scores, SEARCH_K, seen, None, None)
+    v = _core.ranking_metrics(ids, SEARCH_K, held)["ndcg"]
+    return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
+
+
+def _carve(X: sp.csr_matrix, cfg: AMPCFConfig):
+    """(fit rows, held-out rows, validation users): 20% of the items of up to
+    `search_users` users with >= 2 items, drawn with the seed."""
+    from personae.data import _split_rows
+
     rng = np.random.default_rng(cfg.seed)
-    sampler = NegativeSampler(
-        np.bincount(train.indices, minlength=train.shape[1]), mc.neg_power, device
+    live = np.flatnonzero(np.diff(X.indptr) > 1)
+    users = np.sort(rng.choice(live, size=min(cfg.search_users, len(live)), replace=False))
+    sel = sp.csr_matrix(
+        (np.ones(len(users), np.float32), (users, users)), shape=(X.shape[0], X.shape[0])
     )
-    log_q = sampler.log_q(mc.n_neg) if mc.logq else None
-    pu, pi = _pairs(train)
-    pu_t, pi_t = torch.as_tensor(pu, device=device), torch.as_tensor(pi, device=device)
-    steps = -(-len(pu) // cfg.batch_size)
-    bar = tqdm(
-        total=cfg.epochs * steps,
-        disable=not show_progress,
-        unit="batch",
-        desc="AMP-CF",
-        dynamic_ncols=True,
+    keep, held = _split_rows((sel @ X).tocsr(), 0.2, rng)
+    fit = (X - held).tocsr()
+    fit.eliminate_zeros()
+    fit.sort_indices()
+    users = users[np.diff(held.indptr)[users] > 0]
+    return fit, held, users
+
+
+def _dense_filter(X, spec, lam, user_weight, rank, low_weight, cfg, device, gram=None):
+    active = np.flatnonzero(np.asarray(X.sum(0)).ravel() > 0)
+    dtype = np.float64 if len(active) < 4000 else np.float32
+    G = weighted_gram(X, user_weight, active, dtype) if gram is None else gram
+    f = DenseFilter(active, dan_ease(G, lam, cfg.dropout, device), spec, 0, 0.0)
+    if rank and low_weight:
+        f.rank, f.weight = rank, low_weight * f.scale(X, rank, cfg.seed)
+    return f
+
+
+def _unique(dicts) -> list[dict]:
+    """The distinct dicts, in order."""
+    return [dict(t) for t in dict.fromkeys(tuple(d.items()) for d in dicts)]
+
+
+def search(X: sp.csr_matrix, cfg: AMPCFConfig, device, bar) -> tuple[dict, list[dict]]:
+    """Chooses the dense filter's settings left as None, on a validation carve of X."""
+    fit, held, users = _carve(X, cfg)
+    seen, truth = fit[users], held[users]
+    spec = Spectrum(fit, max(64, cfg.att_dim, cfg.rank or 0), cfg.seed, device)
+    n_active = int((np.asarray(fit.sum(0)).ravel() > 0).sum())
+
+    def pick(given, value):
+        return value if given is None else given
+
+    grid = _unique(
+        dict(lam=pick(cfg.lam, g["lam"]), user_weight=pick(cfg.user_weight, g["user_weight"]))
+        for g in base_grid(n_active)
     )
-    validate = None
-    if validation is not None:
-        # Only users with held-out items are scored, by their persona rows; their training
-        # items are masked. Sliced once, not every epoch.
-        val_users = np.flatnonzero(np.diff(validation.indptr) > 0)
-        val_in, val_out = train[val_users], validation[val_users]
-
-        def score(rows, _batch):
-            return net.score_all(net.personas[torch.as_tensor(val_users[rows], device=device)])
-
-        def validate():
-            return validation_ndcg(score, val_in, val_out, cfg.eval_k, device, batch_size=256)
-
-    log = EpochLog(net, cfg, validate, on_improve, bar, device, on_epoch)
-    try:
-        for epoch in range(cfg.epochs):
-            net.train()
-            perm = torch.as_tensor(rng.permutation(len(pu)), device=device)
-            total = 0.0
-            for s in range(steps):
-                sel = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
-                u, pos = pu_t[sel], pi_t[sel]
-                items = torch.cat([pos[:, None], sampler((len(sel), mc.n_neg), gen)], dim=1)
-                loss = net.loss_personas(net.personas[u], items, mc, log_q)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(sel)
+    lows = _unique(
+        dict(rank=pick(cfg.rank, r), low_weight=pick(cfg.low_weight, c)) for r, c in LOW_GRID
+    )
+    if bar is not None:
+        bar.reset(total=len(grid) * len(lows))
+    record, best = [], (-1.0, None)
+    for g in grid:
+        f = _dense_filter(fit, spec, g["lam"], g["user_weight"], 0, 0.0, cfg, device)
+        plain = f.scores(seen)
+        for low in lows:
+            r, c = low["rank"], low["low_weight"]
+            s = plain
+            if r and c:
+                f.rank, f.weight = r, c * f.scale(fit, r, cfg.seed)
+                left, right = spec.low_pass(r)
+                s = plain + (f.weight * (seen @ left) @ right.T).astype(np.float32)
+            nd = _val_ndcg(s, seen, truth)
+            rec = {**g, "rank": r, "low_weight": c, f"ndcg@{SEARCH_K}": nd}
+            record.append(rec)
+            if nd > best[0]:
+                best = (nd, rec)
+            if bar is not None:
                 bar.update(1)
-            if log.end({"epoch": epoch, "loss": total / len(pu)}):
-                break
-    finally:
-        bar.close()
-    return log.result()
+        del f, plain
+    chosen = {k: best[1][k] for k in ("lam", "user_weight", "rank", "low_weight")}
+    return chosen, record
 
 
-def net_from_tensors(t: dict[str, np.ndarray], tau: float, device="cpu") -> AMPCFNet:
-    """An :class:`AMPCFNet` holding exported tensors (e.g. ``personae.AMPCF._core.tensors()``)."""
-    u, k, d = t["personas"].shape
-    net = AMPCFNet(max(u, 1), t["item_emb"].shape[0], k, d, t["proj_user"].shape[1], tau)
-    with torch.no_grad():
-        net.personas = nn.Parameter(torch.as_tensor(np.asarray(t["personas"])).float())
-        for name in ("item_emb", "item_bias", "proj_user", "proj_item"):
-            getattr(net, name).copy_(torch.as_tensor(np.asarray(t[name])))
-    return net.to(device).eval()
+def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
+    """Fits AMP-CF on X (users x items, non-negative). Returns ``(tensors, summary)``: the core
+    model's tensors (see :mod:`personae.ampcf`) and what the fit chose and measured."""
+    from personae.train.loop import pick_device
 
-
-def fold_in(
-    net: AMPCFNet,
-    user_items: sp.csr_matrix,
-    mc: AMPCFConfig,
-    steps: int = 100,
-    lr: float = 0.05,
-    seed: int = 0,
-    return_history: bool = False,
-):
-    """Personas ``[B, K, d]`` (float32 numpy) for the rows of `user_items`, optimised with the
-    training loss (every history item as a positive, each step with fresh negatives) while the
-    item side of `net` stays frozen. Rows with no items get the mean training persona set.
-
-    With ``return_history=True`` also returns the loss after each step (on the same positives,
-    fixed negatives), which should decrease."""
-    user_items = sp.csr_matrix(user_items)
-    b = user_items.shape[0]
-    dev = net.item_emb.device
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        counts = np.bincount(user_items.indices, minlength=net.n_items) + 1.0
-    sampler = NegativeSampler(counts, mc.neg_power, dev)
-    log_q = sampler.log_q(mc.n_neg) if mc.logq else None
-    # Start from the mean persona set plus a little noise, so personas can specialise.
-    base = net.personas.detach().mean(0, keepdim=True)
-    p = base.expand(b, -1, -1) + torch.randn(b, net.k, net.dim, device=dev) * mc.init_std * 0.1
-    p = nn.Parameter(p.clone())
-    pu, pi = _pairs(user_items)
-    hist: list[float] = []
-    if len(pu):
-        pu_t, pi_t = torch.as_tensor(pu, device=dev), torch.as_tensor(pi, device=dev)
-        opt = torch.optim.Adam([p], lr=lr)
-        # Freeze the item side for the duration, then restore each flag as it was (a net kept
-        # for fold-in only stays frozen, and concurrent fold-ins never unfreeze it).
-        was = [prm.requires_grad for prm in net.parameters()]
-        for prm in net.parameters():
-            prm.requires_grad_(False)
-        fixed_neg = sampler((len(pu), mc.n_neg), gen)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with the train extra
+        tqdm = None
+    t0 = time.perf_counter()
+    device = pick_device(cfg.device)
+    X = X.tocsr().astype(np.float32)
+    X.sort_indices()
+    n_items = X.shape[1]
+    counts = np.asarray((X > 0).sum(0)).ravel().astype(np.float32)
+    n_active = int((counts > 0).sum())
+    if n_active == 0:
+        raise ValueError("user_items has no interactions: nothing to fit")
+    dense = n_active <= DENSE_MAX_ITEMS
+    summary: dict = {"filter": "dense" if dense else "graph", "device": str(device)}
+    settings = {k: getattr(cfg, k) for k in ("lam", "user_weight", "rank", "low_weight")}
+    bar = None
+    if dense and None in settings.values():
+        if show_progress and tqdm is not None:
+            bar = tqdm(total=1, desc="AMP-CF validation search", unit="setting")
         try:
-            for _ in range(steps):
-                items = torch.cat([pi_t[:, None], sampler((len(pu), mc.n_neg), gen)], dim=1)
-                loss = net.loss_personas(p[pu_t], items, mc, log_q)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if return_history:
-                    with torch.no_grad():
-                        fixed = torch.cat([pi_t[:, None], fixed_neg], dim=1)
-                        hist.append(float(net.loss_personas(p[pu_t], fixed, mc, log_q)))
+            chosen, record = search(X, cfg, device, bar)
         finally:
-            for prm, flag in zip(net.parameters(), was, strict=True):
-                prm.requires_grad_(flag)
-    out = p.detach().float().cpu().numpy()
-    return (out, hist) if return_history else out
+            if bar is not None:
+                bar.close()
+        summary["search"] = record
+        summary[f"val_ndcg@{SEARCH_K}"] = max(r[f"ndcg@{SEARCH_K}"] for r in record)
+        settings.update({k: v for k, v in chosen.items() if settings[k] is None})
+    settings = {
+        "lam": 10.0 if settings["lam"] is None else settings["lam"],
+        "user_weight": 0.5 if settings["user_weight"] is None else settings["user_weight"],
+        "rank": 64 if settings["rank"] is None else settings["rank"],
+        "low_weight": 0.1 if settings["low_weight"] is None else settings["low_weight"],
+    }
+    spec_rank = max(cfg.att_dim, settings["rank"] if dense else cfg.graph_rank)
+    spec = Spectrum(X, spec_rank, cfg.seed, device)
+    if dense:
+        f = _dense_filter(
+            X,
+            spec,
+            settings["lam"],
+            settings["user_weight"],
+            settings["rank"],
+            settings["low_weight"],
+            cfg,
+            device,
+        )
+        tensors = f.tensors(n_items)
+        summary["settings"] = settings
+    else:
+        tensors = graph_filter(X, spec, cfg)
+        summary["settings"] = {
+            k: getattr(cfg, k) for k in ("graph_rank", "graph_beta", "graph_time", "graph_eta")
+        }
+    Z = spec.item_space(cfg.att_dim)
+    n_c = cfg.n_clusters or n_clusters_for(n_active)
+    labels, centroids = spherical_kmeans(Z, n_c, counts, cfg.seed)
+    tensors.update(item_space=Z, item_cluster=labels, centroids=centroids, item_count=counts)
+    summary["n_clusters"] = int(centroids.shape[0])
+    summary["seconds"] = time.perf_counter() - t0
+    return tensors, summary
+
+
+def config_dict(cfg: AMPCFConfig) -> dict:
+    """The configuration as stored in the model manifest."""
+    return {"model": asdict(cfg)}

@@ -1,339 +1,424 @@
-//! AMP-CF inference (Barkan et al., RecSys 2020): users as K persona vectors, with an attention
-//! over personas that depends on the candidate item.
+//! AMP-CF, personae's persona model: each user is a few personas, an item-item filter lets
+//! every persona vote on its own, and an attention over personas that depends on the candidate
+//! item decides which persona speaks for it.
 //!
-//! For user u with personas `p_uk` (d-dim) and item j with embedding `q_j` and bias `b_j`:
+//! A user's history `H_u` (item `i`, weight `x_ui`) is split into personas. Items belong to
+//! global taste clusters (`item_cluster`, fitted once); a user's personas are their `K` heaviest
+//! clusters (ties to the lower cluster id), and every other history item joins the persona whose
+//! cluster centroid is closest to it (`centroids . z_i`, ties to the lower persona). Persona k:
 //!
 //! ```text
-//! alpha_ujk = softmax_k( cos(p_uk A_u, q_j A_v) / tau )
-//! s_uj      = sum_k alpha_ujk <p_uk, q_j> + b_j        (= <sum_k alpha_ujk p_uk, q_j> + b_j)
+//! v_ujk = sum_{i in H_uk} x_ui (S_ij + L_i . R_j)       the persona's vote for item j
+//! e_uk  = normalise(sum_{i in H_uk} x_ui z_i)           its direction in the item space
+//! pi_uk = sum_{i in H_uk} x_ui / sum_{i in H_u} x_ui    its share of the history
+//! a_ujk = softmax_k( e_uk . z_j / tau + delta ln pi_uk )
+//! s_uj  = (1 - mix) sum_k v_ujk + mix sum_k a_ujk pi_uk^-gamma v_ujk
 //! ```
 //!
-//! Projections are stored as `[d, a]` matrices applied on the right (row vectors). The item side
-//! `q_j A_v / ||q_j A_v||` is computed once at load time. Per user chunk, [`prepare`] projects and
-//! normalises the chunk's personas; per item tile, [`score_tile`] runs two GEMMs of
-//! `(chunk*K) x tile` (cosines and persona-item dot products), the softmax over K and the weighted
-//! sum in place. The `users x K x items` tensor never exists: scratch is `2 x chunk*K x tile`
-//! floats per thread.
+//! `S` (item x item, dense or sparse CSR) and the low-rank pair `L`, `R` (items x r) form the
+//! filter, fitted in closed form by the Python side; `z_j` are unit item vectors. With one
+//! persona, or `mix = 0`, the score is the filter's `x_u F`. The dominant persona of item j is
+//! `argmax_k a_ujk`. A user is their history alone: new users need no retraining.
 //!
-//! [`prepare`]: TileScorer::prepare
-//! [`score_tile`]: TileScorer::score_tile
+//! Fused scoring: per user chunk, [`TileScorer::prepare`] splits the histories and builds the
+//! persona rows (`e`, `x L`); per item tile, two GEMMs give every persona's cosines and low-rank
+//! votes, the item-item votes are added from `S`'s rows, and the softmax over personas and the
+//! weighted sum run in place. Scratch is `2 x persona rows x tile` floats per thread; the
+//! `users x K x items` tensor never exists.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::checkpoint::{Checkpoint, Model, Tensor};
+use crate::checkpoint::{Checkpoint, Model, Tensor, Values};
 use crate::csr::CsrView;
 use crate::error::{buffer, Result};
 use crate::fused::{self, Filters, TileScorer};
 use crate::threads::Stop;
 use crate::{bad_model, gemm, invalid, vmath};
 
-/// The tensors an AMP-CF file holds.
-pub const TENSORS: [&str; 5] = [
-    "personas",
-    "item_emb",
-    "item_bias",
-    "proj_user",
-    "proj_item",
-];
+/// The item-item part of the filter.
+#[derive(Debug)]
+pub enum Votes {
+    /// Row-major `n_items x n_items`.
+    Dense(Vec<f32>),
+    /// CSR rows with strictly increasing columns.
+    Sparse {
+        indptr: Vec<i64>,
+        indices: Vec<i32>,
+        data: Vec<f32>,
+    },
+}
 
-/// Norms below this are treated as this (cosine of a zero vector is 0, never NaN).
-const EPS: f32 = 1e-12;
-
-/// An AMP-CF model: item side, projections, and the persona table of the training users.
+/// A loaded AMP-CF model (see the module docs).
+#[derive(Debug)]
 pub struct AmpCf {
     pub n_items: usize,
-    pub n_users: usize,
-    /// Personas per user (K).
+    /// Most personas per user (K).
     pub n_personas: usize,
-    /// Embedding dimension (d).
-    pub dim: usize,
-    /// Attention (projection) dimension.
+    /// Number of global taste clusters.
+    pub n_clusters: usize,
+    /// Dimension of the item space `z`.
     pub att_dim: usize,
-    /// Softmax temperature.
+    /// Rank of the low-rank part of the filter (0 when absent).
+    pub rank: usize,
     pub tau: f32,
-    personas: Vec<f32>,           // [U, K, d]
-    item_emb: Vec<f32>,           // [I, d]
-    item_bias: Vec<f32>,          // [I]
-    proj_user: Vec<f32>,          // [d, a]
-    proj_item: Vec<f32>,          // [d, a]
-    item_att: Vec<f32>,           // [I, a]: normalised q_j A_v, precomputed
-    item_count: Option<Vec<f32>>, // [I]: training interactions, when recorded
+    pub mix: f32,
+    pub delta: f32,
+    pub gamma: f32,
+    votes: Votes,
+    low_left: Vec<f32>,     // [I, r]
+    low_right: Vec<f32>,    // [I, r]
+    item_space: Vec<f32>,   // [I, a], unit or zero rows
+    item_cluster: Vec<i32>, // [I], -1 for none
+    centroids: Vec<f32>,    // [C, a]
+    item_count: Option<Vec<f32>>,
 }
 
 /// `(ids, scores, dominant persona of each listed item when asked for)`, each `rows x n`.
 pub type Recommended = (Vec<i64>, Vec<f32>, Option<Vec<i64>>);
 
-/// The users of a call: rows of the training persona table, or persona values
-/// (`rows x K x d`, e.g. from fold-in).
-#[derive(Clone, Copy, Debug)]
-pub enum Users<'a> {
-    Index(&'a [i64]),
-    Personas(&'a [f32]),
+/// Users' personas, as [`AmpCf::personas`] returns them.
+#[derive(Debug, Default)]
+pub struct Personas {
+    /// `rows x K`: the taste cluster of each persona, -1 for none (padding, or a history with
+    /// no clustered item).
+    pub cluster: Vec<i64>,
+    /// `rows x K`: each persona's share of the history weight; 0 for padding.
+    pub share: Vec<f32>,
+    /// One per stored history entry (in CSR order): the persona it belongs to.
+    pub entry: Vec<i64>,
 }
 
-fn normalise_rows(v: &mut [f32], width: usize) {
-    for row in v.chunks_exact_mut(width) {
-        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(EPS);
-        row.iter_mut().for_each(|x| *x /= n);
+fn f32_field(c: &Checkpoint, key: &str) -> Result<f32> {
+    let v = c
+        .manifest
+        .get(key)
+        .and_then(serde_json::Value::as_f64)
+        .ok_or_else(|| bad_model!("manifest.json: missing number field '{key}'"))?;
+    if !v.is_finite() {
+        return Err(bad_model!("ampcf: '{key}' must be finite, got {v}"));
     }
+    Ok(v as f32)
 }
 
 impl AmpCf {
     /// Builds the model from a validated checkpoint of kind `ampcf`.
     pub fn from_checkpoint(mut c: Checkpoint) -> Result<Self> {
         c.expect_kind("ampcf")?;
-        let n_items = c.usize_field("n_items")?;
-        let tau = c
-            .manifest
-            .get("tau")
-            .and_then(serde_json::Value::as_f64)
-            .ok_or_else(|| bad_model!("manifest.json: missing number field 'tau'"))?
-            as f32;
-        if !(tau.is_finite() && tau > 0.0) {
+        if c.has("personas") {
             return Err(bad_model!(
-                "ampcf: 'tau' must be a positive number, got {tau}"
+                "this file holds an AMP-CF model of personae 0.1 (trained persona vectors), which \
+                 this version no longer serves: its AMP-CF is the persona-attentive filter. \
+                 Retrain with `personae train --model ampcf` (seconds on MovieLens)"
             ));
         }
-        let (n_users, k, dim) = match c.shape("personas") {
-            Some(&[u, k, d]) => (u, k, d),
+        let n = c.usize_field("n_items")?;
+        let k = c.usize_field("n_personas")?;
+        let tau = f32_field(&c, "tau")?;
+        let mix = f32_field(&c, "mix")?;
+        let delta = f32_field(&c, "delta")?;
+        let gamma = f32_field(&c, "gamma")?;
+        if n == 0 || k == 0 {
+            return Err(bad_model!("ampcf: n_items and n_personas must be positive"));
+        }
+        if tau <= 0.0 {
+            return Err(bad_model!("ampcf: 'tau' must be positive, got {tau}"));
+        }
+        if !(0.0..=1.0).contains(&mix) {
+            return Err(bad_model!("ampcf: 'mix' must be in [0, 1], got {mix}"));
+        }
+        let (n_clusters, att_dim) = match c.shape("centroids") {
+            Some(&[cl, a]) if cl > 0 && a > 0 => (cl, a),
             _ => {
                 return Err(bad_model!(
-                    "ampcf: tensor 'personas' must be 3-D [users, K, d]"
+                    "ampcf: tensor 'centroids' must be 2-D [clusters > 0, dim > 0]"
                 ))
             }
         };
-        let att_dim = match c.shape("proj_user") {
-            Some(&[_, a]) => a,
-            _ => {
+        let votes = if c.has("votes") {
+            Votes::Dense(c.take("votes", &[n, n])?)
+        } else {
+            let nnz = match c.shape("votes_indices") {
+                Some(&[z]) => z,
+                _ => {
+                    return Err(bad_model!(
+                        "ampcf: needs tensor 'votes' [items, items] or the sparse \
+                         'votes_indptr', 'votes_indices', 'votes_data'"
+                    ))
+                }
+            };
+            let indptr = c.take_i64("votes_indptr", &[n + 1])?;
+            let indices = c.take_i32("votes_indices", &[nnz])?;
+            let data = c.take("votes_data", &[nnz])?;
+            check_sparse(&indptr, &indices, n)?;
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            }
+        };
+        let rank = match c.shape("low_left") {
+            None => 0,
+            Some(&[rows, r]) if rows == n && r > 0 => r,
+            Some(s) => {
                 return Err(bad_model!(
-                    "ampcf: tensor 'proj_user' must be 2-D [d, attention dim]"
+                    "ampcf: tensor 'low_left' must be [{n}, rank > 0], got {s:?}"
                 ))
             }
         };
-        if n_items == 0 || k == 0 || dim == 0 || att_dim == 0 {
+        let (low_left, low_right) = if rank > 0 {
+            (
+                c.take("low_left", &[n, rank])?,
+                c.take("low_right", &[n, rank])?,
+            )
+        } else if c.has("low_right") {
+            return Err(bad_model!("ampcf: 'low_right' needs 'low_left'"));
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let item_space = c.take("item_space", &[n, att_dim])?;
+        let item_cluster = c.take_i32("item_cluster", &[n])?;
+        if let Some(p) = item_cluster
+            .iter()
+            .position(|&l| l < -1 || l as i64 >= n_clusters as i64)
+        {
             return Err(bad_model!(
-                "ampcf: n_items, K, d and the attention dimension must all be positive"
+                "ampcf: item_cluster[{p}] = {} is outside -1..{n_clusters}",
+                item_cluster[p]
             ));
         }
-        let personas = c.take("personas", &[n_users, k, dim])?;
-        let item_emb = c.take("item_emb", &[n_items, dim])?;
-        let item_bias = c.take("item_bias", &[n_items])?;
-        let proj_user = c.take("proj_user", &[dim, att_dim])?;
-        let proj_item = c.take("proj_item", &[dim, att_dim])?;
-        let item_count = c.take_optional("item_count", &[n_items])?;
-        let mut item_att = vec![0f32; n_items * att_dim];
-        // Row blocks in parallel: this is the only O(items) work at load time.
-        item_att
-            .par_chunks_mut(4096 * att_dim)
-            .zip(item_emb.par_chunks(4096 * dim))
-            .for_each(|(out, q)| {
-                gemm::a_b(q.len() / dim, att_dim, dim, q, &proj_item, out);
-                normalise_rows(out, att_dim);
-            });
+        let centroids = c.take("centroids", &[n_clusters, att_dim])?;
+        let item_count = c.take_optional("item_count", &[n])?;
         Ok(Self {
-            n_items,
-            n_users,
+            n_items: n,
             n_personas: k,
-            dim,
+            n_clusters,
             att_dim,
+            rank,
             tau,
-            personas,
-            item_emb,
-            item_bias,
-            proj_user,
-            proj_item,
-            item_att,
+            mix,
+            delta,
+            gamma,
+            votes,
+            low_left,
+            low_right,
+            item_space,
+            item_cluster,
+            centroids,
             item_count,
         })
     }
 
-    /// Persona values of `users` and how many users they are (indices checked, values checked
-    /// for shape and finiteness).
-    pub fn resolve<'a>(&self, users: Users<'a>) -> Result<(Cow<'a, [f32]>, usize)> {
-        let kd = self.n_personas * self.dim;
-        match users {
-            Users::Index(idx) => Ok((Cow::Owned(self.gather(idx)?), idx.len())),
-            Users::Personas(v) => {
-                if v.len() % kd != 0 {
-                    return Err(invalid!(
-                        "personas: {} values is not a whole number of users of K x d = {} x {}",
-                        v.len(),
-                        self.n_personas,
-                        self.dim
-                    ));
-                }
-                self.check_personas(v, v.len() / kd)?;
-                Ok((Cow::Borrowed(v), v.len() / kd))
-            }
-        }
+    /// Unit item vectors `n_items x att_dim` (zero rows for items without a direction).
+    pub fn item_space(&self) -> &[f32] {
+        &self.item_space
     }
 
-    /// The persona table of the training users, `[U, K, d]` flattened.
-    pub fn personas(&self) -> &[f32] {
-        &self.personas
-    }
-    pub fn item_emb(&self) -> &[f32] {
-        &self.item_emb
-    }
-    pub fn item_bias(&self) -> &[f32] {
-        &self.item_bias
-    }
-    pub fn proj_user(&self) -> &[f32] {
-        &self.proj_user
-    }
-    pub fn proj_item(&self) -> &[f32] {
-        &self.proj_item
+    /// The taste cluster of every item (-1 for none).
+    pub fn item_cluster(&self) -> &[i32] {
+        &self.item_cluster
     }
 
-    /// Personas of training users `users` (`[len, K, d]` flattened), checking the indices.
-    pub fn gather(&self, users: &[i64]) -> Result<Vec<f32>> {
-        let kd = self.n_personas * self.dim;
-        let mut out = Vec::with_capacity(users.len() * kd);
-        for (i, &u) in users.iter().enumerate() {
-            if u < 0 || u as usize >= self.n_users {
-                return Err(invalid!(
-                    "users[{i}] = {u} is not a training user index (0..{})",
-                    self.n_users
-                ));
-            }
-            out.extend_from_slice(&self.personas[u as usize * kd..(u as usize + 1) * kd]);
-        }
-        Ok(out)
+    /// Cluster centroids `n_clusters x att_dim`.
+    pub fn centroids(&self) -> &[f32] {
+        &self.centroids
     }
 
-    /// Checks a caller-supplied persona buffer: `rows x K x d`, finite.
-    pub fn check_personas(&self, personas: &[f32], rows: usize) -> Result<()> {
-        let kd = self.n_personas * self.dim;
-        if personas.len() != rows * kd {
+    fn check_users(&self, users: &CsrView) -> Result<()> {
+        if users.n_cols != self.n_items {
             return Err(invalid!(
-                "personas: expected {rows} x {} x {} = {} values, got {}",
-                self.n_personas,
-                self.dim,
-                rows * kd,
-                personas.len()
+                "user_items has {} columns but the model has {} items",
+                users.n_cols,
+                self.n_items
             ));
         }
-        if let Some(pos) = personas.iter().position(|x| !x.is_finite()) {
-            return Err(invalid!(
-                "personas: non-finite value at user {}, persona {}",
-                pos / kd,
-                (pos % kd) / self.dim
-            ));
-        }
-        Ok(())
+        users.require_non_negative("user_items")
     }
 
-    /// The scorer for `personas` (`rows x K x d`, one block per CSR row), for [`fused::top_n`].
-    pub fn scorer<'a>(&'a self, personas: &'a [f32]) -> AmpCfScorer<'a> {
-        AmpCfScorer {
-            model: self,
-            personas,
-        }
-    }
-
-    /// Top-`n` items of `users` (see [`fused::top_n`]); `seen` (one row per user) is only used
-    /// for masking. With `explain`, also the dominant persona of each listed item (-1 for
-    /// padding), computed in the same call.
+    /// Top-`n` items of each row of `users` (their histories), see [`fused::top_n`]. With
+    /// `explain`, also the dominant persona of each listed item (-1 for padding), in the same
+    /// call.
     pub fn recommend(
         &self,
-        users: Users,
-        seen: &CsrView,
+        users: &CsrView,
         n: i64,
         filters: &Filters,
         stop: &Stop,
         explain: bool,
     ) -> Result<Recommended> {
-        let (p, rows) = self.resolve(users)?;
-        if rows != seen.n_rows {
-            return Err(invalid!(
-                "user_items has {} rows but {rows} users were given",
-                seen.n_rows
-            ));
-        }
-        let (ids, scores) = fused::top_n(&self.scorer(&p), seen, n, filters, stop)?;
+        self.check_users(users)?;
+        let (ids, scores) = fused::top_n(&Scorer::new(self, false), users, n, filters, stop)?;
         if !explain {
             return Ok((ids, scores, None));
         }
-        let width = ids.len() / rows.max(1);
+        let width = ids.len() / users.n_rows.max(1);
         let (pu, pi): (Vec<i64>, Vec<i64>) = ids
             .iter()
             .enumerate()
             .filter(|(_, &j)| j >= 0)
             .map(|(t, &j)| ((t / width.max(1)) as i64, j))
             .unzip();
-        let att = self.attention_of(&p, rows, &pu, &pi)?;
+        let att = self.attention(users, &pu, &pi)?;
         let k = self.n_personas;
         let mut dom = vec![-1i64; ids.len()];
-        let mut next = 0;
-        for (slot, &j) in dom.iter_mut().zip(&ids) {
-            if j >= 0 {
-                let w = &att[next * k..(next + 1) * k];
-                // First maximum, as numpy's argmax.
-                let mut best = 0;
-                for (kk, &x) in w.iter().enumerate() {
-                    if x > w[best] {
-                        best = kk;
-                    }
-                }
-                *slot = best as i64;
-                next += 1;
-            }
+        let listed = dom.iter_mut().zip(&ids).filter(|(_, &j)| j >= 0);
+        for ((slot, _), w) in listed.zip(att.chunks_exact(k)) {
+            *slot = argmax(w) as i64;
         }
         Ok((ids, scores, Some(dom)))
     }
 
     /// Dense scores `rows x n_items` of `users` (tests and small batches).
-    pub fn score(&self, users: Users) -> Result<Vec<f32>> {
-        let (personas, rows) = self.resolve(users)?;
-        let mut out = buffer("score", rows.checked_mul(self.n_items), 0f32)?;
-        let sc = self.scorer(&personas);
-        out.par_chunks_mut(fused::USER_CHUNK * self.n_items)
+    pub fn score(&self, users: &CsrView) -> Result<Vec<f32>> {
+        self.check_users(users)?;
+        let n = self.n_items;
+        let mut out = buffer("score", users.n_rows.checked_mul(n), 0f32)?;
+        let sc = Scorer::new(self, false);
+        out.par_chunks_mut(fused::USER_CHUNK * n)
             .enumerate()
             .for_each(|(c, o)| {
-                let r = c * fused::USER_CHUNK..(c * fused::USER_CHUNK + o.len() / self.n_items);
-                let st = sc.prepare_rows(r);
-                sc.score_tile(&st, 0..self.n_items, o);
+                let r0 = c * fused::USER_CHUNK;
+                let st = sc.prepare(users, r0..r0 + o.len() / n);
+                let mut t0 = 0;
+                let m = st.m;
+                // Tile by tile into a scratch tile, then copied: score_tile writes a tile's
+                // users contiguously.
+                let mut tile = vec![0f32; m * fused::ITEM_TILE.min(n)];
+                while t0 < n {
+                    let t1 = (t0 + fused::ITEM_TILE).min(n);
+                    let w = t1 - t0;
+                    sc.score_tile(&st, t0..t1, &mut tile[..m * w]);
+                    for u in 0..m {
+                        o[u * n + t0..u * n + t1].copy_from_slice(&tile[u * w..(u + 1) * w]);
+                    }
+                    t0 = t1;
+                }
             });
         Ok(out)
     }
 
-    /// Attention weights `[P, K]` of pairs `(row pair_user[p] of users, item pair_item[p])`.
-    pub fn attention(
-        &self,
-        users: Users,
-        pair_user: &[i64],
-        pair_item: &[i64],
-    ) -> Result<Vec<f32>> {
-        let (p, rows) = self.resolve(users)?;
-        self.attention_of(&p, rows, pair_user, pair_item)
+    /// Each user's personas (see [`Personas`]).
+    pub fn personas(&self, users: &CsrView) -> Result<Personas> {
+        self.check_users(users)?;
+        let k = self.n_personas;
+        let rows = users.n_rows;
+        let mut out = Personas {
+            cluster: vec![-1; rows * k],
+            share: vec![0.0; rows * k],
+            entry: vec![0; users.nnz()],
+        };
+        let mut split = Split::default();
+        for r in 0..rows {
+            self.split(users, r, &mut split);
+            for (p, (&c, &s)) in split.cluster.iter().zip(&split.share).enumerate() {
+                out.cluster[r * k + p] = c as i64;
+                out.share[r * k + p] = s;
+            }
+            let range = users.row_range(r);
+            for (e, &p) in out.entry[range].iter_mut().zip(&split.entry) {
+                *e = p as i64;
+            }
+        }
+        Ok(out)
     }
 
-    fn attention_of(
+    /// Attention weights `[P, K]` of pairs `(row pair_user[p] of users, item pair_item[p])`;
+    /// 0 for personas a user does not have.
+    pub fn attention(
         &self,
-        personas: &[f32],
-        rows: usize,
+        users: &CsrView,
         pair_user: &[i64],
         pair_item: &[i64],
     ) -> Result<Vec<f32>> {
+        self.check_users(users)?;
+        self.check_pairs(users.n_rows, pair_user, pair_item)?;
+        let (k, a) = (self.n_personas, self.att_dim);
+        // Users' persona directions once, then the pairs in parallel.
+        let states: Vec<UserPersonas> = (0..users.n_rows)
+            .into_par_iter()
+            .map(|r| self.user_personas(users, r))
+            .collect();
+        let mut out = vec![0f32; pair_user.len() * k];
+        out.par_chunks_mut(k).enumerate().for_each(|(p, w)| {
+            let st = &states[pair_user[p] as usize];
+            let j = pair_item[p] as usize;
+            let z = &self.item_space[j * a..(j + 1) * a];
+            let np = st.share.len();
+            for (kk, wk) in w[..np].iter_mut().enumerate() {
+                let e = &st.emb[kk * a..(kk + 1) * a];
+                *wk = dot(e, z) / self.tau + self.delta * st.share[kk].ln();
+            }
+            softmax(&mut w[..np]);
+        });
+        Ok(out)
+    }
+
+    /// For each pair `(row pair_user[p] of users, item pair_item[p])`: the `n_because` history
+    /// items of the item's dominant persona that vote most for it (`x_ui F_ij`, best first), and
+    /// their votes. `-1` / NaN padded; `rows x n_because` each.
+    pub fn because(
+        &self,
+        users: &CsrView,
+        pair_user: &[i64],
+        pair_item: &[i64],
+        n_because: i64,
+    ) -> Result<(Vec<i64>, Vec<f32>)> {
+        let h = usize::try_from(n_because)
+            .map_err(|_| invalid!("n_history must be >= 0, got {n_because}"))?;
+        let att = self.attention(users, pair_user, pair_item)?;
+        let len = pair_user.len().checked_mul(h);
+        let mut ids = buffer("because", len, -1i64)?;
+        let mut votes = buffer("because", len, f32::NAN)?;
+        if h == 0 {
+            return Ok((ids, votes));
+        }
+        let k = self.n_personas;
+        ids.par_chunks_mut(h)
+            .zip(votes.par_chunks_mut(h))
+            .enumerate()
+            .for_each_init(Split::default, |split, (p, (ids, votes))| {
+                let r = pair_user[p] as usize;
+                let j = pair_item[p] as usize;
+                self.split(users, r, split);
+                if split.share.is_empty() {
+                    return;
+                }
+                let dom = argmax(&att[p * k..p * k + split.share.len()]);
+                let mut cand: Vec<(f32, i64)> = users
+                    .row_iter(r)
+                    .zip(&split.entry)
+                    .filter(|(_, &e)| e == dom)
+                    .map(|((i, x), _)| (x as f32 * self.filter_entry(i, j), i as i64))
+                    .collect();
+                // Largest vote first, ties to the lower item index.
+                cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                for ((slot_i, slot_v), (v, i)) in ids.iter_mut().zip(votes.iter_mut()).zip(cand) {
+                    *slot_i = i;
+                    *slot_v = v;
+                }
+            });
+        Ok((ids, votes))
+    }
+
+    fn check_pairs(&self, rows: usize, pair_user: &[i64], pair_item: &[i64]) -> Result<()> {
         if pair_user.len() != pair_item.len() {
             return Err(invalid!(
-                "attention: {} users but {} items in the pairs",
+                "{} users but {} items in the pairs",
                 pair_user.len(),
                 pair_item.len()
             ));
         }
-        if let Some(p) = pair_user.iter().position(|&u| u < 0 || u as usize >= rows) {
-            return Err(invalid!(
-                "attention: user row {} is outside 0..{rows}",
-                pair_user[p]
-            ));
+        if let Some(p) = pair_user
+            .iter()
+            .position(|&u| u < 0 || u as u64 >= rows as u64)
+        {
+            return Err(invalid!("user row {} is outside 0..{rows}", pair_user[p]));
         }
         if let Some(p) = pair_item
             .iter()
-            .position(|&j| j < 0 || j as usize >= self.n_items)
+            .position(|&j| j < 0 || j as u64 >= self.n_items as u64)
         {
             return Err(invalid!(
                 "items: index {} is outside 0..{}",
@@ -341,39 +426,195 @@ impl AmpCf {
                 self.n_items
             ));
         }
-        let (k, a) = (self.n_personas, self.att_dim);
-        let pn = self.project(personas); // [rows*K, a]
-        let mut out = vec![0f32; pair_user.len() * k];
-        out.par_chunks_mut(k * 1024).enumerate().for_each(|(c, o)| {
-            for (t, w) in o.chunks_exact_mut(k).enumerate() {
-                let p = c * 1024 + t;
-                let (u, j) = (pair_user[p] as usize, pair_item[p] as usize);
-                let q = &self.item_att[j * a..(j + 1) * a];
-                for (kk, wk) in w.iter_mut().enumerate() {
-                    let pr = &pn[(u * k + kk) * a..(u * k + kk + 1) * a];
-                    *wk = pr.iter().zip(q).map(|(x, y)| x * y).sum::<f32>() / self.tau;
-                }
-                softmax(w);
-            }
-        });
-        Ok(out)
+        Ok(())
     }
 
-    /// Projected, normalised personas: `[rows*K, a]`.
-    fn project(&self, personas: &[f32]) -> Vec<f32> {
-        let m = personas.len() / self.dim;
-        let mut pn = vec![0f32; m * self.att_dim];
-        gemm::a_b(
-            m,
-            self.att_dim,
-            self.dim,
-            personas,
-            &self.proj_user,
-            &mut pn,
-        );
-        normalise_rows(&mut pn, self.att_dim);
-        pn
+    /// `F_ij = S_ij + L_i . R_j`.
+    fn filter_entry(&self, i: usize, j: usize) -> f32 {
+        let n = self.n_items;
+        let s = match &self.votes {
+            Votes::Dense(v) => v[i * n + j],
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => {
+                let row = indptr[i] as usize..indptr[i + 1] as usize;
+                match indices[row.clone()].binary_search(&(j as i32)) {
+                    Ok(t) => data[row.start + t],
+                    Err(_) => 0.0,
+                }
+            }
+        };
+        let r = self.rank;
+        s + dot(
+            &self.low_left[i * r..(i + 1) * r],
+            &self.low_right[j * r..(j + 1) * r],
+        )
     }
+
+    /// Splits row `r`'s history into personas (module docs), into `out`.
+    fn split(&self, users: &CsrView, r: usize, out: &mut Split) {
+        let (k, a) = (self.n_personas, self.att_dim);
+        out.cluster.clear();
+        out.share.clear();
+        out.entry.clear();
+        out.weight.clear();
+        out.weight.resize(self.n_clusters, 0.0);
+        let mut total = 0f64;
+        let mut any = false;
+        for (i, x) in users.row_iter(r) {
+            any = true;
+            total += x;
+            let c = self.item_cluster[i];
+            if c >= 0 {
+                out.weight[c as usize] += x;
+            }
+        }
+        if !any {
+            return;
+        }
+        // The K heaviest clusters: a partial selection, then sorted (weight desc, id asc).
+        let mut top: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
+        for (c, &w) in out.weight.iter().enumerate() {
+            if w > 0.0 && (top.len() < k || w > top[k - 1].0) {
+                let at = top.partition_point(|&(tw, _)| tw >= w);
+                top.insert(at, (w, c));
+                top.truncate(k);
+            }
+        }
+        if top.is_empty() {
+            // No clustered item (or all weights zero): one persona holds the whole history.
+            out.cluster.push(-1);
+        } else {
+            out.cluster.extend(top.iter().map(|&(_, c)| c as i32));
+        }
+        let np = out.cluster.len();
+        let mut mass = vec![0f64; np];
+        for (i, x) in users.row_iter(r) {
+            let c = self.item_cluster[i];
+            let p = match out.cluster.iter().position(|&kc| kc == c && c >= 0) {
+                Some(p) => p,
+                None if top.is_empty() => 0,
+                None => {
+                    // The kept centroid closest to this item; ties to the lower persona.
+                    let z = &self.item_space[i * a..(i + 1) * a];
+                    let mut best = (f32::NEG_INFINITY, 0);
+                    for (p, &kc) in out.cluster.iter().enumerate() {
+                        let s = dot(&self.centroids[kc as usize * a..(kc as usize + 1) * a], z);
+                        if s > best.0 {
+                            best = (s, p);
+                        }
+                    }
+                    best.1
+                }
+            };
+            out.entry.push(p);
+            mass[p] += x;
+        }
+        for m in mass {
+            out.share.push(if total > 0.0 {
+                (m / total) as f32
+            } else {
+                1.0 / np as f32
+            });
+        }
+    }
+
+    /// Row `r`'s persona directions and shares.
+    fn user_personas(&self, users: &CsrView, r: usize) -> UserPersonas {
+        let a = self.att_dim;
+        let mut split = Split::default();
+        self.split(users, r, &mut split);
+        let np = split.share.len();
+        let mut emb = vec![0f32; np * a];
+        for ((i, x), &p) in users.row_iter(r).zip(&split.entry) {
+            let z = &self.item_space[i * a..(i + 1) * a];
+            axpy(&mut emb[p * a..(p + 1) * a], x as f32, z);
+        }
+        emb.chunks_exact_mut(a).for_each(normalise);
+        UserPersonas {
+            emb,
+            share: split.share,
+        }
+    }
+}
+
+/// Scratch of [`AmpCf::split`], reused across users.
+#[derive(Default)]
+struct Split {
+    weight: Vec<f64>,  // per cluster
+    cluster: Vec<i32>, // per persona
+    share: Vec<f32>,   // per persona
+    entry: Vec<usize>, // per history entry
+}
+
+/// One user's personas: unit directions `np x a` and shares.
+struct UserPersonas {
+    emb: Vec<f32>,
+    share: Vec<f32>,
+}
+
+fn check_sparse(indptr: &[i64], indices: &[i32], n: usize) -> Result<()> {
+    if indptr.first() != Some(&0) || indptr.last().copied() != Some(indices.len() as i64) {
+        return Err(bad_model!(
+            "ampcf: votes_indptr must start at 0 and end at the number of entries"
+        ));
+    }
+    for (r, w) in indptr.windows(2).enumerate() {
+        if w[1] < w[0] {
+            return Err(bad_model!("ampcf: votes_indptr decreases at row {r}"));
+        }
+        let row = &indices[w[0] as usize..w[1] as usize];
+        if row.iter().any(|&c| c < 0 || c as u64 >= n as u64)
+            || row.windows(2).any(|p| p[1] <= p[0])
+        {
+            return Err(bad_model!(
+                "ampcf: row {r} of the sparse votes has columns outside 0..{n} or not strictly \
+                 increasing"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[inline]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// First maximum, as numpy's argmax.
+fn argmax(w: &[f32]) -> usize {
+    let mut best = 0;
+    for (k, &x) in w.iter().enumerate() {
+        if x > w[best] {
+            best = k;
+        }
+    }
+    best
+}
+
+/// In-place softmax of a short slice (max-subtracted).
+fn softmax(w: &mut [f32]) {
+    let mx = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut s = 0.0;
+    for x in w.iter_mut() {
+        *x = (*x - mx).exp();
+        s += *x;
+    }
+    w.iter_mut().for_each(|x| *x /= s);
 }
 
 impl Model for AmpCf {
@@ -387,22 +628,32 @@ impl Model for AmpCf {
 
     /// The stored tensors, for writing the model back to a file.
     fn tensors(&self) -> Vec<Tensor<'_>> {
-        let (u, i, k, d, a) = (
-            self.n_users,
-            self.n_items,
-            self.n_personas,
-            self.dim,
-            self.att_dim,
-        );
-        let mut t: Vec<Tensor> = vec![
-            ("personas", vec![u, k, d], &self.personas),
-            ("item_emb", vec![i, d], &self.item_emb),
-            ("item_bias", vec![i], &self.item_bias),
-            ("proj_user", vec![d, a], &self.proj_user),
-            ("proj_item", vec![d, a], &self.proj_item),
-        ];
+        let (n, r, a) = (self.n_items, self.rank, self.att_dim);
+        let mut t: Vec<Tensor> = match &self.votes {
+            Votes::Dense(v) => vec![("votes", vec![n, n], v.into())],
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => vec![
+                ("votes_indptr", vec![n + 1], indptr.into()),
+                ("votes_indices", vec![indices.len()], indices.into()),
+                ("votes_data", vec![data.len()], data.into()),
+            ],
+        };
+        if r > 0 {
+            t.push(("low_left", vec![n, r], (&self.low_left).into()));
+            t.push(("low_right", vec![n, r], (&self.low_right).into()));
+        }
+        t.push(("item_space", vec![n, a], (&self.item_space).into()));
+        t.push(("item_cluster", vec![n], Values::I32(&self.item_cluster)));
+        t.push((
+            "centroids",
+            vec![self.n_clusters, a],
+            (&self.centroids).into(),
+        ));
         if let Some(c) = &self.item_count {
-            t.push(("item_count", vec![i], c));
+            t.push(("item_count", vec![n], c.into()));
         }
         t
     }
@@ -413,159 +664,249 @@ impl Model for AmpCf {
     }
 }
 
-/// In-place softmax of a short slice (max-subtracted).
-#[inline]
-fn softmax(w: &mut [f32]) {
-    let mx = w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut s = 0.0;
-    for x in w.iter_mut() {
-        *x = (*x - mx).exp();
-        s += *x;
-    }
-    w.iter_mut().for_each(|x| *x /= s);
-}
-
-/// [`AmpCf`] bound to one batch of personas: the [`TileScorer`] of the fused loop.
-pub struct AmpCfScorer<'a> {
+/// [`AmpCf`] as the [`TileScorer`] of the fused loop.
+struct Scorer<'a> {
     model: &'a AmpCf,
-    personas: &'a [f32],
+    /// Score every user as one persona (the filter alone): exact when `mix = 0`.
+    collapse: bool,
 }
 
-/// Per-chunk state: the chunk's personas, their projections, and two reusable tile buffers.
-pub struct ChunkState {
-    p: Vec<f32>,  // [m*K, d]
-    pn: Vec<f32>, // [m*K, a]
+impl<'a> Scorer<'a> {
+    fn new(model: &'a AmpCf, force_collapse: bool) -> Self {
+        let collapse = force_collapse || model.mix == 0.0 || model.n_personas == 1;
+        Self { model, collapse }
+    }
+}
+
+/// Per-chunk state: the chunk's persona rows and a reusable scratch.
+struct ChunkState {
     m: usize,
+    /// Persona rows of user u: `first[u]..first[u + 1]`.
+    first: Vec<usize>,
+    /// Per persona row: `delta ln pi` and `pi^-gamma`.
+    logit_shift: Vec<f32>,
+    weight: Vec<f32>,
+    emb: Vec<f32>, // [P, a], unit or zero
+    low: Vec<f32>, // [P, r]
+    /// History entries: (item, persona row, weight).
+    entries: Vec<(u32, u32, f32)>,
     scratch: RefCell<(Vec<f32>, Vec<f32>)>,
 }
 
-impl AmpCfScorer<'_> {
-    fn prepare_rows(&self, rows: std::ops::Range<usize>) -> ChunkState {
-        let kd = self.model.n_personas * self.model.dim;
-        let m = rows.len();
-        let p = self.personas[rows.start * kd..rows.end * kd].to_vec();
-        let pn = self.model.project(&p);
-        ChunkState {
-            p,
-            pn,
-            m,
-            scratch: RefCell::new((Vec::new(), Vec::new())),
-        }
-    }
-}
-
-impl TileScorer for AmpCfScorer<'_> {
+impl TileScorer for Scorer<'_> {
     type State = ChunkState;
 
     fn n_items(&self) -> usize {
         self.model.n_items
     }
 
-    fn prepare(&self, _users: &CsrView, rows: std::ops::Range<usize>) -> ChunkState {
-        self.prepare_rows(rows)
+    fn prepare(&self, users: &CsrView, rows: Range<usize>) -> ChunkState {
+        let md = self.model;
+        let (a, r) = (md.att_dim, md.rank);
+        let m = rows.len();
+        let mut st = ChunkState {
+            m,
+            first: Vec::with_capacity(m + 1),
+            logit_shift: Vec::new(),
+            weight: Vec::new(),
+            emb: Vec::new(),
+            low: Vec::new(),
+            entries: Vec::new(),
+            scratch: RefCell::new((Vec::new(), Vec::new())),
+        };
+        let mut split = Split::default();
+        let mut p0 = 0;
+        for row in rows {
+            st.first.push(p0);
+            let np = if self.collapse {
+                split.share.clear();
+                split.entry.clear();
+                let len = users.row(row).len();
+                if len > 0 {
+                    split.share.push(1.0);
+                    split.entry.resize(len, 0);
+                }
+                split.share.len()
+            } else {
+                md.split(users, row, &mut split);
+                split.share.len()
+            };
+            for &s in &split.share {
+                st.logit_shift.push(md.delta * s.ln());
+                st.weight.push(s.powf(-md.gamma));
+            }
+            st.emb.resize((p0 + np) * a, 0.0);
+            st.low.resize((p0 + np) * r, 0.0);
+            for ((i, x), &p) in users.row_iter(row).zip(&split.entry) {
+                let pr = p0 + p;
+                let x = x as f32;
+                st.entries.push((i as u32, pr as u32, x));
+                if !self.collapse {
+                    axpy(
+                        &mut st.emb[pr * a..(pr + 1) * a],
+                        x,
+                        &md.item_space[i * a..(i + 1) * a],
+                    );
+                }
+                if r > 0 {
+                    axpy(
+                        &mut st.low[pr * r..(pr + 1) * r],
+                        x,
+                        &md.low_left[i * r..(i + 1) * r],
+                    );
+                }
+            }
+            p0 += np;
+        }
+        st.first.push(p0);
+        st.emb.chunks_exact_mut(a).for_each(normalise);
+        st
     }
 
-    fn score_tile(&self, st: &ChunkState, items: std::ops::Range<usize>, out: &mut [f32]) {
+    fn score_tile(&self, st: &ChunkState, items: Range<usize>, out: &mut [f32]) {
         let md = self.model;
-        let (k, d, a, w, m) = (md.n_personas, md.dim, md.att_dim, items.len(), st.m);
-        let mk = m * k;
+        let (a, r, n) = (md.att_dim, md.rank, md.n_items);
+        let w = items.len();
+        let np = st.first[st.m];
         let mut scratch = st.scratch.borrow_mut();
-        let (sim, dot) = &mut *scratch;
-        if sim.len() < mk * w {
-            sim.resize(mk * w, 0.0);
-            dot.resize(mk * w, 0.0);
+        let (cos, val) = &mut *scratch;
+        if val.len() < np * w {
+            val.resize(np * w, 0.0);
+            cos.resize(np * w, 0.0);
         }
-        gemm::a_bt(
-            mk,
-            w,
-            a,
-            &st.pn,
-            &md.item_att[items.start * a..items.end * a],
-            sim,
-        );
-        gemm::a_bt(
-            mk,
-            w,
-            d,
-            &st.p,
-            &md.item_emb[items.start * d..items.end * d],
-            dot,
-        );
-        let bias = &md.item_bias[items];
-        let inv_tau = 1.0 / md.tau;
-        for u in 0..m {
-            let row = &mut out[u * w..(u + 1) * w];
-            let base = u * k * w;
-            // Max over k first (stable softmax), then the weighted sum; all loops run along the
-            // contiguous item axis so they vectorise.
-            row.copy_from_slice(&sim[base..base + w]);
-            for kk in 1..k {
-                let s = &sim[base + kk * w..base + (kk + 1) * w];
-                row.iter_mut().zip(s).for_each(|(x, &y)| *x = x.max(y));
+        let val = &mut val[..np * w];
+        if r > 0 {
+            let right = &md.low_right[items.start * r..items.end * r];
+            gemm::a_bt(np, w, r, &st.low, right, val);
+        } else {
+            val.fill(0.0);
+        }
+        match &md.votes {
+            Votes::Dense(s) => {
+                for &(i, p, x) in &st.entries {
+                    let row = i as usize * n;
+                    let p = p as usize;
+                    axpy(
+                        &mut val[p * w..(p + 1) * w],
+                        x,
+                        &s[row + items.start..row + items.end],
+                    );
+                }
             }
-            score_row(
-                row,
-                &sim[base..base + k * w],
-                &dot[base..base + k * w],
-                k,
-                w,
-                inv_tau,
-            );
-            row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => {
+                let (t0, t1) = (items.start as i32, items.end as i32);
+                for &(i, p, x) in &st.entries {
+                    let row = indptr[i as usize] as usize..indptr[i as usize + 1] as usize;
+                    let cols = &indices[row.clone()];
+                    let lo = cols.partition_point(|&c| c < t0);
+                    let hi = lo + cols[lo..].partition_point(|&c| c < t1);
+                    let dst = &mut val[p as usize * w..(p as usize + 1) * w];
+                    for (&c, &d) in cols[lo..hi]
+                        .iter()
+                        .zip(&data[row.start + lo..row.start + hi])
+                    {
+                        dst[(c - t0) as usize] += x * d;
+                    }
+                }
+            }
+        }
+        let cos = &mut cos[..np * w];
+        if !self.collapse {
+            let z = &md.item_space[items.start * a..items.end * a];
+            gemm::a_bt(np, w, a, &st.emb, z, cos);
+        }
+        for u in 0..st.m {
+            let ps = st.first[u]..st.first[u + 1];
+            let row = &mut out[u * w..(u + 1) * w];
+            match ps.len() {
+                0 => row.fill(0.0),
+                1 => row.copy_from_slice(&val[ps.start * w..ps.end * w]),
+                _ => {
+                    let mix = Mix {
+                        shift: &st.logit_shift[ps.clone()],
+                        weight: &st.weight[ps.clone()],
+                        inv_tau: 1.0 / md.tau,
+                        mix: md.mix,
+                    };
+                    let rows = ps.start * w..ps.end * w;
+                    combine(row, &mut cos[rows.clone()], &val[rows], &mix)
+                }
+            }
         }
     }
 }
 
-/// `row` holds max_k sim on entry; on exit `sum_k softmax_k(sim/tau) * dot`.
+/// One user's persona rows as `combine` weighs them: `delta ln pi_k`, `pi_k^-gamma`, and the
+/// model's `1 / tau` and `mix`.
+struct Mix<'a> {
+    shift: &'a [f32],
+    weight: &'a [f32],
+    inv_tau: f32,
+    mix: f32,
+}
+
+/// `row[j] = (1 - mix) sum_k val_kj + mix sum_k softmax_k(cos_kj / tau + shift_k) weight_k val_kj`
+/// over the user's persona rows (`cos` is overwritten).
 ///
-/// This is the only transcendental work in scoring (K exponentials per user and item), so it
-/// runs on [`vmath::exp_neg_f32`], which vectorises, and on AVX2 + FMA where the CPU has them (the rest
-/// of the crate is built for baseline x86-64; the GEMMs dispatch at run time on their own).
+/// The only transcendental work in scoring (one exponential per persona and item), so it runs
+/// on [`vmath::exp_neg_f32`], which vectorises, and on AVX2 + FMA where the CPU has them.
 #[inline]
-fn score_row(row: &mut [f32], sim: &[f32], dot: &[f32], k: usize, w: usize, inv_tau: f32) {
+fn combine(row: &mut [f32], cos: &mut [f32], val: &[f32], m: &Mix) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the features score_row_avx2 is compiled for were detected on this CPU.
-        return unsafe { score_row_avx2(row, sim, dot, k, w, inv_tau) };
+        // SAFETY: the features combine_avx2 is compiled for were detected on this CPU.
+        return unsafe { combine_avx2(row, cos, val, m) };
     }
-    score_row_impl(row, sim, dot, k, w, inv_tau)
+    combine_impl(row, cos, val, m)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn score_row_avx2(row: &mut [f32], sim: &[f32], dot: &[f32], k: usize, w: usize, tau: f32) {
-    score_row_impl(row, sim, dot, k, w, tau)
+unsafe fn combine_avx2(row: &mut [f32], cos: &mut [f32], val: &[f32], m: &Mix) {
+    combine_impl(row, cos, val, m)
 }
 
 #[inline(always)]
-fn score_row_impl(row: &mut [f32], sim: &[f32], dot: &[f32], k: usize, w: usize, inv_tau: f32) {
+fn combine_impl(row: &mut [f32], cos: &mut [f32], val: &[f32], c: &Mix) {
+    let w = row.len();
+    // Logits in place, and their max over personas in `row` (every loop runs along the
+    // contiguous item axis, so it vectorises).
+    for (k, lg) in cos.chunks_exact_mut(w).enumerate() {
+        let s = c.shift[k];
+        lg.iter_mut().for_each(|x| *x = *x * c.inv_tau + s);
+        if k == 0 {
+            row.copy_from_slice(lg);
+        } else {
+            row.iter_mut()
+                .zip(lg.iter())
+                .for_each(|(m, &x)| *m = m.max(x));
+        }
+    }
     const B: usize = 64;
-    let mut num = [0f32; B];
-    let mut den = [0f32; B];
+    let (mut num, mut den, mut sum) = ([0f32; B], [0f32; B], [0f32; B]);
     let mut j0 = 0;
     while j0 < w {
         let j1 = (j0 + B).min(w);
-        let n = j1 - j0;
-        num[..n].fill(0.0);
-        den[..n].fill(0.0);
-        for kk in 0..k {
-            let s = &sim[kk * w + j0..kk * w + j1];
-            let dt = &dot[kk * w + j0..kk * w + j1];
-            let mx = &row[j0..j1];
-            for ((((nu, de), &sv), &dv), &m) in num[..n]
-                .iter_mut()
-                .zip(den[..n].iter_mut())
-                .zip(s)
-                .zip(dt)
-                .zip(mx)
-            {
-                let e = vmath::exp_neg_f32((sv - m) * inv_tau);
-                *nu += e * dv;
-                *de += e;
+        let b = j1 - j0;
+        num[..b].fill(0.0);
+        den[..b].fill(0.0);
+        sum[..b].fill(0.0);
+        for (k, &wk) in c.weight.iter().enumerate() {
+            let lg = &cos[k * w + j0..k * w + j1];
+            let v = &val[k * w + j0..k * w + j1];
+            for t in 0..b {
+                let e = vmath::exp_neg_f32(lg[t] - row[j0 + t]);
+                num[t] += e * wk * v[t];
+                den[t] += e;
+                sum[t] += v[t];
             }
         }
-        for ((r, nu), de) in row[j0..j1].iter_mut().zip(&num[..n]).zip(&den[..n]) {
-            *r = nu / de;
+        for t in 0..b {
+            row[j0 + t] = (1.0 - c.mix) * sum[t] + c.mix * num[t] / den[t];
         }
         j0 = j1;
     }
@@ -574,159 +915,405 @@ fn score_row_impl(row: &mut [f32], sim: &[f32], dot: &[f32], k: usize, w: usize,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::tests::{build, rand_vec};
+    use crate::checkpoint::encode;
+    use crate::checkpoint::tests::rand_vec;
     use crate::csr::Index;
     use crate::fused::DenseScores;
 
-    fn toy(n_users: usize, n_items: usize, k: usize, d: usize, a: usize) -> AmpCf {
-        let mut s = 11u64;
-        let t: Vec<(&str, Vec<usize>, Vec<f32>)> = vec![
-            ("personas", vec![n_users, k, d]),
-            ("item_emb", vec![n_items, d]),
-            ("item_bias", vec![n_items]),
-            ("proj_user", vec![d, a]),
-            ("proj_item", vec![d, a]),
-        ]
-        .into_iter()
-        .map(|(n, sh)| {
-            let len = sh.iter().product();
-            (n, sh, rand_vec(len, &mut s))
-        })
-        .collect();
-        let (m, w) = build(
-            "ampcf",
-            &t,
-            serde_json::json!({"n_items": n_items, "tau": 0.5}),
-        );
-        AmpCf::from_checkpoint(Checkpoint::from_bytes(&m, &w).unwrap()).unwrap()
+    struct Toy {
+        n: usize,
+        k: usize,
+        c: usize,
+        a: usize,
+        r: usize,
+        sparse: bool,
+        mix: f32,
+        delta: f32,
+        gamma: f32,
     }
 
-    /// Scores written from the definition, in f64.
-    fn naive(m: &AmpCf, p: &[f32], u: usize, j: usize) -> (f64, Vec<f64>) {
-        let (k, d, a) = (m.n_personas, m.dim, m.att_dim);
-        let proj = |v: &[f32], w: &[f32]| -> Vec<f64> {
-            let o: Vec<f64> = (0..a)
-                .map(|c| (0..d).map(|r| v[r] as f64 * w[r * a + c] as f64).sum())
-                .collect();
-            let n = o.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-            o.iter().map(|x| x / n).collect()
-        };
-        let q = &m.item_emb[j * d..(j + 1) * d];
-        let qa = proj(q, &m.proj_item);
-        let mut logits = vec![];
-        let mut dots = vec![];
-        for kk in 0..k {
-            let pk = &p[(u * k + kk) * d..(u * k + kk + 1) * d];
-            let pa = proj(pk, &m.proj_user);
-            logits.push(pa.iter().zip(&qa).map(|(x, y)| x * y).sum::<f64>() / m.tau as f64);
-            dots.push(
-                pk.iter()
-                    .zip(q)
-                    .map(|(x, y)| *x as f64 * *y as f64)
-                    .sum::<f64>(),
-            );
+    /// The model and its item-item part as a dense matrix.
+    fn toy(t: &Toy, seed: u64) -> (AmpCf, Vec<f32>) {
+        let mut s = seed;
+        let (n, a, r, c) = (t.n, t.a, t.r, t.c);
+        let mut dense = rand_vec(n * n, &mut s);
+        let mut space = rand_vec(n * a, &mut s);
+        space.chunks_exact_mut(a).for_each(normalise);
+        // A zero item vector: an item without a direction.
+        space[..a].fill(0.0);
+        let cent = rand_vec(c * a, &mut s);
+        let cluster: Vec<i32> = (0..n).map(|i| (i * 7 % (c + 1)) as i32 - 1).collect();
+        let ll = rand_vec(n * r, &mut s);
+        let lr = rand_vec(n * r, &mut s);
+        let (mut indptr, mut indices, mut data) = (vec![0i64], vec![], vec![]);
+        if t.sparse {
+            for i in 0..n {
+                for j in 0..n {
+                    if (i * 31 + j * 17) % 5 == 0 {
+                        indices.push(j as i32);
+                        data.push(dense[i * n + j]);
+                    } else {
+                        dense[i * n + j] = 0.0;
+                    }
+                }
+                indptr.push(indices.len() as i64);
+            }
         }
+        let mut tensors: Vec<Tensor> = vec![
+            ("item_space", vec![n, a], (&space).into()),
+            ("item_cluster", vec![n], (&cluster).into()),
+            ("centroids", vec![c, a], (&cent).into()),
+        ];
+        if t.sparse {
+            tensors.push(("votes_indptr", vec![n + 1], (&indptr).into()));
+            tensors.push(("votes_indices", vec![indices.len()], (&indices).into()));
+            tensors.push(("votes_data", vec![data.len()], (&data).into()));
+        } else {
+            tensors.push(("votes", vec![n, n], (&dense).into()));
+        }
+        if r > 0 {
+            tensors.push(("low_left", vec![n, r], (&ll).into()));
+            tensors.push(("low_right", vec![n, r], (&lr).into()));
+        }
+        let m = serde_json::json!({"kind": "ampcf", "n_items": n, "n_personas": t.k,
+            "tau": 0.7, "mix": t.mix, "delta": t.delta, "gamma": t.gamma});
+        let (text, w) = encode(&m.to_string(), &tensors).unwrap();
+        let md = AmpCf::from_checkpoint(Checkpoint::from_bytes(text.as_bytes(), &w).unwrap());
+        (md.unwrap(), dense)
+    }
+
+    /// The score of the module docs, written from the definition in f64.
+    fn naive(md: &AmpCf, s_dense: &[f32], hist: &[(usize, f64)], j: usize) -> f64 {
+        let (n, a, r) = (md.n_items, md.att_dim, md.rank);
+        if hist.is_empty() {
+            return 0.0;
+        }
+        let mut w = vec![0f64; md.n_clusters];
+        for &(i, x) in hist {
+            if md.item_cluster[i] >= 0 {
+                w[md.item_cluster[i] as usize] += x;
+            }
+        }
+        let mut order: Vec<usize> = (0..md.n_clusters).filter(|&c| w[c] > 0.0).collect();
+        order.sort_by(|&p, &q| w[q].total_cmp(&w[p]).then(p.cmp(&q)));
+        order.truncate(md.n_personas);
+        let np = order.len().max(1);
+        let f = |i: usize| -> f64 {
+            let s = s_dense[i * n + j] as f64;
+            let l = &md.low_left[i * r..(i + 1) * r];
+            let rr = &md.low_right[j * r..(j + 1) * r];
+            s + l
+                .iter()
+                .zip(rr)
+                .map(|(x, y)| *x as f64 * *y as f64)
+                .sum::<f64>()
+        };
+        let mut v = vec![0f64; np];
+        let mut e = vec![vec![0f64; a]; np];
+        let mut mass = vec![0f64; np];
+        for &(i, x) in hist {
+            let z = &md.item_space[i * a..(i + 1) * a];
+            let c = md.item_cluster[i];
+            let p = if order.is_empty() {
+                0
+            } else if let Some(p) = order.iter().position(|&o| o as i32 == c) {
+                p
+            } else {
+                let sims: Vec<f64> = order
+                    .iter()
+                    .map(|&o| {
+                        let m = &md.centroids[o * a..(o + 1) * a];
+                        m.iter().zip(z).map(|(x, y)| x * y).sum::<f32>() as f64
+                    })
+                    .collect();
+                (0..np).fold(0, |b, p| if sims[p] > sims[b] { p } else { b })
+            };
+            v[p] += x * f(i);
+            mass[p] += x;
+            for (ed, &zd) in e[p].iter_mut().zip(z) {
+                *ed += x * zd as f64;
+            }
+        }
+        let total: f64 = mass.iter().sum();
+        let zj = &md.item_space[j * a..(j + 1) * a];
+        let logits: Vec<f64> = (0..np)
+            .map(|p| {
+                let nrm = e[p].iter().map(|x| x * x).sum::<f64>().sqrt();
+                let c = if nrm > 0.0 {
+                    e[p].iter().zip(zj).map(|(x, y)| x * *y as f64).sum::<f64>() / nrm
+                } else {
+                    0.0
+                };
+                c / md.tau as f64 + md.delta as f64 * (mass[p] / total).ln()
+            })
+            .collect();
         let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let e: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
-        let s: f64 = e.iter().sum();
-        let att: Vec<f64> = e.iter().map(|x| x / s).collect();
-        let score = att.iter().zip(&dots).map(|(x, y)| x * y).sum::<f64>() + m.item_bias[j] as f64;
-        (score, att)
+        let ex: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
+        let den: f64 = ex.iter().sum();
+        let sum: f64 = v.iter().sum();
+        if np == 1 || md.mix == 0.0 {
+            return sum;
+        }
+        let att: f64 = (0..np)
+            .map(|p| ex[p] / den * (mass[p] / total).powf(-md.gamma as f64) * v[p])
+            .sum();
+        (1.0 - md.mix as f64) * sum + md.mix as f64 * att
+    }
+
+    fn histories(rows: usize, n: usize) -> (Vec<i64>, Vec<i32>, Vec<f32>) {
+        let (mut p, mut i, mut d) = (vec![0i64], vec![], vec![]);
+        for u in 0..rows {
+            // Row 0 is empty; others vary in length and weight.
+            if u > 0 {
+                for j in (u % 3..n).step_by(2 + u % 9) {
+                    i.push(j as i32);
+                    d.push(1.0 + (u * j % 3) as f32);
+                }
+            }
+            p.push(i.len() as i64);
+        }
+        (p, i, d)
     }
 
     #[test]
-    fn fused_equals_definition_across_tiles_and_chunks() {
-        let n_items = fused::ITEM_TILE + 29;
-        let n_users = fused::USER_CHUNK + 3;
-        let model = toy(n_users, n_items, 3, 5, 4);
-        let p = model.personas().to_vec();
-        let dense = model.score(Users::Personas(&p)).unwrap();
-        for &(u, j) in &[(0, 0), (3, 2047), (n_users - 1, n_items - 1), (200, 2050)] {
-            let (want, _) = naive(&model, &p, u, j);
-            let got = dense[u * n_items + j] as f64;
-            assert!(
-                (got - want).abs() < 1e-4 * want.abs().max(1.0),
-                "{got} vs {want}"
-            );
-        }
-        let mut indptr = vec![0i64];
-        let mut indices = vec![];
-        for u in 0..n_users {
-            for j in (u % 5..n_items).step_by(53 + u % 7) {
-                indices.push(j as i32);
+    fn fused_scores_equal_the_definition() {
+        let n = fused::ITEM_TILE + 37;
+        let rows = fused::USER_CHUNK + 5;
+        for (t, seed) in [
+            (
+                Toy {
+                    n,
+                    k: 3,
+                    c: 6,
+                    a: 5,
+                    r: 4,
+                    sparse: false,
+                    mix: 0.4,
+                    delta: 0.3,
+                    gamma: 0.5,
+                },
+                3,
+            ),
+            (
+                Toy {
+                    n,
+                    k: 4,
+                    c: 9,
+                    a: 3,
+                    r: 0,
+                    sparse: true,
+                    mix: 1.0,
+                    delta: 0.0,
+                    gamma: 0.0,
+                },
+                5,
+            ),
+            (
+                Toy {
+                    n,
+                    k: 1,
+                    c: 4,
+                    a: 3,
+                    r: 2,
+                    sparse: true,
+                    mix: 0.5,
+                    delta: 0.0,
+                    gamma: 1.0,
+                },
+                7,
+            ),
+            (
+                Toy {
+                    n,
+                    k: 5,
+                    c: 3,
+                    a: 4,
+                    r: 3,
+                    sparse: false,
+                    mix: 0.0,
+                    delta: 1.0,
+                    gamma: 0.0,
+                },
+                9,
+            ),
+        ] {
+            let (md, s_dense) = toy(&t, seed);
+            let (p, i, d) = histories(rows, n);
+            let users = CsrView::new("u", n, Index::I64(&p), Index::I32(&i), Some(&d)).unwrap();
+            let dense = md.score(&users).unwrap();
+            for &(u, j) in &[
+                (0, 0),
+                (1, 5),
+                (7, 2047),
+                (rows - 1, n - 1),
+                (200, 2050),
+                (9, 0),
+            ] {
+                let hist: Vec<(usize, f64)> = users.row_iter(u).collect();
+                let want = naive(&md, &s_dense, &hist, j);
+                let got = dense[u * n + j] as f64;
+                assert!(
+                    (got - want).abs() < 2e-4 * want.abs().max(1.0),
+                    "k {} mix {}: ({u}, {j}) {got} vs {want}",
+                    t.k,
+                    t.mix
+                );
             }
-            indptr.push(indices.len() as i64);
+            let f = Filters::new(true, None, n).unwrap();
+            let stop = Stop::new();
+            let (ids, scores, dom) = md.recommend(&users, 25, &f, &stop, true).unwrap();
+            let want = fused::top_n(
+                &DenseScores::new(&dense, rows, n).unwrap(),
+                &users,
+                25,
+                &f,
+                &stop,
+            )
+            .unwrap();
+            assert_eq!(ids, want.0);
+            assert_eq!(scores, want.1);
+            let dom = dom.unwrap();
+            assert!(dom[..25].iter().all(|&d| d == 0), "{:?}", &dom[..25]);
+            assert!(dom.iter().all(|&d| d >= 0 && (d as usize) < t.k));
         }
-        let seen = CsrView::new(
+    }
+
+    #[test]
+    fn personas_attention_and_because() {
+        let t = Toy {
+            n: 40,
+            k: 3,
+            c: 5,
+            a: 4,
+            r: 2,
+            sparse: true,
+            mix: 0.5,
+            delta: 0.2,
+            gamma: 0.0,
+        };
+        let (md, s_dense) = toy(&t, 11);
+        let (p, i, d) = histories(6, 40);
+        let users = CsrView::new("u", 40, Index::I64(&p), Index::I32(&i), Some(&d)).unwrap();
+        let ps = md.personas(&users).unwrap();
+        // Empty history: no persona; others: shares sum to 1, heaviest first.
+        assert!(ps.cluster[..3].iter().all(|&c| c == -1));
+        for u in 1..6 {
+            let s = &ps.share[u * 3..u * 3 + 3];
+            assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            for &e in &ps.entry[p[u] as usize..p[u + 1] as usize] {
+                assert!(e >= 0 && (e as usize) < 3 && ps.cluster[u * 3 + e as usize] >= 0);
+            }
+        }
+        let att = md.attention(&users, &[1, 2, 5, 0], &[0, 39, 7, 3]).unwrap();
+        for (q, w) in att.chunks_exact(3).enumerate().take(3) {
+            assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{q}");
+        }
+        assert_eq!(&att[9..12], &[0.0, 0.0, 0.0]);
+        let (ids, votes) = md.because(&users, &[1, 2], &[0, 39], 2).unwrap();
+        assert_eq!(ids.len(), 4);
+        for (q, &(u, j)) in [(1usize, 0usize), (2, 39)].iter().enumerate() {
+            let dom = argmax(&att[q * 3..q * 3 + 3]);
+            for s in 0..2 {
+                let it = ids[q * 2 + s];
+                if it < 0 {
+                    assert!(votes[q * 2 + s].is_nan());
+                    continue;
+                }
+                let pos = users.row(u).iter().position(|&c| c as i64 == it).unwrap();
+                assert_eq!(ps.entry[p[u] as usize + pos], dom as i64);
+                let x = users.row_values(u).unwrap()[pos];
+                let (i, r) = (it as usize, md.rank);
+                let f = s_dense[i * 40 + j]
+                    + dot(
+                        &md.low_left[i * r..(i + 1) * r],
+                        &md.low_right[j * r..(j + 1) * r],
+                    );
+                assert!((votes[q * 2 + s] - x * f).abs() < 1e-6);
+            }
+            assert!(ids[q * 2] < 0 || votes[q * 2] >= votes[q * 2 + 1] || ids[q * 2 + 1] < 0);
+        }
+        assert!(md.attention(&users, &[6], &[0]).is_err());
+        assert!(md.attention(&users, &[0], &[40]).is_err());
+        assert!(md.attention(&users, &[0, 1], &[0]).is_err());
+        assert!(md.because(&users, &[0], &[0], -1).is_err());
+        let wide = CsrView::empty(1, 41);
+        assert!(md.score(&wide).is_err());
+        let neg = CsrView::new(
             "u",
-            n_items,
-            Index::I64(&indptr),
-            Index::I32(&indices),
-            None,
+            40,
+            Index::I64(&[0, 1]),
+            Index::I32(&[3]),
+            Some(&[-1.0]),
         )
         .unwrap();
-        let f = Filters::new(true, None, n_items).unwrap();
-        let stop = Stop::new();
-        let (ids, scores, dom) = model
-            .recommend(Users::Personas(&p), &seen, 30, &f, &stop, true)
-            .unwrap();
-        let got = (ids, scores);
-        let dense_scores = DenseScores::new(&dense, n_users, n_items).unwrap();
-        let want = fused::top_n(&dense_scores, &seen, 30, &f, &stop).unwrap();
-        // The dominant persona of each listed item is the argmax of its attention.
-        let dom = dom.unwrap();
-        for (t, &j) in got.0.iter().enumerate().take(90) {
-            let u = (t / 30) as i64;
-            let att = model.attention(Users::Personas(&p), &[u], &[j]).unwrap();
-            let best = (0..3).fold(0, |b, k| if att[k] > att[b] { k } else { b });
-            assert_eq!(dom[t], best as i64);
-        }
-        for (g, w) in got.1.iter().zip(&want.1) {
-            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0));
-        }
+        assert!(md.score(&neg).unwrap_err().to_string().contains("negative"));
     }
 
     #[test]
-    fn attention_matches_definition_and_sums_to_one() {
-        let model = toy(4, 50, 3, 6, 6);
-        let p = model.personas().to_vec();
-        let att = model
-            .attention(Users::Personas(&p), &[0, 1, 3, 3], &[0, 49, 7, 7])
-            .unwrap();
-        for (t, (&u, &j)) in [(0usize, 0usize), (1, 49), (3, 7), (3, 7)]
-            .iter()
-            .map(|(u, j)| (u, j))
-            .enumerate()
-        {
-            let (_, want) = naive(&model, &p, u, j);
-            let got = &att[t * 3..(t + 1) * 3];
-            assert!((got.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-            for (g, w) in got.iter().zip(&want) {
-                assert!((*g as f64 - w).abs() < 1e-5);
+    fn bad_files_are_errors() {
+        let t = Toy {
+            n: 6,
+            k: 2,
+            c: 2,
+            a: 2,
+            r: 1,
+            sparse: true,
+            mix: 0.5,
+            delta: 0.0,
+            gamma: 0.0,
+        };
+        let (md, _) = toy(&t, 1);
+        let good = md.tensors();
+        let manifest = |extra: serde_json::Value| {
+            let mut m = serde_json::json!({"kind": "ampcf", "n_items": 6, "n_personas": 2,
+                "tau": 0.7, "mix": 0.5, "delta": 0.0, "gamma": 0.0});
+            for (k, v) in extra.as_object().unwrap() {
+                m[k] = v.clone();
             }
-        }
-    }
-
-    #[test]
-    fn bad_inputs_are_errors() {
-        let model = toy(2, 10, 2, 3, 3);
-        assert!(model.gather(&[0, 2]).is_err());
-        assert!(model.gather(&[-1]).is_err());
-        assert_eq!(model.gather(&[1]).unwrap().len(), 6);
-        assert!(model.score(Users::Personas(&[0.0; 5])).is_err());
-        assert!(model.score(Users::Personas(&[f32::NAN; 6])).is_err());
-        assert!(model.score(Users::Index(&[2])).is_err());
-        let p = vec![0.0; 6];
-        assert!(model.attention(Users::Personas(&p), &[0], &[10]).is_err());
-        assert!(model.attention(Users::Personas(&p), &[1], &[0]).is_err());
-        // Zero personas: cosine 0, uniform attention, score = bias.
-        let att = model.attention(Users::Personas(&p), &[0], &[3]).unwrap();
-        assert!((att[0] - 0.5).abs() < 1e-6);
-        let (m, w) = build("ampcf", &[], serde_json::json!({"n_items": 3, "tau": 1.0}));
-        assert!(AmpCf::from_checkpoint(Checkpoint::from_bytes(&m, &w).unwrap()).is_err());
-        let t = vec![("personas", vec![1, 1, 1], vec![0.0])];
-        let (m, w) = build("ampcf", &t, serde_json::json!({"n_items": 3}));
-        let e = AmpCf::from_checkpoint(Checkpoint::from_bytes(&m, &w).unwrap());
-        assert!(e.err().unwrap().to_string().contains("tau"));
+            m.to_string()
+        };
+        let load = |m: String, t: &[Tensor]| {
+            let (text, w) = encode(&m, t).unwrap();
+            AmpCf::from_checkpoint(Checkpoint::from_bytes(text.as_bytes(), &w).unwrap())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(load(manifest(serde_json::json!({"tau": 0.0})), &good).contains("tau"));
+        assert!(load(manifest(serde_json::json!({"mix": 2.0})), &good).contains("mix"));
+        assert!(load(manifest(serde_json::json!({"n_personas": 0})), &good).contains("positive"));
+        let bad_cluster = vec![0i32, 1, 2, 0, 0, 0];
+        let mut t2: Vec<Tensor> = good
+            .iter()
+            .filter(|t| t.0 != "item_cluster")
+            .cloned()
+            .collect();
+        t2.push(("item_cluster", vec![6], (&bad_cluster).into()));
+        assert!(load(manifest(serde_json::json!({})), &t2).contains("item_cluster[2]"));
+        let bad_idx = match &md.votes {
+            Votes::Sparse { indices, .. } => {
+                let mut v = indices.clone();
+                v.reverse();
+                v
+            }
+            _ => unreachable!(),
+        };
+        let mut t3: Vec<Tensor> = good
+            .iter()
+            .filter(|t| t.0 != "votes_indices")
+            .cloned()
+            .collect();
+        t3.push(("votes_indices", vec![bad_idx.len()], (&bad_idx).into()));
+        assert!(load(manifest(serde_json::json!({})), &t3).contains("strictly"));
+        let old = vec![0f32; 4];
+        let mut t4 = good.clone();
+        t4.push(("personas", vec![1, 2, 2], (&old).into()));
+        assert!(load(manifest(serde_json::json!({})), &t4).contains("personae 0.1"));
+        let t5: Vec<Tensor> = good
+            .iter()
+            .filter(|t| !t.0.starts_with("votes"))
+            .cloned()
+            .collect();
+        assert!(load(manifest(serde_json::json!({})), &t5).contains("votes"));
     }
 }

@@ -775,6 +775,67 @@ impl Reranker {
         })
     }
 
+    /// Per-user, per-attribute minority-taste recall at `k` (`rows x attributes`): the share
+    /// of the user's relevant items (`truth`, one row per user) that are minority-taste items
+    /// and appear in the list's first `k`. A minority-taste item has at least one category
+    /// (c(g|i) > 0) and p(g|u) < `threshold` for every one of them: the tastes an average model
+    /// crushes. NaN for users without a minority-taste relevant item.
+    pub fn taste_recall(
+        &self,
+        ids: &[i64],
+        rows: usize,
+        target: &Target,
+        truth: &CsrView,
+        k: i64,
+        threshold: f64,
+    ) -> Result<Vec<f64>> {
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(invalid!("threshold must lie in [0, 1], got {threshold}"));
+        }
+        if k < 1 {
+            return Err(invalid!("k must be a positive integer, got {k}"));
+        }
+        if truth.n_rows != rows || truth.n_cols != self.n_items() {
+            return Err(invalid!(
+                "truth is {} x {} but there are {rows} users and {} items",
+                truth.n_rows,
+                truth.n_cols,
+                self.n_items()
+            ));
+        }
+        let width = self.check_lists("ids", ids, rows)?;
+        self.check_target(target, rows)?;
+        let cut = (k as u64).min(width as u64) as usize;
+        self.per_user_lists(rows, target, |sc, a, u| {
+            let p = &sc.attrs[a].p;
+            let cats = &self.attrs[a].cats;
+            let minority = |i: usize| {
+                let mut any = false;
+                let mut top = 0f64;
+                for (g, c) in cats.item(i) {
+                    if c > 0.0 {
+                        any = true;
+                        top = top.max(p[g]);
+                    }
+                }
+                any && top < threshold
+            };
+            let rel = truth.row(u);
+            let n_min = rel.iter().filter(|&&i| minority(i as usize)).count();
+            if n_min == 0 {
+                return f64::NAN;
+            }
+            let list = &ids[u * width..u * width + cut];
+            let hits = list
+                .iter()
+                .filter(|&&j| {
+                    j >= 0 && rel.binary_search(&(j as i32)).is_ok() && minority(j as usize)
+                })
+                .count();
+            hits as f64 / n_min as f64
+        })
+    }
+
     fn per_user<T: Send>(
         &self,
         rows: usize,

@@ -34,11 +34,85 @@ pub struct Checkpoint {
     /// The manifest's JSON text, exactly as read (or as stamped by [`encode`]).
     pub text: String,
     pub kind: String,
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    tensors: HashMap<String, (Vec<usize>, Stored)>,
+}
+
+/// The row-major values of one tensor to write. Indices (cluster labels, sparse structure) are
+/// stored as integers: a float32 holds integers exactly only up to 2^24.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl Values<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::I32(v) => v.len(),
+            Values::I64(v) => v.len(),
+        }
+    }
+
+    fn dtype(&self) -> Dtype {
+        match self {
+            Values::F32(_) => Dtype::F32,
+            Values::I32(_) => Dtype::I32,
+            Values::I64(_) => Dtype::I64,
+        }
+    }
+
+    fn le_bytes(&self) -> Vec<u8> {
+        match self {
+            Values::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for Values<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        Values::F32(v)
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for Values<'a> {
+    fn from(v: &'a Vec<f32>) -> Self {
+        Values::F32(v)
+    }
+}
+
+impl<'a> From<&'a Vec<i32>> for Values<'a> {
+    fn from(v: &'a Vec<i32>) -> Self {
+        Values::I32(v)
+    }
+}
+
+impl<'a> From<&'a Vec<i64>> for Values<'a> {
+    fn from(v: &'a Vec<i64>) -> Self {
+        Values::I64(v)
+    }
 }
 
 /// A tensor to write: name, shape, row-major values.
-pub type Tensor<'a> = (&'a str, Vec<usize>, &'a [f32]);
+pub type Tensor<'a> = (&'a str, Vec<usize>, Values<'a>);
+
+/// A decoded tensor's values.
+#[derive(Debug)]
+enum Stored {
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+/// The dtype names a manifest may give, and their safetensors dtypes.
+const DTYPES: [(&str, Dtype); 3] = [
+    ("F32", Dtype::F32),
+    ("I32", Dtype::I32),
+    ("I64", Dtype::I64),
+];
 
 /// What every loaded model provides, whatever its family.
 pub trait Model: Send + Sync {
@@ -176,12 +250,16 @@ impl Checkpoint {
             }
         }
         for (name, spec) in specs {
-            let dtype = spec.get("dtype").and_then(Value::as_str);
-            if dtype != Some("F32") {
-                return Err(bad_model!(
-                    "manifest.json: tensor '{name}' must have dtype \"F32\""
-                ));
-            }
+            let dtype = spec
+                .get("dtype")
+                .and_then(Value::as_str)
+                .and_then(|d| DTYPES.iter().find(|t| t.0 == d))
+                .map(|t| t.1)
+                .ok_or_else(|| {
+                    bad_model!(
+                        "manifest.json: tensor '{name}' must have dtype \"F32\", \"I32\" or \"I64\""
+                    )
+                })?;
             let shape: Vec<usize> = spec
                 .get("shape")
                 .and_then(Value::as_array)
@@ -194,9 +272,9 @@ impl Checkpoint {
             let view = st.tensor(name).map_err(|_| {
                 bad_model!("weights file lacks tensor '{name}' listed in manifest.json")
             })?;
-            if view.dtype() != Dtype::F32 {
+            if view.dtype() != dtype {
                 return Err(bad_model!(
-                    "tensor '{name}' is stored as {:?}, expected F32",
+                    "tensor '{name}' is stored as {:?}, but manifest.json says {dtype:?}",
                     view.dtype()
                 ));
             }
@@ -207,17 +285,34 @@ impl Checkpoint {
                     shape
                 ));
             }
-            let data: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            if let Some(pos) = data.iter().position(|x| !x.is_finite()) {
-                return Err(bad_model!(
-                    "tensor '{name}' holds a non-finite value ({}) at flat position {pos}",
-                    data[pos]
-                ));
-            }
+            let bytes = view.data();
+            let data = match dtype {
+                Dtype::F32 => {
+                    let data: Vec<f32> = bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    if let Some(pos) = data.iter().position(|x| !x.is_finite()) {
+                        return Err(bad_model!(
+                            "tensor '{name}' holds a non-finite value ({}) at flat position {pos}",
+                            data[pos]
+                        ));
+                    }
+                    Stored::F32(data)
+                }
+                Dtype::I32 => Stored::I32(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+                _ => Stored::I64(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().expect("8-byte chunks")))
+                        .collect(),
+                ),
+            };
             tensors.insert(name.clone(), (shape, data));
         }
         let text = String::from_utf8(manifest.to_vec())
@@ -247,7 +342,7 @@ impl Checkpoint {
     }
 
     /// Removes tensor `name`, checking it has exactly `shape`.
-    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    fn take_stored(&mut self, name: &str, shape: &[usize]) -> Result<Stored> {
         let (got, data) = self
             .tensors
             .remove(name)
@@ -260,9 +355,38 @@ impl Checkpoint {
         Ok(data)
     }
 
+    /// Removes float32 tensor `name`, checking it has exactly `shape`.
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        match self.take_stored(name, shape)? {
+            Stored::F32(v) => Ok(v),
+            _ => Err(bad_model!("tensor '{name}' must have dtype F32")),
+        }
+    }
+
+    /// Removes int32 tensor `name`, checking it has exactly `shape`.
+    pub fn take_i32(&mut self, name: &str, shape: &[usize]) -> Result<Vec<i32>> {
+        match self.take_stored(name, shape)? {
+            Stored::I32(v) => Ok(v),
+            _ => Err(bad_model!("tensor '{name}' must have dtype I32")),
+        }
+    }
+
+    /// Removes int64 tensor `name`, checking it has exactly `shape`.
+    pub fn take_i64(&mut self, name: &str, shape: &[usize]) -> Result<Vec<i64>> {
+        match self.take_stored(name, shape)? {
+            Stored::I64(v) => Ok(v),
+            _ => Err(bad_model!("tensor '{name}' must have dtype I64")),
+        }
+    }
+
+    /// Whether the file holds tensor `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
     /// Like [`Checkpoint::take`] for a tensor that older files may lack.
     pub fn take_optional(&mut self, name: &str, shape: &[usize]) -> Result<Option<Vec<f32>>> {
-        if self.tensors.contains_key(name) {
+        if self.has(name) {
             self.take(name, shape).map(Some)
         } else {
             Ok(None)
@@ -360,7 +484,7 @@ fn check_item_ids(m: &Value) -> Result<()> {
 pub fn encode(manifest: &str, tensors: &[Tensor]) -> Result<(String, Vec<u8>)> {
     let mut m = parse_manifest(manifest.as_bytes())?;
     let mut specs = serde_json::Map::new();
-    let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    let mut bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, shape, data) in tensors {
         if shape.iter().product::<usize>() != data.len() {
             return Err(bad_model!(
@@ -368,20 +492,18 @@ pub fn encode(manifest: &str, tensors: &[Tensor]) -> Result<(String, Vec<u8>)> {
                 data.len()
             ));
         }
+        let dtype = data.dtype();
+        let dname = DTYPES.iter().find(|t| t.1 == dtype).map_or("F32", |t| t.0);
         specs.insert(
             name.to_string(),
-            serde_json::json!({"dtype": "F32", "shape": shape}),
+            serde_json::json!({"dtype": dname, "shape": shape}),
         );
-        bytes.push((
-            name.to_string(),
-            shape.clone(),
-            data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ));
+        bytes.push((name.to_string(), shape.clone(), dtype, data.le_bytes()));
     }
     let views = bytes
         .iter()
-        .map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)
+        .map(|(n, s, d, b)| {
+            safetensors::tensor::TensorView::new(*d, s.clone(), b)
                 .map(|v| (n.clone(), v))
                 .map_err(|e| bad_model!("tensor '{n}': {e}"))
         })
@@ -433,7 +555,7 @@ pub(crate) mod tests {
         }
         let t: Vec<Tensor> = tensors
             .iter()
-            .map(|(n, s, d)| (*n, s.clone(), d.as_slice()))
+            .map(|(n, s, d)| (*n, s.clone(), Values::F32(d)))
             .collect();
         let (text, w) = encode(&m.to_string(), &t).unwrap();
         (text.into_bytes(), w)

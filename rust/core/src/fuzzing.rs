@@ -8,9 +8,9 @@
 
 use serde_json::Value;
 
-use crate::ampcf::{AmpCf, Users};
+use crate::ampcf::AmpCf;
 use crate::checkpoint::{sha256_hex, Checkpoint};
-use crate::csr::CsrView;
+use crate::csr::{CsrView, Index};
 use crate::fused::Filters;
 use crate::multvae::MultVae;
 use crate::popularity::Popularity;
@@ -26,9 +26,16 @@ fn exercise(manifest: &[u8], weights: &[u8]) {
     }
     if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
         if let Ok(a) = AmpCf::from_checkpoint(c) {
-            if a.n_users > 0 {
-                let seen = CsrView::empty(1, a.n_items);
-                let _ = a.recommend(Users::Index(&[0]), &seen, 3, &f, &stop, true);
+            // One user who saw the first and the last item.
+            let last = (a.n_items - 1).min(i32::MAX as usize) as i32;
+            let cols = if last > 0 { vec![0, last] } else { vec![0] };
+            let indptr = [0, cols.len() as i64];
+            if let Ok(u) =
+                CsrView::new("u", a.n_items, Index::I64(&indptr), Index::I32(&cols), None)
+            {
+                let _ = a.recommend(&u, 3, &f, &stop, true);
+                let _ = a.because(&u, &[0], &[0], 2);
+                let _ = a.personas(&u);
             }
         }
     }

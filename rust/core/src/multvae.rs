@@ -172,17 +172,17 @@ impl Model for MultVae {
     fn tensors(&self) -> Vec<Tensor<'_>> {
         let (i, h, z) = (self.n_items, self.hidden, self.latent);
         let mut t: Vec<Tensor> = vec![
-            ("enc_item", vec![i, h], &self.enc_item),
-            ("enc_b", vec![h], &self.enc_b),
-            ("mu_w", vec![h, z], &self.mu_w),
-            ("mu_b", vec![z], &self.mu_b),
-            ("dec_w", vec![z, h], &self.dec_w),
-            ("dec_b", vec![h], &self.dec_b),
-            ("dec_item", vec![i, h], &self.dec_item),
-            ("dec_item_b", vec![i], &self.dec_item_b),
+            ("enc_item", vec![i, h], (&self.enc_item).into()),
+            ("enc_b", vec![h], (&self.enc_b).into()),
+            ("mu_w", vec![h, z], (&self.mu_w).into()),
+            ("mu_b", vec![z], (&self.mu_b).into()),
+            ("dec_w", vec![z, h], (&self.dec_w).into()),
+            ("dec_b", vec![h], (&self.dec_b).into()),
+            ("dec_item", vec![i, h], (&self.dec_item).into()),
+            ("dec_item_b", vec![i], (&self.dec_item_b).into()),
         ];
         if let Some(c) = &self.item_count {
-            t.push(("item_count", vec![i], c));
+            t.push(("item_count", vec![i], c.into()));
         }
         t
     }

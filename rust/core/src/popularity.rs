@@ -72,7 +72,7 @@ impl Model for Popularity {
 
     /// The stored tensors, for writing the model back to a file.
     fn tensors(&self) -> Vec<Tensor<'_>> {
-        vec![("item_count", vec![self.n_items], &self.item_count)]
+        vec![("item_count", vec![self.n_items], (&self.item_count).into())]
     }
 
     /// Training interactions per item.

@@ -1,20 +1,17 @@
-//! `personae._core.AmpCf`: AMP-CF scoring, explanations and the stored persona table.
-//!
-//! Users are given as `who`: int64 indices of training users (their rows of the persona table)
-//! or float32 persona values (`rows x K x d`, e.g. from fold-in).
+//! `personae._core.AMPCF`: the persona model's fused scoring, personas and explanations. Users
+//! are always rows of a CSR `user_items` (their histories): a user is their history.
 
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
-use personae_core::ampcf::{AmpCf, Users};
-use personae_core::csr::CsrView;
+use numpy::PyReadonlyArray1;
+use personae_core::ampcf::AmpCf;
 use personae_core::fused::Filters;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{matrix, slice, Csr, ItemSet, Who};
+use crate::convert::{matrix, slice, Csr, ItemSet};
 use crate::errors::run;
-use crate::models::{serve_similar, PyModel};
+use crate::models::{serve_scores, serve_similar, PyModel};
 
 /// A loaded AMP-CF model. Immutable and thread-safe.
 #[pyclass(extends = PyModel, frozen, name = "AMPCF", module = "personae._core")]
@@ -28,62 +25,64 @@ impl PyAmpCf {
     }
 }
 
-/// Rows of `who` without resolving it (for output shapes before the work runs).
-fn rows(m: &AmpCf, who: Users) -> usize {
-    match who {
-        Users::Index(u) => u.len(),
-        Users::Personas(p) => p.len() / (m.n_personas * m.dim).max(1),
-    }
-}
-
 #[pymethods]
 impl PyAmpCf {
-    #[getter]
-    fn n_users(&self) -> usize {
-        self.inner.n_users
-    }
     #[getter]
     fn n_personas(&self) -> usize {
         self.inner.n_personas
     }
     #[getter]
-    fn dim(&self) -> usize {
-        self.inner.dim
+    fn n_clusters(&self) -> usize {
+        self.inner.n_clusters
     }
     #[getter]
     fn att_dim(&self) -> usize {
         self.inner.att_dim
     }
     #[getter]
+    fn rank(&self) -> usize {
+        self.inner.rank
+    }
+    #[getter]
     fn tau(&self) -> f32 {
         self.inner.tau
     }
+    #[getter]
+    fn mix(&self) -> f32 {
+        self.inner.mix
+    }
+    #[getter]
+    fn delta(&self) -> f32 {
+        self.inner.delta
+    }
+    #[getter]
+    fn gamma(&self) -> f32 {
+        self.inner.gamma
+    }
 
-    /// Top-`n` items of the users `who`; `seen` (one CSR row per user) is masked when given.
-    /// With `explain`, also the dominant persona of each listed item (int64, -1 for padding).
-    #[pyo3(signature = (who, n, seen=None, exclude_items=None, num_threads=None, explain=false))]
+    /// Top-`n` items of every row of `user_items`. With `explain`, also the dominant persona
+    /// of each listed item (int64, -1 for padding).
+    // The arguments are the Python signature's keywords.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (user_items, n, exclude_seen=true, exclude_items=None, num_threads=None, explain=false))]
     fn recommend<'py>(
         &self,
-        who: Who<'py>,
+        py: Python<'py>,
+        user_items: Csr<'py>,
         n: i64,
-        seen: Option<Csr<'py>>,
+        exclude_seen: bool,
         exclude_items: Option<ItemSet<'py>>,
         num_threads: Option<i64>,
         explain: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let py = who.py();
         let m = &self.inner;
-        let users = who.users()?;
         let ex = exclude_items.as_ref().map(ItemSet::exclude).transpose()?;
-        let seen = seen.as_ref().map(Csr::parts).transpose()?;
+        let parts = user_items.parts()?;
         let (rows, ids, scores, dom) = run(py, num_threads, |stop| {
-            let view = match &seen {
-                Some(s) => s.view("user_items")?,
-                None => CsrView::empty(rows(m, users), m.n_items),
-            };
-            let filters = Filters::new(seen.is_some(), ex, m.n_items)?;
-            let (ids, scores, dom) = m.recommend(users, &view, n, &filters, stop, explain)?;
-            Ok((view.n_rows, ids, scores, dom))
+            let users = parts.view("user_items")?;
+            let filters = Filters::new(exclude_seen, ex, m.n_items)?;
+            let (ids, scores, dom) = m.recommend(&users, n, &filters, stop, explain)?;
+            Ok((users.n_rows, ids, scores, dom))
         })?;
         let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
         let mut out = vec![
@@ -96,50 +95,90 @@ impl PyAmpCf {
         PyTuple::new(py, out)
     }
 
-    /// Dense scores (`rows x n_items`) of the users `who`: for tests and small batches.
-    #[pyo3(signature = (who, num_threads=None))]
+    /// Dense scores (`rows x n_items`) of every row of `user_items`: tests and small batches.
+    #[pyo3(signature = (user_items, num_threads=None))]
     fn score<'py>(
         &self,
         py: Python<'py>,
-        who: Who<'py>,
+        user_items: Csr<'py>,
         num_threads: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = &self.inner;
-        let users = who.users()?;
-        let out = run(py, num_threads, |_| m.score(users))?;
-        matrix(py, out, rows(m, users), m.n_items)
+        serve_scores(py, &user_items, num_threads, m.n_items, |u| m.score(u))
     }
 
-    /// Attention over personas (`P x K`, rows sum to 1) of the pairs
-    /// `(pair_user[p], pair_item[p])`, where `pair_user` indexes the rows of `who`.
-    #[pyo3(signature = (who, pair_user, pair_item, num_threads=None))]
+    /// `(cluster, share, entry)`: each row's personas (taste cluster, -1 padded, `rows x K`),
+    /// their shares of the history (`rows x K`) and the persona of every stored entry.
+    #[pyo3(signature = (user_items, num_threads=None))]
+    fn personas<'py>(
+        &self,
+        py: Python<'py>,
+        user_items: Csr<'py>,
+        num_threads: Option<i64>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let m = &self.inner;
+        let parts = user_items.parts()?;
+        let (rows, p) = run(py, num_threads, |_| {
+            let users = parts.view("user_items")?;
+            Ok((users.n_rows, m.personas(&users)?))
+        })?;
+        let nnz = p.entry.len();
+        PyTuple::new(
+            py,
+            [
+                matrix(py, p.cluster, rows, m.n_personas)?,
+                matrix(py, p.share, rows, m.n_personas)?,
+                matrix(py, p.entry, nnz, 1)?.call_method1("reshape", (nnz,))?,
+            ],
+        )
+    }
+
+    /// Attention over personas (`P x K`, 0 for personas a user lacks) of the pairs
+    /// `(pair_user[p], pair_item[p])`, where `pair_user` indexes the rows of `user_items`.
+    #[pyo3(signature = (user_items, pair_user, pair_item, num_threads=None))]
     fn attention<'py>(
         &self,
         py: Python<'py>,
-        who: Who<'py>,
+        user_items: Csr<'py>,
         pair_user: PyReadonlyArray1<'py, i64>,
         pair_item: PyReadonlyArray1<'py, i64>,
         num_threads: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (pu, pi) = (slice(&pair_user, "pair_user")?, slice(&pair_item, "items")?);
         let m = &self.inner;
-        let users = who.users()?;
-        let out = run(py, num_threads, |_| m.attention(users, pu, pi))?;
+        let parts = user_items.parts()?;
+        let out = run(py, num_threads, |_| {
+            m.attention(&parts.view("user_items")?, pu, pi)
+        })?;
         matrix(py, out, pu.len(), m.n_personas)
     }
 
-    /// Persona vectors `[len(users), K, d]` of training users (indices checked).
-    fn personas<'py>(&self, users: PyReadonlyArray1<'py, i64>) -> PyResult<Bound<'py, PyAny>> {
-        let py = users.py();
-        let u = slice(&users, "users")?;
+    /// `(items, votes)`, each `P x n`: per pair, the history items of the dominant persona
+    /// that vote most for the item, best first (-1 / NaN padded).
+    #[pyo3(signature = (user_items, pair_user, pair_item, n, num_threads=None))]
+    fn because<'py>(
+        &self,
+        py: Python<'py>,
+        user_items: Csr<'py>,
+        pair_user: PyReadonlyArray1<'py, i64>,
+        pair_item: PyReadonlyArray1<'py, i64>,
+        n: i64,
+        num_threads: Option<i64>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let (pu, pi) = (slice(&pair_user, "pair_user")?, slice(&pair_item, "items")?);
         let m = &self.inner;
-        let v = run(py, None, |_| m.gather(u))?;
-        Ok(PyArray1::from_vec(py, v)
-            .reshape([u.len(), m.n_personas, m.dim])?
-            .into_any())
+        let parts = user_items.parts()?;
+        let (ids, votes) = run(py, num_threads, |_| {
+            m.because(&parts.view("user_items")?, pu, pi, n)
+        })?;
+        let width = ids.len().checked_div(pu.len()).unwrap_or(n.max(0) as usize);
+        Ok((
+            matrix(py, ids, pu.len(), width)?,
+            matrix(py, votes, pu.len(), width)?,
+        ))
     }
 
-    /// The `n` items most similar to each of `items` (cosine of the item embeddings).
+    /// The `n` items most similar to each of `items` (cosine in the item space).
     #[pyo3(signature = (items, n, exclude_items=None))]
     fn similar_items<'py>(
         &self,
@@ -149,7 +188,7 @@ impl PyAmpCf {
         exclude_items: Option<ItemSet<'py>>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let m = self.inner.as_ref();
-        let f = (m.item_emb(), m.dim);
+        let f = (m.item_space(), m.att_dim);
         serve_similar(py, m, f, &items, n, exclude_items.as_ref())
     }
 }

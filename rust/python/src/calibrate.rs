@@ -225,6 +225,27 @@ impl PyReranker {
         })?;
         matrix(py, out, b, self.inner.attributes().len())
     }
+
+    /// Per-user, per-attribute minority-taste recall at `k` of the lists `ids` against the
+    /// relevant items `truth` (see `personae_core::calibrate::Reranker::taste_recall`).
+    fn taste_recall<'py>(
+        &self,
+        py: Python<'py>,
+        ids: PyReadonlyArray2<'py, i64>,
+        target: TargetArg<'py>,
+        truth: Csr<'py>,
+        k: i64,
+        threshold: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (v, b, _) = rows(&ids, "ids")?;
+        let (t, _) = target.parts()?;
+        let truth = truth.parts()?;
+        let r = &self.inner;
+        let out = run(py, None, |_| {
+            r.taste_recall(v, b, &t.target()?, &truth.view("truth")?, k, threshold)
+        })?;
+        matrix(py, out, b, self.inner.attributes().len())
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,10 +1,7 @@
 //! Python objects -> core views, converted once at the seam. No value rules here: the core
 //! checks every value (ranges, shapes, finiteness) with one message each.
 
-use numpy::{
-    PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods,
-};
-use personae_core::ampcf::Users;
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use personae_core::csr::{CsrView, Index};
 use personae_core::fused::Exclude;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -118,31 +115,6 @@ impl ItemSet<'_> {
             ItemSet::Mask(m) => Exclude::Mask(slice(m, "exclude_items")?),
             ItemSet::Items(i) => Exclude::Items(slice(i, "exclude_items")?),
             ItemSet::Only { only } => Exclude::AllExcept(slice(only, "items")?),
-        })
-    }
-}
-
-/// AMP-CF users: int64 indices of training users, or float32 persona values (rows x K x d).
-#[derive(FromPyObject)]
-pub enum Who<'py> {
-    Index(PyReadonlyArray1<'py, i64>),
-    Personas(PyReadonlyArrayDyn<'py, f32>),
-}
-
-impl<'py> Who<'py> {
-    pub fn py(&self) -> Python<'py> {
-        match self {
-            Who::Index(u) => u.py(),
-            Who::Personas(p) => p.py(),
-        }
-    }
-
-    pub fn users(&self) -> PyResult<Users<'_>> {
-        Ok(match self {
-            Who::Index(u) => Users::Index(slice(u, "users")?),
-            Who::Personas(p) => Users::Personas(p.as_slice().map_err(|_| {
-                PyValueError::new_err("personas must be a C-contiguous float32 array")
-            })?),
         })
     }
 }

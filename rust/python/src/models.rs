@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use personae_core::ampcf::AmpCf;
-use personae_core::checkpoint::{self, Checkpoint, Tensor};
+use personae_core::checkpoint::{self, Checkpoint, Tensor, Values};
 use personae_core::csr::CsrView;
 use personae_core::fused::Filters;
 use personae_core::multvae::MultVae;
@@ -63,12 +63,23 @@ impl PyModel {
             .map(|c| numpy::PyArray1::from_slice(py, c))
     }
 
-    /// Copies of the stored tensors, by name (float32 arrays).
+    /// Copies of the stored tensors, by name (float32, int32 or int64 arrays).
     fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
         use numpy::PyArrayMethods;
         let d = pyo3::types::PyDict::new(py);
         for (name, shape, v) in self.core.tensors() {
-            d.set_item(name, numpy::PyArray1::from_slice(py, v).reshape(shape)?)?;
+            let a = match v {
+                Values::F32(v) => numpy::PyArray1::from_slice(py, v)
+                    .reshape(shape)?
+                    .into_any(),
+                Values::I32(v) => numpy::PyArray1::from_slice(py, v)
+                    .reshape(shape)?
+                    .into_any(),
+                Values::I64(v) => numpy::PyArray1::from_slice(py, v)
+                    .reshape(shape)?
+                    .into_any(),
+            };
+            d.set_item(name, a)?;
         }
         Ok(d)
     }
@@ -141,20 +152,46 @@ fn from_bytes<'py>(
     wrap(py, c)
 }
 
-/// Builds a model from a manifest (kind, n_items, item ids, config...) and its float32 tensors,
-/// as a training run produces them.
+/// A tensor handed to `build`: float32, int32 or int64.
+#[derive(FromPyObject)]
+enum AnyTensor<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    I32(PyReadonlyArrayDyn<'py, i32>),
+    I64(PyReadonlyArrayDyn<'py, i64>),
+}
+
+impl AnyTensor<'_> {
+    fn parts(&self, name: &str) -> PyResult<(Vec<usize>, Values<'_>)> {
+        let contiguous = |_| PyValueError::new_err(format!("tensor {name:?} must be C-contiguous"));
+        Ok(match self {
+            AnyTensor::F32(a) => (
+                a.shape().to_vec(),
+                Values::F32(a.as_slice().map_err(contiguous)?),
+            ),
+            AnyTensor::I32(a) => (
+                a.shape().to_vec(),
+                Values::I32(a.as_slice().map_err(contiguous)?),
+            ),
+            AnyTensor::I64(a) => (
+                a.shape().to_vec(),
+                Values::I64(a.as_slice().map_err(contiguous)?),
+            ),
+        })
+    }
+}
+
+/// Builds a model from a manifest (kind, n_items, item ids, config...) and its tensors
+/// (float32; int32 or int64 for index tensors), as a fit produces them.
 #[pyfunction]
 fn build<'py>(
     py: Python<'py>,
     manifest: &str,
-    tensors: HashMap<String, PyReadonlyArrayDyn<'py, f32>>,
+    tensors: HashMap<String, AnyTensor<'py>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut parts: Vec<(String, Vec<usize>, &[f32])> = Vec::with_capacity(tensors.len());
+    let mut parts: Vec<(String, Vec<usize>, Values)> = Vec::with_capacity(tensors.len());
     for (name, a) in &tensors {
-        let v = a
-            .as_slice()
-            .map_err(|_| PyValueError::new_err(format!("tensor {name:?} must be C-contiguous")))?;
-        parts.push((name.clone(), a.shape().to_vec(), v));
+        let (shape, v) = a.parts(name)?;
+        parts.push((name.clone(), shape, v));
     }
     // Sorted by name, so the same tensors always make the same file.
     parts.sort_by(|a, b| a.0.cmp(&b.0));
@@ -207,6 +244,23 @@ pub fn serve_top_n<'py>(
         matrix(py, ids, rows, width)?,
         matrix(py, scores, rows, width)?,
     ))
+}
+
+/// The shared body of every `score`: dense scores (`rows x n_items`) of the rows of
+/// `user_items`, computed without the GIL.
+pub fn serve_scores<'py>(
+    py: Python<'py>,
+    user_items: &Csr<'_>,
+    num_threads: Option<i64>,
+    n_items: usize,
+    score: impl Fn(&CsrView) -> personae_core::Result<Vec<f32>> + Sync,
+) -> PyResult<Bound<'py, PyAny>> {
+    let parts = user_items.parts()?;
+    let (rows, out) = run(py, num_threads, |_| {
+        let users = parts.view("user_items")?;
+        Ok((users.n_rows, score(&users)?))
+    })?;
+    matrix(py, out, rows, n_items)
 }
 
 /// The shared body of `similar_items`: cosine of `factors` (`n_items x dim`).

@@ -7,8 +7,7 @@ use personae_core::multvae::MultVae;
 use pyo3::prelude::*;
 
 use crate::convert::{matrix, Csr, ItemSet};
-use crate::errors::run;
-use crate::models::{serve_similar, serve_top_n, PyModel};
+use crate::models::{serve_scores, serve_similar, serve_top_n, PyModel};
 
 /// A loaded Mult-VAE. Immutable and thread-safe.
 #[pyclass(extends = PyModel, frozen, name = "MultVAE", module = "personae._core")]
@@ -60,12 +59,7 @@ impl PyMultVae {
         num_threads: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = &self.inner;
-        let parts = user_items.parts()?;
-        let (rows, out) = run(py, num_threads, |_| {
-            let users = parts.view("user_items")?;
-            Ok((users.n_rows, m.score(&users)?))
-        })?;
-        matrix(py, out, rows, m.n_items)
+        serve_scores(py, &user_items, num_threads, m.n_items, |u| m.score(u))
     }
 
     /// The `n` items most similar to each of `items` (cosine of the output-layer embeddings).
