@@ -268,3 +268,29 @@ def test_bad_inputs_raise_clear_errors(fitted):
         model.explain(np.zeros((2, 3), np.int64), train.matrix[:1])
     with pytest.raises(TypeError, match="integer item indices"):
         model.explain(np.array([0.5]), train.matrix[:1])
+
+
+def test_base_tastes_follow_their_definition(fitted):
+    _, train, _, model = fitted
+    t = model.base_tastes()
+    x = train.matrix.tocsr()
+    p = model.personas(x)
+    n_c = model.n_tastes
+    S = np.zeros((x.shape[0], n_c))
+    for k in range(model.n_personas):
+        ok = p["taste"][:, k] >= 0
+        S[np.flatnonzero(ok), p["taste"][ok, k]] += p["share"][ok, k]
+    T = S.T @ x.toarray()
+    pj = np.asarray(x.sum(0)).ravel() / x.sum()
+    want = np.log((T + 10 * pj) / (T.sum(1, keepdims=True) + 10) / pj).T
+    np.testing.assert_allclose(t.phi, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(t.prior_mean, S.mean(0), rtol=1e-5, atol=1e-6)
+    users_with = (x.toarray() > 0).mean(0)
+    np.testing.assert_allclose(t.offset, np.log(users_with / (1 - users_with)), rtol=1e-4)
+    assert len(t.names) == n_c and t.names[0].startswith("taste 0: ")
+    # An interview on them runs, and its list names a taste for every item.
+    it = personae.Interview(model, seed=0)
+    for _ in range(3):
+        it.answer(it.next_question(), True)
+    ids, scores, persona = it.recommend(5)
+    assert (ids >= 0).all() and ((persona >= 0) & (persona < n_c)).all()

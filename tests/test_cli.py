@@ -206,3 +206,84 @@ def test_ids_that_do_not_match_fail_clearly(tmp_path, capsys):
     assert "h.csv" in err and "column 'item'" in err and "'00" in err
     assert main([*args, "--drop-unknown"]) == 0
     assert "100 of 100 item ids" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ampcf_dir(tmp_path_factory):
+    import personae
+
+    d = personae.synthetic(n_users=400, n_items=120, n_tastes=4, seed=2)
+    path = tmp_path_factory.mktemp("ampcf") / "model"
+    personae.AMPCF(device="cpu").fit(d.interactions, show_progress=False).save(path)
+    items = path.parent / "items.csv"
+    pd.DataFrame({"item": range(120), "title": [f"Film {i}" for i in range(120)]}).to_csv(
+        items, index=False
+    )
+    return path, items
+
+
+def test_interview_in_a_terminal(ampcf_dir, tmp_path):
+    """Drives `personae interview` through a pseudo-terminal, as a person would."""
+    import os
+    import pty
+    import select
+    import time
+
+    model, items = ampcf_dir
+    state = tmp_path / "state.json"
+    argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
+    argv += ["--items", str(items), "--questions", "4", "--n", "5", "--state", str(state)]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command on the terminal
+        os.execv(sys.executable, argv)
+    out, replies, deadline = b"", iter(["maybe", "y", "n", "?", "y"]), time.time() + 120
+    try:
+        while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if out.rstrip().endswith(b"[y/n/?/q]"):
+                os.write(fd, (next(replies) + "\n").encode())
+                out += b"\n<answered>\n"
+    finally:
+        _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 0, text
+    assert "please answer [y/n/?/q]" in text  # "maybe" is refused, the question repeats
+    assert text.count("Would you watch / buy / visit: Film") == 5
+    assert "Top 5 after 4 answers" in text and "[taste " in text and "Film" in text
+    # Every answer was saved as it was given; the state resumes.
+    import json
+
+    saved = json.loads(state.read_text())
+    assert [a for _, a in saved["answers"]] == [True, False, None, True]
+
+
+def test_interview_scripted_and_resumed(ampcf_dir, tmp_path, capsys):
+    model, items = ampcf_dir
+    answers = tmp_path / "answers.txt"
+    answers.write_text("y\nn\nq\n")
+    state = tmp_path / "s.json"
+    base = ["interview", "--model", str(model), "--answers", str(answers), "--state", str(state)]
+    assert main(base + ["--questions", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "Top 10 after 2 answers" in out
+    answers.write_text("?\n")
+    assert main(base + ["--questions", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed 2 answers" in out and "Top 10 after 3 answers" in out
+    assert main(base + ["--kind", "pair", "--questions", "1", "--state", str(tmp_path / "p")]) == 0
+    assert "Which do you prefer: 1)" in capsys.readouterr().out
+    mv = tmp_path / "mv"
+    import personae
+
+    personae.Popularity().fit(personae.synthetic(50, 20, 2).interactions.matrix).save(mv)
+    assert main(["interview", "--model", str(mv)]) == 1
+    assert "interviews need AMP-CF" in capsys.readouterr().err

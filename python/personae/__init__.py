@@ -15,6 +15,7 @@ from personae.data import (
     strong_split,
     synthetic,
 )
+from personae.interview import Interview
 from personae.models import Model, load, top_n
 from personae.multvae import MultVAE
 from personae.popularity import Popularity
@@ -26,6 +27,7 @@ __all__ = [
     "AMPCF",
     "CalibratedReranker",
     "Interactions",
+    "Interview",
     "InvalidInputError",
     "Model",
     "ModelFormatError",

@@ -108,11 +108,14 @@ class AMPCF(Model, kind="ampcf"):
         MovieLens, minutes on Gowalla). Needs the ``train`` extra (torch runs the dense linear
         algebra, on CUDA when present)."""
         del validation, callback
-        from personae.train.ampcf import AMPCFConfig, config_dict, fit
+        from personae.train.ampcf import AMPCFConfig, config_dict, fit, taste_tensors
 
         x, ids = fit_inputs(user_items, item_ids)
         cfg = AMPCFConfig(**self.params)
         tensors, summary = fit(x, cfg, show_progress)
+        self._build(tensors, ids, config=config_dict(cfg), training=summary)
+        # The interview's base tastes need the training users' personas: a second build.
+        tensors.update(taste_tensors(self._fitted(), x))
         self._build(tensors, ids, config=config_dict(cfg), training=summary)
         self.history = []
         if checkpoint_dir is not None:
@@ -172,8 +175,8 @@ class AMPCF(Model, kind="ampcf"):
         """``(n_tastes, n)`` int64: each taste cluster's most popular items (-1 padded), to
         name the tastes."""
         n = integer("n", n)
-        t = self._fitted().tensors()
-        labels, count = t["item_cluster"], t.get("item_count")
+        core = self._fitted()
+        labels, count = core.item_cluster(), core.item_count()
         count = np.zeros(len(labels)) if count is None else count
         out = np.full((self.n_tastes, n), -1, dtype=np.int64)
         order = np.lexsort((np.arange(len(labels)), -count, labels))
@@ -184,6 +187,39 @@ class AMPCF(Model, kind="ampcf"):
         keep = rank < n
         out[lab[keep], rank[keep]] = order[keep]
         return out
+
+    def base_tastes(self, names=None):
+        """The base tastes an :class:`personae.Interview` places a new user in: the taste
+        clusters, with each taste's log-lift of every item, the items' log-odds and the
+        distribution of the training users' taste shares as the prior (see
+        :func:`personae.train.ampcf.taste_tensors` for the construction). `names`: one label
+        per taste (default: the taste's three most popular item ids)."""
+        from personae.interview import Tastes
+
+        core = self._fitted()
+        t = core.tastes()
+        if t is None:
+            raise ValueError(
+                "this AMP-CF file has no base tastes (built with from_tensors?): fit the model"
+            )
+        phi, offset, mean, cov = t
+        if names is None:
+            top = self.taste_items(3)
+            names = [
+                "taste " + str(c) + ": " + ", ".join(str(self.item_ids[i]) for i in row if i >= 0)
+                for c, row in enumerate(top)
+            ]
+        if len(names) != core.n_clusters:
+            raise ValueError(f"names must have one entry per taste ({core.n_clusters})")
+        count = core.item_count()
+        return Tastes(
+            phi=phi,
+            offset=offset,
+            popularity=np.zeros(core.n_items) if count is None else count,
+            names=list(names),
+            prior_mean=mean,
+            prior_cov=cov,
+        )
 
     # -- explanations --------------------------------------------------------------------
     def explain(self, items, user_items, n_history: int = 3) -> dict:

@@ -163,6 +163,94 @@ def _evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+_YES, _NO, _SKIP = {"y", "yes", "1"}, {"n", "no", "0"}, {"?", "", "s", "skip"}
+
+
+def _titles(model, a: argparse.Namespace) -> dict:
+    """Item index -> display title, from --items (or the item ids)."""
+    from personae.data import read_table
+
+    names = {i: str(x) for i, x in enumerate(model.item_ids)}
+    if a.items is None:
+        return names
+    df = read_table(a.items, text_columns=(a.item_col,))
+    for col in (a.item_col, a.title_col):
+        if col not in df.columns:
+            raise ValueError(
+                f"--items {a.items}: no column {col!r}; columns are {list(df.columns)}"
+            )
+    index = {str(x): i for i, x in enumerate(model.item_ids)}
+    for item, title in zip(df[a.item_col].astype(str), df[a.title_col].astype(str), strict=True):
+        if item in index:
+            names[index[item]] = title
+    return names
+
+
+def _interview(a: argparse.Namespace) -> int:
+    import personae
+    from personae.interview import Interview
+
+    model = personae.load(a.model)
+    if not hasattr(model, "base_tastes"):
+        raise ValueError(f"{a.model} holds a {type(model).__name__}: interviews need AMP-CF")
+    title = _titles(model, a)
+    names = None
+    if a.items is not None:  # name each taste by its most popular titles
+        names = [
+            f"taste {c}: " + " / ".join(title[int(i)] for i in row if i >= 0)
+            for c, row in enumerate(model.taste_items(2))
+        ]
+    tastes = model.base_tastes(names=names)
+    names = tastes.names
+    state = Path(a.state) if a.state else None
+    if state is not None and state.exists():
+        interview = Interview.from_json(tastes, state.read_text())
+        print(f"resumed {len(interview.answers)} answers from {state}")
+    else:
+        interview = Interview(tastes, kind=a.kind, seed=a.seed)
+    scripted = None
+    if a.answers is not None:
+        scripted = iter(Path(a.answers).read_text().split())
+    pair = a.kind == "pair"
+    keys = "[1/2/?/q]" if pair else "[y/n/?/q]"
+    print(f"Answer {keys}: ? = don't know / no opinion, q = stop and recommend.")
+    while len(interview.answers) < a.questions:
+        q = interview.next_question()
+        k = len(interview.answers) + 1
+        if pair:
+            prompt = (
+                f"[{k}/{a.questions}] Which do you prefer: 1) {title[q[0]]}  2) {title[q[1]]}? "
+            )
+        else:
+            prompt = f"[{k}/{a.questions}] Would you watch / buy / visit: {title[q]}? "
+        while True:
+            if scripted is None:
+                try:
+                    reply = input(prompt + keys + " ").strip().lower()
+                except EOFError:
+                    reply = "q"
+            else:
+                reply = next(scripted, "q").lower()
+                print(prompt + reply)
+            if reply == "q" or reply in _SKIP or reply in (("1", "2") if pair else _YES | _NO):
+                break
+            print(f"  please answer {keys}")
+        if reply == "q":
+            break
+        liked = None if reply in _SKIP else (reply == "1" if pair else reply in _YES)
+        interview.answer(q, liked)
+        if state is not None:  # nothing lost if the terminal closes
+            state.write_text(interview.to_json())
+    ids, scores, persona = interview.recommend(a.n)
+    print(f"\nTop {a.n} after {len(interview.answers)} answers:")
+    for r, (i, p) in enumerate(zip(ids, persona, strict=True), 1):
+        if i >= 0:
+            print(f"{r:>3}. {title[int(i)]}  [{names[int(p)]}]")
+    top = np.argsort(-interview.weights)[:3]
+    print("Your strongest tastes: " + "; ".join(names[int(b)] for b in top))
+    return 0
+
+
 def _rerank(a: argparse.Namespace) -> int:
     import pandas as pd
     import scipy.sparse as sp
@@ -418,6 +506,26 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--category-weight-col", default=None, help="optional category weight column")
     _io_args(rr)
     rr.set_defaults(func=_rerank)
+
+    iv = sub.add_parser(
+        "interview",
+        help="place a new user among an AMP-CF model's tastes in a few questions",
+        description="Asks adaptive questions about items (or pairs of items), chosen to tell "
+        "the model's tastes apart (personae.Interview), then prints a top-N list with the "
+        "taste behind each item. Answer y / n / ? (no opinion) / q (stop), or 1 / 2 for pairs.",
+        formatter_class=fmt,
+    )
+    iv.add_argument("--model", required=True, help="AMP-CF model directory")
+    iv.add_argument("--items", default=None, help="item file with titles (.csv/.parquet)")
+    iv.add_argument("--item-col", default="item", help="item id column of --items")
+    iv.add_argument("--title-col", default="title", help="title column of --items")
+    iv.add_argument("--questions", type=int, default=10, help="most questions to ask")
+    iv.add_argument("--kind", default="item", choices=["item", "pair"], help="question kind")
+    iv.add_argument("--n", type=int, default=10, help="list length")
+    iv.add_argument("--answers", default=None, help="file of answers, for scripted use")
+    iv.add_argument("--state", default=None, help="JSON file to save and resume the interview")
+    iv.add_argument("--seed", type=int, default=0, help="random seed")
+    iv.set_defaults(func=_interview)
     return p
 
 

@@ -11,9 +11,10 @@ a new user in that mix from short answers, after PReF (Shenfeld et al. 2025, arX
   slip probability ``s`` (people answer at random sometimes: survey research's non-attitudes);
   a pair uses ``u_i - u_j`` (Bradley-Terry). "No opinion" is not a dislike: it changes nothing.
 - **Posterior.** Gaussian prior ``N(m0, S0)`` (``Tastes.prior_mean``, ``Tastes.prior_cov``);
-  the Laplace approximation around the MAP, found by Fisher scoring with step halving (the slip
-  likelihood is not log-concave everywhere, so the expected information ``I(u)`` stands in for
-  the second derivative and keeps the precision positive definite):
+  the Laplace approximation around the MAP, found by Newton's method with step halving (Fisher
+  scoring where the observed Hessian is not positive definite: the slip likelihood is not
+  log-concave everywhere); the precision uses the expected information ``I(u)``, which keeps it
+  positive definite:
   ``H = S0^-1 + sum_i I(u_i) v_i v_i^T`` with ``I(u) = ((1 - s) sigmoid'(u))^2 / (p (1 - p))``.
 - **Next question.** The candidate that most increases ``log det H``: one answer on ``v`` adds
   ``log(1 + I(u) v^T H^-1 v)``, so the criterion is ``I(u) v^T H^-1 v`` (without slips,
@@ -98,6 +99,18 @@ class PairQuestion(tuple):
         return q
 
 
+def _top_direction(cov: np.ndarray, iters: int = 30) -> np.ndarray:
+    """The leading eigenvector of a covariance, by power iteration from its largest diagonal
+    entry (a direction to spread pair candidates along: approximate is enough, and for B of a
+    few dozen this is ten times faster than a full eigendecomposition)."""
+    v = np.zeros(len(cov))
+    v[int(np.argmax(np.diag(cov)))] = 1.0
+    for _ in range(iters):
+        w = cov @ v
+        v = w / max(np.linalg.norm(w), 1e-300)
+    return v
+
+
 def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
 
@@ -132,8 +145,10 @@ class Posterior:
         r = lam - self.m0
         return 0.5 * r @ self.P0 @ r - np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))
 
-    def fit(self, V, o, y, iters: int = 50):
-        """MAP by Fisher scoring with step halving, then the Laplace precision at the MAP."""
+    def fit(self, V, o, y, iters: int = 100):
+        """MAP by Newton's method with step halving (Fisher scoring where the observed
+        Hessian is not positive definite: the slip likelihood is not log-concave everywhere),
+        then the Laplace precision at the MAP."""
         V = np.asarray(V, dtype=np.float64).reshape(-1, len(self.m0))
         o, y = np.asarray(o, dtype=np.float64), np.asarray(y, dtype=np.float64)
         lam = self.mean.copy()
@@ -141,8 +156,16 @@ class Posterior:
         for _ in range(iters):
             u = V @ lam + o
             p, d = self._terms(u)
-            grad = self.P0 @ (lam - self.m0) - V.T @ (d * (y / p - (1 - y) / (1 - p)))
-            H = self.P0 + (V.T * (d * d / (p * (1 - p)))) @ V
+            r = y / p - (1 - y) / (1 - p)
+            grad = self.P0 @ (lam - self.m0) - V.T @ (d * r)
+            sig = _sigmoid(u)
+            d2 = d * (1 - 2 * sig)  # d^2 p / du^2
+            observed = d * d * (y / p**2 + (1 - y) / (1 - p) ** 2) - d2 * r
+            H = self.P0 + (V.T * observed) @ V
+            try:
+                np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                H = self.P0 + (V.T * (d * d / (p * (1 - p)))) @ V
             step = np.linalg.solve(H, grad)
             t = 1.0
             while True:
@@ -153,7 +176,7 @@ class Posterior:
                 t *= 0.5
             moved = np.max(np.abs(cand - lam))
             lam, f = cand, min(fc, f)
-            if moved < 1e-10:
+            if moved < 1e-12:
                 break
         u = V @ lam + o
         self.mean = lam
@@ -209,6 +232,10 @@ class Interview:
         self.pool = pool
         self.phi = np.asarray(tastes.phi, dtype=np.float64)
         self.offset = np.asarray(tastes.offset, dtype=np.float64)
+        # The pool's rows, gathered once: every question scores the whole pool.
+        self._pool_phi = np.ascontiguousarray(self.phi[pool])
+        self._pool_offset = self.offset[pool]
+        self._pool_pop = np.asarray(tastes.popularity, dtype=np.float64)[pool]
         self.post = Posterior(tastes.prior_mean, tastes.prior_cov, self.slip)
         self.answers: list[tuple] = []  # (question, answer) in order
         self._pending = None
@@ -243,34 +270,37 @@ class Interview:
     def next_question(self):
         """The next question: an item index (:class:`Question`) or a pair of item indices
         (:class:`PairQuestion`), each with ``why``. Items are never asked twice."""
-        free = np.setdiff1d(self.pool, self.asked(), assume_unique=True)
+        free = ~np.isin(self.pool, self.asked(), assume_unique=True)
         need = 2 if self.kind == "pair" else 1
-        if free.size < need:
+        if free.sum() < need:
             raise ValueError("no question left: every item of the pool was asked")
         if self.kind == "item":
-            j = int(self._pick_item(free))
+            j = int(self.pool[self._pick_item(free)])
             q = Question(j, self._why(self.phi[j]))
         else:
-            i, j = self._pick_pair(free)
+            i, j = self._pick_pair(self.pool[free])
             q = PairQuestion(i, j, self._why(self.phi[i] - self.phi[j]))
         self._pending = q
         return q
 
     def _criterion(self, V, o):
         u = V @ self.post.mean + o
-        quad = np.einsum("ib,bc,ic->i", V, self.post.cov, V)
+        # v^T S v for every row at once: one matrix product, not an einsum over three axes.
+        quad = ((V @ self.post.cov) * V).sum(1)
         return self.post.info(u) * quad, u
 
     def _pick_item(self, free: np.ndarray) -> int:
+        """The position in the pool of the next item (`free` masks the pool)."""
+        where = np.flatnonzero(free)
         if self.strategy == "random":
-            return int(self._rng().choice(free))
+            return int(self._rng().choice(where))
         if self.strategy == "popular":
-            return int(free[np.argmax(self.tastes.popularity[free])])
-        V, o = self.phi[free], self.offset[free]
-        score, u = self._criterion(V, o)
+            return int(where[np.argmax(self._pool_pop[where])])
+        score, u = self._criterion(self._pool_phi, self._pool_offset)
         if self.strategy == "uncertainty":
             score = -np.abs(self.post._terms(u)[0] - 0.5)
-        return int(free[np.argmax(score)])  # first maximum: the lower index on ties
+        score = np.where(free, score, -np.inf)
+        return int(np.argmax(score))  # first maximum: the lower index on ties
 
     def _pick_pair(self, free: np.ndarray) -> tuple[int, int]:
         rng = self._rng()
@@ -282,8 +312,7 @@ class Interview:
             return int(top[0]), int(top[1])
         # Candidates: the items spread furthest along the most uncertain direction, plus a few
         # at random; every pair among them is scored.
-        w, e = np.linalg.eigh(self.post.cov)
-        proj = self.phi[free] @ e[:, -1]
+        proj = self.phi[free] @ _top_direction(self.post.cov)
         order = np.argsort(proj, kind="stable")
         extra = rng.choice(free.size, size=min(16, free.size), replace=False)
         cand = free[np.unique(np.concatenate([order[:24], order[-24:], extra]))]

@@ -1,4 +1,4 @@
-"""Calibration pictures (matplotlib, imported only when a picture is drawn)."""
+"""Pictures: calibration and interviews (matplotlib, imported only when a picture is drawn)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["calibration"]
+__all__ = ["calibration", "interview_curves"]
 
 
 def _list_matrix(ids: np.ndarray, n_items: int) -> sp.csr_matrix:
@@ -88,6 +88,44 @@ def calibration(
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def interview_curves(
+    curves: dict,
+    path: str | os.PathLike = "interview.png",
+    ceiling: float | None = None,
+    floor: float | None = None,
+    metric: str = "NDCG@10",
+    title: str | None = None,
+) -> str:
+    """Saves a PNG of a metric against the number of interview answers, one line per
+    question strategy. ``curves`` maps a strategy name to ``{answers: value}``; ``ceiling``
+    (full-history fold-in) and ``floor`` (popularity) are drawn as dashed lines. Returns the
+    path written."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if not curves:
+        raise ValueError("curves is empty: give at least one strategy")
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, points in curves.items():
+        xs = sorted(int(k) for k in points)
+        ax.plot(xs, [points[k] if k in points else points[str(k)] for k in xs], "o-", label=name)
+    for value, label in ((ceiling, "full-history fold-in"), (floor, "popularity")):
+        if value is not None:
+            ax.axhline(value, ls="--", lw=1, color="gray")
+            ax.annotate(label, (0, value), textcoords="offset points", xytext=(2, 3), fontsize=8)
+    ax.set_xlabel("answers")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -473,3 +473,43 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
 def config_dict(cfg: AMPCFConfig) -> dict:
     """The configuration as stored in the model manifest."""
     return {"model": asdict(cfg)}
+
+
+def taste_tensors(core, X: sp.csr_matrix, smoothing: float = 10.0) -> dict[str, np.ndarray]:
+    """The base tastes for interviews (:meth:`personae.AMPCF.base_tastes`), from the fitted
+    core model and its training matrix X.
+
+    With S the training users' taste shares (users x clusters: each persona's share of the
+    history, on its taste cluster) and T = S^T X, taste c's item distribution is
+    ``P(j | c) = (T_cj + a P(j)) / (T_c. + a)`` (a Dirichlet pull of strength `smoothing`
+    toward the catalogue's ``P(j)``), and
+
+    - ``phi_c(j) = ln(P(j | c) / P(j))``: how much more taste c likes j than anyone;
+    - ``offset_j``: the log-odds that a user interacted with j;
+    - prior: the mean and covariance (plus 1e-3 I) of the training users' share vectors.
+
+    A user with taste weights lam likes j with log-odds ``offset_j + lam . phi(j)``."""
+    X = X.tocsr()
+    n_users, n_items = X.shape
+    taste, share, _ = core.personas(X)
+    n_c = core.n_clusters
+    ok = taste >= 0
+    rows = np.nonzero(ok)[0]
+    S = sp.csr_matrix((share[ok].astype(np.float64), (rows, taste[ok])), shape=(n_users, n_c))
+    T = np.asarray((S.T @ X).todense(), dtype=np.float64)  # clusters x items
+    mass = np.asarray(X.sum(0), dtype=np.float64).ravel()
+    p = mass / max(mass.sum(), 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pc = (T + smoothing * p[None, :]) / (T.sum(1, keepdims=True) + smoothing)
+        phi = np.where(p[None, :] > 0, np.log(pc / p[None, :]), 0.0)
+    users_with = np.asarray((X > 0).sum(0)).ravel() / max(n_users, 1)
+    q = np.clip(users_with, 1e-4, 1 - 1e-4)
+    Sd = S.toarray()
+    cov = np.cov(Sd, rowvar=False) if n_users > 1 else np.zeros((n_c, n_c))
+    cov = np.atleast_2d(cov) + 1e-3 * np.eye(n_c)
+    return {
+        "taste_phi": np.ascontiguousarray(phi.T, np.float32),
+        "taste_offset": np.log(q / (1 - q)).astype(np.float32),
+        "taste_prior_mean": Sd.mean(0).astype(np.float32),
+        "taste_prior_cov": cov.astype(np.float32),
+    }

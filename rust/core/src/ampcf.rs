@@ -74,6 +74,19 @@ pub struct AmpCf {
     item_cluster: Vec<i32>, // [I], -1 for none
     centroids: Vec<f32>,    // [C, a]
     item_count: Option<Vec<f32>>,
+    tastes: Option<Tastes>,
+}
+
+/// The base tastes a fit derives for interviews (see `personae.AMPCF.base_tastes`): per taste
+/// cluster and item, the taste's log-lift of the item (`phi`, items x clusters), the item's
+/// log-odds for anyone (`offset`), and the distribution of training users' taste shares
+/// (`prior_mean`, `prior_cov`).
+#[derive(Debug, Clone)]
+pub struct Tastes {
+    pub phi: Vec<f32>,
+    pub offset: Vec<f32>,
+    pub prior_mean: Vec<f32>,
+    pub prior_cov: Vec<f32>,
 }
 
 /// `(ids, scores, dominant persona of each listed item when asked for)`, each `rows x n`.
@@ -191,6 +204,16 @@ impl AmpCf {
         }
         let centroids = c.take("centroids", &[n_clusters, att_dim])?;
         let item_count = c.take_optional("item_count", &[n])?;
+        let cl = n_clusters;
+        let tastes = match c.take_optional("taste_phi", &[n, cl])? {
+            None => None,
+            Some(phi) => Some(Tastes {
+                phi,
+                offset: c.take("taste_offset", &[n])?,
+                prior_mean: c.take("taste_prior_mean", &[cl])?,
+                prior_cov: c.take("taste_prior_cov", &[cl, cl])?,
+            }),
+        };
         Ok(Self {
             n_items: n,
             n_personas: k,
@@ -208,7 +231,13 @@ impl AmpCf {
             item_cluster,
             centroids,
             item_count,
+            tastes,
         })
+    }
+
+    /// The base tastes for interviews, when the file has them.
+    pub fn tastes(&self) -> Option<&Tastes> {
+        self.tastes.as_ref()
     }
 
     /// Unit item vectors `n_items x att_dim` (zero rows for items without a direction).
@@ -654,6 +683,13 @@ impl Model for AmpCf {
         ));
         if let Some(c) = &self.item_count {
             t.push(("item_count", vec![n], c.into()));
+        }
+        if let Some(ts) = &self.tastes {
+            let cl = self.n_clusters;
+            t.push(("taste_phi", vec![n, cl], (&ts.phi).into()));
+            t.push(("taste_offset", vec![n], (&ts.offset).into()));
+            t.push(("taste_prior_mean", vec![cl], (&ts.prior_mean).into()));
+            t.push(("taste_prior_cov", vec![cl, cl], (&ts.prior_cov).into()));
         }
         t
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use numpy::PyReadonlyArray1;
+use numpy::{PyArray1, PyReadonlyArray1};
 use personae_core::ampcf::AmpCf;
 use personae_core::fused::Filters;
 use pyo3::prelude::*;
@@ -176,6 +176,30 @@ impl PyAmpCf {
             matrix(py, ids, pu.len(), width)?,
             matrix(py, votes, pu.len(), width)?,
         ))
+    }
+
+    /// The taste cluster of every item (int32, -1 for none), a copy.
+    fn item_cluster<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i32>> {
+        PyArray1::from_slice(py, self.inner.item_cluster())
+    }
+
+    /// `(phi, offset, prior_mean, prior_cov)` of the base tastes for interviews, copies; None
+    /// when the file has none.
+    fn tastes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let (m, c) = (&self.inner, self.inner.n_clusters);
+        let Some(t) = m.tastes() else {
+            return Ok(None);
+        };
+        Some(PyTuple::new(
+            py,
+            [
+                matrix(py, t.phi.clone(), m.n_items, c)?,
+                PyArray1::from_slice(py, &t.offset).into_any(),
+                PyArray1::from_slice(py, &t.prior_mean).into_any(),
+                matrix(py, t.prior_cov.clone(), c, c)?,
+            ],
+        ))
+        .transpose()
     }
 
     /// The `n` items most similar to each of `items` (cosine in the item space).
