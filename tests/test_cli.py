@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+import personae
 from personae.cli import main
 
 
@@ -21,7 +22,7 @@ def test_help_explains_every_option(capsys):
         "--out",
         "--users",
         "--items",
-        "--epochs",
+        "--tastes",
         "--device",
         "--seed",
         "--n",
@@ -45,8 +46,6 @@ def test_quickstart_small_end_to_end(tmp_path):
             "120",
             "--tastes",
             "4",
-            "--epochs",
-            "2",
             "--quiet",
             "--n",
             "10",
@@ -56,11 +55,37 @@ def test_quickstart_small_end_to_end(tmp_path):
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    assert "Recall@10" in r.stdout and "popularity" in r.stdout
+    # the three rows of the table, each with NDCG, minority-taste recall and C_KL numbers
+    table = {}
+    for line in r.stdout.splitlines():
+        for name in ("(K = 1)", "personas (AMP-CF)", "personas + calibration"):
+            if name in line:
+                table[name] = [float(x) for x in line.split()[-3:]]
+    assert len(table) == 3, r.stdout
+    for ndcg, minority, ckl in table.values():
+        assert 0 < ndcg <= 1 and 0 <= minority <= 1 and ckl >= 0
+    # calibration against the true tastes moves the lists' taste mix towards the history's
+    assert table["personas + calibration"][2] < table["personas (AMP-CF)"][2]
+    assert "persona 0:" in r.stdout and "<-" in r.stdout
     recs = pd.read_csv(out / "recommendations.csv")
-    assert list(recs.columns) == ["user", "item", "score", "rank"]
+    assert list(recs.columns) == ["user", "item", "score", "rank", "persona", "taste"]
     assert recs.groupby("user").size().max() == 10
-    assert (out / "model" / "manifest.json").exists()
+    assert (recs["persona"] >= 0).all() and (recs["taste"] >= 0).all()
+    model = personae.load(out / "model")
+    assert isinstance(model, personae.AMPCF)
+    assert (out / "calibration.png").stat().st_size > 0
+    # the item and persona columns are the saved model's own lists and explanations
+    data = personae.synthetic(n_users=300, n_items=120, n_tastes=4, seed=0)
+    train, _ = personae.holdout_split(data.interactions, 0.2, seed=0)
+    ids, _, persona = model.recommend(train, 10, explain=True)
+    got = recs.sort_values(["user", "rank"])
+    users = [str(x) for x in train.user_ids]
+    row = {u: i for i, u in enumerate(users)}
+    for user, g in list(got.groupby("user", sort=False))[:20]:
+        r = row[str(user)]
+        keep = ids[r] >= 0
+        assert [str(x) for x in g["item"]] == [str(model.item_ids[i]) for i in ids[r][keep]]
+        assert list(g["persona"]) == list(persona[r][keep])
 
 
 def test_bad_arguments_exit_nonzero(tmp_path, capsys):

@@ -11,54 +11,117 @@ import numpy as np
 
 
 def _quickstart(a: argparse.Namespace) -> int:
-    from personae import MultVAE, Popularity
+    import scipy.sparse as sp
+
+    from personae import AMPCF, CalibratedReranker
     from personae.data import holdout_split, long_format, synthetic, write_table
-    from personae.metrics import evaluate
+    from personae.metrics import evaluate, minority_taste_recall, miscalibration
 
     t0 = time.perf_counter()
     out = Path(a.out)
+    n = a.n
     print(
-        f"[1/4] generating synthetic multi-persona data: {a.users} users, {a.items} items, "
-        f"{a.tastes} tastes (seed {a.seed})"
+        f"[1/5] synthetic users who are mixes of {a.tastes} tastes: {a.users} users, "
+        f"{a.items} items (seed {a.seed}); every user's true taste mix is known"
     )
     data = synthetic(n_users=a.users, n_items=a.items, n_tastes=a.tastes, seed=a.seed)
     train, test = holdout_split(data.interactions, 0.2, seed=a.seed)
-    fit_in, val_out = holdout_split(train, 0.1, seed=a.seed + 1)
+    tastes = sp.csr_matrix(
+        (np.ones(a.items), (np.arange(a.items), data.item_taste)), shape=(a.items, a.tastes)
+    )
+    print(f"      {data.interactions}; per-user 80/20 holdout")
     print(
-        f"      {data.interactions}; per-user 80/20 holdout, 10% of train held out for "
-        "early stopping"
+        f"[2/5] fitting the persona model, personae.AMPCF() with its defaults (device {a.device})"
     )
-    print(f"[2/4] training Mult-VAE (device {a.device})")
-    model = MultVAE(
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        patience=a.patience,
-        total_anneal_steps=a.anneal_steps,
-        device=a.device,
-        seed=a.seed,
-    )
-    model.fit(fit_in, validation=(fit_in, val_out), show_progress=not a.quiet)
+    model = AMPCF(device=a.device, seed=a.seed).fit(train, show_progress=not a.quiet)
+    fit = model.manifest["training"]
     path = model.save(out / "model")
-    print(f"      best epoch {model.manifest['training']['best_epoch']}, model saved to {path}")
-    print(f"[3/4] top-{a.n} for {train.n_users} users with the Rust core")
+    print(f"      {fit['seconds']:.1f} s; {model.n_tastes} taste clusters; saved to {path}")
+    # The single-taste baseline: the very same filter, each user one average taste (K = 1).
+    one = AMPCF.from_tensors(model._fitted().tensors(), model.item_ids, n_personas=1)
+    print(f"[3/5] top-{n} for {train.n_users} users (Rust core), with the persona behind each item")
     t = time.perf_counter()
-    ids, scores = model.recommend(train, n=a.n)
+    cand, cand_scores, dom = model.recommend(train, 100, explain=True)
+    ids, scores, persona = cand[:, :n], cand_scores[:, :n], dom[:, :n]
     rec_s = time.perf_counter() - t
-    pop_ids, _ = Popularity().fit(train).recommend(train, n=a.n)
-    recs = write_table(
-        long_format(train.user_ids, train.item_ids, ids, scores), out / "recommendations.csv"
+    one_ids = one.recommend(train, n)[0]
+    reranker = CalibratedReranker(tastes, lam=0.5)
+    cal = reranker.rerank(cand, cand_scores, history=train, n=n)
+    ptaste = model.personas(train)["taste"]
+    rows = np.arange(len(ids))[:, None]
+    frame = long_format(train.user_ids, model.item_ids, ids, scores)
+    frame["persona"] = persona[ids >= 0]
+    frame["taste"] = ptaste[rows, np.maximum(persona, 0)][ids >= 0]
+    recs = write_table(frame, out / "recommendations.csv")
+    print(f"      {rec_s:.2f} s for the top-100 and their personas; lists written to {recs}")
+
+    # One multi-taste user: the one with the most true tastes and a minority held out.
+    mix = data.user_mixture
+    held = np.diff(test.matrix.indptr)
+    u = int(np.lexsort((-held, -(mix > 0).sum(1)))[0])
+    p = model.personas(train.matrix[u])
+    print(
+        f"[4/5] user {u}: true taste mix "
+        + ", ".join(f"taste {g} {mix[u, g]:.0%}" for g in np.argsort(-mix[u]) if mix[u, g] > 0)
     )
-    print(f"      {rec_s:.2f} s; lists written to {recs}")
-    print(f"[4/4] accuracy on the held-out 20% (K = {a.n})")
-    rows = [
-        ("Mult-VAE", evaluate(ids, test.matrix, a.n)),
-        ("popularity", evaluate(pop_ids, test.matrix, a.n)),
+    labels = model._fitted().item_cluster()
+    for k in range(model.n_personas):
+        c = int(p["taste"][0, k])
+        if c < 0:
+            break
+        members = data.item_taste[labels == c]
+        true = np.bincount(members, minlength=a.tastes).argmax() if len(members) else -1
+        print(
+            f"      persona {k}: {p['share'][0, k]:.0%} of the history, cluster {c} "
+            f"(mostly true taste {true})"
+        )
+    print(f"      their top-{min(n, 10)}: item (true taste) <- persona")
+    line = [
+        f"{int(i)} ({data.item_taste[int(i)]}) <- {int(d)}"
+        for i, d in zip(ids[u, :10], persona[u, :10], strict=True)
+        if i >= 0
     ]
-    k = a.n
-    print(f"      {'model':<12}{'Recall@' + str(k):>12}{'NDCG@' + str(k):>12}{'coverage':>10}")
-    for name, m in rows:
-        r, g, c = m[f"recall@{k}"], m[f"ndcg@{k}"], m[f"coverage@{k}"]
-        print(f"      {name:<12}{r:>12.4f}{g:>12.4f}{c:>10.3f}")
+    for s in range(0, len(line), 5):
+        print("        " + ",  ".join(line[s : s + 5]))
+
+    print(f"[5/5] accuracy on the held-out 20% (K = {n}), calibration against the true tastes")
+    table = []
+    for name, lists in (
+        ("one taste per user (K = 1)", one_ids),
+        ("personas (AMP-CF)", ids),
+        ("personas + calibration", cal.ids),
+    ):
+        m = evaluate(lists, test.matrix, n)
+        mtr = minority_taste_recall(lists, test.matrix, tastes, history=train, k=n)
+        ckl = miscalibration(lists, tastes, history=train)
+        table.append((name, m[f"ndcg@{n}"], float(np.nanmean(mtr)), float(np.mean(ckl))))
+    print(f"      {'model':<28}{'NDCG@' + str(n):>10}{'minority recall':>17}{'C_KL':>8}")
+    for name, g, r, c in table:
+        print(f"      {name:<28}{g:>10.4f}{r:>17.4f}{c:>8.3f}")
+    print(
+        "      Minority-taste recall is the share of held-out items from tastes under 10% of the "
+        "user's history that reach the list; C_KL (natural log) is how far the list's taste mix "
+        "is from the history's (0 = the same proportions)."
+    )
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(f"      (pip install matplotlib for a picture of user {u}'s taste proportions)")
+        print(f"done in {time.perf_counter() - t0:.0f} s")
+        return 0
+    from personae import plot
+
+    pic = plot.calibration(
+        reranker,
+        train,
+        ids,
+        cal.ids,
+        out / "calibration.png",
+        user=u,
+        category_names=[f"taste {g}" for g in range(a.tastes)],
+        title="history vs lists: taste proportions",
+    )
+    print(f"      picture written to {pic}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0
 
@@ -376,34 +439,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     q = sub.add_parser(
         "quickstart",
-        help="generate synthetic data, train Mult-VAE, write model + top-N lists, print accuracy",
-        description="End to end on the built-in synthetic multi-persona data set: train Mult-VAE "
-        "(CUDA if present, else CPU), save the model and the top-N lists, and print Recall@N and "
-        "NDCG@N beside a popularity baseline. Needs the 'train' extra.",
+        help="the persona model end to end on synthetic users with known tastes",
+        description="On the built-in synthetic data (users who are mixes of known tastes): fit "
+        "the default persona model (AMP-CF) and its single-taste version, show one multi-taste "
+        "user's personas and the persona behind each item of their list, rerank with "
+        "calibration, and print NDCG, minority-taste recall and C_KL for the three. Writes the "
+        "model, the lists (CSV with a persona column) and a picture to --out. Needs the 'train' "
+        "extra.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     q.add_argument(
         "--out",
         default="personae-quickstart",
-        help="output folder (model/ and recommendations.csv)",
+        help="output folder (model/, recommendations.csv, calibration.png)",
     )
     q.add_argument("--users", type=int, default=6000, help="synthetic users")
     q.add_argument("--items", type=int, default=3000, help="synthetic items")
     q.add_argument("--tastes", type=int, default=12, help="latent taste clusters")
     q.add_argument("--n", type=int, default=20, help="list length N (also the metric cut-off)")
-    q.add_argument("--epochs", type=int, default=60, help="maximum training epochs")
-    q.add_argument("--batch-size", type=int, default=500, help="users per training step")
-    q.add_argument(
-        "--patience", type=int, default=8, help="epochs without validation gain before stopping"
-    )
-    q.add_argument(
-        "--anneal-steps",
-        type=int,
-        default=2000,
-        help="updates over which the KL weight rises to its cap (0.2)",
-    )
     q.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
-    q.add_argument("--seed", type=int, default=0, help="random seed (data, split, training)")
+    q.add_argument("--seed", type=int, default=0, help="random seed (data, split, fit)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=_quickstart)
 

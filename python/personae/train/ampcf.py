@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 
 from personae import _core
@@ -122,7 +123,18 @@ class Spectrum:
         R = (sp.diags(ru) @ X @ sp.diags(self.di_mhalf)).tocsr()
         k = max(1, min(rank, min(X.shape) - 1))
         if min(X.shape) <= 5000:
-            # Exact: the eigenvectors of the smaller Gram matrix.
+            # Exact: the eigenvectors of the smaller Gram matrix. On CPU, LAPACK's subset
+            # driver finds only the top k (about 3x faster than a full eigh at 3,000 items).
+            if device.type == "cpu":
+                Rd = R.toarray().astype(np.float64)
+                small = Rd.shape[0] <= Rd.shape[1]
+                G = Rd @ Rd.T if small else Rd.T @ Rd
+                w, E = sla.eigh(G, subset_by_index=[len(G) - k, len(G) - 1], driver="evr")
+                o = np.argsort(-w)
+                s = np.sqrt(np.maximum(w[o], 0))
+                vt = (E[:, o].T @ Rd) / np.maximum(s, 1e-12)[:, None] if small else E[:, o].T
+                self.s, self.Vt = s, vt
+                return
             Rd = torch.from_numpy(R.toarray()).to(device=device, dtype=torch.float64)
             if Rd.shape[0] <= Rd.shape[1]:
                 w, U = torch.linalg.eigh(Rd @ Rd.T)
