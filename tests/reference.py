@@ -57,8 +57,9 @@ def ranking(ids: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, np.ndarr
 
 
 def ampcf_scores(t: dict[str, np.ndarray], cfg: dict, x: sp.csr_matrix):
-    """AMP-CF scores, attention and personas from the definition (personae.ampcf), one user
-    and one item at a time, in float64: ``(scores [B, I], attention [B, I, K], taste [B, K])``.
+    """AMP-CF scores, attention, personas and each persona's part of the score from the
+    definition (personae.ampcf), one user and one item at a time, in float64: ``(scores [B, I],
+    attention [B, I, K], taste [B, K], parts [B, I, K])``.
     `t`: the model's tensors; `cfg`: n_personas, tau, mix, delta, gamma."""
     n = x.shape[1]
     k, tau, mix = cfg["n_personas"], cfg["tau"], cfg["mix"]
@@ -79,6 +80,7 @@ def ampcf_scores(t: dict[str, np.ndarray], cfg: dict, x: sp.csr_matrix):
     scores = np.zeros((x.shape[0], n))
     att = np.zeros((x.shape[0], n, k))
     taste = np.full((x.shape[0], k), -1)
+    parts = np.zeros((x.shape[0], n, k))
     for u in range(x.shape[0]):
         items, w = x[u].indices, x[u].data.astype(np.float64)
         if not len(items):
@@ -112,10 +114,12 @@ def ampcf_scores(t: dict[str, np.ndarray], cfg: dict, x: sp.csr_matrix):
         total = votes.sum(0)
         if n_p == 1 or mix == 0:
             scores[u] = total
+            parts[u, :, :n_p] = votes.T
         else:
-            personal = (a * share[:, None] ** (-gamma) * votes).sum(0)
-            scores[u] = (1 - mix) * total + mix * personal
-    return scores, att, taste
+            part = (1 - mix) * votes + mix * a * share[:, None] ** (-gamma) * votes
+            scores[u] = part.sum(0)
+            parts[u, :, :n_p] = part.T
+    return scores, att, taste, parts
 
 
 def minority_taste_recall(ids, truth, cats, history, k: int, threshold: float = 0.1):

@@ -76,7 +76,7 @@ def test_rust_equals_the_numpy_definition(
     )
     rng = np.random.default_rng(seed)
     x = weighted_csr(rng, n_users, n_items, 0.3)
-    want, att_want, taste_want = ampcf_scores(t, cfg, x)
+    want, att_want, taste_want, parts_want = ampcf_scores(t, cfg, x)
     got = model.score(x)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * max(1.0, np.abs(want).max()))
     # Top-n with seen masking equals the reference top-n of the same dense scores.
@@ -84,7 +84,8 @@ def test_rust_equals_the_numpy_definition(
     ref_ids, ref_scores = top_n(got, n, seen=x)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(scores, ref_scores)
-    # Personas and attention as defined; the dominant persona is the attention's argmax.
+    # Personas, attention and the personas' parts of the score as defined; the dominant
+    # persona is the one with the largest part.
     p = model.personas(x)
     np.testing.assert_array_equal(p["taste"], taste_want)
     live = np.diff(x.indptr) > 0
@@ -94,10 +95,19 @@ def test_rust_equals_the_numpy_definition(
     np.testing.assert_allclose(
         ex["attention"], np.take_along_axis(att_want, items[:, :, None], 1), atol=1e-5
     )
-    np.testing.assert_array_equal(ex["dominant"], ex["attention"].argmax(-1))
+    part_want = np.take_along_axis(parts_want, items[:, :, None], 1)
+    scale = max(1.0, np.abs(want).max())
+    np.testing.assert_allclose(ex["contribution"], part_want, rtol=2e-4, atol=2e-4 * scale)
+    np.testing.assert_allclose(
+        ex["contribution"].sum(-1), np.take_along_axis(got, items, 1), atol=2e-4 * scale
+    )
+    # the user's own personas only: absent ones (part 0) never lead
+    n_p = np.maximum((p["taste"] >= 0).sum(1), 1)[:, None, None]
+    own = np.where(np.arange(k) < n_p, ex["contribution"], -np.inf)
+    np.testing.assert_array_equal(ex["dominant"], own.argmax(-1))
     listed = ids >= 0
-    att_listed = model.explain(np.where(listed, ids, -1), x)["attention"]
-    np.testing.assert_array_equal(dom[listed], att_listed[listed].argmax(-1))
+    ex_listed = model.explain(np.where(listed, ids, -1), x)
+    np.testing.assert_array_equal(dom[listed], ex_listed["dominant"][listed])
     assert (dom[~listed] == -1).all()
 
 
@@ -116,7 +126,7 @@ def test_large_catalogue_crosses_tiles_and_chunks():
     model, t, cfg = random_model(5, 2100, 3, 6, 4, 2, True, 0.5, 0.2, 0.5, 0.7)
     x = weighted_csr(np.random.default_rng(0), 300, 2100, 0.004)
     dense = model.score(x)
-    want, _, _ = ampcf_scores(t, cfg, x[:12])
+    want, _, _, _ = ampcf_scores(t, cfg, x[:12])
     np.testing.assert_allclose(dense[:12], want, rtol=2e-4, atol=2e-3)
     ids, scores = model.recommend(x, 25)
     ref_ids, ref_scores = top_n(dense, 25, seen=x)

@@ -274,7 +274,7 @@ def test_interview_in_a_terminal(ampcf_dir, tmp_path):
             if not chunk:
                 break
             out += chunk
-            if out.rstrip().endswith(b"[y/n/?/q]"):
+            if out.endswith(b"[y/n/?/q] "):  # the input prompt, not the refusal line
                 os.write(fd, (next(replies) + "\n").encode())
                 out += b"\n<answered>\n"
     finally:

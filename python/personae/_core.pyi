@@ -112,7 +112,7 @@ class AMPCF(Model):
         pair_user: _Ids,
         pair_item: _Ids,
         num_threads: int | None = None,
-    ) -> _Scores: ...
+    ) -> tuple[_Scores, _Scores, _Ids]: ...
     def because(
         self,
         user_items: _Csr,

@@ -30,7 +30,8 @@ class AMPCF(Model, kind="ampcf"):
         s_j = (1 - mix) sum_k v_jk + mix sum_k a_jk pi_k^-gamma v_jk
 
     so a minority taste's items are scored by the persona that holds that taste, and every
-    recommended item has a persona behind it (``argmax_k a_jk``, see :meth:`explain`).
+    recommended item has a persona behind it: the one with the largest part of its score
+    (see :meth:`explain`).
 
     Why this and not the paper's trained model: AMP-CF as published learns K free vectors per
     user with sampled negatives; in personae's benchmarks it ranked below popularity with its
@@ -234,7 +235,11 @@ class AMPCF(Model, kind="ampcf"):
         Returns a dict:
             ``attention`` ``(rows, m, K)`` float32: the attention over the user's personas
             (rows sum to 1; 0 for personas the user lacks; NaN for -1 items);
-            ``dominant`` ``(rows, m)`` int64: the persona with most weight (-1 for -1 items);
+            ``contribution`` ``(rows, m, K)`` float32: each persona's part of the item's
+            score, ``(1 - mix) v_jk + mix a_jk pi_k^-gamma v_jk`` (sums to the score; 0 for
+            personas the user lacks; NaN for -1 items);
+            ``dominant`` ``(rows, m)`` int64: the persona behind the item, the one with the
+            largest part of its score (-1 for -1 items);
             ``taste`` ``(rows, m)`` int64: that persona's taste cluster;
             ``because`` ``(rows, m, n_history)`` int64: the dominant persona's history items
             that vote most for the item, best first (-1 padded);
@@ -255,12 +260,14 @@ class AMPCF(Model, kind="ampcf"):
         pu, pj = np.nonzero(it >= 0)
         pair_u, pair_i = pu.astype(np.int64), it[pu, pj]
         k = core.n_personas
-        att_p = core.attention(x, pair_u, pair_i)
+        att_p, part_p, dom_p = core.attention(x, pair_u, pair_i)
         because_p, vote_p = core.because(x, pair_u, pair_i, h)
         att = np.full(it.shape + (k,), np.nan, dtype=np.float32)
         att[pu, pj] = att_p
+        part = np.full(it.shape + (k,), np.nan, dtype=np.float32)
+        part[pu, pj] = part_p
         dom = np.full(it.shape, -1, dtype=np.int64)
-        dom[pu, pj] = att_p.argmax(1) if len(att_p) else np.zeros(0, np.int64)
+        dom[pu, pj] = dom_p
         taste = np.full(it.shape, -1, dtype=np.int64)
         if len(pu):
             taste[pu, pj] = core.personas(x)[0][pu, dom[pu, pj]]
@@ -269,6 +276,7 @@ class AMPCF(Model, kind="ampcf"):
         because[pu, pj], vote[pu, pj] = because_p, vote_p
         return {
             "attention": att,
+            "contribution": part,
             "dominant": dom,
             "taste": taste,
             "because": because,

@@ -17,8 +17,11 @@
 //!
 //! `S` (item x item, dense or sparse CSR) and the low-rank pair `L`, `R` (items x r) form the
 //! filter, fitted in closed form by the Python side; `z_j` are unit item vectors. With one
-//! persona, or `mix = 0`, the score is the filter's `x_u F`. The dominant persona of item j is
-//! `argmax_k a_ujk`. A user is their history alone: new users need no retraining.
+//! persona, or `mix = 0`, the score is the filter's `x_u F`. The score splits exactly into the
+//! personas' parts `c_ujk = (1 - mix) v_ujk + mix a_ujk pi_uk^-gamma v_ujk`, and the persona
+//! behind item j (the dominant one) is `argmax_k c_ujk`: the attention alone is nearly flat
+//! where one direction of the item space dominates (popular items), the parts are what the
+//! ranking used. A user is their history alone: new users need no retraining.
 //!
 //! Fused scoring: per user chunk, [`TileScorer::prepare`] splits the histories and builds the
 //! persona rows (`e`, `x L`); per item tile, two GEMMs give every persona's cosines and low-rank
@@ -289,12 +292,11 @@ impl AmpCf {
             .filter(|(_, &j)| j >= 0)
             .map(|(t, &j)| ((t / width.max(1)) as i64, j))
             .unzip();
-        let att = self.attention(users, &pu, &pi)?;
-        let k = self.n_personas;
+        let (_, lead) = self.contribution(users, &pu, &pi)?;
         let mut dom = vec![-1i64; ids.len()];
         let listed = dom.iter_mut().zip(&ids).filter(|(_, &j)| j >= 0);
-        for ((slot, _), w) in listed.zip(att.chunks_exact(k)) {
-            *slot = argmax(w) as i64;
+        for ((slot, _), d) in listed.zip(lead) {
+            *slot = d;
         }
         Ok((ids, scores, Some(dom)))
     }
@@ -384,6 +386,48 @@ impl AmpCf {
         Ok(out)
     }
 
+    /// Each persona's part of the score of pairs `(row pair_user[p] of users, item
+    /// pair_item[p])`, `[P, K]`: `c_ujk = (1 - mix) v_ujk + mix a_ujk pi_uk^-gamma v_ujk`
+    /// (`v_ujk` with one persona or `mix = 0`), so that `sum_k c_ujk = s_uj`; 0 for personas a
+    /// user lacks. Also the dominant persona of each pair: the user's persona with the largest
+    /// part (the first on ties; 0 for an empty history).
+    pub fn contribution(
+        &self,
+        users: &CsrView,
+        pair_user: &[i64],
+        pair_item: &[i64],
+    ) -> Result<(Vec<f32>, Vec<i64>)> {
+        let mut out = self.attention(users, pair_user, pair_item)?;
+        let mut lead = vec![0i64; pair_user.len()];
+        let k = self.n_personas;
+        let init = || (Split::default(), vec![0f32; k]);
+        out.par_chunks_mut(k)
+            .zip(lead.par_iter_mut())
+            .enumerate()
+            .for_each_init(init, |(split, v), (p, (w, d))| {
+                let (r, j) = (pair_user[p] as usize, pair_item[p] as usize);
+                self.split(users, r, split);
+                v.fill(0.0);
+                for ((i, x), &e) in users.row_iter(r).zip(&split.entry) {
+                    v[e] += x as f32 * self.filter_entry(i, j);
+                }
+                let np = split.share.len();
+                let personal = np > 1 && self.mix != 0.0;
+                for (kk, wk) in w.iter_mut().enumerate() {
+                    *wk = if kk >= np {
+                        0.0
+                    } else if personal {
+                        let weight = split.share[kk].powf(-self.gamma);
+                        (1.0 - self.mix) * v[kk] + self.mix * *wk * weight * v[kk]
+                    } else {
+                        v[kk]
+                    };
+                }
+                *d = argmax(&w[..np.max(1)]) as i64;
+            });
+        Ok((out, lead))
+    }
+
     /// For each pair `(row pair_user[p] of users, item pair_item[p])`: the `n_because` history
     /// items of the item's dominant persona that vote most for it (`x_ui F_ij`, best first), and
     /// their votes. `-1` / NaN padded; `rows x n_because` each.
@@ -396,14 +440,13 @@ impl AmpCf {
     ) -> Result<(Vec<i64>, Vec<f32>)> {
         let h = usize::try_from(n_because)
             .map_err(|_| invalid!("n_history must be >= 0, got {n_because}"))?;
-        let att = self.attention(users, pair_user, pair_item)?;
+        let (_, lead) = self.contribution(users, pair_user, pair_item)?;
         let len = pair_user.len().checked_mul(h);
         let mut ids = buffer("because", len, -1i64)?;
         let mut votes = buffer("because", len, f32::NAN)?;
         if h == 0 {
             return Ok((ids, votes));
         }
-        let k = self.n_personas;
         ids.par_chunks_mut(h)
             .zip(votes.par_chunks_mut(h))
             .enumerate()
@@ -414,7 +457,7 @@ impl AmpCf {
                 if split.share.is_empty() {
                     return;
                 }
-                let dom = argmax(&att[p * k..p * k + split.share.len()]);
+                let dom = lead[p] as usize;
                 let mut cand: Vec<(f32, i64)> = users
                     .row_iter(r)
                     .zip(&split.entry)
@@ -1245,10 +1288,27 @@ mod tests {
             assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{q}");
         }
         assert_eq!(&att[9..12], &[0.0, 0.0, 0.0]);
+        // The personas' parts add up to the score; absent personas have none.
+        let (part, lead) = md
+            .contribution(&users, &[1, 2, 5, 0], &[0, 39, 7, 3])
+            .unwrap();
+        let dense = md.score(&users).unwrap();
+        for (q, &(u, j)) in [(1usize, 0usize), (2, 39), (5, 7), (0, 3)]
+            .iter()
+            .enumerate()
+        {
+            let sum: f32 = part[q * 3..q * 3 + 3].iter().sum();
+            assert!((sum - dense[u * 40 + j]).abs() < 1e-4, "{q}: {sum}");
+        }
         let (ids, votes) = md.because(&users, &[1, 2], &[0, 39], 2).unwrap();
         assert_eq!(ids.len(), 4);
         for (q, &(u, j)) in [(1usize, 0usize), (2, 39)].iter().enumerate() {
-            let dom = argmax(&att[q * 3..q * 3 + 3]);
+            let dom = lead[q] as usize;
+            let np = ps.cluster[u * 3..u * 3 + 3]
+                .iter()
+                .filter(|&&c| c >= 0)
+                .count();
+            assert_eq!(dom, argmax(&part[q * 3..q * 3 + np]));
             for s in 0..2 {
                 let it = ids[q * 2 + s];
                 if it < 0 {

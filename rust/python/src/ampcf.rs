@@ -133,8 +133,10 @@ impl PyAmpCf {
         )
     }
 
-    /// Attention over personas (`P x K`, 0 for personas a user lacks) of the pairs
-    /// `(pair_user[p], pair_item[p])`, where `pair_user` indexes the rows of `user_items`.
+    /// `(attention, contribution, dominant)` of the pairs `(pair_user[p], pair_item[p])`,
+    /// where `pair_user` indexes the rows of `user_items`: the attention over personas and each
+    /// persona's part of the score (`P x K` each, 0 for personas a user lacks), and the persona
+    /// with the largest part (`P`).
     #[pyo3(signature = (user_items, pair_user, pair_item, num_threads=None))]
     fn attention<'py>(
         &self,
@@ -143,14 +145,22 @@ impl PyAmpCf {
         pair_user: PyReadonlyArray1<'py, i64>,
         pair_item: PyReadonlyArray1<'py, i64>,
         num_threads: Option<i64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let (pu, pi) = (slice(&pair_user, "pair_user")?, slice(&pair_item, "items")?);
         let m = &self.inner;
         let parts = user_items.parts()?;
-        let out = run(py, num_threads, |_| {
-            m.attention(&parts.view("user_items")?, pu, pi)
+        let (att, (part, lead)) = run(py, num_threads, |_| {
+            let users = parts.view("user_items")?;
+            Ok((
+                m.attention(&users, pu, pi)?,
+                m.contribution(&users, pu, pi)?,
+            ))
         })?;
-        matrix(py, out, pu.len(), m.n_personas)
+        Ok((
+            matrix(py, att, pu.len(), m.n_personas)?,
+            matrix(py, part, pu.len(), m.n_personas)?,
+            PyArray1::from_vec(py, lead).into_any(),
+        ))
     }
 
     /// `(items, votes)`, each `P x n`: per pair, the history items of the dominant persona
