@@ -1,15 +1,16 @@
-"""AMP-CF scoring speed: personae's fused Rust top-N against the obvious torch forward pass
-that materialises ``batch x K x items`` (logits, attention, dot products), on Gowalla-sized
-random weights (29,858 users, 40,981 items, K = 3, d = 64), top-100 with each user's training
-items masked (LightGCN's Gowalla train.txt).
+"""AMP-CF serving speed: personae's fused Rust top-N against a batched PyTorch forward pass of
+the same model, which materialises the ``batch x K x items`` votes and attention.
 
-Each implementation runs in its own subprocess so peak memory is measured cleanly: the reported
-"peak extra" is the growth of the process's peak RSS (ru_maxrss) during scoring, over its peak
-after loading the data and weights. Both sides use the same number of threads and the same
-precomputed normalised item projections.
+The model is ``personae.AMPCF()`` fitted with its defaults on the dataset (ML-latest-small by
+default; Gowalla uses the graph filter with sparse votes). Every user is scored from their
+training rows, top-100 with their training items masked. Both sides get the same threads; the
+PyTorch side takes each history item's persona from the Rust core (``personas``, timed with
+it) and does the rest (votes, low-rank part, attention, mixing, masking, top-k) in batches.
+Each side runs in its own subprocess so that its peak memory is measured cleanly ("peak extra":
+growth of the process's peak RSS while scoring).
 
-    python benches/ampcf_speed.py --threads 2
-    python benches/ampcf_speed.py --threads 2 --users 5000   # a subset, for a quick look
+    python benches/ampcf_speed.py                       # ML-latest-small
+    python benches/ampcf_speed.py --dataset gowalla --users 5000
 """
 
 from __future__ import annotations
@@ -20,118 +21,174 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-GOWALLA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gowalla"
+from _common import RUNS, cpu
+
+MODEL_DIR = RUNS / "ampcf-speed"
 
 
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def setup(args):
+def rows_of(args):
     import personae
 
-    inter = personae.Interactions.from_lightgcn(GOWALLA / "train.txt")
-    m = inter.matrix.tocsr()
-    if args.users:
-        m = m[: args.users]
-    m.sort_indices()
-    u, i, k, d = inter.n_users, inter.n_items, args.k, args.dim
-    rng = np.random.default_rng(0)
-    t = {
-        "personas": rng.normal(0, 0.1, (u, k, d)).astype(np.float32),
-        "item_emb": rng.normal(0, 0.1, (i, d)).astype(np.float32),
-        "item_bias": rng.normal(0, 0.1, i).astype(np.float32),
-        "proj_user": (np.eye(d) + rng.normal(0, 0.1, (d, d))).astype(np.float32),
-        "proj_item": (np.eye(d) + rng.normal(0, 0.1, (d, d))).astype(np.float32),
-    }
-    return m, t, personae.AMPCF.from_tensors(t, tau=0.2)
+    if args.dataset == "gowalla":
+        from _common import gowalla
+
+        X = gowalla()[0].matrix
+    elif args.dataset == "synthetic":
+        X = personae.synthetic().interactions.matrix
+    else:
+        from calibrate_movielens import load
+
+        X = load(args.dataset)[0].matrix
+    X = X.tocsr()
+    X.sort_indices()
+    return X[: args.users] if args.users else X
+
+
+def fit(args) -> dict:
+    import personae
+
+    X = rows_of(args)
+    t = time.perf_counter()
+    model = personae.AMPCF().fit(X, show_progress=False)
+    secs = time.perf_counter() - t
+    model.save(MODEL_DIR / args.dataset)
+    return {"fit_seconds": secs}
 
 
 def run_rust(args) -> dict:
-    m, _, model = setup(args)
-    users = np.arange(m.shape[0])
-    model.recommend(m[:300], 100, users=users[:300], num_threads=args.threads)  # warm-up
+    import personae
+
+    X = rows_of(args)
+    model = personae.load(MODEL_DIR / args.dataset)
+    model.recommend(X[:200], 100, num_threads=args.threads)  # warm-up
     base = peak_mib()
     t0 = time.perf_counter()
-    ids, scores = model.recommend(m, 100, users=users, num_threads=args.threads)
+    ids, _ = model.recommend(X, 100, num_threads=args.threads)
     secs = time.perf_counter() - t0
-    np.save(args.out + ".rust.npy", ids[:500])
-    return {"seconds": secs, "users": len(users), "peak_extra_mib": peak_mib() - base}
+    np.save(MODEL_DIR / "rust.npy", ids[:1000])
+    return {"seconds": secs, "users": X.shape[0], "peak_extra_mib": peak_mib() - base}
 
 
 def run_torch(args) -> dict:
+    import scipy.sparse as sp
     import torch
-    import torch.nn.functional as F
+
+    import personae
 
     torch.set_num_threads(args.threads)
-    m, t, _ = setup(args)
-    tt = {k: torch.from_numpy(v) for k, v in t.items()}
-    tau = 0.2
-    n_users = m.shape[0]
-    ids = np.empty((n_users, 100), dtype=np.int64)
+    X = rows_of(args)
+    model = personae.load(MODEL_DIR / args.dataset)
+    t = {k: np.asarray(v) for k, v in model._fitted().tensors().items()}
+    p = model.params
+    K, tau, mix, delta, gamma = (p[k] for k in ("n_personas", "tau", "mix", "delta", "gamma"))
+    n = X.shape[1]
+    if "votes" in t:
+        S = torch.from_numpy(t["votes"])
+        sparse_votes = False
+    else:
+        S = torch.sparse_csr_tensor(
+            torch.from_numpy(t["votes_indptr"]),
+            torch.from_numpy(t["votes_indices"].astype(np.int64)),
+            torch.from_numpy(t["votes_data"]),
+            size=(n, n),
+        )
+        sparse_votes = True
+    L = torch.from_numpy(t["low_left"]) if "low_left" in t else None
+    R = torch.from_numpy(t["low_right"]) if "low_right" in t else None
+    Z = torch.from_numpy(t["item_space"])
+    ids = np.empty((X.shape[0], 100), np.int64)
 
     @torch.no_grad()
-    def forward(rows, qa):
-        p = tt["personas"][rows]  # [B, K, d]
-        pa = F.normalize(p @ tt["proj_user"], dim=-1)
-        att = torch.softmax(torch.einsum("bka,ia->bki", pa, qa) / tau, dim=1)  # [B, K, I]
-        dots = torch.einsum("bkd,id->bki", p, tt["item_emb"])  # [B, K, I]
-        s = (att * dots).sum(1) + tt["item_bias"]
-        sub = m[rows]
-        r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-        s[torch.from_numpy(r), torch.from_numpy(sub.indices.astype(np.int64))] = -torch.inf
+    def batch(rows: sp.csr_matrix) -> np.ndarray:
+        b = rows.shape[0]
+        per = model.personas(rows)  # the persona of each history entry (Rust)
+        r = np.repeat(np.arange(b), np.diff(rows.indptr))
+        split = sp.csr_matrix(
+            (rows.data, (r * K + per["entry"], rows.indices)), shape=(b * K, n), dtype=np.float32
+        )
+        xs = torch.from_numpy(split.toarray())
+        if sparse_votes:
+            votes = torch.from_numpy(
+                (split @ sp.csr_matrix((t["votes_data"], t["votes_indices"], t["votes_indptr"])))
+                .toarray()
+                .astype(np.float32)
+            )
+        else:
+            votes = xs @ S
+        if L is not None:
+            votes += (xs @ L) @ R.T
+        votes = votes.view(b, K, n)
+        e = torch.nn.functional.normalize(xs @ Z, dim=1).view(b, K, -1)
+        share = torch.from_numpy(per["share"])  # [b, K], 0 for absent personas
+        logits = torch.einsum("bka,ia->bki", e, Z) / tau + delta * torch.log(
+            share.clamp_min(1e-30)
+        ).unsqueeze(2)
+        logits = logits.masked_fill((share == 0).unsqueeze(2), -torch.inf)
+        att = torch.softmax(logits, dim=1).nan_to_num(0.0)
+        weight = torch.where(share > 0, share.clamp_min(1e-30) ** -gamma, 0.0).unsqueeze(2)
+        total = votes.sum(1)
+        s = (1 - mix) * total + mix * (att * weight * votes).sum(1)
+        single = (share > 0).sum(1) <= 1
+        s[single] = total[single]
+        s[torch.from_numpy(r), torch.from_numpy(rows.indices.astype(np.int64))] = -torch.inf
         return torch.topk(s, 100, dim=1).indices.numpy()
 
-    with torch.no_grad():
-        qa = F.normalize(tt["item_emb"] @ tt["proj_item"], dim=-1)  # precomputed, as in Rust
-    forward(np.arange(16), qa)  # warm-up
+    batch(X[:16])  # warm-up
     base = peak_mib()
     t0 = time.perf_counter()
-    for s in range(0, n_users, args.batch):
-        rows = np.arange(s, min(s + args.batch, n_users))
-        ids[rows] = forward(rows, qa)
+    for s in range(0, X.shape[0], args.batch):
+        ids[s : s + args.batch] = batch(X[s : s + args.batch])
     secs = time.perf_counter() - t0
-    np.save(args.out + ".torch.npy", ids[:500])
-    return {"seconds": secs, "users": n_users, "peak_extra_mib": peak_mib() - base}
+    np.save(MODEL_DIR / "torch.npy", ids[:1000])
+    return {"seconds": secs, "users": X.shape[0], "peak_extra_mib": peak_mib() - base}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--dataset",
+        default="ml-latest-small",
+        choices=["ml-100k", "ml-latest-small", "gowalla", "synthetic"],  # fmt: skip
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--users", type=int, default=0, help="first N users only (0: all)")
-    ap.add_argument("--k", type=int, default=3)
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=256, help="torch users per batch")
-    ap.add_argument("--which", choices=["rust", "torch"], default=None)
-    ap.add_argument("--out", default="/tmp/ampcf_speed")
+    ap.add_argument("--batch", type=int, default=256, help="PyTorch users per batch")
+    ap.add_argument("--which", choices=["fit", "rust", "torch"], default=None)
     args = ap.parse_args()
     if args.which:
-        res = run_rust(args) if args.which == "rust" else run_torch(args)
-        print(json.dumps(res))
+        run = {"fit": fit, "rust": run_rust, "torch": run_torch}[args.which]
+        print(json.dumps(run(args)))
         return
-    out = {}
-    for which in ("rust", "torch"):
+    out = {"command": "python benches/ampcf_speed.py " + " ".join(sys.argv[1:]), "cpu": cpu()}
+    for which in ("fit", "rust", "torch"):
         cmd = [sys.executable, __file__, "--which", which] + sys.argv[1:]
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[which] = json.loads(r.stdout.strip().splitlines()[-1])
+    for which in ("rust", "torch"):
         o = out[which]
+        o["users_per_second"] = o["users"] / o["seconds"]
         print(
-            f"{which:5s}: {o['seconds']:.1f}s  {o['users'] / o['seconds']:.0f} users/s  "
+            f"{which:5s}: {o['seconds']:.2f} s  {o['users_per_second']:.0f} users/s  "
             f"peak extra {o['peak_extra_mib']:.0f} MiB"
         )
-    a, b = np.load(args.out + ".rust.npy"), np.load(args.out + ".torch.npy")
-    overlap = np.mean([len(set(x) & set(y)) / 100 for x, y in zip(a, b, strict=True)])
-    print(
-        f"speed-up rust vs torch (batch {args.batch}, {args.threads} threads): "
-        f"{out['torch']['seconds'] / out['rust']['seconds']:.2f}x; "
-        f"memory ratio torch/rust: "
-        f"{out['torch']['peak_extra_mib'] / max(out['rust']['peak_extra_mib'], 1):.1f}x; "
-        f"top-100 overlap on 500 users: {overlap:.4f}"
+    a, b = np.load(MODEL_DIR / "rust.npy"), np.load(MODEL_DIR / "torch.npy")
+    out["top100_overlap"] = float(
+        np.mean([len(set(x) & set(y)) / 100 for x, y in zip(a, b, strict=True)])
     )
+    out["speedup"] = out["torch"]["seconds"] / out["rust"]["seconds"]
+    print(
+        f"fit {out['fit']['fit_seconds']:.1f} s; Rust {out['speedup']:.2f}x PyTorch "
+        f"(batch {args.batch}, {args.threads} threads); top-100 overlap on the first 1,000 "
+        f"users {out['top100_overlap']:.4f}"
+    )
+    (RUNS / f"ampcf-speed-{args.dataset}.json").write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
