@@ -318,7 +318,12 @@ def test_grids():
     assert len(bl.grid("als", "gowalla")) == 8
     assert {"lam": 500} in bl.grid("ease", "ml-100k")
     assert len(bl.grid("multvae", "ml-100k")) <= 8
-    assert {} in bl.grid("multvae", "ml-100k")  # the current defaults
+    # the paper's schedule and today's defaults are both in the grid
+    assert {"total_anneal_steps": 200_000, "anneal_cap": 0.2} in bl.grid("multvae", "ml-100k")
+    defaults = personae.MultVAE().params
+    assert any(
+        all(defaults[k] == v for k, v in c.items()) and c for c in bl.grid("multvae", "ml-100k")
+    )
     assert bl.grid("ampcf", "gowalla") == [{}]
     assert len(bl.grid("gfcf", "synthetic")) == len(bl.grid("gfcf", "ml-100k")) + 8
     with pytest.raises(ValueError):

@@ -32,13 +32,14 @@ from personae.train.loop import (
 
 @dataclass
 class MultVAEConfig:
-    """Architecture and annealing of Mult-VAE (paper defaults)."""
+    """Architecture and annealing of Mult-VAE (the paper's, but beta = 0.5 from the start:
+    see :class:`personae.MultVAE`)."""
 
     hidden: int = 600
     latent: int = 200
     dropout: float = 0.5
-    anneal_cap: float = 0.2
-    total_anneal_steps: int = 200_000
+    anneal_cap: float = 0.5
+    total_anneal_steps: int = 1
 
 
 class MultVAENet(nn.Module):
