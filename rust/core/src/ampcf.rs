@@ -634,10 +634,22 @@ fn check_sparse(indptr: &[i64], indices: &[i32], n: usize) -> Result<()> {
         ));
     }
     for (r, w) in indptr.windows(2).enumerate() {
-        if w[1] < w[0] {
-            return Err(bad_model!("ampcf: votes_indptr decreases at row {r}"));
-        }
-        let row = &indices[w[0] as usize..w[1] as usize];
+        // Non-decreasing from 0 to len does not bound the middle entries (a later row may
+        // decrease): every row's range is checked before it is sliced.
+        let row = usize::try_from(w[0])
+            .ok()
+            .zip(usize::try_from(w[1]).ok())
+            .filter(|(a, b)| a <= b)
+            .and_then(|(a, b)| indices.get(a..b))
+            .ok_or_else(|| {
+                bad_model!(
+                    "ampcf: votes_indptr must not decrease and stay within the {} entries \
+                     (row {r}: {}..{})",
+                    indices.len(),
+                    w[0],
+                    w[1]
+                )
+            })?;
         if row.iter().any(|&c| c < 0 || c as u64 >= n as u64)
             || row.windows(2).any(|p| p[1] <= p[0])
         {
