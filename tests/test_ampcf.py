@@ -304,3 +304,21 @@ def test_base_tastes_follow_their_definition(fitted):
         it.answer(it.next_question(), True)
     ids, scores, persona = it.recommend(5)
     assert (ids >= 0).all() and ((persona >= 0) & (persona < n_c)).all()
+
+
+def test_large_catalogue_graph_filter(fitted, monkeypatch):
+    """The catalogue-size switch to the sparse graph filter (normally above 20,000 items),
+    forced on the small data: sparse votes that still rank far above popularity."""
+    import personae.train.ampcf as fit_ampcf
+
+    data, train, test, _ = fitted
+    monkeypatch.setattr(fit_ampcf, "DENSE_MAX_ITEMS", 10)
+    model = personae.AMPCF(device="cpu", graph_rank=32).fit(train, show_progress=False)
+    assert model.manifest["training"]["filter"] == "graph"
+    t = model._fitted().tensors()
+    assert "votes" not in t and t["votes_indptr"].shape == (train.n_items + 1,)
+    k = 10
+    ours = personae.metrics.evaluate(model.recommend(train, k)[0], test.matrix, k)
+    pop = personae.Popularity().fit(train)
+    base = personae.metrics.evaluate(pop.recommend(train, k)[0], test.matrix, k)
+    assert ours[f"ndcg@{k}"] > 1.5 * base[f"ndcg@{k}"], (ours, base)

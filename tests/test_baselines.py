@@ -230,7 +230,7 @@ def taste_example(seed=8):
     truth[0] = 0
     truth[0, rng.choice(np.flatnonzero(hist[0] == 0), 6, replace=False)] = 1
     hist[1], truth[1] = hist[0], truth[0]
-    ids = np.stack([rng.permutation(np.flatnonzero(hist[u] == 0))[:10] for u in range(n_users)])
+    ids = np.stack([rng.permutation(np.flatnonzero(hist[u] == 0))[:20] for u in range(n_users)])
     return sp.csr_matrix(hist), sp.csr_matrix(truth), sp.csr_matrix(G), ids
 
 
@@ -279,26 +279,39 @@ def test_evaluate_matches_the_definitions():
             return ids[:, :n], np.tile(np.arange(n, 0, -1, dtype=np.float32), (len(ids), 1))
 
     s = accuracy.Split("test", hist, np.arange(hist.shape[0]), truth, 10, G)
-    accuracy.CANDIDATES, old = 10, accuracy.CANDIDATES
+    accuracy.CANDIDATES, old = 20, accuracy.CANDIDATES
     try:
         res = accuracy.evaluate(Fixed(), s)
     finally:
         accuracy.CANDIDATES = old
-    nd, rc = [], []
-    for u in range(len(ids)):
-        t = set(truth[u].indices)
-        hits = [int(i) in t for i in ids[u]]
-        dcg = sum(h / np.log2(r + 2) for r, h in enumerate(hits))
-        idcg = sum(1 / np.log2(r + 2) for r in range(min(10, len(t))))
-        nd.append(dcg / idcg)
-        rc.append(sum(hits) / len(t))
+
+    def by_definition(lists):
+        nd, rc = [], []
+        for u in range(len(lists)):
+            t = set(truth[u].indices)
+            hits = [int(i) in t for i in lists[u, :10]]
+            dcg = sum(h / np.log2(r + 2) for r, h in enumerate(hits))
+            idcg = sum(1 / np.log2(r + 2) for r in range(min(10, len(t))))
+            nd.append(dcg / idcg)
+            rc.append(sum(hits) / len(t))
+        return nd, rc
+
+    nd, rc = by_definition(ids)
     assert res["ndcg@10"] == pytest.approx(np.mean(nd), abs=1e-6)
     assert res["recall@10"] == pytest.approx(np.mean(rc), abs=1e-6)
     third = accuracy.multi_taste_third(hist, G)
     assert res["multi_third_ndcg@10"] == pytest.approx(np.mean(np.array(nd)[third]), abs=1e-6)
     assert res["multi_third_recall@10"] == pytest.approx(np.mean(np.array(rc)[third]), abs=1e-6)
-    # the calibrated list is a reordering of the same 10 candidates here: same recall
-    assert res["cal_recall@10"] == pytest.approx(res["recall@10"], abs=1e-9)
+    # calibrated columns: lambda 0.5 on the 20 candidates and their scores, cut to 10
+    scores = np.tile(np.arange(20, 0, -1, dtype=np.float32), (len(ids), 1))
+    cal = personae.CalibratedReranker(G, lam=0.5).rerank(ids, scores, history=hist, n=10).ids
+    assert not np.array_equal(cal, ids[:, :10])  # the reranker changed some lists
+    cnd, crc = by_definition(cal)
+    assert res["cal_ndcg@10"] == pytest.approx(np.mean(cnd), abs=1e-6)
+    assert res["cal_recall@10"] == pytest.approx(np.mean(crc), abs=1e-6)
+    assert res["cal_minority_recall@10"] == pytest.approx(
+        accuracy.minority_recall(cal, truth, G, hist)[0], abs=1e-9
+    )
 
 
 def test_carve_users_are_those_of_carve_validation():
@@ -317,7 +330,10 @@ def test_grids():
     assert len(bl.grid("als", "ml-100k")) == 27
     assert len(bl.grid("als", "gowalla")) == 8
     assert {"lam": 500} in bl.grid("ease", "ml-100k")
-    assert len(bl.grid("multvae", "ml-100k")) <= 8
+    assert len(bl.grid("multvae", "ml-100k")) == 8
+    assert len(bl.grid("gfcf", "ml-100k")) == 36
+    assert len(bl.grid("bspm", "ml-100k")) == 150
+    assert len(bl.grid("ease", "ml-100k")) == 11
     # the paper's schedule and today's defaults are both in the grid
     assert {"total_anneal_steps": 200_000, "anneal_cap": 0.2} in bl.grid("multvae", "ml-100k")
     defaults = personae.MultVAE().params

@@ -9,8 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from personae._validate import csr, integer, optional_integer
-from personae.models import Model
-from personae.multvae import fit_inputs
+from personae.models import Model, fit_inputs
 
 __all__ = ["AMPCF"]
 

@@ -33,6 +33,17 @@ from personae._validate import csr, indices, integer, item_set, optional_integer
 __all__ = ["Model", "load", "top_n"]
 
 
+def fit_inputs(user_items, item_ids) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(training matrix, external item ids) from a sparse matrix or an `Interactions`."""
+    if item_ids is None:
+        item_ids = getattr(user_items, "item_ids", None)
+    m = csr("user_items", user_items)
+    ids = np.arange(m.shape[1]) if item_ids is None else np.asarray(item_ids)
+    if len(ids) != m.shape[1]:
+        raise ValueError(f"item_ids has {len(ids)} entries for {m.shape[1]} items")
+    return m, ids
+
+
 class Model:
     """Base class of personae's models: fitting, serving, files, pickling.
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import scipy.sparse as sp
 
 from personae import _core
 from personae._validate import csr, integer, optional_integer
-from personae.models import Model
+from personae.models import Model, fit_inputs
 
 __all__ = ["MultVAE"]
 
@@ -29,17 +28,6 @@ def training_params(
         seed=integer("seed", seed),
         max_seconds=None if max_seconds is None else float(max_seconds),
     )
-
-
-def fit_inputs(user_items, item_ids) -> tuple[sp.csr_matrix, np.ndarray]:
-    """(training matrix, external item ids) from a sparse matrix or an `Interactions`."""
-    if item_ids is None:
-        item_ids = getattr(user_items, "item_ids", None)
-    m = csr("user_items", user_items)
-    ids = np.arange(m.shape[1]) if item_ids is None else np.asarray(item_ids)
-    if len(ids) != m.shape[1]:
-        raise ValueError(f"item_ids has {len(ids)} entries for {m.shape[1]} items")
-    return m, ids
 
 
 def train_and_build(

@@ -6,7 +6,7 @@ import numpy as np
 
 from personae import _core
 from personae._validate import csr
-from personae.models import Model
+from personae.models import Model, fit_inputs
 
 __all__ = ["Popularity"]
 
@@ -23,12 +23,8 @@ class Popularity(Model, kind="popularity"):
         """Counts each item's interactions in `user_items` (users x items, or `Interactions`).
         `show_progress` and `callback` are accepted for ``implicit`` compatibility."""
         del show_progress, callback
-        if item_ids is None:
-            item_ids = getattr(user_items, "item_ids", None)
-        m = csr("user_items", user_items)
-        counts = _core.Popularity.count(m)
-        ids = np.arange(m.shape[1]) if item_ids is None else item_ids
-        self._build({"item_count": counts}, ids)
+        m, ids = fit_inputs(user_items, item_ids)
+        self._build({"item_count": _core.Popularity.count(m)}, ids)
         return self
 
     @property

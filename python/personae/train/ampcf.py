@@ -121,6 +121,7 @@ class Spectrum:
         self.di_half = np.sqrt(self.di)
         ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
         R = (sp.diags(ru) @ X @ sp.diags(self.di_mhalf)).tocsr()
+        self.R = R  # R~, which the graph filter reuses
         k = max(1, min(rank, min(X.shape) - 1))
         if min(X.shape) <= 5000:
             # Exact: the eigenvectors of the smaller Gram matrix. On CPU, LAPACK's subset
@@ -276,7 +277,7 @@ class DenseFilter:
 # -- the graph filter (large catalogues) ------------------------------------------------------
 
 
-def graph_filter(X: sp.csr_matrix, spec: Spectrum, cfg: AMPCFConfig) -> dict[str, np.ndarray]:
+def graph_filter(spec: Spectrum, cfg: AMPCFConfig) -> dict[str, np.ndarray]:
     """BSPM-style graph filter (Choi et al., SIGIR 2023: one Runge-Kutta step of the blurring
     ODE over [0, T] with the ideal low-pass as the sharpening start), as core tensors.
 
@@ -285,10 +286,7 @@ def graph_filter(X: sp.csr_matrix, spec: Spectrum, cfg: AMPCFConfig) -> dict[str
     ``w = sum_{k=1..4} c_k s^(2k+2)``, ``N = beta sum_{k=0..4} c_k V D^1/2 P~^k`` and
     ``c_k = (-T)^k / k!``: only ``x P~`` is exact, the higher powers of P~ are taken on the
     top-r spectrum."""
-    X = X.tocsr().astype(np.float32)
-    du = np.asarray(X.sum(1)).ravel()
-    ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
-    R = (sp.diags(ru) @ X @ sp.diags(spec.di_mhalf)).tocsr().astype(np.float32)
+    R = spec.R.astype(np.float32)
     RT = R.T.tocsr()
     P = (RT @ R).tocsr()
     P.sort_indices()
@@ -357,10 +355,10 @@ def _carve(X: sp.csr_matrix, cfg: AMPCFConfig):
     return fit, held, users
 
 
-def _dense_filter(X, spec, lam, user_weight, rank, low_weight, cfg, device, gram=None):
+def _dense_filter(X, spec, lam, user_weight, rank, low_weight, cfg, device):
     active = np.flatnonzero(np.asarray(X.sum(0)).ravel() > 0)
     dtype = np.float64 if len(active) < 4000 else np.float32
-    G = weighted_gram(X, user_weight, active, dtype) if gram is None else gram
+    G = weighted_gram(X, user_weight, active, dtype)
     f = DenseFilter(active, dan_ease(G, lam, cfg.dropout, device), spec, 0, 0.0)
     if rank and low_weight:
         f.rank, f.weight = rank, low_weight * f.scale(X, rank, cfg.seed)
@@ -392,16 +390,22 @@ def search(X: sp.csr_matrix, cfg: AMPCFConfig, device, bar) -> tuple[dict, list[
     if bar is not None:
         bar.reset(total=len(grid) * len(lows))
     record, best = [], (-1.0, None)
+    projected = {}  # rank -> (seen D^-1/2 V_r^T, D^1/2 V_r^T): the same for every base
     for g in grid:
         f = _dense_filter(fit, spec, g["lam"], g["user_weight"], 0, 0.0, cfg, device)
         plain = f.scores(seen)
+        scales = {}  # rank -> this base's scale, shared by the weights tried at that rank
         for low in lows:
             r, c = low["rank"], low["low_weight"]
             s = plain
             if r and c:
-                f.rank, f.weight = r, c * f.scale(fit, r, cfg.seed)
-                left, right = spec.low_pass(r)
-                s = plain + (f.weight * (seen @ left) @ right.T).astype(np.float32)
+                if r not in projected:
+                    left, right = spec.low_pass(r)
+                    projected[r] = (seen @ left, right)
+                if r not in scales:
+                    scales[r] = f.scale(fit, r, cfg.seed)
+                x_left, right = projected[r]
+                s = plain + (c * scales[r] * x_left @ right.T).astype(np.float32)
             nd = _val_ndcg(s, seen, truth)
             rec = {**g, "rank": r, "low_weight": c, f"ndcg@{SEARCH_K}": nd}
             record.append(rec)
@@ -417,7 +421,7 @@ def search(X: sp.csr_matrix, cfg: AMPCFConfig, device, bar) -> tuple[dict, list[
 def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
     """Fits AMP-CF on X (users x items, non-negative). Returns ``(tensors, summary)``: the core
     model's tensors (see :mod:`personae.ampcf`) and what the fit chose and measured."""
-    from personae.train.loop import pick_device
+    from personae.train.loop import check_train, pick_device
 
     try:
         from tqdm.auto import tqdm
@@ -425,8 +429,7 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
         tqdm = None
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
-    X = X.tocsr().astype(np.float32)
-    X.sort_indices()
+    X = check_train(X)
     n_items = X.shape[1]
     counts = np.asarray((X > 0).sum(0)).ravel().astype(np.float32)
     n_active = int((counts > 0).sum())
@@ -469,7 +472,7 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
         tensors = f.tensors(n_items)
         summary["settings"] = settings
     else:
-        tensors = graph_filter(X, spec, cfg)
+        tensors = graph_filter(spec, cfg)
         summary["settings"] = {
             k: getattr(cfg, k) for k in ("graph_rank", "graph_beta", "graph_time", "graph_eta")
         }

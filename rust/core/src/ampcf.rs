@@ -281,7 +281,7 @@ impl AmpCf {
         explain: bool,
     ) -> Result<Recommended> {
         self.check_users(users)?;
-        let (ids, scores) = fused::top_n(&Scorer::new(self, false), users, n, filters, stop)?;
+        let (ids, scores) = fused::top_n(&Scorer::new(self), users, n, filters, stop)?;
         if !explain {
             return Ok((ids, scores, None));
         }
@@ -292,7 +292,7 @@ impl AmpCf {
             .filter(|(_, &j)| j >= 0)
             .map(|(t, &j)| ((t / width.max(1)) as i64, j))
             .unzip();
-        let (_, lead) = self.contribution(users, &pu, &pi)?;
+        let (_, _, lead) = self.contribution(users, &pu, &pi)?;
         let mut dom = vec![-1i64; ids.len()];
         let listed = dom.iter_mut().zip(&ids).filter(|(_, &j)| j >= 0);
         for ((slot, _), d) in listed.zip(lead) {
@@ -306,7 +306,7 @@ impl AmpCf {
         self.check_users(users)?;
         let n = self.n_items;
         let mut out = buffer("score", users.n_rows.checked_mul(n), 0f32)?;
-        let sc = Scorer::new(self, false);
+        let sc = Scorer::new(self);
         out.par_chunks_mut(fused::USER_CHUNK * n)
             .enumerate()
             .for_each(|(c, o)| {
@@ -363,69 +363,25 @@ impl AmpCf {
         pair_user: &[i64],
         pair_item: &[i64],
     ) -> Result<Vec<f32>> {
-        self.check_users(users)?;
-        self.check_pairs(users.n_rows, pair_user, pair_item)?;
-        let (k, a) = (self.n_personas, self.att_dim);
-        // Users' persona directions once, then the pairs in parallel.
-        let states: Vec<UserPersonas> = (0..users.n_rows)
-            .into_par_iter()
-            .map(|r| self.user_personas(users, r))
-            .collect();
-        let mut out = vec![0f32; pair_user.len() * k];
-        out.par_chunks_mut(k).enumerate().for_each(|(p, w)| {
-            let st = &states[pair_user[p] as usize];
-            let j = pair_item[p] as usize;
-            let z = &self.item_space[j * a..(j + 1) * a];
-            let np = st.share.len();
-            for (kk, wk) in w[..np].iter_mut().enumerate() {
-                let e = &st.emb[kk * a..(kk + 1) * a];
-                *wk = dot(e, z) / self.tau + self.delta * st.share[kk].ln();
-            }
-            softmax(&mut w[..np]);
-        });
-        Ok(out)
+        let states = self.pair_states(users, pair_user, pair_item)?;
+        Ok(self.attention_of(&states, pair_user, pair_item))
     }
 
-    /// Each persona's part of the score of pairs `(row pair_user[p] of users, item
-    /// pair_item[p])`, `[P, K]`: `c_ujk = (1 - mix) v_ujk + mix a_ujk pi_uk^-gamma v_ujk`
-    /// (`v_ujk` with one persona or `mix = 0`), so that `sum_k c_ujk = s_uj`; 0 for personas a
-    /// user lacks. Also the dominant persona of each pair: the user's persona with the largest
-    /// part (the first on ties; 0 for an empty history).
+    /// `(attention, parts, dominant)` of pairs `(row pair_user[p] of users, item
+    /// pair_item[p])`: the attention as [`AmpCf::attention`]; each persona's part of the score,
+    /// `[P, K]`, `c_ujk = (1 - mix) v_ujk + mix a_ujk pi_uk^-gamma v_ujk` (`v_ujk` with one
+    /// persona or `mix = 0`), so that `sum_k c_ujk = s_uj`, 0 for personas a user lacks; and
+    /// the dominant persona, the user's persona with the largest part (the first on ties; 0
+    /// for an empty history).
     pub fn contribution(
         &self,
         users: &CsrView,
         pair_user: &[i64],
         pair_item: &[i64],
-    ) -> Result<(Vec<f32>, Vec<i64>)> {
-        let mut out = self.attention(users, pair_user, pair_item)?;
-        let mut lead = vec![0i64; pair_user.len()];
-        let k = self.n_personas;
-        let init = || (Split::default(), vec![0f32; k]);
-        out.par_chunks_mut(k)
-            .zip(lead.par_iter_mut())
-            .enumerate()
-            .for_each_init(init, |(split, v), (p, (w, d))| {
-                let (r, j) = (pair_user[p] as usize, pair_item[p] as usize);
-                self.split(users, r, split);
-                v.fill(0.0);
-                for ((i, x), &e) in users.row_iter(r).zip(&split.entry) {
-                    v[e] += x as f32 * self.filter_entry(i, j);
-                }
-                let np = split.share.len();
-                let personal = np > 1 && self.mix != 0.0;
-                for (kk, wk) in w.iter_mut().enumerate() {
-                    *wk = if kk >= np {
-                        0.0
-                    } else if personal {
-                        let weight = split.share[kk].powf(-self.gamma);
-                        (1.0 - self.mix) * v[kk] + self.mix * *wk * weight * v[kk]
-                    } else {
-                        v[kk]
-                    };
-                }
-                *d = argmax(&w[..np.max(1)]) as i64;
-            });
-        Ok((out, lead))
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<i64>)> {
+        let states = self.pair_states(users, pair_user, pair_item)?;
+        let (att, part, lead) = self.parts_of(users, &states, pair_user, pair_item);
+        Ok((att, part, lead))
     }
 
     /// For each pair `(row pair_user[p] of users, item pair_item[p])`: the `n_because` history
@@ -440,7 +396,8 @@ impl AmpCf {
     ) -> Result<(Vec<i64>, Vec<f32>)> {
         let h = usize::try_from(n_because)
             .map_err(|_| invalid!("n_history must be >= 0, got {n_because}"))?;
-        let (_, lead) = self.contribution(users, pair_user, pair_item)?;
+        let states = self.pair_states(users, pair_user, pair_item)?;
+        let (_, _, lead) = self.parts_of(users, &states, pair_user, pair_item);
         let len = pair_user.len().checked_mul(h);
         let mut ids = buffer("because", len, -1i64)?;
         let mut votes = buffer("because", len, f32::NAN)?;
@@ -450,17 +407,16 @@ impl AmpCf {
         ids.par_chunks_mut(h)
             .zip(votes.par_chunks_mut(h))
             .enumerate()
-            .for_each_init(Split::default, |split, (p, (ids, votes))| {
-                let r = pair_user[p] as usize;
-                let j = pair_item[p] as usize;
-                self.split(users, r, split);
-                if split.share.is_empty() {
+            .for_each(|(p, (ids, votes))| {
+                let (r, j) = (pair_user[p] as usize, pair_item[p] as usize);
+                let st = states[r].as_ref().expect("a state for every paired row");
+                if st.share.is_empty() {
                     return;
                 }
                 let dom = lead[p] as usize;
                 let mut cand: Vec<(f32, i64)> = users
                     .row_iter(r)
-                    .zip(&split.entry)
+                    .zip(&st.entry)
                     .filter(|(_, &e)| e == dom)
                     .map(|((i, x), _)| (x as f32 * self.filter_entry(i, j), i as i64))
                     .collect();
@@ -472,6 +428,92 @@ impl AmpCf {
                 }
             });
         Ok((ids, votes))
+    }
+
+    /// The personas of the rows that appear in `pair_user`, each built once (None for the
+    /// others), after the checks every pair query shares.
+    fn pair_states(
+        &self,
+        users: &CsrView,
+        pair_user: &[i64],
+        pair_item: &[i64],
+    ) -> Result<Vec<Option<UserPersonas>>> {
+        self.check_users(users)?;
+        self.check_pairs(users.n_rows, pair_user, pair_item)?;
+        let mut listed = vec![false; users.n_rows];
+        for &u in pair_user {
+            listed[u as usize] = true;
+        }
+        Ok(listed
+            .into_par_iter()
+            .enumerate()
+            .map(|(r, on)| on.then(|| self.user_personas(users, r)))
+            .collect())
+    }
+
+    fn attention_of(
+        &self,
+        states: &[Option<UserPersonas>],
+        pair_user: &[i64],
+        pair_item: &[i64],
+    ) -> Vec<f32> {
+        let (k, a) = (self.n_personas, self.att_dim);
+        let mut out = vec![0f32; pair_user.len() * k];
+        out.par_chunks_mut(k).enumerate().for_each(|(p, w)| {
+            let st = states[pair_user[p] as usize]
+                .as_ref()
+                .expect("a state for every paired row");
+            let j = pair_item[p] as usize;
+            let z = &self.item_space[j * a..(j + 1) * a];
+            let np = st.share.len();
+            for (kk, wk) in w[..np].iter_mut().enumerate() {
+                let e = &st.emb[kk * a..(kk + 1) * a];
+                *wk = dot(e, z) / self.tau + self.delta * st.share[kk].ln();
+            }
+            softmax(&mut w[..np]);
+        });
+        out
+    }
+
+    /// `(attention, parts, dominant)` of the pairs, see [`AmpCf::contribution`].
+    fn parts_of(
+        &self,
+        users: &CsrView,
+        states: &[Option<UserPersonas>],
+        pair_user: &[i64],
+        pair_item: &[i64],
+    ) -> (Vec<f32>, Vec<f32>, Vec<i64>) {
+        let att = self.attention_of(states, pair_user, pair_item);
+        let k = self.n_personas;
+        let mut part = vec![0f32; att.len()];
+        let mut lead = vec![0i64; pair_user.len()];
+        part.par_chunks_mut(k)
+            .zip(att.par_chunks(k))
+            .zip(lead.par_iter_mut())
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; k],
+                |v, (p, ((w, at), d))| {
+                    let (r, j) = (pair_user[p] as usize, pair_item[p] as usize);
+                    let st = states[r].as_ref().expect("a state for every paired row");
+                    v.fill(0.0);
+                    for ((i, x), &e) in users.row_iter(r).zip(&st.entry) {
+                        v[e] += x as f32 * self.filter_entry(i, j);
+                    }
+                    let np = st.share.len();
+                    let personal = np > 1 && self.mix != 0.0;
+                    for (kk, wk) in w[..np].iter_mut().enumerate() {
+                        *wk = if personal {
+                            let weight = st.share[kk].powf(-self.gamma);
+                            (1.0 - self.mix) * v[kk] + self.mix * at[kk] * weight * v[kk]
+                        } else {
+                            v[kk]
+                        };
+                    }
+                    *d = argmax(&w[..np.max(1)]) as i64;
+                },
+            );
+        (att, part, lead)
     }
 
     fn check_pairs(&self, rows: usize, pair_user: &[i64], pair_item: &[i64]) -> Result<()> {
@@ -608,6 +650,7 @@ impl AmpCf {
         UserPersonas {
             emb,
             share: split.share,
+            entry: split.entry,
         }
     }
 }
@@ -621,10 +664,11 @@ struct Split {
     entry: Vec<usize>, // per history entry
 }
 
-/// One user's personas: unit directions `np x a` and shares.
+/// One user's personas: unit directions `np x a`, shares, and each history entry's persona.
 struct UserPersonas {
     emb: Vec<f32>,
     share: Vec<f32>,
+    entry: Vec<usize>,
 }
 
 fn check_sparse(indptr: &[i64], indices: &[i32], n: usize) -> Result<()> {
@@ -763,8 +807,8 @@ struct Scorer<'a> {
 }
 
 impl<'a> Scorer<'a> {
-    fn new(model: &'a AmpCf, force_collapse: bool) -> Self {
-        let collapse = force_collapse || model.mix == 0.0 || model.n_personas == 1;
+    fn new(model: &'a AmpCf) -> Self {
+        let collapse = model.mix == 0.0 || model.n_personas == 1;
         Self { model, collapse }
     }
 }
@@ -1301,9 +1345,10 @@ mod tests {
         }
         assert_eq!(&att[9..12], &[0.0, 0.0, 0.0]);
         // The personas' parts add up to the score; absent personas have none.
-        let (part, lead) = md
+        let (att2, part, lead) = md
             .contribution(&users, &[1, 2, 5, 0], &[0, 39, 7, 3])
             .unwrap();
+        assert_eq!(att2, att);
         let dense = md.score(&users).unwrap();
         for (q, &(u, j)) in [(1usize, 0usize), (2, 39), (5, 7), (0, 3)]
             .iter()

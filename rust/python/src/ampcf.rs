@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use personae_core::ampcf::AmpCf;
-use personae_core::fused::Filters;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::convert::{matrix, slice, Csr, ItemSet};
 use crate::errors::run;
-use crate::models::{serve_scores, serve_similar, PyModel};
+use crate::models::{serve_scores, serve_similar, serve_top_n, PyModel};
 
 /// A loaded AMP-CF model. Immutable and thread-safe.
 #[pyclass(extends = PyModel, frozen, name = "AMPCF", module = "personae._core")]
@@ -75,24 +74,10 @@ impl PyAmpCf {
         num_threads: Option<i64>,
         explain: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let m = &self.inner;
-        let ex = exclude_items.as_ref().map(ItemSet::exclude).transpose()?;
-        let parts = user_items.parts()?;
-        let (rows, ids, scores, dom) = run(py, num_threads, |stop| {
-            let users = parts.view("user_items")?;
-            let filters = Filters::new(exclude_seen, ex, m.n_items)?;
-            let (ids, scores, dom) = m.recommend(&users, n, &filters, stop, explain)?;
-            Ok((users.n_rows, ids, scores, dom))
-        })?;
-        let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
-        let mut out = vec![
-            matrix(py, ids, rows, width)?,
-            matrix(py, scores, rows, width)?,
-        ];
-        if let Some(d) = dom {
-            out.push(matrix(py, d, rows, width)?);
-        }
-        PyTuple::new(py, out)
+        let filters = (exclude_seen, exclude_items.as_ref());
+        serve_top_n(py, &user_items, n, filters, num_threads, |u, f, s| {
+            self.inner.recommend(u, n, f, s, explain)
+        })
     }
 
     /// Dense scores (`rows x n_items`) of every row of `user_items`: tests and small batches.
@@ -122,13 +107,12 @@ impl PyAmpCf {
             let users = parts.view("user_items")?;
             Ok((users.n_rows, m.personas(&users)?))
         })?;
-        let nnz = p.entry.len();
         PyTuple::new(
             py,
             [
                 matrix(py, p.cluster, rows, m.n_personas)?,
                 matrix(py, p.share, rows, m.n_personas)?,
-                matrix(py, p.entry, nnz, 1)?.call_method1("reshape", (nnz,))?,
+                PyArray1::from_vec(py, p.entry).into_any(),
             ],
         )
     }
@@ -149,12 +133,8 @@ impl PyAmpCf {
         let (pu, pi) = (slice(&pair_user, "pair_user")?, slice(&pair_item, "items")?);
         let m = &self.inner;
         let parts = user_items.parts()?;
-        let (att, (part, lead)) = run(py, num_threads, |_| {
-            let users = parts.view("user_items")?;
-            Ok((
-                m.attention(&users, pu, pi)?,
-                m.contribution(&users, pu, pi)?,
-            ))
+        let (att, part, lead) = run(py, num_threads, |_| {
+            m.contribution(&parts.view("user_items")?, pu, pi)
         })?;
         Ok((
             matrix(py, att, pu.len(), m.n_personas)?,

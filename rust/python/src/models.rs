@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use personae_core::ampcf::AmpCf;
+use personae_core::ampcf::{AmpCf, Recommended};
 use personae_core::checkpoint::{self, Checkpoint, Tensor, Values};
 use personae_core::csr::CsrView;
 use personae_core::fused::Filters;
@@ -19,7 +19,7 @@ use personae_core::threads::Stop;
 use personae_core::{bad_model, Error};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyTuple};
 use pyo3::PyClass;
 
 use crate::ampcf::PyAmpCf;
@@ -222,28 +222,32 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// The shared body of every `recommend` that scores rows of `user_items`: builds the validated
-/// view and filters, runs `top_n` without the GIL, returns `(ids, scores)` arrays.
+/// view and filters, runs `top_n` without the GIL, returns `(ids, scores)` arrays, plus the
+/// dominant persona of each listed item when `top_n` gives one (AMP-CF's `explain`).
 pub fn serve_top_n<'py>(
     py: Python<'py>,
     user_items: &Csr<'_>,
     n: i64,
     (exclude_seen, exclude): (bool, Option<&ItemSet<'_>>),
     num_threads: Option<i64>,
-    top_n: impl Fn(&CsrView, &Filters, &Stop) -> personae_core::Result<(Vec<i64>, Vec<f32>)> + Sync,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    top_n: impl Fn(&CsrView, &Filters, &Stop) -> personae_core::Result<Recommended> + Sync,
+) -> PyResult<Bound<'py, PyTuple>> {
     let ex = exclude.map(ItemSet::exclude).transpose()?;
     let parts = user_items.parts()?;
-    let (rows, ids, scores) = run(py, num_threads, |stop| {
+    let (rows, (ids, scores, dominant)) = run(py, num_threads, |stop| {
         let users = parts.view("user_items")?;
         let filters = Filters::new(exclude_seen, ex, users.n_cols)?;
-        let (ids, scores) = top_n(&users, &filters, stop)?;
-        Ok((users.n_rows, ids, scores))
+        Ok((users.n_rows, top_n(&users, &filters, stop)?))
     })?;
     let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
-    Ok((
+    let mut out = vec![
         matrix(py, ids, rows, width)?,
         matrix(py, scores, rows, width)?,
-    ))
+    ];
+    if let Some(d) = dominant {
+        out.push(matrix(py, d, rows, width)?);
+    }
+    PyTuple::new(py, out)
 }
 
 /// The shared body of every `score`: dense scores (`rows x n_items`) of the rows of

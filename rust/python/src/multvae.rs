@@ -5,6 +5,7 @@ use std::sync::Arc;
 use numpy::PyReadonlyArray1;
 use personae_core::multvae::MultVae;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use crate::convert::{matrix, Csr, ItemSet};
 use crate::models::{serve_scores, serve_similar, serve_top_n, PyModel};
@@ -43,10 +44,11 @@ impl PyMultVae {
         exclude_seen: bool,
         exclude_items: Option<ItemSet<'py>>,
         num_threads: Option<i64>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let filters = (exclude_seen, exclude_items.as_ref());
         serve_top_n(py, &user_items, n, filters, num_threads, |u, f, s| {
-            self.inner.recommend(u, n, f, s)
+            let (ids, scores) = self.inner.recommend(u, n, f, s)?;
+            Ok((ids, scores, None))
         })
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use numpy::PyArray1;
 use personae_core::popularity::Popularity;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use crate::convert::{Csr, ItemSet};
 use crate::errors::run;
@@ -43,10 +44,11 @@ impl PyPopularity {
         exclude_seen: bool,
         exclude_items: Option<ItemSet<'py>>,
         num_threads: Option<i64>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let filters = (exclude_seen, exclude_items.as_ref());
         serve_top_n(py, &user_items, n, filters, num_threads, |u, f, s| {
-            self.inner.recommend(u, n, f, s)
+            let (ids, scores) = self.inner.recommend(u, n, f, s)?;
+            Ok((ids, scores, None))
         })
     }
 }
