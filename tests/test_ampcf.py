@@ -249,7 +249,7 @@ def test_explicit_settings_skip_the_search():
     tr = m.manifest["training"]
     assert "search" not in tr
     assert tr["settings"] == {"lam": 10.0, "user_weight": 0.5, "rank": 8, "low_weight": 0.2}
-    assert m._fitted().rank == 8
+    assert m._fitted().tensors()["low_left"].shape == (m.n_items, 8)
 
 
 def test_bad_inputs_raise_clear_errors(fitted):

@@ -80,3 +80,39 @@ def test_threads_agree():
     # Requests beyond the CPUs this process may use are capped, not refused.
     c = top_n(s, 7, num_threads=10_000)
     np.testing.assert_array_equal(a[0], c[0])
+
+
+def test_every_family_serves_through_one_base(tiny_model, tiny_data):
+    """recommend, score, item_factors and similar_items live once, on the base Model: every
+    family's lists are the top-n of its own dense scores with seen items masked."""
+    import personae
+
+    x = tiny_data.interactions.matrix
+    ampcf = personae.AMPCF(device="cpu", n_clusters=5, rank=16, att_dim=8).fit(
+        x, show_progress=False
+    )
+    pop = personae.Popularity().fit(x)
+    rows = x[:40]
+    for model in (tiny_model, ampcf, pop):
+        dense = model.score(rows)
+        assert dense.shape == (40, model.n_items) and dense.dtype == np.float32
+        ids, scores = model.recommend(rows, 12)
+        want_ids, want_scores = ref_top_n(dense, 12, rows)
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+        agree = (ids == want_ids) | np.isclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+        assert agree.all(), type(model).__name__
+        with pytest.raises(ValueError, match="columns but the model has"):
+            model.score(x[:, :-1])
+    np.testing.assert_array_equal(pop.score(rows), np.tile(pop.counts, (40, 1)))
+    # The core refuses explain for a model without personas, whatever the Python layer does.
+    with pytest.raises(personae.InvalidInputError, match="explain needs a persona model"):
+        pop._fitted().recommend(rows, 3, explain=True)
+    with pytest.raises(NotImplementedError, match="popularity models have no item embeddings"):
+        pop.item_factors()
+    # AMP-CF's item space is what similar_items ranks by cosine.
+    f = ampcf.item_factors()
+    assert f.shape == (ampcf.n_items, 8)
+    sim_ids, sim = ampcf.similar_items(3, N=5)
+    unit = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-30)
+    np.testing.assert_allclose(sim, unit[sim_ids] @ unit[3], rtol=1e-4, atol=1e-5)
+    assert sim_ids[0] == 3

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from personae._validate import csr, integer, optional_integer
+from personae._validate import csr, integer
 from personae.models import Model, fit_inputs
 
 __all__ = ["AMPCF"]
@@ -152,13 +152,6 @@ class AMPCF(Model, kind="ampcf"):
     def n_tastes(self) -> int:
         """The number of global taste clusters personas are drawn from."""
         return self._fitted().n_clusters
-
-    def score(self, user_items, num_threads: int | None = None) -> np.ndarray:
-        """Dense scores (users x n_items, float32) of the rows of `user_items`: for small
-        batches and inspection; :meth:`recommend` never builds this matrix."""
-        return self._fitted().score(
-            csr("user_items", user_items), optional_integer("num_threads", num_threads)
-        )
 
     def personas(self, user_items) -> dict:
         """Each user's personas, from their rows of `user_items`.

@@ -283,12 +283,18 @@ class Model:
         for batch in batches:
             yield self._recommend_batch(batch, n, **kw)
 
-    def _item_factors(self) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} has no item embeddings")
+    def score(self, user_items, num_threads: int | None = None) -> np.ndarray:
+        """Dense scores (users x n_items, float32) of the rows of `user_items`, the values
+        :meth:`recommend` ranks: for small batches and inspection; ``recommend`` never builds
+        this matrix."""
+        return self._fitted().score(
+            csr("user_items", user_items), optional_integer("num_threads", num_threads)
+        )
 
     def item_factors(self) -> np.ndarray:
-        """The model's item embeddings (n_items x dim), the ones :meth:`similar_items` uses."""
-        return self._item_factors()
+        """The model's item embeddings (n_items x dim), the ones :meth:`similar_items` uses;
+        ``NotImplementedError`` for a model without them (popularity)."""
+        return self._fitted().item_factors()
 
     def similar_items(
         self,
@@ -305,8 +311,6 @@ class Model:
         returned. `recalculate_item` and `item_users` are accepted for compatibility."""
         del recalculate_item, item_users
         core = self._fitted()
-        if not hasattr(core, "similar_items"):
-            raise NotImplementedError(f"{type(self).__name__} has no item embeddings")
         scalar = np.isscalar(itemid)
         q = indices("itemid", itemid)
         N, exclude, _ = _candidates(N, filter_items, items)

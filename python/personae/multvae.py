@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from personae import _core
-from personae._validate import csr, integer, optional_integer
+from personae._validate import csr, integer
 from personae.models import Model, fit_inputs
 
 __all__ = ["MultVAE"]
@@ -171,16 +169,6 @@ class MultVAE(Model, kind="multvae"):
         )
         return self
 
-    def score(self, user_items, num_threads: int | None = None) -> np.ndarray:
-        """Dense logits (users x n_items, float32): for small batches and inspection; use
-        :meth:`recommend` for top-N, which never builds this matrix."""
-        return self._fitted().score(
-            csr("user_items", user_items), optional_integer("num_threads", num_threads)
-        )
-
     @classmethod
     def _n_items_of(cls, tensors) -> int:
         return len(tensors["dec_item_b"])
-
-    def _item_factors(self) -> np.ndarray:
-        return self._fitted().item_factors()

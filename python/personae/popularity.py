@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from personae import _core
-from personae._validate import csr
 from personae.models import Model, fit_inputs
 
 __all__ = ["Popularity"]
@@ -31,9 +30,3 @@ class Popularity(Model, kind="popularity"):
     def counts(self) -> np.ndarray:
         """Training interactions per item (float32)."""
         return self._fitted().item_count()
-
-    def score(self, user_items) -> np.ndarray:
-        """The item counts repeated for every row of `user_items` (users x n_items): the scores
-        :meth:`recommend` ranks."""
-        rows = csr("user_items", user_items).shape[0]
-        return np.broadcast_to(self.counts, (rows, self.n_items)).copy()

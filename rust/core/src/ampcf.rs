@@ -37,7 +37,7 @@ use rayon::prelude::*;
 use crate::checkpoint::{Checkpoint, Model, Tensor, Values};
 use crate::csr::CsrView;
 use crate::error::{buffer, Result};
-use crate::fused::{self, Filters, TileScorer};
+use crate::fused::{self, Recommended, Request, TileScorer};
 use crate::threads::Stop;
 use crate::{bad_model, gemm, invalid, vmath};
 
@@ -91,9 +91,6 @@ pub struct Tastes {
     pub prior_mean: Vec<f32>,
     pub prior_cov: Vec<f32>,
 }
-
-/// `(ids, scores, dominant persona of each listed item when asked for)`, each `rows x n`.
-pub type Recommended = (Vec<i64>, Vec<f32>, Option<Vec<i64>>);
 
 /// Users' personas, as [`AmpCf::personas`] returns them.
 #[derive(Debug, Default)]
@@ -243,11 +240,6 @@ impl AmpCf {
         self.tastes.as_ref()
     }
 
-    /// Unit item vectors `n_items x att_dim` (zero rows for items without a direction).
-    pub fn item_space(&self) -> &[f32] {
-        &self.item_space
-    }
-
     /// The taste cluster of every item (-1 for none).
     pub fn item_cluster(&self) -> &[i32] {
         &self.item_cluster
@@ -259,75 +251,7 @@ impl AmpCf {
     }
 
     fn check_users(&self, users: &CsrView) -> Result<()> {
-        if users.n_cols != self.n_items {
-            return Err(invalid!(
-                "user_items has {} columns but the model has {} items",
-                users.n_cols,
-                self.n_items
-            ));
-        }
-        users.require_non_negative("user_items")
-    }
-
-    /// Top-`n` items of each row of `users` (their histories), see [`fused::top_n`]. With
-    /// `explain`, also the dominant persona of each listed item (-1 for padding), in the same
-    /// call.
-    pub fn recommend(
-        &self,
-        users: &CsrView,
-        n: i64,
-        filters: &Filters,
-        stop: &Stop,
-        explain: bool,
-    ) -> Result<Recommended> {
-        self.check_users(users)?;
-        let (ids, scores) = fused::top_n(&Scorer::new(self), users, n, filters, stop)?;
-        if !explain {
-            return Ok((ids, scores, None));
-        }
-        let width = ids.len() / users.n_rows.max(1);
-        let (pu, pi): (Vec<i64>, Vec<i64>) = ids
-            .iter()
-            .enumerate()
-            .filter(|(_, &j)| j >= 0)
-            .map(|(t, &j)| ((t / width.max(1)) as i64, j))
-            .unzip();
-        let (_, _, lead) = self.contribution(users, &pu, &pi)?;
-        let mut dom = vec![-1i64; ids.len()];
-        let listed = dom.iter_mut().zip(&ids).filter(|(_, &j)| j >= 0);
-        for ((slot, _), d) in listed.zip(lead) {
-            *slot = d;
-        }
-        Ok((ids, scores, Some(dom)))
-    }
-
-    /// Dense scores `rows x n_items` of `users` (tests and small batches).
-    pub fn score(&self, users: &CsrView) -> Result<Vec<f32>> {
-        self.check_users(users)?;
-        let n = self.n_items;
-        let mut out = buffer("score", users.n_rows.checked_mul(n), 0f32)?;
-        let sc = Scorer::new(self);
-        out.par_chunks_mut(fused::USER_CHUNK * n)
-            .enumerate()
-            .for_each(|(c, o)| {
-                let r0 = c * fused::USER_CHUNK;
-                let st = sc.prepare(users, r0..r0 + o.len() / n);
-                let mut t0 = 0;
-                let m = st.m;
-                // Tile by tile into a scratch tile, then copied: score_tile writes a tile's
-                // users contiguously.
-                let mut tile = vec![0f32; m * fused::ITEM_TILE.min(n)];
-                while t0 < n {
-                    let t1 = (t0 + fused::ITEM_TILE).min(n);
-                    let w = t1 - t0;
-                    sc.score_tile(&st, t0..t1, &mut tile[..m * w]);
-                    for u in 0..m {
-                        o[u * n + t0..u * n + t1].copy_from_slice(&tile[u * w..(u + 1) * w]);
-                    }
-                    t0 = t1;
-                }
-            });
-        Ok(out)
+        fused::check_users(users, self.n_items)
     }
 
     /// Each user's personas (see [`Personas`]).
@@ -750,6 +674,39 @@ impl Model for AmpCf {
         "ampcf"
     }
 
+    /// With `explain`, also the dominant persona of each listed item (-1 for padding), in the
+    /// same call.
+    fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
+        self.check_users(users)?;
+        let (ids, scores) = fused::top_n(&Scorer::new(self), users, req.n, &req.filters, stop)?;
+        if !req.explain {
+            return Ok((ids, scores, None));
+        }
+        let width = ids.len() / users.n_rows.max(1);
+        let (pu, pi): (Vec<i64>, Vec<i64>) = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &j)| j >= 0)
+            .map(|(t, &j)| ((t / width.max(1)) as i64, j))
+            .unzip();
+        let (_, _, lead) = self.contribution(users, &pu, &pi)?;
+        let mut dom = vec![-1i64; ids.len()];
+        let listed = dom.iter_mut().zip(&ids).filter(|(_, &j)| j >= 0);
+        for ((slot, _), d) in listed.zip(lead) {
+            *slot = d;
+        }
+        Ok((ids, scores, Some(dom)))
+    }
+
+    fn score(&self, users: &CsrView, stop: &Stop) -> Result<Vec<f32>> {
+        fused::dense_scores(&Scorer::new(self), users, stop)
+    }
+
+    /// Unit item vectors `n_items x att_dim` (zero rows for items without a direction).
+    fn item_space(&self) -> Option<(&[f32], usize)> {
+        Some((&self.item_space, self.att_dim))
+    }
+
     fn n_items(&self) -> usize {
         self.n_items
     }
@@ -1053,7 +1010,7 @@ mod tests {
     use crate::checkpoint::encode;
     use crate::checkpoint::tests::rand_vec;
     use crate::csr::Index;
-    use crate::fused::DenseScores;
+    use crate::fused::{DenseScores, Filters};
 
     struct Toy {
         n: usize,
@@ -1275,7 +1232,7 @@ mod tests {
             let (md, s_dense) = toy(&t, seed);
             let (p, i, d) = histories(rows, n);
             let users = CsrView::new("u", n, Index::I64(&p), Index::I32(&i), Some(&d)).unwrap();
-            let dense = md.score(&users).unwrap();
+            let dense = md.score(&users, &Stop::new()).unwrap();
             for &(u, j) in &[
                 (0, 0),
                 (1, 5),
@@ -1296,7 +1253,12 @@ mod tests {
             }
             let f = Filters::new(true, None, n).unwrap();
             let stop = Stop::new();
-            let (ids, scores, dom) = md.recommend(&users, 25, &f, &stop, true).unwrap();
+            let req = Request {
+                n: 25,
+                filters: f.clone(),
+                explain: true,
+            };
+            let (ids, scores, dom) = md.recommend(&users, &req, &stop).unwrap();
             let want = fused::top_n(
                 &DenseScores::new(&dense, rows, n).unwrap(),
                 &users,
@@ -1349,7 +1311,7 @@ mod tests {
             .contribution(&users, &[1, 2, 5, 0], &[0, 39, 7, 3])
             .unwrap();
         assert_eq!(att2, att);
-        let dense = md.score(&users).unwrap();
+        let dense = md.score(&users, &Stop::new()).unwrap();
         for (q, &(u, j)) in [(1usize, 0usize), (2, 39), (5, 7), (0, 3)]
             .iter()
             .enumerate()
@@ -1390,7 +1352,7 @@ mod tests {
         assert!(md.attention(&users, &[0, 1], &[0]).is_err());
         assert!(md.because(&users, &[0], &[0], -1).is_err());
         let wide = CsrView::empty(1, 41);
-        assert!(md.score(&wide).is_err());
+        assert!(md.score(&wide, &Stop::new()).is_err());
         let neg = CsrView::new(
             "u",
             40,
@@ -1399,7 +1361,11 @@ mod tests {
             Some(&[-1.0]),
         )
         .unwrap();
-        assert!(md.score(&neg).unwrap_err().to_string().contains("negative"));
+        assert!(md
+            .score(&neg, &Stop::new())
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
     }
 
     #[test]

@@ -114,6 +114,90 @@ pub fn result_buffers(what: &str, rows: usize, n: usize) -> Result<(Vec<i64>, Ve
     ))
 }
 
+/// What a model's `recommend` is asked for.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// List length (checked by [`top_n`]).
+    pub n: i64,
+    /// What to leave out of every list.
+    pub filters: Filters<'a>,
+    /// Also name the dominant persona of each listed item (persona models only).
+    pub explain: bool,
+}
+
+/// `(ids, scores, dominant persona of each listed item when asked for)`, each `rows x n`.
+pub type Recommended = (Vec<i64>, Vec<f32>, Option<Vec<i64>>);
+
+fn check_columns(users: &CsrView, n_items: usize) -> Result<()> {
+    if users.n_cols != n_items {
+        return Err(invalid!(
+            "user_items has {} columns but the model has {n_items} items",
+            users.n_cols
+        ));
+    }
+    Ok(())
+}
+
+/// The rule every model's input rows follow, in one place: one column per item of the model,
+/// and interaction weights >= 0.
+pub fn check_users(users: &CsrView, n_items: usize) -> Result<()> {
+    check_columns(users, n_items)?;
+    users.require_non_negative("user_items")
+}
+
+/// Dense scores (`rows x n_items`, row-major) of every row of `users`, tile by tile through
+/// the scorer: for tests and small batches (top-N never builds this matrix).
+pub fn dense_scores<S: TileScorer>(scorer: &S, users: &CsrView, stop: &Stop) -> Result<Vec<f32>> {
+    let n = scorer.n_items();
+    check_users(users, n)?;
+    let mut out = buffer("score", users.n_rows.checked_mul(n), 0f32)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    out.par_chunks_mut(USER_CHUNK * n)
+        .enumerate()
+        .try_for_each(|(c, o)| {
+            stop.check()?;
+            let rows = c * USER_CHUNK..c * USER_CHUNK + o.len() / n;
+            let m = rows.len();
+            let state = scorer.prepare(users, rows);
+            // score_tile writes a tile's users contiguously: score into a scratch tile, then
+            // copy each user's part into place.
+            let mut tile = vec![0f32; m * ITEM_TILE.min(n)];
+            let mut t0 = 0;
+            while t0 < n {
+                let t1 = (t0 + ITEM_TILE).min(n);
+                let w = t1 - t0;
+                scorer.score_tile(&state, t0..t1, &mut tile[..m * w]);
+                for u in 0..m {
+                    o[u * n + t0..u * n + t1].copy_from_slice(&tile[u * w..(u + 1) * w]);
+                }
+                t0 = t1;
+            }
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+/// The `recommend` of a model without personas (`explain` is an error): its users checked
+/// once, then [`top_n`].
+pub fn recommend_plain<S: TileScorer>(
+    scorer: &S,
+    kind: &str,
+    users: &CsrView,
+    req: &Request,
+    stop: &Stop,
+) -> Result<Recommended> {
+    if req.explain {
+        return Err(invalid!(
+            "explain needs a persona model (AMP-CF); this is a {kind} model"
+        ));
+    }
+    check_users(users, scorer.n_items())?;
+    let (ids, scores) = top_n(scorer, users, req.n, &req.filters, stop)?;
+    Ok((ids, scores, None))
+}
+
 /// Top-`n` items per user: `(ids, scores)`, each `users.n_rows x n`, best first, padded with
 /// id -1 / score -inf when fewer than `n` items remain after filtering.
 pub fn top_n<S: TileScorer>(
@@ -125,12 +209,7 @@ pub fn top_n<S: TileScorer>(
 ) -> Result<(Vec<i64>, Vec<f32>)> {
     let n = list_len(n)?;
     let n_items = scorer.n_items();
-    if users.n_cols != n_items {
-        return Err(invalid!(
-            "user_items has {} columns but the model has {n_items} items",
-            users.n_cols
-        ));
-    }
+    check_columns(users, n_items)?;
     let b = users.n_rows;
     let (mut ids, mut scores) = result_buffers("recommend", b, n)?;
     if b == 0 {

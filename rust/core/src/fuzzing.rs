@@ -9,19 +9,27 @@
 use serde_json::Value;
 
 use crate::ampcf::AmpCf;
-use crate::checkpoint::{sha256_hex, Checkpoint};
+use crate::checkpoint::{sha256_hex, Checkpoint, Model};
 use crate::csr::{CsrView, Index};
-use crate::fused::Filters;
+use crate::fused::Request;
 use crate::multvae::MultVae;
 use crate::popularity::Popularity;
 use crate::threads::Stop;
 
 fn exercise(manifest: &[u8], weights: &[u8]) {
     let stop = Stop::new();
-    let f = Filters::default();
+    let plain = Request {
+        n: 3,
+        filters: Default::default(),
+        explain: false,
+    };
+    let explain = Request {
+        explain: true,
+        ..plain.clone()
+    };
     if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
         if let Ok(m) = MultVae::from_checkpoint(c) {
-            let _ = m.recommend(&CsrView::empty(1, m.n_items), 3, &f, &stop);
+            let _ = m.recommend(&CsrView::empty(1, m.n_items), &plain, &stop);
         }
     }
     if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
@@ -33,7 +41,7 @@ fn exercise(manifest: &[u8], weights: &[u8]) {
             if let Ok(u) =
                 CsrView::new("u", a.n_items, Index::I64(&indptr), Index::I32(&cols), None)
             {
-                let _ = a.recommend(&u, 3, &f, &stop, true);
+                let _ = a.recommend(&u, &explain, &stop);
                 let _ = a.because(&u, &[0], &[0], 2);
                 let _ = a.personas(&u);
             }
@@ -41,7 +49,7 @@ fn exercise(manifest: &[u8], weights: &[u8]) {
     }
     if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
         if let Ok(p) = Popularity::from_checkpoint(c) {
-            let _ = p.recommend(&CsrView::empty(1, p.n_items), 3, &f, &stop);
+            let _ = p.recommend(&CsrView::empty(1, p.n_items), &plain, &stop);
         }
     }
 }

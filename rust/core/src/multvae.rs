@@ -6,8 +6,8 @@
 use crate::bad_model;
 use crate::checkpoint::{Checkpoint, Model, Tensor};
 use crate::csr::CsrView;
-use crate::error::{buffer, Result};
-use crate::fused::{self, Filters, TileScorer};
+use crate::error::Result;
+use crate::fused::{self, Recommended, Request, TileScorer};
 use crate::gemm;
 use crate::threads::Stop;
 
@@ -74,39 +74,6 @@ impl MultVae {
         })
     }
 
-    /// Interaction weights are non-negative; the model's input rows are checked once here.
-    fn check_input(&self, users: &CsrView) -> Result<()> {
-        users.require_non_negative("user_items")
-    }
-
-    /// Top-`n` per row of `users` (see [`fused::top_n`]).
-    pub fn recommend(
-        &self,
-        users: &CsrView,
-        n: i64,
-        filters: &Filters,
-        stop: &Stop,
-    ) -> Result<(Vec<i64>, Vec<f32>)> {
-        self.check_input(users)?;
-        fused::top_n(self, users, n, filters, stop)
-    }
-
-    /// Dense logits (`rows x n_items`) of every row of `users`: for tests and small batches.
-    pub fn score(&self, users: &CsrView) -> Result<Vec<f32>> {
-        self.check_input(users)?;
-        if users.n_cols != self.n_items {
-            return Err(crate::invalid!(
-                "user_items has {} columns but the model has {} items",
-                users.n_cols,
-                self.n_items
-            ));
-        }
-        let mut out = buffer("score", users.n_rows.checked_mul(self.n_items), 0f32)?;
-        let h = self.hidden_states(users, 0..users.n_rows);
-        self.score_tile(&h, 0..self.n_items, &mut out);
-        Ok(out)
-    }
-
     /// Decoder hidden activations (`rows x hidden`) of users `rows`: everything before the
     /// item-sized layer.
     pub fn hidden_states(&self, users: &CsrView, rows: std::ops::Range<usize>) -> Vec<f32> {
@@ -152,16 +119,25 @@ impl MultVae {
         }
         h2
     }
-
-    /// Item embeddings of the output layer (`n_items x hidden`), for item-item similarity.
-    pub fn item_factors(&self) -> &[f32] {
-        &self.dec_item
-    }
 }
 
 impl Model for MultVae {
     fn kind(&self) -> &'static str {
         "multvae"
+    }
+
+    fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
+        fused::recommend_plain(self, self.kind(), users, req, stop)
+    }
+
+    /// The decoder's logits.
+    fn score(&self, users: &CsrView, stop: &Stop) -> Result<Vec<f32>> {
+        fused::dense_scores(self, users, stop)
+    }
+
+    /// The output layer's item embeddings.
+    fn item_space(&self) -> Option<(&[f32], usize)> {
+        Some((&self.dec_item, self.hidden))
     }
 
     fn n_items(&self) -> usize {
@@ -227,7 +203,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::tests::{build, rand_vec};
     use crate::csr::Index;
-    use crate::fused::{top_n, DenseScores};
+    use crate::fused::{top_n, DenseScores, Filters};
 
     fn toy(n_items: usize, h: usize, z: usize) -> MultVae {
         let mut s = 7u64;
@@ -280,12 +256,17 @@ mod tests {
         )
         .unwrap();
         // Dense reference: score every user against every item, then select.
-        let dense = model.score(&users).unwrap();
+        let dense = model.score(&users, &Stop::new()).unwrap();
         let f = Filters::new(true, None, n_items).unwrap();
         let stop = Stop::new();
         let dense_scores = DenseScores::new(&dense, n_users, n_items).unwrap();
         let want = top_n(&dense_scores, &users, 50, &f, &stop).unwrap();
-        let got = model.recommend(&users, 50, &f, &stop).unwrap();
+        let req = Request {
+            n: 50,
+            filters: f.clone(),
+            explain: false,
+        };
+        let got = model.recommend(&users, &req, &stop).unwrap();
         // Tiling changes the GEMM's summation order, so scores agree to rounding and ids agree
         // except where two candidates are within rounding of each other.
         for (k, (&g, &w)) in got.1.iter().zip(&want.1).enumerate() {
@@ -316,7 +297,7 @@ mod tests {
         let row = |scale: f32| {
             let d: Vec<f32> = base.iter().map(|x| x * scale).collect();
             let u = CsrView::new("u", 40, Index::I64(&[0, 4]), Index::I32(&idx), Some(&d)).unwrap();
-            model.score(&u).unwrap()
+            model.score(&u, &Stop::new()).unwrap()
         };
         let want = row(1.0);
         for scale in [1e-30f32, 1e-23, 1e20, 1e30] {
@@ -337,7 +318,7 @@ mod tests {
         )
         .unwrap();
         assert!(model
-            .score(&neg)
+            .score(&neg, &Stop::new())
             .unwrap_err()
             .to_string()
             .contains("negative"));

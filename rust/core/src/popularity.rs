@@ -4,7 +4,7 @@
 use crate::checkpoint::{Checkpoint, Model, Tensor};
 use crate::csr::CsrView;
 use crate::error::Result;
-use crate::fused::{self, Filters, TileScorer};
+use crate::fused::{self, Recommended, Request, TileScorer};
 use crate::threads::Stop;
 use crate::{bad_model, invalid};
 
@@ -48,22 +48,20 @@ impl Popularity {
         }
         Ok(c)
     }
-
-    /// Top-`n` per row of `users` (see [`fused::top_n`]).
-    pub fn recommend(
-        &self,
-        users: &CsrView,
-        n: i64,
-        filters: &Filters,
-        stop: &Stop,
-    ) -> Result<(Vec<i64>, Vec<f32>)> {
-        fused::top_n(self, users, n, filters, stop)
-    }
 }
 
 impl Model for Popularity {
     fn kind(&self) -> &'static str {
         "popularity"
+    }
+
+    fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
+        fused::recommend_plain(self, self.kind(), users, req, stop)
+    }
+
+    /// Every row gets the item counts.
+    fn score(&self, users: &CsrView, stop: &Stop) -> Result<Vec<f32>> {
+        fused::dense_scores(self, users, stop)
     }
 
     fn n_items(&self) -> usize {
@@ -124,8 +122,12 @@ mod tests {
             serde_json::json!({"n_items": 4}),
         );
         let p = Popularity::from_checkpoint(Checkpoint::from_bytes(&m, &w).unwrap()).unwrap();
-        let f = Filters::new(true, None, 4).unwrap();
-        let (ids, _) = p.recommend(&x, 2, &f, &Stop::new()).unwrap();
+        let req = Request {
+            n: 2,
+            filters: crate::fused::Filters::new(true, None, 4).unwrap(),
+            explain: false,
+        };
+        let (ids, _, _) = p.recommend(&x, &req, &Stop::new()).unwrap();
         // Ties go to the lower index; each user's own items are masked.
         assert_eq!(ids, vec![3, 0, 1, 3, 2, 1]);
         assert!(Popularity::count(&CsrView::empty(2, 4)).is_err());

@@ -1,5 +1,6 @@
-//! `personae._core.AMPCF`: the persona model's fused scoring, personas and explanations. Users
-//! are always rows of a CSR `user_items` (their histories): a user is their history.
+//! `personae._core.AMPCF`: the persona model's personas and explanations (its serving is the
+//! base `Model`'s). Users are always rows of a CSR `user_items` (their histories): a user is
+//! their history.
 
 use std::sync::Arc;
 
@@ -8,9 +9,9 @@ use personae_core::ampcf::AmpCf;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{matrix, slice, Csr, ItemSet};
+use crate::convert::{matrix, slice, Csr};
 use crate::errors::run;
-use crate::models::{serve_scores, serve_similar, serve_top_n, PyModel};
+use crate::models::PyModel;
 
 /// A loaded AMP-CF model. Immutable and thread-safe.
 #[pyclass(extends = PyModel, frozen, name = "AMPCF", module = "personae._core")]
@@ -33,63 +34,6 @@ impl PyAmpCf {
     #[getter]
     fn n_clusters(&self) -> usize {
         self.inner.n_clusters
-    }
-    #[getter]
-    fn att_dim(&self) -> usize {
-        self.inner.att_dim
-    }
-    #[getter]
-    fn rank(&self) -> usize {
-        self.inner.rank
-    }
-    #[getter]
-    fn tau(&self) -> f32 {
-        self.inner.tau
-    }
-    #[getter]
-    fn mix(&self) -> f32 {
-        self.inner.mix
-    }
-    #[getter]
-    fn delta(&self) -> f32 {
-        self.inner.delta
-    }
-    #[getter]
-    fn gamma(&self) -> f32 {
-        self.inner.gamma
-    }
-
-    /// Top-`n` items of every row of `user_items`. With `explain`, also the dominant persona
-    /// of each listed item (int64, -1 for padding).
-    // The arguments are the Python signature's keywords.
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (user_items, n, exclude_seen=true, exclude_items=None, num_threads=None, explain=false))]
-    fn recommend<'py>(
-        &self,
-        py: Python<'py>,
-        user_items: Csr<'py>,
-        n: i64,
-        exclude_seen: bool,
-        exclude_items: Option<ItemSet<'py>>,
-        num_threads: Option<i64>,
-        explain: bool,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let filters = (exclude_seen, exclude_items.as_ref());
-        serve_top_n(py, &user_items, n, filters, num_threads, |u, f, s| {
-            self.inner.recommend(u, n, f, s, explain)
-        })
-    }
-
-    /// Dense scores (`rows x n_items`) of every row of `user_items`: tests and small batches.
-    #[pyo3(signature = (user_items, num_threads=None))]
-    fn score<'py>(
-        &self,
-        py: Python<'py>,
-        user_items: Csr<'py>,
-        num_threads: Option<i64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let m = &self.inner;
-        serve_scores(py, &user_items, num_threads, m.n_items, |u| m.score(u))
     }
 
     /// `(cluster, share, entry)`: each row's personas (taste cluster, -1 padded, `rows x K`),
@@ -190,19 +134,5 @@ impl PyAmpCf {
             ],
         ))
         .transpose()
-    }
-
-    /// The `n` items most similar to each of `items` (cosine in the item space).
-    #[pyo3(signature = (items, n, exclude_items=None))]
-    fn similar_items<'py>(
-        &self,
-        py: Python<'py>,
-        items: PyReadonlyArray1<'py, i64>,
-        n: i64,
-        exclude_items: Option<ItemSet<'py>>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let m = self.inner.as_ref();
-        let f = (m.item_space(), m.att_dim);
-        serve_similar(py, m, f, &items, n, exclude_items.as_ref())
     }
 }

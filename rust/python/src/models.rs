@@ -7,17 +7,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use personae_core::ampcf::{AmpCf, Recommended};
+use numpy::{PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use personae_core::ampcf::AmpCf;
 use personae_core::checkpoint::{self, Checkpoint, Tensor, Values};
-use personae_core::csr::CsrView;
-use personae_core::fused::Filters;
+use personae_core::fused::{Filters, Request};
 use personae_core::multvae::MultVae;
 use personae_core::popularity::Popularity;
 use personae_core::similar;
-use personae_core::threads::Stop;
 use personae_core::{bad_model, Error};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyNotImplementedError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::PyClass;
@@ -91,6 +89,103 @@ impl PyModel {
         let (text, weights) = run(py, None, |_| checkpoint::encode(manifest, &core.tensors()))?;
         Ok((text, PyBytes::new(py, &weights)))
     }
+
+    /// Top-`n` items of every row of the CSR `user_items` (fused; see `fused::top_n`): `(ids,
+    /// scores)`, plus with `explain` (persona models) the dominant persona of each listed item
+    /// (int64, -1 for padding).
+    // The arguments are the Python signature's keywords.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (user_items, n, exclude_seen=true, exclude_items=None, num_threads=None, explain=false))]
+    fn recommend<'py>(
+        &self,
+        py: Python<'py>,
+        user_items: Csr<'py>,
+        n: i64,
+        exclude_seen: bool,
+        exclude_items: Option<ItemSet<'py>>,
+        num_threads: Option<i64>,
+        explain: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let ex = exclude_items.as_ref().map(ItemSet::exclude).transpose()?;
+        let parts = user_items.parts()?;
+        let core = &self.core;
+        let (rows, (ids, scores, dominant)) = run(py, num_threads, |stop| {
+            let users = parts.view("user_items")?;
+            let filters = Filters::new(exclude_seen, ex, users.n_cols)?;
+            let req = Request {
+                n,
+                filters,
+                explain,
+            };
+            Ok((users.n_rows, core.recommend(&users, &req, stop)?))
+        })?;
+        let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
+        let mut out = vec![
+            matrix(py, ids, rows, width)?,
+            matrix(py, scores, rows, width)?,
+        ];
+        if let Some(d) = dominant {
+            out.push(matrix(py, d, rows, width)?);
+        }
+        PyTuple::new(py, out)
+    }
+
+    /// Dense scores (`rows x n_items`) of every row of `user_items`: tests and small batches.
+    #[pyo3(signature = (user_items, num_threads=None))]
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        user_items: Csr<'py>,
+        num_threads: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let parts = user_items.parts()?;
+        let core = &self.core;
+        let (rows, out) = run(py, num_threads, |stop| {
+            let users = parts.view("user_items")?;
+            Ok((users.n_rows, core.score(&users, stop)?))
+        })?;
+        matrix(py, out, rows, core.n_items())
+    }
+
+    /// The `n` items most similar to each of `items` (cosine of the model's item embeddings).
+    #[pyo3(signature = (items, n, exclude_items=None))]
+    fn similar_items<'py>(
+        &self,
+        py: Python<'py>,
+        items: PyReadonlyArray1<'py, i64>,
+        n: i64,
+        exclude_items: Option<ItemSet<'py>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let (factors, dim) = self.space()?;
+        let q = slice(&items, "itemid")?;
+        let ex = exclude_items.as_ref().map(ItemSet::exclude).transpose()?;
+        let count = self.core.item_count();
+        let (ids, scores) = run(py, None, |stop| {
+            similar::similar_items(factors, dim, count, q, n, ex, stop)
+        })?;
+        let width = ids.len().checked_div(q.len()).unwrap_or(n.max(0) as usize);
+        Ok((
+            matrix(py, ids, q.len(), width)?,
+            matrix(py, scores, q.len(), width)?,
+        ))
+    }
+
+    /// The item embeddings `similar_items` uses (`n_items x dim`), a copy.
+    fn item_factors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (factors, dim) = self.space()?;
+        matrix(py, factors.to_vec(), self.core.n_items(), dim)
+    }
+}
+
+impl PyModel {
+    fn space(&self) -> PyResult<(&[f32], usize)> {
+        self.core.item_space().ok_or_else(|| {
+            PyNotImplementedError::new_err(format!(
+                "{} models have no item embeddings",
+                self.core.kind()
+            ))
+        })
+    }
 }
 
 /// One family's Python object: the base `Model` holding `core`, and the family class `P`.
@@ -116,14 +211,11 @@ where
 fn wrap(py: Python<'_>, c: Checkpoint) -> PyResult<Bound<'_, PyAny>> {
     let manifest = c.text.clone();
     match c.kind.as_str() {
-        "multvae" => family(py, MultVae::from_checkpoint(c), manifest, PyMultVae::new),
+        "multvae" => family(py, MultVae::from_checkpoint(c), manifest, |_| PyMultVae),
         "ampcf" => family(py, AmpCf::from_checkpoint(c), manifest, PyAmpCf::new),
-        "popularity" => family(
-            py,
-            Popularity::from_checkpoint(c),
-            manifest,
-            PyPopularity::new,
-        ),
+        "popularity" => family(py, Popularity::from_checkpoint(c), manifest, |_| {
+            PyPopularity
+        }),
         other => Err(crate::to_py(
             py,
             bad_model!(
@@ -219,71 +311,4 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_hex, m)?)?;
     Ok(())
-}
-
-/// The shared body of every `recommend` that scores rows of `user_items`: builds the validated
-/// view and filters, runs `top_n` without the GIL, returns `(ids, scores)` arrays, plus the
-/// dominant persona of each listed item when `top_n` gives one (AMP-CF's `explain`).
-pub fn serve_top_n<'py>(
-    py: Python<'py>,
-    user_items: &Csr<'_>,
-    n: i64,
-    (exclude_seen, exclude): (bool, Option<&ItemSet<'_>>),
-    num_threads: Option<i64>,
-    top_n: impl Fn(&CsrView, &Filters, &Stop) -> personae_core::Result<Recommended> + Sync,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let ex = exclude.map(ItemSet::exclude).transpose()?;
-    let parts = user_items.parts()?;
-    let (rows, (ids, scores, dominant)) = run(py, num_threads, |stop| {
-        let users = parts.view("user_items")?;
-        let filters = Filters::new(exclude_seen, ex, users.n_cols)?;
-        Ok((users.n_rows, top_n(&users, &filters, stop)?))
-    })?;
-    let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
-    let mut out = vec![
-        matrix(py, ids, rows, width)?,
-        matrix(py, scores, rows, width)?,
-    ];
-    if let Some(d) = dominant {
-        out.push(matrix(py, d, rows, width)?);
-    }
-    PyTuple::new(py, out)
-}
-
-/// The shared body of every `score`: dense scores (`rows x n_items`) of the rows of
-/// `user_items`, computed without the GIL.
-pub fn serve_scores<'py>(
-    py: Python<'py>,
-    user_items: &Csr<'_>,
-    num_threads: Option<i64>,
-    n_items: usize,
-    score: impl Fn(&CsrView) -> personae_core::Result<Vec<f32>> + Sync,
-) -> PyResult<Bound<'py, PyAny>> {
-    let parts = user_items.parts()?;
-    let (rows, out) = run(py, num_threads, |_| {
-        let users = parts.view("user_items")?;
-        Ok((users.n_rows, score(&users)?))
-    })?;
-    matrix(py, out, rows, n_items)
-}
-
-/// The shared body of `similar_items`: cosine of `factors` (`n_items x dim`).
-pub fn serve_similar<'py>(
-    py: Python<'py>,
-    model: &dyn checkpoint::Model,
-    (factors, dim): (&[f32], usize),
-    items: &numpy::PyReadonlyArray1<'_, i64>,
-    n: i64,
-    exclude: Option<&ItemSet<'_>>,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let q = slice(items, "itemid")?;
-    let ex = exclude.map(ItemSet::exclude).transpose()?;
-    let (ids, scores) = run(py, None, |stop| {
-        similar::similar_items(factors, dim, model.item_count(), q, n, ex, stop)
-    })?;
-    let width = ids.len().checked_div(q.len()).unwrap_or(n.max(0) as usize);
-    Ok((
-        matrix(py, ids, q.len(), width)?,
-        matrix(py, scores, q.len(), width)?,
-    ))
 }

@@ -1,27 +1,16 @@
-//! `personae._core.Popularity`: the most-popular baseline through the fused top-N loop.
-
-use std::sync::Arc;
+//! `personae._core.Popularity`: counting a fit's item popularity; serving is the base `Model`'s.
 
 use numpy::PyArray1;
 use personae_core::popularity::Popularity;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
-use crate::convert::{Csr, ItemSet};
+use crate::convert::Csr;
 use crate::errors::run;
-use crate::models::{serve_top_n, PyModel};
+use crate::models::PyModel;
 
-/// A fitted popularity model. Immutable and thread-safe.
+/// A fitted popularity model. Immutable and thread-safe; it has no state beyond the base's.
 #[pyclass(extends = PyModel, frozen, name = "Popularity", module = "personae._core")]
-pub struct PyPopularity {
-    inner: Arc<Popularity>,
-}
-
-impl PyPopularity {
-    pub fn new(inner: Arc<Popularity>) -> Self {
-        Self { inner }
-    }
-}
+pub struct PyPopularity;
 
 #[pymethods]
 impl PyPopularity {
@@ -31,24 +20,5 @@ impl PyPopularity {
         let parts = user_items.parts()?;
         let c = run(py, None, |_| Popularity::count(&parts.view("user_items")?))?;
         Ok(PyArray1::from_vec(py, c))
-    }
-
-    /// Top-`n` most popular items per row of `user_items` (its own items masked when
-    /// `exclude_seen`).
-    #[pyo3(signature = (user_items, n, exclude_seen=true, exclude_items=None, num_threads=None))]
-    fn recommend<'py>(
-        &self,
-        py: Python<'py>,
-        user_items: Csr<'py>,
-        n: i64,
-        exclude_seen: bool,
-        exclude_items: Option<ItemSet<'py>>,
-        num_threads: Option<i64>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let filters = (exclude_seen, exclude_items.as_ref());
-        serve_top_n(py, &user_items, n, filters, num_threads, |u, f, s| {
-            let (ids, scores) = self.inner.recommend(u, n, f, s)?;
-            Ok((ids, scores, None))
-        })
     }
 }
