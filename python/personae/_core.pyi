@@ -82,21 +82,15 @@ class AMPCF(Model):
     def personas(
         self, user_items: _Csr, num_threads: int | None = None
     ) -> tuple[_Ids, _Scores, _Ids]: ...
-    def attention(
+    # (attention, contribution, dominant, taste, because, votes) of the pairs.
+    def explain(
         self,
         user_items: _Csr,
         pair_user: _Ids,
         pair_item: _Ids,
+        n_history: int,
         num_threads: int | None = None,
-    ) -> tuple[_Scores, _Scores, _Ids]: ...
-    def because(
-        self,
-        user_items: _Csr,
-        pair_user: _Ids,
-        pair_item: _Ids,
-        n: int,
-        num_threads: int | None = None,
-    ) -> tuple[_Ids, _Scores]: ...
+    ) -> tuple[_Scores, _Scores, _Ids, _Ids, _Ids, _Scores]: ...
     def item_cluster(self) -> npt.NDArray[np.int32]: ...
     def tastes(self) -> tuple[_Scores, _Scores, _Scores, _Scores] | None: ...
 

@@ -252,28 +252,19 @@ class AMPCF(Model, kind="ampcf"):
         pu, pj = np.nonzero(it >= 0)
         pair_u, pair_i = pu.astype(np.int64), it[pu, pj]
         k = core.n_personas
-        att_p, part_p, dom_p = core.attention(x, pair_u, pair_i)
-        because_p, vote_p = core.because(x, pair_u, pair_i, h)
-        att = np.full(it.shape + (k,), np.nan, dtype=np.float32)
-        att[pu, pj] = att_p
-        part = np.full(it.shape + (k,), np.nan, dtype=np.float32)
-        part[pu, pj] = part_p
-        dom = np.full(it.shape, -1, dtype=np.int64)
-        dom[pu, pj] = dom_p
-        taste = np.full(it.shape, -1, dtype=np.int64)
-        if len(pu):
-            taste[pu, pj] = core.personas(x)[0][pu, dom[pu, pj]]
-        because = np.full(it.shape + (h,), -1, dtype=np.int64)
-        vote = np.full(it.shape + (h,), np.nan, dtype=np.float32)
-        because[pu, pj], vote[pu, pj] = because_p, vote_p
-        return {
-            "attention": att,
-            "contribution": part,
-            "dominant": dom,
-            "taste": taste,
-            "because": because,
-            "because_vote": vote,
-        }
+        parts = core.explain(x, pair_u, pair_i, h)
+        # Per pair -> per (row, item), with the documented padding for -1 items.
+        out = {}
+        for name, v, trail, fill in zip(
+            ("attention", "contribution", "dominant", "taste", "because", "because_vote"),
+            parts,
+            ((k,), (k,), (), (), (h,), (h,)),
+            (np.nan, np.nan, -1, -1, -1, np.nan),
+            strict=True,
+        ):
+            out[name] = np.full(it.shape + trail, fill, dtype=v.dtype)
+            out[name][pu, pj] = v
+        return out
 
     def persona_summary(self, user_items, *, item_categories=None, top: int = 3) -> dict:
         """Each persona's share of each user's history and, given ``item_categories`` (a sparse

@@ -92,6 +92,28 @@ pub struct Tastes {
     pub prior_cov: Vec<f32>,
 }
 
+/// Why pairs of (user, item) are scored as they are, as [`AmpCf::explain`] returns them; `P`
+/// pairs, `K` personas, `h` history items per pair.
+#[derive(Debug, Default)]
+pub struct Explanation {
+    /// The attention over the user's personas, `P x K` (0 for personas a user lacks).
+    pub attention: Vec<f32>,
+    /// Each persona's part of the score, `P x K`: `c_ujk = (1 - mix) v_ujk + mix a_ujk
+    /// pi_uk^-gamma v_ujk` (`v_ujk` with one persona or `mix = 0`), so `sum_k c_ujk = s_uj`;
+    /// 0 for personas a user lacks.
+    pub part: Vec<f32>,
+    /// The persona behind the item, the one with the largest part (the first on ties; 0 for
+    /// an empty history), `P`.
+    pub dominant: Vec<i64>,
+    /// That persona's taste cluster (-1 for an empty history), `P`.
+    pub taste: Vec<i64>,
+    /// The dominant persona's history items that vote most for the item (`x_ui F_ij`, best
+    /// first, -1 padded), `P x h`.
+    pub because: Vec<i64>,
+    /// Their votes (NaN padded), `P x h`.
+    pub votes: Vec<f32>,
+}
+
 /// Users' personas, as [`AmpCf::personas`] returns them.
 #[derive(Debug, Default)]
 pub struct Personas {
@@ -279,79 +301,65 @@ impl AmpCf {
         Ok(out)
     }
 
-    /// Attention weights `[P, K]` of pairs `(row pair_user[p] of users, item pair_item[p])`;
-    /// 0 for personas a user does not have.
-    pub fn attention(
-        &self,
-        users: &CsrView,
-        pair_user: &[i64],
-        pair_item: &[i64],
-    ) -> Result<Vec<f32>> {
-        let states = self.pair_states(users, pair_user, pair_item)?;
-        Ok(self.attention_of(&states, pair_user, pair_item))
-    }
-
-    /// `(attention, parts, dominant)` of pairs `(row pair_user[p] of users, item
-    /// pair_item[p])`: the attention as [`AmpCf::attention`]; each persona's part of the score,
-    /// `[P, K]`, `c_ujk = (1 - mix) v_ujk + mix a_ujk pi_uk^-gamma v_ujk` (`v_ujk` with one
-    /// persona or `mix = 0`), so that `sum_k c_ujk = s_uj`, 0 for personas a user lacks; and
-    /// the dominant persona, the user's persona with the largest part (the first on ties; 0
-    /// for an empty history).
-    pub fn contribution(
-        &self,
-        users: &CsrView,
-        pair_user: &[i64],
-        pair_item: &[i64],
-    ) -> Result<(Vec<f32>, Vec<f32>, Vec<i64>)> {
-        let states = self.pair_states(users, pair_user, pair_item)?;
-        let (att, part, lead) = self.parts_of(users, &states, pair_user, pair_item);
-        Ok((att, part, lead))
-    }
-
-    /// For each pair `(row pair_user[p] of users, item pair_item[p])`: the `n_because` history
-    /// items of the item's dominant persona that vote most for it (`x_ui F_ij`, best first), and
-    /// their votes. `-1` / NaN padded; `rows x n_because` each.
-    pub fn because(
+    /// Why each pair `(row pair_user[p] of users, item pair_item[p])` is scored as it is (see
+    /// [`Explanation`]), every paired row's personas built once. `n_because` history items
+    /// are listed per pair.
+    pub fn explain(
         &self,
         users: &CsrView,
         pair_user: &[i64],
         pair_item: &[i64],
         n_because: i64,
-    ) -> Result<(Vec<i64>, Vec<f32>)> {
+    ) -> Result<Explanation> {
         let h = usize::try_from(n_because)
             .map_err(|_| invalid!("n_history must be >= 0, got {n_because}"))?;
-        let states = self.pair_states(users, pair_user, pair_item)?;
-        let (_, _, lead) = self.parts_of(users, &states, pair_user, pair_item);
         let len = pair_user.len().checked_mul(h);
-        let mut ids = buffer("because", len, -1i64)?;
+        let mut because = buffer("because", len, -1i64)?;
         let mut votes = buffer("because", len, f32::NAN)?;
-        if h == 0 {
-            return Ok((ids, votes));
+        let states = self.pair_states(users, pair_user, pair_item)?;
+        let (attention, part, dominant) = self.parts_of(users, &states, pair_user, pair_item);
+        let state = |p: usize| {
+            states[pair_user[p] as usize]
+                .as_ref()
+                .expect("a state for every paired row")
+        };
+        let taste = (0..pair_user.len())
+            .map(|p| {
+                let c = state(p).cluster.get(dominant[p] as usize);
+                c.map_or(-1, |&c| c as i64)
+            })
+            .collect();
+        if h > 0 {
+            because
+                .par_chunks_mut(h)
+                .zip(votes.par_chunks_mut(h))
+                .enumerate()
+                .for_each(|(p, (ids, votes))| {
+                    let (r, j) = (pair_user[p] as usize, pair_item[p] as usize);
+                    let dom = dominant[p] as usize;
+                    let mut cand: Vec<(f32, i64)> = users
+                        .row_iter(r)
+                        .zip(&state(p).entry)
+                        .filter(|(_, &e)| e == dom)
+                        .map(|((i, x), _)| (x as f32 * self.filter_entry(i, j), i as i64))
+                        .collect();
+                    // Largest vote first, ties to the lower item index.
+                    cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                    for ((slot_i, slot_v), (v, i)) in ids.iter_mut().zip(votes.iter_mut()).zip(cand)
+                    {
+                        *slot_i = i;
+                        *slot_v = v;
+                    }
+                });
         }
-        ids.par_chunks_mut(h)
-            .zip(votes.par_chunks_mut(h))
-            .enumerate()
-            .for_each(|(p, (ids, votes))| {
-                let (r, j) = (pair_user[p] as usize, pair_item[p] as usize);
-                let st = states[r].as_ref().expect("a state for every paired row");
-                if st.share.is_empty() {
-                    return;
-                }
-                let dom = lead[p] as usize;
-                let mut cand: Vec<(f32, i64)> = users
-                    .row_iter(r)
-                    .zip(&st.entry)
-                    .filter(|(_, &e)| e == dom)
-                    .map(|((i, x), _)| (x as f32 * self.filter_entry(i, j), i as i64))
-                    .collect();
-                // Largest vote first, ties to the lower item index.
-                cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                for ((slot_i, slot_v), (v, i)) in ids.iter_mut().zip(votes.iter_mut()).zip(cand) {
-                    *slot_i = i;
-                    *slot_v = v;
-                }
-            });
-        Ok((ids, votes))
+        Ok(Explanation {
+            attention,
+            part,
+            dominant,
+            taste,
+            because,
+            votes,
+        })
     }
 
     /// The personas of the rows that appear in `pair_user`, each built once (None for the
@@ -399,7 +407,7 @@ impl AmpCf {
         out
     }
 
-    /// `(attention, parts, dominant)` of the pairs, see [`AmpCf::contribution`].
+    /// `(attention, parts, dominant)` of the pairs, see [`Explanation`].
     fn parts_of(
         &self,
         users: &CsrView,
@@ -573,6 +581,7 @@ impl AmpCf {
         emb.chunks_exact_mut(a).for_each(normalise);
         UserPersonas {
             emb,
+            cluster: split.cluster,
             share: split.share,
             entry: split.entry,
         }
@@ -588,9 +597,11 @@ struct Split {
     entry: Vec<usize>, // per history entry
 }
 
-/// One user's personas: unit directions `np x a`, shares, and each history entry's persona.
+/// One user's personas: unit directions `np x a`, taste clusters, shares, and each history
+/// entry's persona.
 struct UserPersonas {
     emb: Vec<f32>,
+    cluster: Vec<i32>,
     share: Vec<f32>,
     entry: Vec<usize>,
 }
@@ -689,7 +700,8 @@ impl Model for AmpCf {
             .filter(|(_, &j)| j >= 0)
             .map(|(t, &j)| ((t / width.max(1)) as i64, j))
             .unzip();
-        let (_, _, lead) = self.contribution(users, &pu, &pi)?;
+        let states = self.pair_states(users, &pu, &pi)?;
+        let (_, _, lead) = self.parts_of(users, &states, &pu, &pi);
         let mut dom = vec![-1i64; ids.len()];
         let listed = dom.iter_mut().zip(&ids).filter(|(_, &j)| j >= 0);
         for ((slot, _), d) in listed.zip(lead) {
@@ -1301,16 +1313,16 @@ mod tests {
                 assert!(e >= 0 && (e as usize) < 3 && ps.cluster[u * 3 + e as usize] >= 0);
             }
         }
-        let att = md.attention(&users, &[1, 2, 5, 0], &[0, 39, 7, 3]).unwrap();
+        let ex = md
+            .explain(&users, &[1, 2, 5, 0], &[0, 39, 7, 3], 2)
+            .unwrap();
+        let (att, part, lead) = (&ex.attention, &ex.part, &ex.dominant);
         for (q, w) in att.chunks_exact(3).enumerate().take(3) {
             assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{q}");
         }
         assert_eq!(&att[9..12], &[0.0, 0.0, 0.0]);
+        assert_eq!(ex.taste[3], -1);
         // The personas' parts add up to the score; absent personas have none.
-        let (att2, part, lead) = md
-            .contribution(&users, &[1, 2, 5, 0], &[0, 39, 7, 3])
-            .unwrap();
-        assert_eq!(att2, att);
         let dense = md.score(&users, &Stop::new()).unwrap();
         for (q, &(u, j)) in [(1usize, 0usize), (2, 39), (5, 7), (0, 3)]
             .iter()
@@ -1319,15 +1331,11 @@ mod tests {
             let sum: f32 = part[q * 3..q * 3 + 3].iter().sum();
             assert!((sum - dense[u * 40 + j]).abs() < 1e-4, "{q}: {sum}");
         }
-        let (ids, votes) = md.because(&users, &[1, 2], &[0, 39], 2).unwrap();
-        assert_eq!(ids.len(), 4);
+        let (ids, votes) = (&ex.because, &ex.votes);
+        assert_eq!(ids.len(), 8);
         for (q, &(u, j)) in [(1usize, 0usize), (2, 39)].iter().enumerate() {
             let dom = lead[q] as usize;
-            let np = ps.cluster[u * 3..u * 3 + 3]
-                .iter()
-                .filter(|&&c| c >= 0)
-                .count();
-            assert_eq!(dom, argmax(&part[q * 3..q * 3 + np]));
+            assert_eq!(ex.taste[q], ps.cluster[u * 3 + dom]);
             for s in 0..2 {
                 let it = ids[q * 2 + s];
                 if it < 0 {
@@ -1347,10 +1355,10 @@ mod tests {
             }
             assert!(ids[q * 2] < 0 || votes[q * 2] >= votes[q * 2 + 1] || ids[q * 2 + 1] < 0);
         }
-        assert!(md.attention(&users, &[6], &[0]).is_err());
-        assert!(md.attention(&users, &[0], &[40]).is_err());
-        assert!(md.attention(&users, &[0, 1], &[0]).is_err());
-        assert!(md.because(&users, &[0], &[0], -1).is_err());
+        assert!(md.explain(&users, &[6], &[0], 1).is_err());
+        assert!(md.explain(&users, &[0], &[40], 1).is_err());
+        assert!(md.explain(&users, &[0, 1], &[0], 1).is_err());
+        assert!(md.explain(&users, &[0], &[0], -1).is_err());
         let wide = CsrView::empty(1, 41);
         assert!(md.score(&wide, &Stop::new()).is_err());
         let neg = CsrView::new(

@@ -42,7 +42,7 @@ fn exercise(manifest: &[u8], weights: &[u8]) {
                 CsrView::new("u", a.n_items, Index::I64(&indptr), Index::I32(&cols), None)
             {
                 let _ = a.recommend(&u, &explain, &stop);
-                let _ = a.because(&u, &[0], &[0], 2);
+                let _ = a.explain(&u, &[0], &[0], 2);
                 let _ = a.personas(&u);
             }
         }

@@ -61,55 +61,43 @@ impl PyAmpCf {
         )
     }
 
-    /// `(attention, contribution, dominant)` of the pairs `(pair_user[p], pair_item[p])`,
-    /// where `pair_user` indexes the rows of `user_items`: the attention over personas and each
-    /// persona's part of the score (`P x K` each, 0 for personas a user lacks), and the persona
-    /// with the largest part (`P`).
-    #[pyo3(signature = (user_items, pair_user, pair_item, num_threads=None))]
-    fn attention<'py>(
+    /// `(attention, contribution, dominant, taste, because, votes)` of the pairs
+    /// `(pair_user[p], pair_item[p])`, where `pair_user` indexes the rows of `user_items` (see
+    /// `personae_core::ampcf::Explanation`): `P x K`, `P x K`, `P`, `P`, `P x n_history`,
+    /// `P x n_history`.
+    #[pyo3(signature = (user_items, pair_user, pair_item, n_history, num_threads=None))]
+    fn explain<'py>(
         &self,
         py: Python<'py>,
         user_items: Csr<'py>,
         pair_user: PyReadonlyArray1<'py, i64>,
         pair_item: PyReadonlyArray1<'py, i64>,
+        n_history: i64,
         num_threads: Option<i64>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let (pu, pi) = (slice(&pair_user, "pair_user")?, slice(&pair_item, "items")?);
         let m = &self.inner;
         let parts = user_items.parts()?;
-        let (att, part, lead) = run(py, num_threads, |_| {
-            m.contribution(&parts.view("user_items")?, pu, pi)
+        let e = run(py, num_threads, |_| {
+            m.explain(&parts.view("user_items")?, pu, pi, n_history)
         })?;
-        Ok((
-            matrix(py, att, pu.len(), m.n_personas)?,
-            matrix(py, part, pu.len(), m.n_personas)?,
-            PyArray1::from_vec(py, lead).into_any(),
-        ))
-    }
-
-    /// `(items, votes)`, each `P x n`: per pair, the history items of the dominant persona
-    /// that vote most for the item, best first (-1 / NaN padded).
-    #[pyo3(signature = (user_items, pair_user, pair_item, n, num_threads=None))]
-    fn because<'py>(
-        &self,
-        py: Python<'py>,
-        user_items: Csr<'py>,
-        pair_user: PyReadonlyArray1<'py, i64>,
-        pair_item: PyReadonlyArray1<'py, i64>,
-        n: i64,
-        num_threads: Option<i64>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let (pu, pi) = (slice(&pair_user, "pair_user")?, slice(&pair_item, "items")?);
-        let m = &self.inner;
-        let parts = user_items.parts()?;
-        let (ids, votes) = run(py, num_threads, |_| {
-            m.because(&parts.view("user_items")?, pu, pi, n)
-        })?;
-        let width = ids.len().checked_div(pu.len()).unwrap_or(n.max(0) as usize);
-        Ok((
-            matrix(py, ids, pu.len(), width)?,
-            matrix(py, votes, pu.len(), width)?,
-        ))
+        let (p, k) = (pu.len(), m.n_personas);
+        let h = e
+            .because
+            .len()
+            .checked_div(p)
+            .unwrap_or(n_history.max(0) as usize);
+        PyTuple::new(
+            py,
+            [
+                matrix(py, e.attention, p, k)?,
+                matrix(py, e.part, p, k)?,
+                PyArray1::from_vec(py, e.dominant).into_any(),
+                PyArray1::from_vec(py, e.taste).into_any(),
+                matrix(py, e.because, p, h)?,
+                matrix(py, e.votes, p, h)?,
+            ],
+        )
     }
 
     /// The taste cluster of every item (int32, -1 for none), a copy.
