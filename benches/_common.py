@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -13,6 +14,16 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("PERSONAE_DATA", ROOT.parent / "shared" / "data"))
 RUNS = ROOT / "runs"
+
+
+def parser(doc: str | None = None, **defaults) -> argparse.ArgumentParser:
+    """An argument parser with one ``--flag`` per keyword (``anneal_cap`` -> ``--anneal-cap``),
+    typed by its default; a default of None takes an int. Scripts add their other flags."""
+    ap = argparse.ArgumentParser(description=doc)
+    for name, value in defaults.items():
+        kind = int if value is None else type(value)
+        ap.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
+    return ap
 
 
 def cpu() -> str:

@@ -14,7 +14,6 @@ element-wise work, single-threaded by nature).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import scipy.sparse as sp
 
 from personae import CalibratedReranker
 
-from _common import cpu
+from _common import cpu, parser
 
 PEERS = Path(__file__).resolve().parent.parent.parent / "shared" / "peers"
 
@@ -53,15 +52,16 @@ def best_of(repeat: int, f):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--users", type=int, default=10_000)
-    ap.add_argument("--candidates", type=int, default=100)
-    ap.add_argument("--categories", type=int, default=20)
-    ap.add_argument("--items", type=int, default=5_000)
-    ap.add_argument("--n", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--repeat", type=int, default=5)
-    a = ap.parse_args()
+    a = parser(
+        __doc__,
+        users=10_000,
+        candidates=100,
+        categories=20,
+        items=5_000,
+        n=10,
+        threads=None,
+        repeat=5,
+    ).parse_args()
     sys.path.insert(0, str(PEERS))
     from calibrate_numpy import rerank_numpy
 

@@ -10,27 +10,27 @@ is checkpointed to --out, so an interrupted run keeps its best model.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 import personae
 
-from _common import RUNS, carve_validation, fit_and_report, gowalla
+from _common import RUNS, carve_validation, fit_and_report, gowalla, parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--patience", type=int, default=6)
-    ap.add_argument("--anneal-steps", type=int, default=20000)
-    ap.add_argument("--anneal-cap", type=float, default=0.2)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch-size", type=int, default=500)
-    ap.add_argument("--dropout", type=float, default=0.5)
-    ap.add_argument("--weight-decay", type=float, default=0.0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = parser(
+        __doc__,
+        epochs=60,
+        patience=6,
+        anneal_steps=20000,
+        anneal_cap=0.2,
+        lr=1e-3,
+        batch_size=500,
+        dropout=0.5,
+        weight_decay=0.0,
+        device="auto",
+        seed=0,
+    )
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-clock training budget")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--name", default="gowalla-multvae", help="result file runs/NAME.json")

@@ -75,15 +75,18 @@ def main() -> None:
         return model.recommend(x, a.n, num_threads=a.threads)
 
     @torch.no_grad()
-    def torch_path():
+    def batched(top):
+        """``top(rows, batch)`` -> the rows' top-n ids, over every user batch by batch."""
         out = np.empty((users, a.n), dtype=np.int64)
         for s in range(0, users, a.torch_batch):
             rows = np.arange(s, min(s + a.torch_batch, users))
-            b = sparse_batch(x, rows, torch.device("cpu"))
-            scores = net.scores(b)
-            scores[b.rows, b.indices] = -torch.inf
-            out[rows] = torch.topk(scores, a.n, dim=1).indices.numpy()
+            out[rows] = top(rows, sparse_batch(x, rows, torch.device("cpu")))
         return out
+
+    def torch_top(rows, b):
+        scores = net.scores(b)
+        scores[b.rows, b.indices] = -torch.inf
+        return torch.topk(scores, a.n, dim=1).indices.numpy()
 
     import faiss
 
@@ -95,19 +98,19 @@ def main() -> None:
     longest = int(np.diff(x.indptr).max())
     seen_keys = np.repeat(np.arange(users, dtype=np.int64), np.diff(x.indptr)) * items + x.indices
 
-    @torch.no_grad()
+    def faiss_top(rows, b):
+        h = torch.tanh(net.dec(net.encode(b)[0])).numpy()
+        q = np.hstack([h, np.ones((len(rows), 1), dtype=np.float32)])
+        _, found = index.search(q, a.n + longest)
+        seen = np.isin(rows[:, None] * items + found, seen_keys)
+        first = np.argsort(seen, axis=1, kind="stable")[:, : a.n]  # unseen, in score order
+        return np.take_along_axis(found, first, 1)
+
+    def torch_path():
+        return batched(torch_top)
+
     def faiss_path():
-        out = np.empty((users, a.n), dtype=np.int64)
-        for s in range(0, users, a.torch_batch):
-            rows = np.arange(s, min(s + a.torch_batch, users))
-            b = sparse_batch(x, rows, torch.device("cpu"))
-            h = torch.tanh(net.dec(net.encode(b)[0])).numpy()
-            q = np.hstack([h, np.ones((len(rows), 1), dtype=np.float32)])
-            _, found = index.search(q, a.n + longest)
-            seen = np.isin(rows[:, None] * items + found, seen_keys)
-            first = np.argsort(seen, axis=1, kind="stable")[:, : a.n]  # unseen, in score order
-            out[rows] = np.take_along_axis(found, first, 1)
-        return out
+        return batched(faiss_top)
 
     ids_rust, _ = rust()
     ids_torch = torch_path()

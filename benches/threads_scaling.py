@@ -7,7 +7,6 @@ Target: two threads on two cores reach >= 1.6x the throughput of one.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 
@@ -16,7 +15,7 @@ import scipy.sparse as sp
 
 import personae
 
-from _common import write_result
+from _common import parser, write_result
 
 
 def random_model(items: int, hidden: int, latent: int, seed: int = 0) -> personae.Model:
@@ -44,12 +43,7 @@ def random_users(users: int, items: int, per_user: int, seed: int) -> sp.csr_mat
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--items", type=int, default=20000)
-    ap.add_argument("--users", type=int, default=8000)
-    ap.add_argument("--hidden", type=int, default=600)
-    ap.add_argument("--batch", type=int, default=500)
-    a = ap.parse_args()
+    a = parser(__doc__, items=20000, users=8000, hidden=600, batch=500).parse_args()
     model = random_model(a.items, a.hidden, 200)
     x = random_users(a.users, a.items, 30, 1)
     batches = [x[s : s + a.batch] for s in range(0, a.users, a.batch)]

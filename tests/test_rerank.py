@@ -266,6 +266,16 @@ def test_dataframe_helper():
         # Shuffled rows change the input order, which only matters at exact ties.
         assert rows["i"].tolist() == full.ids[u].tolist()
         assert rows["rank"].tolist() == [1, 2, 3, 4]
+    # The frame carries the C_KL of the plain and the reranked lists of the users it served.
+    np.testing.assert_array_equal(out.attrs["users"], sorted(users))
+    plain = np.stack([cand[u][np.argsort(-scores[u], kind="stable")][:4] for u in sorted(users)])
+    np.testing.assert_allclose(
+        out.attrs["ckl_before"], rr.miscalibration(plain, history=history[sorted(users)])
+    )
+    np.testing.assert_allclose(
+        out.attrs["ckl_after"],
+        rr.miscalibration(full.ids[sorted(users)], history=history[sorted(users)]),
+    )
     out2 = personae.rerank.rerank_dataframe(df, rr, "u", "i", "s", history=history, n=4)
     pd.testing.assert_frame_equal(out, out2)
 

@@ -200,12 +200,10 @@ def _recommend(a: argparse.Namespace) -> int:
     model = personae.load(a.model)
     data = _read_for(model, a.data, a)
     print(f"read {data} from {a.data}; scoring with {model}")
-    parts = [
-        model.recommend(data.matrix[s : s + a.batch_size], a.n)
-        for s in tqdm(
-            range(0, data.n_users, a.batch_size), disable=a.quiet, unit="batch", desc="recommend"
-        )
-    ]
+    starts = range(0, data.n_users, a.batch_size)
+    batches = (data.matrix[s : s + a.batch_size] for s in starts)
+    bar = tqdm(batches, total=len(starts), disable=a.quiet, unit="batch", desc="recommend")
+    parts = list(model.recommend_stream(bar, a.n))
     ids = np.vstack([p[0] for p in parts]) if parts else np.zeros((0, a.n), np.int64)
     scores = np.vstack([p[1] for p in parts]) if parts else np.zeros((0, a.n), np.float32)
     write_table(long_format(data.user_ids, model.item_ids, ids, scores), Path(a.out))
@@ -231,7 +229,7 @@ _YES, _NO, _SKIP = {"y", "yes", "1"}, {"n", "no", "0"}, {"?", "", "s", "skip"}
 
 def _titles(model, a: argparse.Namespace) -> dict:
     """Item index -> display title, from --items (or the item ids)."""
-    from personae.data import read_table
+    from personae.data import Vocabulary, read_table
 
     names = {i: str(x) for i, x in enumerate(model.item_ids)}
     if a.items is None:
@@ -242,10 +240,12 @@ def _titles(model, a: argparse.Namespace) -> dict:
             raise ValueError(
                 f"--items {a.items}: no column {col!r}; columns are {list(df.columns)}"
             )
-    index = {str(x): i for i, x in enumerate(model.item_ids)}
-    for item, title in zip(df[a.item_col].astype(str), df[a.title_col].astype(str), strict=True):
-        if item in index:
-            names[index[item]] = title
+    # Items of the file the model does not know are skipped (and counted in a warning).
+    codes, known = Vocabulary(model.item_ids).lookup(
+        df[a.item_col].to_numpy(), column=a.item_col, source=a.items, drop_unknown=True
+    )
+    titles = df[a.title_col].astype(str).to_numpy()
+    names.update(zip(codes[known].tolist(), titles[known], strict=True))
     return names
 
 
@@ -384,15 +384,7 @@ def _rerank(a: argparse.Namespace) -> int:
         rank_weighting=a.rank_weighting,
     )
     out = rr.rerank_dataframe(frame, "u", "i", "s", history=h, n=a.n)
-    ids = np.full((len(users), a.n), -1, dtype=np.int64)
-    ids[out["u"].to_numpy(), out["rank"].to_numpy() - 1] = out["i"].to_numpy()
-    served = np.unique(out["u"].to_numpy())
-    plain = frame.sort_values(["u", "s"], ascending=[True, False], kind="stable")
-    plain = plain.groupby("u", sort=True).head(a.n)
-    before = np.full((len(users), a.n), -1, dtype=np.int64)
-    before[plain["u"].to_numpy(), plain.groupby("u").cumcount().to_numpy()] = plain["i"]
-    ckl_b = rr.miscalibration(before, history=h)
-    ckl_a = rr.miscalibration(ids, history=h)
+    ckl_b, ckl_a = out.attrs["ckl_before"], out.attrs["ckl_after"]
     result = pd.DataFrame(
         {
             "user": users.ids[out["u"].to_numpy()],
@@ -402,10 +394,10 @@ def _rerank(a: argparse.Namespace) -> int:
         }
     )
     write_table(result, Path(a.out))
-    print(f"calibrated top-{a.n} for {len(served)} users written to {a.out}")
+    print(f"calibrated top-{a.n} for {len(out.attrs['users'])} users written to {a.out}")
     for name in attrs:
-        b = (ckl_b[name] if multi else ckl_b)[served].mean()
-        f = (ckl_a[name] if multi else ckl_a)[served].mean()
+        b = (ckl_b[name] if multi else ckl_b).mean()
+        f = (ckl_a[name] if multi else ckl_a).mean()
         lam = rr.lam[name] if multi else rr.lam
         print(
             f"  {name}: mean C_KL {b:.4f} (plain top-{a.n}) -> {f:.4f} "
@@ -429,16 +421,29 @@ def _io_args(p: argparse.ArgumentParser, unknown: bool = False) -> None:
         )
 
 
+def _command(sub, func, help: str, description: str) -> argparse.ArgumentParser:
+    """The subcommand named after `func` (``_train`` -> ``train``), which runs it."""
+    p = sub.add_parser(
+        func.__name__.lstrip("_"),
+        help=help,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``personae`` command and its subcommands."""
     p = argparse.ArgumentParser(
         prog="personae",
-        description="Recommendations for users who are several tastes at once: Mult-VAE with a "
-        "Rust scoring core.",
+        description="Recommendations for users who are several tastes at once: persona models "
+        "(AMP-CF) and Mult-VAE served from a Rust core, and a calibrated reranker.",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    q = sub.add_parser(
-        "quickstart",
+    q = _command(
+        sub,
+        _quickstart,
         help="the persona model end to end on synthetic users with known tastes",
         description="On the built-in synthetic data (users who are mixes of known tastes): fit "
         "the default persona model (AMP-CF) and its single-taste version, show one multi-taste "
@@ -446,7 +451,6 @@ def build_parser() -> argparse.ArgumentParser:
         "calibration, and print NDCG, minority-taste recall and C_KL for the three. Writes the "
         "model, the lists (CSV with a persona column) and a picture to --out. Needs the 'train' "
         "extra.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     q.add_argument(
         "--out",
@@ -460,18 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     q.add_argument("--seed", type=int, default=0, help="random seed (data, split, fit)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
-    q.set_defaults(func=_quickstart)
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
     files = "CSV/TSV, Parquet, or LightGCN text (.txt: 'user item item ...' per line)"
-    t = sub.add_parser(
-        "train",
+    t = _command(
+        sub,
+        _train,
         help="train a model on an interactions file",
         description=f"Train on {files}. Mult-VAE: 10%% of each user's items are held out "
         "for early stopping, and every new best model is saved to --out as it trains. AMP-CF "
         "(the default persona model) fits in closed form and chooses its settings on a "
         "validation slice it carves from the data.",
-        formatter_class=fmt,
     )
     t.add_argument("--data", required=True, help="interactions file")
     t.add_argument("--model", default="multvae", choices=sorted(_ESTIMATORS), help="model family")
@@ -488,15 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto, cpu, cuda")
     t.add_argument("--seed", type=int, default=0, help="random seed")
     _io_args(t)
-    t.set_defaults(func=_train)
 
-    r = sub.add_parser(
-        "recommend",
+    r = _command(
+        sub,
+        _recommend,
         help="top-N lists for the users of a file",
         description=f"Score every user of {files} (their rows are the model's "
         "input) and write long-format user,item,score,rank to --out "
         "(.parquet or .csv), atomically.",
-        formatter_class=fmt,
     )
     r.add_argument("--model", required=True, help="model directory")
     r.add_argument("--data", required=True, help="user histories")
@@ -504,31 +505,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
     r.add_argument("--batch-size", type=int, default=10000, help="users per scoring call")
     _io_args(r, unknown=True)
-    r.set_defaults(func=_recommend)
 
-    e = sub.add_parser(
-        "evaluate",
+    e = _command(
+        sub,
+        _evaluate,
         help="Recall/NDCG/coverage of a model on a test file",
         description="Recommend from --train histories (seen items excluded) and "
         "compare with --test; metric definitions in personae.metrics.",
-        formatter_class=fmt,
     )
     e.add_argument("--model", required=True, help="model directory")
     e.add_argument("--train", required=True, help="histories (the model's input)")
     e.add_argument("--test", required=True, help="held-out interactions")
     e.add_argument("--k", type=int, default=20, help="cut-off K")
     _io_args(e, unknown=True)
-    e.set_defaults(func=_evaluate)
 
-    rr = sub.add_parser(
-        "rerank",
+    rr = _command(
+        sub,
+        _rerank,
         help="calibrated reranking of candidate lists (Steck 2018)",
         description="Rerank long-format user,item,score candidates (e.g. the output of "
         "'personae recommend' with a large --n, or any model's) so that each list's category "
         "distribution matches the user's history: greedy (1 - lambda) * relevance - lambda * "
         "KL(p || q~), natural log. --categories holds item,category rows (an item with k "
         "categories gives each 1/k unless --category-weight-col is given).",
-        formatter_class=fmt,
     )
     rr.add_argument("--candidates", required=True, help="user,item,score file (.csv/.parquet)")
     rr.add_argument("--history", required=True, help="user,item[,weight] file")
@@ -560,15 +559,14 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--category-col", default="category", help="category column")
     rr.add_argument("--category-weight-col", default=None, help="optional category weight column")
     _io_args(rr)
-    rr.set_defaults(func=_rerank)
 
-    iv = sub.add_parser(
-        "interview",
+    iv = _command(
+        sub,
+        _interview,
         help="place a new user among an AMP-CF model's tastes in a few questions",
         description="Asks adaptive questions about items (or pairs of items), chosen to tell "
         "the model's tastes apart (personae.Interview), then prints a top-N list with the "
         "taste behind each item. Answer y / n / ? (no opinion) / q (stop), or 1 / 2 for pairs.",
-        formatter_class=fmt,
     )
     iv.add_argument("--model", required=True, help="AMP-CF model directory")
     iv.add_argument("--items", default=None, help="item file with titles (.csv/.parquet)")
@@ -580,7 +578,6 @@ def build_parser() -> argparse.ArgumentParser:
     iv.add_argument("--answers", default=None, help="file of answers, for scripted use")
     iv.add_argument("--state", default=None, help="JSON file to save and resume the interview")
     iv.add_argument("--seed", type=int, default=0, help="random seed")
-    iv.set_defaults(func=_interview)
     return p
 
 

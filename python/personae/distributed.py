@@ -16,6 +16,7 @@ Rust call (GIL released, ``num_threads`` Rust threads per actor).
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import numpy as np
@@ -117,6 +118,10 @@ def recommend(
     """
     import ray  # fails early with a clear ImportError when Ray is missing
 
+    # Every argument named as one of BatchScorer's goes to each actor's constructor.
+    scorer = inspect.signature(BatchScorer).parameters
+    actor = {k: v for k, v in locals().items() if k in scorer}
+    actor["model_path"] = str(model_path)
     if item_col is not None:
         import pyarrow as pa
 
@@ -134,16 +139,7 @@ def recommend(
         dataset = dataset.groupby(user_col).map_groups(collect, batch_format="pyarrow")
     return dataset.map_batches(
         BatchScorer,
-        fn_constructor_kwargs=dict(
-            model_path=str(model_path),
-            n=n,
-            user_col=user_col,
-            items_col=items_col,
-            exclude_seen=exclude_seen,
-            num_threads=num_threads,
-            rerank=rerank,
-            n_final=n_final,
-        ),
+        fn_constructor_kwargs=actor,
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency),

@@ -22,6 +22,23 @@ def _list_matrix(ids: np.ndarray, n_items: int) -> sp.csr_matrix:
     return m
 
 
+def _pyplot():
+    """matplotlib's pyplot on a backend that needs no display (unless one is already set)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
 def calibration(
     reranker,
     history,
@@ -38,11 +55,7 @@ def calibration(
     ``reranker`` is the :class:`personae.CalibratedReranker` (its item categories are used);
     ``history`` the users x items matrix; ``plain_ids`` / ``calibrated_ids`` users x n lists
     (-1 padding). Returns the path written."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     plain_ids = np.asarray(plain_ids)
     calibrated_ids = np.asarray(calibrated_ids)
     if plain_ids.ndim != 2 or plain_ids.shape[0] != calibrated_ids.shape[0]:
@@ -88,10 +101,7 @@ def calibration(
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def interview_curves(
@@ -106,11 +116,7 @@ def interview_curves(
     question strategy. ``curves`` maps a strategy name to ``{answers: value}``; ``ceiling``
     (full-history fold-in) and ``floor`` (popularity) are drawn as dashed lines. Returns the
     path written."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     if not curves:
         raise ValueError("curves is empty: give at least one strategy")
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -126,7 +132,4 @@ def interview_curves(
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)

@@ -99,25 +99,16 @@ class CalibratedReranker:
         *,
         alpha: float | None = None,
     ):
-        self._args = dict(
-            item_categories=item_categories,
-            lam=lam,
-            smoothing=smoothing if alpha is None else alpha,
-            normalize=normalize,
-            rank_weighting=rank_weighting,
-            normalize_rows=normalize_rows,
-            min_history=min_history,
-            prior_weight=prior_weight,
-            prior=prior,
-        )
         if alpha is not None:
             warnings.warn(
                 "CalibratedReranker(alpha=...) is deprecated: the smoothing of q is now called "
-                "smoothing= (alpha names AMP-CF's loss mix)",
+                "smoothing=",
                 DeprecationWarning,
                 stacklevel=2,
             )
             smoothing = alpha
+        # The constructor's arguments, to rebuild from on unpickling (see __getstate__).
+        self._args = {k: v for k, v in locals().items() if k not in ("self", "alpha")}
         self.multi = isinstance(item_categories, dict)
         cats = item_categories if self.multi else {"categories": item_categories}
         self.names = list(cats)
@@ -308,7 +299,9 @@ class CalibratedReranker:
     ):
         """Reranks a long-format frame of (user, item, score) candidates. User values index the
         rows of ``history`` / ``p``. Returns a frame with columns user, item, score, rank (from
-        1, as everywhere in personae), best first per user, without padding rows."""
+        1, as everywhere in personae), best first per user, without padding rows. Its ``attrs``
+        hold ``users`` (the distinct user values, sorted) and, for them, ``ckl_before`` /
+        ``ckl_after`` as in :class:`RerankResult`."""
         import pandas as pd
 
         for c in (user_col, item_col, score_col):
@@ -348,7 +341,7 @@ class CalibratedReranker:
             )
         r = self.rerank(cand, sc, history=sub_h, p=sub_p, n=n, lam=lam, num_threads=num_threads)
         keep = r.ids >= 0
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {
                 user_col: np.repeat(uniq, keep.sum(1)),
                 item_col: r.ids[keep],
@@ -356,20 +349,11 @@ class CalibratedReranker:
                 "rank": np.nonzero(keep)[1] + 1,
             }
         )
+        out.attrs.update(users=uniq, ckl_before=r.ckl_before, ckl_after=r.ckl_after)
+        return out
 
 
-def rerank_dataframe(
-    df,
-    reranker: CalibratedReranker,
-    user_col: str = "user",
-    item_col: str = "item",
-    score_col: str = "score",
-    history=None,
-    p=None,
-    n: int = 10,
-    **kwargs,
-):
-    """Function form of :meth:`CalibratedReranker.rerank_dataframe`."""
-    return reranker.rerank_dataframe(
-        df, user_col, item_col, score_col, history=history, p=p, n=n, **kwargs
-    )
+def rerank_dataframe(df, reranker: CalibratedReranker, *args, **kwargs):
+    """Function form of :meth:`CalibratedReranker.rerank_dataframe`:
+    ``rerank_dataframe(df, reranker, ...)`` is ``reranker.rerank_dataframe(df, ...)``."""
+    return reranker.rerank_dataframe(df, *args, **kwargs)

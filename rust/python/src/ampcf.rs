@@ -37,17 +37,16 @@ impl PyAmpCf {
     }
 
     /// `(cluster, share, entry)`: each row's personas (taste cluster, -1 padded, `rows x K`),
-    /// their shares of the history (`rows x K`) and the persona of every stored entry.
-    #[pyo3(signature = (user_items, num_threads=None))]
+    /// their shares of the history (`rows x K`) and the persona of every stored entry. One
+    /// pass over the histories (no thread pool: it costs less than a top-N).
     fn personas<'py>(
         &self,
         py: Python<'py>,
         user_items: Csr<'py>,
-        num_threads: Option<i64>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let m = &self.inner;
         let parts = user_items.parts()?;
-        let (rows, p) = run(py, num_threads, |_| {
+        let (rows, p) = run(py, None, |_| {
             let users = parts.view("user_items")?;
             Ok((users.n_rows, m.personas(&users)?))
         })?;

@@ -200,11 +200,8 @@ impl PyReranker {
         ids: PyReadonlyArray2<'py, i64>,
         target: TargetArg<'py>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (v, b, _) = rows(&ids, "ids")?;
-        let (t, _) = target.parts()?;
         let r = &self.inner;
-        let out = run(py, None, |_| r.miscalibration(v, b, &t.target()?))?;
-        matrix(py, out, b, self.inner.attributes().len())
+        self.per_user(py, &ids, &target, |v, b, t| r.miscalibration(v, b, t))
     }
 
     /// Per-user, per-attribute share of the user's interests present in the lists `ids`
@@ -217,13 +214,10 @@ impl PyReranker {
         threshold: f64,
         exclude_top: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (v, b, _) = rows(&ids, "ids")?;
-        let (t, _) = target.parts()?;
         let r = &self.inner;
-        let out = run(py, None, |_| {
-            r.interest_recall(v, b, &t.target()?, threshold, exclude_top)
-        })?;
-        matrix(py, out, b, self.inner.attributes().len())
+        self.per_user(py, &ids, &target, |v, b, t| {
+            r.interest_recall(v, b, t, threshold, exclude_top)
+        })
     }
 
     /// Per-user, per-attribute minority-taste recall at `k` of the lists `ids` against the
@@ -237,13 +231,27 @@ impl PyReranker {
         k: i64,
         threshold: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (v, b, _) = rows(&ids, "ids")?;
-        let (t, _) = target.parts()?;
         let truth = truth.parts()?;
         let r = &self.inner;
-        let out = run(py, None, |_| {
-            r.taste_recall(v, b, &t.target()?, &truth.view("truth")?, k, threshold)
-        })?;
+        self.per_user(py, &ids, &target, |v, b, t| {
+            r.taste_recall(v, b, t, &truth.view("truth")?, k, threshold)
+        })
+    }
+}
+
+impl PyReranker {
+    /// The shared body of the list metrics: `metric(lists, rows, target)` without the GIL,
+    /// returned as a users x attributes matrix.
+    fn per_user<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &PyReadonlyArray2<'_, i64>,
+        target: &TargetArg<'_>,
+        metric: impl Fn(&[i64], usize, &Target) -> personae_core::Result<Vec<f64>> + Sync,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (v, b, _) = rows(ids, "ids")?;
+        let (t, _) = target.parts()?;
+        let out = run(py, None, |_| metric(v, b, &t.target()?))?;
         matrix(py, out, b, self.inner.attributes().len())
     }
 }
