@@ -273,6 +273,14 @@ class NormGraph:
         V = self.Vt[:rank]
         return ((Y * self.di_mhalf) @ V.T) @ V * self.di_half
 
+    def low_pass(self, rows, weight, rank):
+        """``r P~ + weight r D^-1/2 V V^T D^1/2`` of the binary-or-weighted `rows` (sparse)."""
+        Y = rows.toarray().astype(np.float32)
+        out = self.apply_P(Y)
+        if weight:
+            out += weight * self.ideal(Y, rank)
+        return out
+
 
 class GFCF:
     """Shen et al. 2021: ``score = r (R~^T R~ + alpha D^-1/2 U U^T D^1/2)``, U the top-`rank`
@@ -282,11 +290,7 @@ class GFCF:
         self.g, self.alpha, self.rank = graph, alpha, rank
 
     def score(self, users, rows):
-        Y = rows.toarray().astype(np.float32)
-        out = self.g.apply_P(Y)
-        if self.alpha:
-            out += self.alpha * self.g.ideal(Y, self.rank)
-        return out
+        return self.g.low_pass(rows, self.alpha, self.rank)
 
 
 class BSPM:
@@ -301,10 +305,7 @@ class BSPM:
         self.T, self.K, self.solver = T_s, K_s, solver
 
     def score(self, users, rows):
-        Y = rows.toarray().astype(np.float32)
-        y = self.g.apply_P(Y)
-        if self.beta:
-            y += self.beta * self.g.ideal(Y, self.rank)
+        y = self.g.low_pass(rows, self.beta, self.rank)  # GF-CF's score: BSPM's blurred start
         if self.T > 0:
             h = self.T / self.K
 

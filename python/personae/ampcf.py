@@ -108,14 +108,17 @@ class AMPCF(Model, kind="ampcf"):
         MovieLens, minutes on Gowalla). Needs the ``train`` extra (torch runs the dense linear
         algebra, on CUDA when present)."""
         del validation, callback
-        from personae.train.ampcf import AMPCFConfig, config_dict, fit, taste_tensors
+        from personae.train.ampcf import AMPCFConfig, fit, taste_tensors
+        from personae.train.loop import config_dict
 
         x, ids = fit_inputs(user_items, item_ids)
         cfg = AMPCFConfig(**self.params)
         tensors, summary = fit(x, cfg, show_progress)
         self._build(tensors, ids, config=config_dict(cfg), training=summary)
-        # The interview's base tastes need the training users' personas: a second build.
+        # The interview's base tastes need the training users' personas, read from a first
+        # build; it is released before the final build, so the core holds one copy at a time.
         tensors.update(taste_tensors(self._fitted(), x))
+        self._core = None
         self._build(tensors, ids, config=config_dict(cfg), training=summary)
         self.history = []
         if checkpoint_dir is not None:

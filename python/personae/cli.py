@@ -421,8 +421,11 @@ def _io_args(p: argparse.ArgumentParser, unknown: bool = False) -> None:
         )
 
 
-def _command(sub, func, help: str, description: str) -> argparse.ArgumentParser:
-    """The subcommand named after `func` (``_train`` -> ``train``), which runs it."""
+def _command(
+    sub, func, help: str, description: str, model: str | None = None
+) -> argparse.ArgumentParser:
+    """The subcommand named after `func` (``_train`` -> ``train``), which runs it; with
+    `model`, it reads a model directory given by ``--model`` (`model` is its help)."""
     p = sub.add_parser(
         func.__name__.lstrip("_"),
         help=help,
@@ -430,6 +433,8 @@ def _command(sub, func, help: str, description: str) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.set_defaults(func=func)
+    if model is not None:
+        p.add_argument("--model", required=True, help=model)
     return p
 
 
@@ -498,8 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Score every user of {files} (their rows are the model's "
         "input) and write long-format user,item,score,rank to --out "
         "(.parquet or .csv), atomically.",
+        model="model directory",
     )
-    r.add_argument("--model", required=True, help="model directory")
     r.add_argument("--data", required=True, help="user histories")
     r.add_argument("--n", type=int, default=20, help="list length")
     r.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
@@ -512,8 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Recall/NDCG/coverage of a model on a test file",
         description="Recommend from --train histories (seen items excluded) and "
         "compare with --test; metric definitions in personae.metrics.",
+        model="model directory",
     )
-    e.add_argument("--model", required=True, help="model directory")
     e.add_argument("--train", required=True, help="histories (the model's input)")
     e.add_argument("--test", required=True, help="held-out interactions")
     e.add_argument("--k", type=int, default=20, help="cut-off K")
@@ -567,8 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Asks adaptive questions about items (or pairs of items), chosen to tell "
         "the model's tastes apart (personae.Interview), then prints a top-N list with the "
         "taste behind each item. Answer y / n / ? (no opinion) / q (stop), or 1 / 2 for pairs.",
+        model="AMP-CF model directory",
     )
-    iv.add_argument("--model", required=True, help="AMP-CF model directory")
     iv.add_argument("--items", default=None, help="item file with titles (.csv/.parquet)")
     iv.add_argument("--item-col", default="item", help="item id column of --items")
     iv.add_argument("--title-col", default="title", help="title column of --items")

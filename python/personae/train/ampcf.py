@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
@@ -483,11 +483,6 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
     summary["n_clusters"] = int(centroids.shape[0])
     summary["seconds"] = time.perf_counter() - t0
     return tensors, summary
-
-
-def config_dict(cfg: AMPCFConfig) -> dict:
-    """The configuration as stored in the model manifest."""
-    return {"model": asdict(cfg)}
 
 
 def taste_tensors(core, X: sp.csr_matrix, smoothing: float = 10.0) -> dict[str, np.ndarray]:

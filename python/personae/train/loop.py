@@ -65,10 +65,13 @@ class TrainConfig:
         return asdict(self)
 
 
-def config_dict(model_cfg, cfg: TrainConfig) -> dict:
-    """A training run's configuration as stored in the model manifest: the family's model
-    config (a dataclass) and the shared training settings."""
-    return {"model": asdict(model_cfg), "train": cfg.to_dict()}
+def config_dict(model_cfg, cfg: TrainConfig | None = None) -> dict:
+    """A fit's configuration as stored in the model manifest: the family's model config (a
+    dataclass) and, for trained families, the shared training settings."""
+    out = {"model": asdict(model_cfg)}
+    if cfg is not None:
+        out["train"] = cfg.to_dict()
+    return out
 
 
 @dataclass
