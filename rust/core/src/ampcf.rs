@@ -39,6 +39,7 @@ use crate::csr::CsrView;
 use crate::error::{buffer, Result};
 use crate::fused::{self, Recommended, Request, TileScorer};
 use crate::threads::Stop;
+use crate::vmath::normalise;
 use crate::{bad_model, gemm, invalid, vmath};
 
 /// The item-item part of the filter.
@@ -649,13 +650,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
-}
-
-fn normalise(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
 }
 
 /// First maximum, as numpy's argmax.

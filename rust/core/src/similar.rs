@@ -7,6 +7,7 @@ use crate::csr::CsrView;
 use crate::error::Result;
 use crate::fused::{self, Exclude, Filters, TileScorer};
 use crate::threads::Stop;
+use crate::vmath::normalise;
 use crate::{gemm, invalid};
 
 /// L2-normalised item embeddings and the normalised query rows.
@@ -75,10 +76,7 @@ pub fn similar_items(
         filters.exclude_items = Some(mask.into());
     }
     let mut unit = factors.to_vec();
-    for row in unit.chunks_exact_mut(dim.max(1)) {
-        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        row.iter_mut().for_each(|x| *x /= norm);
-    }
+    unit.chunks_exact_mut(dim.max(1)).for_each(normalise);
     let scorer = Cosine {
         unit,
         dim,

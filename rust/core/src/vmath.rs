@@ -74,6 +74,14 @@ unsafe fn ln_slice_avx2(xs: &mut [f64]) {
     ln_slice(xs)
 }
 
+/// Scales `v` to unit L2 norm in place; a zero vector stays zero.
+pub fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
 /// Whether every value of `xs` is positive, normal and finite: the domain of the vectorised
 /// log. (A non-short-circuiting fold, so that the check vectorises too.)
 pub fn all_normal(xs: &[f64]) -> bool {
