@@ -568,18 +568,27 @@ impl AmpCf {
         }
     }
 
+    /// Writes into `emb` (`personas x att_dim`, zeroed) the unit direction of each persona of
+    /// row `r`, whose entries belong to the personas `entry`: `normalise(sum x_i z_i)`.
+    fn directions(&self, users: &CsrView, r: usize, entry: &[usize], emb: &mut [f32]) {
+        let a = self.att_dim;
+        for ((i, x), &p) in users.row_iter(r).zip(entry) {
+            axpy(
+                &mut emb[p * a..(p + 1) * a],
+                x as f32,
+                &self.item_space[i * a..(i + 1) * a],
+            );
+        }
+        emb.chunks_exact_mut(a).for_each(normalise);
+    }
+
     /// Row `r`'s persona directions and shares.
     fn user_personas(&self, users: &CsrView, r: usize) -> UserPersonas {
         let a = self.att_dim;
         let mut split = Split::default();
         self.split(users, r, &mut split);
-        let np = split.share.len();
-        let mut emb = vec![0f32; np * a];
-        for ((i, x), &p) in users.row_iter(r).zip(&split.entry) {
-            let z = &self.item_space[i * a..(i + 1) * a];
-            axpy(&mut emb[p * a..(p + 1) * a], x as f32, z);
-        }
-        emb.chunks_exact_mut(a).for_each(normalise);
+        let mut emb = vec![0f32; split.share.len() * a];
+        self.directions(users, r, &split.entry, &mut emb);
         UserPersonas {
             emb,
             cluster: split.cluster,
@@ -835,17 +844,13 @@ impl TileScorer for Scorer<'_> {
             }
             st.emb.resize((p0 + np) * a, 0.0);
             st.low.resize((p0 + np) * r, 0.0);
+            if !self.collapse {
+                md.directions(users, row, &split.entry, &mut st.emb[p0 * a..]);
+            }
             for ((i, x), &p) in users.row_iter(row).zip(&split.entry) {
                 let pr = p0 + p;
                 let x = x as f32;
                 st.entries.push((i as u32, pr as u32, x));
-                if !self.collapse {
-                    axpy(
-                        &mut st.emb[pr * a..(pr + 1) * a],
-                        x,
-                        &md.item_space[i * a..(i + 1) * a],
-                    );
-                }
                 if r > 0 {
                     axpy(
                         &mut st.low[pr * r..(pr + 1) * r],
@@ -857,7 +862,6 @@ impl TileScorer for Scorer<'_> {
             p0 += np;
         }
         st.first.push(p0);
-        st.emb.chunks_exact_mut(a).for_each(normalise);
         st
     }
 
