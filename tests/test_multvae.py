@@ -154,3 +154,16 @@ def test_time_budget_stops_training(tiny_data):
     est.fit(tiny_data.interactions, show_progress=False)
     assert 1 <= len(est.history) < 10_000
     assert est.manifest["training"]["epochs_run"] == len(est.history)
+
+
+def test_dense_scores_cross_tile_and_chunk_boundaries():
+    # More items than one 2,048-item tile and more users than one 256-user chunk: the tiled
+    # dense scores must equal the numpy forward pass everywhere, boundaries included.
+    rng = np.random.default_rng(5)
+    net = MultVAENet(2048 + 37, 6, 3).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    x = random_csr(rng, 256 + 5, 2048 + 37, 0.01)
+    got = build(net).score(x, num_threads=2)
+    np.testing.assert_allclose(got, multvae_scores(net.export(), x), rtol=1e-4, atol=1e-5)

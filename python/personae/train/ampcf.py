@@ -264,6 +264,8 @@ class DenseFilter:
         return float(sb / max(sl, 1e-12))
 
     def tensors(self, n_items: int) -> dict[str, np.ndarray]:
+        """The filter as the model file stores it: dense ``votes`` over the whole catalogue
+        (zero outside the active items) and the low-pass pair ``low_left`` / ``low_right``."""
         votes = np.zeros((n_items, n_items), np.float32)
         votes[np.ix_(self.active, self.active)] = self.B
         out = {"votes": votes}
