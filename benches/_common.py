@@ -8,9 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
-
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("PERSONAE_DATA", ROOT.parent / "shared" / "data"))
 RUNS = ROOT / "runs"
@@ -58,29 +55,6 @@ def gowalla():
         d / "test.txt", user_ids=train.user_ids, item_ids=train.item_ids, drop_unknown=True
     )
     return train, test
-
-
-def carve_validation(m: sp.csr_matrix, n_users: int, fraction: float, seed: int):
-    """Hides `fraction` of the items of `n_users` random users: returns (fit matrix,
-    validation fold-in rows, validation held-out rows). Everyone else trains on all their data."""
-    rng = np.random.default_rng(seed)
-    users = np.sort(rng.choice(m.shape[0], size=n_users, replace=False))
-    coo = m.tocoo()
-    pos = np.searchsorted(users, coo.row)
-    in_val = (pos < len(users)) & (users[np.minimum(pos, len(users) - 1)] == coo.row)
-    keys = rng.random(m.nnz)
-    order = np.lexsort((keys, coo.row))
-    counts = np.bincount(coo.row, minlength=m.shape[0])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(m.nnz, dtype=np.int64)
-    rank[order] = np.arange(m.nnz) - np.repeat(starts, counts)
-    n_hide = np.floor(counts * fraction).astype(np.int64)
-    hide = in_val & (rank < n_hide[coo.row])
-    fit = sp.csr_matrix((coo.data[~hide], (coo.row[~hide], coo.col[~hide])), shape=m.shape)
-    out = sp.csr_matrix((coo.data[hide], (coo.row[hide], coo.col[hide])), shape=m.shape)
-    fit.sort_indices()
-    out.sort_indices()
-    return fit, fit[users], out[users]
 
 
 def fit_and_report(script: str, args, est, fit_kwargs: dict, recommend, test) -> Path:

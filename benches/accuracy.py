@@ -16,8 +16,9 @@ Protocol:
   test = ``personae.holdout_split(data, 0.2, seed=0)``, validation =
   ``personae.holdout_split(train, 0.2, seed=1)`` of the training part. K = 10.
 - Gowalla: the LightGCN split (``_common.gowalla``); validation hides 20% of the training items
-  of 5,000 seeded users (``_common.carve_validation(train, 5000, 0.2, seed=1)``); everyone else
-  fits on all their training data. K = 20.
+  (rounded, one kept) of 5,000 seeded users with two or more items
+  (``personae.data.carve_validation(train, 5000, 0.2, seed=1)``, the carve AMP-CF's own search
+  uses); everyone else fits on all their training data. K = 20.
 - Lists: top-K over the items not in the user's fit rows (``personae.top_n``, ties to the lower
   index, or the model's own Rust ``recommend``). Metrics from ``personae.metrics``: Recall@K =
   hits / |held-out|, NDCG@K with binary gains over the ideal of min(K, |held-out|), means over
@@ -63,8 +64,9 @@ import numpy as np
 import scipy.sparse as sp
 
 import personae
+from personae.data import carve_validation
 
-from _common import RUNS, carve_validation, cpu, gowalla
+from _common import RUNS, cpu, gowalla
 
 DATASETS = ("ml-100k", "ml-latest-small", "gowalla", "synthetic")
 MODELS = ("popularity", "ease", "als", "gfcf", "bspm", "multvae", "ampcf")
@@ -110,12 +112,6 @@ def _split(kind, fit, held, k, genres=None) -> Split:
     return Split(kind, fit, users, held[users], k, genres)
 
 
-def carve_users(n_rows: int, n_users: int, seed: int) -> np.ndarray:
-    """The users ``_common.carve_validation(m, n_users, fraction, seed)`` picks (its generator's
-    first draw), which it does not return."""
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size=n_users, replace=False))
-
-
 def load_dataset(name: str) -> dict:
     """{"val": Split, "test": Split, "info": sizes}. Validation comes from training data only."""
     if name in ("ml-100k", "ml-latest-small", "synthetic"):
@@ -139,12 +135,9 @@ def load_dataset(name: str) -> dict:
     elif name == "gowalla":
         train, test = gowalla()
         X = train.matrix
-        fit, vin, vout = carve_validation(X, 5000, 0.2, seed=1)
-        vu = carve_users(X.shape[0], 5000, seed=1)
-        assert (fit[vu] != vin).nnz == 0, "validation users out of step with carve_validation"
-        keep = np.diff(vout.indptr) > 0
+        fit, held, vu = carve_validation(X, 5000, 0.2, seed=1)
         k = 20
-        vs = Split("val", fit, vu[keep], vout[keep], k)
+        vs = Split("val", fit, vu, held[vu], k)
         ts = _split("test", X, test.matrix, k)
     else:
         raise ValueError(f"unknown dataset {name!r}; one of {DATASETS}")

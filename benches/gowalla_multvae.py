@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 
 import personae
+from personae.data import carve_validation
 
-from _common import RUNS, carve_validation, fit_and_report, gowalla, parser
+from _common import RUNS, fit_and_report, gowalla, parser
 
 
 def main() -> None:
@@ -39,7 +40,8 @@ def main() -> None:
     a.out = a.out or str(RUNS / a.name)
     train, test = gowalla()
     print(train, test, f"torch threads {torch.get_num_threads()}")
-    fit, val_in, val_out = carve_validation(train.matrix, 3000, 0.2, a.seed)
+    fit, held, users = carve_validation(train.matrix, 3000, 0.2, a.seed)
+    val_in, val_out = fit[users], held[users]
     est = personae.MultVAE(
         epochs=a.epochs,
         patience=a.patience,

@@ -314,18 +314,6 @@ def test_evaluate_matches_the_definitions():
     )
 
 
-def test_carve_users_are_those_of_carve_validation():
-    from _common import carve_validation
-
-    X = tiny(80, 30, density=0.3, seed=9)
-    fit, vin, _ = carve_validation(X, 20, 0.2, seed=1)
-    users = accuracy.carve_users(X.shape[0], 20, seed=1)
-    assert len(np.unique(users)) == 20
-    assert (fit[users] != vin).nnz == 0
-    rest = np.setdiff1d(np.arange(80), users)
-    assert (fit[rest] != X[rest]).nnz == 0  # everyone else fits on all their data
-
-
 def test_grids():
     assert len(bl.grid("als", "ml-100k")) == 27
     assert len(bl.grid("als", "gowalla")) == 8

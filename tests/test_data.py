@@ -3,8 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import personae
+import personae.data
 from personae import Interactions, holdout_split, strong_split, synthetic
 
 from conftest import DATA
@@ -163,3 +167,23 @@ def test_vocabulary_rules():
     with pytest.raises(ValueError, match="appears more than once"):
         personae.Vocabulary([1, 2, 1])
     assert personae.Vocabulary(np.array([3.0, 1.0])).ids.dtype == np.int64
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(2, 25), st.integers(0, 50))
+def test_carve_validation_hides_a_share_of_some_users_only(seed, rows, cols, n_users):
+    rng = np.random.default_rng(seed)
+    m = sp.csr_matrix((rng.random((rows, cols)) < 0.3).astype(np.float32))
+    fit, held, users = personae.data.carve_validation(m, n_users, 0.2, seed=seed)
+    assert fit.shape == held.shape == m.shape
+    # Nothing lost or invented: fit + held is the input, and they never overlap.
+    assert ((fit + held) != m).nnz == 0 and fit.multiply(held).nnz == 0
+    counts = np.diff(m.indptr)
+    hidden = np.diff(held.indptr)
+    assert len(users) <= n_users and (np.diff(users) > 0).all()
+    # Only validation users lose items: round(0.2 n), at least one left.
+    others = np.setdiff1d(np.arange(rows), users)
+    assert (hidden[others] == 0).all()
+    want = np.minimum(np.floor(counts[users] * 0.2 + 0.5), counts[users] - 1)
+    np.testing.assert_array_equal(hidden[users], want)
+    assert (hidden[users] > 0).all() and (counts[users] >= 2).all()

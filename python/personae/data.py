@@ -26,6 +26,7 @@ __all__ = [
     "StrongSplit",
     "SyntheticData",
     "Vocabulary",
+    "carve_validation",
     "holdout_split",
     "long_format",
     "read_table",
@@ -438,6 +439,28 @@ def holdout_split(
     return Interactions(tr, data.user_ids, data.item_ids), Interactions(
         te, data.user_ids, data.item_ids
     )
+
+
+def carve_validation(m, n_users: int, fraction: float = 0.2, seed: int = 0):
+    """A validation carve of a training matrix (users x items): up to `n_users` random users
+    with at least two items each lose round(fraction * n) of their items (at least one kept),
+    everyone else keeps all their data. Returns ``(fit, held, users)``: the fit matrix, the
+    held-out matrix (same shape) and the sorted validation users with held-out items. AMP-CF's
+    validation search and personae's benchmarks carve with it."""
+    from personae._validate import csr
+
+    m = csr("m", m)
+    rng = np.random.default_rng(seed)
+    live = np.flatnonzero(np.diff(m.indptr) > 1)
+    users = np.sort(rng.choice(live, size=min(int(n_users), len(live)), replace=False))
+    sel = sp.csr_matrix(
+        (np.ones(len(users), m.dtype), (users, users)), shape=(m.shape[0], m.shape[0])
+    )
+    _, held = _split_rows((sel @ m).tocsr(), fraction, rng)
+    fit = (m - held).tocsr()
+    fit.eliminate_zeros()
+    fit.sort_indices()
+    return fit, held, users[np.diff(held.indptr)[users] > 0]
 
 
 @dataclass(frozen=True)

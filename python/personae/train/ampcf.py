@@ -338,25 +338,6 @@ def _val_ndcg(scores: np.ndarray, seen: sp.csr_matrix, held: sp.csr_matrix) -> f
     return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
 
 
-def _carve(X: sp.csr_matrix, cfg: AMPCFConfig):
-    """(fit rows, held-out rows, validation users): 20% of the items of up to
-    `search_users` users with >= 2 items, drawn with the seed."""
-    from personae.data import _split_rows
-
-    rng = np.random.default_rng(cfg.seed)
-    live = np.flatnonzero(np.diff(X.indptr) > 1)
-    users = np.sort(rng.choice(live, size=min(cfg.search_users, len(live)), replace=False))
-    sel = sp.csr_matrix(
-        (np.ones(len(users), np.float32), (users, users)), shape=(X.shape[0], X.shape[0])
-    )
-    keep, held = _split_rows((sel @ X).tocsr(), 0.2, rng)
-    fit = (X - held).tocsr()
-    fit.eliminate_zeros()
-    fit.sort_indices()
-    users = users[np.diff(held.indptr)[users] > 0]
-    return fit, held, users
-
-
 def _dense_filter(X, spec, lam, user_weight, rank, low_weight, cfg, device):
     active = np.flatnonzero(np.asarray(X.sum(0)).ravel() > 0)
     dtype = np.float64 if len(active) < 4000 else np.float32
@@ -374,7 +355,9 @@ def _unique(dicts) -> list[dict]:
 
 def search(X: sp.csr_matrix, cfg: AMPCFConfig, device, bar) -> tuple[dict, list[dict]]:
     """Chooses the dense filter's settings left as None, on a validation carve of X."""
-    fit, held, users = _carve(X, cfg)
+    from personae.data import carve_validation
+
+    fit, held, users = carve_validation(X, cfg.search_users, 0.2, cfg.seed)
     seen, truth = fit[users], held[users]
     spec = Spectrum(fit, max(64, cfg.att_dim, cfg.rank or 0), cfg.seed, device)
     n_active = int((np.asarray(fit.sum(0)).ravel() > 0).sum())
