@@ -322,3 +322,24 @@ def test_large_catalogue_graph_filter(fitted, monkeypatch):
     pop = personae.Popularity().fit(train)
     base = personae.metrics.evaluate(pop.recommend(train, k)[0], test.matrix, k)
     assert ours[f"ndcg@{k}"] > 1.5 * base[f"ndcg@{k}"], (ours, base)
+
+
+def test_graph_filter_defaults_are_gf_cf_exactly(monkeypatch):
+    """With the large-catalogue defaults (graph_time 0) and mix 0, the scores are GF-CF's,
+    ``x P~ + beta x D^-1/2 V^T V D^1/2``, computed here densely with numpy's SVD."""
+    import personae.train.ampcf as fit_ampcf
+
+    data = personae.synthetic(n_users=300, n_items=90, n_tastes=3, mean_items=12, seed=2)
+    monkeypatch.setattr(fit_ampcf, "DENSE_MAX_ITEMS", 10)
+    x = data.interactions.matrix
+    m = personae.AMPCF(device="cpu", mix=0.0, graph_rank=16).fit(x, show_progress=False)
+    assert m.manifest["training"]["settings"]["graph_time"] == 0.0
+    X = x.toarray().astype(np.float64)
+    du, di = X.sum(1), X.sum(0)
+    ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0)
+    ri = np.where(di > 0, 1 / np.sqrt(np.maximum(di, 1e-30)), 0)
+    R = ru[:, None] * X * ri[None, :]
+    V = np.linalg.svd(R, full_matrices=False)[2][:16]
+    want = X @ (R.T @ R) + 0.2 * ((X * ri) @ V.T @ V) * np.sqrt(di)
+    np.testing.assert_allclose(m.score(x), want, rtol=1e-3, atol=1e-4)
+    assert m._fitted().tensors()["low_left"].shape == (90, 16)  # no zero sharpening block

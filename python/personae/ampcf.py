@@ -21,10 +21,11 @@ class AMPCF(Model, kind="ampcf"):
     taste clusters (groups of items fitted once for the whole catalogue), each history item in
     the persona of its own cluster or of the nearest one. For a candidate item j, persona k's
     vote is ``v_jk = sum_{i in persona k} x_i F_ij`` with F a closed-form item-item filter
-    (DAN-normalised EASE plus GF-CF's low-pass filter; a BSPM-style graph filter on catalogues
-    above 20,000 items), and the attention ``a_jk = softmax_k(cos(e_k, z_j) / tau + delta ln
-    pi_k)`` compares the persona's direction e_k with the item's z_j in a spectral item space
-    (pi_k is the persona's share of the history). The score is::
+    (DAN-normalised EASE plus GF-CF's low-pass filter; on catalogues above 20,000 items GF-CF's
+    graph filter, with BSPM's sharpening as an option), and the attention ``a_jk =
+    softmax_k(cos(e_k, z_j) / tau + delta ln pi_k)`` compares the persona's direction e_k with
+    the item's z_j in a spectral item space (pi_k is the persona's share of the history). The
+    score is::
 
         s_j = (1 - mix) sum_k v_jk + mix sum_k a_jk pi_k^-gamma v_jk
 
@@ -58,8 +59,8 @@ class AMPCF(Model, kind="ampcf"):
         att_dim: int = 64,
         n_clusters: int | None = None,
         graph_rank: int = 448,
-        graph_beta: float = 0.1,
-        graph_time: float = 2.5,
+        graph_beta: float = 0.2,
+        graph_time: float = 0.0,
         graph_eta: float = 0.0,
         search_users: int = 5000,
         device: str = "auto",
