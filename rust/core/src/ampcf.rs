@@ -317,7 +317,9 @@ impl AmpCf {
         let len = pair_user.len().checked_mul(h);
         let mut because = buffer("because", len, -1i64)?;
         let mut votes = buffer("because", len, f32::NAN)?;
-        let states = self.pair_states(users, pair_user, pair_item)?;
+        self.check_users(users)?;
+        self.check_pairs(users.n_rows, pair_user, pair_item)?;
+        let states = self.pair_states(users, pair_user);
         let (attention, part, dominant) = self.parts_of(users, &states, pair_user, pair_item);
         let state = |p: usize| {
             states[pair_user[p] as usize]
@@ -363,25 +365,18 @@ impl AmpCf {
         })
     }
 
-    /// The personas of the rows that appear in `pair_user`, each built once (None for the
-    /// others), after the checks every pair query shares.
-    fn pair_states(
-        &self,
-        users: &CsrView,
-        pair_user: &[i64],
-        pair_item: &[i64],
-    ) -> Result<Vec<Option<UserPersonas>>> {
-        self.check_users(users)?;
-        self.check_pairs(users.n_rows, pair_user, pair_item)?;
+    /// The personas of the rows that appear in `pair_user` (checked pairs), each built once
+    /// (None for the others).
+    fn pair_states(&self, users: &CsrView, pair_user: &[i64]) -> Vec<Option<UserPersonas>> {
         let mut listed = vec![false; users.n_rows];
         for &u in pair_user {
             listed[u as usize] = true;
         }
-        Ok(listed
+        listed
             .into_par_iter()
             .enumerate()
             .map(|(r, on)| on.then(|| self.user_personas(users, r)))
-            .collect())
+            .collect()
     }
 
     fn attention_of(
@@ -703,7 +698,8 @@ impl Model for AmpCf {
             .filter(|(_, &j)| j >= 0)
             .map(|(t, &j)| ((t / width.max(1)) as i64, j))
             .unzip();
-        let states = self.pair_states(users, &pu, &pi)?;
+        // The pairs are top_n's own lists of checked users: valid by construction.
+        let states = self.pair_states(users, &pu);
         let (_, _, lead) = self.parts_of(users, &states, &pu, &pi);
         let mut dom = vec![-1i64; ids.len()];
         let listed = dom.iter_mut().zip(&ids).filter(|(_, &j)| j >= 0);

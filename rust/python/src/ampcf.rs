@@ -9,7 +9,7 @@ use personae_core::ampcf::AmpCf;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{matrix, slice, Csr};
+use crate::convert::{lists, matrix, slice, Csr};
 use crate::errors::run;
 use crate::models::PyModel;
 
@@ -81,11 +81,6 @@ impl PyAmpCf {
             m.explain(&parts.view("user_items")?, pu, pi, n_history)
         })?;
         let (p, k) = (pu.len(), m.n_personas);
-        let h = e
-            .because
-            .len()
-            .checked_div(p)
-            .unwrap_or(n_history.max(0) as usize);
         PyTuple::new(
             py,
             [
@@ -93,8 +88,8 @@ impl PyAmpCf {
                 matrix(py, e.part, p, k)?,
                 PyArray1::from_vec(py, e.dominant).into_any(),
                 PyArray1::from_vec(py, e.taste).into_any(),
-                matrix(py, e.because, p, h)?,
-                matrix(py, e.votes, p, h)?,
+                lists(py, e.because, p, n_history)?,
+                lists(py, e.votes, p, n_history)?,
             ],
         )
     }

@@ -6,7 +6,7 @@ use personae_core::calibrate::{Attribute, Config, ItemCategories, Normalize, Rer
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{matrix, rows, slice, Csr, CsrParts};
+use crate::convert::{lists, matrix, rows, slice, Csr, CsrParts};
 use crate::errors::run;
 
 /// The target of a call: a users x items history (CSR), or per attribute a dense
@@ -164,13 +164,12 @@ impl PyReranker {
         let out = run(py, num_threads, |stop| {
             r.rerank(c, s, b, &t.target()?, n, lam.as_deref(), stop)
         })?;
-        let width = out.ids.len().checked_div(b).unwrap_or(n.max(0) as usize);
         let na = self.inner.attributes().len();
         PyTuple::new(
             py,
             [
-                matrix(py, out.ids, b, width)?,
-                matrix(py, out.scores, b, width)?,
+                lists(py, out.ids, b, n)?,
+                lists(py, out.scores, b, n)?,
                 matrix(py, out.ckl_before, b, na)?,
                 matrix(py, out.ckl_after, b, na)?,
             ],

@@ -152,3 +152,15 @@ pub fn matrix<'py, T: numpy::Element>(
 ) -> PyResult<Bound<'py, PyAny>> {
     Ok(PyArray1::from_vec(py, v).reshape([rows, cols])?.into_any())
 }
+
+/// `rows` padded lists as a `rows x width` numpy array owning `v`: the width is the lists'
+/// length `len / rows`, or `n` when there are no rows (so an empty result keeps its columns).
+pub fn lists<'py, T: numpy::Element>(
+    py: Python<'py>,
+    v: Vec<T>,
+    rows: usize,
+    n: i64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let width = v.len().checked_div(rows).unwrap_or(n.max(0) as usize);
+    matrix(py, v, rows, width)
+}

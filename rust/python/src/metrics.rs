@@ -6,7 +6,7 @@ use personae_core::metrics;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::convert::{matrix, rows, Csr, ItemSet};
+use crate::convert::{lists, rows, Csr, ItemSet};
 use crate::errors::run;
 
 /// Per-user Recall (two definitions), NDCG and hit rate at `k` of the lists `ids` against the
@@ -71,8 +71,7 @@ fn top_n<'py>(
         let filters = Filters::new(seen.is_some(), ex, cols)?;
         fused::top_n(&dense, &view, n, &filters, stop)
     })?;
-    let width = ids.len().checked_div(b).unwrap_or(n.max(0) as usize);
-    Ok((matrix(py, ids, b, width)?, matrix(py, out, b, width)?))
+    Ok((lists(py, ids, b, n)?, lists(py, out, b, n)?))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

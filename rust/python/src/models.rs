@@ -21,7 +21,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::PyClass;
 
 use crate::ampcf::PyAmpCf;
-use crate::convert::{matrix, slice, Csr, ItemSet};
+use crate::convert::{lists, matrix, slice, Csr, ItemSet};
 use crate::errors::run;
 use crate::multvae::PyMultVae;
 use crate::popularity::PyPopularity;
@@ -119,13 +119,9 @@ impl PyModel {
             };
             Ok((users.n_rows, core.recommend(&users, &req, stop)?))
         })?;
-        let width = ids.len().checked_div(rows).unwrap_or(n.max(0) as usize);
-        let mut out = vec![
-            matrix(py, ids, rows, width)?,
-            matrix(py, scores, rows, width)?,
-        ];
+        let mut out = vec![lists(py, ids, rows, n)?, lists(py, scores, rows, n)?];
         if let Some(d) = dominant {
-            out.push(matrix(py, d, rows, width)?);
+            out.push(lists(py, d, rows, n)?);
         }
         PyTuple::new(py, out)
     }
@@ -163,11 +159,7 @@ impl PyModel {
         let (ids, scores) = run(py, None, |stop| {
             similar::similar_items(factors, dim, count, q, n, ex, stop)
         })?;
-        let width = ids.len().checked_div(q.len()).unwrap_or(n.max(0) as usize);
-        Ok((
-            matrix(py, ids, q.len(), width)?,
-            matrix(py, scores, q.len(), width)?,
-        ))
+        Ok((lists(py, ids, q.len(), n)?, lists(py, scores, q.len(), n)?))
     }
 
     /// The item embeddings `similar_items` uses (`n_items x dim`), a copy.
