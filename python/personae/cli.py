@@ -47,11 +47,9 @@ def _quickstart(a: argparse.Namespace) -> int:
     one_ids = one.recommend(train, n)[0]
     reranker = CalibratedReranker(tastes, lam=0.5)
     cal = reranker.rerank(cand, cand_scores, history=train, n=n)
-    ptaste = model.personas(train)["taste"]
-    rows = np.arange(len(ids))[:, None]
-    frame = long_format(train.user_ids, model.item_ids, ids, scores)
-    frame["persona"] = persona[ids >= 0]
-    frame["taste"] = ptaste[rows, np.maximum(persona, 0)][ids >= 0]
+    personas = model.personas(train)
+    taste = np.take_along_axis(personas["taste"], np.maximum(persona, 0), 1)
+    frame = long_format(train.user_ids, model.item_ids, ids, scores, persona=persona, taste=taste)
     recs = write_table(frame, out / "recommendations.csv")
     print(f"      {rec_s:.2f} s for the top-100 and their personas; lists written to {recs}")
 
@@ -59,20 +57,19 @@ def _quickstart(a: argparse.Namespace) -> int:
     mix = data.user_mixture
     held = np.diff(test.matrix.indptr)
     u = int(np.lexsort((-held, -(mix > 0).sum(1)))[0])
-    p = model.personas(train.matrix[u])
     print(
         f"[4/5] user {u}: true taste mix "
         + ", ".join(f"taste {g} {mix[u, g]:.0%}" for g in np.argsort(-mix[u]) if mix[u, g] > 0)
     )
     labels = model._fitted().item_cluster()
     for k in range(model.n_personas):
-        c = int(p["taste"][0, k])
+        c = int(personas["taste"][u, k])
         if c < 0:
             break
         members = data.item_taste[labels == c]
         true = np.bincount(members, minlength=a.tastes).argmax() if len(members) else -1
         print(
-            f"      persona {k}: {p['share'][0, k]:.0%} of the history, cluster {c} "
+            f"      persona {k}: {personas['share'][u, k]:.0%} of the history, cluster {c} "
             f"(mostly true taste {true})"
         )
     print(f"      their top-{min(n, 10)}: item (true taste) <- persona")

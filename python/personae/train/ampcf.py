@@ -300,8 +300,6 @@ def graph_filter(spec: Spectrum, cfg: AMPCFConfig) -> dict[str, np.ndarray]:
     P.sort_indices()
     r = min(cfg.graph_rank, len(spec.s))
     c = [(-cfg.graph_time) ** k / math.factorial(k) for k in range(5)]
-    s2 = spec.s[:r] ** 2
-    w = sum(c[k] * s2 ** (k + 1) for k in range(1, 5))
     V = spec.Vt[:r].astype(np.float32)
     M = V * spec.di_half.astype(np.float32)
     N = c[0] * M
@@ -314,6 +312,8 @@ def graph_filter(spec: Spectrum, cfg: AMPCFConfig) -> dict[str, np.ndarray]:
     left = [(V * spec.di_mhalf.astype(np.float32)).T]
     right = [N.T]
     if sharpen:  # without sharpening w = 0: its r columns would only cost serving time
+        s2 = spec.s[:r] ** 2
+        w = sum(c[k] * s2 ** (k + 1) for k in range(1, 5))
         left.insert(0, V.T * w.astype(np.float32))
         right.insert(0, V.T)
     left, right = np.hstack(left), np.hstack(right) * post[:, None]
