@@ -7,7 +7,7 @@ sharpening and leaves GF-CF's form, which is exact. This script fits ``personae.
 few (graph_time, graph_beta) on the validation fit matrix of the accuracy harness (the same
 carve: ``personae.data.carve_validation(train, 5000, 0.2, seed=1)``), reports NDCG@20 and
 Recall@20 of the validation users, and writes runs/ampcf-gowalla-graph.json. The test split is
-not read.
+loaded with the harness's data but never evaluated.
 
     python benches/ampcf_gowalla_graph.py
 """

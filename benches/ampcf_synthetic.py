@@ -55,7 +55,7 @@ def main() -> None:
     items = np.full((len(users), max(int(lens.max()), 1)), -1, np.int64)
     for r in range(len(users)):
         items[r, : lens[r]] = held.indices[held.indptr[r] : held.indptr[r + 1]]
-    ex = model.explain(items, hist, n_history=1)
+    ex = model.explain(items, hist, n_history=0)
     p = model.personas(hist)
     rng = np.random.default_rng(args.seed)
     hit = base = rand = total = 0.0
