@@ -56,11 +56,23 @@ def ranking(ids: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, np.ndarr
     return {key: np.array(v) for key, v in out.items()}
 
 
+def unit_rows(x: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row divided by its largest value (all-zero rows stay zero), in float64."""
+    x = sp.csr_matrix(x, dtype=np.float64, copy=True)
+    for u in range(x.shape[0]):
+        row = x.data[x.indptr[u] : x.indptr[u + 1]]
+        if len(row) and row.max() > 0:
+            row /= row.max()
+    return x
+
+
 def ampcf_scores(t: dict[str, np.ndarray], cfg: dict, x: sp.csr_matrix):
     """AMP-CF scores, attention, personas and each persona's part of the score from the
     definition (personae.ampcf), one user and one item at a time, in float64: ``(scores [B, I],
     attention [B, I, K], taste [B, K], parts [B, I, K])``.
-    `t`: the model's tensors; `cfg`: n_personas, tau, mix, delta, gamma."""
+    `t`: the model's tensors; `cfg`: n_personas, tau, mix, delta, gamma. Each history is
+    first divided by its largest weight, as the model does (lists independent of the scale)."""
+    x = unit_rows(x)
     n = x.shape[1]
     k, tau, mix = cfg["n_personas"], cfg["tau"], cfg["mix"]
     delta, gamma = cfg["delta"], cfg["gamma"]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import personae
 
 from conftest import random_csr
-from reference import ampcf_scores, top_n
+from reference import ampcf_scores, top_n, unit_rows
 
 
 def random_model(seed, n_items, k, n_clusters, att_dim, rank, sparse, mix, delta, gamma, tau):
@@ -115,7 +115,8 @@ def test_one_persona_or_mix_zero_is_the_filter():
     rng = np.random.default_rng(0)
     x = weighted_csr(rng, 6, 30, 0.3)
     m1, t, _ = random_model(1, 30, 1, 4, 3, 2, False, 0.7, 0.3, 1.0, 0.5)
-    filt = x.toarray() @ (t["votes"].astype(np.float64) + t["low_left"] @ t["low_right"].T)
+    f = t["votes"].astype(np.float64) + t["low_left"] @ t["low_right"].T
+    filt = unit_rows(x).toarray() @ f
     np.testing.assert_allclose(m1.score(x), filt, rtol=1e-4, atol=1e-4)
     m0, _, _ = random_model(1, 30, 4, 4, 3, 2, False, 0.0, 0.3, 1.0, 0.5)
     np.testing.assert_allclose(m0.score(x), filt, rtol=1e-4, atol=1e-4)
@@ -135,7 +136,7 @@ def test_large_catalogue_crosses_tiles_and_chunks():
 
 def test_because_lists_the_dominant_personas_strongest_voters():
     model, t, cfg = random_model(7, 40, 3, 4, 3, 0, False, 0.5, 0.0, 0.0, 1.0)
-    x = weighted_csr(np.random.default_rng(2), 5, 40, 0.4)
+    x = unit_rows(weighted_csr(np.random.default_rng(2), 5, 40, 0.4)).astype(np.float32)
     items = np.array([[0, 5, -1], [1, 2, 3], [4, 4, 4], [39, 0, 1], [7, 8, 9]])
     ex = model.explain(items, x, n_history=2)
     p = model.personas(x)

@@ -5,7 +5,12 @@ training needs the ``train`` extra (PyTorch).
 """
 
 from personae import metrics
-from personae._core import InvalidInputError, ModelFormatError, PersonaeError
+from personae._core import (
+    IndexOutOfRangeError,
+    InvalidInputError,
+    ModelFormatError,
+    PersonaeError,
+)
 from personae.ampcf import AMPCF
 from personae.data import (
     Interactions,
@@ -27,6 +32,7 @@ __all__ = [
     "AMPCF",
     "CalibratedReranker",
     "Interactions",
+    "IndexOutOfRangeError",
     "Interview",
     "InvalidInputError",
     "Model",

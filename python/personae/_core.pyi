@@ -11,6 +11,7 @@ from typing_extensions import disjoint_base
 __all__ = [
     "PersonaeError",
     "InvalidInputError",
+    "IndexOutOfRangeError",
     "ModelFormatError",
     "Model",
     "FORMAT_VERSION",
@@ -26,6 +27,7 @@ __all__ = [
     "coverage",
     "top_n",
     "MAX_THREADS",
+    "MAX_PERSONAS",
 ]
 
 # A scipy.sparse CSR matrix (csr_matrix or csr_array) with float32 data; scipy ships no stubs.
@@ -33,9 +35,11 @@ _Csr = Any
 
 FORMAT_VERSION: int
 MAX_THREADS: int
+MAX_PERSONAS: int
 
 class PersonaeError(Exception): ...
 class InvalidInputError(PersonaeError, ValueError): ...
+class IndexOutOfRangeError(InvalidInputError, IndexError): ...
 class ModelFormatError(PersonaeError, ValueError): ...
 
 # A boolean mask over the catalogue, int64 item indices, or {"only": indices}.

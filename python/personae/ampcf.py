@@ -240,6 +240,9 @@ class AMPCF(Model, kind="ampcf"):
             ``because`` ``(rows, m, n_history)`` int64: the dominant persona's history items
             that vote most for the item, best first (-1 padded);
             ``because_vote`` the matching votes ``x_i F_ij`` (NaN padded).
+
+        Histories are scored divided by their largest weight (lists and explanations do not
+        depend on the weights' scale), so ``x_i`` is the weight relative to that maximum.
         """
         core = self._fitted()
         x = csr("user_items", user_items)
@@ -253,7 +256,8 @@ class AMPCF(Model, kind="ampcf"):
             raise ValueError(f"items must be 1-D or have shape ({rows}, m), got {np.shape(items)}")
         it = it.astype(np.int64)
         h = integer("n_history", n_history)
-        pu, pj = np.nonzero(it >= 0)
+        # Only -1 is padding: any other index goes to the core, which refuses it.
+        pu, pj = np.nonzero(it != -1)
         pair_u, pair_i = pu.astype(np.int64), it[pu, pj]
         k = core.n_personas
         parts = core.explain(x, pair_u, pair_i, h)

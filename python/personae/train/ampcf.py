@@ -94,6 +94,10 @@ class AMPCFConfig:
         for name in ("n_personas", "att_dim", "graph_rank", "search_users"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_personas > _core.MAX_PERSONAS:  # the core's bound, refused before the fit
+            raise ValueError(
+                f"n_personas must be at most {_core.MAX_PERSONAS}, got {self.n_personas}"
+            )
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if not 0.0 <= self.mix <= 1.0:
@@ -426,6 +430,11 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
     t0 = time.perf_counter()
     device = pick_device(cfg.device)
     X = check_train(X)
+    # The filter is fitted on weights scaled so the largest is 1: the same model (and lists) at
+    # any weight scale, e.g. timestamps in nanoseconds, and no overflow near float32's limit.
+    top = float(X.data.max())
+    if top > 0 and top != 1:
+        X = sp.csr_matrix(((X.data / top).astype(np.float32), X.indices, X.indptr), X.shape)
     n_items = X.shape[1]
     counts = np.asarray((X > 0).sum(0)).ravel().astype(np.float32)
     n_active = int((counts > 0).sum())

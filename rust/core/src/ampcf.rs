@@ -40,7 +40,7 @@ use crate::error::{buffer, Result};
 use crate::fused::{self, Recommended, Request, TileScorer};
 use crate::threads::Stop;
 use crate::vmath::normalise;
-use crate::{bad_model, gemm, invalid, vmath};
+use crate::{bad_model, gemm, invalid, out_of_range, vmath};
 
 /// The item-item part of the filter.
 #[derive(Debug)]
@@ -139,6 +139,10 @@ fn f32_field(c: &Checkpoint, key: &str) -> Result<f32> {
     Ok(v as f32)
 }
 
+/// The most personas a user may have: far above any useful K (a user's personas are their
+/// heaviest taste clusters), and small enough that per-persona buffers stay bounded.
+pub const MAX_PERSONAS: usize = 1024;
+
 impl AmpCf {
     /// Builds the model from a validated checkpoint of kind `ampcf`.
     pub fn from_checkpoint(mut c: Checkpoint) -> Result<Self> {
@@ -158,6 +162,11 @@ impl AmpCf {
         let gamma = f32_field(&c, "gamma")?;
         if n == 0 || k == 0 {
             return Err(bad_model!("ampcf: n_items and n_personas must be positive"));
+        }
+        if k > MAX_PERSONAS {
+            return Err(bad_model!(
+                "ampcf: n_personas must be at most {MAX_PERSONAS}, got {k}"
+            ));
         }
         if tau <= 0.0 {
             return Err(bad_model!("ampcf: 'tau' must be positive, got {tau}"));
@@ -280,12 +289,14 @@ impl AmpCf {
     /// Each user's personas (see [`Personas`]).
     pub fn personas(&self, users: &CsrView) -> Result<Personas> {
         self.check_users(users)?;
+        let users = &users.unit_rows();
         let k = self.n_personas;
         let rows = users.n_rows;
+        let len = rows.checked_mul(k);
         let mut out = Personas {
-            cluster: vec![-1; rows * k],
-            share: vec![0.0; rows * k],
-            entry: vec![0; users.nnz()],
+            cluster: buffer("personas", len, -1)?,
+            share: buffer("personas", len, 0.0)?,
+            entry: buffer("personas", Some(users.nnz()), 0)?,
         };
         let mut split = Split::default();
         for r in 0..rows {
@@ -318,6 +329,7 @@ impl AmpCf {
         let mut because = buffer("because", len, -1i64)?;
         let mut votes = buffer("because", len, f32::NAN)?;
         self.check_users(users)?;
+        let users = &users.unit_rows();
         self.check_pairs(users.n_rows, pair_user, pair_item)?;
         let states = self.pair_states(users, pair_user);
         let (attention, part, dominant) = self.parts_of(users, &states, pair_user, pair_item);
@@ -456,13 +468,16 @@ impl AmpCf {
             .iter()
             .position(|&u| u < 0 || u as u64 >= rows as u64)
         {
-            return Err(invalid!("user row {} is outside 0..{rows}", pair_user[p]));
+            return Err(out_of_range!(
+                "user row {} is outside 0..{rows}",
+                pair_user[p]
+            ));
         }
         if let Some(p) = pair_item
             .iter()
             .position(|&j| j < 0 || j as u64 >= self.n_items as u64)
         {
-            return Err(invalid!(
+            return Err(out_of_range!(
                 "items: index {} is outside 0..{}",
                 pair_item[p],
                 self.n_items
@@ -687,6 +702,7 @@ impl Model for AmpCf {
     /// same call.
     fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
         self.check_users(users)?;
+        let users = &users.unit_rows();
         let (ids, scores) = fused::top_n(&Scorer::new(self), users, req.n, &req.filters, stop)?;
         if !req.explain {
             return Ok((ids, scores, None));
@@ -710,7 +726,7 @@ impl Model for AmpCf {
     }
 
     fn score(&self, users: &CsrView, stop: &Stop) -> Result<Vec<f32>> {
-        fused::dense_scores(&Scorer::new(self), users, stop)
+        fused::dense_scores(&Scorer::new(self), &users.unit_rows(), stop)
     }
 
     /// Unit item vectors `n_items x att_dim` (zero rows for items without a direction).
@@ -1403,6 +1419,8 @@ mod tests {
         assert!(load(manifest(serde_json::json!({"tau": 0.0})), &good).contains("tau"));
         assert!(load(manifest(serde_json::json!({"mix": 2.0})), &good).contains("mix"));
         assert!(load(manifest(serde_json::json!({"n_personas": 0})), &good).contains("positive"));
+        let huge = serde_json::json!({"n_personas": 1u64 << 40});
+        assert!(load(manifest(huge), &good).contains("at most 1024"));
         let bad_cluster = vec![0i32, 1, 2, 0, 0, 0];
         let mut t2: Vec<Tensor> = good
             .iter()

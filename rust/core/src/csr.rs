@@ -151,6 +151,30 @@ impl<'a> CsrView<'a> {
         }
     }
 
+    /// The same matrix with each row divided by its largest value (rows whose values are all
+    /// zero stay zero), computed in f64: scores that are linear in the weights then rank the
+    /// same at any weight scale, and weights near f32::MAX cannot overflow a sum.
+    pub fn unit_rows(&self) -> CsrView<'_> {
+        let data = self.data.as_ref().map(|d| {
+            let mut scaled = d.to_vec();
+            for r in 0..self.n_rows {
+                let row = &mut scaled[self.row_range(r)];
+                let top = row.iter().fold(0f32, |m, &v| m.max(v)) as f64;
+                if top > 0.0 {
+                    row.iter_mut().for_each(|v| *v = (*v as f64 / top) as f32);
+                }
+            }
+            Cow::Owned(scaled)
+        });
+        CsrView {
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+            indptr: Cow::Borrowed(&self.indptr),
+            indices: Cow::Borrowed(&self.indices),
+            data,
+        }
+    }
+
     /// An empty matrix of `n_rows` rows.
     pub fn empty(n_rows: usize, n_cols: usize) -> CsrView<'static> {
         CsrView {
@@ -216,6 +240,22 @@ mod tests {
 
     fn view<'a>(n: usize, p: &'a [i64], i: &'a [i32], d: Option<&'a [f32]>) -> Result<CsrView<'a>> {
         CsrView::new("user_items", n, Index::I64(p), Index::I32(i), d)
+    }
+
+    #[test]
+    fn unit_rows_divide_each_row_by_its_largest_value() {
+        let d = [2.0f32, 4.0, 0.0, 3e38, 1e38];
+        let c = view(4, &[0, 2, 3, 3, 5], &[0, 3, 1, 0, 2], Some(&d)).unwrap();
+        let u = c.unit_rows();
+        assert_eq!(u.row_values(0).unwrap(), &[0.5, 1.0]);
+        assert_eq!(u.row_values(1).unwrap(), &[0.0]); // an all-zero row stays zero
+        assert_eq!(
+            u.row_values(3).unwrap(),
+            &[1.0, (1e38f32 as f64 / 3e38f32 as f64) as f32]
+        );
+        assert_eq!(u.row(3), c.row(3));
+        let ones = view(4, &[0, 1], &[2], None).unwrap();
+        assert!(ones.unit_rows().row_values(0).is_none());
     }
 
     #[test]

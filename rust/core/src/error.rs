@@ -7,6 +7,10 @@ pub enum Error {
     /// Caller-supplied data is malformed: shapes, ranges, NaN, CSR structure, parameters.
     #[error("{0}")]
     InvalidInput(String),
+    /// An item or row index outside its range (a kind of invalid input that callers written
+    /// for `implicit` catch as `IndexError`).
+    #[error("{0}")]
+    OutOfRange(String),
     /// A model file is inconsistent or corrupt.
     #[error("{0}")]
     ModelFormat(String),
@@ -43,6 +47,12 @@ impl Error {
 #[macro_export]
 macro_rules! invalid {
     ($($arg:tt)*) => { $crate::error::Error::InvalidInput(format!($($arg)*)) };
+}
+
+/// Shorthand for an [`Error::OutOfRange`] built from a format string.
+#[macro_export]
+macro_rules! out_of_range {
+    ($($arg:tt)*) => { $crate::error::Error::OutOfRange(format!($($arg)*)) };
 }
 
 /// Shorthand for an [`Error::ModelFormat`] built from a format string.

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::error::{buffer, check_fits, Result};
-use crate::invalid;
 use crate::threads::Stop;
 use crate::topk::TopK;
+use crate::{invalid, out_of_range};
 
 /// Users scored together; large enough to amortise streaming the item weights through cache.
 pub const USER_CHUNK: usize = 256;
@@ -85,7 +85,9 @@ fn mark(ix: &[i64], n_items: usize, name: &str, flag: bool) -> Result<Vec<bool>>
     let mut m = vec![!flag; n_items];
     for &i in ix {
         if i < 0 || i as u64 >= n_items as u64 {
-            return Err(invalid!("{name}: item index {i} is outside 0..{n_items}"));
+            return Err(out_of_range!(
+                "{name}: item index {i} is outside 0..{n_items}"
+            ));
         }
         m[i as usize] = flag;
     }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::csr::CsrView;
 use crate::error::Result;
-use crate::invalid;
+use crate::{invalid, out_of_range};
 
 /// Per-user metric values, each of length `n_users`.
 #[derive(Debug, Default, Clone)]
@@ -90,7 +90,7 @@ pub fn coverage(ids: &[i64], n_items: i64) -> Result<f64> {
         if id >= 0 {
             let i = id as usize;
             if i >= n_items {
-                return Err(invalid!("ids: item {id} is outside 0..{n_items}"));
+                return Err(out_of_range!("ids: item {id} is outside 0..{n_items}"));
             }
             seen[i] = true;
         }

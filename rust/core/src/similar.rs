@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::fused::{self, Exclude, Filters, TileScorer};
 use crate::threads::Stop;
 use crate::vmath::normalise;
-use crate::{gemm, invalid};
+use crate::{gemm, out_of_range};
 
 /// L2-normalised item embeddings and the normalised query rows.
 struct Cosine {
@@ -62,7 +62,9 @@ pub fn similar_items(
         .iter()
         .find(|&&q| q < 0 || q as u64 >= n_items as u64)
     {
-        return Err(invalid!("itemid: item index {q} is outside 0..{n_items}"));
+        return Err(out_of_range!(
+            "itemid: item index {q} is outside 0..{n_items}"
+        ));
     }
     let mut filters = Filters::new(false, exclude, n_items)?;
     if let Some(counts) = item_count {

@@ -4,6 +4,8 @@
 //! Hierarchy (all importable from `personae`):
 //! - `PersonaeError(Exception)`: the base of personae's own errors.
 //! - `InvalidInputError(PersonaeError, ValueError)`: bad arguments or data ([`Error::InvalidInput`]).
+//! - `IndexOutOfRangeError(InvalidInputError, IndexError)`: an item or row index outside its
+//!   range ([`Error::OutOfRange`]); code written for `implicit` catches it as `IndexError`.
 //! - `ModelFormatError(PersonaeError, ValueError)`: an inconsistent or corrupt model file.
 //! - I/O errors keep their kind: `FileNotFoundError`, `PermissionError`, `IsADirectoryError`,
 //!   else `OSError`; a result too large for memory is a `MemoryError`; worker threads that
@@ -16,8 +18,8 @@ use std::time::Duration;
 use personae_core::threads::{self, Stop};
 use personae_core::Error;
 use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyIsADirectoryError, PyKeyboardInterrupt, PyMemoryError,
-    PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
+    PyException, PyFileNotFoundError, PyIndexError, PyIsADirectoryError, PyKeyboardInterrupt,
+    PyMemoryError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -27,6 +29,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 pub struct Exceptions {
     pub base: Py<PyType>,
     pub invalid_input: Py<PyType>,
+    pub out_of_range: Py<PyType>,
     pub model_format: Py<PyType>,
 }
 
@@ -60,12 +63,26 @@ pub fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
             let bases = PyTuple::new(py, [base.bind(py).clone(), value_error.clone()])?;
             new_type(py, name, doc, bases)
         };
-        Ok(Exceptions {
-            invalid_input: two(
-                "InvalidInputError",
-                "An argument or input array is malformed; the message names it and what was \
-                 expected.",
+        let invalid_input = two(
+            "InvalidInputError",
+            "An argument or input array is malformed; the message names it and what was \
+             expected.",
+        )?;
+        let out_of_range = new_type(
+            py,
+            "IndexOutOfRangeError",
+            "An item or row index is outside its range (also an IndexError, as in implicit).",
+            PyTuple::new(
+                py,
+                [
+                    invalid_input.bind(py).clone(),
+                    py.get_type::<PyIndexError>(),
+                ],
             )?,
+        )?;
+        Ok(Exceptions {
+            invalid_input,
+            out_of_range,
             model_format: two(
                 "ModelFormatError",
                 "A model file is inconsistent or corrupt.",
@@ -83,6 +100,7 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
     };
     match e {
         Error::InvalidInput(m) => typed(|x| &x.invalid_input, m),
+        Error::OutOfRange(m) => typed(|x| &x.out_of_range, m),
         Error::ModelFormat(m) => typed(|x| &x.model_format, m),
         Error::Io { kind, message } => match kind {
             std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(message),
@@ -154,6 +172,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let ex = exceptions(m.py())?;
     m.add("PersonaeError", ex.base.bind(m.py()))?;
     m.add("InvalidInputError", ex.invalid_input.bind(m.py()))?;
+    m.add("IndexOutOfRangeError", ex.out_of_range.bind(m.py()))?;
     m.add("ModelFormatError", ex.model_format.bind(m.py()))?;
     Ok(())
 }

@@ -24,5 +24,6 @@ fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     calibrate::register(m)?;
     metrics::register(m)?;
     m.add("MAX_THREADS", personae_core::threads::max_threads())?;
+    m.add("MAX_PERSONAS", personae_core::ampcf::MAX_PERSONAS)?;
     Ok(())
 }
