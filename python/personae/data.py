@@ -418,12 +418,15 @@ def read_table(path: str | os.PathLike, sep: str | None = None, text_columns=(),
 
 def _need_parquet() -> None:
     """A one-line ImportError naming the extra when no Parquet engine is installed."""
-    import importlib.util
-
-    if not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
-        raise ImportError(
-            "Parquet files need pyarrow: pip install 'personae[io]' (or use .csv / .tsv files)"
-        )
+    for engine in ("pyarrow", "fastparquet"):
+        try:
+            __import__(engine)
+            return
+        except ImportError:
+            continue
+    raise ImportError(
+        "Parquet files need pyarrow: pip install 'personae[io]' (or use .csv / .tsv files)"
+    )
 
 
 def write_table(df, path: str | os.PathLike) -> Path:

@@ -362,8 +362,7 @@ def _same_items(model_ids: np.ndarray, given: np.ndarray, what: str) -> None:
             return
         at = int(np.flatnonzero(a != b)[0])
         detail = (
-            f"column {at} is item {given[at].item()!r}, the model's is "
-            f"{model_ids[at].item()!r}"
+            f"column {at} is item {given[at].item()!r}, the model's is {model_ids[at].item()!r}"
         )
     else:
         detail = f"{len(given)} items for the model's {len(model_ids)}"
