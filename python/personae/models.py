@@ -220,6 +220,7 @@ class Model:
         """`user_items` as CSR rows; an `Interactions` must also carry the model's item ids in
         the model's order (a bare matrix carries only its column count, which the core checks),
         since columns that mean other items would give confident, wrong lists."""
+        self._fitted()  # an unfitted model says so, before any comparison
         given = getattr(user_items, "item_ids", None)
         if given is not None and not sp.issparse(user_items):
             _same_items(self.item_ids, np.asarray(given), what)
