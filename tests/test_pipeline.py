@@ -136,12 +136,6 @@ def test_read_headerless_tab_file(tmp_path):
         Interactions.read(path, sep="\t")
 
 
-def _umask_of_child(code: str, tmp_path, umask: int) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    pre = f"import os; os.umask({umask:#o}); "
-    subprocess.run([sys.executable, "-c", pre + code], check=True, env=env, cwd=tmp_path)
-
-
 def test_written_files_honour_the_umask(tiny_model, tmp_path):
     import pandas as pd
 
