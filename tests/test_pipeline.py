@@ -292,3 +292,16 @@ def test_ampcf_fit_calls_the_callback_once_per_search_step(tiny_data):
     assert all(t >= 0 for _, t, _ in seen)
     ndcg = [r["ndcg@20"] for r in m.manifest["training"]["search"]]
     assert [v for _, _, v in seen] == pytest.approx(ndcg)
+
+
+def test_every_family_calls_the_callback_at_least_once():
+    """implicit's ``test_fit_callback``: a 5 x 5 checkerboard, the callback called >= 1 time."""
+    for family, make in _families().items():
+        calls = []
+        make().fit(_checkerboard(5), show_progress=False, callback=lambda *a, c=calls: c.append(a))
+        assert len(calls) >= 1, family
+    seen = []
+    personae.AMPCF(device="cpu", lam=10.0, user_weight=0.5, rank=4, low_weight=0.1).fit(
+        _checkerboard(), show_progress=False, callback=lambda *a: seen.append(a)
+    )
+    assert len(seen) == 1 and seen[0][0] == 0 and seen[0][2] is None  # nothing searched

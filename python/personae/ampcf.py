@@ -110,8 +110,8 @@ class AMPCF(Model, kind="ampcf"):
         ``callback(step, seconds, ndcg)`` (``implicit``'s ``fit`` argument) is called once per
         step of that validation search: the setting's index, the seconds since the fit began
         and its validation NDCG@20; a fit with nothing to search (every setting given, or the
-        graph filter of large catalogues) does not call it. `checkpoint_dir`, when given,
-        receives the fitted model. Needs the ``train`` extra (torch runs the dense linear
+        graph filter of large catalogues) calls it once when done, ``(0, seconds, None)``.
+        `checkpoint_dir`, when given, receives the fitted model. Needs the ``train`` extra (torch runs the dense linear
         algebra, on CUDA when present)."""
         del validation
         from personae.train.ampcf import AMPCFConfig, fit, taste_tensors

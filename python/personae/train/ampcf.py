@@ -422,7 +422,8 @@ def search(
 def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True, callback=None):
     """Fits AMP-CF on X (users x items, non-negative). Returns ``(tensors, summary)``: the core
     model's tensors (see :mod:`personae.ampcf`) and what the fit chose and measured.
-    ``callback(step, seconds, ndcg)`` is called after each step of the validation search."""
+    ``callback(step, seconds, ndcg)`` is called after each step of the validation search, or
+    once at the end (``ndcg`` None) when there is nothing to search."""
     from personae.train.loop import check_train, pick_device
 
     try:
@@ -490,6 +491,10 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True, callback
     tensors.update(item_space=Z, item_cluster=labels, centroids=centroids, item_count=counts)
     summary["n_clusters"] = int(centroids.shape[0])
     summary["seconds"] = time.perf_counter() - t0
+    if callback is not None and "search" not in summary:
+        # Nothing was searched: one call when the fit is done, so a progress callback (and
+        # implicit's "called at least once") still hears from the fit.
+        callback(0, summary["seconds"], None)
     return tensors, summary
 
 
