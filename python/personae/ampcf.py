@@ -111,8 +111,8 @@ class AMPCF(Model, kind="ampcf"):
         step of that validation search: the setting's index, the seconds since the fit began
         and its validation NDCG@20; a fit with nothing to search (every setting given, or the
         graph filter of large catalogues) calls it once when done, ``(0, seconds, None)``.
-        `checkpoint_dir`, when given, receives the fitted model. Needs the ``train`` extra (torch runs the dense linear
-        algebra, on CUDA when present)."""
+        `checkpoint_dir`, when given, receives the fitted model. Needs the ``train`` extra
+        (torch runs the dense linear algebra, on CUDA when present)."""
         del validation
         from personae.train.ampcf import AMPCFConfig, fit, taste_tensors
         from personae.train.loop import config_dict
