@@ -305,3 +305,18 @@ def test_every_family_calls_the_callback_at_least_once():
         _checkerboard(), show_progress=False, callback=lambda *a: seen.append(a)
     )
     assert len(seen) == 1 and seen[0][0] == 0 and seen[0][2] is None  # nothing searched
+
+
+def test_archives_with_compressed_entries_are_refused(tiny_model):
+    import zipfile
+
+    buf = io.BytesIO()
+    tiny_model.save(buf)
+    manifest, weights = personae.modelfile.read_archive(io.BytesIO(buf.getvalue()))
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", manifest)
+        z.writestr(zipfile.ZipInfo("x"), b"")
+    packed.seek(0)
+    with pytest.raises(personae.ModelFormatError, match="compressed"):
+        personae.load(packed)

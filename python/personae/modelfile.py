@@ -168,6 +168,11 @@ def read_archive(f) -> tuple[bytes, bytes]:
             names = z.namelist()
             if "manifest.json" not in names:
                 raise ModelFormatError(f"model archive has no manifest.json (holds {names[:5]})")
+            packed = [i.filename for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED]
+            if packed:
+                # Stored entries are never larger than the archive itself; a compressed one
+                # could unpack to any size, so only what write_archive writes is accepted.
+                raise ModelFormatError(f"model archive has compressed entries ({packed[:3]})")
             manifest = z.read("manifest.json")
             wname = _weights_name(manifest)
             if not wname or wname not in names:
