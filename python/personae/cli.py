@@ -574,7 +574,7 @@ def _io_args(p: argparse.ArgumentParser, unknown: bool = False, layout: bool = T
             "--sep",
             default=None,
             help="field separator of delimited text ('\\t' or 'tab' for tabs); with it any "
-            "extension is read as text (default: by extension)",
+            "extension is read as text (None: chosen by the extension)",
         )
         p.add_argument(
             "--names",
