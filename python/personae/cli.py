@@ -710,7 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--recommendations",
         default=None,
         help="long-format lists (user, item, and rank or --score-col) to evaluate instead of "
-        "a model's",
+        "a model's; every --test item counts as truth, and coverage is over the items of "
+        "--test and the lists (no model catalogue is known)",
     )
     e.add_argument("--score-col", default="score", help="--recommendations: score column")
     e.add_argument("--k", type=_positive, default=20, help="cut-off K")
