@@ -30,6 +30,12 @@ def test_help_explains_every_option(capsys):
         assert opt in out
 
 
+def data_taste(items):
+    """The true taste of the quickstart's items (its synthetic data, seed 0)."""
+    taste = personae.synthetic(n_users=300, n_items=120, n_tastes=4, seed=0).item_taste
+    return taste[items.to_numpy()]
+
+
 def test_quickstart_small_end_to_end(tmp_path):
     out = tmp_path / "qs"
     r = subprocess.run(
@@ -68,9 +74,16 @@ def test_quickstart_small_end_to_end(tmp_path):
     assert table["personas + calibration"][2] < table["personas (AMP-CF)"][2]
     assert "persona 0:" in r.stdout and "<-" in r.stdout
     recs = pd.read_csv(out / "recommendations.csv")
-    assert list(recs.columns) == ["user", "item", "score", "rank", "persona", "taste"]
+    cols = ["user", "item", "score", "rank", "persona", "model_taste_cluster", "true_taste"]
+    assert list(recs.columns) == cols
     assert recs.groupby("user").size().max() == 10
-    assert (recs["persona"] >= 0).all() and (recs["taste"] >= 0).all()
+    assert (recs["persona"] >= 0).all() and (recs["model_taste_cluster"] >= 0).all()
+    # the lists the quickstart recommends (calibrated) are saved too, with the items' tastes
+    cal = pd.read_csv(out / "recommendations_calibrated.csv")
+    assert list(cal.columns) == ["user", "item", "score", "rank", "true_taste"]
+    assert cal.groupby("user").size().max() == 10
+    assert (cal["true_taste"] == data_taste(cal["item"])).all()
+    assert (recs["true_taste"] == data_taste(recs["item"])).all()
     model = personae.load(out / "model")
     assert isinstance(model, personae.AMPCF)
     assert (out / "calibration.png").stat().st_size > 0
@@ -89,7 +102,10 @@ def test_quickstart_small_end_to_end(tmp_path):
 
 
 def test_bad_arguments_exit_nonzero(tmp_path, capsys):
-    assert main(["quickstart", "--out", str(tmp_path), "--users", "0", "--quiet"]) == 1
+    with pytest.raises(SystemExit) as e:  # counts are checked by argparse (usage error, 2)
+        main(["quickstart", "--out", str(tmp_path), "--users", "0", "--quiet"])
+    assert e.value.code == 2 and "error" in capsys.readouterr().err
+    assert main(["quickstart", "--out", str(tmp_path), "--items", "3", "--quiet"]) == 1
     assert "error" in capsys.readouterr().err
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from personae._validate import csr, integer
+from personae._core import InvalidInputError
+from personae._validate import integer
 from personae.models import Model, fit_inputs
 
 __all__ = ["AMPCF"]
@@ -104,17 +105,21 @@ class AMPCF(Model, kind="ampcf"):
     ) -> AMPCF:
         """Fits on `user_items` (users x items, non-negative weights; an `Interactions` or a
         scipy sparse matrix). Settings left as None are chosen on a validation carve of
-        `user_items` itself; `validation`, `checkpoint_dir` and `callback` are accepted for
-        symmetry with the trained families and unused (the fit is closed-form: seconds on
-        MovieLens, minutes on Gowalla). Needs the ``train`` extra (torch runs the dense linear
-        algebra, on CUDA when present)."""
-        del validation, callback
+        `user_items` itself; `validation` is accepted for symmetry with the trained families
+        and unused (the fit is closed-form: seconds on MovieLens, minutes on Gowalla).
+        ``callback(step, seconds, ndcg)`` (``implicit``'s ``fit`` argument) is called once per
+        step of that validation search: the setting's index, the seconds since the fit began
+        and its validation NDCG@20; a fit with nothing to search (every setting given, or the
+        graph filter of large catalogues) calls it once when done, ``(0, seconds, None)``.
+        `checkpoint_dir`, when given, receives the fitted model. Needs the ``train`` extra
+        (torch runs the dense linear algebra, on CUDA when present)."""
+        del validation
         from personae.train.ampcf import AMPCFConfig, fit, taste_tensors
         from personae.train.loop import config_dict
 
         x, ids = fit_inputs(user_items, item_ids)
         cfg = AMPCFConfig(**self.params)
-        tensors, summary = fit(x, cfg, show_progress)
+        tensors, summary = fit(x, cfg, show_progress, callback)
         self._build(tensors, ids, config=config_dict(cfg), training=summary)
         # The interview's base tastes need the training users' personas, read from a first
         # build; it is released before the final build, so the core holds one copy at a time.
@@ -165,7 +170,7 @@ class AMPCF(Model, kind="ampcf"):
         history weight (0 padded; rows sum to 1 for non-empty histories); ``entry`` (one per
         stored entry of `user_items`, in CSR order) the persona each history item belongs to.
         """
-        taste, share, entry = self._fitted().personas(csr("user_items", user_items))
+        taste, share, entry = self._fitted().personas(self._rows(user_items))
         return {"taste": taste, "share": share, "entry": entry}
 
     def taste_items(self, n: int = 10) -> np.ndarray:
@@ -245,7 +250,7 @@ class AMPCF(Model, kind="ampcf"):
         depend on the weights' scale), so ``x_i`` is the weight relative to that maximum.
         """
         core = self._fitted()
-        x = csr("user_items", user_items)
+        x = self._rows(user_items)
         rows = x.shape[0]
         it = np.asarray(items)
         if it.size and it.dtype.kind not in "iu":
@@ -284,15 +289,24 @@ class AMPCF(Model, kind="ampcf"):
         history items (NaN for personas the user lacks).
         """
         core = self._fitted()
-        x = csr("user_items", user_items)
+        x = self._rows(user_items)
         p = self.personas(x)
         out = {"taste": p["taste"], "share": p["share"]}
         if item_categories is not None:
             top = integer("top", top)
+            if top < 1:
+                raise InvalidInputError(f"top must be >= 1 (categories per persona), got {top}")
             cat = sp.csr_matrix(item_categories, dtype=np.float64)
-            if cat.shape[0] != core.n_items:
-                raise ValueError(
+            if cat.ndim != 2 or cat.shape[0] != core.n_items:
+                raise InvalidInputError(
                     f"item_categories must have {core.n_items} rows (items), got {cat.shape[0]}"
+                )
+            if not np.isfinite(cat.data).all() or (cat.data < 0).any():
+                bad = np.flatnonzero(~(np.isfinite(cat.data) & (cat.data >= 0)))[0]
+                row = int(np.searchsorted(cat.indptr, bad, side="right") - 1)
+                raise InvalidInputError(
+                    f"item_categories must be finite and non-negative (category weights); "
+                    f"item {row}, category {cat.indices[bad]} holds {cat.data[bad]}"
                 )
             rows, k = x.shape[0], core.n_personas
             hu = np.repeat(np.arange(rows), np.diff(x.indptr))

@@ -10,6 +10,28 @@ from pathlib import Path
 import numpy as np
 
 
+def _positive(text: str) -> int:
+    """argparse type of every count (list length, batch size, epochs...): an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer (>= 1)")
+    return v
+
+
+def _count(text: str) -> int:
+    """argparse type of counts where 0 means "off" (e.g. early-stopping patience)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a non-negative integer (>= 0)")
+    return v
+
+
 def _quickstart(a: argparse.Namespace) -> int:
     import scipy.sparse as sp
 
@@ -48,10 +70,31 @@ def _quickstart(a: argparse.Namespace) -> int:
     reranker = CalibratedReranker(tastes, lam=0.5)
     cal = reranker.rerank(cand, cand_scores, history=train, n=n)
     personas = model.personas(train)
-    taste = np.take_along_axis(personas["taste"], np.maximum(persona, 0), 1)
-    frame = long_format(train.user_ids, model.item_ids, ids, scores, persona=persona, taste=taste)
+    cluster = np.take_along_axis(personas["taste"], np.maximum(persona, 0), 1)
+    true = data.item_taste[np.maximum(ids, 0)]
+    frame = long_format(
+        train.user_ids,
+        model.item_ids,
+        ids,
+        scores,
+        persona=persona,
+        model_taste_cluster=cluster,
+        true_taste=true,
+    )
     recs = write_table(frame, out / "recommendations.csv")
-    print(f"      {rec_s:.2f} s for the top-100 and their personas; lists written to {recs}")
+    cal_frame = long_format(
+        train.user_ids,
+        model.item_ids,
+        cal.ids,
+        cal.scores,
+        true_taste=data.item_taste[np.maximum(cal.ids, 0)],
+    )
+    cal_recs = write_table(cal_frame, out / "recommendations_calibrated.csv")
+    print(
+        f"      {rec_s:.2f} s for the top-100 and their personas; lists written to {recs} "
+        f"(persona, the model's taste cluster and the item's true taste) and, calibrated, to "
+        f"{cal_recs}"
+    )
 
     # One multi-taste user: the one with the most true tastes and a minority held out.
     mix = data.user_mixture
@@ -123,11 +166,28 @@ def _quickstart(a: argparse.Namespace) -> int:
     return 0
 
 
+def _sep(a: argparse.Namespace) -> str | None:
+    """--sep, with the spellings a shell makes easy for a tab (``\\t``, ``tab``)."""
+    sep = getattr(a, "sep", None)
+    return "\t" if sep in ("\\t", "tab", "TAB") else sep
+
+
+def _names(a: argparse.Namespace) -> list[str] | None:
+    names = getattr(a, "names", None)
+    return None if names is None else [n.strip() for n in names.split(",")]
+
+
 def _read(path: str, a: argparse.Namespace, **kw):
     from personae.data import Interactions
 
     return Interactions.read(
-        path, user_col=a.user_col, item_col=a.item_col, weight_col=a.weight_col, **kw
+        path,
+        user_col=a.user_col,
+        item_col=a.item_col,
+        weight_col=a.weight_col,
+        sep=_sep(a),
+        names=_names(a),
+        **kw,
     )
 
 
@@ -135,9 +195,16 @@ def _read_for(model, path: str, a: argparse.Namespace, **kw):
     """A file's interactions on the model's item vocabulary. Unknown item ids fail the command
     when fewer than half of the rows are known (a format mismatch, e.g. text vs numbers),
     unless --drop-unknown; otherwise they are dropped and the count is reported."""
-    return _read(
-        path, a, item_ids=model.item_ids, drop_unknown=True if a.drop_unknown else "auto", **kw
-    )
+    try:
+        return _read(
+            path, a, item_ids=model.item_ids, drop_unknown=True if a.drop_unknown else "auto", **kw
+        )
+    except ValueError as e:
+        # The library's hint names its Python argument; on the command line it is a flag.
+        text = str(e)
+        if "drop_unknown=True" not in text:
+            raise
+        raise ValueError(text.replace("pass drop_unknown=True", "pass --drop-unknown")) from None
 
 
 def _train(a: argparse.Namespace) -> int:
@@ -159,9 +226,11 @@ def _train(a: argparse.Namespace) -> int:
     est.fit(fit, validation=(fit, val), show_progress=not a.quiet, checkpoint_dir=a.out)
     est.save(a.out)
     t = est.manifest["training"]
+    val = t.get("val_ndcg")
+    val = f"{val:.4f}" if isinstance(val, float) else "n/a"  # null when nothing was validated
     print(
-        f"model written to {a.out} (best epoch {t['best_epoch']}, "
-        f"validation NDCG@{est.params['eval_k']} {t['val_ndcg']:.4f})"
+        f"model written to {a.out} (best epoch {t.get('best_epoch')}, "
+        f"validation NDCG@{est.params['eval_k']} {val})"
     )
     return 0
 
@@ -200,10 +269,24 @@ def _recommend(a: argparse.Namespace) -> int:
     starts = range(0, data.n_users, a.batch_size)
     batches = (data.matrix[s : s + a.batch_size] for s in starts)
     bar = tqdm(batches, total=len(starts), disable=a.quiet, unit="batch", desc="recommend")
-    parts = list(model.recommend_stream(bar, a.n))
+    extra = {}
+    if a.explain:
+        if not hasattr(model, "personas"):
+            raise ValueError(
+                f"--explain needs an AMP-CF model (the persona behind each item); {a.model} "
+                f"holds a {type(model).__name__}"
+            )
+        parts = list(model.recommend_stream(bar, a.n, explain=True))
+        persona = np.vstack([p[2] for p in parts]) if parts else np.zeros((0, a.n), np.int64)
+        # The persona index is per user; its taste cluster means the same for every user.
+        taste = np.take_along_axis(model.personas(data)["taste"], np.maximum(persona, 0), 1)
+        extra = {"persona": persona, "taste_cluster": np.where(persona >= 0, taste, -1)}
+    else:
+        parts = list(model.recommend_stream(bar, a.n))
     ids = np.vstack([p[0] for p in parts]) if parts else np.zeros((0, a.n), np.int64)
     scores = np.vstack([p[1] for p in parts]) if parts else np.zeros((0, a.n), np.float32)
-    write_table(long_format(data.user_ids, model.item_ids, ids, scores), Path(a.out))
+    frame = long_format(data.user_ids, model.item_ids, ids, scores, **extra)
+    write_table(frame, Path(a.out))
     print(f"top-{a.n} for {data.n_users} users written to {a.out}")
     return 0
 
@@ -212,12 +295,90 @@ def _evaluate(a: argparse.Namespace) -> int:
     import personae
     from personae.metrics import evaluate
 
-    model = personae.load(a.model)
-    train = _read_for(model, a.train, a)
-    test = _read_for(model, a.test, a, user_ids=train.user_ids)
-    ids, _ = model.recommend(train.matrix, a.k)
-    for name, value in evaluate(ids, test.matrix, a.k).items():
+    if a.recommendations is not None:
+        ids, truth = _lists_and_truth(a)
+    elif a.model is not None and a.train is not None:
+        model = personae.load(a.model)
+        train = _read_for(model, a.train, a)
+        test = _read_for(model, a.test, a, user_ids=train.user_ids)
+        ids, _ = model.recommend(train.matrix, a.k)
+        truth = test.matrix
+    else:
+        raise ValueError(
+            "evaluate needs --model and --train (to make the lists), or --recommendations "
+            "(a file of lists made elsewhere, e.g. reranked)"
+        )
+    for name, value in evaluate(ids, truth, a.k).items():
         print(f"{name:<24}{value:.4f}" if isinstance(value, float) else f"{name:<24}{value}")
+    return 0
+
+
+def _lists_and_truth(a: argparse.Namespace):
+    """--recommendations (long format: user, item and a rank or score column) as a padded
+    ``(test users, k)`` id matrix and --test as the truth, on one item vocabulary. Lists are
+    ordered by rank (by score, best first, without a rank column); users of --test without a
+    list count with an empty one, lists of users absent from --test are ignored."""
+    import scipy.sparse as sp
+
+    from personae.data import Vocabulary, read_table
+
+    ids_cols = (a.user_col, a.item_col)
+    recs = read_table(a.recommendations, sep=_sep(a), text_columns=ids_cols)
+    for c in ids_cols:
+        if c not in recs.columns:
+            raise ValueError(
+                f"--recommendations {a.recommendations}: no column {c!r}; columns are "
+                f"{list(recs.columns)}"
+            )
+    order = "rank" if "rank" in recs.columns else a.score_col
+    if order not in recs.columns:
+        raise ValueError(
+            f"--recommendations {a.recommendations}: needs a 'rank' or {a.score_col!r} column "
+            f"to order each list; columns are {list(recs.columns)}"
+        )
+    test = _read(a.test, a)
+    items, _ = Vocabulary.fit(
+        np.concatenate([test.item_ids.astype(str), recs[a.item_col].to_numpy().astype(str)]),
+        a.item_col,
+    )
+    col = items.lookup(test.item_ids.astype(str))[0]
+    coo = test.matrix.tocoo()
+    truth = sp.csr_matrix(
+        (np.ones(coo.nnz, np.float32), (coo.row, col[coo.col])),
+        shape=(test.n_users, len(items)),
+    )
+    users = Vocabulary(test.user_ids, "user")
+    u, known = users.lookup(recs[a.user_col].to_numpy(), drop_unknown=True)
+    key = recs[order].to_numpy(dtype=np.float64)
+    key = key if order == "rank" else -key  # rank ascending, score descending
+    u, key = u[known], key[known]
+    i = items.lookup(recs[a.item_col].to_numpy()[known])[0]
+    o = np.lexsort((key, u))
+    u, i = u[o], i[o]
+    pos = np.arange(len(u)) - np.searchsorted(u, u)  # position within the user's list
+    keep = pos < a.k
+    ids = np.full((test.n_users, a.k), -1, np.int64)
+    ids[u[keep], pos[keep]] = i[keep]
+    return ids, truth
+
+
+def _split(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from personae.data import holdout_split, write_table
+
+    data = _read(a.data, a)
+    train, test = holdout_split(data, a.test_fraction, seed=a.seed)
+    for part, out in ((train, a.train_out), (test, a.test_out)):
+        u, i, w = part.to_arrays()
+        cols = {a.user_col: u, a.item_col: i}
+        if a.weight_col is not None:
+            cols[a.weight_col] = w
+        write_table(pd.DataFrame(cols), Path(out))
+    print(
+        f"{data}: {train.nnz} interactions to {a.train_out}, {test.nnz} to {a.test_out} "
+        f"(per-user holdout of {a.test_fraction:g}, seed {a.seed})"
+    )
     return 0
 
 
@@ -403,11 +564,24 @@ def _rerank(a: argparse.Namespace) -> int:
     return 0
 
 
-def _io_args(p: argparse.ArgumentParser, unknown: bool = False) -> None:
+def _io_args(p: argparse.ArgumentParser, unknown: bool = False, layout: bool = True) -> None:
     p.add_argument("--user-col", default="user", help="user column (CSV/Parquet)")
     p.add_argument("--item-col", default="item", help="item column (CSV/Parquet)")
     p.add_argument("--weight-col", default=None, help="optional weight column (CSV/Parquet)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if layout:
+        p.add_argument(
+            "--sep",
+            default=None,
+            help="field separator of delimited text ('\\t' or 'tab' for tabs); with it any "
+            "extension is read as text (None: chosen by the extension)",
+        )
+        p.add_argument(
+            "--names",
+            default=None,
+            help="comma-separated column names of a file without a header row, e.g. "
+            "user,item,rating,ts for MovieLens' u.data",
+        )
     if unknown:
         p.add_argument(
             "--drop-unknown",
@@ -451,18 +625,21 @@ def build_parser() -> argparse.ArgumentParser:
         "the default persona model (AMP-CF) and its single-taste version, show one multi-taste "
         "user's personas and the persona behind each item of their list, rerank with "
         "calibration, and print NDCG, minority-taste recall and C_KL for the three. Writes the "
-        "model, the lists (CSV with a persona column) and a picture to --out. Needs the 'train' "
-        "extra.",
+        "model, the plain lists (CSV with the persona, the model's taste cluster and the item's "
+        "true taste), the calibrated lists and a picture to --out. Needs the 'train' extra.",
     )
     q.add_argument(
         "--out",
         default="personae-quickstart",
-        help="output folder (model/, recommendations.csv, calibration.png)",
+        help="output folder (model/, recommendations.csv, recommendations_calibrated.csv, "
+        "calibration.png)",
     )
-    q.add_argument("--users", type=int, default=6000, help="synthetic users")
-    q.add_argument("--items", type=int, default=3000, help="synthetic items")
-    q.add_argument("--tastes", type=int, default=12, help="latent taste clusters")
-    q.add_argument("--n", type=int, default=20, help="list length N (also the metric cut-off)")
+    q.add_argument("--users", type=_positive, default=6000, help="synthetic users")
+    q.add_argument("--items", type=_positive, default=3000, help="synthetic items")
+    q.add_argument("--tastes", type=_positive, default=12, help="latent taste clusters")
+    q.add_argument(
+        "--n", type=_positive, default=20, help="list length N (also the metric cut-off)"
+    )
     q.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     q.add_argument("--seed", type=int, default=0, help="random seed (data, split, fit)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -472,20 +649,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         _train,
         help="train a model on an interactions file",
-        description=f"Train on {files}. Mult-VAE: 10%% of each user's items are held out "
+        description=f"Train on {files}. Mult-VAE: 10% of each user's items are held out "
         "for early stopping, and every new best model is saved to --out as it trains. AMP-CF "
         "(the default persona model) fits in closed form and chooses its settings on a "
         "validation slice it carves from the data.",
     )
     t.add_argument("--data", required=True, help="interactions file")
-    t.add_argument("--model", default="multvae", choices=sorted(_ESTIMATORS), help="model family")
+    t.add_argument("--model", default="ampcf", choices=sorted(_ESTIMATORS), help="model family")
     t.add_argument("--out", required=True, help="model directory to write")
-    t.add_argument("--epochs", type=int, default=100, help="Mult-VAE: maximum epochs")
-    t.add_argument("--batch-size", type=int, default=None, help="Mult-VAE: users per step (500)")
-    t.add_argument("--personas", type=int, default=8, help="AMP-CF: most personas per user (K)")
+    t.add_argument("--epochs", type=_positive, default=100, help="Mult-VAE: maximum epochs")
+    t.add_argument(
+        "--batch-size", type=_positive, default=None, help="Mult-VAE: users per step (500)"
+    )
+    t.add_argument(
+        "--personas", type=_positive, default=8, help="AMP-CF: most personas per user (K)"
+    )
     t.add_argument("--tau", type=float, default=1.0, help="AMP-CF: attention temperature")
     t.add_argument("--lr", type=float, default=1e-3, help="Mult-VAE: Adam learning rate")
-    t.add_argument("--patience", type=int, default=10, help="Mult-VAE: early-stopping patience")
+    t.add_argument("--patience", type=_count, default=10, help="Mult-VAE: early-stopping patience")
     t.add_argument(
         "--val-fraction", type=float, default=0.1, help="Mult-VAE: held-out share per user"
     )
@@ -503,23 +684,55 @@ def build_parser() -> argparse.ArgumentParser:
         model="model directory",
     )
     r.add_argument("--data", required=True, help="user histories")
-    r.add_argument("--n", type=int, default=20, help="list length")
+    r.add_argument("--n", type=_positive, default=20, help="list length")
     r.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
-    r.add_argument("--batch-size", type=int, default=10000, help="users per scoring call")
+    r.add_argument("--batch-size", type=_positive, default=10000, help="users per scoring call")
+    r.add_argument(
+        "--explain",
+        action="store_true",
+        help="AMP-CF: add the persona behind each item (persona, its index in the user's "
+        "personas) and that persona's taste cluster (taste_cluster, the same for every user)",
+    )
     _io_args(r, unknown=True)
 
     e = _command(
         sub,
         _evaluate,
-        help="Recall/NDCG/coverage of a model on a test file",
-        description="Recommend from --train histories (seen items excluded) and "
-        "compare with --test; metric definitions in personae.metrics.",
-        model="model directory",
+        help="Recall/NDCG/coverage of a model, or of a lists file, on a test file",
+        description="Recommend from --train histories with --model (seen items excluded), or "
+        "read lists made elsewhere (--recommendations, e.g. a reranked file), and compare "
+        "with --test; metric definitions in personae.metrics.",
     )
-    e.add_argument("--train", required=True, help="histories (the model's input)")
+    e.add_argument("--model", default=None, help="model directory (with --train)")
+    e.add_argument("--train", default=None, help="histories (the model's input)")
     e.add_argument("--test", required=True, help="held-out interactions")
-    e.add_argument("--k", type=int, default=20, help="cut-off K")
+    e.add_argument(
+        "--recommendations",
+        default=None,
+        help="long-format lists (user, item, and rank or --score-col) to evaluate instead of "
+        "a model's; every --test item counts as truth, and coverage is over the items of "
+        "--test and the lists (no model catalogue is known)",
+    )
+    e.add_argument("--score-col", default="score", help="--recommendations: score column")
+    e.add_argument("--k", type=_positive, default=20, help="cut-off K")
     _io_args(e, unknown=True)
+
+    sp_ = _command(
+        sub,
+        _split,
+        help="seeded per-user holdout of an interactions file into train and test files",
+        description="Moves round(fraction x n) random interactions of each user (at least one "
+        "kept for training) to --test-out, the rest to --train-out (the holdout_split of the "
+        "Python API, the LightGCN/BARS protocol), with the original ids and weights.",
+    )
+    sp_.add_argument("--data", required=True, help="interactions file")
+    sp_.add_argument("--train-out", required=True, help="training file to write")
+    sp_.add_argument("--test-out", required=True, help="test file to write")
+    sp_.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of each user's items held out"
+    )
+    sp_.add_argument("--seed", type=int, default=0, help="random seed")
+    _io_args(sp_)
 
     rr = _command(
         sub,
@@ -541,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
         "decade), each with its own KL term and --lam",
     )
     rr.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
-    rr.add_argument("--n", type=int, default=10, help="list length")
+    rr.add_argument("--n", type=_positive, default=10, help="list length")
     rr.add_argument(
         "--lam",
         type=float,
@@ -560,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--score-col", default="score", help="candidate score column")
     rr.add_argument("--category-col", default="category", help="category column")
     rr.add_argument("--category-weight-col", default=None, help="optional category weight column")
-    _io_args(rr)
+    _io_args(rr, layout=False)
 
     iv = _command(
         sub,
@@ -600,9 +813,52 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = show
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as e:
-        print(f"personae: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("personae: error: interrupted", file=sys.stderr)
+        return 130
+    except ImportError as e:
+        print(f"personae: error: {_missing_extra(e)}", file=sys.stderr)
         return 1
+    except MemoryError as e:
+        print(f"personae: error: out of memory: {_one_line(e, 'MemoryError')}", file=sys.stderr)
+        return 1
+    except Exception as e:  # every other error: one line, exit 1 (a pipeline reads the code)
+        print(f"personae: error: {_one_line(e, type(e).__name__)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException, fallback: str) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    text = " ".join(str(e).split())
+    if not text:
+        return fallback
+    # Errors personae raises are written for users; anything else is named by its type, so a
+    # bare "0" or "'x'" from deep in a library still says what happened.
+    mine = isinstance(e, (ValueError, TypeError, OSError, RuntimeError, MemoryError))
+    return text if mine else f"{type(e).__name__}: {text}"
+
+
+_EXTRAS = {
+    "torch": "train",
+    "tqdm": "train",
+    "pandas": "io",
+    "pyarrow": "io",
+    "fastparquet": "io",
+    "matplotlib": "plot",
+    "ray": "ray",
+}
+
+
+def _missing_extra(e: ImportError) -> str:
+    """A missing optional dependency as one line that names the extra to install."""
+    text = " ".join(str(e).split())
+    if "pip install" in text:  # personae's own message already says what to install
+        return text
+    name = (e.name or "").split(".")[0]
+    extra = _EXTRAS.get(name)
+    if extra is None:
+        return text or "ImportError"
+    return f"{text}: this command needs the '{extra}' extra: pip install 'personae[{extra}]'"
 
 
 if __name__ == "__main__":  # pragma: no cover

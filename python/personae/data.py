@@ -8,12 +8,17 @@ no duplicates, float32).
 API: an id is an integer or a string, and ids are compared by their text. ``7`` (an integer) and
 ``"7"`` are the same id; ``"007"`` is a different one. CSV/TSV id columns are read as text, so
 they are never reinterpreted as numbers. Null ids (empty CSV cells, None, NaN) are an error that
-names the column and the number of rows.
+names the column and the number of rows. Integers beyond int64 (uint64 ids such as ``2**64 - 1``,
+or Python ints) are kept as text ids, by the same rule: their text is the id, never a wrapped
+negative number. Float ids are integers only when they hold an exact integer below 2**53 (what a
+nullable integer column becomes); larger floats (``1e20``) have lost their digits and are an
+error.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,12 @@ __all__ = [
     "synthetic",
     "write_table",
 ]
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_EXACT = 2.0**53  # every integer up to here is exactly representable as a float64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_UMASK_LOCK = threading.Lock()
 
 
 def _null_mask(a: np.ndarray) -> np.ndarray:
@@ -60,17 +71,26 @@ def as_ids(values, what: str = "ids", source: str | None = None) -> np.ndarray:
             "or fill them in"
         )
     kind = a.dtype.kind
+    if kind == "u" and a.size and a.max() > _INT64_MAX:
+        return a.astype(str)  # beyond int64: the id is its text (module docstring)
     if kind in "iu":
         return a.astype(np.int64, copy=False)
     if kind == "f":
         if not (np.isfinite(a).all() and (a == np.round(a)).all()):
             raise ValueError(f"{label}: ids must be integers or strings, got floats")
+        if a.size and np.abs(a).max() > _FLOAT_EXACT:
+            raise ValueError(
+                f"{label}: float ids beyond 2**53 (e.g. {a[np.abs(a) > _FLOAT_EXACT][0]!r}) are "
+                "not exact integers (their digits are lost); read the ids as integers or text"
+            )
         return a.astype(np.int64)
     if kind in "US":
         return a.astype(str)
     if kind == "O":
         if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in a):
-            return a.astype(np.int64)
+            if all(_INT64_MIN <= int(x) <= _INT64_MAX for x in a):
+                return a.astype(np.int64)
+            return np.array([str(int(x)) for x in a])
         if all(isinstance(x, (str, int, np.integer)) and not isinstance(x, bool) for x in a):
             return a.astype(str)
     raise ValueError(f"{label}: ids must be integers or strings, got dtype {a.dtype}")
@@ -236,6 +256,11 @@ class Interactions:
                 raise ValueError("weights must be finite (found NaN or inf)")
             if (w < 0).any():
                 raise ValueError("weights must be non-negative")
+            if (w > _FLOAT32_MAX).any():
+                raise ValueError(
+                    f"weights above float32's largest value ({_FLOAT32_MAX:.4g}) would be stored "
+                    f"as inf (e.g. {w[w > _FLOAT32_MAX][0]:.4g}); rescale them"
+                )
             w = w.astype(np.float32)
         keep = np.ones(len(users), bool)
         coded = []
@@ -258,6 +283,14 @@ class Interactions:
         )
         m.sum_duplicates()
         m.sort_indices()
+        if not np.isfinite(m.data).all():
+            bad = np.flatnonzero(~np.isfinite(m.data))[0]
+            row = int(np.searchsorted(m.indptr, bad, side="right") - 1)
+            raise ValueError(
+                f"the repeated pair (user {uv.ids[row].item()!r}, item "
+                f"{iv.ids[m.indices[bad]].item()!r}) sums to a weight beyond float32 (inf); "
+                "rescale the weights or deduplicate the pairs"
+            )
         return cls(m, uv.ids, iv.ids)
 
     @classmethod
@@ -296,13 +329,28 @@ class Interactions:
         item_col: str = "item",
         weight_col: str | None = None,
         sep: str | None = None,
+        names=None,
         **kw,
     ) -> Interactions:
         """Reads a CSV/TSV, Parquet or LightGCN ``.txt`` file, chosen by extension (see
-        :func:`read_table`; id columns of CSV/TSV files are read as text)."""
-        if Path(path).suffix.lower() == ".txt":
+        :func:`read_table`; id columns of CSV/TSV files are read as text).
+
+        A file without a header row (MovieLens' ``u.data``) is read with `names`, the names of
+        its columns in order, e.g. ``Interactions.read("u.data", sep="\t", names=["user",
+        "item", "rating", "ts"], weight_col="rating")``; ``columns=`` is accepted as another
+        spelling of `names`. With `sep`, any extension is read as delimited text."""
+        if names is None and kw.get("columns") is not None:
+            names = kw.pop("columns")  # what a reader means here: the file's column names
+        if Path(path).suffix.lower() == ".txt" and sep is None and names is None:
             return cls.from_lightgcn(path, **kw)
-        df = read_table(path, sep=sep, text_columns=(user_col, item_col))
+        df = read_table(path, sep=sep, text_columns=(user_col, item_col), names=names)
+        if names is None and (user_col not in df.columns or item_col not in df.columns):
+            cols = list(df.columns)
+            raise ValueError(
+                f"column {(user_col if user_col not in cols else item_col)!r} not found in "
+                f"{path}; the file has columns {cols}. If the file has no header row, give its "
+                "column names: names=['user', 'item', ...] (CLI: --names user,item,...)"
+            )
         return cls.from_dataframe(df, user_col, item_col, weight_col, source=str(path), **kw)
 
     def users(self, rows) -> Interactions:
@@ -319,23 +367,29 @@ class Interactions:
 _TABLES = (".csv", ".tsv", ".parquet", ".txt")
 
 
-def read_table(path: str | os.PathLike, sep: str | None = None, text_columns=()):
+def read_table(path: str | os.PathLike, sep: str | None = None, text_columns=(), names=None):
     """A CSV/TSV, Parquet or LightGCN ``.txt`` file as a pandas DataFrame, by extension.
 
     CSV/TSV columns named in `text_columns` are read as text (ids are never reinterpreted as
     numbers; only empty cells are null). LightGCN text gives integer ``user`` and ``item``
-    columns, one row per interaction."""
+    columns, one row per interaction. With `sep` or `names`, the file is delimited text whatever
+    its extension; `names` are the column names of a file without a header row. Parquet needs
+    pyarrow (the ``io`` extra): without it, an ``ImportError`` says which extra to install."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {p}")
     suffix = p.suffix.lower()
-    if suffix not in _TABLES:
-        raise ValueError(f"{p}: unknown format {suffix!r} (use {', '.join(_TABLES)})")
+    delimited = sep is not None or names is not None
+    if suffix not in _TABLES and not delimited:
+        raise ValueError(
+            f"{p}: unknown format {suffix!r} (use {', '.join(_TABLES)}, or give the separator "
+            "for delimited text)"
+        )
     try:
         import pandas as pd
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("reading files needs pandas: pip install 'personae[io]'") from e
-    if suffix == ".txt":
+    if suffix == ".txt" and not delimited:
         users, items = [], []
         with open(p) as f:
             for lineno, line in enumerate(f, 1):
@@ -351,18 +405,33 @@ def read_table(path: str | os.PathLike, sep: str | None = None, text_columns=())
         if not users:
             raise ValueError(f"{p}: no interactions found")
         return pd.DataFrame({"user": np.concatenate(users), "item": np.concatenate(items)})
-    if suffix == ".parquet":
+    if suffix == ".parquet" and not delimited:
+        _need_parquet()
         return pd.read_parquet(p)
     sep = sep or ("\t" if suffix == ".tsv" else ",")
     text = {c: str for c in text_columns}
+    header = {} if names is None else {"header": None, "names": list(names)}
     return pd.read_csv(
-        p, sep=sep, dtype=text, keep_default_na=False, na_values={c: [""] for c in text}
+        p, sep=sep, dtype=text, keep_default_na=False, na_values={c: [""] for c in text}, **header
+    )
+
+
+def _need_parquet() -> None:
+    """A one-line ImportError naming the extra when no Parquet engine is installed."""
+    for engine in ("pyarrow", "fastparquet"):
+        try:
+            __import__(engine)
+            return
+        except ImportError:
+            continue
+    raise ImportError(
+        "Parquet files need pyarrow: pip install 'personae[io]' (or use .csv / .tsv files)"
     )
 
 
 def write_table(df, path: str | os.PathLike) -> Path:
     """Writes a DataFrame as Parquet, CSV or TSV (by extension) atomically: a temporary file in
-    the same directory, then a rename."""
+    the same directory, then a rename. The file's mode follows the umask, as ``open``'s would."""
     import tempfile
 
     out = Path(path)
@@ -374,14 +443,40 @@ def write_table(df, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         if suffix == ".parquet":
+            _need_parquet()
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+        readable(tmp)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux's
+    /proc/self/status), since ``os.umask`` can only be read by setting it, which races with
+    other threads creating files."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def readable(path: str | os.PathLike) -> None:
+    """Gives a file written through ``mkstemp`` (always mode 0600) the mode ``open`` would
+    have given it: 0666 less the umask, so other users or nodes can read what personae writes
+    exactly when the umask allows it."""
+    os.chmod(path, 0o666 & ~umask())
 
 
 def long_format(users, item_ids, ids, scores, **extra):

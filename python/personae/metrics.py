@@ -50,8 +50,21 @@ def coverage(ids, n_items: int) -> float:
     return _core.coverage(matrix("ids", ids, np.int64), integer("n_items", n_items))
 
 
-def evaluate(ids, truth, k: int) -> dict[str, float]:
-    """Means over users with held-out items, plus catalogue coverage of the top-k lists."""
+def evaluate(
+    ids, truth, k: int, *, item_categories=None, history=None, threshold: float = 0.1
+) -> dict[str, float]:
+    """Means over users with held-out items, plus catalogue coverage of the top-k lists.
+
+    With `item_categories` (items x categories) and `history` (the training rows the lists
+    were made from), also the means of the per-user calibration metrics, whose per-user arrays
+    hold NaN for users they do not apply to: ``minority_taste_recall@k`` (over users with a
+    held-out minority-taste item, see :func:`minority_taste_recall`) and ``c_kl@k`` (mean
+    C_KL of the top-k lists against the history, :func:`miscalibration`)."""
+    if item_categories is not None and history is None:
+        raise ValueError(
+            "evaluate with item_categories needs history= (the training rows): the minority "
+            "tastes and C_KL are measured against each user's history"
+        )
     m = ranking_metrics(ids, truth, k)
     has = np.isfinite(m["ndcg"])
     mean = (lambda v: float(v[has].mean())) if has.any() else (lambda v: float("nan"))
@@ -59,7 +72,7 @@ def evaluate(ids, truth, k: int) -> dict[str, float]:
     sizes = np.diff(csr("truth", truth).indptr)[has]
     denom = np.minimum(k, sizes)
     micro = float((m["recall_multvae"][has] * denom).sum() / denom.sum()) if has.any() else np.nan
-    return {
+    out = {
         f"recall@{k}": mean(m["recall"]),
         f"recall_multvae@{k}": mean(m["recall_multvae"]),
         f"recall_multvae_micro@{k}": micro,
@@ -68,6 +81,14 @@ def evaluate(ids, truth, k: int) -> dict[str, float]:
         f"coverage@{k}": coverage(ids[:, :k], truth.shape[1]),
         "users": int(has.sum()),
     }
+    if item_categories is not None:
+        r = _reranker(item_categories)
+        mtr = r.taste_recall(ids, truth, history, None, k, threshold)
+        out[f"minority_taste_recall@{k}"] = (
+            float(np.nanmean(mtr)) if np.isfinite(mtr).any() else float("nan")
+        )
+        out[f"c_kl@{k}"] = float(np.mean(r.miscalibration(ids[:, :k], history, None)))
+    return out
 
 
 # -- calibration (Steck, RecSys 2018); definitions in personae.rerank -------------------------

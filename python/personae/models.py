@@ -141,9 +141,12 @@ class Model:
 
     # -- files and pickling --------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Model:
-        """Loads a model directory written by :meth:`save` (see :func:`personae.load`); on a
-        family class, the file must hold that family."""
+    def load(cls, path) -> Model:
+        """Loads a model written by :meth:`save` (see :func:`personae.load`): a directory, or
+        one archive given as a binary file object or the path of a file; on a family class,
+        the file must hold that family."""
+        if modelfile.is_file_object(path) or Path(os.fspath(path)).is_file():
+            return cls.from_bytes(*modelfile.read_archive(path))
         return cls._from_core(_core.load(os.fspath(path)))
 
     @classmethod
@@ -157,11 +160,20 @@ class Model:
         m, w = self._fitted().to_bytes()
         return m.encode(), w
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path, lock_timeout: float = modelfile.LOCK_TIMEOUT):
         """Writes ``manifest.json`` + weights to directory `path`, atomically and safely against
-        concurrent readers and writers (see :mod:`personae.modelfile`); read it back with
-        :func:`personae.load`."""
-        return modelfile.save(path, *self._fitted().to_bytes())
+        concurrent readers and writers (see :mod:`personae.modelfile`), and returns the path;
+        read it back with :func:`personae.load`. A writer waits at most `lock_timeout` seconds
+        for another one's lock, then raises ``TimeoutError`` naming the lock file.
+
+        `path` may also be a binary file object (``implicit``'s ``save(fileobj)``): the same two
+        files are written to it as one zip archive, which ``load`` reads back from the file
+        object or from the file's path. An unfitted model cannot be saved (``RuntimeError``)."""
+        manifest, weights = self._fitted().to_bytes()
+        if modelfile.is_file_object(path):
+            modelfile.write_archive(path, manifest, weights)
+            return path
+        return modelfile.save(path, manifest, weights, lock_timeout)
 
     def __getstate__(self) -> dict:
         # Pickling goes through the model's own safetensors + JSON bytes, never through pickle
@@ -204,6 +216,16 @@ class Model:
             return self._recommend_implicit(*args, **kwargs)
         return self._recommend_batch(*args, **kwargs)
 
+    def _rows(self, user_items, what: str = "user_items") -> sp.csr_matrix:
+        """`user_items` as CSR rows; an `Interactions` must also carry the model's item ids in
+        the model's order (a bare matrix carries only its column count, which the core checks),
+        since columns that mean other items would give confident, wrong lists."""
+        self._fitted()  # an unfitted model says so, before any comparison
+        given = getattr(user_items, "item_ids", None)
+        if given is not None and not sp.issparse(user_items):
+            _same_items(self.item_ids, np.asarray(given), what)
+        return csr(what, user_items)
+
     def _recommend_batch(
         self,
         user_items,
@@ -215,7 +237,7 @@ class Model:
         **family,
     ):
         return self._top_n(
-            csr("user_items", user_items),
+            self._rows(user_items),
             integer("n", n),
             bool(exclude_seen),
             item_set("exclude_items", exclude_items),
@@ -254,7 +276,7 @@ class Model:
             raise ValueError(
                 "user_items is required: a personae model scores users from their rows"
             )
-        x = csr("user_items", user_items)
+        x = self._rows(user_items)
         if x.shape[0] != len(uid):
             raise ValueError(
                 f"user_items must contain 1 row for every user in userid: {len(uid)} user(s), "
@@ -288,7 +310,7 @@ class Model:
         :meth:`recommend` ranks: for small batches and inspection; ``recommend`` never builds
         this matrix."""
         return self._fitted().score(
-            csr("user_items", user_items), optional_integer("num_threads", num_threads)
+            self._rows(user_items), optional_integer("num_threads", num_threads)
         )
 
     def item_factors(self) -> np.ndarray:
@@ -328,6 +350,28 @@ class Model:
     def fit(self, user_items, show_progress: bool = True, callback=None):  # pragma: no cover
         """Fits the model on `user_items` (users x items); implemented by each family."""
         raise NotImplementedError
+
+
+def _same_items(model_ids: np.ndarray, given: np.ndarray, what: str) -> None:
+    """Raises InvalidInputError unless `given` are the model's item ids in its order (compared
+    by the id rule: by text, so 7 and "7" are one id)."""
+    if len(given) == len(model_ids) and np.array_equal(given, model_ids):
+        return
+    if len(given) == len(model_ids):
+        a, b = model_ids.astype(str), given.astype(str)
+        if np.array_equal(a, b):
+            return
+        at = int(np.flatnonzero(a != b)[0])
+        detail = (
+            f"column {at} is item {given[at].item()!r}, the model's is {model_ids[at].item()!r}"
+        )
+    else:
+        detail = f"{len(given)} items for the model's {len(model_ids)}"
+    raise _core.InvalidInputError(
+        f"{what} has other item ids than the model ({detail}); map the data onto the model's "
+        "items: Interactions.read(..., item_ids=model.item_ids) or "
+        "Interactions.from_arrays(..., item_ids=model.item_ids)"
+    )
 
 
 def _candidates(N, filter_items, items):
@@ -422,8 +466,9 @@ def top_n(
     )
 
 
-def load(path: str | os.PathLike) -> Model:
-    """Loads a model directory written by ``save``: the manifest is read once, and the format
+def load(path) -> Model:
+    """Loads a model written by ``save``: a directory, or one archive (a binary file object or
+    the path of a file, see :meth:`Model.save`). The manifest is read once, and the format
     version, the kind, every tensor's name, dtype and shape, finiteness, the item ids and the
     weights' sha256 are validated. Returns the family's class (``MultVAE``, ``AMPCF``,
     ``Popularity``), ready to serve.

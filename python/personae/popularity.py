@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from personae import _core
@@ -20,10 +22,14 @@ class Popularity(Model, kind="popularity"):
 
     def fit(self, user_items, show_progress: bool = True, callback=None, *, item_ids=None):
         """Counts each item's interactions in `user_items` (users x items, or `Interactions`).
-        `show_progress` and `callback` are accepted for ``implicit`` compatibility."""
-        del show_progress, callback
+        `show_progress` is accepted for ``implicit`` compatibility; ``callback(0, seconds,
+        None)`` is called once, when the counting is done (its one "epoch")."""
+        del show_progress
+        t0 = time.perf_counter()
         m, ids = fit_inputs(user_items, item_ids)
         self._build({"item_count": _core.Popularity.count(m)}, ids)
+        if callback is not None:
+            callback(0, time.perf_counter() - t0, None)
         return self
 
     @property

@@ -368,8 +368,11 @@ def _unique(dicts) -> list[dict]:
     return [dict(t) for t in dict.fromkeys(tuple(d.items()) for d in dicts)]
 
 
-def search(X: sp.csr_matrix, cfg: AMPCFConfig, device, bar) -> tuple[dict, list[dict]]:
-    """Chooses the dense filter's settings left as None, on a validation carve of X."""
+def search(
+    X: sp.csr_matrix, cfg: AMPCFConfig, device, bar, on_step=None
+) -> tuple[dict, list[dict]]:
+    """Chooses the dense filter's settings left as None, on a validation carve of X;
+    ``on_step(step, ndcg)`` after each setting tried."""
     from personae.data import carve_validation
 
     fit, held, users = carve_validation(X, cfg.search_users, 0.2, cfg.seed)
@@ -409,6 +412,8 @@ def search(X: sp.csr_matrix, cfg: AMPCFConfig, device, bar) -> tuple[dict, list[
             nd = _val_ndcg(s, seen, truth)
             rec = {**g, "rank": r, "low_weight": c, f"ndcg@{SEARCH_K}": nd}
             record.append(rec)
+            if on_step is not None:
+                on_step(len(record) - 1, nd)
             if nd > best[0]:
                 best = (nd, rec)
             if bar is not None:
@@ -418,9 +423,11 @@ def search(X: sp.csr_matrix, cfg: AMPCFConfig, device, bar) -> tuple[dict, list[
     return chosen, record
 
 
-def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
+def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True, callback=None):
     """Fits AMP-CF on X (users x items, non-negative). Returns ``(tensors, summary)``: the core
-    model's tensors (see :mod:`personae.ampcf`) and what the fit chose and measured."""
+    model's tensors (see :mod:`personae.ampcf`) and what the fit chose and measured.
+    ``callback(step, seconds, ndcg)`` is called after each step of the validation search, or
+    once at the end (``ndcg`` None) when there is nothing to search."""
     from personae.train.loop import check_train, pick_device
 
     try:
@@ -448,7 +455,13 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
         if show_progress and tqdm is not None:
             bar = tqdm(total=1, desc="AMP-CF validation search", unit="setting")
         try:
-            chosen, record = search(X, cfg, device, bar)
+            step = None
+            if callback is not None:
+
+                def step(i: int, ndcg: float) -> None:
+                    callback(i, time.perf_counter() - t0, ndcg)
+
+            chosen, record = search(X, cfg, device, bar, step)
         finally:
             if bar is not None:
                 bar.close()
@@ -487,6 +500,10 @@ def fit(X: sp.csr_matrix, cfg: AMPCFConfig, show_progress: bool = True):
     tensors.update(item_space=Z, item_cluster=labels, centroids=centroids, item_count=counts)
     summary["n_clusters"] = int(centroids.shape[0])
     summary["seconds"] = time.perf_counter() - t0
+    if callback is not None and "search" not in summary:
+        # Nothing was searched: one call when the fit is done, so a progress callback (and
+        # implicit's "called at least once") still hears from the fit.
+        callback(0, summary["seconds"], None)
     return tensors, summary
 
 

@@ -154,7 +154,8 @@ class EarlyStopping:
 
 def check_train(train) -> sp.csr_matrix:
     """`train` as a float32 CSR with sorted indices; a clear error when it is not a sparse
-    matrix, holds no interactions or holds NaN/inf weights."""
+    matrix, holds no interactions, or holds NaN/inf or negative weights (the models read
+    weights as amounts of interest: a negative one would train on a meaningless signal)."""
     if not sp.issparse(train):
         raise TypeError(f"train must be a scipy sparse matrix, got {type(train).__name__}")
     train = sp.csr_matrix(train, dtype=np.float32)
@@ -164,6 +165,11 @@ def check_train(train) -> sp.csr_matrix:
         raise ValueError("train has no interactions")
     if not np.isfinite(train.data).all():
         raise ValueError("train holds NaN or inf weights")
+    if (train.data < 0).any():
+        raise ValueError(
+            f"train holds {int((train.data < 0).sum())} negative weight(s): weights must be "
+            "non-negative (drop dislikes or map them to 0)"
+        )
     return train
 
 
