@@ -30,10 +30,15 @@ pickle) and :meth:`Interview.from_json` replays them.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
+
+from personae._core import InvalidInputError
 
 __all__ = ["Interview", "PairQuestion", "Question", "Tastes"]
 
@@ -109,6 +114,60 @@ def _top_direction(cov: np.ndarray, iters: int = 30) -> np.ndarray:
         w = cov @ v
         v = w / max(np.linalg.norm(w), 1e-300)
     return v
+
+
+FORMAT_VERSION = 2
+POSTERIOR_WEIGHT = 0.0
+DISLIKE_WEIGHT = 0.0
+
+
+def _item_array(name: str, values, n: int, unique: bool = True) -> np.ndarray:
+    """Item indices as int64, checked: integers (floats are refused, not truncated), in
+    0..n-1 and, with `unique`, each once."""
+    a = np.asarray(values)
+    if a.size and a.dtype.kind not in "iu":
+        raise InvalidInputError(
+            f"{name} must hold integer item indices, got {a.dtype} values (e.g. {a.ravel()[0]!r})"
+        )
+    a = a.astype(np.int64).ravel()
+    bad = a[(a < 0) | (a >= n)]
+    if bad.size:
+        raise InvalidInputError(f"{name}: item {int(bad[0])} is outside 0..{n - 1}")
+    if unique and np.unique(a).size != a.size:
+        vals, counts = np.unique(a, return_counts=True)
+        raise InvalidInputError(f"{name}: item {int(vals[counts > 1][0])} appears twice")
+    return a
+
+
+def _tastes_of(model) -> Tastes:
+    """The model's base tastes, built once per model object (every interview of a model shares
+    them, and with them the first question, which is the same for every new user)."""
+    cached = getattr(model, "_interview_tastes", None)
+    if cached is None:
+        cached = model.base_tastes()
+        try:
+            model._interview_tastes = cached
+        except AttributeError:  # a model that refuses attributes: rebuilt each time
+            pass
+    return cached
+
+
+def fingerprint(tastes: Tastes) -> str:
+    """A short hash of the taste tables an interview's answers are interpreted against: a saved
+    interview resumes only on the model it was made for."""
+    h = hashlib.sha256()
+    for a in (tastes.phi, tastes.offset, tastes.prior_mean, tastes.prior_cov):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _standard(v: np.ndarray) -> np.ndarray:
+    """`v` centred and scaled to unit standard deviation over the catalogue, so that scores of
+    different scales (fold-in votes, log-odds utilities) can be added with plain weights."""
+    sd = v.std()
+    return (v - v.mean()) / (sd if sd > 0 else 1.0)
 
 
 def _sigmoid(x):
@@ -194,13 +253,21 @@ class Interview:
     >>> ids, scores, persona = interview.recommend(n=10)
 
     Args:
-        model: a persona model (anything with ``base_tastes()``), or a :class:`Tastes`.
+        model: a persona model (anything with ``base_tastes()``), or a :class:`Tastes`. With a
+            model that scores histories (``score``, as :class:`personae.AMPCF`), the list folds
+            the liked answers in as a history through the model's own scorer.
         pool: item indices the questions may ask about; default: the most popular items (the
             top 10% of the catalogue, at least 200), which people can answer about.
         kind: ``"item"`` ("would you ...?") or ``"pair"`` ("which one?").
         seed: for the ``"random"`` strategy and for pair candidates.
         strategy: ``"information"`` (default), ``"random"``, ``"popular"``, ``"uncertainty"``.
         slip: probability of an answer given at random, in [0, 1).
+        posterior_weight: weight of the posterior utility in the list, beside the model's
+            fold-in of the liked answers (both standardised over the catalogue).
+        dislike_weight: how far items like the disliked answers are pushed down (the model's
+            fold-in of the disliked answers, standardised, times this weight).
+        names: display names of the base tastes (default: the model's, see
+            :meth:`personae.AMPCF.base_tastes`).
     """
 
     def __init__(
@@ -211,8 +278,15 @@ class Interview:
         seed: int = 0,
         strategy: str = "information",
         slip: float = 0.1,
+        posterior_weight: float = POSTERIOR_WEIGHT,
+        dislike_weight: float = DISLIKE_WEIGHT,
+        names=None,
     ):
-        tastes = model if isinstance(model, Tastes) else model.base_tastes()
+        tastes = model if isinstance(model, Tastes) else _tastes_of(model)
+        if names is not None:  # display names only: the answers' meaning is unchanged
+            tastes = dataclasses.replace(tastes, names=list(names))
+        # The model's own scorer folds the answers in as a history (absent for bare Tastes).
+        self.model = None if isinstance(model, Tastes) or not hasattr(model, "score") else model
         if kind not in ("item", "pair"):
             raise ValueError(f"kind must be 'item' or 'pair', got {kind!r}")
         if strategy not in _STRATEGIES:
@@ -221,15 +295,18 @@ class Interview:
             raise ValueError(f"slip must lie in [0, 1), got {slip}")
         self.tastes, self.kind, self.seed = tastes, kind, int(seed)
         self.strategy, self.slip = strategy, float(slip)
+        self.posterior_weight = float(posterior_weight)
+        self.dislike_weight = float(dislike_weight)
         n = tastes.phi.shape[0]
         self.n_items = n
         if pool is None:
             size = min(n, max(200, n // 10))
             pool = np.argsort(-tastes.popularity, kind="stable")[:size]
-        pool = np.unique(np.asarray(pool, dtype=np.int64))
-        if pool.size == 0 or pool.min() < 0 or pool.max() >= n:
-            raise ValueError(f"pool must hold item indices in 0..{n}")
-        self.pool = pool
+        self.pool = _item_array("pool", pool, n, unique=False)
+        if self.pool.size == 0:
+            raise InvalidInputError("pool is empty: give at least one item index")
+        self.pool = np.unique(self.pool)
+        pool = self.pool
         self.phi = np.asarray(tastes.phi, dtype=np.float64)
         self.offset = np.asarray(tastes.offset, dtype=np.float64)
         # The pool's rows, gathered once: every question scores the whole pool.
@@ -270,6 +347,22 @@ class Interview:
     def next_question(self):
         """The next question: an item index (:class:`Question`) or a pair of item indices
         (:class:`PairQuestion`), each with ``why``. Items are never asked twice."""
+        first = None
+        if not self.answers and self.strategy != "random":
+            # Before any answer every new user of a model gets the same question: computed
+            # once per taste tables and settings, then read back.
+            cache = self.tastes.__dict__.setdefault("_first_questions", {})
+            key = (
+                self.kind,
+                self.strategy,
+                self.slip,
+                self.seed if self.kind == "pair" else 0,
+                hashlib.sha1(self.pool.tobytes()).hexdigest(),
+            )
+            first = cache.get(key)
+            if first is not None:
+                self._pending = first
+                return first
         free = ~np.isin(self.pool, self.asked(), assume_unique=True)
         need = 2 if self.kind == "pair" else 1
         if free.sum() < need:
@@ -280,6 +373,8 @@ class Interview:
         else:
             i, j = self._pick_pair(self.pool[free])
             q = PairQuestion(i, j, self._why(self.phi[i] - self.phi[j]))
+        if not self.answers and self.strategy != "random":
+            cache[key] = q
         self._pending = q
         return q
 
@@ -360,14 +455,57 @@ class Interview:
         return self.offset[q[0]] - self.offset[q[1]] if isinstance(q, tuple) else self.offset[q]
 
     # -- recommendations -----------------------------------------------------------------
+    def liked(self) -> np.ndarray:
+        """Items the answers say the user likes: "yes" items and the chosen item of pairs."""
+        return self._answered(True)
+
+    def disliked(self) -> np.ndarray:
+        """Items the answers say the user does not like: "no" items and the other item of
+        pairs."""
+        return self._answered(False)
+
+    def _answered(self, want: bool) -> np.ndarray:
+        out = []
+        for q, a in self.answers:
+            if a is None:
+                continue
+            if isinstance(q, tuple):
+                out.append(q[0] if a == want else q[1])
+            elif a == want:
+                out.append(q)
+        return np.asarray(out, dtype=np.int64)
+
+    def _fold(self, items: np.ndarray) -> np.ndarray:
+        """The model's scores of every item for a history made of `items` (float64)."""
+        x = sp.csr_matrix(
+            (np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)),
+            shape=(1, self.n_items),
+        )
+        return self.model.score(x)[0].astype(np.float64)
+
     def scores(self) -> np.ndarray:
-        """Utility of every item at the posterior mean (float32, items)."""
-        return (self.phi @ self.post.mean + self.offset).astype(np.float32)
+        """The list's score of every item (float32, items). With a model and at least one liked
+        answer: the model's fold-in of the liked items, plus ``posterior_weight`` times the
+        posterior utility, minus ``dislike_weight`` times the fold-in of the disliked items,
+        each standardised over the catalogue. Otherwise the posterior utility alone (before
+        any "yes" that is the prior, i.e. close to popularity)."""
+        post = self.phi @ self.post.mean + self.offset
+        liked = self.liked()
+        if self.model is None or liked.size == 0:
+            return post.astype(np.float32)
+        s = _standard(self._fold(liked))
+        if self.posterior_weight:
+            s += self.posterior_weight * _standard(post)
+        disliked = self.disliked()
+        if self.dislike_weight and disliked.size:
+            s -= self.dislike_weight * _standard(self._fold(disliked))
+        return s.astype(np.float32)
 
     def recommend(self, n: int = 10):
-        """Top-`n` items for the user at the posterior mean, never an item already asked:
+        """Top-`n` items for the user, never an item already asked:
         ``(ids int64, scores float32, persona int64)`` of length n (padded -1 / -inf / -1).
-        ``persona[k]`` is the base taste contributing most to item ``ids[k]``."""
+        ``persona[k]`` is the base taste contributing most to item ``ids[k]`` at the posterior
+        mean, ``argmax_b lam_b phi_b(j)``."""
         from personae.models import top_n
 
         mask = np.zeros(self.n_items, dtype=bool)
@@ -378,30 +516,101 @@ class Interview:
         persona = np.where(ids >= 0, contrib.argmax(1), -1).astype(np.int64)
         return ids, scores, persona
 
+    def because(self, ids) -> np.ndarray:
+        """For each of `ids` (e.g. from :meth:`recommend`), the liked answer behind it: the
+        liked item that votes most for it in the model's fold-in (-1 for -1 ids, without a
+        model, or before any liked answer)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.full(ids.shape, -1, dtype=np.int64)
+        liked = self.liked()
+        if self.model is None or liked.size == 0 or not hasattr(self.model, "explain"):
+            return out
+        x = sp.csr_matrix(
+            (np.ones(len(liked), np.float32), (np.zeros(len(liked), np.int64), liked)),
+            shape=(1, self.n_items),
+        )
+        why = self.model.explain(ids[None, :], x, n_history=1)["because"]
+        return why[0, :, 0].astype(np.int64)
+
     # -- saving --------------------------------------------------------------------------
     def to_json(self) -> str:
-        """The interview's state as plain JSON: its settings and answers."""
+        """The interview's state as plain JSON: its settings, its answers and the fingerprint
+        of the model's tastes it was made for."""
         return json.dumps(
             {
                 "format": "personae-interview",
-                "version": 1,
+                "version": FORMAT_VERSION,
+                "model": fingerprint(self.tastes),
                 "kind": self.kind,
                 "seed": self.seed,
                 "strategy": self.strategy,
                 "slip": self.slip,
+                "posterior_weight": self.posterior_weight,
+                "dislike_weight": self.dislike_weight,
                 "pool": self.pool.tolist(),
                 "answers": [[list(np.atleast_1d(q).tolist()), a] for q, a in self.answers],
             }
         )
 
     @classmethod
-    def from_json(cls, model, text: str) -> Interview:
-        """Resumes an interview saved by :meth:`to_json` on the same model."""
-        d = json.loads(text)
+    def from_json(cls, model, text: str, names=None) -> Interview:
+        """Resumes an interview saved by :meth:`to_json` on the same model. Raises
+        :class:`personae.InvalidInputError` for anything else: another format or version,
+        another model (its fingerprint), items outside the catalogue, an item answered twice,
+        answers that are not yes / no / no opinion."""
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidInputError(f"not a saved personae interview: {e}") from None
         if not isinstance(d, dict) or d.get("format") != "personae-interview":
-            raise ValueError("not a saved personae interview")
-        it = cls(model, d["pool"], d["kind"], d["seed"], d["strategy"], d["slip"])
-        for q, a in d["answers"]:
+            raise InvalidInputError("not a saved personae interview")
+        if d.get("version") != FORMAT_VERSION:
+            raise InvalidInputError(
+                f"saved interview has format version {d.get('version')!r}; this personae "
+                f"reads version {FORMAT_VERSION}"
+            )
+        tastes = model if isinstance(model, Tastes) else _tastes_of(model)
+        if d.get("model") != fingerprint(tastes):
+            raise InvalidInputError(
+                "saved interview was made for another model (fingerprint "
+                f"{d.get('model')!r}, this model's is {fingerprint(tastes)!r})"
+            )
+        answers = d.get("answers")
+        if not isinstance(answers, list) or not all(
+            isinstance(x, list) and len(x) == 2 and isinstance(x[0], list) for x in answers
+        ):
+            raise InvalidInputError("saved interview: answers must be [[items], answer] pairs")
+        kind = d.get("kind")
+        width = 2 if kind == "pair" else 1
+        n = tastes.phi.shape[0]
+        for q, a in answers:
+            if len(q) != width or a not in (True, False, None):
+                raise InvalidInputError(
+                    f"saved interview: answer {[q, a]!r} is not a {kind} question answered "
+                    "true, false or null"
+                )
+        asked = [i for q, _ in answers for i in q]
+        _item_array("saved interview answers", asked, n)
+        _item_array("saved interview pool", d.get("pool", []), n)
+        try:
+            it = cls(
+                model,
+                d["pool"],
+                kind,
+                d["seed"],
+                d["strategy"],
+                d["slip"],
+                d.get("posterior_weight", POSTERIOR_WEIGHT),
+                d.get("dislike_weight", DISLIKE_WEIGHT),
+                names,
+            )
+        except KeyError as e:
+            raise InvalidInputError(f"saved interview lacks {e}") from None
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"saved interview: {e}") from None
+        for q, a in answers:
             it._pending = PairQuestion(*q) if len(q) == 2 else Question(q[0])
-            it.answer(it._pending, a)
+            it.answers.append((it._pending, a))
+        it._pending = None
+        it._refit()
         return it
