@@ -33,7 +33,7 @@ from personae.interview import Interview, Question, Tastes
 from _common import RUNS, cpu
 
 STEPS = [0, 1, 2, 3, 5, 10, 15, 20]
-STRATEGIES = ["information", "random", "popular", "uncertainty", "oracle-liked"]
+STRATEGIES = ["likely", "random", "popular", "information", "uncertainty", "oracle-liked"]
 
 
 def dataset(name: str):

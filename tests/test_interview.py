@@ -69,12 +69,13 @@ def test_criterion_picks_the_analytically_best_question():
     # one with the largest component on taste 2 among items of equal information weight.
     phi = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [0.0, 0.5]])
     t = Tastes(phi, np.zeros(4), np.ones(4), ["a", "b"], np.zeros(2), np.diag([0.1, 4.0]))
-    it = Interview(t, pool=np.arange(4), slip=0.0)
+    it = Interview(t, pool=np.arange(4), slip=0.0, strategy="information")
     q = it.next_question()
     # At lam = 0 every item has u = 0 and the same I(0); v^T S v is 0.1, 4, 2.009, 1.
     assert q == 1 and "b" in q.why.split(" vs ")[0]
     # Pairs: the difference with the largest v^T S v, items 1 and 0 (0.1 + 4).
-    pq = Interview(t, pool=np.arange(4), kind="pair", slip=0.0).next_question()
+    pq = Interview(t, pool=np.arange(4), kind="pair", slip=0.0, strategy="information")
+    pq = pq.next_question()
     assert set(pq) == {0, 1} and isinstance(pq, PairQuestion)
 
 
@@ -107,7 +108,7 @@ def test_contradictions_no_opinion_and_bad_questions():
 
 def test_strategies_recommend_and_json_round_trip():
     t = tastes(n=300, b=4, seed=5)
-    for strategy in ("information", "random", "popular", "uncertainty"):
+    for strategy in ("likely", "information", "random", "popular", "uncertainty"):
         for kind in ("item", "pair"):
             it = Interview(t, kind=kind, strategy=strategy, seed=1)
             for a in (True, False, None, True):
@@ -200,7 +201,9 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
     for a in answers:
         mixed.answer(mixed.next_question(), a)
     post = mixed.phi @ mixed.weights + mixed.offset
-    want = want + 0.5 * _standard(post) - 0.7 * _standard(model.score(row(disliked))[0])
+    fold = _standard(model.score(row(mixed.liked()))[0])
+    push = _standard(model.score(row(mixed.disliked()))[0])
+    want = fold + 0.5 * _standard(post) - 0.7 * push
     np.testing.assert_allclose(mixed.scores(), want, rtol=1e-4, atol=1e-4)
     # The liked answer behind each listed item is one of the liked items.
     because = it.because(ids)
@@ -363,3 +366,21 @@ def test_cli_refuses_a_malformed_answers_file_and_a_foreign_state(model_dir, tmp
     assert main([*base, "--state", str(state)]) == 1
     err = capsys.readouterr().err
     assert "outside" in err and "Traceback" not in err
+
+
+def test_likely_questions_skip_the_lists_own_top_items(ampcf):
+    """"likely" asks the pool item the list scores highest outside the list's top SKIP_TOP:
+    a "yes" teaches the fold-in without spending one of the list's own likely hits."""
+    from personae import interview as iv
+
+    model, _ = ampcf
+    it = Interview(model, strategy="likely")
+    for a in (True, False, True):
+        it.answer(it.next_question(), a)
+    s = it.scores().astype(np.float64)
+    s[it.asked()] = -np.inf
+    top = set(np.argsort(-s, kind="stable")[: iv.SKIP_TOP].tolist())
+    q = int(it.next_question())
+    assert q not in top and q in it.pool
+    rest = [j for j in it.pool.tolist() if j not in top and np.isfinite(s[j])]
+    assert s[q] == max(s[j] for j in rest)
