@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import personae
+from personae import interview
 from personae.data import _split_rows
 from personae.interview import Interview, Question, Tastes
 
@@ -59,12 +60,19 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
     out = {s: [] for s in STEPS}
     est, true = [], []
     n_items = X.shape[1]
+    source = model if args.list == "fold-in" else model.base_tastes()
     for r in users:
         rng = np.random.default_rng([args.seed, int(r)])
         mine = set(X[r].indices.tolist())
         held = set(test[r].indices.tolist())
         oracle = strategy == "oracle-liked"
-        it = Interview(model, strategy="random" if oracle else strategy, seed=int(r))
+        it = Interview(
+            source,
+            strategy="random" if oracle else strategy,
+            seed=int(r),
+            posterior_weight=args.posterior_weight,
+            dislike_weight=args.dislike_weight,
+        )
         for k in range(max(STEPS) + 1):
             if k in STEPS:
                 truth = held - set(it.asked().tolist())
@@ -154,6 +162,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="directory to keep fitted models in")
     p.add_argument("--folds", type=int, default=1, help="disjoint 20%% slices of new users")
+    p.add_argument(
+        "--list",
+        default="fold-in",
+        choices=["fold-in", "posterior"],
+        help="the list: the model's fold-in of the liked answers, or the taste posterior alone",
+    )
+    p.add_argument("--posterior-weight", type=float, default=interview.POSTERIOR_WEIGHT)
+    p.add_argument("--dislike-weight", type=float, default=interview.DISLIKE_WEIGHT)
     p.add_argument(
         "--strategies",
         default=",".join(STRATEGIES),

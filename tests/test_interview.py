@@ -369,7 +369,7 @@ def test_cli_refuses_a_malformed_answers_file_and_a_foreign_state(model_dir, tmp
 
 
 def test_likely_questions_skip_the_lists_own_top_items(ampcf):
-    """"likely" asks the pool item the list scores highest outside the list's top SKIP_TOP:
+    """ "likely" asks the pool item the list scores highest outside the list's top SKIP_TOP:
     a "yes" teaches the fold-in without spending one of the list's own likely hits."""
     from personae import interview as iv
 
