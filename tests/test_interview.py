@@ -181,9 +181,13 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
 
     model, _ = ampcf
     n = model.n_items
-    row = lambda items: sp.csr_matrix(  # noqa: E731
-        (np.ones(len(items), np.float32), (np.zeros(len(items), int), items)), shape=(1, n)
-    )
+    def row(items, it=None):
+        w = np.ones(len(items))
+        if it is not None:  # each "yes" weighs its posterior probability of being meant
+            sig = 1 / (1 + np.exp(-(it.phi[items] @ it.weights + it.offset[items])))
+            w = (1 - it.slip) * sig / (it.slip / 2 + (1 - it.slip) * sig)
+        return sp.csr_matrix((w, (np.zeros(len(items), int), items)), shape=(1, n))
+
     it = Interview(model, posterior_weight=0.0, dislike_weight=0.0)
     before = it.scores()  # no "yes" yet: the posterior utility at the prior
     np.testing.assert_allclose(before, it.phi @ it.weights + it.offset, rtol=1e-4, atol=1e-4)
@@ -192,7 +196,7 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
         it.answer(it.next_question(), a)
     liked, disliked = it.liked(), it.disliked()
     assert len(liked) == 3 and len(disliked) == 2
-    want = _standard(model.score(row(liked))[0])
+    want = _standard(model.score(row(liked, it))[0])
     np.testing.assert_allclose(it.scores(), want, rtol=1e-4, atol=1e-4)
     ids = it.recommend(10)[0]
     assert not set(ids.tolist()) & set(it.asked().tolist())
@@ -201,7 +205,7 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
     for a in answers:
         mixed.answer(mixed.next_question(), a)
     post = mixed.phi @ mixed.weights + mixed.offset
-    fold = _standard(model.score(row(mixed.liked()))[0])
+    fold = _standard(model.score(row(mixed.liked(), mixed))[0])
     push = _standard(model.score(row(mixed.disliked()))[0])
     want = fold + 0.5 * _standard(post) - 0.7 * push
     np.testing.assert_allclose(mixed.scores(), want, rtol=1e-4, atol=1e-4)
@@ -209,6 +213,12 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
     because = it.because(ids)
     assert because.shape == ids.shape and set(because.tolist()) <= set(liked.tolist())
     assert (Interview(model).because(ids) == -1).all()  # nothing liked yet
+    # Without slips every "yes" counts in full.
+    exact = Interview(model, posterior_weight=0.0, slip=0.0)
+    for a in answers:
+        exact.answer(exact.next_question(), a)
+    want = _standard(model.score(row(exact.liked()))[0])
+    np.testing.assert_allclose(exact.scores(), want, rtol=1e-4, atol=1e-4)
 
 
 def test_first_question_is_computed_once_per_model(ampcf, monkeypatch):

@@ -22,7 +22,8 @@ a new user in that mix from short answers, after PReF (Shenfeld et al. 2025, arX
   derivative). Candidates come from a pool of items popular enough to be known. Baselines:
   ``"random"``, ``"popular"`` and ``"uncertainty"`` (the answer closest to a coin flip).
 - **Recommendations.** Given a model that scores histories (AMP-CF), the liked answers are
-  folded in as a history through the model's own scorer, plus ``posterior_weight`` times the
+  folded in as a history through the model's own scorer (each weighted by its posterior
+  probability of being meant rather than a slip), plus ``posterior_weight`` times the
   utility at the posterior mean, minus ``dislike_weight`` times the fold-in of the disliked
   answers (each standardised); with bare :class:`Tastes`, or before any "yes", ``u_j`` at the
   posterior mean. Each item's persona is the base taste that contributes most to it,
@@ -520,7 +521,8 @@ class Interview:
 
     def scores(self) -> np.ndarray:
         """The list's score of every item (float32, items). With a model and at least one liked
-        answer: the model's fold-in of the liked items, plus ``posterior_weight`` times the
+        answer: the model's fold-in of the liked items (each weighted by its posterior
+        probability of being meant rather than a slip, ``(1 - s) sigmoid(u) / P(yes)``), plus ``posterior_weight`` times the
         posterior utility, minus ``dislike_weight`` times the fold-in of the disliked items,
         each standardised over the catalogue. Otherwise the posterior utility alone (before
         any "yes" that is the prior, i.e. close to popularity)."""
