@@ -181,6 +181,7 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
 
     model, _ = ampcf
     n = model.n_items
+
     def row(items, it=None):
         w = np.ones(len(items))
         if it is not None:  # each "yes" weighs its posterior probability of being meant

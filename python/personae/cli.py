@@ -319,7 +319,9 @@ def _interview(a: argparse.Namespace) -> int:
         if i >= 0:
             why = f"; because you liked {title[int(b)]}" if b >= 0 else ""
             print(f"{r:>3}. {title[int(i)]}  [{names[int(p)]}{why}]")
-    top = np.argsort(-interview.weights)[:3]
+    # The tastes the answers moved most above the prior (a new user's mean weights are the
+    # population's shares: the largest weights alone name the same tastes for everyone).
+    top = np.argsort(-(interview.weights - interview.tastes.prior_mean), kind="stable")[:3]
     print("Your strongest tastes: " + "; ".join(names[int(b)] for b in top))
     return 0
 

@@ -522,10 +522,11 @@ class Interview:
     def scores(self) -> np.ndarray:
         """The list's score of every item (float32, items). With a model and at least one liked
         answer: the model's fold-in of the liked items (each weighted by its posterior
-        probability of being meant rather than a slip, ``(1 - s) sigmoid(u) / P(yes)``), plus ``posterior_weight`` times the
-        posterior utility, minus ``dislike_weight`` times the fold-in of the disliked items,
-        each standardised over the catalogue. Otherwise the posterior utility alone (before
-        any "yes" that is the prior, i.e. close to popularity)."""
+        probability of being meant rather than a slip, ``(1 - s) sigmoid(u) / P(yes)``), plus
+        ``posterior_weight`` times the posterior utility, minus ``dislike_weight`` times the
+        fold-in of the disliked items, each standardised over the catalogue. Otherwise the
+        posterior utility alone (before any "yes" that is the prior, i.e. close to
+        popularity)."""
         post = self._phi32 @ self.post.mean.astype(np.float32) + self._offset32
         liked = self.liked()
         if self.model is None or liked.size == 0:
