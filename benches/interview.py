@@ -1,21 +1,22 @@
-"""Simulated onboarding interviews (issue 13): how fast a new user's list improves with answers.
+"""Simulated onboarding interviews (issues 13, 20): how fast a new user's list improves.
 
 Usage: python benches/interview.py [--dataset ml-100k|ml-latest-small|synthetic] [--users 300]
-           [--flip 0.0] [--no-opinion 0.0] [--plot interview.png] [--speed]
+           [--folds 1] [--strategies likely,random,...] [--flip 0.0] [--no-opinion 0.0]
+           [--list fold-in|posterior] [--cache DIR] [--plot interview.png] [--speed]
 
-Protocol. 20% of the users (seed 0) are held out; ``personae.AMPCF()`` with its defaults is fitted
-on the others. Each held-out user's items are split 80/20 (seed 1) into a history A and a test
-part B. The interview knows nothing of the user: it asks about items of its pool, and the user
+Protocol. 20% of the users (a disjoint slice of a seed-0 permutation; ``--folds k`` repeats the
+protocol on k disjoint slices, one model each) are held out; ``personae.AMPCF()`` with its defaults
+is fitted on the others. Each held-out user's items are split 80/20 (seed 1) into a history A and a
+test part B. The interview knows nothing of the user: it asks about items of its pool, and the user
 answers "yes" when the item is one of theirs (A or B), "no" otherwise; with ``--flip`` that share
-of answers is flipped, with ``--no-opinion`` that share becomes "no opinion" (non-attitudes).
-After 0, 1, 2, 3, 5, 10, 15 and 20 answers the interview's top-10 (asked items excluded) is
-scored with NDCG@10 against B minus the items asked so far. Ceiling: the same model folded in on
-the full history A (A masked), scored against B. Floor: popularity, knowing nothing of the user.
-Strategies: the information criterion and the baselines random, popular and uncertainty.
-On the synthetic data the true taste mix is known: the posterior mean over the model's taste
-clusters, mapped to true tastes through each cluster's majority taste, is correlated with the
-true mix after 10 answers. ``--speed`` times ``next_question`` on a 40,000-item catalogue.
-"""
+of answers is flipped, with ``--no-opinion`` that share becomes "no opinion" (non-attitudes). After
+0, 1, 2, 3, 5, 10, 15 and 20 answers the interview's top-10 (asked items excluded) is scored with
+NDCG@10 against B minus the items asked so far. Ceiling: the same model folded in on the full
+history A (A masked), scored against B. Floor: popularity, knowing nothing of the user. Strategies:
+the information criterion and the baselines random, popular and uncertainty. On the synthetic data
+the true taste mix is known: the posterior mean over the model's taste clusters, mapped to true
+tastes through each cluster's majority taste, is correlated with the true mix after 10 answers.
+``--speed`` times ``next_question`` on a 40,000-item catalogue."""
 
 from __future__ import annotations
 
