@@ -13,10 +13,11 @@ of answers is flipped, with ``--no-opinion`` that share becomes "no opinion" (no
 0, 1, 2, 3, 5, 10, 15 and 20 answers the interview's top-10 (asked items excluded) is scored with
 NDCG@10 against B minus the items asked so far. Ceiling: the same model folded in on the full
 history A (A masked), scored against B. Floor: popularity, knowing nothing of the user. Strategies:
-the information criterion and the baselines random, popular and uncertainty. On the synthetic data
+"likely" (the default), the information criterion, random, popular and uncertainty; "oracle-liked"
+asks about the user's own items at random (every answer "yes"), a reference. On the synthetic data
 the true taste mix is known: the posterior mean over the model's taste clusters, mapped to true
 tastes through each cluster's majority taste, is correlated with the true mix after 10 answers.
-``--speed`` times ``next_question`` on a 40,000-item catalogue."""
+``--speed`` times ``next_question`` and the list on a 40,000-item catalogue."""
 
 from __future__ import annotations
 
