@@ -16,8 +16,11 @@ history A (A masked), scored against B. Floor: popularity, knowing nothing of th
 "likely" (the default), the information criterion, random, popular and uncertainty; "oracle-liked"
 asks about the user's own items at random (every answer "yes"), a reference. On the synthetic data
 the true taste mix is known: the posterior mean over the model's taste clusters, mapped to true
-tastes through each cluster's majority taste, is correlated with the true mix after 10 answers.
-``--speed`` times ``next_question`` and the list on a 40,000-item catalogue."""
+tastes through each cluster's majority taste, is correlated with the true mix after 10 answers,
+and so is ``Interview.mix()`` (the posterior's rise above the prior). ``--explore-first``,
+``--explore-every`` and ``--explore-with`` set the "likely" questions' exploration schedule,
+``--slip`` the interview's slip probability (ablations). ``--speed`` times ``next_question``
+and the list on a 40,000-item catalogue."""
 
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
     true taste mixes after 10 answers. ``"oracle-liked"`` is an upper bound, not an interview:
     it asks about the user's own items (A or B) at random, so every answer is "yes"."""
     out = {s: [] for s in STEPS}
-    est, true = [], []
+    est, shift, true = [], [], []
     n_items = X.shape[1]
     source = model if args.list == "fold-in" else model.base_tastes()
     for r in users:
@@ -74,6 +77,9 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
             seed=int(r),
             posterior_weight=args.posterior_weight,
             dislike_weight=args.dislike_weight,
+            slip=args.slip,
+            explore_first=args.explore_first,
+            explore_every=args.explore_every,
         )
         for k in range(max(STEPS) + 1):
             if k in STEPS:
@@ -85,6 +91,9 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
                 mix = np.zeros(truth_mix.shape[1])
                 np.add.at(mix, major, w)
                 est.append(mix / max(mix.sum(), 1e-12))
+                moved = np.zeros(truth_mix.shape[1])
+                np.add.at(moved, major, it.mix())
+                shift.append(moved)
                 true.append(truth_mix[r])
             if k == max(STEPS):
                 break
@@ -100,7 +109,7 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
             elif u < args.no_opinion + args.flip:
                 liked = not liked
             it.answer(q, liked)
-    return out, est, true
+    return out, (est, shift), true
 
 
 def fitted(args, X, fold: int = 0):
@@ -172,12 +181,17 @@ def main() -> None:
     )
     p.add_argument("--posterior-weight", type=float, default=interview.POSTERIOR_WEIGHT)
     p.add_argument("--dislike-weight", type=float, default=interview.DISLIKE_WEIGHT)
+    p.add_argument("--slip", type=float, default=0.1, help="the interview's slip probability")
+    p.add_argument("--explore-first", type=int, default=interview.EXPLORE_FIRST)
+    p.add_argument("--explore-every", type=int, default=interview.EXPLORE_EVERY)
+    p.add_argument("--explore-with", default=interview.EXPLORE_WITH)
     p.add_argument(
         "--strategies",
         default=",".join(STRATEGIES),
         help="comma-separated question strategies (the first is reported against the others)",
     )
     args = p.parse_args()
+    interview.EXPLORE_WITH = args.explore_with
     if args.speed:
         print(json.dumps({"cpu": cpu(), "next_question": speed()}, indent=1))
         return
@@ -189,7 +203,7 @@ def main() -> None:
     perm = np.random.default_rng(args.seed).permutation(X.shape[0])
     per = {s: {k: [] for k in STEPS} for s in strategies}
     secs = dict.fromkeys(strategies, 0.0)
-    mixes = {s: ([], []) for s in strategies}
+    mixes = {s: ([], [], []) for s in strategies}
     ceil_all, floor_all, fit_s, n_users = [], [], 0.0, 0
     for fold in range(args.folds):
         fold_users = X.shape[0] // 5
@@ -228,20 +242,26 @@ def main() -> None:
             secs[s] += time.perf_counter() - t
             for k in STEPS:
                 per[s][k] += out[k]
-            mixes[s][0].extend(est)
+            mixes[s][0].extend(est[0])
             mixes[s][1].extend(true)
+            mixes[s][2].extend(est[1])
     ceiling, floor = float(np.nanmean(ceil_all)), float(np.nanmean(floor_all))
     results = {}
     for s in strategies:
         results[s] = {"ndcg@10": {k: float(np.mean(v)) for k, v in per[s].items()}}
         results[s]["seconds"] = secs[s]
-        est, true = mixes[s]
+        est, true, shift = mixes[s]
         if est:
             corr = float(np.corrcoef(np.ravel(est), np.ravel(true))[0, 1])
             results[s]["mix_correlation@10"] = corr
+            # Interview.mix(): the posterior's rise above the prior.
+            corr = float(np.corrcoef(np.ravel(shift), np.ravel(true))[0, 1])
+            results[s]["shift_correlation@10"] = corr
         curve = " ".join(f"{k}:{v:.4f}" for k, v in results[s]["ndcg@10"].items())
         extra = results[s].get("mix_correlation@10")
-        print(f"{s:<13} {curve}" + (f"  mix corr@10 {extra:.3f}" if extra is not None else ""))
+        if extra is not None:
+            curve += f"  mix corr@10 {extra:.3f} (mix() {results[s]['shift_correlation@10']:.3f})"
+        print(f"{s:<13} {curve}")
     print(f"{n_users} users; ceiling (full-history fold-in) {ceiling:.4f}; floor {floor:.4f}")
     first = strategies[0]
     for k in (10, 20):

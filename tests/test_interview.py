@@ -395,3 +395,47 @@ def test_likely_questions_skip_the_lists_own_top_items(ampcf):
     assert q not in top and q in it.pool
     rest = [j for j in it.pool.tolist() if j not in top and np.isfinite(s[j])]
     assert s[q] == max(s[j] for j in rest)
+
+
+def test_exploration_schedule_asks_the_criterion_outside_the_lists_top(ampcf):
+    """With ``explore_first`` / ``explore_every`` the "likely" interview asks those questions
+    by PReF's criterion on the taste posterior (still outside the list's top SKIP_TOP), the
+    others as before; the schedule survives a JSON round trip; negative values are refused."""
+    from personae import interview as iv
+
+    model, _ = ampcf
+    it = Interview(model, explore_first=1, explore_every=3)
+    assert it._exploring()  # the first question
+    for a in (True, False):
+        it.answer(it.next_question(), a)
+    # After two answers the third question (index 2) is an exploration one (every 3rd).
+    assert it._exploring()
+    s = it.scores().astype(np.float64)
+    s[it.asked()] = -np.inf
+    top = set(np.argsort(-s, kind="stable")[: iv.SKIP_TOP].tolist())
+    score, _ = it._criterion(it._pool_phi, it._pool_offset)
+    keep = np.array([j not in top and np.isfinite(s[j]) for j in it.pool.tolist()])
+    q = int(it.next_question())
+    assert q == int(it.pool[np.argmax(np.where(keep, score, -np.inf))])
+    it.answer(q, True)
+    assert not it._exploring()  # the fourth question is a "likely" one again
+    back = Interview.from_json(model, it.to_json())
+    assert (back.explore_first, back.explore_every) == (1, 3)
+    assert int(back.next_question()) == int(it.next_question())
+    with pytest.raises(ValueError, match="explore"):
+        Interview(model, explore_first=-1)
+
+
+def test_mix_is_the_posteriors_rise_above_the_prior():
+    """``mix()`` sums to 1, is uniform before any answer, and after "yes" answers about one
+    taste's items puts its largest share on that taste."""
+    t = tastes(n=60, b=3, seed=4)
+    it = Interview(t, strategy="random", seed=0)
+    np.testing.assert_allclose(it.mix(), np.full(3, 1 / 3))
+    best = np.argsort(-(t.phi[:, 1] - t.phi[:, [0, 2]].max(1)))[:6]
+    for j in best:
+        it._pending = Question(int(j))
+        it.answer(it._pending, True)
+    m = it.mix()
+    assert m.sum() == pytest.approx(1.0) and (m >= 0).all()
+    assert int(np.argmax(m)) == 1

@@ -130,6 +130,13 @@ FORMAT_VERSION = 2
 POSTERIOR_WEIGHT = 1.0
 DISLIKE_WEIGHT = 0.0
 WEIGH_ANSWERS = True
+# "likely" questions: how many of the first are exploration questions instead (PReF's
+# criterion on the taste posterior, outside the list's top: coverage of the tastes before the
+# list steers the questions), and every how many answers one more is asked (0: never). Off by
+# default: on MovieLens new users every schedule measured lowered the list (BENCHMARKS.md).
+EXPLORE_FIRST = 0
+EXPLORE_EVERY = 0
+EXPLORE_WITH = "information"
 
 
 def _item_array(name: str, values, n: int, unique: bool = True) -> np.ndarray:
@@ -296,6 +303,8 @@ class Interview:
         posterior_weight: float = POSTERIOR_WEIGHT,
         dislike_weight: float = DISLIKE_WEIGHT,
         names=None,
+        explore_first: int = None,
+        explore_every: int = None,
     ):
         tastes = model if isinstance(model, Tastes) else _tastes_of(model)
         if names is not None:  # display names only: the answers' meaning is unchanged
@@ -312,6 +321,10 @@ class Interview:
         self.strategy, self.slip = strategy, float(slip)
         self.posterior_weight = float(posterior_weight)
         self.dislike_weight = float(dislike_weight)
+        self.explore_first = int(EXPLORE_FIRST if explore_first is None else explore_first)
+        self.explore_every = int(EXPLORE_EVERY if explore_every is None else explore_every)
+        if self.explore_first < 0 or self.explore_every < 0:
+            raise ValueError("explore_first and explore_every must be >= 0")
         n = tastes.phi.shape[0]
         self.n_items = n
         if pool is None:
@@ -341,6 +354,15 @@ class Interview:
     def weights(self) -> np.ndarray:
         """The posterior mean of the user's weights over the base tastes (B)."""
         return self.post.mean.copy()
+
+    def mix(self) -> np.ndarray:
+        """The user's taste mix as the answers show it (B, sums to 1; uniform before any
+        answer moves it): how far the posterior mean rose above the prior mean, clipped at 0.
+        The prior mean is the average training user, so this is what sets the user apart
+        (the raw weights keep the prior's mass on tastes the questions never reached)."""
+        d = np.maximum(self.post.mean - self.post.m0, 0.0)
+        total = d.sum()
+        return d / total if total > 0 else np.full(d.size, 1.0 / d.size)
 
     @property
     def uncertainty(self) -> np.ndarray:
@@ -376,6 +398,7 @@ class Interview:
                 self.strategy,
                 self.slip,
                 self.seed if self.kind == "pair" else 0,
+                self.explore_first,
                 hashlib.sha1(self.pool.tobytes()).hexdigest(),
             )
             first = cache.get(key)
@@ -413,10 +436,16 @@ class Interview:
             s[self.asked()] = -np.inf
             k = min(SKIP_TOP, s.size - 1)
             top = np.argpartition(-s, k)[:k]
-            score = np.where(free & ~np.isin(self.pool, top), s[self.pool], -np.inf)
-            if not np.isfinite(score).any():
-                score = np.where(free, s[self.pool], -np.inf)
-            return int(np.argmax(score))
+            keep = free & ~np.isin(self.pool, top)
+            if not keep.any():
+                keep = free
+            if self._exploring():
+                # Coverage: the criterion on the taste posterior, still outside the list's top.
+                score, u = self._criterion(self._pool_phi, self._pool_offset)
+                if EXPLORE_WITH == "uncertainty":
+                    score = -np.abs(self.post._terms(u)[0] - 0.5)
+                return int(np.argmax(np.where(keep, score, -np.inf)))
+            return int(np.argmax(np.where(keep, s[self.pool], -np.inf)))
         if self.strategy == "popular":
             return int(where[np.argmax(self._pool_pop[where])])
         score, u = self._criterion(self._pool_phi, self._pool_offset)
@@ -424,6 +453,12 @@ class Interview:
             score = -np.abs(self.post._terms(u)[0] - 0.5)
         score = np.where(free, score, -np.inf)
         return int(np.argmax(score))  # first maximum: the lower index on ties
+
+    def _exploring(self) -> bool:
+        """Whether the next "likely" question is an exploration (uncertainty) question."""
+        k = len(self.answers)
+        every = self.explore_every
+        return k < self.explore_first or (every > 0 and k % every == every - 1)
 
     def _pick_pair(self, free: np.ndarray) -> tuple[int, int]:
         rng = self._rng()
@@ -594,6 +629,8 @@ class Interview:
                 "slip": self.slip,
                 "posterior_weight": self.posterior_weight,
                 "dislike_weight": self.dislike_weight,
+                "explore_first": self.explore_first,
+                "explore_every": self.explore_every,
                 "pool": self.pool.tolist(),
                 "answers": [[list(np.atleast_1d(q).tolist()), a] for q, a in self.answers],
             }
@@ -650,6 +687,8 @@ class Interview:
                 d.get("posterior_weight", POSTERIOR_WEIGHT),
                 d.get("dislike_weight", DISLIKE_WEIGHT),
                 names,
+                d.get("explore_first", EXPLORE_FIRST),
+                d.get("explore_every", EXPLORE_EVERY),
             )
         except KeyError as e:
             raise InvalidInputError(f"saved interview lacks {e}") from None
