@@ -1,21 +1,26 @@
-"""Simulated onboarding interviews (issue 13): how fast a new user's list improves with answers.
+"""Simulated onboarding interviews (issues 13, 20): how fast a new user's list improves.
 
 Usage: python benches/interview.py [--dataset ml-100k|ml-latest-small|synthetic] [--users 300]
-           [--flip 0.0] [--no-opinion 0.0] [--plot interview.png] [--speed]
+           [--folds 1] [--strategies likely,random,...] [--flip 0.0] [--no-opinion 0.0]
+           [--list fold-in|posterior] [--cache DIR] [--plot interview.png] [--speed]
 
-Protocol. 20% of the users (seed 0) are held out; ``personae.AMPCF()`` with its defaults is fitted
-on the others. Each held-out user's items are split 80/20 (seed 1) into a history A and a test
-part B. The interview knows nothing of the user: it asks about items of its pool, and the user
+Protocol. 20% of the users (a disjoint slice of a seed-0 permutation; ``--folds k`` repeats the
+protocol on k disjoint slices, one model each) are held out; ``personae.AMPCF()`` with its defaults
+is fitted on the others. Each held-out user's items are split 80/20 (seed 1) into a history A and a
+test part B. The interview knows nothing of the user: it asks about items of its pool, and the user
 answers "yes" when the item is one of theirs (A or B), "no" otherwise; with ``--flip`` that share
-of answers is flipped, with ``--no-opinion`` that share becomes "no opinion" (non-attitudes).
-After 0, 1, 2, 3, 5, 10, 15 and 20 answers the interview's top-10 (asked items excluded) is
-scored with NDCG@10 against B minus the items asked so far. Ceiling: the same model folded in on
-the full history A (A masked), scored against B. Floor: popularity, knowing nothing of the user.
-Strategies: the information criterion and the baselines random, popular and uncertainty.
-On the synthetic data the true taste mix is known: the posterior mean over the model's taste
-clusters, mapped to true tastes through each cluster's majority taste, is correlated with the
-true mix after 10 answers. ``--speed`` times ``next_question`` on a 40,000-item catalogue.
-"""
+of answers is flipped, with ``--no-opinion`` that share becomes "no opinion" (non-attitudes). After
+0, 1, 2, 3, 5, 10, 15 and 20 answers the interview's top-10 (asked items excluded) is scored with
+NDCG@10 against B minus the items asked so far. Ceiling: the same model folded in on the full
+history A (A masked), scored against B. Floor: popularity, knowing nothing of the user. Strategies:
+"likely" (the default), the information criterion, random, popular and uncertainty; "oracle-liked"
+asks about the user's own items at random (every answer "yes"), a reference. On the synthetic data
+the true taste mix is known: the posterior mean over the model's taste clusters, mapped to true
+tastes through each cluster's majority taste, is correlated with the true mix after 10 answers,
+and so is ``Interview.mix()`` (the posterior's rise above the prior). ``--explore-first``,
+``--explore-every`` and ``--explore-with`` set the "likely" questions' exploration schedule,
+``--slip`` the interview's slip probability (ablations). ``--speed`` times ``next_question``
+and the list on a 40,000-item catalogue."""
 
 from __future__ import annotations
 
@@ -27,13 +32,14 @@ import numpy as np
 import scipy.sparse as sp
 
 import personae
+from personae import interview
 from personae.data import _split_rows
-from personae.interview import Interview, Tastes
+from personae.interview import Interview, Question, Tastes
 
 from _common import RUNS, cpu
 
 STEPS = [0, 1, 2, 3, 5, 10, 15, 20]
-STRATEGIES = ["information", "random", "popular", "uncertainty"]
+STRATEGIES = ["likely", "random", "popular", "information", "uncertainty", "oracle-liked"]
 
 
 def dataset(name: str):
@@ -52,16 +58,29 @@ def ndcg_one(ids: np.ndarray, truth: set, n_items: int) -> float:
     return float(personae.metrics.ranking_metrics(ids[None, :], m, 10)["ndcg"][0])
 
 
-def simulate(tastes: Tastes, users, X, test, strategy, args, truth_mix=None, major=None):
-    """Mean NDCG@10 after each number of answers, and (synthetic) mix correlations."""
+def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
+    """NDCG@10 of every user after each number of answers, and (synthetic) the estimated and
+    true taste mixes after 10 answers. ``"oracle-liked"`` is an upper bound, not an interview:
+    it asks about the user's own items (A or B) at random, so every answer is "yes"."""
     out = {s: [] for s in STEPS}
-    est, true = [], []
+    est, shift, true = [], [], []
     n_items = X.shape[1]
+    source = model if args.list == "fold-in" else model.base_tastes()
     for r in users:
         rng = np.random.default_rng([args.seed, int(r)])
         mine = set(X[r].indices.tolist())
         held = set(test[r].indices.tolist())
-        it = Interview(tastes, strategy=strategy, seed=int(r))
+        oracle = strategy == "oracle-liked"
+        it = Interview(
+            source,
+            strategy="random" if oracle else strategy,
+            seed=int(r),
+            posterior_weight=args.posterior_weight,
+            dislike_weight=args.dislike_weight,
+            slip=args.slip,
+            explore_first=args.explore_first,
+            explore_every=args.explore_every,
+        )
         for k in range(max(STEPS) + 1):
             if k in STEPS:
                 truth = held - set(it.asked().tolist())
@@ -72,10 +91,17 @@ def simulate(tastes: Tastes, users, X, test, strategy, args, truth_mix=None, maj
                 mix = np.zeros(truth_mix.shape[1])
                 np.add.at(mix, major, w)
                 est.append(mix / max(mix.sum(), 1e-12))
+                moved = np.zeros(truth_mix.shape[1])
+                np.add.at(moved, major, it.mix())
+                shift.append(moved)
                 true.append(truth_mix[r])
             if k == max(STEPS):
                 break
-            q = it.next_question()
+            left = sorted(mine - set(it.asked().tolist()))
+            if oracle and left:
+                q = it._pending = Question(int(rng.choice(left)))
+            else:
+                q = it.next_question()
             liked = int(q) in mine
             u = rng.random()
             if u < args.no_opinion:
@@ -83,14 +109,29 @@ def simulate(tastes: Tastes, users, X, test, strategy, args, truth_mix=None, maj
             elif u < args.no_opinion + args.flip:
                 liked = not liked
             it.answer(q, liked)
-    res = {"ndcg@10": {s: float(np.mean(v)) for s, v in out.items()}}
-    if est:
-        res["mix_correlation@10"] = float(np.corrcoef(np.ravel(est), np.ravel(true))[0, 1])
-    return res
+    return out, (est, shift), true
+
+
+def fitted(args, X, fold: int = 0):
+    """``personae.AMPCF()`` with its defaults fitted on X, or the copy cached in ``--cache``
+    by an earlier run with the same dataset and seed: (model, fit seconds, 0 when cached)."""
+    from pathlib import Path
+
+    name = f"{args.dataset}-seed{args.seed}-fold{fold}"
+    path = Path(args.cache) / name if args.cache else None
+    if path is not None and path.exists():
+        return personae.load(path), 0.0
+    t = time.perf_counter()
+    model = personae.AMPCF(device="cpu", seed=args.seed).fit(X, show_progress=False)
+    fit_s = time.perf_counter() - t
+    if path is not None:
+        model.save(path)
+    return model, fit_s
 
 
 def speed(repeat: int = 30) -> dict:
-    """Median milliseconds of ``next_question`` on a 40,000-item catalogue, 64 tastes."""
+    """Median milliseconds of ``next_question`` and of the list after each answer on a
+    40,000-item catalogue, 64 tastes (bare taste tables: the posterior list)."""
     rng = np.random.default_rng(0)
     n, b = 40_000, 64
     t = Tastes(
@@ -104,13 +145,20 @@ def speed(repeat: int = 30) -> dict:
     out = {}
     for kind in ("item", "pair"):
         it = Interview(t, kind=kind)
-        times = []
+        times, lists = [], []
         for k in range(repeat):
             s = time.perf_counter()
             q = it.next_question()
             times.append(time.perf_counter() - s)
             it.answer(q, bool(k % 2))
-        out[kind] = {"median_ms": 1e3 * float(np.median(times)), "pool": int(len(it.pool))}
+            s = time.perf_counter()
+            it.recommend(10)
+            lists.append(time.perf_counter() - s)
+        out[kind] = {
+            "median_ms": 1e3 * float(np.median(times)),
+            "list_median_ms": 1e3 * float(np.median(lists)),
+            "pool": int(len(it.pool)),
+        }
     return out
 
 
@@ -123,59 +171,107 @@ def main() -> None:
     p.add_argument("--plot", default=None, help="write the NDCG curves to this PNG")
     p.add_argument("--speed", action="store_true", help="only time next_question")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="directory to keep fitted models in")
+    p.add_argument("--folds", type=int, default=1, help="disjoint 20%% slices of new users")
+    p.add_argument(
+        "--list",
+        default="fold-in",
+        choices=["fold-in", "posterior"],
+        help="the list: the model's fold-in of the liked answers, or the taste posterior alone",
+    )
+    p.add_argument("--posterior-weight", type=float, default=interview.POSTERIOR_WEIGHT)
+    p.add_argument("--dislike-weight", type=float, default=interview.DISLIKE_WEIGHT)
+    p.add_argument("--slip", type=float, default=0.1, help="the interview's slip probability")
+    p.add_argument("--explore-first", type=int, default=interview.EXPLORE_FIRST)
+    p.add_argument("--explore-every", type=int, default=interview.EXPLORE_EVERY)
+    p.add_argument("--explore-with", default=interview.EXPLORE_WITH)
+    p.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma-separated question strategies (the first is reported against the others)",
+    )
     args = p.parse_args()
+    interview.EXPLORE_WITH = args.explore_with
     if args.speed:
         print(json.dumps({"cpu": cpu(), "next_question": speed()}, indent=1))
         return
     data, truth = dataset(args.dataset)
     X = data.matrix.tocsr()
-    rng = np.random.default_rng(args.seed)
-    held_users = np.sort(rng.choice(X.shape[0], size=X.shape[0] // 5, replace=False))
-    train_users = np.setdiff1d(np.arange(X.shape[0]), held_users)
-    t = time.perf_counter()
-    model = personae.AMPCF(device="cpu", seed=args.seed).fit(X[train_users], show_progress=False)
-    fit_s = time.perf_counter() - t
-    Xh = X[held_users]
-    A, B = _split_rows(Xh, 0.2, np.random.default_rng(args.seed + 1))
-    live = np.flatnonzero(np.diff(B.indptr) > 0)
-    users = live[: args.users]
-    ndcg = lambda ids, m: float(np.nanmean(personae.metrics.ranking_metrics(ids, m, 10)["ndcg"]))  # noqa: E731
-    ceiling = ndcg(model.recommend(A[users], 10)[0], B[users])
-    pop = personae.Popularity().fit(X[train_users])
-    floor = ndcg(
-        pop.recommend(sp.csr_matrix((len(users), X.shape[1]), dtype=np.float32), 10)[0], B[users]
-    )
-    tastes = model.base_tastes()
-    truth_mix = major = None
-    if truth is not None:
-        labels = model._fitted().item_cluster()
-        major = np.array(
-            [
-                np.bincount(
-                    truth.item_taste[labels == c], minlength=truth.user_mixture.shape[1]
-                ).argmax()
-                if (labels == c).any()
-                else 0
-                for c in range(model.n_tastes)
-            ]
-        )
-        truth_mix = truth.user_mixture[held_users]
+    strategies = args.strategies.split(",")
+    # Disjoint 20% slices of the users (seed 0), one model per slice: --folds 2 interviews
+    # twice as many new users, on the same protocol.
+    perm = np.random.default_rng(args.seed).permutation(X.shape[0])
+    per = {s: {k: [] for k in STEPS} for s in strategies}
+    secs = dict.fromkeys(strategies, 0.0)
+    mixes = {s: ([], [], []) for s in strategies}
+    ceil_all, floor_all, fit_s, n_users = [], [], 0.0, 0
+    for fold in range(args.folds):
+        fold_users = X.shape[0] // 5
+        held_users = np.sort(perm[fold * fold_users : (fold + 1) * fold_users])
+        train_users = np.setdiff1d(np.arange(X.shape[0]), held_users)
+        model, f_s = fitted(args, X[train_users], fold)
+        fit_s += f_s
+        Xh = X[held_users]
+        A, B = _split_rows(Xh, 0.2, np.random.default_rng(args.seed + 1))
+        live = np.flatnonzero(np.diff(B.indptr) > 0)
+        users = live[: max(args.users - n_users, 0)]
+        n_users += len(users)
+        if not len(users):
+            break
+        each = lambda ids, m: personae.metrics.ranking_metrics(ids, m, 10)["ndcg"]  # noqa: E731
+        ceil_all += list(each(model.recommend(A[users], 10)[0], B[users]))
+        pop = personae.Popularity().fit(X[train_users])
+        empty = sp.csr_matrix((len(users), X.shape[1]), dtype=np.float32)
+        floor_all += list(each(pop.recommend(empty, 10)[0], B[users]))
+        truth_mix = major = None
+        if truth is not None:
+            labels = model._fitted().item_cluster()
+            n_true = truth.user_mixture.shape[1]
+            major = np.array(
+                [
+                    np.bincount(truth.item_taste[labels == c], minlength=n_true).argmax()
+                    if (labels == c).any()
+                    else 0
+                    for c in range(model.n_tastes)
+                ]
+            )
+            truth_mix = truth.user_mixture[held_users]
+        for s in strategies:
+            t = time.perf_counter()
+            out, est, true = simulate(model, users, Xh, B, s, args, truth_mix, major)
+            secs[s] += time.perf_counter() - t
+            for k in STEPS:
+                per[s][k] += out[k]
+            mixes[s][0].extend(est[0])
+            mixes[s][1].extend(true)
+            mixes[s][2].extend(est[1])
+    ceiling, floor = float(np.nanmean(ceil_all)), float(np.nanmean(floor_all))
     results = {}
-    for s in STRATEGIES:
-        t = time.perf_counter()
-        results[s] = simulate(tastes, users, Xh, B, s, args, truth_mix, major)
-        results[s]["seconds"] = time.perf_counter() - t
+    for s in strategies:
+        results[s] = {"ndcg@10": {k: float(np.mean(v)) for k, v in per[s].items()}}
+        results[s]["seconds"] = secs[s]
+        est, true, shift = mixes[s]
+        if est:
+            corr = float(np.corrcoef(np.ravel(est), np.ravel(true))[0, 1])
+            results[s]["mix_correlation@10"] = corr
+            # Interview.mix(): the posterior's rise above the prior.
+            corr = float(np.corrcoef(np.ravel(shift), np.ravel(true))[0, 1])
+            results[s]["shift_correlation@10"] = corr
         curve = " ".join(f"{k}:{v:.4f}" for k, v in results[s]["ndcg@10"].items())
         extra = results[s].get("mix_correlation@10")
-        print(f"{s:<12} {curve}" + (f"  mix corr@10 {extra:.3f}" if extra is not None else ""))
-    print(f"ceiling (full-history fold-in) {ceiling:.4f}; floor (popularity) {floor:.4f}")
-    info10, rand10 = results["information"]["ndcg@10"][10], results["random"]["ndcg@10"][10]
-    print(
-        f"after 10 answers: {info10 / ceiling:.1%} of the ceiling, "
-        f"{info10 / max(rand10, 1e-12):.2f}x random questions"
-    )
+        if extra is not None:
+            curve += f"  mix corr@10 {extra:.3f} (mix() {results[s]['shift_correlation@10']:.3f})"
+        print(f"{s:<13} {curve}")
+    print(f"{n_users} users; ceiling (full-history fold-in) {ceiling:.4f}; floor {floor:.4f}")
+    first = strategies[0]
+    for k in (10, 20):
+        v = results[first]["ndcg@10"][k]
+        line = f"{first} after {k} answers: {v / ceiling:.1%} of the ceiling, {v / floor:.2f}x pop"
+        if "random" in results:
+            line += f", {v / max(results['random']['ndcg@10'][k], 1e-12):.2f}x random questions"
+        print(line)
     RUNS.mkdir(exist_ok=True)
-    tag = f"interview-{args.dataset}-flip{args.flip}-noop{args.no_opinion}"
+    tag = f"interview-{args.dataset}-flip{args.flip}-noop{args.no_opinion}-folds{args.folds}"
     out = RUNS / f"{tag}.json"
     record = {
         "command": "python benches/interview.py "
@@ -184,7 +280,7 @@ def main() -> None:
         ),
         "cpu": cpu(),
         "fit_seconds": fit_s,
-        "users": int(len(users)),
+        "users": int(n_users),
         "ceiling": ceiling,
         "floor": floor,
         "results": results,

@@ -69,12 +69,13 @@ def test_criterion_picks_the_analytically_best_question():
     # one with the largest component on taste 2 among items of equal information weight.
     phi = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [0.0, 0.5]])
     t = Tastes(phi, np.zeros(4), np.ones(4), ["a", "b"], np.zeros(2), np.diag([0.1, 4.0]))
-    it = Interview(t, pool=np.arange(4), slip=0.0)
+    it = Interview(t, pool=np.arange(4), slip=0.0, strategy="information")
     q = it.next_question()
     # At lam = 0 every item has u = 0 and the same I(0); v^T S v is 0.1, 4, 2.009, 1.
     assert q == 1 and "b" in q.why.split(" vs ")[0]
     # Pairs: the difference with the largest v^T S v, items 1 and 0 (0.1 + 4).
-    pq = Interview(t, pool=np.arange(4), kind="pair", slip=0.0).next_question()
+    pq = Interview(t, pool=np.arange(4), kind="pair", slip=0.0, strategy="information")
+    pq = pq.next_question()
     assert set(pq) == {0, 1} and isinstance(pq, PairQuestion)
 
 
@@ -107,7 +108,7 @@ def test_contradictions_no_opinion_and_bad_questions():
 
 def test_strategies_recommend_and_json_round_trip():
     t = tastes(n=300, b=4, seed=5)
-    for strategy in ("information", "random", "popular", "uncertainty"):
+    for strategy in ("likely", "information", "random", "popular", "uncertainty"):
         for kind in ("item", "pair"):
             it = Interview(t, kind=kind, strategy=strategy, seed=1)
             for a in (True, False, None, True):
@@ -145,3 +146,296 @@ def test_learns_a_simulated_users_weights():
             errs[strategy].append(np.linalg.norm(it.weights - truth))
     info, rand = np.mean(errs["information"]), np.mean(errs["random"])
     assert info < rand, (info, rand)
+
+
+# -- with a fitted persona model ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ampcf():
+    import personae
+
+    d = personae.synthetic(n_users=400, n_items=120, n_tastes=4, seed=2)
+    return personae.AMPCF(device="cpu").fit(d.interactions, show_progress=False), d
+
+
+def _standard(v):
+    v = np.asarray(v, np.float64)
+    return (v - v.mean()) / v.std()
+
+
+def test_pool_of_floats_is_refused_not_truncated():
+    import personae
+
+    t = tastes()
+    with pytest.raises(personae.InvalidInputError, match="pool must hold integer item indices"):
+        Interview(t, pool=[1.7, 2.2])
+    with pytest.raises(personae.InvalidInputError, match="outside"):
+        Interview(t, pool=[-1, 3])
+    with pytest.raises(personae.InvalidInputError, match="empty"):
+        Interview(t, pool=[])
+
+
+def test_list_folds_liked_answers_through_the_model(ampcf):
+    """The list is the model's own fold-in of the liked answers (plus the weighted posterior
+    and minus the weighted fold-in of the disliked ones), asked items excluded."""
+    import scipy.sparse as sp
+
+    model, _ = ampcf
+    n = model.n_items
+
+    def row(items, it=None):
+        w = np.ones(len(items))
+        if it is not None:  # each "yes" weighs its posterior probability of being meant
+            sig = 1 / (1 + np.exp(-(it.phi[items] @ it.weights + it.offset[items])))
+            w = (1 - it.slip) * sig / (it.slip / 2 + (1 - it.slip) * sig)
+        return sp.csr_matrix((w, (np.zeros(len(items), int), items)), shape=(1, n))
+
+    it = Interview(model, posterior_weight=0.0, dislike_weight=0.0)
+    before = it.scores()  # no "yes" yet: the posterior utility at the prior
+    np.testing.assert_allclose(before, it.phi @ it.weights + it.offset, rtol=1e-4, atol=1e-4)
+    answers = [True, False, True, None, False, True]
+    for a in answers:
+        it.answer(it.next_question(), a)
+    liked, disliked = it.liked(), it.disliked()
+    assert len(liked) == 3 and len(disliked) == 2
+    want = _standard(model.score(row(liked, it))[0])
+    np.testing.assert_allclose(it.scores(), want, rtol=1e-4, atol=1e-4)
+    ids = it.recommend(10)[0]
+    assert not set(ids.tolist()) & set(it.asked().tolist())
+    # Each part is weighted as documented.
+    mixed = Interview(model, posterior_weight=0.5, dislike_weight=0.7)
+    for a in answers:
+        mixed.answer(mixed.next_question(), a)
+    post = mixed.phi @ mixed.weights + mixed.offset
+    fold = _standard(model.score(row(mixed.liked(), mixed))[0])
+    push = _standard(model.score(row(mixed.disliked()))[0])
+    want = fold + 0.5 * _standard(post) - 0.7 * push
+    np.testing.assert_allclose(mixed.scores(), want, rtol=1e-4, atol=1e-4)
+    # The liked answer behind each listed item is one of the liked items.
+    because = it.because(ids)
+    assert because.shape == ids.shape and set(because.tolist()) <= set(liked.tolist())
+    assert (Interview(model).because(ids) == -1).all()  # nothing liked yet
+    # Without slips every "yes" counts in full.
+    exact = Interview(model, posterior_weight=0.0, slip=0.0)
+    for a in answers:
+        exact.answer(exact.next_question(), a)
+    want = _standard(model.score(row(exact.liked()))[0])
+    np.testing.assert_allclose(exact.scores(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_first_question_is_computed_once_per_model(ampcf, monkeypatch):
+    model, _ = ampcf
+    q = Interview(model).next_question()
+    calls = []
+    monkeypatch.setattr(Interview, "_pick_item", lambda self, free: calls.append(1) or 0)
+    again = Interview(model, seed=5)
+    assert again.next_question() == q and not calls  # read back, not recomputed
+    again.answer(q, True)
+    again.next_question()
+    assert calls  # later questions depend on the answers
+
+
+def test_distinctive_taste_names(ampcf):
+    """Each taste is named by items it likes more than anyone (positive lift), which on the
+    synthetic data are mostly items of one true taste."""
+    model, d = ampcf
+    top = model.distinctive_items(3)
+    assert top.shape == (model.n_tastes, 3)
+    phi = model.base_tastes().phi
+    labels = model._fitted().item_cluster()
+    for c, row in enumerate(top):
+        row = row[row >= 0]
+        assert len(row) and (phi[row, c] > 0).all()
+    names = model.base_tastes().names
+    assert all(n.count(",") == 2 for n, r in zip(names, top, strict=True) if (r >= 0).all())
+    # Taste c's names lean to one true taste more than chance would.
+    pure = [np.bincount(d.item_taste[r[r >= 0]]).max() / max((r >= 0).sum(), 1) for r in top]
+    assert np.mean(pure) > 0.5, pure
+    del labels
+
+
+def test_from_json_checks_version_model_items_and_duplicates(ampcf):
+    import json
+
+    import personae
+
+    model, _ = ampcf
+    it = Interview(model)
+    for a in (True, False, None):
+        it.answer(it.next_question(), a)
+    saved = it.to_json()
+    back = Interview.from_json(model, saved)
+    np.testing.assert_allclose(back.weights, it.weights)
+    assert back.answers == it.answers
+
+    def bad(**change):
+        d = json.loads(saved)
+        d.update(change)
+        return json.dumps(d)
+
+    q = [[int(x[0][0])] for x in json.loads(saved)["answers"]]
+    cases = {
+        "version 99": bad(version=99),
+        "another model": bad(model="0123456789abcdef"),
+        "outside": bad(answers=[[[-1], True]]),
+        "appears twice": bad(answers=[[q[0], True]] * 50),
+        "true, false or null": bad(answers=[[q[0], "yes"]]),
+        "not a saved": "{not json",
+    }
+    for match, text in cases.items():
+        with pytest.raises(personae.InvalidInputError, match=match):
+            Interview.from_json(model, text)
+    other = tastes(n=model.n_items, b=model.n_tastes)
+    with pytest.raises(personae.InvalidInputError, match="another model"):
+        Interview.from_json(other, saved)
+
+
+# -- the command ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_dir(ampcf, tmp_path_factory):
+    import pandas as pd
+
+    model, _ = ampcf
+    path = tmp_path_factory.mktemp("interview") / "model"
+    model.save(path)
+    items = path.parent / "items.csv"
+    titles = {"item": range(120), "title": [f"Film {i}" for i in range(120)]}
+    pd.DataFrame(titles).to_csv(items, index=False)
+    return path, items
+
+
+def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
+    """A person answers 10 questions in a pseudo-terminal; the list shows, for each item, the
+    taste (three titles) and the liked answer behind it."""
+    import json
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    model, items = model_dir
+    state = tmp_path / "state.json"
+    argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
+    argv += ["--items", str(items), "--questions", "10", "--state", str(state)]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command on the terminal
+        os.execv(sys.executable, argv)
+    given = ["y", "n", "y", "?", "y", "n", "n", "y", "?", "y"]
+    replies, out, deadline = iter(given), b"", time.time() + 120
+    try:
+        while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if out.endswith(b"[y/n/?/q] "):
+                os.write(fd, (next(replies) + "\n").encode())
+                out += b"\n"
+    finally:
+        _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 0, text
+    assert text.count("Would you watch / buy / visit: Film") == 10
+    assert "Top 10 after 10 answers" in text
+    listed = [x for x in text.splitlines() if "because you liked Film" in x]
+    assert len(listed) == 10, text
+    # Every taste shown is named by three titles.
+    for line in listed:
+        taste = line.split("[", 1)[1].split(";")[0]
+        assert taste.startswith("taste ") and taste.count(" / ") == 2 and "Film" in taste
+    saved = json.loads(state.read_text())
+    assert [a for _, a in saved["answers"]] == [
+        {"y": True, "n": False, "?": None}[g] for g in given
+    ]
+
+
+def test_cli_refuses_a_malformed_answers_file_and_a_foreign_state(model_dir, tmp_path, capsys):
+    import json
+
+    from personae.cli import main
+
+    model, items = model_dir
+    answers = tmp_path / "answers.txt"
+    answers.write_text("y\nn ?\nmaybe\ny\n")
+    base = ["interview", "--model", str(model), "--answers", str(answers)]
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    assert "line 3" in err and "'maybe'" in err and "Traceback" not in err
+    answers.write_text("y n\n")
+    state = tmp_path / "s.json"
+    assert main([*base, "--state", str(state), "--questions", "2"]) == 0
+    capsys.readouterr()
+    d = json.loads(state.read_text())
+    d["answers"][0][0] = [10**6]
+    state.write_text(json.dumps(d))
+    assert main([*base, "--state", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert "outside" in err and "Traceback" not in err
+
+
+def test_likely_questions_skip_the_lists_own_top_items(ampcf):
+    """ "likely" asks the pool item the list scores highest outside the list's top SKIP_TOP:
+    a "yes" teaches the fold-in without spending one of the list's own likely hits."""
+    from personae import interview as iv
+
+    model, _ = ampcf
+    it = Interview(model, strategy="likely")
+    for a in (True, False, True):
+        it.answer(it.next_question(), a)
+    s = it.scores().astype(np.float64)
+    s[it.asked()] = -np.inf
+    top = set(np.argsort(-s, kind="stable")[: iv.SKIP_TOP].tolist())
+    q = int(it.next_question())
+    assert q not in top and q in it.pool
+    rest = [j for j in it.pool.tolist() if j not in top and np.isfinite(s[j])]
+    assert s[q] == max(s[j] for j in rest)
+
+
+def test_exploration_schedule_asks_the_criterion_outside_the_lists_top(ampcf):
+    """With ``explore_first`` / ``explore_every`` the "likely" interview asks those questions
+    by PReF's criterion on the taste posterior (still outside the list's top SKIP_TOP), the
+    others as before; the schedule survives a JSON round trip; negative values are refused."""
+    from personae import interview as iv
+
+    model, _ = ampcf
+    it = Interview(model, explore_first=1, explore_every=3)
+    assert it._exploring()  # the first question
+    for a in (True, False):
+        it.answer(it.next_question(), a)
+    # After two answers the third question (index 2) is an exploration one (every 3rd).
+    assert it._exploring()
+    s = it.scores().astype(np.float64)
+    s[it.asked()] = -np.inf
+    top = set(np.argsort(-s, kind="stable")[: iv.SKIP_TOP].tolist())
+    score, _ = it._criterion(it._pool_phi, it._pool_offset)
+    keep = np.array([j not in top and np.isfinite(s[j]) for j in it.pool.tolist()])
+    q = int(it.next_question())
+    assert q == int(it.pool[np.argmax(np.where(keep, score, -np.inf))])
+    it.answer(q, True)
+    assert not it._exploring()  # the fourth question is a "likely" one again
+    back = Interview.from_json(model, it.to_json())
+    assert (back.explore_first, back.explore_every) == (1, 3)
+    assert int(back.next_question()) == int(it.next_question())
+    with pytest.raises(ValueError, match="explore"):
+        Interview(model, explore_first=-1)
+
+
+def test_mix_is_the_posteriors_rise_above_the_prior():
+    """``mix()`` sums to 1, is uniform before any answer, and after "yes" answers about one
+    taste's items puts its largest share on that taste."""
+    t = tastes(n=60, b=3, seed=4)
+    it = Interview(t, strategy="random", seed=0)
+    np.testing.assert_allclose(it.mix(), np.full(3, 1 / 3))
+    best = np.argsort(-(t.phi[:, 1] - t.phi[:, [0, 2]].max(1)))[:6]
+    for j in best:
+        it._pending = Question(int(j))
+        it.answer(it._pending, True)
+    m = it.mix()
+    assert m.sum() == pytest.approx(1.0) and (m >= 0).all()
+    assert int(np.argmax(m)) == 1

@@ -195,7 +195,8 @@ class AMPCF(Model, kind="ampcf"):
         clusters, with each taste's log-lift of every item, the items' log-odds and the
         distribution of the training users' taste shares as the prior (see
         :func:`personae.train.ampcf.taste_tensors` for the construction). `names`: one label
-        per taste (default: the taste's three most popular item ids)."""
+        per taste (default: the ids of the taste's three most distinctive items,
+        :meth:`distinctive_items`)."""
         from personae.interview import Tastes
 
         core = self._fitted()
@@ -206,7 +207,7 @@ class AMPCF(Model, kind="ampcf"):
             )
         phi, offset, mean, cov = t
         if names is None:
-            top = self.taste_items(3)
+            top = self.distinctive_items(3)
             names = [
                 "taste " + str(c) + ": " + ", ".join(str(self.item_ids[i]) for i in row if i >= 0)
                 for c, row in enumerate(top)
@@ -320,4 +321,34 @@ class AMPCF(Model, kind="ampcf"):
             order = np.argsort(-mix, axis=2, kind="stable")[:, :, :top]
             topc = np.where(np.take_along_axis(mix, order, 2) > 0, order, -1)
             out["top_categories"], out["category_share"] = topc.astype(np.int64), share
+        return out
+
+    def distinctive_items(self, n: int = 3) -> np.ndarray:
+        """``(n_tastes, n)`` int64: the items most distinctive of each taste (-1 padded), to
+        name tastes so that a person recognises them.
+
+        An item's lift for taste c is ``P(j | c) / P(j)`` (the base tastes' ``phi`` is its
+        log); alone it favours obscure items seen by a handful of the taste's users, and
+        popularity alone names every taste after the same blockbusters. The score weighs the
+        log-lift by the item's frequency within the taste, ``P(j | c) ln(P(j | c) / P(j))``
+        (the item's term in the taste's KL divergence from the catalogue), and only items the
+        taste likes more than anyone (positive lift) are listed."""
+        n = integer("n", n)
+        core = self._fitted()
+        t = core.tastes()
+        if t is None:
+            raise ValueError(
+                "this AMP-CF file has no base tastes (built with from_tensors?): fit the model"
+            )
+        phi = np.asarray(t[0], dtype=np.float64)  # items x tastes
+        count = core.item_count()
+        p = np.ones(len(phi)) if count is None else np.asarray(count, dtype=np.float64)
+        p = p / max(p.sum(), 1e-300)
+        score = (p[:, None] * np.exp(phi)) * phi
+        score[phi <= 0] = -np.inf
+        k = min(n, len(phi))
+        order = np.argsort(-score, axis=0, kind="stable")[:k].T  # tastes x k
+        ok = np.isfinite(np.take_along_axis(score.T, order, 1))
+        out = np.full((phi.shape[1], n), -1, dtype=np.int64)
+        out[:, :k] = np.where(ok, order, -1)
         return out

@@ -407,6 +407,22 @@ def _titles(model, a: argparse.Namespace) -> dict:
     return names
 
 
+def _scripted_answers(path: str, pair: bool) -> list[str]:
+    """The replies of an --answers file (whitespace-separated, any number a line), refused
+    whole with the line number of the first one that is not an answer."""
+    valid = ({"1", "2"} if pair else _YES | _NO) | (_SKIP - {""}) | {"q"}
+    replies = []
+    for k, line in enumerate(Path(path).read_text().splitlines(), 1):
+        for token in line.split():
+            if token.lower() not in valid:
+                raise ValueError(
+                    f"--answers {path}, line {k}: {token!r} is not an answer "
+                    f"(expected one of {', '.join(sorted(valid))})"
+                )
+            replies.append(token.lower())
+    return replies
+
+
 def _interview(a: argparse.Namespace) -> int:
     import personae
     from personae.interview import Interview
@@ -415,24 +431,19 @@ def _interview(a: argparse.Namespace) -> int:
     if not hasattr(model, "base_tastes"):
         raise ValueError(f"{a.model} holds a {type(model).__name__}: interviews need AMP-CF")
     title = _titles(model, a)
-    names = None
-    if a.items is not None:  # name each taste by its most popular titles
-        names = [
-            f"taste {c}: " + " / ".join(title[int(i)] for i in row if i >= 0)
-            for c, row in enumerate(model.taste_items(2))
-        ]
-    tastes = model.base_tastes(names=names)
-    names = tastes.names
+    # Each taste is named by its three most distinctive titles (lift weighed by popularity).
+    names = [
+        f"taste {c}: " + " / ".join(title[int(i)] for i in row if i >= 0)
+        for c, row in enumerate(model.distinctive_items(3))
+    ]
+    pair = a.kind == "pair"
+    scripted = None if a.answers is None else iter(_scripted_answers(a.answers, pair))
     state = Path(a.state) if a.state else None
     if state is not None and state.exists():
-        interview = Interview.from_json(tastes, state.read_text())
+        interview = Interview.from_json(model, state.read_text(), names=names)
         print(f"resumed {len(interview.answers)} answers from {state}")
     else:
-        interview = Interview(tastes, kind=a.kind, seed=a.seed)
-    scripted = None
-    if a.answers is not None:
-        scripted = iter(Path(a.answers).read_text().split())
-    pair = a.kind == "pair"
+        interview = Interview(model, kind=a.kind, seed=a.seed, names=names)
     keys = "[1/2/?/q]" if pair else "[y/n/?/q]"
     print(f"Answer {keys}: ? = don't know / no opinion, q = stop and recommend.")
     while len(interview.answers) < a.questions:
@@ -451,7 +462,7 @@ def _interview(a: argparse.Namespace) -> int:
                 except EOFError:
                     reply = "q"
             else:
-                reply = next(scripted, "q").lower()
+                reply = next(scripted, "q")
                 print(prompt + reply)
             if reply == "q" or reply in _SKIP or reply in (("1", "2") if pair else _YES | _NO):
                 break
@@ -463,11 +474,15 @@ def _interview(a: argparse.Namespace) -> int:
         if state is not None:  # nothing lost if the terminal closes
             state.write_text(interview.to_json())
     ids, scores, persona = interview.recommend(a.n)
+    because = interview.because(ids)
     print(f"\nTop {a.n} after {len(interview.answers)} answers:")
-    for r, (i, p) in enumerate(zip(ids, persona, strict=True), 1):
+    for r, (i, p, b) in enumerate(zip(ids, persona, because, strict=True), 1):
         if i >= 0:
-            print(f"{r:>3}. {title[int(i)]}  [{names[int(p)]}]")
-    top = np.argsort(-interview.weights)[:3]
+            why = f"; because you liked {title[int(b)]}" if b >= 0 else ""
+            print(f"{r:>3}. {title[int(i)]}  [{names[int(p)]}{why}]")
+    # The tastes the answers moved most above the prior (a new user's mean weights are the
+    # population's shares: the largest weights alone name the same tastes for everyone).
+    top = np.argsort(-(interview.weights - interview.tastes.prior_mean), kind="stable")[:3]
     print("Your strongest tastes: " + "; ".join(names[int(b)] for b in top))
     return 0
 

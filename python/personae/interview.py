@@ -21,8 +21,16 @@ a new user in that mix from short answers, after PReF (Shenfeld et al. 2025, arX
   ``I = sigmoid'`` and this is PReF's derivative-weighted ``v^T H^-1 v``; PReF squares the
   derivative). Candidates come from a pool of items popular enough to be known. Baselines:
   ``"random"``, ``"popular"`` and ``"uncertainty"`` (the answer closest to a coin flip).
-- **Recommendations** rank ``u_j`` at the posterior mean over the unseen catalogue (Rust top-N);
-  each item's persona is the base taste that contributes most to it, ``argmax_b lam_b phi_b(j)``.
+- **Recommendations.** Given a model that scores histories (AMP-CF), the liked answers are
+  folded in as a history through the model's own scorer (each weighted by its posterior
+  probability of being meant rather than a slip), plus ``posterior_weight`` times the
+  utility at the posterior mean, minus ``dislike_weight`` times the fold-in of the disliked
+  answers (each standardised); with bare :class:`Tastes`, or before any "yes", ``u_j`` at the
+  posterior mean. Each item's persona is the base taste that contributes most to it,
+  ``argmax_b lam_b phi_b(j)``.
+- **Default questions** (``"likely"``): the pool item the list ranks highest outside its own top
+  ``SKIP_TOP``. On held-out MovieLens users this measured better than the information criterion,
+  whose questions serve the taste posterior rather than the list (see BENCHMARKS.md).
 
 The interview's state is its answers: :meth:`Interview.to_json` saves them (plain JSON, no
 pickle) and :meth:`Interview.from_json` replays them.
@@ -30,14 +38,21 @@ pickle) and :meth:`Interview.from_json` replays them.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
+
+from personae._core import InvalidInputError
 
 __all__ = ["Interview", "PairQuestion", "Question", "Tastes"]
 
-_STRATEGIES = ("information", "random", "popular", "uncertainty")
+_STRATEGIES = ("likely", "information", "random", "popular", "uncertainty")
+# "likely" skips the list's own top items: asking about them would spend the list's best hits.
+SKIP_TOP = 20
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,68 @@ def _top_direction(cov: np.ndarray, iters: int = 30) -> np.ndarray:
         w = cov @ v
         v = w / max(np.linalg.norm(w), 1e-300)
     return v
+
+
+FORMAT_VERSION = 2
+POSTERIOR_WEIGHT = 1.0
+DISLIKE_WEIGHT = 0.0
+WEIGH_ANSWERS = True
+# "likely" questions: how many of the first are exploration questions instead (PReF's
+# criterion on the taste posterior, outside the list's top: coverage of the tastes before the
+# list steers the questions), and every how many answers one more is asked (0: never). Off by
+# default: on MovieLens new users every schedule measured lowered the list (BENCHMARKS.md).
+EXPLORE_FIRST = 0
+EXPLORE_EVERY = 0
+EXPLORE_WITH = "information"
+
+
+def _item_array(name: str, values, n: int, unique: bool = True) -> np.ndarray:
+    """Item indices as int64, checked: integers (floats are refused, not truncated), in
+    0..n-1 and, with `unique`, each once."""
+    a = np.asarray(values)
+    if a.size and a.dtype.kind not in "iu":
+        raise InvalidInputError(
+            f"{name} must hold integer item indices, got {a.dtype} values (e.g. {a.ravel()[0]!r})"
+        )
+    a = a.astype(np.int64).ravel()
+    bad = a[(a < 0) | (a >= n)]
+    if bad.size:
+        raise InvalidInputError(f"{name}: item {int(bad[0])} is outside 0..{n - 1}")
+    if unique and np.unique(a).size != a.size:
+        vals, counts = np.unique(a, return_counts=True)
+        raise InvalidInputError(f"{name}: item {int(vals[counts > 1][0])} appears twice")
+    return a
+
+
+def _tastes_of(model) -> Tastes:
+    """The model's base tastes, built once per model object (every interview of a model shares
+    them, and with them the first question, which is the same for every new user)."""
+    cached = getattr(model, "_interview_tastes", None)
+    if cached is None:
+        cached = model.base_tastes()
+        try:
+            model._interview_tastes = cached
+        except AttributeError:  # a model that refuses attributes: rebuilt each time
+            pass
+    return cached
+
+
+def fingerprint(tastes: Tastes) -> str:
+    """A short hash of the taste tables an interview's answers are interpreted against: a saved
+    interview resumes only on the model it was made for."""
+    h = hashlib.sha256()
+    for a in (tastes.phi, tastes.offset, tastes.prior_mean, tastes.prior_cov):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _standard(v: np.ndarray) -> np.ndarray:
+    """`v` centred and scaled to unit standard deviation over the catalogue, so that scores of
+    different scales (fold-in votes, log-odds utilities) can be added with plain weights."""
+    sd = v.std()
+    return (v - v.mean()) / (sd if sd > 0 else 1.0)
 
 
 def _sigmoid(x):
@@ -194,13 +271,25 @@ class Interview:
     >>> ids, scores, persona = interview.recommend(n=10)
 
     Args:
-        model: a persona model (anything with ``base_tastes()``), or a :class:`Tastes`.
+        model: a persona model (anything with ``base_tastes()``), or a :class:`Tastes`. With a
+            model that scores histories (``score``, as :class:`personae.AMPCF`), the list folds
+            the liked answers in as a history through the model's own scorer.
         pool: item indices the questions may ask about; default: the most popular items (the
             top 10% of the catalogue, at least 200), which people can answer about.
         kind: ``"item"`` ("would you ...?") or ``"pair"`` ("which one?").
         seed: for the ``"random"`` strategy and for pair candidates.
-        strategy: ``"information"`` (default), ``"random"``, ``"popular"``, ``"uncertainty"``.
+        strategy: ``"likely"`` (default): the pool item the list scores highest outside the
+            list's own top ``SKIP_TOP`` (a "yes" is likely, and it teaches the fold-in without
+            spending one of the list's own hits; pairs use the information criterion);
+            ``"information"`` (PReF's criterion on the taste posterior), ``"random"``,
+            ``"popular"``, ``"uncertainty"``.
         slip: probability of an answer given at random, in [0, 1).
+        posterior_weight: weight of the posterior utility in the list, beside the model's
+            fold-in of the liked answers (both standardised over the catalogue).
+        dislike_weight: how far items like the disliked answers are pushed down (the model's
+            fold-in of the disliked answers, standardised, times this weight).
+        names: display names of the base tastes (default: the model's, see
+            :meth:`personae.AMPCF.base_tastes`).
     """
 
     def __init__(
@@ -209,10 +298,19 @@ class Interview:
         pool=None,
         kind: str = "item",
         seed: int = 0,
-        strategy: str = "information",
+        strategy: str = "likely",
         slip: float = 0.1,
+        posterior_weight: float = POSTERIOR_WEIGHT,
+        dislike_weight: float = DISLIKE_WEIGHT,
+        names=None,
+        explore_first: int = None,
+        explore_every: int = None,
     ):
-        tastes = model if isinstance(model, Tastes) else model.base_tastes()
+        tastes = model if isinstance(model, Tastes) else _tastes_of(model)
+        if names is not None:  # display names only: the answers' meaning is unchanged
+            tastes = dataclasses.replace(tastes, names=list(names))
+        # The model's own scorer folds the answers in as a history (absent for bare Tastes).
+        self.model = None if isinstance(model, Tastes) or not hasattr(model, "score") else model
         if kind not in ("item", "pair"):
             raise ValueError(f"kind must be 'item' or 'pair', got {kind!r}")
         if strategy not in _STRATEGIES:
@@ -221,17 +319,28 @@ class Interview:
             raise ValueError(f"slip must lie in [0, 1), got {slip}")
         self.tastes, self.kind, self.seed = tastes, kind, int(seed)
         self.strategy, self.slip = strategy, float(slip)
+        self.posterior_weight = float(posterior_weight)
+        self.dislike_weight = float(dislike_weight)
+        self.explore_first = int(EXPLORE_FIRST if explore_first is None else explore_first)
+        self.explore_every = int(EXPLORE_EVERY if explore_every is None else explore_every)
+        if self.explore_first < 0 or self.explore_every < 0:
+            raise ValueError("explore_first and explore_every must be >= 0")
         n = tastes.phi.shape[0]
         self.n_items = n
         if pool is None:
             size = min(n, max(200, n // 10))
             pool = np.argsort(-tastes.popularity, kind="stable")[:size]
-        pool = np.unique(np.asarray(pool, dtype=np.int64))
-        if pool.size == 0 or pool.min() < 0 or pool.max() >= n:
-            raise ValueError(f"pool must hold item indices in 0..{n}")
-        self.pool = pool
+        self.pool = _item_array("pool", pool, n, unique=False)
+        if self.pool.size == 0:
+            raise InvalidInputError("pool is empty: give at least one item index")
+        self.pool = np.unique(self.pool)
+        pool = self.pool
         self.phi = np.asarray(tastes.phi, dtype=np.float64)
         self.offset = np.asarray(tastes.offset, dtype=np.float64)
+        # float32 copies for the list: one matrix-vector product over the catalogue per answer,
+        # memory-bound, so half the bytes is half the time.
+        self._phi32 = np.ascontiguousarray(self.phi, dtype=np.float32)
+        self._offset32 = self.offset.astype(np.float32)
         # The pool's rows, gathered once: every question scores the whole pool.
         self._pool_phi = np.ascontiguousarray(self.phi[pool])
         self._pool_offset = self.offset[pool]
@@ -245,6 +354,15 @@ class Interview:
     def weights(self) -> np.ndarray:
         """The posterior mean of the user's weights over the base tastes (B)."""
         return self.post.mean.copy()
+
+    def mix(self) -> np.ndarray:
+        """The user's taste mix as the answers show it (B, sums to 1; uniform before any
+        answer moves it): how far the posterior mean rose above the prior mean, clipped at 0.
+        The prior mean is the average training user, so this is what sets the user apart
+        (the raw weights keep the prior's mass on tastes the questions never reached)."""
+        d = np.maximum(self.post.mean - self.post.m0, 0.0)
+        total = d.sum()
+        return d / total if total > 0 else np.full(d.size, 1.0 / d.size)
 
     @property
     def uncertainty(self) -> np.ndarray:
@@ -270,6 +388,23 @@ class Interview:
     def next_question(self):
         """The next question: an item index (:class:`Question`) or a pair of item indices
         (:class:`PairQuestion`), each with ``why``. Items are never asked twice."""
+        first = None
+        if not self.answers and self.strategy != "random":
+            # Before any answer every new user of a model gets the same question: computed
+            # once per taste tables and settings, then read back.
+            cache = self.tastes.__dict__.setdefault("_first_questions", {})
+            key = (
+                self.kind,
+                self.strategy,
+                self.slip,
+                self.seed if self.kind == "pair" else 0,
+                self.explore_first,
+                hashlib.sha1(self.pool.tobytes()).hexdigest(),
+            )
+            first = cache.get(key)
+            if first is not None:
+                self._pending = first
+                return first
         free = ~np.isin(self.pool, self.asked(), assume_unique=True)
         need = 2 if self.kind == "pair" else 1
         if free.sum() < need:
@@ -280,6 +415,8 @@ class Interview:
         else:
             i, j = self._pick_pair(self.pool[free])
             q = PairQuestion(i, j, self._why(self.phi[i] - self.phi[j]))
+        if not self.answers and self.strategy != "random":
+            cache[key] = q
         self._pending = q
         return q
 
@@ -294,6 +431,21 @@ class Interview:
         where = np.flatnonzero(free)
         if self.strategy == "random":
             return int(self._rng().choice(where))
+        if self.strategy == "likely":
+            s = self._list_scores().astype(np.float64)
+            s[self.asked()] = -np.inf
+            k = min(SKIP_TOP, s.size - 1)
+            top = np.argpartition(-s, k)[:k]
+            keep = free & ~np.isin(self.pool, top)
+            if not keep.any():
+                keep = free
+            if self._exploring():
+                # Coverage: the criterion on the taste posterior, still outside the list's top.
+                score, u = self._criterion(self._pool_phi, self._pool_offset)
+                if EXPLORE_WITH == "uncertainty":
+                    score = -np.abs(self.post._terms(u)[0] - 0.5)
+                return int(np.argmax(np.where(keep, score, -np.inf)))
+            return int(np.argmax(np.where(keep, s[self.pool], -np.inf)))
         if self.strategy == "popular":
             return int(where[np.argmax(self._pool_pop[where])])
         score, u = self._criterion(self._pool_phi, self._pool_offset)
@@ -301,6 +453,12 @@ class Interview:
             score = -np.abs(self.post._terms(u)[0] - 0.5)
         score = np.where(free, score, -np.inf)
         return int(np.argmax(score))  # first maximum: the lower index on ties
+
+    def _exploring(self) -> bool:
+        """Whether the next "likely" question is an exploration (uncertainty) question."""
+        k = len(self.answers)
+        every = self.explore_every
+        return k < self.explore_first or (every > 0 and k % every == every - 1)
 
     def _pick_pair(self, free: np.ndarray) -> tuple[int, int]:
         rng = self._rng()
@@ -360,48 +518,185 @@ class Interview:
         return self.offset[q[0]] - self.offset[q[1]] if isinstance(q, tuple) else self.offset[q]
 
     # -- recommendations -----------------------------------------------------------------
+    def liked(self) -> np.ndarray:
+        """Items the answers say the user likes: "yes" items and the chosen item of pairs."""
+        return self._answered(True)
+
+    def disliked(self) -> np.ndarray:
+        """Items the answers say the user does not like: "no" items and the other item of
+        pairs."""
+        return self._answered(False)
+
+    def _answered(self, want: bool) -> np.ndarray:
+        out = []
+        for q, a in self.answers:
+            if a is None:
+                continue
+            if isinstance(q, tuple):
+                out.append(q[0] if a == want else q[1])
+            elif a == want:
+                out.append(q)
+        return np.asarray(out, dtype=np.int64)
+
+    def _fold(self, items: np.ndarray, weights=None) -> np.ndarray:
+        """The model's scores of every item for a history made of `items` (float64)."""
+        w = np.ones(len(items), np.float32) if weights is None else weights.astype(np.float32)
+        x = sp.csr_matrix(
+            (w, (np.zeros(len(items), np.int64), items)),
+            shape=(1, self.n_items),
+        )
+        return self.model.score(x)[0].astype(np.float64)
+
+    def _list_scores(self) -> np.ndarray:
+        """:meth:`scores`, computed once per set of answers (questions and lists share it)."""
+        key = len(self.answers)
+        if getattr(self, "_scores_at", None) != key:
+            self._scores, self._scores_at = self.scores(), key
+        return self._scores
+
     def scores(self) -> np.ndarray:
-        """Utility of every item at the posterior mean (float32, items)."""
-        return (self.phi @ self.post.mean + self.offset).astype(np.float32)
+        """The list's score of every item (float32, items). With a model and at least one liked
+        answer: the model's fold-in of the liked items (each weighted by its posterior
+        probability of being meant rather than a slip, ``(1 - s) sigmoid(u) / P(yes)``), plus
+        ``posterior_weight`` times the posterior utility, minus ``dislike_weight`` times the
+        fold-in of the disliked items, each standardised over the catalogue. Otherwise the
+        posterior utility alone (before any "yes" that is the prior, i.e. close to
+        popularity)."""
+        post = self._phi32 @ self.post.mean.astype(np.float32) + self._offset32
+        liked = self.liked()
+        if self.model is None or liked.size == 0:
+            return post.astype(np.float32)
+        weights = None
+        if WEIGH_ANSWERS and self.slip > 0:
+            # Each "yes" weighs its posterior probability of being meant, not a slip:
+            # (1 - s) sigmoid(u) / P(yes). A stray "yes" the rest of the answers contradict
+            # pulls the list less.
+            sig = _sigmoid(self.phi[liked] @ self.post.mean + self.offset[liked])
+            weights = (1 - self.slip) * sig / (self.slip / 2 + (1 - self.slip) * sig)
+        s = _standard(self._fold(liked, weights).astype(np.float32))
+        if self.posterior_weight:
+            s += self.posterior_weight * _standard(post)
+        disliked = self.disliked()
+        if self.dislike_weight and disliked.size:
+            s -= self.dislike_weight * _standard(self._fold(disliked))
+        return s.astype(np.float32)
 
     def recommend(self, n: int = 10):
-        """Top-`n` items for the user at the posterior mean, never an item already asked:
+        """Top-`n` items for the user, never an item already asked:
         ``(ids int64, scores float32, persona int64)`` of length n (padded -1 / -inf / -1).
-        ``persona[k]`` is the base taste contributing most to item ``ids[k]``."""
+        ``persona[k]`` is the base taste contributing most to item ``ids[k]`` at the posterior
+        mean, ``argmax_b lam_b phi_b(j)``."""
         from personae.models import top_n
 
-        mask = np.zeros(self.n_items, dtype=bool)
-        mask[self.asked()] = True
-        ids, scores = top_n(self.scores()[None, :], n, exclude_items=mask)
+        # Asked items set to -inf in a copy: cheaper than the core's exclusion mask.
+        s = self._list_scores().copy()
+        s[self.asked()] = -np.inf
+        ids, scores = top_n(s[None, :], n)
         ids, scores = ids[0], scores[0]
+        ids[~np.isfinite(scores)] = -1  # asked items never fill a short list
         contrib = self.phi[np.maximum(ids, 0)] * self.post.mean[None, :]
         persona = np.where(ids >= 0, contrib.argmax(1), -1).astype(np.int64)
         return ids, scores, persona
 
+    def because(self, ids) -> np.ndarray:
+        """For each of `ids` (e.g. from :meth:`recommend`), the liked answer behind it: the
+        liked item that votes most for it in the model's fold-in (-1 for -1 ids, without a
+        model, or before any liked answer)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.full(ids.shape, -1, dtype=np.int64)
+        liked = self.liked()
+        if self.model is None or liked.size == 0 or not hasattr(self.model, "explain"):
+            return out
+        x = sp.csr_matrix(
+            (np.ones(len(liked), np.float32), (np.zeros(len(liked), np.int64), liked)),
+            shape=(1, self.n_items),
+        )
+        why = self.model.explain(ids[None, :], x, n_history=1)["because"]
+        return why[0, :, 0].astype(np.int64)
+
     # -- saving --------------------------------------------------------------------------
     def to_json(self) -> str:
-        """The interview's state as plain JSON: its settings and answers."""
+        """The interview's state as plain JSON: its settings, its answers and the fingerprint
+        of the model's tastes it was made for."""
         return json.dumps(
             {
                 "format": "personae-interview",
-                "version": 1,
+                "version": FORMAT_VERSION,
+                "model": fingerprint(self.tastes),
                 "kind": self.kind,
                 "seed": self.seed,
                 "strategy": self.strategy,
                 "slip": self.slip,
+                "posterior_weight": self.posterior_weight,
+                "dislike_weight": self.dislike_weight,
+                "explore_first": self.explore_first,
+                "explore_every": self.explore_every,
                 "pool": self.pool.tolist(),
                 "answers": [[list(np.atleast_1d(q).tolist()), a] for q, a in self.answers],
             }
         )
 
     @classmethod
-    def from_json(cls, model, text: str) -> Interview:
-        """Resumes an interview saved by :meth:`to_json` on the same model."""
-        d = json.loads(text)
+    def from_json(cls, model, text: str, names=None) -> Interview:
+        """Resumes an interview saved by :meth:`to_json` on the same model. Raises
+        :class:`personae.InvalidInputError` for anything else: another format or version,
+        another model (its fingerprint), items outside the catalogue, an item answered twice,
+        answers that are not yes / no / no opinion."""
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InvalidInputError(f"not a saved personae interview: {e}") from None
         if not isinstance(d, dict) or d.get("format") != "personae-interview":
-            raise ValueError("not a saved personae interview")
-        it = cls(model, d["pool"], d["kind"], d["seed"], d["strategy"], d["slip"])
-        for q, a in d["answers"]:
+            raise InvalidInputError("not a saved personae interview")
+        if d.get("version") != FORMAT_VERSION:
+            raise InvalidInputError(
+                f"saved interview has format version {d.get('version')!r}; this personae "
+                f"reads version {FORMAT_VERSION}"
+            )
+        tastes = model if isinstance(model, Tastes) else _tastes_of(model)
+        if d.get("model") != fingerprint(tastes):
+            raise InvalidInputError(
+                "saved interview was made for another model (fingerprint "
+                f"{d.get('model')!r}, this model's is {fingerprint(tastes)!r})"
+            )
+        answers = d.get("answers")
+        if not isinstance(answers, list) or not all(
+            isinstance(x, list) and len(x) == 2 and isinstance(x[0], list) for x in answers
+        ):
+            raise InvalidInputError("saved interview: answers must be [[items], answer] pairs")
+        kind = d.get("kind")
+        width = 2 if kind == "pair" else 1
+        n = tastes.phi.shape[0]
+        for q, a in answers:
+            if len(q) != width or a not in (True, False, None):
+                raise InvalidInputError(
+                    f"saved interview: answer {[q, a]!r} is not a {kind} question answered "
+                    "true, false or null"
+                )
+        asked = [i for q, _ in answers for i in q]
+        _item_array("saved interview answers", asked, n)
+        _item_array("saved interview pool", d.get("pool", []), n)
+        try:
+            it = cls(
+                model,
+                d["pool"],
+                kind,
+                d["seed"],
+                d["strategy"],
+                d["slip"],
+                d.get("posterior_weight", POSTERIOR_WEIGHT),
+                d.get("dislike_weight", DISLIKE_WEIGHT),
+                names,
+                d.get("explore_first", EXPLORE_FIRST),
+                d.get("explore_every", EXPLORE_EVERY),
+            )
+        except KeyError as e:
+            raise InvalidInputError(f"saved interview lacks {e}") from None
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"saved interview: {e}") from None
+        for q, a in answers:
             it._pending = PairQuestion(*q) if len(q) == 2 else Question(q[0])
-            it.answer(it._pending, a)
+            it.answers.append((it._pending, a))
+        it._pending = None
+        it._refit()
         return it
