@@ -64,13 +64,30 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="add the persona policy's ablations: slots without the weak-persona minimum, "
+        "and calibration on its own clusters at lambda 0.8",
+    )
     a = ap.parse_args()
 
     t0 = time.perf_counter()
     world = simulate.World.make(a.users, a.items, a.tastes, drift=a.drift, seed=a.seed)
+    policies = {p: p for p in a.policies.split(",")}
+    if a.ablation:
+        from personae import AMPCF
+
+        def ampcf(**kw):
+            return AMPCF(device=a.device, seed=a.seed, **kw)
+
+        policies["ampcf+slots-own(min 0)"] = simulate.PersonaSlots(min_slots=0, make=ampcf)
+        policies["ampcf+cal-own(lam 0.8)"] = simulate.make_policy(
+            "ampcf+cal-own", seed=a.seed, lam=0.8, device=a.device
+        )
     table = simulate.run(
         world,
-        a.policies.split(","),
+        policies,
         a.rounds,
         a.n,
         a.refit_every,
