@@ -68,7 +68,7 @@ def test_dominant_only_policy_loses_the_minority_tastes(table):
 
 def test_random_homogenisation_matches_its_expected_value():
     # an empty starting history makes every random list a uniform 10-subset of all m items
-    n_users, m, n, pairs = 2000, 200, 10, 20000
+    n_users, m, n, pairs = 1000, 200, 10, 20000
     mix = np.zeros((n_users, 4))
     mix[:, 0] = 1.0
     w = simulate.World(
@@ -148,40 +148,32 @@ def test_persona_slots_follow_the_shares():
     assert list(out[0]) == sorted(out[0])  # the model's rank order is kept
 
 
-@pytest.fixture(scope="module")
-def small_ampcf():
-    data = personae.synthetic(n_users=400, n_items=150, n_tastes=5, mean_items=15, seed=3)
-    m = personae.AMPCF(device="cpu", lam=10.0, user_weight=0.5, rank=16, low_weight=0.1)
-    return data, m.fit(data.interactions, show_progress=False)
+def test_ampcf_policies_and_taste_categories():
+    w = simulate.World.make(400, 150, 5, mean_items=15, seed=3)
+    slots = simulate.PersonaSlots(pool=40)
+    t = simulate.run(
+        w,
+        {"ampcf": "ampcf", "ampcf+cal-own": "ampcf+cal-own", "slots": slots},
+        rounds=2,
+        refit_every=2,
+        pairs=500,
+        pool=40,
+    )
+    assert set(t.policy) == {"oracle", "ampcf", "ampcf+cal-own", "slots"}
+    r0 = t[t["round"] == 0].set_index("policy")
+    # round 0: every AMP-CF policy starts from the same data and shares one fit
+    assert (r0.loc[["ampcf+cal-own", "slots"], "fit_s"] < r0.loc["ampcf", "fit_s"]).all()
+    assert ((t.utility_share > 0) & (t.utility_share <= 1)).all()
 
-
-def test_taste_categories_is_the_fitted_clustering(small_ampcf):
-    _, m = small_ampcf
+    # AMPCF.taste_categories: the fitted clustering as an items x tastes category matrix
+    m = slots.model
     cats = m.taste_categories()
     labels = np.asarray(m._fitted().item_cluster())
     assert sp.issparse(cats) and cats.shape == (m.n_items, m.n_tastes)
     rows = np.diff(cats.tocsr().indptr)
     assert (rows == (labels >= 0)).all()  # one category per clustered item, none for -1
     assert (cats.tocsr().indices == labels[labels >= 0]).all()
-    rr = personae.CalibratedReranker(cats)  # usable as the reranker's categories
-    assert rr.n_categories == m.n_tastes
-
-
-def test_ampcf_policies_run_in_the_loop():
-    w = simulate.World.make(400, 150, 5, mean_items=15, seed=3)
-    t = simulate.run(
-        w,
-        ["ampcf", "ampcf+cal-own", "ampcf+slots-own"],
-        rounds=2,
-        refit_every=2,
-        pairs=500,
-        pool=40,
-    )
-    assert set(t.policy) == {"oracle", "ampcf", "ampcf+cal-own", "ampcf+slots-own"}
-    r0 = t[t["round"] == 0].set_index("policy")
-    # round 0: every AMP-CF policy starts from the same data and shares one fit
-    assert (r0.loc[["ampcf+cal-own", "ampcf+slots-own"], "fit_s"] < r0.loc["ampcf", "fit_s"]).all()
-    assert ((t.utility_share > 0) & (t.utility_share <= 1)).all()
+    assert personae.CalibratedReranker(cats).n_categories == m.n_tastes
 
 
 def test_cli_and_picture(tmp_path):
