@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--refit-every", type=int, default=5)
     ap.add_argument("--policies", default=POLICIES)
-    ap.add_argument("--lam", type=float, default=0.5)
+    ap.add_argument("--lam", type=float, default=0.8)
     ap.add_argument("--drift", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -68,7 +68,7 @@ def main() -> None:
         "--ablation",
         action="store_true",
         help="add the persona policy's ablations: slots without the weak-persona minimum, "
-        "and calibration on its own clusters at lambda 0.8",
+        "and calibration on its own clusters at lambda 0.5 (0.8 when --lam is 0.5)",
     )
     a = ap.parse_args()
 
@@ -82,8 +82,9 @@ def main() -> None:
             return AMPCF(device=a.device, seed=a.seed, **kw)
 
         policies["ampcf+slots-own(min 0)"] = simulate.PersonaSlots(min_slots=0, make=ampcf)
-        policies["ampcf+cal-own(lam 0.8)"] = simulate.make_policy(
-            "ampcf+cal-own", seed=a.seed, lam=0.8, device=a.device
+        other = 0.8 if a.lam == 0.5 else 0.5
+        policies[f"ampcf+cal-own(lam {other})"] = simulate.make_policy(
+            "ampcf+cal-own", seed=a.seed, lam=other, device=a.device
         )
     table = simulate.run(
         world,

@@ -409,8 +409,14 @@ def _simulate(a: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     world = simulate.World.make(
-        a.users, a.items, a.tastes, drift=a.drift, noise=a.noise, satiation=a.satiation,
-        reconsume=a.reconsume, seed=a.seed,
+        a.users,
+        a.items,
+        a.tastes,
+        drift=a.drift,
+        noise=a.noise,
+        satiation=a.satiation,
+        reconsume=a.reconsume,
+        seed=a.seed,
     )
     policies = [p.strip() for p in a.policies.split(",") if p.strip()]
     print(
@@ -418,8 +424,15 @@ def _simulate(a: argparse.Namespace) -> int:
         f"{a.rounds} rounds of top-{a.n} lists, refit every {a.refit_every}"
     )
     table = simulate.run(
-        world, policies, a.rounds, a.n, a.refit_every, seed=a.seed, lam=a.lam,
-        device=a.device, progress=None if a.quiet else print,
+        world,
+        policies,
+        a.rounds,
+        a.n,
+        a.refit_every,
+        seed=a.seed,
+        lam=a.lam,
+        device=a.device,
+        progress=None if a.quiet else print,
     )
     out = Path(a.out)
     write_table(table, out / "simulation.csv")
@@ -458,12 +471,11 @@ def _simulate_parser(sub) -> None:
     s.add_argument("--refit-every", type=int, default=5, help="policies refit every k rounds")
     s.add_argument(
         "--policies",
-        default=",".join(p for p in ("oracle", "random", "popularity", "ampcf", "ampcf+cal-true",
-                                     "ampcf+cal-own", "ampcf+slots-own", "als")),
+        default="oracle,random,popularity,ampcf,ampcf+cal-true,ampcf+cal-own,ampcf+slots-own,als",
         help="comma-separated policy names (personae.simulate.available_policies(); 'als' "
         "needs implicit, 'multvae' is slow)",
     )
-    s.add_argument("--lam", type=float, default=0.5, help="calibration weight of the cal policies")
+    s.add_argument("--lam", type=float, default=0.8, help="calibration weight of the cal policies")
     s.add_argument("--drift", type=float, default=0.0, help="taste drift per round")
     s.add_argument("--noise", type=float, default=0.05, help="share of non-attitude clicks")
     s.add_argument("--satiation", type=float, default=0.5, help="satiation past the appetite")
