@@ -44,7 +44,8 @@ skip the hidden search, and policies that start from the same data share round 0
 :class:`~personae.CalibratedReranker` with the true tastes, or with the model's own taste
 clusters, :meth:`personae.AMPCF.taste_categories`, as categories; the target is each user's
 history, never the true mix); ``ampcf+slots-own`` (list slots in proportion to the user's
-personas, see :class:`PersonaSlots`); ``als`` (implicit's ALS, when installed); ``multvae``
+personas, see :class:`PersonaSlots`); ``als`` (implicit's ALS, when installed;
+its user factors are refolded from the history every round); ``multvae``
 (Mult-VAE; slow, excluded from the scale target). A user's own policy is any callable
 ``f(history, n, state) -> ids`` or an object with ``recommend(history, n, state)`` and
 optionally ``fit(history, state)`` (``state``: the :class:`State` of the round).
@@ -478,7 +479,11 @@ class _ALS:
         self.model.fit(history.astype(np.float32), show_progress=False)
 
     def recommend(self, history, n, state):
-        uf, itf = self.model.user_factors, self.model.item_factors
+        # user factors refolded from today's history (implicit's batched least squares), as
+        # AMP-CF reads the history at every call; the item factors change only at refits
+        h = history.astype(np.float32)
+        uf = self.model.recalculate_user(np.arange(h.shape[0]), h)
+        itf = self.model.item_factors
         return _dense_top_n(lambda lo, hi: uf[lo:hi] @ itf.T, history, n)
 
 
