@@ -235,3 +235,13 @@ def test_persona_slots_give_a_weak_persona_its_minimum():
     assert (plain % 2 == 0).all()  # 3.8 / 0.2 -> 4 / 0
     explore = simulate.persona_slots(ids, cats, taste, share, n=4, min_slots=1)
     assert list(explore[0] % 2).count(1) == 1
+
+
+def test_als_policy_runs_with_refolded_users(world):
+    pol = simulate.make_policy("als")
+    t = simulate.run(world, {"als": pol}, rounds=2, refit_every=2, pairs=500)
+    als = t[t.policy == "als"]
+    assert ((als.utility_share > 0) & (als.utility_share < 1)).all()
+    assert als.fit_s.iloc[1] == pytest.approx(0.0, abs=1e-3)  # no refit in round 1 ...
+    # ... yet round 1's lists come from factors refolded on the grown history
+    assert pol.model.user_factors.shape == (world.n_users, 64)
