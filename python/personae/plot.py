@@ -158,6 +158,7 @@ def simulation(
             ax.plot(part["round"], part[metric], "o-", ms=3, label=str(name))
         if metric == "retention":
             ax.axhline(1.0, ls="--", lw=1, color="gray")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # rounds are whole numbers
         ax.set_xlabel("round")
         ax.set_ylabel(metric.replace("_", " "))
     axes[0][0].legend(fontsize=8)
