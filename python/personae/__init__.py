@@ -4,7 +4,7 @@ The public API, and nothing else. Heavy work runs in the Rust extension ``person
 training needs the ``train`` extra (PyTorch).
 """
 
-from personae import metrics
+from personae import metrics, simulate
 from personae._core import (
     IndexOutOfRangeError,
     InvalidInputError,
@@ -46,6 +46,7 @@ __all__ = [
     "holdout_split",
     "load",
     "metrics",
+    "simulate",
     "strong_split",
     "synthetic",
     "top_n",

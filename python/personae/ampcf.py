@@ -352,3 +352,16 @@ class AMPCF(Model, kind="ampcf"):
         out = np.full((phi.shape[1], n), -1, dtype=np.int64)
         out[:, :k] = np.where(ok, order, -1)
         return out
+
+    def taste_categories(self) -> sp.csr_matrix:
+        """The model's own taste clusters as an ``n_items x n_tastes`` category matrix (scipy
+        CSR, float32): row i holds a 1 in the column of item i's cluster; items without a
+        cluster (label -1, e.g. items with no training interaction) have an empty row, i.e.
+        no category. Use it as :class:`personae.CalibratedReranker`'s categories to calibrate
+        lists to the user's own persona proportions without any external genre data."""
+        labels = np.asarray(self._fitted().item_cluster(), dtype=np.int64)
+        rows = np.flatnonzero(labels >= 0)
+        return sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, labels[rows])),
+            shape=(len(labels), self.n_tastes),
+        )

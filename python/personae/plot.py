@@ -7,7 +7,7 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["calibration", "interview_curves"]
+__all__ = ["calibration", "interview_curves", "simulation"]
 
 
 def _list_matrix(ids: np.ndarray, n_items: int) -> sp.csr_matrix:
@@ -132,4 +132,36 @@ def interview_curves(
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    return _save(plt, fig, path)
+
+
+def simulation(
+    table,
+    path: str | os.PathLike = "simulation.png",
+    metrics=("retention", "utility_share"),
+    title: str | None = None,
+) -> str:
+    """Saves a PNG of the per-round table of :func:`personae.simulate.run`: one panel per
+    metric in `metrics` (default minority-taste retention and utility as a share of the
+    oracle's) against the round, one line per policy. Returns the path written."""
+    plt = _pyplot()
+    cols = set(getattr(table, "columns", ()))
+    missing = [c for c in ("policy", "round", *metrics) if c not in cols]
+    if missing:
+        raise ValueError(f"table has no column(s) {missing}; is it personae.simulate.run's?")
+    if not len(table):
+        raise ValueError("table is empty")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for name, part in table.groupby("policy", sort=False):
+            part = part.sort_values("round")
+            ax.plot(part["round"], part[metric], "o-", ms=3, label=str(name))
+        if metric == "retention":
+            ax.axhline(1.0, ls="--", lw=1, color="gray")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # rounds are whole numbers
+        ax.set_xlabel("round")
+        ax.set_ylabel(metric.replace("_", " "))
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     return _save(plt, fig, path)
