@@ -1263,7 +1263,10 @@ mod tests {
                 (200, 2050),
                 (9, 0),
             ] {
-                let hist: Vec<(usize, f64)> = users.row_iter(u).collect();
+                // The model scores each history divided by its largest weight.
+                let top = users.row_iter(u).fold(0f64, |m, (_, x)| m.max(x));
+                let hist: Vec<(usize, f64)> =
+                    users.row_iter(u).map(|(i, x)| (i, x / top)).collect();
                 let want = naive(&md, &s_dense, &hist, j);
                 let got = dense[u * n + j] as f64;
                 assert!(
@@ -1354,7 +1357,8 @@ mod tests {
                 }
                 let pos = users.row(u).iter().position(|&c| c as i64 == it).unwrap();
                 assert_eq!(ps.entry[p[u] as usize + pos], dom as i64);
-                let x = users.row_values(u).unwrap()[pos];
+                let row = users.row_values(u).unwrap();
+                let x = row[pos] / row.iter().fold(0f32, |m, &v| m.max(v));
                 let (i, r) = (it as usize, md.rank);
                 let f = s_dense[i * 40 + j]
                     + dot(
