@@ -1,3 +1,6 @@
+import os
+import select
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +31,33 @@ def tiny_model(tiny_data):
 
     est = personae.MultVAE(hidden=32, latent=8, epochs=3, batch_size=100, device="cpu", seed=0)
     return est.fit(tiny_data.interactions, show_progress=False)
+
+
+def run_in_terminal(argv: list[str], replies: list[str], prompt: bytes, timeout: float = 120):
+    """Runs `argv` in a pseudo-terminal, as a person would, typing the next of `replies` each
+    time the output ends with `prompt`. Returns ``(exit status, everything shown)``; each
+    reply is marked ``<answered>`` in the text."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command on the terminal
+        os.execv(argv[0], argv)
+    given, out, deadline = iter(replies), b"", time.time() + timeout
+    try:
+        while time.time() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if out.endswith(prompt):
+                os.write(fd, (next(given) + "\n").encode())
+                out += b"\n<answered>\n"
+    finally:
+        _, status = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(status), out.decode(errors="replace")

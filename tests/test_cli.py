@@ -9,6 +9,8 @@ import pytest
 import personae
 from personae.cli import main
 
+from conftest import run_in_terminal
+
 
 def test_help_explains_every_option(capsys):
     for argv in (["--help"], ["quickstart", "--help"]):
@@ -265,38 +267,13 @@ def ampcf_dir(tmp_path_factory):
 
 def test_interview_in_a_terminal(ampcf_dir, tmp_path):
     """Drives `personae interview` through a pseudo-terminal, as a person would."""
-    import os
-    import pty
-    import select
-    import time
-
     model, items = ampcf_dir
     state = tmp_path / "state.json"
     argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
     argv += ["--items", str(items), "--questions", "4", "--n", "5", "--state", str(state)]
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the command on the terminal
-        os.execv(sys.executable, argv)
-    out, replies, deadline = b"", iter(["maybe", "y", "n", "?", "y"]), time.time() + 120
-    try:
-        while time.time() < deadline:
-            ready, _, _ = select.select([fd], [], [], 1.0)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-            if out.endswith(b"[y/n/?/q] "):  # the input prompt, not the refusal line
-                os.write(fd, (next(replies) + "\n").encode())
-                out += b"\n<answered>\n"
-    finally:
-        _, status = os.waitpid(pid, 0)
-    text = out.decode(errors="replace")
-    assert os.WEXITSTATUS(status) == 0, text
+    # The prompt ends the input line; the refusal line ("please answer [y/n/?/q]") does not.
+    status, text = run_in_terminal(argv, ["maybe", "y", "n", "?", "y"], b"[y/n/?/q] ")
+    assert status == 0, text
     assert "please answer [y/n/?/q]" in text  # "maybe" is refused, the question repeats
     assert text.count("Would you watch / buy / visit: Film") == 5
     assert "Top 5 after 4 answers" in text and "[taste " in text and "Film" in text

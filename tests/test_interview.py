@@ -8,6 +8,8 @@ from scipy.optimize import minimize
 
 from personae.interview import Interview, PairQuestion, Question, Tastes
 
+from conftest import run_in_terminal
+
 
 def tastes(n=40, b=3, seed=0, prior_scale=1.0):
     rng = np.random.default_rng(seed)
@@ -307,40 +309,15 @@ def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
     """A person answers 10 questions in a pseudo-terminal; the list shows, for each item, the
     taste (three titles) and the liked answer behind it."""
     import json
-    import os
-    import pty
-    import select
     import sys
-    import time
 
     model, items = model_dir
     state = tmp_path / "state.json"
     argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
     argv += ["--items", str(items), "--questions", "10", "--state", str(state)]
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the command on the terminal
-        os.execv(sys.executable, argv)
     given = ["y", "n", "y", "?", "y", "n", "n", "y", "?", "y"]
-    replies, out, deadline = iter(given), b"", time.time() + 120
-    try:
-        while time.time() < deadline:
-            ready, _, _ = select.select([fd], [], [], 1.0)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-            if out.endswith(b"[y/n/?/q] "):
-                os.write(fd, (next(replies) + "\n").encode())
-                out += b"\n"
-    finally:
-        _, status = os.waitpid(pid, 0)
-    text = out.decode(errors="replace")
-    assert os.WEXITSTATUS(status) == 0, text
+    status, text = run_in_terminal(argv, given, b"[y/n/?/q] ")
+    assert status == 0, text
     assert text.count("Would you watch / buy / visit: Film") == 10
     assert "Top 10 after 10 answers" in text
     listed = [x for x in text.splitlines() if "because you liked Film" in x]
