@@ -20,8 +20,6 @@ from personae import simulate
 
 from _common import RUNS, cpu
 
-POLICIES = "oracle,random,popularity,ampcf,ampcf+cal-true,ampcf+cal-own,ampcf+slots-own,als"
-
 
 def findings(table) -> dict:
     """The numbers the findings quote: the last round per policy, the non-oracle policies
@@ -58,7 +56,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--refit-every", type=int, default=5)
-    ap.add_argument("--policies", default=POLICIES)
+    ap.add_argument("--policies", default=",".join(simulate.DEFAULT_POLICIES))
     ap.add_argument("--lam", type=float, default=0.8)
     ap.add_argument("--drift", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
@@ -98,21 +96,13 @@ def main() -> None:
         progress=lambda line: print(f"[{time.perf_counter() - t0:6.0f} s] {line}", flush=True),
     )
     wall = time.perf_counter() - t0
-    cols = [
-        "policy",
-        "utility_share",
-        "retention",
-        "retention_cumulative",
-        "ckl",
-        "jaccard",
-        "gini",
-        "coverage",
-    ]
+    cols = list(simulate.REPORT_COLUMNS)
+    cols.insert(3, "retention_cumulative")
     print(
         f"\nafter round {a.rounds - 1} ({a.users} users x {a.items} items, {a.tastes} tastes, "
         f"top-{a.n}, refit every {a.refit_every}):"
     )
-    print(simulate.summary(table)[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(simulate.report(table, cols))
     per = table.groupby("policy")[["fit_s", "recommend_s"]].sum()
     print("\nseconds per policy (fit, recommend):")
     print(per.to_string(float_format=lambda v: f"{v:.1f}"))

@@ -612,10 +612,8 @@ def _simulate(a: argparse.Namespace) -> int:
     )
     out = Path(a.out)
     write_table(table, out / "simulation.csv")
-    last = simulate.summary(table)
-    cols = ["policy", "utility_share", "retention", "ckl", "jaccard", "gini", "coverage"]
     print(f"after round {int(table['round'].max())}:")
-    print(last[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(simulate.report(table))
     try:
         from personae.plot import simulation
 
@@ -628,6 +626,7 @@ def _simulate(a: argparse.Namespace) -> int:
 
 
 def _simulate_parser(sub) -> None:
+    from personae.simulate import DEFAULT_POLICIES
     s = _command(
         sub,
         _simulate,
@@ -647,9 +646,9 @@ def _simulate_parser(sub) -> None:
     s.add_argument("--refit-every", type=_positive, default=5, help="policies refit every k rounds")
     s.add_argument(
         "--policies",
-        default="oracle,random,popularity,ampcf,ampcf+cal-true,ampcf+cal-own,ampcf+slots-own,als",
+        default=",".join(DEFAULT_POLICIES),
         help="comma-separated policy names (personae.simulate.available_policies(); 'als' "
-        "needs implicit, 'multvae' is slow)",
+        "needs implicit and is skipped from the default without it, 'multvae' is slow)",
     )
     s.add_argument("--lam", type=float, default=0.8, help="calibration weight of the cal policies")
     s.add_argument("--drift", type=float, default=0.0, help="taste drift per round")

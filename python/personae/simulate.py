@@ -803,4 +803,14 @@ def summary(table, last: int | None = None):
     return table[table["round"] == r].sort_values("retention", ascending=False)
 
 
-__all__ += ["gini", "pair_jaccard", "persona_slots", "summary"]
+#: The columns :func:`report` shows by default.
+REPORT_COLUMNS = ("policy", "utility_share", "retention", "ckl", "jaccard", "gini", "coverage")
+
+
+def report(table, columns=REPORT_COLUMNS) -> str:
+    """The last round per policy (:func:`summary`) as a text table, three decimals."""
+    last = summary(table)[list(columns)]
+    return last.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+__all__ += ["gini", "pair_jaccard", "persona_slots", "report", "summary"]
