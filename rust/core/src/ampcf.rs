@@ -34,51 +34,46 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::checkpoint::{Checkpoint, Model, Tensor, Values};
+use crate::checkpoint::{Checkpoint, Tensor, Values};
 use crate::csr::CsrView;
 use crate::error::{buffer, Result};
+use crate::filter::{axpy, dot, Entry, Filter};
 use crate::fused::{self, Recommended, Request, TileScorer};
+use crate::model::Model;
 use crate::threads::Stop;
 use crate::vmath::normalise;
 use crate::{bad_model, gemm, invalid, out_of_range, vmath};
-
-/// The item-item part of the filter.
-#[derive(Debug)]
-pub enum Votes {
-    /// Row-major `n_items x n_items`.
-    Dense(Vec<f32>),
-    /// CSR rows with strictly increasing columns.
-    Sparse {
-        indptr: Vec<i64>,
-        indices: Vec<i32>,
-        data: Vec<f32>,
-    },
-}
 
 /// A loaded AMP-CF model (see the module docs).
 #[derive(Debug)]
 pub struct AmpCf {
     pub n_items: usize,
+    pub tau: f32,
+    pub mix: f32,
+    pub delta: f32,
+    pub gamma: f32,
+    /// The filter every persona votes through.
+    pub filter: Filter,
+    /// How histories split into personas.
+    pub space: PersonaSpace,
+    item_count: Option<Vec<f32>>,
+    tastes: Option<Tastes>,
+}
+
+/// What splits a history into personas (module docs): the items' taste clusters and unit
+/// vectors, and the clusters' centroids. Needs no filter, so a fit can read its training
+/// users' personas before the model exists.
+#[derive(Debug)]
+pub struct PersonaSpace {
     /// Most personas per user (K).
     pub n_personas: usize,
     /// Number of global taste clusters.
     pub n_clusters: usize,
     /// Dimension of the item space `z`.
     pub att_dim: usize,
-    /// Rank of the low-rank part of the filter (0 when absent).
-    pub rank: usize,
-    pub tau: f32,
-    pub mix: f32,
-    pub delta: f32,
-    pub gamma: f32,
-    votes: Votes,
-    low_left: Vec<f32>,     // [I, r]
-    low_right: Vec<f32>,    // [I, r]
     item_space: Vec<f32>,   // [I, a], unit or zero rows
     item_cluster: Vec<i32>, // [I], -1 for none
     centroids: Vec<f32>,    // [C, a]
-    item_count: Option<Vec<f32>>,
-    tastes: Option<Tastes>,
 }
 
 /// The base tastes a fit derives for interviews (see `personae.AMPCF.base_tastes`): per taste
@@ -174,69 +169,10 @@ impl AmpCf {
         if !(0.0..=1.0).contains(&mix) {
             return Err(bad_model!("ampcf: 'mix' must be in [0, 1], got {mix}"));
         }
-        let (n_clusters, att_dim) = match c.shape("centroids") {
-            Some(&[cl, a]) if cl > 0 && a > 0 => (cl, a),
-            _ => {
-                return Err(bad_model!(
-                    "ampcf: tensor 'centroids' must be 2-D [clusters > 0, dim > 0]"
-                ))
-            }
-        };
-        let votes = if c.has("votes") {
-            Votes::Dense(c.take("votes", &[n, n])?)
-        } else {
-            let nnz = match c.shape("votes_indices") {
-                Some(&[z]) => z,
-                _ => {
-                    return Err(bad_model!(
-                        "ampcf: needs tensor 'votes' [items, items] or the sparse \
-                         'votes_indptr', 'votes_indices', 'votes_data'"
-                    ))
-                }
-            };
-            let indptr = c.take_i64("votes_indptr", &[n + 1])?;
-            let indices = c.take_i32("votes_indices", &[nnz])?;
-            let data = c.take("votes_data", &[nnz])?;
-            check_sparse(&indptr, &indices, n)?;
-            Votes::Sparse {
-                indptr,
-                indices,
-                data,
-            }
-        };
-        let rank = match c.shape("low_left") {
-            None => 0,
-            Some(&[rows, r]) if rows == n && r > 0 => r,
-            Some(s) => {
-                return Err(bad_model!(
-                    "ampcf: tensor 'low_left' must be [{n}, rank > 0], got {s:?}"
-                ))
-            }
-        };
-        let (low_left, low_right) = if rank > 0 {
-            (
-                c.take("low_left", &[n, rank])?,
-                c.take("low_right", &[n, rank])?,
-            )
-        } else if c.has("low_right") {
-            return Err(bad_model!("ampcf: 'low_right' needs 'low_left'"));
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let item_space = c.take("item_space", &[n, att_dim])?;
-        let item_cluster = c.take_i32("item_cluster", &[n])?;
-        if let Some(p) = item_cluster
-            .iter()
-            .position(|&l| l < -1 || l as i64 >= n_clusters as i64)
-        {
-            return Err(bad_model!(
-                "ampcf: item_cluster[{p}] = {} is outside -1..{n_clusters}",
-                item_cluster[p]
-            ));
-        }
-        let centroids = c.take("centroids", &[n_clusters, att_dim])?;
+        let filter = Filter::from_checkpoint(&mut c, n, "ampcf")?;
+        let space = PersonaSpace::from_checkpoint(&mut c, n, k)?;
         let item_count = c.take_optional("item_count", &[n])?;
-        let cl = n_clusters;
+        let cl = space.n_clusters;
         let tastes = match c.take_optional("taste_phi", &[n, cl])? {
             None => None,
             Some(phi) => Some(Tastes {
@@ -248,20 +184,12 @@ impl AmpCf {
         };
         Ok(Self {
             n_items: n,
-            n_personas: k,
-            n_clusters,
-            att_dim,
-            rank,
             tau,
             mix,
             delta,
             gamma,
-            votes,
-            low_left,
-            low_right,
-            item_space,
-            item_cluster,
-            centroids,
+            filter,
+            space,
             item_count,
             tastes,
         })
@@ -272,16 +200,6 @@ impl AmpCf {
         self.tastes.as_ref()
     }
 
-    /// The taste cluster of every item (-1 for none).
-    pub fn item_cluster(&self) -> &[i32] {
-        &self.item_cluster
-    }
-
-    /// Cluster centroids `n_clusters x att_dim`.
-    pub fn centroids(&self) -> &[f32] {
-        &self.centroids
-    }
-
     fn check_users(&self, users: &CsrView) -> Result<()> {
         fused::check_users(users, self.n_items)
     }
@@ -289,28 +207,7 @@ impl AmpCf {
     /// Each user's personas (see [`Personas`]).
     pub fn personas(&self, users: &CsrView) -> Result<Personas> {
         self.check_users(users)?;
-        let users = &users.unit_rows();
-        let k = self.n_personas;
-        let rows = users.n_rows;
-        let len = rows.checked_mul(k);
-        let mut out = Personas {
-            cluster: buffer("personas", len, -1)?,
-            share: buffer("personas", len, 0.0)?,
-            entry: buffer("personas", Some(users.nnz()), 0)?,
-        };
-        let mut split = Split::default();
-        for r in 0..rows {
-            self.split(users, r, &mut split);
-            for (p, (&c, &s)) in split.cluster.iter().zip(&split.share).enumerate() {
-                out.cluster[r * k + p] = c as i64;
-                out.share[r * k + p] = s;
-            }
-            let range = users.row_range(r);
-            for (e, &p) in out.entry[range].iter_mut().zip(&split.entry) {
-                *e = p as i64;
-            }
-        }
-        Ok(out)
+        self.space.personas(&users.unit_rows())
     }
 
     /// Why each pair `(row pair_user[p] of users, item pair_item[p])` is scored as it is (see
@@ -387,7 +284,7 @@ impl AmpCf {
         listed
             .into_par_iter()
             .enumerate()
-            .map(|(r, on)| on.then(|| self.user_personas(users, r)))
+            .map(|(r, on)| on.then(|| self.space.user_personas(users, r)))
             .collect()
     }
 
@@ -397,14 +294,14 @@ impl AmpCf {
         pair_user: &[i64],
         pair_item: &[i64],
     ) -> Vec<f32> {
-        let (k, a) = (self.n_personas, self.att_dim);
+        let (k, a) = (self.space.n_personas, self.space.att_dim);
         let mut out = vec![0f32; pair_user.len() * k];
         out.par_chunks_mut(k).enumerate().for_each(|(p, w)| {
             let st = states[pair_user[p] as usize]
                 .as_ref()
                 .expect("a state for every paired row");
             let j = pair_item[p] as usize;
-            let z = &self.item_space[j * a..(j + 1) * a];
+            let z = &self.space.item_space[j * a..(j + 1) * a];
             let np = st.share.len();
             for (kk, wk) in w[..np].iter_mut().enumerate() {
                 let e = &st.emb[kk * a..(kk + 1) * a];
@@ -424,7 +321,7 @@ impl AmpCf {
         pair_item: &[i64],
     ) -> (Vec<f32>, Vec<f32>, Vec<i64>) {
         let att = self.attention_of(states, pair_user, pair_item);
-        let k = self.n_personas;
+        let k = self.space.n_personas;
         let mut part = vec![0f32; att.len()];
         let mut lead = vec![0i64; pair_user.len()];
         part.par_chunks_mut(k)
@@ -445,7 +342,7 @@ impl AmpCf {
                     for (kk, wk) in w[..np].iter_mut().enumerate() {
                         *wk = if personal {
                             let weight = st.share[kk].powf(-self.gamma);
-                            (1.0 - self.mix) * v[kk] + self.mix * at[kk] * weight * v[kk]
+                            blend(self.mix, v[kk], at[kk] * weight * v[kk])
                         } else {
                             v[kk]
                         };
@@ -486,28 +383,123 @@ impl AmpCf {
         Ok(())
     }
 
-    /// `F_ij = S_ij + L_i . R_j`.
+    /// The filter's entry `F_ij`.
     fn filter_entry(&self, i: usize, j: usize) -> f32 {
-        let n = self.n_items;
-        let s = match &self.votes {
-            Votes::Dense(v) => v[i * n + j],
-            Votes::Sparse {
-                indptr,
-                indices,
-                data,
-            } => {
-                let row = indptr[i] as usize..indptr[i + 1] as usize;
-                match indices[row.clone()].binary_search(&(j as i32)) {
-                    Ok(t) => data[row.start + t],
-                    Err(_) => 0.0,
-                }
+        self.filter.entry(i, j)
+    }
+}
+
+impl PersonaSpace {
+    /// Takes the persona tensors (`item_space`, `item_cluster`, `centroids`) out of a
+    /// checkpoint of `n` items, for `k` personas per user.
+    pub fn from_checkpoint(c: &mut Checkpoint, n: usize, k: usize) -> Result<Self> {
+        let (n_clusters, att_dim) = match c.shape("centroids") {
+            Some(&[cl, a]) if cl > 0 && a > 0 => (cl, a),
+            _ => {
+                return Err(bad_model!(
+                    "ampcf: tensor 'centroids' must be 2-D [clusters > 0, dim > 0]"
+                ))
             }
         };
-        let r = self.rank;
-        s + dot(
-            &self.low_left[i * r..(i + 1) * r],
-            &self.low_right[j * r..(j + 1) * r],
-        )
+        let item_space = c.take("item_space", &[n, att_dim])?;
+        let item_cluster = c.take_i32("item_cluster", &[n])?;
+        let centroids = c.take("centroids", &[n_clusters, att_dim])?;
+        Self::new(k, item_space, item_cluster, centroids, att_dim)
+    }
+
+    /// Checks and assembles the parts (`item_space` `n x dim`, unit or zero rows;
+    /// `item_cluster` `n`, -1 for none; `centroids` `clusters x dim`).
+    pub fn new(
+        n_personas: usize,
+        item_space: Vec<f32>,
+        item_cluster: Vec<i32>,
+        centroids: Vec<f32>,
+        att_dim: usize,
+    ) -> Result<Self> {
+        if n_personas == 0 || n_personas > MAX_PERSONAS {
+            return Err(invalid!(
+                "n_personas must be in 1..={MAX_PERSONAS}, got {n_personas}"
+            ));
+        }
+        if att_dim == 0 || centroids.is_empty() || centroids.len() % att_dim != 0 {
+            return Err(bad_model!(
+                "ampcf: centroids must be [clusters > 0, {att_dim}], got {} values",
+                centroids.len()
+            ));
+        }
+        if item_space.len() != item_cluster.len() * att_dim {
+            return Err(bad_model!(
+                "ampcf: item_space must be [{}, {att_dim}], got {} values",
+                item_cluster.len(),
+                item_space.len()
+            ));
+        }
+        let n_clusters = centroids.len() / att_dim;
+        if let Some(p) = item_cluster
+            .iter()
+            .position(|&l| l < -1 || l as i64 >= n_clusters as i64)
+        {
+            return Err(bad_model!(
+                "ampcf: item_cluster[{p}] = {} is outside -1..{n_clusters}",
+                item_cluster[p]
+            ));
+        }
+        Ok(Self {
+            n_personas,
+            n_clusters,
+            att_dim,
+            item_space,
+            item_cluster,
+            centroids,
+        })
+    }
+
+    /// The taste cluster of every item (-1 for none).
+    pub fn item_cluster(&self) -> &[i32] {
+        &self.item_cluster
+    }
+
+    /// Cluster centroids `n_clusters x att_dim`.
+    pub fn centroids(&self) -> &[f32] {
+        &self.centroids
+    }
+
+    fn tensors(&self) -> Vec<Tensor<'_>> {
+        let (n, a) = (self.item_cluster.len(), self.att_dim);
+        vec![
+            ("item_space", vec![n, a], (&self.item_space).into()),
+            ("item_cluster", vec![n], Values::I32(&self.item_cluster)),
+            (
+                "centroids",
+                vec![self.n_clusters, a],
+                (&self.centroids).into(),
+            ),
+        ]
+    }
+
+    /// Each user's personas (see [`Personas`]), from histories already checked.
+    pub fn personas(&self, users: &CsrView) -> Result<Personas> {
+        let k = self.n_personas;
+        let rows = users.n_rows;
+        let len = rows.checked_mul(k);
+        let mut out = Personas {
+            cluster: buffer("personas", len, -1)?,
+            share: buffer("personas", len, 0.0)?,
+            entry: buffer("personas", Some(users.nnz()), 0)?,
+        };
+        let mut split = Split::default();
+        for r in 0..rows {
+            self.split(users, r, &mut split);
+            for (p, (&c, &s)) in split.cluster.iter().zip(&split.share).enumerate() {
+                out.cluster[r * k + p] = c as i64;
+                out.share[r * k + p] = s;
+            }
+            let range = users.row_range(r);
+            for (e, &p) in out.entry[range].iter_mut().zip(&split.entry) {
+                *e = p as i64;
+            }
+        }
+        Ok(out)
     }
 
     /// Splits row `r`'s history into personas (module docs), into `out`.
@@ -626,49 +618,12 @@ struct UserPersonas {
     entry: Vec<usize>,
 }
 
-fn check_sparse(indptr: &[i64], indices: &[i32], n: usize) -> Result<()> {
-    if indptr.first() != Some(&0) || indptr.last().copied() != Some(indices.len() as i64) {
-        return Err(bad_model!(
-            "ampcf: votes_indptr must start at 0 and end at the number of entries"
-        ));
-    }
-    for (r, w) in indptr.windows(2).enumerate() {
-        // Non-decreasing from 0 to len does not bound the middle entries (a later row may
-        // decrease): every row's range is checked before it is sliced.
-        let row = usize::try_from(w[0])
-            .ok()
-            .zip(usize::try_from(w[1]).ok())
-            .filter(|(a, b)| a <= b)
-            .and_then(|(a, b)| indices.get(a..b))
-            .ok_or_else(|| {
-                bad_model!(
-                    "ampcf: votes_indptr must not decrease and stay within the {} entries \
-                     (row {r}: {}..{})",
-                    indices.len(),
-                    w[0],
-                    w[1]
-                )
-            })?;
-        if row.iter().any(|&c| c < 0 || c as u64 >= n as u64)
-            || row.windows(2).any(|p| p[1] <= p[0])
-        {
-            return Err(bad_model!(
-                "ampcf: row {r} of the sparse votes has columns outside 0..{n} or not strictly \
-                 increasing"
-            ));
-        }
-    }
-    Ok(())
-}
-
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-#[inline]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+/// The score's one formula, `(1 - mix) plain + mix attended`: for a whole item (`plain` the
+/// filter's vote `sum_k v_k`, `attended` `sum_k a_k pi_k^-gamma v_k`) or for one persona's
+/// part of it (`v_k` and `a_k pi_k^-gamma v_k`).
+#[inline(always)]
+fn blend(mix: f32, plain: f32, attended: f32) -> f32 {
+    (1.0 - mix) * plain + mix * attended
 }
 
 /// First maximum, as numpy's argmax.
@@ -731,7 +686,7 @@ impl Model for AmpCf {
 
     /// Unit item vectors `n_items x att_dim` (zero rows for items without a direction).
     fn item_space(&self) -> Option<(&[f32], usize)> {
-        Some((&self.item_space, self.att_dim))
+        Some((&self.space.item_space, self.space.att_dim))
     }
 
     fn n_items(&self) -> usize {
@@ -740,35 +695,14 @@ impl Model for AmpCf {
 
     /// The stored tensors, for writing the model back to a file.
     fn tensors(&self) -> Vec<Tensor<'_>> {
-        let (n, r, a) = (self.n_items, self.rank, self.att_dim);
-        let mut t: Vec<Tensor> = match &self.votes {
-            Votes::Dense(v) => vec![("votes", vec![n, n], v.into())],
-            Votes::Sparse {
-                indptr,
-                indices,
-                data,
-            } => vec![
-                ("votes_indptr", vec![n + 1], indptr.into()),
-                ("votes_indices", vec![indices.len()], indices.into()),
-                ("votes_data", vec![data.len()], data.into()),
-            ],
-        };
-        if r > 0 {
-            t.push(("low_left", vec![n, r], (&self.low_left).into()));
-            t.push(("low_right", vec![n, r], (&self.low_right).into()));
-        }
-        t.push(("item_space", vec![n, a], (&self.item_space).into()));
-        t.push(("item_cluster", vec![n], Values::I32(&self.item_cluster)));
-        t.push((
-            "centroids",
-            vec![self.n_clusters, a],
-            (&self.centroids).into(),
-        ));
+        let n = self.n_items;
+        let mut t = self.filter.tensors();
+        t.extend(self.space.tensors());
         if let Some(c) = &self.item_count {
             t.push(("item_count", vec![n], c.into()));
         }
         if let Some(ts) = &self.tastes {
-            let cl = self.n_clusters;
+            let cl = self.space.n_clusters;
             t.push(("taste_phi", vec![n, cl], (&ts.phi).into()));
             t.push(("taste_offset", vec![n], (&ts.offset).into()));
             t.push(("taste_prior_mean", vec![cl], (&ts.prior_mean).into()));
@@ -792,7 +726,7 @@ struct Scorer<'a> {
 
 impl<'a> Scorer<'a> {
     fn new(model: &'a AmpCf) -> Self {
-        let collapse = model.mix == 0.0 || model.n_personas == 1;
+        let collapse = model.mix == 0.0 || model.space.n_personas == 1;
         Self { model, collapse }
     }
 }
@@ -808,7 +742,7 @@ struct ChunkState {
     emb: Vec<f32>, // [P, a], unit or zero
     low: Vec<f32>, // [P, r]
     /// History entries: (item, persona row, weight).
-    entries: Vec<(u32, u32, f32)>,
+    entries: Vec<Entry>,
     scratch: RefCell<(Vec<f32>, Vec<f32>)>,
 }
 
@@ -821,7 +755,7 @@ impl TileScorer for Scorer<'_> {
 
     fn prepare(&self, users: &CsrView, rows: Range<usize>) -> ChunkState {
         let md = self.model;
-        let (a, r) = (md.att_dim, md.rank);
+        let (a, r) = (md.space.att_dim, md.filter.rank);
         let m = rows.len();
         let mut st = ChunkState {
             m,
@@ -847,7 +781,7 @@ impl TileScorer for Scorer<'_> {
                 }
                 split.share.len()
             } else {
-                md.split(users, row, &mut split);
+                md.space.split(users, row, &mut split);
                 split.share.len()
             };
             for &s in &split.share {
@@ -857,19 +791,14 @@ impl TileScorer for Scorer<'_> {
             st.emb.resize((p0 + np) * a, 0.0);
             st.low.resize((p0 + np) * r, 0.0);
             if !self.collapse {
-                md.directions(users, row, &split.entry, &mut st.emb[p0 * a..]);
+                md.space
+                    .directions(users, row, &split.entry, &mut st.emb[p0 * a..]);
             }
             for ((i, x), &p) in users.row_iter(row).zip(&split.entry) {
                 let pr = p0 + p;
                 let x = x as f32;
                 st.entries.push((i as u32, pr as u32, x));
-                if r > 0 {
-                    axpy(
-                        &mut st.low[pr * r..(pr + 1) * r],
-                        x,
-                        &md.low_left[i * r..(i + 1) * r],
-                    );
-                }
+                md.filter.add_low(&mut st.low[pr * r..(pr + 1) * r], x, i);
             }
             p0 += np;
         }
@@ -879,7 +808,7 @@ impl TileScorer for Scorer<'_> {
 
     fn score_tile(&self, st: &ChunkState, items: Range<usize>, out: &mut [f32]) {
         let md = self.model;
-        let (a, r, n) = (md.att_dim, md.rank, md.n_items);
+        let a = md.space.att_dim;
         let w = items.len();
         let np = st.first[st.m];
         let mut scratch = st.scratch.borrow_mut();
@@ -888,49 +817,12 @@ impl TileScorer for Scorer<'_> {
             val.resize(np * w, 0.0);
             cos.resize(np * w, 0.0);
         }
-        let val = &mut val[..np * w];
-        if r > 0 {
-            let right = &md.low_right[items.start * r..items.end * r];
-            gemm::a_bt(np, w, r, &st.low, right, val);
-        } else {
-            val.fill(0.0);
-        }
-        match &md.votes {
-            Votes::Dense(s) => {
-                for &(i, p, x) in &st.entries {
-                    let row = i as usize * n;
-                    let p = p as usize;
-                    axpy(
-                        &mut val[p * w..(p + 1) * w],
-                        x,
-                        &s[row + items.start..row + items.end],
-                    );
-                }
-            }
-            Votes::Sparse {
-                indptr,
-                indices,
-                data,
-            } => {
-                let (t0, t1) = (items.start as i32, items.end as i32);
-                for &(i, p, x) in &st.entries {
-                    let row = indptr[i as usize] as usize..indptr[i as usize + 1] as usize;
-                    let cols = &indices[row.clone()];
-                    let lo = cols.partition_point(|&c| c < t0);
-                    let hi = lo + cols[lo..].partition_point(|&c| c < t1);
-                    let dst = &mut val[p as usize * w..(p as usize + 1) * w];
-                    for (&c, &d) in cols[lo..hi]
-                        .iter()
-                        .zip(&data[row.start + lo..row.start + hi])
-                    {
-                        dst[(c - t0) as usize] += x * d;
-                    }
-                }
-            }
-        }
+        md.filter
+            .votes_tile(&st.low, np, &st.entries, items.clone(), val);
+        let val = &val[..np * w];
         let cos = &mut cos[..np * w];
         if !self.collapse {
-            let z = &md.item_space[items.start * a..items.end * a];
+            let z = &md.space.item_space[items.start * a..items.end * a];
             gemm::a_bt(np, w, a, &st.emb, z, cos);
         }
         for u in 0..st.m {
@@ -1020,7 +912,7 @@ fn combine_impl(row: &mut [f32], cos: &mut [f32], val: &[f32], c: &Mix) {
             }
         }
         for t in 0..b {
-            row[j0 + t] = (1.0 - c.mix) * sum[t] + c.mix * num[t] / den[t];
+            row[j0 + t] = blend(c.mix, sum[t], num[t] / den[t]);
         }
         j0 = j1;
     }
@@ -1046,7 +938,7 @@ mod tests {
         gamma: f32,
     }
 
-    /// The model and its item-item part as a dense matrix.
+    /// The model and its filter `F` as a dense matrix.
     fn toy(t: &Toy, seed: u64) -> (AmpCf, Vec<f32>) {
         let mut s = seed;
         let (n, a, r, c) = (t.n, t.a, t.r, t.c);
@@ -1093,41 +985,39 @@ mod tests {
             "tau": 0.7, "mix": t.mix, "delta": t.delta, "gamma": t.gamma});
         let (text, w) = encode(&m.to_string(), &tensors).unwrap();
         let md = AmpCf::from_checkpoint(Checkpoint::from_bytes(text.as_bytes(), &w).unwrap());
+        // F = S + L R^T, densely, from the toy's own parts.
+        for i in 0..n {
+            for j in 0..n {
+                dense[i * n + j] += dot(&ll[i * r..(i + 1) * r], &lr[j * r..(j + 1) * r]);
+            }
+        }
         (md.unwrap(), dense)
     }
 
     /// The score of the module docs, written from the definition in f64.
-    fn naive(md: &AmpCf, s_dense: &[f32], hist: &[(usize, f64)], j: usize) -> f64 {
-        let (n, a, r) = (md.n_items, md.att_dim, md.rank);
+    fn naive(md: &AmpCf, f_dense: &[f32], hist: &[(usize, f64)], j: usize) -> f64 {
+        let (n, sp) = (md.n_items, &md.space);
+        let a = sp.att_dim;
         if hist.is_empty() {
             return 0.0;
         }
-        let mut w = vec![0f64; md.n_clusters];
+        let mut w = vec![0f64; sp.n_clusters];
         for &(i, x) in hist {
-            if md.item_cluster[i] >= 0 {
-                w[md.item_cluster[i] as usize] += x;
+            if sp.item_cluster[i] >= 0 {
+                w[sp.item_cluster[i] as usize] += x;
             }
         }
-        let mut order: Vec<usize> = (0..md.n_clusters).filter(|&c| w[c] > 0.0).collect();
+        let mut order: Vec<usize> = (0..sp.n_clusters).filter(|&c| w[c] > 0.0).collect();
         order.sort_by(|&p, &q| w[q].total_cmp(&w[p]).then(p.cmp(&q)));
-        order.truncate(md.n_personas);
+        order.truncate(sp.n_personas);
         let np = order.len().max(1);
-        let f = |i: usize| -> f64 {
-            let s = s_dense[i * n + j] as f64;
-            let l = &md.low_left[i * r..(i + 1) * r];
-            let rr = &md.low_right[j * r..(j + 1) * r];
-            s + l
-                .iter()
-                .zip(rr)
-                .map(|(x, y)| *x as f64 * *y as f64)
-                .sum::<f64>()
-        };
+        let f = |i: usize| f_dense[i * n + j] as f64;
         let mut v = vec![0f64; np];
         let mut e = vec![vec![0f64; a]; np];
         let mut mass = vec![0f64; np];
         for &(i, x) in hist {
-            let z = &md.item_space[i * a..(i + 1) * a];
-            let c = md.item_cluster[i];
+            let z = &sp.item_space[i * a..(i + 1) * a];
+            let c = sp.item_cluster[i];
             let p = if order.is_empty() {
                 0
             } else if let Some(p) = order.iter().position(|&o| o as i32 == c) {
@@ -1136,7 +1026,7 @@ mod tests {
                 let sims: Vec<f64> = order
                     .iter()
                     .map(|&o| {
-                        let m = &md.centroids[o * a..(o + 1) * a];
+                        let m = &sp.centroids[o * a..(o + 1) * a];
                         m.iter().zip(z).map(|(x, y)| x * y).sum::<f32>() as f64
                     })
                     .collect();
@@ -1149,7 +1039,7 @@ mod tests {
             }
         }
         let total: f64 = mass.iter().sum();
-        let zj = &md.item_space[j * a..(j + 1) * a];
+        let zj = &sp.item_space[j * a..(j + 1) * a];
         let logits: Vec<f64> = (0..np)
             .map(|p| {
                 let nrm = e[p].iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -1359,12 +1249,7 @@ mod tests {
                 assert_eq!(ps.entry[p[u] as usize + pos], dom as i64);
                 let row = users.row_values(u).unwrap();
                 let x = row[pos] / row.iter().fold(0f32, |m, &v| m.max(v));
-                let (i, r) = (it as usize, md.rank);
-                let f = s_dense[i * 40 + j]
-                    + dot(
-                        &md.low_left[i * r..(i + 1) * r],
-                        &md.low_right[j * r..(j + 1) * r],
-                    );
+                let f = s_dense[it as usize * 40 + j];
                 assert!((votes[q * 2 + s] - x * f).abs() < 1e-6);
             }
             assert!(ids[q * 2] < 0 || votes[q * 2] >= votes[q * 2 + 1] || ids[q * 2 + 1] < 0);
@@ -1433,14 +1318,11 @@ mod tests {
             .collect();
         t2.push(("item_cluster", vec![6], (&bad_cluster).into()));
         assert!(load(manifest(serde_json::json!({})), &t2).contains("item_cluster[2]"));
-        let bad_idx = match &md.votes {
-            Votes::Sparse { indices, .. } => {
-                let mut v = indices.clone();
-                v.reverse();
-                v
-            }
-            _ => unreachable!(),
+        let mut bad_idx = match good.iter().find(|t| t.0 == "votes_indices") {
+            Some((_, _, Values::I32(v))) => v.to_vec(),
+            _ => unreachable!("the toy is sparse"),
         };
+        bad_idx.reverse();
         let mut t3: Vec<Tensor> = good
             .iter()
             .filter(|t| t.0 != "votes_indices")

@@ -8,12 +8,11 @@
 
 use serde_json::Value;
 
-use crate::ampcf::AmpCf;
-use crate::checkpoint::{sha256_hex, Checkpoint, Model};
+use crate::checkpoint::{sha256_hex, Checkpoint};
 use crate::csr::{CsrView, Index};
+use crate::family::Family;
 use crate::fused::Request;
-use crate::multvae::MultVae;
-use crate::popularity::Popularity;
+use crate::model::Model;
 use crate::threads::Stop;
 
 fn exercise(manifest: &[u8], weights: &[u8]) {
@@ -27,30 +26,32 @@ fn exercise(manifest: &[u8], weights: &[u8]) {
         explain: true,
         ..plain.clone()
     };
-    if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
-        if let Ok(m) = MultVae::from_checkpoint(c) {
-            let _ = m.recommend(&CsrView::empty(1, m.n_items), &plain, &stop);
-        }
-    }
-    if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
-        if let Ok(a) = AmpCf::from_checkpoint(c) {
-            // One user who saw the first and the last item.
-            let last = (a.n_items - 1).min(i32::MAX as usize) as i32;
-            let cols = if last > 0 { vec![0, last] } else { vec![0] };
-            let indptr = [0, cols.len() as i64];
-            if let Ok(u) =
-                CsrView::new("u", a.n_items, Index::I64(&indptr), Index::I32(&cols), None)
-            {
-                let _ = a.recommend(&u, &explain, &stop);
-                let _ = a.explain(&u, &[0], &[0], 2);
-                let _ = a.personas(&u);
-            }
-        }
-    }
-    if let Ok(c) = Checkpoint::from_bytes(manifest, weights) {
-        if let Ok(p) = Popularity::from_checkpoint(c) {
-            let _ = p.recommend(&CsrView::empty(1, p.n_items), &plain, &stop);
-        }
+    let Ok(c) = Checkpoint::from_bytes(manifest, weights) else {
+        return;
+    };
+    let Ok(family) = Family::from_checkpoint(c) else {
+        return;
+    };
+    let m = family.model();
+    // One user who saw the first and the last item.
+    let last = (m.n_items() - 1).min(i32::MAX as usize) as i32;
+    let cols = if last > 0 { vec![0, last] } else { vec![0] };
+    let indptr = [0, cols.len() as i64];
+    let Ok(u) = CsrView::new(
+        "u",
+        m.n_items(),
+        Index::I64(&indptr),
+        Index::I32(&cols),
+        None,
+    ) else {
+        return;
+    };
+    let _ = m.recommend(&u, &plain, &stop);
+    let _ = m.recommend(&CsrView::empty(1, m.n_items()), &plain, &stop);
+    if let Family::AmpCf(a) = &family {
+        let _ = a.recommend(&u, &explain, &stop);
+        let _ = a.explain(&u, &[0], &[0], 2);
+        let _ = a.personas(&u);
     }
 }
 

@@ -4,11 +4,12 @@
 //! The first layer on a sparse row is a gather-sum of item weight rows: a batch is never densified.
 
 use crate::bad_model;
-use crate::checkpoint::{Checkpoint, Model, Tensor};
+use crate::checkpoint::{Checkpoint, Tensor};
 use crate::csr::CsrView;
 use crate::error::Result;
 use crate::fused::{self, Recommended, Request, TileScorer};
 use crate::gemm;
+use crate::model::Model;
 use crate::threads::Stop;
 
 /// Weights in item-major layout (one row per item), as written by `personae.train`.

@@ -1,10 +1,11 @@
 //! The most-popular baseline: every user gets the catalogue ranked by training interactions,
 //! served through the same fused loop as the models (seen items masked, bounded memory).
 
-use crate::checkpoint::{Checkpoint, Model, Tensor};
+use crate::checkpoint::{Checkpoint, Tensor};
 use crate::csr::CsrView;
 use crate::error::Result;
 use crate::fused::{self, Recommended, Request, TileScorer};
+use crate::model::Model;
 use crate::threads::Stop;
 use crate::{bad_model, invalid};
 

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use numpy::{PyArray1, PyReadonlyArray1};
-use personae_core::ampcf::AmpCf;
+use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use personae_core::ampcf::{AmpCf, PersonaSpace, Personas};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -29,11 +29,11 @@ impl PyAmpCf {
 impl PyAmpCf {
     #[getter]
     fn n_personas(&self) -> usize {
-        self.inner.n_personas
+        self.inner.space.n_personas
     }
     #[getter]
     fn n_clusters(&self) -> usize {
-        self.inner.n_clusters
+        self.inner.space.n_clusters
     }
 
     /// `(cluster, share, entry)`: each row's personas (taste cluster, -1 padded, `rows x K`),
@@ -50,14 +50,39 @@ impl PyAmpCf {
             let users = parts.view("user_items")?;
             Ok((users.n_rows, m.personas(&users)?))
         })?;
-        PyTuple::new(
-            py,
-            [
-                matrix(py, p.cluster, rows, m.n_personas)?,
-                matrix(py, p.share, rows, m.n_personas)?,
-                PyArray1::from_vec(py, p.entry).into_any(),
-            ],
-        )
+        personas_tuple(py, p, rows, m.space.n_personas)
+    }
+
+    /// The personas of `user_items`' rows, as `personas` gives them, from the persona tensors
+    /// alone (`item_space` `n x dim`, `item_cluster` `n`, `centroids` `clusters x dim`): what
+    /// a fit needs before its model exists.
+    #[staticmethod]
+    fn split_personas<'py>(
+        py: Python<'py>,
+        n_personas: usize,
+        item_space: PyReadonlyArray2<'py, f32>,
+        item_cluster: PyReadonlyArray1<'py, i32>,
+        centroids: PyReadonlyArray2<'py, f32>,
+        user_items: Csr<'py>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let dim = item_space.shape()[1];
+        if centroids.shape()[1] != dim {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "centroids have {} columns, the item space {dim}",
+                centroids.shape()[1]
+            )));
+        }
+        let z = item_space.as_slice()?.to_vec();
+        let labels = slice(&item_cluster, "item_cluster")?.to_vec();
+        let cent = centroids.as_slice()?.to_vec();
+        let parts = user_items.parts()?;
+        let (rows, p) = run(py, None, move |_| {
+            let space = PersonaSpace::new(n_personas, z, labels, cent, dim)?;
+            let users = parts.view("user_items")?;
+            personae_core::fused::check_users(&users, space.item_cluster().len())?;
+            Ok((users.n_rows, space.personas(&users.unit_rows())?))
+        })?;
+        personas_tuple(py, p, rows, n_personas)
     }
 
     /// `(attention, contribution, dominant, taste, because, votes)` of the pairs
@@ -80,7 +105,7 @@ impl PyAmpCf {
         let e = run(py, num_threads, |_| {
             m.explain(&parts.view("user_items")?, pu, pi, n_history)
         })?;
-        let (p, k) = (pu.len(), m.n_personas);
+        let (p, k) = (pu.len(), m.space.n_personas);
         PyTuple::new(
             py,
             [
@@ -96,13 +121,13 @@ impl PyAmpCf {
 
     /// The taste cluster of every item (int32, -1 for none), a copy.
     fn item_cluster<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i32>> {
-        PyArray1::from_slice(py, self.inner.item_cluster())
+        PyArray1::from_slice(py, self.inner.space.item_cluster())
     }
 
     /// `(phi, offset, prior_mean, prior_cov)` of the base tastes for interviews, copies; None
     /// when the file has none.
     fn tastes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let (m, c) = (&self.inner, self.inner.n_clusters);
+        let (m, c) = (&self.inner, self.inner.space.n_clusters);
         let Some(t) = m.tastes() else {
             return Ok(None);
         };
@@ -117,4 +142,20 @@ impl PyAmpCf {
         ))
         .transpose()
     }
+}
+
+fn personas_tuple<'py>(
+    py: Python<'py>,
+    p: Personas,
+    rows: usize,
+    k: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(
+        py,
+        [
+            matrix(py, p.cluster, rows, k)?,
+            matrix(py, p.share, rows, k)?,
+            PyArray1::from_vec(py, p.entry).into_any(),
+        ],
+    )
 }

@@ -6,6 +6,7 @@ mod ampcf;
 mod calibrate;
 mod convert;
 mod errors;
+mod families;
 mod metrics;
 mod models;
 mod multvae;
@@ -18,6 +19,7 @@ fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     use pyo3::types::PyModuleMethods;
     errors::register(m)?;
     models::register(m)?;
+    families::register(m)?;
     m.add_class::<multvae::PyMultVae>()?;
     m.add_class::<ampcf::PyAmpCf>()?;
     m.add_class::<popularity::PyPopularity>()?;

@@ -1,35 +1,26 @@
-//! `personae._core.Model`, the base of every family's Rust model, and the functions that build
-//! one from a directory, from bytes or from freshly trained tensors. Each picks the family from
-//! the manifest's `kind`, read once: the manifest text a Python model parses is the very text
-//! its weights were checked against.
+//! `personae._core.Model`, the base of every family's Rust model: serving, files, tensors.
+//! Building one (from a directory, bytes or fresh tensors) is `families`' job, the one place
+//! that knows every family.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use numpy::{PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use personae_core::ampcf::AmpCf;
-use personae_core::checkpoint::{self, Checkpoint, Tensor, Values};
+use numpy::PyReadonlyArray1;
+use personae_core::checkpoint::{self, Values};
 use personae_core::fused::{Filters, Request};
-use personae_core::multvae::MultVae;
-use personae_core::popularity::Popularity;
+use personae_core::model::Model;
 use personae_core::similar;
-use personae_core::{bad_model, Error};
-use pyo3::exceptions::{PyNotImplementedError, PyValueError};
+use personae_core::Error;
+use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use pyo3::PyClass;
 
-use crate::ampcf::PyAmpCf;
 use crate::convert::{lists, matrix, slice, Csr, ItemSet};
 use crate::errors::run;
-use crate::multvae::PyMultVae;
-use crate::popularity::PyPopularity;
 
 /// A loaded model: immutable, thread-safe, shared by the family's Python object.
 #[pyclass(subclass, frozen, name = "Model", module = "personae._core")]
 pub struct PyModel {
-    pub core: Arc<dyn checkpoint::Model>,
+    pub core: Arc<dyn Model>,
     pub manifest: String,
 }
 
@@ -180,115 +171,6 @@ impl PyModel {
     }
 }
 
-/// One family's Python object: the base `Model` holding `core`, and the family class `P`.
-fn family<'py, M, P>(
-    py: Python<'py>,
-    core: personae_core::Result<M>,
-    manifest: String,
-    sub: impl FnOnce(Arc<M>) -> P,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    M: checkpoint::Model + 'static,
-    P: PyClass<BaseType = PyModel, Frozen = pyo3::pyclass::boolean_struct::True>,
-{
-    let inner = Arc::new(core.map_err(|e| crate::to_py(py, e))?);
-    let base = PyModel {
-        core: inner.clone(),
-        manifest,
-    };
-    Ok(Bound::new(py, PyClassInitializer::from(base).add_subclass(sub(inner)))?.into_any())
-}
-
-/// Wraps a validated checkpoint in its family's Python class.
-fn wrap(py: Python<'_>, c: Checkpoint) -> PyResult<Bound<'_, PyAny>> {
-    let manifest = c.text.clone();
-    match c.kind.as_str() {
-        "multvae" => family(py, MultVae::from_checkpoint(c), manifest, |_| PyMultVae),
-        "ampcf" => family(py, AmpCf::from_checkpoint(c), manifest, PyAmpCf::new),
-        "popularity" => family(py, Popularity::from_checkpoint(c), manifest, |_| {
-            PyPopularity
-        }),
-        other => Err(crate::to_py(
-            py,
-            bad_model!(
-                "unknown model kind {other:?} (this personae reads 'multvae', 'ampcf' and \
-                 'popularity')"
-            ),
-        )),
-    }
-}
-
-/// Loads and validates the model directory `path` (see `personae.load`).
-#[pyfunction]
-fn load(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyAny>> {
-    let c = run(py, None, |_| Checkpoint::load_dir(&path))?;
-    wrap(py, c)
-}
-
-/// Decodes and validates a model held in memory: the bytes `load` would read from disk.
-#[pyfunction]
-fn from_bytes<'py>(
-    py: Python<'py>,
-    manifest: &[u8],
-    weights: &[u8],
-) -> PyResult<Bound<'py, PyAny>> {
-    let c = run(py, None, |_| Checkpoint::from_bytes(manifest, weights))?;
-    wrap(py, c)
-}
-
-/// A tensor handed to `build`: float32, int32 or int64.
-#[derive(FromPyObject)]
-enum AnyTensor<'py> {
-    F32(PyReadonlyArrayDyn<'py, f32>),
-    I32(PyReadonlyArrayDyn<'py, i32>),
-    I64(PyReadonlyArrayDyn<'py, i64>),
-}
-
-impl AnyTensor<'_> {
-    fn parts(&self, name: &str) -> PyResult<(Vec<usize>, Values<'_>)> {
-        let contiguous = |_| PyValueError::new_err(format!("tensor {name:?} must be C-contiguous"));
-        Ok(match self {
-            AnyTensor::F32(a) => (
-                a.shape().to_vec(),
-                Values::F32(a.as_slice().map_err(contiguous)?),
-            ),
-            AnyTensor::I32(a) => (
-                a.shape().to_vec(),
-                Values::I32(a.as_slice().map_err(contiguous)?),
-            ),
-            AnyTensor::I64(a) => (
-                a.shape().to_vec(),
-                Values::I64(a.as_slice().map_err(contiguous)?),
-            ),
-        })
-    }
-}
-
-/// Builds a model from a manifest (kind, n_items, item ids, config...) and its tensors
-/// (float32; int32 or int64 for index tensors), as a fit produces them.
-#[pyfunction]
-fn build<'py>(
-    py: Python<'py>,
-    manifest: &str,
-    tensors: HashMap<String, AnyTensor<'py>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let mut parts: Vec<(String, Vec<usize>, Values)> = Vec::with_capacity(tensors.len());
-    for (name, a) in &tensors {
-        let (shape, v) = a.parts(name)?;
-        parts.push((name.clone(), shape, v));
-    }
-    // Sorted by name, so the same tensors always make the same file.
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
-    let c = run(py, None, |_| {
-        let t: Vec<Tensor> = parts
-            .iter()
-            .map(|(n, s, v)| (n.as_str(), s.clone(), *v))
-            .collect();
-        Checkpoint::from_tensors(manifest, &t)
-    })?;
-    wrap(py, c)
-}
-
 /// sha256 of a byte string, as written in manifests.
 #[pyfunction]
 fn sha256_hex(py: Python<'_>, data: &[u8]) -> PyResult<String> {
@@ -298,9 +180,6 @@ fn sha256_hex(py: Python<'_>, data: &[u8]) -> PyResult<String> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add("FORMAT_VERSION", checkpoint::FORMAT_VERSION)?;
-    m.add_function(wrap_pyfunction!(load, m)?)?;
-    m.add_function(wrap_pyfunction!(from_bytes, m)?)?;
-    m.add_function(wrap_pyfunction!(build, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_hex, m)?)?;
     Ok(())
 }

@@ -1,0 +1,504 @@
+//! Closed-form item-item filters (EASE, GF-CF, BSPM) and the one scorer that serves them.
+//!
+//! A filter is `F = S + L R^T`: `S` (items x items) dense or sparse CSR, and an optional
+//! low-rank pair `L`, `R` (items x r). A history `x` (one row of `user_items`, divided by its
+//! largest weight so lists never depend on the weights' scale) scores `x F`:
+//!
+//! ```text
+//! s_j = sum_{i in H} x_i S_ij + (sum_{i in H} x_i L_i) . R_j
+//! ```
+//!
+//! Which fit produced `S`, `L` and `R` (EASE's inverse, a graph filter's powers of the
+//! normalised item graph, a low-pass of its spectrum) is the Python side's business; serving
+//! is the same for all. [`FilterModel`] serves a filter as a model of its own (kinds `ease` and
+//! `graph_filter`); AMP-CF lets each persona vote through one ([`crate::ampcf`]).
+//!
+//! Fused scoring, per item tile: one GEMM of the chunk's rows `x L` with `R`'s tile, then each
+//! history entry adds its row of `S` over the tile (dense: a contiguous axpy; sparse: the
+//! entries of the row inside the tile, found by binary search).
+
+use std::ops::Range;
+
+use crate::checkpoint::{Checkpoint, Tensor, Values};
+use crate::csr::CsrView;
+use crate::error::Result;
+use crate::fused::{self, Recommended, Request, TileScorer};
+use crate::model::Model;
+use crate::threads::Stop;
+use crate::{bad_model, gemm};
+
+/// The item-item part of a filter.
+#[derive(Debug)]
+pub enum Votes {
+    /// Row-major `n_items x n_items`.
+    Dense(Vec<f32>),
+    /// CSR rows with strictly increasing columns.
+    Sparse {
+        indptr: Vec<i64>,
+        indices: Vec<i32>,
+        data: Vec<f32>,
+    },
+}
+
+/// `F = S + L R^T` over `n_items` items (see the module docs).
+#[derive(Debug)]
+pub struct Filter {
+    pub n_items: usize,
+    /// Rank of the low-rank part (0 when absent).
+    pub rank: usize,
+    votes: Votes,
+    low_left: Vec<f32>,  // [I, r]
+    low_right: Vec<f32>, // [I, r]
+}
+
+/// One history entry as the scorer reads it: item, the output row it adds to, its weight.
+pub type Entry = (u32, u32, f32);
+
+impl Filter {
+    /// Takes the filter's tensors out of a checkpoint of `n` items (`what` names the model in
+    /// errors): `votes` `[n, n]`, or the sparse `votes_indptr` / `votes_indices` /
+    /// `votes_data`, and optionally `low_left` / `low_right` `[n, r]`.
+    pub fn from_checkpoint(c: &mut Checkpoint, n: usize, what: &str) -> Result<Self> {
+        let votes = if c.has("votes") {
+            Votes::Dense(c.take("votes", &[n, n])?)
+        } else {
+            let nnz = match c.shape("votes_indices") {
+                Some(&[z]) => z,
+                _ => {
+                    return Err(bad_model!(
+                        "{what}: needs tensor 'votes' [items, items] or the sparse \
+                         'votes_indptr', 'votes_indices', 'votes_data'"
+                    ))
+                }
+            };
+            let indptr = c.take_i64("votes_indptr", &[n + 1])?;
+            let indices = c.take_i32("votes_indices", &[nnz])?;
+            let data = c.take("votes_data", &[nnz])?;
+            check_sparse(&indptr, &indices, n, what)?;
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            }
+        };
+        let rank = match c.shape("low_left") {
+            None => 0,
+            Some(&[rows, r]) if rows == n && r > 0 => r,
+            Some(s) => {
+                return Err(bad_model!(
+                    "{what}: tensor 'low_left' must be [{n}, rank > 0], got {s:?}"
+                ))
+            }
+        };
+        let (low_left, low_right) = if rank > 0 {
+            (
+                c.take("low_left", &[n, rank])?,
+                c.take("low_right", &[n, rank])?,
+            )
+        } else if c.has("low_right") {
+            return Err(bad_model!("{what}: 'low_right' needs 'low_left'"));
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Self {
+            n_items: n,
+            rank,
+            votes,
+            low_left,
+            low_right,
+        })
+    }
+
+    /// The stored tensors, for writing the filter back to a file.
+    pub fn tensors(&self) -> Vec<Tensor<'_>> {
+        let (n, r) = (self.n_items, self.rank);
+        let mut t: Vec<Tensor> = match &self.votes {
+            Votes::Dense(v) => vec![("votes", vec![n, n], v.into())],
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => vec![
+                ("votes_indptr", vec![n + 1], indptr.into()),
+                ("votes_indices", vec![indices.len()], Values::I32(indices)),
+                ("votes_data", vec![data.len()], data.into()),
+            ],
+        };
+        if r > 0 {
+            t.push(("low_left", vec![n, r], (&self.low_left).into()));
+            t.push(("low_right", vec![n, r], (&self.low_right).into()));
+        }
+        t
+    }
+
+    /// `F_ij = S_ij + L_i . R_j`.
+    pub fn entry(&self, i: usize, j: usize) -> f32 {
+        let n = self.n_items;
+        let s = match &self.votes {
+            Votes::Dense(v) => v[i * n + j],
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => {
+                let row = indptr[i] as usize..indptr[i + 1] as usize;
+                match indices[row.clone()].binary_search(&(j as i32)) {
+                    Ok(t) => data[row.start + t],
+                    Err(_) => 0.0,
+                }
+            }
+        };
+        let r = self.rank;
+        s + dot(
+            &self.low_left[i * r..(i + 1) * r],
+            &self.low_right[j * r..(j + 1) * r],
+        )
+    }
+
+    /// Adds `x L_i` to `low` (one output row's `x L`, `rank` values).
+    #[inline]
+    pub fn add_low(&self, low: &mut [f32], x: f32, i: usize) {
+        let r = self.rank;
+        if r > 0 {
+            axpy(low, x, &self.low_left[i * r..(i + 1) * r]);
+        }
+    }
+
+    /// `val` (`rows x items.len()`) = each output row's votes over the item tile: `low` (`rows
+    /// x rank`, the rows' `x L`) times `R`'s tile, plus every entry's row of `S`.
+    pub fn votes_tile(
+        &self,
+        low: &[f32],
+        rows: usize,
+        entries: &[Entry],
+        items: Range<usize>,
+        val: &mut [f32],
+    ) {
+        let (r, n, w) = (self.rank, self.n_items, items.len());
+        let val = &mut val[..rows * w];
+        if r > 0 {
+            let right = &self.low_right[items.start * r..items.end * r];
+            gemm::a_bt(rows, w, r, &low[..rows * r], right, val);
+        } else {
+            val.fill(0.0);
+        }
+        match &self.votes {
+            Votes::Dense(s) => {
+                for &(i, p, x) in entries {
+                    let row = i as usize * n;
+                    let p = p as usize;
+                    axpy(
+                        &mut val[p * w..(p + 1) * w],
+                        x,
+                        &s[row + items.start..row + items.end],
+                    );
+                }
+            }
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => {
+                let (t0, t1) = (items.start as i32, items.end as i32);
+                for &(i, p, x) in entries {
+                    let row = indptr[i as usize] as usize..indptr[i as usize + 1] as usize;
+                    let cols = &indices[row.clone()];
+                    let lo = cols.partition_point(|&c| c < t0);
+                    let hi = lo + cols[lo..].partition_point(|&c| c < t1);
+                    let dst = &mut val[p as usize * w..(p as usize + 1) * w];
+                    for (&c, &d) in cols[lo..hi]
+                        .iter()
+                        .zip(&data[row.start + lo..row.start + hi])
+                    {
+                        dst[(c - t0) as usize] += x * d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_sparse(indptr: &[i64], indices: &[i32], n: usize, what: &str) -> Result<()> {
+    if indptr.first() != Some(&0) || indptr.last().copied() != Some(indices.len() as i64) {
+        return Err(bad_model!(
+            "{what}: votes_indptr must start at 0 and end at the number of entries"
+        ));
+    }
+    for (r, w) in indptr.windows(2).enumerate() {
+        // Non-decreasing from 0 to len does not bound the middle entries (a later row may
+        // decrease): every row's range is checked before it is sliced.
+        let row = usize::try_from(w[0])
+            .ok()
+            .zip(usize::try_from(w[1]).ok())
+            .filter(|(a, b)| a <= b)
+            .and_then(|(a, b)| indices.get(a..b))
+            .ok_or_else(|| {
+                bad_model!(
+                    "{what}: votes_indptr must not decrease and stay within the {} entries \
+                     (row {r}: {}..{})",
+                    indices.len(),
+                    w[0],
+                    w[1]
+                )
+            })?;
+        if row.iter().any(|&c| c < 0 || c as u64 >= n as u64)
+            || row.windows(2).any(|p| p[1] <= p[0])
+        {
+            return Err(bad_model!(
+                "{what}: row {r} of the sparse votes has columns outside 0..{n} or not \
+                 strictly increasing"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[inline]
+pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+/// The model kinds a filter is served under, one per fitting family.
+pub const KINDS: [&str; 2] = ["ease", "graph_filter"];
+
+/// A filter served as a model of its own (`personae.EASE`, `personae.GraphFilter`).
+#[derive(Debug)]
+pub struct FilterModel {
+    kind: &'static str,
+    pub filter: Filter,
+    /// Unit item vectors `n_items x dim` for `similar_items`, when the file has them.
+    item_space: Option<(Vec<f32>, usize)>,
+    item_count: Option<Vec<f32>>,
+}
+
+impl FilterModel {
+    /// Builds the model from a validated checkpoint of one of [`KINDS`].
+    pub fn from_checkpoint(mut c: Checkpoint) -> Result<Self> {
+        let kind = KINDS
+            .into_iter()
+            .find(|&k| k == c.kind)
+            .ok_or_else(|| bad_model!("not a filter model: kind {:?}", c.kind))?;
+        let n = c.usize_field("n_items")?;
+        if n == 0 {
+            return Err(bad_model!("{kind}: n_items must be positive"));
+        }
+        let filter = Filter::from_checkpoint(&mut c, n, kind)?;
+        let item_space = match c.shape("item_space") {
+            None => None,
+            Some(&[rows, d]) if rows == n && d > 0 => Some((c.take("item_space", &[n, d])?, d)),
+            Some(s) => {
+                return Err(bad_model!(
+                    "{kind}: tensor 'item_space' must be [{n}, dim > 0], got {s:?}"
+                ))
+            }
+        };
+        let item_count = c.take_optional("item_count", &[n])?;
+        Ok(Self {
+            kind,
+            filter,
+            item_space,
+            item_count,
+        })
+    }
+}
+
+impl Model for FilterModel {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn n_items(&self) -> usize {
+        self.filter.n_items
+    }
+
+    fn tensors(&self) -> Vec<Tensor<'_>> {
+        let n = self.filter.n_items;
+        let mut t = self.filter.tensors();
+        if let Some((z, d)) = &self.item_space {
+            t.push(("item_space", vec![n, *d], z.into()));
+        }
+        if let Some(c) = &self.item_count {
+            t.push(("item_count", vec![n], c.into()));
+        }
+        t
+    }
+
+    fn item_count(&self) -> Option<&[f32]> {
+        self.item_count.as_deref()
+    }
+
+    fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
+        fused::check_users(users, self.filter.n_items)?;
+        fused::recommend_plain(
+            &Scorer(&self.filter),
+            self.kind,
+            &users.unit_rows(),
+            req,
+            stop,
+        )
+    }
+
+    fn score(&self, users: &CsrView, stop: &Stop) -> Result<Vec<f32>> {
+        fused::check_users(users, self.filter.n_items)?;
+        fused::dense_scores(&Scorer(&self.filter), &users.unit_rows(), stop)
+    }
+
+    fn item_space(&self) -> Option<(&[f32], usize)> {
+        self.item_space.as_ref().map(|(z, d)| (z.as_slice(), *d))
+    }
+}
+
+/// A [`Filter`] as the [`TileScorer`] of the fused loop: one output row per user.
+pub struct Scorer<'a>(pub &'a Filter);
+
+/// Per-chunk state: the chunk's `x L` rows and history entries.
+pub struct ChunkState {
+    m: usize,
+    low: Vec<f32>,
+    entries: Vec<Entry>,
+}
+
+impl TileScorer for Scorer<'_> {
+    type State = ChunkState;
+
+    fn n_items(&self) -> usize {
+        self.0.n_items
+    }
+
+    fn prepare(&self, users: &CsrView, rows: Range<usize>) -> ChunkState {
+        let (f, r) = (self.0, self.0.rank);
+        let m = rows.len();
+        let mut st = ChunkState {
+            m,
+            low: vec![0.0; m * r],
+            entries: Vec::new(),
+        };
+        for (u, row) in rows.enumerate() {
+            for (i, x) in users.row_iter(row) {
+                let x = x as f32;
+                st.entries.push((i as u32, u as u32, x));
+                f.add_low(&mut st.low[u * r..(u + 1) * r], x, i);
+            }
+        }
+        st
+    }
+
+    fn score_tile(&self, st: &ChunkState, items: Range<usize>, out: &mut [f32]) {
+        self.0.votes_tile(&st.low, st.m, &st.entries, items, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::encode;
+    use crate::checkpoint::tests::rand_vec;
+    use crate::csr::Index;
+
+    /// A filter model of `n` items, dense or sparse `S`, rank `r`, and its `F` densely.
+    fn toy(n: usize, r: usize, sparse: bool, seed: u64) -> (FilterModel, Vec<f32>) {
+        let mut s = seed;
+        let mut dense = rand_vec(n * n, &mut s);
+        if sparse {
+            for (t, v) in dense.iter_mut().enumerate() {
+                if (t * 7 + 3) % 3 != 0 {
+                    *v = 0.0;
+                }
+            }
+        }
+        let left = rand_vec(n * r, &mut s);
+        let right = rand_vec(n * r, &mut s);
+        let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+        for i in 0..n {
+            for j in 0..n {
+                if dense[i * n + j] != 0.0 {
+                    indices.push(j as i32);
+                    data.push(dense[i * n + j]);
+                }
+            }
+            indptr.push(indices.len() as i64);
+        }
+        let mut t: Vec<Tensor> = if sparse {
+            vec![
+                ("votes_indptr", vec![n + 1], (&indptr).into()),
+                ("votes_indices", vec![indices.len()], Values::I32(&indices)),
+                ("votes_data", vec![data.len()], (&data).into()),
+            ]
+        } else {
+            vec![("votes", vec![n, n], (&dense).into())]
+        };
+        if r > 0 {
+            t.push(("low_left", vec![n, r], (&left).into()));
+            t.push(("low_right", vec![n, r], (&right).into()));
+        }
+        let manifest = format!(r#"{{"kind": "ease", "n_items": {n}}}"#);
+        let (text, bytes) = encode(&manifest, &t).unwrap();
+        let c = Checkpoint::from_bytes(text.as_bytes(), &bytes).unwrap();
+        let model = FilterModel::from_checkpoint(c).unwrap();
+        let mut f = dense.clone();
+        for i in 0..n {
+            for j in 0..n {
+                f[i * n + j] += dot(&left[i * r..(i + 1) * r], &right[j * r..(j + 1) * r]);
+            }
+        }
+        (model, f)
+    }
+
+    #[test]
+    fn scores_are_the_unit_history_times_f() {
+        let n = fused::ITEM_TILE + 37;
+        for (r, sparse) in [(0, false), (5, false), (0, true), (3, true)] {
+            let (m, f) = toy(n, r, sparse, 11 + r as u64);
+            let indptr = [0i64, 3, 3, 7];
+            let indices = [0i32, 5, 36, 1, 2, 9, 2080];
+            let data = [2.0f32, 1.0, 4.0, 1.0, 1.0, 3.0, 0.5];
+            let users = CsrView::new(
+                "u",
+                n,
+                Index::I64(&indptr),
+                Index::I32(&indices),
+                Some(&data),
+            )
+            .unwrap();
+            let got = m.score(&users, &Stop::new()).unwrap();
+            for row in 0..3 {
+                let range = indptr[row] as usize..indptr[row + 1] as usize;
+                let top = data[range.clone()].iter().copied().fold(0f32, f32::max);
+                for j in 0..n {
+                    let want: f32 = range
+                        .clone()
+                        .map(|t| data[t] / top * f[indices[t] as usize * n + j])
+                        .sum();
+                    let g = got[row * n + j];
+                    assert!(
+                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{g} vs {want}"
+                    );
+                    assert_eq!(m.filter.entry(3, j), f[3 * n + j]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_sparse_votes_are_errors() {
+        let n = 3;
+        let indptr = vec![0i64, 2, 1, 3];
+        let indices = vec![0i32, 1, 2];
+        let data = vec![1f32; 3];
+        let t: Vec<Tensor> = vec![
+            ("votes_indptr", vec![n + 1], (&indptr).into()),
+            ("votes_indices", vec![3], Values::I32(&indices)),
+            ("votes_data", vec![3], (&data).into()),
+        ];
+        let (text, bytes) = encode(r#"{"kind": "graph_filter", "n_items": 3}"#, &t).unwrap();
+        let c = Checkpoint::from_bytes(text.as_bytes(), &bytes).unwrap();
+        let e = FilterModel::from_checkpoint(c).unwrap_err().to_string();
+        assert!(e.contains("graph_filter: votes_indptr"), "{e}");
+    }
+}
