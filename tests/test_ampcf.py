@@ -221,7 +221,7 @@ def test_default_fit_beats_popularity_and_recovers_the_tastes(fitted):
         est.ravel(), data.user_mixture[np.random.default_rng(0).permutation(1500)].ravel()
     )[0, 1]
     assert corr > 0.8 and corr > shuffled + 0.5, (corr, shuffled)
-    assert model.manifest["training"]["filter"] == "dense"
+    assert model.manifest["training"]["filter"] == "ease"
     assert model.manifest["training"]["seconds"] < 600
 
 
@@ -245,12 +245,21 @@ def test_fit_round_trips_and_serves_new_users(fitted, tmp_path):
 
 def test_explicit_settings_skip_the_search():
     x = personae.synthetic(n_users=200, n_items=60, n_tastes=3, seed=1).interactions
-    m = personae.AMPCF(lam=10.0, user_weight=0.5, rank=8, low_weight=0.2, device="cpu")
+    ease = personae.EASE(lam=10.0, user_weight=0.5, rank=8, low_weight=0.2)
+    m = personae.AMPCF(filter=ease, device="cpu")
     m.fit(x, show_progress=False)
     tr = m.manifest["training"]
     assert "search" not in tr
-    assert tr["settings"] == {"lam": 10.0, "user_weight": 0.5, "rank": 8, "low_weight": 0.2}
-    assert m._fitted().tensors()["low_left"].shape == (m.n_items, 8)
+    want = {"lam": 10.0, "user_weight": 0.5, "rank": 8, "low_weight": 0.2, "dropout": 0.3}
+    assert tr["settings"] == want
+    assert m.tensors()["low_left"].shape == (m.n_items, 8)
+    # The same settings as the flat arguments of the previous release: a DeprecationWarning,
+    # the same model.
+    with pytest.warns(DeprecationWarning, match="filter="):
+        old = personae.AMPCF(lam=10.0, user_weight=0.5, rank=8, low_weight=0.2, device="cpu")
+    old.fit(x, show_progress=False)
+    assert old.manifest["training"]["settings"] == want
+    np.testing.assert_array_equal(old.recommend(x, 10)[0], m.recommend(x, 10)[0])
 
 
 def test_bad_inputs_raise_clear_errors(fitted):
@@ -259,11 +268,18 @@ def test_bad_inputs_raise_clear_errors(fitted):
         ({"tau": 0.0}, "tau must be > 0"),
         ({"mix": 1.5}, "mix must be in"),
         ({"n_personas": 0}, "n_personas must be >= 1"),
-        ({"dropout": 1.0}, "dropout must be in"),
-        ({"lam": -1.0}, "lam must be > 0"),
     ]:
         with pytest.raises(ValueError, match=msg):
             personae.AMPCF(**kw)
+    for kw, msg in [({"dropout": 1.0}, "dropout must be in"), ({"lam": -1.0}, "lam must be > 0")]:
+        with pytest.raises(ValueError, match=msg):
+            personae.EASE(**kw)
+    with pytest.raises(ValueError, match="beta must be"):
+        personae.GraphFilter(beta=-1.0)
+    with pytest.raises(TypeError, match="personae.EASE or personae.GraphFilter"):
+        personae.AMPCF(filter="ease")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        personae.AMPCF(lamda=1.0)
     with pytest.raises(RuntimeError, match="not fitted"):
         personae.AMPCF().recommend(train, 3)
     with pytest.raises(ValueError, match="no interactions"):
@@ -310,12 +326,12 @@ def test_base_tastes_follow_their_definition(fitted):
 def test_large_catalogue_graph_filter(fitted, monkeypatch):
     """The catalogue-size switch to the sparse graph filter (normally above 20,000 items),
     forced on the small data: sparse votes that still rank far above popularity."""
-    import personae.train.ampcf as fit_ampcf
+    import personae.train.filters as fit_filters
 
     data, train, test, _ = fitted
-    monkeypatch.setattr(fit_ampcf, "DENSE_MAX_ITEMS", 10)
-    model = personae.AMPCF(device="cpu", graph_rank=32).fit(train, show_progress=False)
-    assert model.manifest["training"]["filter"] == "graph"
+    monkeypatch.setattr(fit_filters, "DENSE_MAX_ITEMS", 10)
+    model = personae.AMPCF(device="cpu").fit(train, show_progress=False)
+    assert model.manifest["training"]["filter"] == "graph_filter"
     t = model._fitted().tensors()
     assert "votes" not in t and t["votes_indptr"].shape == (train.n_items + 1,)
     k = 10
@@ -325,16 +341,14 @@ def test_large_catalogue_graph_filter(fitted, monkeypatch):
     assert ours[f"ndcg@{k}"] > 1.5 * base[f"ndcg@{k}"], (ours, base)
 
 
-def test_graph_filter_defaults_are_gf_cf_exactly(monkeypatch):
-    """With the large-catalogue defaults (graph_time 0) and mix 0, the scores are GF-CF's,
+def test_graph_filter_defaults_are_gf_cf_exactly():
+    """With the large-catalogue defaults (time 0) and mix 0, the scores are GF-CF's,
     ``x P~ + beta x D^-1/2 V^T V D^1/2``, computed here densely with numpy's SVD."""
-    import personae.train.ampcf as fit_ampcf
-
     data = personae.synthetic(n_users=300, n_items=90, n_tastes=3, mean_items=12, seed=2)
-    monkeypatch.setattr(fit_ampcf, "DENSE_MAX_ITEMS", 10)
     x = data.interactions.matrix
-    m = personae.AMPCF(device="cpu", mix=0.0, graph_rank=16).fit(x, show_progress=False)
-    assert m.manifest["training"]["settings"]["graph_time"] == 0.0
+    graph = personae.GraphFilter(rank=16)
+    m = personae.AMPCF(filter=graph, device="cpu", mix=0.0).fit(x, show_progress=False)
+    assert m.manifest["training"]["settings"]["time"] == 0.0
     X = x.toarray().astype(np.float64)
     du, di = X.sum(1), X.sum(0)
     ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0)

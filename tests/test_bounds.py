@@ -73,9 +73,7 @@ def test_ampcf_weights_near_float32_max_give_finite_scores(data, ampcf):
 
 def test_ampcf_fit_does_not_depend_on_the_weight_scale(data, ampcf):
     x = data.interactions.matrix
-    big = personae.AMPCF(device="cpu", search_users=200).fit(
-        _scaled(x, 1e18), show_progress=False
-    )
+    big = personae.AMPCF(device="cpu", search_users=200).fit(_scaled(x, 1e18), show_progress=False)
     np.testing.assert_array_equal(big.recommend(x, 10)[0], ampcf.recommend(x, 10)[0])
 
 

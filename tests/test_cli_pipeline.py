@@ -56,7 +56,7 @@ def test_train_help_prints_a_plain_percent(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "10%" in out and "%%" not in out
+    assert "20%" in out and "%%" not in out
 
 
 def test_train_defaults_to_the_persona_model():

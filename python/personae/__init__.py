@@ -20,6 +20,7 @@ from personae.data import (
     strong_split,
     synthetic,
 )
+from personae.filters import EASE, GraphFilter
 from personae.interview import Interview
 from personae.models import Model, load, top_n
 from personae.multvae import MultVAE
@@ -31,6 +32,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AMPCF",
     "CalibratedReranker",
+    "EASE",
+    "GraphFilter",
     "Interactions",
     "IndexOutOfRangeError",
     "Interview",

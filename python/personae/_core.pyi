@@ -28,6 +28,7 @@ __all__ = [
     "top_n",
     "MAX_THREADS",
     "MAX_PERSONAS",
+    "KINDS",
 ]
 
 # A scipy.sparse CSR matrix (csr_matrix or csr_array) with float32 data; scipy ships no stubs.
@@ -36,6 +37,7 @@ _Csr = Any
 FORMAT_VERSION: int
 MAX_THREADS: int
 MAX_PERSONAS: int
+KINDS: list[str]
 
 class PersonaeError(Exception): ...
 class InvalidInputError(PersonaeError, ValueError): ...
@@ -95,6 +97,15 @@ class AMPCF(Model):
     ) -> tuple[_Scores, _Scores, _Ids, _Ids, _Ids, _Scores]: ...
     def item_cluster(self) -> npt.NDArray[np.int32]: ...
     def tastes(self) -> tuple[_Scores, _Scores, _Scores, _Scores] | None: ...
+    # (taste, share, entry) as personas() gives them, from the persona tensors alone.
+    @staticmethod
+    def split_personas(
+        n_personas: int,
+        item_space: npt.NDArray[np.float32],
+        item_cluster: npt.NDArray[np.int32],
+        centroids: npt.NDArray[np.float32],
+        user_items: _Csr,
+    ) -> tuple[_Ids, _Scores, _Ids]: ...
 
 @final
 class Popularity(Model):

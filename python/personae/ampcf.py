@@ -5,11 +5,14 @@ served from the Rust core."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 
 from personae._core import InvalidInputError
 from personae._validate import integer
+from personae.filters import EASE, GraphFilter
 from personae.models import Model, fit_inputs
 
 __all__ = ["AMPCF"]
@@ -41,90 +44,114 @@ class AMPCF(Model, kind="ampcf"):
     need no per-user training (new users are served at once), and the item-conditioned
     attention over personas is kept. See BENCHMARKS.md for the measured ranking.
 
-    Settings left as None are chosen at fit time on a validation carve of the training data
-    (:class:`personae.train.ampcf.AMPCFConfig` documents every argument).
+    Args:
+        filter: the filter the personas vote through: :class:`personae.EASE` or
+            :class:`personae.GraphFilter` (its settings are used; settings left as None are
+            chosen at fit time on a validation carve of the training data, as the filter's own
+            fit would). None, the default, picks ``EASE()`` for catalogues up to 20,000 active
+            items and ``GraphFilter()`` above.
+        n_personas: K, the most personas per user.
+        tau: temperature of the attention over personas.
+        mix: weight of the persona-attentive score against the plain filter score.
+        delta: weight of ``ln(persona share)`` in the attention logits.
+        gamma: persona votes are weighted by ``share^-gamma``.
+        att_dim: dimension of the item space the attention compares in.
+        n_clusters: the number of taste clusters (None: ``round(sqrt(items) / 2)`` in 8..64).
+        search_users: most users in the validation carve.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for the dense linear algebra.
+        seed: seeds the carve, the SVD and k-means.
+
+    The filter's settings as flat arguments (``lam``, ``user_weight``, ``dropout``, ``rank``,
+    ``low_weight``, ``graph_rank``, ``graph_beta``, ``graph_time``, ``graph_eta``) still work
+    for one release, with a DeprecationWarning.
     """
 
     def __init__(
         self,
+        filter: EASE | GraphFilter | None = None,
         n_personas: int = 8,
         tau: float = 1.0,
         mix: float = 0.25,
         delta: float = 0.0,
         gamma: float = 0.0,
-        lam: float | None = None,
-        user_weight: float | None = None,
-        dropout: float = 0.3,
-        rank: int | None = None,
-        low_weight: float | None = None,
+        *,
         att_dim: int = 64,
         n_clusters: int | None = None,
-        graph_rank: int = 448,
-        graph_beta: float = 0.2,
-        graph_time: float = 0.0,
-        graph_eta: float = 0.0,
         search_users: int = 5000,
         device: str = "auto",
         seed: int = 0,
+        **deprecated,
     ):
-        from personae.train.ampcf import AMPCFConfig
-
+        if deprecated:
+            unknown = sorted(set(deprecated) - set(_FLAT))
+            if unknown:
+                raise TypeError(f"AMPCF() got unexpected keyword arguments {unknown}")
+            warnings.warn(
+                f"AMPCF({', '.join(sorted(deprecated))}=...) is deprecated and will be removed "
+                "in the next release: pass the filter's settings as a filter, e.g. "
+                "AMPCF(filter=personae.EASE(lam=10.0)) or "
+                "AMPCF(filter=personae.GraphFilter(rank=448))",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         params = dict(
+            filter=_filter_params(filter, deprecated),
             n_personas=integer("n_personas", n_personas),
             tau=float(tau),
             mix=float(mix),
             delta=float(delta),
             gamma=float(gamma),
-            lam=None if lam is None else float(lam),
-            user_weight=None if user_weight is None else float(user_weight),
-            dropout=float(dropout),
-            rank=None if rank is None else integer("rank", rank),
-            low_weight=None if low_weight is None else float(low_weight),
             att_dim=integer("att_dim", att_dim),
             n_clusters=None if n_clusters is None else integer("n_clusters", n_clusters),
-            graph_rank=integer("graph_rank", graph_rank),
-            graph_beta=float(graph_beta),
-            graph_time=float(graph_time),
-            graph_eta=float(graph_eta),
             search_users=integer("search_users", search_users),
             device=str(device),
             seed=integer("seed", seed),
         )
-        AMPCFConfig(**params)  # checks every value now, not at fit time
         super().__init__(**params)
+        self._config()  # checks every value now, not at fit time
+
+    def _config(self):
+        from personae.train.ampcf import AMPCFConfig
+
+        p = dict(self.params)
+        return AMPCFConfig(**{**p, "filter": _filter_config(p["filter"])})
+
+    @classmethod
+    def _known_params(cls, params: dict) -> dict:
+        # Files written before the filter argument hold its settings as flat names: read them
+        # quietly into the filter they meant.
+        flat = {k: params[k] for k in _FLAT if k in params}
+        out = super()._known_params(params)
+        if flat and "filter" not in params:
+            out["filter"] = _filter_params(None, flat)
+        return out
 
     def fit(
         self,
         user_items,
-        validation=None,
         *,
-        item_ids=None,
+        validation=None,
         show_progress: bool = True,
-        checkpoint_dir=None,
         callback=None,
+        item_ids=None,
+        checkpoint_dir=None,
     ) -> AMPCF:
         """Fits on `user_items` (users x items, non-negative weights; an `Interactions` or a
-        scipy sparse matrix). Settings left as None are chosen on a validation carve of
-        `user_items` itself; `validation` is accepted for symmetry with the trained families
-        and unused (the fit is closed-form: seconds on MovieLens, minutes on Gowalla).
-        ``callback(step, seconds, ndcg)`` (``implicit``'s ``fit`` argument) is called once per
-        step of that validation search: the setting's index, the seconds since the fit began
-        and its validation NDCG@20; a fit with nothing to search (every setting given, or the
-        graph filter of large catalogues) calls it once when done, ``(0, seconds, None)``.
-        `checkpoint_dir`, when given, receives the fitted model. Needs the ``train`` extra
-        (torch runs the dense linear algebra, on CUDA when present)."""
-        del validation
-        from personae.train.ampcf import AMPCFConfig, fit, taste_tensors
+        scipy sparse matrix), in closed form: seconds on MovieLens, minutes on Gowalla. The
+        filter's settings left as None are chosen by NDCG@20 on `validation`, a (fold-in,
+        held-out) pair of matrices with the same items, or, by default, on a validation carve
+        of `user_items` itself (training data only). ``callback(step, seconds, ndcg)``
+        (``implicit``'s ``fit`` argument) is called once per setting tried; a fit with nothing
+        to search calls it once when done, ``(0, seconds, None)``. `checkpoint_dir`, when
+        given, receives the fitted model. Needs the ``train`` extra (torch runs the dense
+        linear algebra, on CUDA when present)."""
+        from personae.filters import _pair
+        from personae.train.ampcf import fit
         from personae.train.loop import config_dict
 
         x, ids = fit_inputs(user_items, item_ids)
-        cfg = AMPCFConfig(**self.params)
-        tensors, summary = fit(x, cfg, show_progress, callback)
-        self._build(tensors, ids, config=config_dict(cfg), training=summary)
-        # The interview's base tastes need the training users' personas, read from a first
-        # build; it is released before the final build, so the core holds one copy at a time.
-        tensors.update(taste_tensors(self._fitted(), x))
-        self._core = None
+        cfg = self._config()
+        tensors, summary = fit(x, cfg, show_progress, callback, _pair(validation, x))
         self._build(tensors, ids, config=config_dict(cfg), training=summary)
         self.history = []
         if checkpoint_dir is not None:
@@ -365,3 +392,59 @@ class AMPCF(Model, kind="ampcf"):
             (np.ones(len(rows), np.float32), (rows, labels[rows])),
             shape=(len(labels), self.n_tastes),
         )
+
+
+#: The filter settings AMP-CF took as flat arguments before ``filter=``: (family, its name).
+_FLAT = {
+    "lam": ("ease", "lam"),
+    "user_weight": ("ease", "user_weight"),
+    "dropout": ("ease", "dropout"),
+    "rank": ("ease", "rank"),
+    "low_weight": ("ease", "low_weight"),
+    "graph_rank": ("graph_filter", "rank"),
+    "graph_beta": ("graph_filter", "beta"),
+    "graph_time": ("graph_filter", "time"),
+    "graph_eta": ("graph_filter", "eta"),
+}
+#: Settings of a filter family that are AMP-CF's own concern, not the filter's.
+_RUN = ("search_users", "device", "seed")
+
+
+def _filter_params(filter, flat: dict) -> dict | None:
+    """The manifest form of AMP-CF's filter: None (automatic), a family's settings
+    ``{"kind": ..., **settings}``, or, from the deprecated flat arguments, the automatic choice
+    with overrides for each family ``{"kind": "auto", "ease": {...}, "graph_filter": {...}}``."""
+    if isinstance(filter, dict):  # as stored in a manifest
+        return dict(filter)
+    if filter is not None and not isinstance(filter, (EASE, GraphFilter)):
+        raise TypeError(
+            f"filter must be a personae.EASE or personae.GraphFilter, got {type(filter).__name__}"
+        )
+    if filter is not None and flat:
+        raise TypeError(f"give the filter's settings in filter=, not also as {sorted(flat)}")
+    if filter is not None:
+        return {"kind": filter.kind, **{k: v for k, v in filter.params.items() if k not in _RUN}}
+    if not flat:
+        return None
+    out: dict = {"kind": "auto", "ease": {}, "graph_filter": {}}
+    for name, value in flat.items():
+        family, key = _FLAT[name]
+        out[family][key] = value
+    EASE(**out["ease"])  # checks the values now
+    GraphFilter(**out["graph_filter"])
+    return out
+
+
+def _filter_config(stored: dict | None):
+    """The fit's filter config from its manifest form (see :func:`_filter_params`): an
+    ``EASEConfig``, a ``GraphConfig``, a pair of both (the automatic choice with overrides),
+    or None (automatic)."""
+    if stored is None:
+        return None
+    families = {"ease": EASE, "graph_filter": GraphFilter}
+    if stored.get("kind") == "auto":
+        return tuple(families[k](**stored.get(k, {}))._config() for k in families)
+    kind = stored.get("kind")
+    if kind not in families:
+        raise ValueError(f"filter kind must be 'ease' or 'graph_filter', got {kind!r}")
+    return families[kind](**{k: v for k, v in stored.items() if k != "kind"})._config()

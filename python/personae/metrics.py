@@ -146,3 +146,11 @@ def calibration(ids, item_categories, history=None, p=None, smoothing: float = 0
         "minority_recall": nanmean(r.interest_recall(ids, history, p, 0.1, True)),
         "category_coverage": nanmean(r.interest_recall(ids, history, p, 0.0, False)),
     }
+
+
+def mean_ndcg(ids, truth, k: int) -> float:
+    """Mean NDCG@`k` of lists `ids` (users x >= k item indices, -1 padded) against the rows of
+    `truth` (sparse, users x items), over users with held-out items (0.0 when none has any):
+    the validation number every fit's search and early stopping reads."""
+    v = _core.ranking_metrics(np.asarray(ids, dtype=np.int64), int(k), csr("truth", truth))["ndcg"]
+    return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0

@@ -1,9 +1,10 @@
 """The model base class and :func:`load`.
 
 One Python class per model family (:class:`personae.MultVAE`, :class:`personae.AMPCF`,
-:class:`personae.Popularity`) is both the estimator (``fit``) and the served model: after
-``fit`` or ``load`` it owns one Rust model, built once, and every serving call is one call into
-it with the GIL released. The family is chosen from the model file's manifest.
+:class:`personae.EASE`, :class:`personae.GraphFilter`, :class:`personae.Popularity`) is both
+the estimator (``fit``) and the served model: after ``fit`` or ``load`` it owns one Rust model,
+built once, and every serving call is one call into it with the GIL released. The family is
+chosen from the model file's manifest.
 
 Serving speaks two dialects of ``recommend``:
 
@@ -187,6 +188,11 @@ class Model:
             self._attach(_core.from_bytes(*state["files"]))
         self.history = state["history"]
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Copies of the model's tensors by name, in the layout its file stores (float32, or
+        int32 / int64 for index tensors): what :meth:`from_tensors` takes back."""
+        return dict(self._fitted().tensors())
+
     # -- serving -------------------------------------------------------------------------
     @property
     def n_items(self) -> int:
@@ -347,8 +353,21 @@ class Model:
             "histories, so there is nothing to compare users by"
         )
 
-    def fit(self, user_items, show_progress: bool = True, callback=None):  # pragma: no cover
-        """Fits the model on `user_items` (users x items); implemented by each family."""
+    def fit(
+        self,
+        user_items,
+        *,
+        validation=None,
+        show_progress: bool = True,
+        callback=None,
+        item_ids=None,
+    ):  # pragma: no cover - every family implements it
+        """Fits the model on `user_items` (users x items, or an `Interactions`), the same
+        protocol for every family: `validation` a (fold-in, held-out) pair of matrices with the
+        same items, or None for a validation carve of `user_items` itself (families with
+        nothing to validate ignore it); `show_progress` a progress bar; ``callback(step,
+        seconds, value)`` after each epoch or search step; `item_ids` the columns' external
+        ids (taken from an `Interactions`). Returns the model."""
         raise NotImplementedError
 
 
@@ -470,14 +489,12 @@ def load(path) -> Model:
     """Loads a model written by ``save``: a directory, or one archive (a binary file object or
     the path of a file, see :meth:`Model.save`). The manifest is read once, and the format
     version, the kind, every tensor's name, dtype and shape, finiteness, the item ids and the
-    weights' sha256 are validated. Returns the family's class (``MultVAE``, ``AMPCF``,
-    ``Popularity``), ready to serve.
+    weights' sha256 are validated. Returns the family's class (``MultVAE``, ``AMPCF``, ``EASE``,
+    ``GraphFilter``, ``Popularity``), ready to serve.
 
     Raises ``FileNotFoundError`` when the directory or a file it names does not exist,
     :class:`personae.ModelFormatError` naming the problem when a file is inconsistent or
     corrupt, and ``OSError`` for other read failures."""
-    import personae.ampcf  # noqa: F401  (registers the families)
-    import personae.multvae  # noqa: F401
-    import personae.popularity  # noqa: F401
-
+    # Every family registers itself when its module is imported, and importing any part of
+    # the package imports them all (personae/__init__.py): no registering imports here.
     return Model.load(path)

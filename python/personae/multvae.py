@@ -62,6 +62,7 @@ def train_and_build(
         {
             "best_epoch": res.best_epoch,
             "val_ndcg": res.best_ndcg,
+            "val_k": config["train"]["eval_k"],
             "seconds": res.seconds,
             "device": res.device,
             "epochs_run": len(res.history),
@@ -121,30 +122,39 @@ class MultVAE(Model, kind="multvae"):
     def fit(
         self,
         user_items,
-        validation=None,
         *,
-        item_ids=None,
+        validation=None,
         show_progress: bool = True,
-        checkpoint_dir: str | os.PathLike | None = None,
         callback=None,
+        item_ids=None,
+        checkpoint_dir: str | os.PathLike | None = None,
     ) -> MultVAE:
         """Trains on `user_items` (scipy sparse users x items, or `Interactions`).
 
         Args:
-            validation: optional (fold-in, held-out) pair of sparse matrices with the same items,
-                for early stopping on NDCG@eval_k.
+            validation: the users for early stopping on NDCG@eval_k: a (fold-in, held-out)
+                pair of sparse matrices with the same items; None (the default) carves them
+                from `user_items` itself (up to 5,000 users lose 20% of their items, which the
+                network then never trains on: :func:`personae.data.carve_validation`); False
+                trains every epoch on all of `user_items`, without validation.
             item_ids: external ids of the columns (taken from `Interactions` when given one).
             checkpoint_dir: if set, every new best model is saved there atomically during
                 training, so an interrupted run keeps its best model.
             callback: ``callback(epoch, seconds, loss)`` after every epoch (``implicit``'s
                 convention).
         """
+        from personae.data import carve_validation
         from personae.train.loop import TrainConfig, config_dict
         from personae.train.multvae import MultVAEConfig, train_multvae
 
         user_items, ids = fit_inputs(user_items, item_ids)
         n_items = user_items.shape[1]
-        if validation is not None:
+        if validation is None:
+            fit, held, users = carve_validation(user_items, 5000, 0.2, self.params["seed"])
+            user_items, validation = fit, (fit[users], held[users])
+        elif validation is False:
+            validation = None
+        else:
             if not isinstance(validation, (tuple, list)) or len(validation) != 2:
                 raise TypeError("validation must be a (fold-in, held-out) pair of sparse matrices")
             validation = tuple(csr("validation", v) for v in validation)

@@ -20,16 +20,28 @@ class Popularity(Model, kind="popularity"):
     def __init__(self):
         super().__init__()
 
-    def fit(self, user_items, show_progress: bool = True, callback=None, *, item_ids=None):
+    def fit(
+        self,
+        user_items,
+        *,
+        validation=None,
+        show_progress: bool = True,
+        callback=None,
+        item_ids=None,
+        checkpoint_dir=None,
+    ):
         """Counts each item's interactions in `user_items` (users x items, or `Interactions`).
-        `show_progress` is accepted for ``implicit`` compatibility; ``callback(0, seconds,
-        None)`` is called once, when the counting is done (its one "epoch")."""
-        del show_progress
+        `validation` and `show_progress` are accepted for the common fit protocol (there is
+        nothing to validate); ``callback(0, seconds, None)`` is called once, when the counting
+        is done (its one "epoch"); `checkpoint_dir`, when given, receives the model."""
+        del validation, show_progress
         t0 = time.perf_counter()
         m, ids = fit_inputs(user_items, item_ids)
         self._build({"item_count": _core.Popularity.count(m)}, ids)
         if callback is not None:
             callback(0, time.perf_counter() - t0, None)
+        if checkpoint_dir is not None:
+            self.save(checkpoint_dir)
         return self
 
     @property

@@ -13,8 +13,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from personae import _core
-
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when available, else CPU; anything else is passed to torch."""
@@ -119,10 +117,9 @@ def validation_ndcg(
         scores = score_fn(rows, b)
         scores[b.rows, b.indices] = -math.inf
         ids[rows] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
-    out = val_out.tocsr().astype(np.float32)
-    m = _core.ranking_metrics(ids, k, out)
-    v = m["ndcg"]
-    return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
+    from personae.metrics import mean_ndcg
+
+    return mean_ndcg(ids, val_out, k)
 
 
 class EarlyStopping:

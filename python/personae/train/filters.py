@@ -1,0 +1,556 @@
+"""Fitting the closed-form item-item filters, ``F = S + L R^T`` (served by
+``rust/core/src/filter.rs``): :class:`personae.EASE`, :class:`personae.GraphFilter`, and the
+filter every AMP-CF persona votes through.
+
+- EASE (Steck 2019) with the two normalisations of DAN (Park et al., SIGIR 2025) that matter,
+  user-degree weighting of the Gram matrix and a dropout-emphasis (DLAE, Steck 2020) diagonal
+  penalty::
+
+      G = X^T diag(|H_u|^-beta_u) X,   Lambda = lam * mean(diag G) + p / (1 - p) diag(G)
+      P = (G + Lambda)^-1,             B = I - P diag(1 / diag P)     (diag B = 0)
+
+  plus, optionally, GF-CF's ideal low-pass filter (Shen et al., CIKM 2021) as the low-rank
+  part, ``c D^-1/2 V_r^T V_r D^1/2`` with V_r the top right singular vectors of the normalised
+  matrix ``R~ = D_u^-1/2 X D_i^-1/2``. ``user_weight=0, dropout=0, rank=0`` is Steck's EASE.
+- The training-free graph filter (:func:`graph_filter`): GF-CF's by default, BSPM's sharpening
+  (Choi et al., SIGIR 2023) with ``time > 0``: a sparse item-item part and a low-rank part, no
+  items x items inverse, for catalogues of any size.
+
+Settings left as ``None`` are chosen on a validation carve of the training rows (training data
+only; never a test split), then the filter is refitted on all of X. Dense linear algebra runs
+in torch, on CUDA when present.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from personae import _core
+
+#: Above this many active items, the automatic filter is the graph filter (no items x items
+#: inverse).
+DENSE_MAX_ITEMS = 20_000
+#: The validation metric of the fit-time search (NDCG at this cut-off).
+SEARCH_K = 20
+
+
+@dataclass(frozen=True)
+class EASEConfig:
+    """EASE's settings (:class:`personae.EASE`); ``None`` means chosen on a validation carve.
+
+    Attributes:
+        lam: the L2 penalty, relative to the mean of diag(G) (scale-free: the same value fits
+            any catalogue and weight scale).
+        user_weight: beta_u, the exponent of the user-degree weighting of G (0: none).
+        dropout: p of the dropout-emphasis penalty ``p / (1 - p) diag(G)`` (0: none).
+        rank: rank of GF-CF's low-pass part (0: none).
+        low_weight: its weight c, relative to the scale of the item-item part.
+    """
+
+    lam: float | None = None
+    user_weight: float | None = None
+    dropout: float = 0.3
+    rank: int | None = None
+    low_weight: float | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lam is not None and not self.lam > 0:
+            raise ValueError(f"lam must be > 0, got {self.lam}")
+        if self.user_weight is not None and not math.isfinite(self.user_weight):
+            raise ValueError(f"user_weight must be finite, got {self.user_weight}")
+        if self.rank is not None and self.rank < 0:
+            raise ValueError(f"rank must be >= 0, got {self.rank}")
+        if self.low_weight is not None and not self.low_weight >= 0:
+            raise ValueError(f"low_weight must be >= 0, got {self.low_weight}")
+
+    @property
+    def searched(self) -> bool:
+        return None in (self.lam, self.user_weight, self.rank, self.low_weight)
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """The graph filter's settings (:class:`personae.GraphFilter`); ``None`` means chosen on a
+    validation carve.
+
+    Attributes:
+        rank: spectrum rank r of the low-pass part (and of BSPM's higher powers).
+        beta: weight of the ideal low pass.
+        time: BSPM's diffusion time T (0: GF-CF's filter, no sharpening).
+        eta: exponent of the item-degree post-scaling ``d^-eta``.
+
+    The defaults (time 0, beta 0.2) are the best of ``benches/ampcf_gowalla_graph.py`` on
+    Gowalla's validation carve; BSPM's sharpening (time 2.5, beta 0.1) validated lower there,
+    since its higher powers of P~ are taken on the top-``rank`` spectrum only.
+    """
+
+    rank: int = 448
+    beta: float | None = 0.2
+    time: float | None = 0.0
+    eta: float = 0.0
+
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {self.rank}")
+        if self.beta is not None and not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
+        if self.time is not None and not (math.isfinite(self.time) and self.time >= 0):
+            raise ValueError(f"time must be finite and >= 0, got {self.time}")
+        if not math.isfinite(self.eta):
+            raise ValueError(f"eta must be finite, got {self.eta}")
+
+    @property
+    def searched(self) -> bool:
+        return None in (self.beta, self.time)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a filter fit runs: the validation carve's size, the item space it needs (AMP-CF's
+    ``att_dim``; ``similar_items``), the device and the seed."""
+
+    search_users: int = 5000
+    att_dim: int = 64
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("search_users", "att_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+# -- spectra and item spaces ------------------------------------------------------------------
+
+
+class Spectrum:
+    """The top right singular vectors of ``R~ = D_u^-1/2 X D_i^-1/2``, with the degrees."""
+
+    def __init__(self, X: sp.csr_matrix, rank: int, seed: int, device):
+        import torch
+
+        du = np.asarray(X.sum(1)).ravel()
+        self.di = np.asarray(X.sum(0)).ravel().astype(np.float64)
+        self.di_mhalf = np.where(self.di > 0, 1 / np.sqrt(np.maximum(self.di, 1e-30)), 0.0)
+        self.di_half = np.sqrt(self.di)
+        ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
+        R = (sp.diags(ru) @ X @ sp.diags(self.di_mhalf)).tocsr()
+        self.R = R  # R~, which the graph filter reuses
+        k = max(1, min(rank, min(X.shape) - 1))
+        if min(X.shape) <= 5000:
+            # Exact: the eigenvectors of the smaller Gram matrix. On CPU, LAPACK's subset
+            # driver finds only the top k (about 3x faster than a full eigh at 3,000 items).
+            if device.type == "cpu":
+                Rd = R.toarray().astype(np.float64)
+                small = Rd.shape[0] <= Rd.shape[1]
+                G = Rd @ Rd.T if small else Rd.T @ Rd
+                w, E = sla.eigh(G, subset_by_index=[len(G) - k, len(G) - 1], driver="evr")
+                o = np.argsort(-w)
+                s = np.sqrt(np.maximum(w[o], 0))
+                vt = (E[:, o].T @ Rd) / np.maximum(s, 1e-12)[:, None] if small else E[:, o].T
+                self.s, self.Vt = s, vt
+                return
+            Rd = torch.from_numpy(R.toarray()).to(device=device, dtype=torch.float64)
+            if Rd.shape[0] <= Rd.shape[1]:
+                w, U = torch.linalg.eigh(Rd @ Rd.T)
+                o = torch.argsort(w, descending=True)[:k]
+                s = torch.sqrt(torch.clamp(w[o], min=0))
+                vt = (U[:, o].T @ Rd) / torch.clamp(s, min=1e-12)[:, None]
+            else:
+                w, V = torch.linalg.eigh(Rd.T @ Rd)
+                o = torch.argsort(w, descending=True)[:k]
+                s = torch.sqrt(torch.clamp(w[o], min=0))
+                vt = V[:, o].T
+            s, vt = s.cpu().numpy(), vt.cpu().numpy()
+        else:
+            from scipy.sparse.linalg import svds
+
+            v0 = np.random.default_rng(seed).standard_normal(min(R.shape))
+            _, s, vt = svds(R.astype(np.float64), k=k, v0=v0)
+            o = np.argsort(-s)
+            s, vt = s[o], vt[o]
+        self.s = s.astype(np.float64)
+        self.Vt = vt.astype(np.float64)
+
+    def item_space(self, dim: int) -> np.ndarray:
+        """Unit item vectors (items x dim): the singular directions scaled by the singular
+        values; zero rows for items without interactions."""
+        Z = (self.Vt[:dim] * self.s[:dim, None]).T
+        n = np.linalg.norm(Z, axis=1, keepdims=True)
+        return np.where(n > 0, Z / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+    def low_pass(self, rank: int) -> tuple[np.ndarray, np.ndarray]:
+        """GF-CF's ideal low-pass filter ``D^-1/2 V_r^T V_r D^1/2`` as its two factors
+        (items x rank each): left ``D^-1/2 V_r^T``, right ``D^1/2 V_r^T``."""
+        V = self.Vt[:rank].T
+        return V * self.di_mhalf[:, None], V * self.di_half[:, None]
+
+
+# -- the dense filter -------------------------------------------------------------------------
+
+
+def weighted_gram(X: sp.csr_matrix, user_weight: float, active: np.ndarray, dtype) -> np.ndarray:
+    """``X^T diag(|H_u|^-user_weight) X`` over the `active` items, dense."""
+    cu = np.asarray(X.sum(1)).ravel()
+    w = np.where(cu > 0, np.maximum(cu, 1.0) ** (-user_weight), 0.0)
+    Xa = X[:, active]
+    return np.asarray((Xa.T @ sp.diags(w) @ Xa).toarray(), dtype=dtype)
+
+
+def dan_ease(G: np.ndarray, lam: float, dropout: float, device) -> np.ndarray:
+    """B (active x active, float32) from the weighted Gram G (not modified)."""
+    import torch
+
+    g = torch.from_numpy(G).to(device)
+    d = torch.diagonal(g).clone()
+    pos = d[d > 0]
+    base = lam * (pos.mean() if len(pos) else torch.ones((), dtype=g.dtype, device=device))
+    reg = torch.clamp(base + dropout / (1.0 - dropout) * d, min=1e-6)
+    g = g + torch.diag(reg)
+    P = torch.cholesky_inverse(torch.linalg.cholesky(g))
+    del g
+    B = P / (-torch.diagonal(P))[None, :]
+    B.fill_diagonal_(0.0)
+    return B.to(torch.float32).cpu().numpy()
+
+
+@dataclass
+class DenseFilter:
+    """``F = B + c L``: B over the active items, L the low-pass of `spectrum`."""
+
+    active: np.ndarray
+    B: np.ndarray
+    spectrum: Spectrum
+    rank: int
+    weight: float  # c, absolute
+
+    def scores(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Dense scores (rows x items, float32) of history rows."""
+        out = np.zeros((rows.shape[0], rows.shape[1]), np.float32)
+        out[:, self.active] = rows[:, self.active] @ self.B
+        if self.rank and self.weight:
+            left, right = self.spectrum.low_pass(self.rank)
+            out += (self.weight * (rows @ left) @ right.T).astype(np.float32)
+        return out
+
+    def scale(self, X: sp.csr_matrix, rank: int, seed: int) -> float:
+        """``||X_s B||_F / ||X_s L||_F`` on up to 1,000 rows: makes c scale-free."""
+        rng = np.random.default_rng(seed)
+        live = np.flatnonzero(np.diff(X.indptr) > 0)
+        rows = X[np.sort(rng.choice(live, size=min(1000, len(live)), replace=False))]
+        left, right = self.spectrum.low_pass(rank)
+        sb = np.linalg.norm(rows[:, self.active] @ self.B)
+        sl = np.linalg.norm((rows @ left) @ right.T)
+        return float(sb / max(sl, 1e-12))
+
+    def tensors(self, n_items: int) -> dict[str, np.ndarray]:
+        """The filter as the model file stores it: dense ``votes`` over the whole catalogue
+        (zero outside the active items) and the low-pass pair ``low_left`` / ``low_right``."""
+        votes = np.zeros((n_items, n_items), np.float32)
+        votes[np.ix_(self.active, self.active)] = self.B
+        out = {"votes": votes}
+        if self.rank and self.weight:
+            left, right = self.spectrum.low_pass(self.rank)
+            out["low_left"] = (self.weight * left).astype(np.float32)
+            out["low_right"] = right.astype(np.float32)
+        return out
+
+
+# -- the graph filter (large catalogues) ------------------------------------------------------
+
+
+def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
+    """GF-CF's graph filter, with BSPM's sharpening when ``time > 0`` (Choi et al.,
+    SIGIR 2023: one Runge-Kutta step of the blurring ODE over [0, T] with the ideal low-pass as
+    the sharpening start), as core tensors. With T = 0 it is GF-CF exactly:
+    ``d^-eta (x P~ + beta x D^-1/2 V^T V D^1/2)``.
+
+    With ``P~ = R~^T R~`` (sparse, items x items) and its top-r spectrum ``V, s``, a row x is
+    scored ``d^-eta (x P~ + (x V^T) diag(w) V + (x D^-1/2 V^T) N)``, where
+    ``w = sum_{k=1..4} c_k s^(2k+2)``, ``N = beta sum_{k=0..4} c_k V D^1/2 P~^k`` and
+    ``c_k = (-T)^k / k!``: only ``x P~`` is exact, the higher powers of P~ are taken on the
+    top-r spectrum."""
+    R = spec.R.astype(np.float32)
+    RT = R.T.tocsr()
+    P = (RT @ R).tocsr()
+    P.sort_indices()
+    r = min(cfg.rank, len(spec.s))
+    c = [(-cfg.time) ** k / math.factorial(k) for k in range(5)]
+    V = spec.Vt[:r].astype(np.float32)
+    M = V * spec.di_half.astype(np.float32)
+    N = c[0] * M
+    sharpen = cfg.time != 0
+    for k in range(1, 5 if sharpen else 1):
+        M = np.ascontiguousarray((RT @ (R @ M.T)).T, dtype=np.float32)
+        N = N + c[k] * M
+    N *= cfg.beta
+    post = np.where(spec.di > 0, np.maximum(spec.di, 1.0) ** (-cfg.eta), 0.0)
+    left = [(V * spec.di_mhalf.astype(np.float32)).T]
+    right = [N.T]
+    if sharpen:  # without sharpening w = 0: its r columns would only cost serving time
+        s2 = spec.s[:r] ** 2
+        w = sum(c[k] * s2 ** (k + 1) for k in range(1, 5))
+        left.insert(0, V.T * w.astype(np.float32))
+        right.insert(0, V.T)
+    left, right = np.hstack(left), np.hstack(right) * post[:, None]
+    Pd = P.multiply(post[None, :]).tocsr()
+    Pd.sort_indices()
+    return {
+        "votes_indptr": Pd.indptr.astype(np.int64),
+        "votes_indices": Pd.indices.astype(np.int32),
+        "votes_data": Pd.data.astype(np.float32),
+        "low_left": np.ascontiguousarray(left, np.float32),
+        "low_right": np.ascontiguousarray(right, np.float32),
+    }
+
+
+# -- the validation search --------------------------------------------------------------------
+
+
+def base_grid(n_active: int) -> list[dict]:
+    """The size-adaptive grid of (lam, user_weight): each entry costs one items x items
+    inverse."""
+    if n_active <= 4000:
+        return [dict(lam=lam, user_weight=b) for lam in (5.0, 10.0, 20.0) for b in (0.25, 0.5)]
+    return [dict(lam=lam, user_weight=0.5) for lam in (5.0, 10.0, 20.0)]
+
+
+#: (rank, low_weight) pairs tried for the low-rank part.
+LOW_GRID = [(0, 0.0), (32, 0.1), (32, 0.3), (64, 0.1), (64, 0.3)]
+
+
+def _val_ndcg(scores: np.ndarray, seen: sp.csr_matrix, held: sp.csr_matrix) -> float:
+    from personae.metrics import mean_ndcg
+
+    ids, _ = _core.top_n(scores, SEARCH_K, seen, None, None)
+    return mean_ndcg(ids, held, SEARCH_K)
+
+
+def _dense_filter(X, spec, lam, user_weight, rank, low_weight, dropout, seed, device):
+    active = np.flatnonzero(np.asarray(X.sum(0)).ravel() > 0)
+    dtype = np.float64 if len(active) < 4000 else np.float32
+    G = weighted_gram(X, user_weight, active, dtype)
+    f = DenseFilter(active, dan_ease(G, lam, dropout, device), spec, 0, 0.0)
+    if rank and low_weight:
+        f.rank, f.weight = rank, low_weight * f.scale(X, rank, seed)
+    return f
+
+
+def _unique(dicts) -> list[dict]:
+    """The distinct dicts, in order."""
+    return [dict(t) for t in dict.fromkeys(tuple(d.items()) for d in dicts)]
+
+
+def search(
+    carve, cfg: EASEConfig, run: RunConfig, device, bar, on_step=None
+) -> tuple[dict, list[dict]]:
+    """Chooses the dense filter's settings left as None on `carve` (:func:`validation_carve`);
+    ``on_step(step, ndcg)`` after each setting tried."""
+    fit, seen, truth = carve
+    spec = Spectrum(fit, max(64, run.att_dim, cfg.rank or 0), run.seed, device)
+    n_active = int((np.asarray(fit.sum(0)).ravel() > 0).sum())
+
+    def pick(given, value):
+        return value if given is None else given
+
+    grid = _unique(
+        dict(lam=pick(cfg.lam, g["lam"]), user_weight=pick(cfg.user_weight, g["user_weight"]))
+        for g in base_grid(n_active)
+    )
+    lows = _unique(
+        dict(rank=pick(cfg.rank, r), low_weight=pick(cfg.low_weight, c)) for r, c in LOW_GRID
+    )
+    if bar is not None:
+        bar.reset(total=len(grid) * len(lows))
+    record, best = [], (-1.0, None)
+    projected = {}  # rank -> (seen D^-1/2 V_r^T, D^1/2 V_r^T): the same for every base
+    for g in grid:
+        f = _dense_filter(
+            fit, spec, g["lam"], g["user_weight"], 0, 0.0, cfg.dropout, run.seed, device
+        )
+        plain = f.scores(seen)
+        scales = {}  # rank -> this base's scale, shared by the weights tried at that rank
+        for low in lows:
+            r, c = low["rank"], low["low_weight"]
+            s = plain
+            if r and c:
+                if r not in projected:
+                    left, right = spec.low_pass(r)
+                    projected[r] = (seen @ left, right)
+                if r not in scales:
+                    scales[r] = f.scale(fit, r, run.seed)
+                x_left, right = projected[r]
+                s = plain + (c * scales[r] * x_left @ right.T).astype(np.float32)
+            nd = _val_ndcg(s, seen, truth)
+            rec = {**g, "rank": r, "low_weight": c, f"ndcg@{SEARCH_K}": nd}
+            record.append(rec)
+            if on_step is not None:
+                on_step(len(record) - 1, nd)
+            if nd > best[0]:
+                best = (nd, rec)
+            if bar is not None:
+                bar.update(1)
+        del f, plain
+    chosen = {k: best[1][k] for k in ("lam", "user_weight", "rank", "low_weight")}
+    return chosen, record
+
+
+#: (beta, time) pairs tried for a graph filter's settings left as None.
+GRAPH_GRID = [(b, t) for t in (0.0, 1.0, 2.5) for b in (0.0, 0.1, 0.2, 0.3, 0.5)]
+
+
+def search_graph(carve, cfg: GraphConfig, run: RunConfig, device, bar, on_step=None):
+    """Chooses the graph filter's ``beta`` / ``time`` left as None on `carve`, scoring each
+    setting's filter through the Rust scorer."""
+    import json
+
+    fit, seen, truth = carve
+    spec = Spectrum(fit, max(run.att_dim, cfg.rank), run.seed, device)
+    grid = _unique(
+        dict(beta=b if cfg.beta is None else cfg.beta, time=t if cfg.time is None else cfg.time)
+        for b, t in GRAPH_GRID
+    )
+    if bar is not None:
+        bar.reset(total=len(grid))
+    record, best = [], (-1.0, None)
+    manifest = json.dumps({"kind": "graph_filter", "n_items": fit.shape[1]})
+    for g in grid:
+        g_cfg = GraphConfig(rank=cfg.rank, beta=g["beta"], time=g["time"], eta=cfg.eta)
+        core = _core.build(manifest, graph_filter(spec, g_cfg))
+        ids = core.recommend(seen, SEARCH_K, True, None, None)[0]
+        from personae.metrics import mean_ndcg
+
+        nd = mean_ndcg(ids, truth, SEARCH_K)
+        rec = {**g, f"ndcg@{SEARCH_K}": nd}
+        record.append(rec)
+        if on_step is not None:
+            on_step(len(record) - 1, nd)
+        if nd > best[0]:
+            best = (nd, rec)
+        if bar is not None:
+            bar.update(1)
+    return {k: best[1][k] for k in ("beta", "time")}, record
+
+
+def validation_carve(X: sp.csr_matrix, run: RunConfig, validation=None):
+    """``(fit, seen, truth)``: the matrix a search fits on, and the validation users' input
+    rows and held-out items. From `validation`, a (fold-in, held-out) pair of matrices with X's
+    items, when given (fit on all of X); else carved from X (:func:`personae.data.carve_validation`:
+    up to ``run.search_users`` users lose 20% of their items)."""
+    from personae.data import carve_validation
+
+    if validation is not None:
+        seen, truth = validation
+        return X, seen, truth
+    fit, held, users = carve_validation(X, run.search_users, 0.2, run.seed)
+    return fit, fit[users], held[users]
+
+
+def scaled(X: sp.csr_matrix) -> sp.csr_matrix:
+    """X divided by its largest weight: the same filter (and lists) at any weight scale, e.g.
+    timestamps in nanoseconds, and no overflow near float32's limit."""
+    top = float(X.data.max()) if X.nnz else 0.0
+    if top > 0 and top != 1:
+        X = sp.csr_matrix(((X.data / top).astype(np.float32), X.indices, X.indptr), X.shape)
+    return X
+
+
+def fit_filter(
+    X: sp.csr_matrix,
+    cfg: EASEConfig | GraphConfig | tuple[EASEConfig, GraphConfig] | None,
+    run: RunConfig,
+    show_progress: bool = True,
+    callback=None,
+    validation=None,
+):
+    """Fits a filter on X (users x items, non-negative, checked). ``cfg`` None picks EASE up
+    to :data:`DENSE_MAX_ITEMS` active items, the graph filter above; a pair of configs makes the
+    same choice between them. Returns ``(tensors,
+    summary, spectrum, counts)``: the filter's core tensors (``votes*``, ``low_*``), what the
+    fit chose and measured, the spectrum of X (for item spaces) and the items' training
+    counts. ``callback(step, seconds, ndcg)`` after each setting of the validation search, or
+    once at the end (``ndcg`` None) when nothing is searched."""
+    from personae.train.loop import pick_device
+
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with the train extra
+        tqdm = None
+    t0 = time.perf_counter()
+    device = pick_device(run.device)
+    X = scaled(X)
+    counts = np.asarray((X > 0).sum(0)).ravel().astype(np.float32)
+    n_active = int((counts > 0).sum())
+    if n_active == 0:
+        raise ValueError("user_items has no interactions: nothing to fit")
+    if cfg is None:
+        cfg = (EASEConfig(), GraphConfig())
+    if isinstance(cfg, tuple):  # the automatic choice, by catalogue size
+        cfg = cfg[0] if n_active <= DENSE_MAX_ITEMS else cfg[1]
+    dense = isinstance(cfg, EASEConfig)
+    summary: dict = {"filter": "ease" if dense else "graph_filter", "device": str(device)}
+    if cfg.searched:
+        bar = None
+        if show_progress and tqdm is not None:
+            bar = tqdm(total=1, desc="validation search", unit="setting")
+        step = None
+        if callback is not None:
+
+            def step(i: int, ndcg: float) -> None:
+                callback(i, time.perf_counter() - t0, ndcg)
+
+        try:
+            carve = validation_carve(X, run, validation)
+            if dense:
+                chosen, record = search(carve, cfg, run, device, bar, step)
+            else:
+                chosen, record = search_graph(carve, cfg, run, device, bar, step)
+        finally:
+            if bar is not None:
+                bar.close()
+        summary["search"] = record
+        summary["val_ndcg"] = max(r[f"ndcg@{SEARCH_K}"] for r in record)
+        summary["val_k"] = SEARCH_K
+        cfg = type(cfg)(
+            **{**cfg.__dict__, **{k: v for k, v in chosen.items() if getattr(cfg, k) is None}}
+        )
+    if dense:
+        settings = {k: getattr(cfg, k) for k in ("lam", "user_weight", "rank", "low_weight")}
+        settings = {
+            "lam": 10.0 if settings["lam"] is None else settings["lam"],
+            "user_weight": 0.5 if settings["user_weight"] is None else settings["user_weight"],
+            "rank": 64 if settings["rank"] is None else settings["rank"],
+            "low_weight": 0.1 if settings["low_weight"] is None else settings["low_weight"],
+        }
+        spec = Spectrum(X, max(run.att_dim, settings["rank"]), run.seed, device)
+        f = _dense_filter(
+            X,
+            spec,
+            settings["lam"],
+            settings["user_weight"],
+            settings["rank"],
+            settings["low_weight"],
+            cfg.dropout,
+            run.seed,
+            device,
+        )
+        tensors = f.tensors(X.shape[1])
+        summary["settings"] = {**settings, "dropout": cfg.dropout}
+    else:
+        spec = Spectrum(X, max(run.att_dim, cfg.rank), run.seed, device)
+        tensors = graph_filter(spec, cfg)
+        summary["settings"] = {k: getattr(cfg, k) for k in ("rank", "beta", "time", "eta")}
+    summary["seconds"] = time.perf_counter() - t0
+    if callback is not None and "search" not in summary:
+        # Nothing was searched: one call when the fit is done, so a progress callback (and
+        # implicit's "called at least once") still hears from the fit.
+        callback(0, summary["seconds"], None)
+    return tensors, summary, spec, counts
