@@ -13,6 +13,12 @@ or Python ints) are kept as text ids, by the same rule: their text is the id, ne
 negative number. Float ids are integers only when they hold an exact integer below 2**53 (what a
 nullable integer column becomes); larger floats (``1e20``) have lost their digits and are an
 error.
+
+**The order** of a vocabulary built from data (the rows and columns of an :class:`Interactions`,
+``model.item_ids``): integer ids by value; text ids by value too when every one of them is an
+integer written plainly (``"1"``, ``"2"``, ..., ``"10"``, as a CSV column of numbers is read,
+whatever its length), otherwise by text (code points: ``"007"``, ``"10"``, ``"7"``, ``"a"``). The
+order never changes which ids are equal: that is the text rule above.
 """
 
 from __future__ import annotations
@@ -100,6 +106,49 @@ def _text(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.kind == "U" else a.astype(str)
 
 
+def _plain_integers(a: np.ndarray) -> np.ndarray:
+    """Which text ids are integers written plainly: ASCII digits with an optional leading
+    ``-``, no leading zeros, no ``+`` or spaces, of any length (``"18446744073709551615"``
+    counts; ``"007"``, ``"-0"``, ``"+5"``, ``"1e3"`` and ``"١٢"`` do not). Vectorised over the
+    code points; `a` is a 1-D str array."""
+    a = np.ascontiguousarray(a, dtype=str)
+    if not len(a) or a.itemsize == 0:
+        return np.zeros(len(a), bool)
+    cp = a.view(np.uint32).reshape(len(a), -1)
+    length = np.char.str_len(a)
+    neg = cp[:, 0] == ord("-")
+    start = neg.astype(np.int64)
+    pos = np.arange(cp.shape[1])
+    body = (pos >= start[:, None]) & (pos < length[:, None])
+    digits = ((cp >= ord("0")) & (cp <= ord("9"))) | ~body
+    n_body = length - start
+    lead = cp[np.arange(len(a)), np.minimum(start, cp.shape[1] - 1)]
+    zero_lead = (lead == ord("0")) & ((n_body > 1) | neg)
+    return digits.all(1) & (n_body >= 1) & ~zero_lead
+
+
+def _id_order(uniq: np.ndarray) -> np.ndarray | None:
+    """The permutation that puts distinct, sorted ids (``np.unique``'s output) in the
+    vocabulary's order, or None when their sorted order is already it.
+
+    Integer ids are already in value order. Text ids that are all plain integers (see
+    :func:`_plain_integers`; what a CSV column of numbers is read as, since CSV ids are read as
+    text) are put in value order, ``"1", "2", ..., "10"`` rather than ``"1", "10", "2"``, at
+    any length (ids beyond int64 are never converted). Text ids of which any is not a plain
+    integer (``"a"``, ``"007"``) keep their text order. The ids stay text either way: only
+    their order changes, never how they are compared."""
+    if uniq.dtype.kind != "U" or len(uniq) < 2 or not _plain_integers(uniq).all():
+        return None
+    # Plain integers compare by sign, then digit count, then text (for equal counts the text
+    # order is the value order); a negative number is smaller the larger its magnitude.
+    neg = np.char.startswith(uniq, "-")
+    length = np.char.str_len(uniq).astype(np.int64)
+    text_rank = np.arange(len(uniq))  # `uniq` is sorted by text
+    return np.lexsort(
+        (np.where(neg, -text_rank, text_rank), np.where(neg, -length, length), ~neg)
+    )
+
+
 class Vocabulary:
     """External ids <-> dense indices 0..n-1 (the id rule is in the module docstring).
 
@@ -123,9 +172,19 @@ class Vocabulary:
 
     @classmethod
     def fit(cls, values, what: str = "item", source: str | None = None):
-        """(the vocabulary of the distinct `values`, sorted; each value's index)."""
+        """(the vocabulary of the distinct `values`, sorted; each value's index).
+
+        The order (see :func:`_id_order`): integer ids by value; text ids that are all integers
+        written plainly (``"1"``, ``"10"``, ``"-3"``, as a CSV column of numbers is read) by
+        value too, so ``"2"`` comes before ``"10"``; any other text ids by text (code points),
+        the plainly written integers among them included."""
         ids = as_ids(values, what, source)
         uniq, codes = np.unique(ids, return_inverse=True)
+        order = _id_order(uniq)
+        if order is not None:
+            rank = np.empty(len(order), np.int64)
+            rank[order] = np.arange(len(order))
+            uniq, codes = uniq[order], rank[codes]
         return cls(uniq, what), codes.astype(np.int64)
 
     def lookup(
