@@ -269,36 +269,27 @@ _ESTIMATORS = {
 
 
 def _recommend(a: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     import personae
-    from personae.data import long_format, write_table
+    from personae.data import write_recommendations
 
     model = personae.load(a.model)
+    if a.explain and not hasattr(model, "personas"):
+        raise ValueError(
+            f"--explain needs an AMP-CF model (the persona behind each item); {a.model} "
+            f"holds a {type(model).__name__}"
+        )
     data = _read_for(model, a.data, a)
     print(f"read {data} from {a.data}; scoring with {model}")
-    starts = range(0, data.n_users, a.batch_size)
-    batches = (data.matrix[s : s + a.batch_size] for s in starts)
-    bar = tqdm(batches, total=len(starts), disable=a.quiet, unit="batch", desc="recommend")
-    extra = {}
-    if a.explain:
-        if not hasattr(model, "personas"):
-            raise ValueError(
-                f"--explain needs an AMP-CF model (the persona behind each item); {a.model} "
-                f"holds a {type(model).__name__}"
-            )
-        parts = list(model.recommend_stream(bar, a.n, explain=True))
-        persona = np.vstack([p[2] for p in parts]) if parts else np.zeros((0, a.n), np.int64)
-        # The persona index is per user; its taste cluster means the same for every user.
-        taste = np.take_along_axis(model.personas(data)["taste"], np.maximum(persona, 0), 1)
-        extra = {"persona": persona, "taste_cluster": np.where(persona >= 0, taste, -1)}
-    else:
-        parts = list(model.recommend_stream(bar, a.n))
-    ids = np.vstack([p[0] for p in parts]) if parts else np.zeros((0, a.n), np.int64)
-    scores = np.vstack([p[1] for p in parts]) if parts else np.zeros((0, a.n), np.float32)
-    frame = long_format(data.user_ids, model.item_ids, ids, scores, **extra)
-    write_table(frame, Path(a.out))
-    print(f"top-{a.n} for {data.n_users} users written to {a.out}")
+    rows = write_recommendations(
+        model,
+        data,
+        a.out,
+        a.n,
+        batch_size=a.batch_size,
+        explain=a.explain,
+        show_progress=not a.quiet,
+    )
+    print(f"top-{a.n} for {data.n_users} users ({rows} rows) written to {a.out}")
     return 0
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "Interactions",
     "StrongSplit",
     "SyntheticData",
+    "TableWriter",
     "Vocabulary",
     "carve_validation",
     "holdout_split",
@@ -43,6 +44,7 @@ __all__ = [
     "read_table",
     "strong_split",
     "synthetic",
+    "write_recommendations",
     "write_table",
 ]
 
@@ -514,6 +516,122 @@ def write_table(df, path: str | os.PathLike) -> Path:
     return out
 
 
+class TableWriter:
+    """Writes one table in pieces, for outputs too large to hold at once (``personae recommend``
+    over millions of users): each :meth:`write` appends a DataFrame's rows, as CSV/TSV text
+    (the header once) or as one Parquet row group (pyarrow's ``ParquetWriter``), by the
+    extension of `path`, so memory holds one piece at a time.
+
+    Atomic as :func:`write_table`: the rows go to a temporary file in the same directory, renamed
+    to `path` when the ``with`` block ends without an error; on an error (or Ctrl-C) the
+    temporary file is removed and `path` is left as it was, so a crash never leaves a
+    half-written file under the final name. Every piece must have the first one's columns (and,
+    for Parquet, types the first piece's can be cast to); a table with no piece written is
+    empty, with no columns.
+
+    >>> with TableWriter("lists.parquet") as out:      # doctest: +SKIP
+    ...     for frame in frames:
+    ...         out.write(frame)
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import tempfile
+
+        self.path = Path(path)
+        self.rows = 0
+        suffix = self.path.suffix.lower()
+        if suffix not in (".parquet", ".csv", ".tsv"):
+            raise ValueError(f"{self.path}: unknown output format (use .parquet, .csv or .tsv)")
+        self._parquet = suffix == ".parquet"
+        self._sep = "\t" if suffix == ".tsv" else ","
+        if self._parquet:
+            try:
+                import pyarrow.parquet  # noqa: F401
+            except ImportError as e:
+                raise ImportError(
+                    "writing Parquet in pieces needs pyarrow: pip install 'personae[io]' (or "
+                    "use .csv / .tsv files)"
+                ) from e
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+        )
+        os.close(fd)
+        self._file = None if self._parquet else open(self._tmp, "w", newline="")  # noqa: SIM115
+        self._writer = None  # the ParquetWriter, opened with the first piece's schema
+        self._columns: list | None = None
+        self._empty = None  # the first piece, kept only while every piece has been empty
+        self._first = True
+
+    def write(self, frame) -> None:
+        """Appends the rows of pandas DataFrame `frame` (its index is not written)."""
+        cols = list(frame.columns)
+        if self._columns is None:
+            self._columns = cols
+        elif cols != self._columns:
+            raise ValueError(
+                f"{self.path}: every piece must have the columns {self._columns}, got {cols}"
+            )
+        if self._parquet:
+            if len(frame) == 0:
+                # An empty piece may not know its column types (pyarrow infers "null" for an
+                # empty object column): it only matters when no rows come at all.
+                if self._writer is None and self._empty is None:
+                    self._empty = frame
+                return
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            elif not table.schema.equals(self._writer.schema):
+                table = table.cast(self._writer.schema)
+            self._writer.write_table(table)
+        else:
+            # The header goes with the first piece, even an empty one (it writes only that).
+            frame.to_csv(self._file, index=False, sep=self._sep, header=self._first)
+        self._first = False
+        self.rows += len(frame)
+
+    def _finish(self) -> None:
+        if self._parquet:
+            if self._writer is not None:
+                self._writer.close()
+            else:
+                import pandas as pd
+
+                empty = self._empty if self._empty is not None else pd.DataFrame()
+                empty.to_parquet(self._tmp, index=False)
+        else:
+            self._file.close()
+        readable(self._tmp)
+        os.replace(self._tmp, self.path)
+
+    def _abandon(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._file is not None:
+                self._file.close()
+        finally:
+            if os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._abandon()
+            return
+        try:
+            self._finish()
+        except BaseException:
+            self._abandon()
+            raise
+
+
 def umask() -> int:
     """The process's umask, read without changing it where the OS allows (Linux's
     /proc/self/status), since ``os.umask`` can only be read by setting it, which races with
@@ -553,6 +671,71 @@ def long_format(users, item_ids, ids, scores, **extra):
     }
     cols.update({k: np.asarray(v).ravel()[keep] for k, v in extra.items()})
     return pd.DataFrame(cols)
+
+
+def write_recommendations(
+    model,
+    user_items,
+    path: str | os.PathLike,
+    n: int = 20,
+    *,
+    batch_size: int = 10_000,
+    explain: bool = False,
+    show_progress: bool = False,
+) -> int:
+    """Writes every user's top-`n` list to `path` (.parquet, .csv or .tsv) in the long format of
+    :func:`long_format` (``user, item, score, rank``, plus ``persona, taste_cluster`` with
+    `explain`), scoring `batch_size` users at a time (:meth:`personae.Model.recommend_stream`)
+    and appending each batch's rows to the file as it comes (:class:`TableWriter`: one Parquet
+    row group or a run of CSV lines per batch, atomic on success). Returns the number of rows.
+
+    Memory: the lists are never held for all users at once, only one batch's lists and rows;
+    the input, `user_items` (an :class:`Interactions` on the model's items, e.g. read with
+    ``item_ids=model.item_ids``, or a scipy sparse matrix whose rows are named by their index),
+    is held whole, as a CSR: 1,000,000 users with 10 items each take about 120 MB.
+
+    `explain` (AMP-CF): each item's persona (its index among the user's personas) and that
+    persona's taste cluster (the same for every user; -1 for none). `show_progress` draws a
+    tqdm bar over the batches."""
+    from personae._validate import integer
+
+    n, batch_size = integer("n", n), integer("batch_size", batch_size)
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"n and batch_size must be >= 1, got {n} and {batch_size}")
+    if explain and not hasattr(model, "personas"):
+        raise ValueError(
+            f"explain needs an AMP-CF model (the persona behind each item); this is a "
+            f"{type(model).__name__}"
+        )
+    if isinstance(user_items, Interactions):
+        rows, users, items = user_items.matrix, user_items.user_ids, user_items.item_ids
+    else:
+        rows, users, items = user_items, np.arange(user_items.shape[0]), None
+    starts = range(0, rows.shape[0], batch_size)
+    # Each batch of an Interactions stays one, so the model checks its item ids against its own.
+    batches = (
+        rows[s : s + batch_size]
+        if items is None
+        else Interactions(rows[s : s + batch_size], users[s : s + batch_size], items)
+        for s in starts
+    )
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, total=len(starts), unit="batch", desc="recommend")
+    kw = {"explain": True} if explain else {}
+    with TableWriter(path) as out:
+        for s, part in zip(starts, model.recommend_stream(batches, n, **kw), strict=True):
+            who = users[s : s + batch_size]
+            extra = {}
+            if explain:
+                # The persona index is per user; its taste cluster means the same for everyone.
+                persona = part[2]
+                taste = model.personas(rows[s : s + batch_size])["taste"]
+                taste = np.take_along_axis(taste, np.maximum(persona, 0), 1)
+                extra = {"persona": persona, "taste_cluster": np.where(persona >= 0, taste, -1)}
+            out.write(long_format(who, model.item_ids, part[0], part[1], **extra))
+    return out.rows
 
 
 def _split_rows(m: sp.csr_matrix, fraction: float, rng: np.random.Generator):
