@@ -2,6 +2,7 @@
 batches (memory bounded by a batch, 1,000,000 users), the streaming writer, and the quickstart
 as a script on the public API."""
 
+import ast
 import os
 import time
 from pathlib import Path
@@ -183,3 +184,26 @@ def test_cli_recommend_failure_leaves_no_file(fitted, tmp_path, capsys, monkeypa
     assert main([*argv, "--batch-size", "50", "--quiet", "--out", str(out)]) == 1
     assert "out of memory" in capsys.readouterr().err
     assert len(calls) == 3 and os.listdir(tmp_path) == []
+
+
+def test_quickstart_uses_only_public_names():
+    """The quickstart is an example to copy: no private attribute of personae's objects."""
+    import personae.quickstart as q
+
+    tree = ast.parse(Path(q.__file__).read_text())
+    private = [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    ]
+    assert private == []
+    imported = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    ]
+    assert not [name for name in imported if name.startswith("_")]
+    assert "model.tensors()" in Path(q.__file__).read_text()
