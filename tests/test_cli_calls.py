@@ -207,3 +207,38 @@ def test_quickstart_uses_only_public_names():
     ]
     assert not [name for name in imported if name.startswith("_")]
     assert "model.tensors()" in Path(q.__file__).read_text()
+
+
+def test_lists_from_long_is_the_inverse_of_long_format():
+    from personae.data import lists_from_long
+
+    rng = np.random.default_rng(1)
+    users, items = np.array(["b", "a", "c"]), np.array([10, 20, 30, 40, 50])
+    ids = np.array([[4, 0, 2], [1, -1, -1], [3, 2, -1]])
+    frame = long_format(users, items, ids, rng.random(ids.shape).astype(np.float32))
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    np.testing.assert_array_equal(lists_from_long(shuffled, users, items, 3), ids)
+    # Without ranks, the scores order each list (best first); n cuts or pads.
+    by_score = frame.assign(score=-frame["rank"].astype(float)).drop(columns="rank")
+    np.testing.assert_array_equal(lists_from_long(by_score, users, items, 2), ids[:, :2])
+    wide = lists_from_long(frame, users, items, 4)
+    assert wide.shape == (3, 4) and (wide[:, 3] == -1).all()
+    # Rows follow the users asked for (ids as text match integers: the id rule).
+    with pytest.warns(UserWarning, match="1 of 6 user ids .* dropped"):
+        got = lists_from_long(frame, ["c", "b"], items.astype(str), 3)
+    np.testing.assert_array_equal(got, ids[[2, 0]])
+    with pytest.raises(ValueError, match=r"2 of 6 item ids \(column 'item' and file lists.csv"):
+        lists_from_long(frame, users, items[:3], 3, source="lists.csv")
+    with pytest.warns(UserWarning, match="2 of 6 item ids"):
+        short = lists_from_long(frame, users, items[:3], 3, drop_unknown=True)
+    assert short.tolist() == [[0, 2, -1], [1, -1, -1], [2, -1, -1]]
+    with pytest.raises(ValueError, match="needs a 'rank' or 'score' column"):
+        lists_from_long(frame.drop(columns=["rank", "score"]), users, items, 3)
+
+
+def test_interactions_to_frame_round_trips():
+    x = Interactions.from_arrays(["u2", "u1", "u1"], [7, 3, 7], [2.0, 1.0, 0.5])
+    df = x.to_frame("uid", "iid", "w")
+    assert list(df.columns) == ["uid", "iid", "w"] and df["w"].tolist() == [1.0, 0.5, 2.0]
+    y = Interactions.from_dataframe(df, "uid", "iid", "w")
+    assert (x.matrix != y.matrix).nnz == 0 and list(x.to_frame().columns) == ["user", "item"]

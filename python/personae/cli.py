@@ -189,67 +189,41 @@ def _evaluate(a: argparse.Namespace) -> int:
 
 
 def _lists_and_truth(a: argparse.Namespace):
-    """--recommendations (long format: user, item and a rank or score column) as a padded
-    ``(test users, k)`` id matrix and --test as the truth, on one item vocabulary. Lists are
-    ordered by rank (by score, best first, without a rank column); users of --test without a
-    list count with an empty one, lists of users absent from --test are ignored."""
-    import scipy.sparse as sp
+    """--recommendations as a padded ``(test users, k)`` id matrix and --test as the truth, on
+    one item vocabulary: the items of both files (no model catalogue is known)."""
+    from personae.data import Interactions, Vocabulary, lists_from_long, read_table
 
-    from personae.data import Vocabulary, read_table
-
-    ids_cols = (a.user_col, a.item_col)
-    recs = read_table(a.recommendations, sep=_sep(a), text_columns=ids_cols)
-    for c in ids_cols:
-        if c not in recs.columns:
-            raise ValueError(
-                f"--recommendations {a.recommendations}: no column {c!r}; columns are "
-                f"{list(recs.columns)}"
-            )
-    order = "rank" if "rank" in recs.columns else a.score_col
-    if order not in recs.columns:
-        raise ValueError(
-            f"--recommendations {a.recommendations}: needs a 'rank' or {a.score_col!r} column "
-            f"to order each list; columns are {list(recs.columns)}"
-        )
+    source = f"--recommendations {a.recommendations}"
+    recs = read_table(a.recommendations, sep=_sep(a), text_columns=(a.user_col, a.item_col))
+    if a.item_col not in recs.columns:
+        raise ValueError(f"{source}: no column {a.item_col!r}; columns are {list(recs.columns)}")
     test = _read(a.test, a)
+    listed = recs[a.item_col].to_numpy()
     items, _ = Vocabulary.fit(
-        np.concatenate([test.item_ids.astype(str), recs[a.item_col].to_numpy().astype(str)]),
-        a.item_col,
+        np.concatenate([test.item_ids.astype(str), listed.astype(str)]), a.item_col
     )
-    col = items.lookup(test.item_ids.astype(str))[0]
-    coo = test.matrix.tocoo()
-    truth = sp.csr_matrix(
-        (np.ones(coo.nnz, np.float32), (coo.row, col[coo.col])),
-        shape=(test.n_users, len(items)),
+    users, held, _ = test.to_arrays()
+    truth = Interactions.from_arrays(users, held, user_ids=test.user_ids, item_ids=items).matrix
+    ids = lists_from_long(
+        recs,
+        test.user_ids,
+        items,
+        a.k,
+        user_col=a.user_col,
+        item_col=a.item_col,
+        score_col=a.score_col,
+        source=source,
     )
-    users = Vocabulary(test.user_ids, "user")
-    u, known = users.lookup(recs[a.user_col].to_numpy(), drop_unknown=True)
-    key = recs[order].to_numpy(dtype=np.float64)
-    key = key if order == "rank" else -key  # rank ascending, score descending
-    u, key = u[known], key[known]
-    i = items.lookup(recs[a.item_col].to_numpy()[known])[0]
-    o = np.lexsort((key, u))
-    u, i = u[o], i[o]
-    pos = np.arange(len(u)) - np.searchsorted(u, u)  # position within the user's list
-    keep = pos < a.k
-    ids = np.full((test.n_users, a.k), -1, np.int64)
-    ids[u[keep], pos[keep]] = i[keep]
     return ids, truth
 
 
 def _split(a: argparse.Namespace) -> int:
-    import pandas as pd
-
     from personae.data import holdout_split, write_table
 
     data = _read(a.data, a)
     train, test = holdout_split(data, a.test_fraction, seed=a.seed)
     for part, out in ((train, a.train_out), (test, a.test_out)):
-        u, i, w = part.to_arrays()
-        cols = {a.user_col: u, a.item_col: i}
-        if a.weight_col is not None:
-            cols[a.weight_col] = w
-        write_table(pd.DataFrame(cols), Path(out))
+        write_table(part.to_frame(a.user_col, a.item_col, a.weight_col), out)
     print(
         f"{data}: {train.nnz} interactions to {a.train_out}, {test.nnz} to {a.test_out} "
         f"(per-user holdout of {a.test_fraction:g}, seed {a.seed})"

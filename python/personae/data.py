@@ -40,6 +40,7 @@ __all__ = [
     "Vocabulary",
     "carve_validation",
     "holdout_split",
+    "lists_from_long",
     "long_format",
     "read_table",
     "strong_split",
@@ -424,6 +425,18 @@ class Interactions:
         coo = self.matrix.tocoo()
         return self.user_ids[coo.row], self.item_ids[coo.col], coo.data
 
+    def to_frame(self, user_col: str = "user", item_col: str = "item", weight_col=None):
+        """Every interaction as a pandas DataFrame row, in row order, with the external ids:
+        the inverse of :meth:`from_dataframe` (with `weight_col`, the weights too), e.g. to
+        write a split with :func:`write_table`."""
+        import pandas as pd
+
+        users, items, weights = self.to_arrays()
+        cols = {user_col: users, item_col: items}
+        if weight_col is not None:
+            cols[weight_col] = weights
+        return pd.DataFrame(cols)
+
 
 _TABLES = (".csv", ".tsv", ".parquet", ".txt")
 
@@ -736,6 +749,65 @@ def write_recommendations(
                 extra = {"persona": persona, "taste_cluster": np.where(persona >= 0, taste, -1)}
             out.write(long_format(who, model.item_ids, part[0], part[1], **extra))
     return out.rows
+
+
+def lists_from_long(
+    frame,
+    user_ids,
+    item_ids,
+    n: int,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    rank_col: str = "rank",
+    score_col: str = "score",
+    source: str | None = None,
+    drop_unknown: bool = False,
+) -> np.ndarray:
+    """Top-N lists in the long format (one row per listed item, as :func:`long_format` writes
+    them, in any row order) as a padded ``(len(user_ids), n)`` matrix of item indices: row r is
+    the list of user ``user_ids[r]``, its items as indices of `item_ids`, best first, cut at `n`
+    and padded with -1. The inverse of :func:`long_format`.
+
+    Each list is ordered by `rank_col` (ascending), or by `score_col` (best first) when the
+    frame has no rank column. Rows of users outside `user_ids` are dropped, with a warning that
+    counts them (a file of lists for more users than are evaluated); an item outside
+    `item_ids` is an error naming `source`, the column and examples, unless `drop_unknown`
+    (then its row is dropped, with a warning, and the items after it move up). Ids follow the
+    id rule (7 and "7" are one id)."""
+    from personae._validate import integer
+
+    n = integer("n", n)
+    cols = list(frame.columns)
+    where = f"{source}: " if source else ""
+    for c in (user_col, item_col):
+        if c not in cols:
+            raise ValueError(f"{where}no column {c!r}; columns are {cols}")
+    order = rank_col if rank_col in cols else score_col
+    if order not in cols:
+        raise ValueError(
+            f"{where}needs a {rank_col!r} or {score_col!r} column to order each list; columns "
+            f"are {cols}"
+        )
+    users = user_ids if isinstance(user_ids, Vocabulary) else Vocabulary(user_ids, "user")
+    items = item_ids if isinstance(item_ids, Vocabulary) else Vocabulary(item_ids, "item")
+    u, known = users.lookup(
+        frame[user_col].to_numpy(), column=user_col, source=source, drop_unknown=True
+    )
+    key = frame[order].to_numpy(dtype=np.float64)
+    key = key if order == rank_col else -key  # rank ascending, score descending
+    i, listed = items.lookup(
+        frame[item_col].to_numpy(), column=item_col, source=source, drop_unknown=drop_unknown
+    )
+    known &= listed
+    u, i, key = u[known], i[known], key[known]
+    o = np.lexsort((key, u))
+    u, i = u[o], i[o]
+    pos = np.arange(len(u)) - np.searchsorted(u, u)  # position within the user's list
+    keep = pos < n
+    ids = np.full((len(users), n), -1, np.int64)
+    ids[u[keep], pos[keep]] = i[keep]
+    return ids
 
 
 def _split_rows(m: sp.csr_matrix, fraction: float, rng: np.random.Generator):
