@@ -242,3 +242,18 @@ def test_interactions_to_frame_round_trips():
     assert list(df.columns) == ["uid", "iid", "w"] and df["w"].tolist() == [1.0, 0.5, 2.0]
     y = Interactions.from_dataframe(df, "uid", "iid", "w")
     assert (x.matrix != y.matrix).nnz == 0 and list(x.to_frame().columns) == ["user", "item"]
+
+
+def test_write_recommendations_of_a_bare_matrix_and_its_errors(tmp_path):
+    m = sp.csr_matrix(np.eye(5, 8, dtype=np.float32))
+    model = personae.Popularity().fit(m)
+    rows = write_recommendations(model, m, tmp_path / "r.tsv", 3, batch_size=2)
+    got = pd.read_csv(tmp_path / "r.tsv", sep="\t")
+    assert rows == len(got) == 15 and got["user"].tolist() == np.repeat(np.arange(5), 3).tolist()
+    ids, _ = model.recommend(m, 3)
+    assert got["item"].tolist() == ids.ravel().tolist()
+    with pytest.raises(ValueError, match="AMP-CF"):
+        write_recommendations(model, m, tmp_path / "x.csv", 3, explain=True)
+    with pytest.raises(ValueError, match="batch_size"):
+        write_recommendations(model, m, tmp_path / "x.csv", 3, batch_size=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.tsv"]

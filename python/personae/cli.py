@@ -146,11 +146,6 @@ def _recommend(a: argparse.Namespace) -> int:
     from personae.data import write_recommendations
 
     model = personae.load(a.model)
-    if a.explain and not hasattr(model, "personas"):
-        raise ValueError(
-            f"--explain needs an AMP-CF model (the persona behind each item); {a.model} "
-            f"holds a {type(model).__name__}"
-        )
     data = _read_for(model, a.data, a)
     print(f"read {data} from {a.data}; scoring with {model}")
     rows = write_recommendations(
@@ -623,14 +618,21 @@ def build_parser() -> argparse.ArgumentParser:
         _recommend,
         help="top-N lists for the users of a file",
         description=f"Score every user of {files} (their rows are the model's "
-        "input) and write long-format user,item,score,rank to --out "
-        "(.parquet or .csv), atomically.",
+        "input) and write long-format user,item,score,rank to --out (.parquet, .csv or .tsv), "
+        "--batch-size users at a time: each batch's rows are appended as they come, so memory "
+        "holds one batch's lists (the input is read whole). The file appears under its name "
+        "only once complete.",
         model="model directory",
     )
     r.add_argument("--data", required=True, help="user histories")
     r.add_argument("--n", type=_positive, default=20, help="list length")
     r.add_argument("--out", required=True, help="output file (.parquet, .csv, .tsv)")
-    r.add_argument("--batch-size", type=_positive, default=10000, help="users per scoring call")
+    r.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=10000,
+        help="users per scoring call and per piece written (memory grows with it)",
+    )
     r.add_argument(
         "--explain",
         action="store_true",
