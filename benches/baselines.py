@@ -3,8 +3,8 @@
 Every family has a validation grid (:func:`grid`) and :func:`fit` ``(name, X, config) -> model``,
 where the model has either
 
-- ``recommend(rows, n) -> (ids, scores)``: the personae models (popularity, Mult-VAE, AMP-CF),
-  served by the Rust core with seen items masked; or
+- ``recommend(rows, n) -> (ids, scores)``: the personae models (popularity, EASE, the graph
+  filters, Mult-VAE, AMP-CF), served by the Rust core with seen items masked; or
 - ``score(users, rows) -> dense scores``: ``rows`` is the CSR of the scored users' fit
   interactions (their input), ``users`` their row indices in X (only ALS needs them: it learns
   one vector per training user). The harness masks seen items and takes the top-k with
@@ -13,15 +13,20 @@ where the model has either
 Families (the research prototype's, cleaned up; each pinned by ``tests/test_baselines.py``):
 
 - ``popularity``: ``personae.Popularity``.
-- ``ease``: EASE (Steck 2019), ``B = I - P diag(1 / diag P)``, ``P = (X^T X + lam I)^-1``,
-  float64. :class:`EASEBig` is the float32 in-place Cholesky form for Gowalla's 41k items.
+- ``ease``: EASE (Steck 2019), ``B = I - P diag(1 / diag P)``, ``P = (X^T X + lam I)^-1``:
+  ``personae.EASE`` with Steck's settings (:func:`ease`). :class:`EASEBig` is the float32
+  in-place Cholesky form for Gowalla's 41k items (one n x n matrix; the library holds two).
 - ``als``: implicit's CPU ALS (confidence ``1 + alpha r``).
-- ``gfcf``: GF-CF (Shen et al. 2021), ``r (R~^T R~ + alpha D^-1/2 U U^T D^1/2)``.
+- ``gfcf``: GF-CF (Shen et al. 2021), ``r (R~^T R~ + alpha D^-1/2 U U^T D^1/2)``:
+  ``personae.GraphFilter(rank, beta=alpha, time=0)``.
 - ``bspm``: BSPM (Choi et al. 2023), the authors' default path: ``y0 = r P~ + beta r D^-1/2
-  U U^T D^1/2``, then the sharpening ODE ``dy/dt = -y P~`` over ``[0, T_s]`` in ``K_s`` steps.
-  :class:`GraphScorer` reads every GF-CF / BSPM configuration of a grid from shared per-batch
-  powers ``Y P~^k`` (exact for ``K_s = 1``: one rk4 step of a linear ODE is its 4th-order Taylor
-  polynomial ``sum_k (-T P~)^k / k!``, one Euler step the 1st-order one).
+  U U^T D^1/2``, then the sharpening ODE ``dy/dt = -y P~`` over ``[0, T_s]`` in ``K_s`` steps:
+  ``personae.GraphFilter(rank, beta, time=T_s, solver)``, exact for ``K_s = 1`` up to 5,000
+  users or items; :class:`BSPM` (numpy, exact powers of P~) above (Gowalla) and for K_s > 1.
+- The validation grids of GF-CF and BSPM: :class:`GraphScorer` reads every configuration
+  from shared per-batch powers ``Y P~^k`` of :class:`NormGraph` (exact for ``K_s = 1``: one
+  rk4 step of a linear ODE is its 4th-order Taylor polynomial ``sum_k (-T P~)^k / k!``, one
+  Euler step the 1st-order one); the chosen setting is refitted with the library.
 - ``multvae``: ``personae.MultVAE`` on CPU, early-stopped on the validation split.
 - ``ampcf``: ``personae.AMPCF()`` with default arguments only (its fit runs its own search on
   a carve of the matrix it is given).
@@ -30,7 +35,6 @@ Families (the research prototype's, cleaned up; each pinned by ``tests/test_base
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import scipy.linalg as sla
@@ -133,26 +137,15 @@ class Popularity:
 # ----------------------------------------------------------------------------- EASE
 
 
-def ease_gram(X, dtype=np.float64) -> np.ndarray:
-    """Dense X^T X."""
-    G = (X.T @ X).astype(dtype)
-    return np.asarray(G.todense()) if sp.issparse(G) else np.asarray(G)
-
-
-class EASE:
-    """Steck 2019: ``B = I - P diag(1 / diag P)``, ``P = (X^T X + lam I)^-1``; diag(B) = 0.
-    `G` (X^T X) can be passed in to share it across a lambda grid."""
-
-    def __init__(self, X, lam, G=None, dtype=np.float64):
-        G = ease_gram(X, dtype) if G is None else G.copy()
-        G[np.diag_indices_from(G)] += lam
-        P = np.linalg.inv(G)
-        B = P / (-np.diag(P))
-        B[np.diag_indices_from(B)] = 0
-        self.B = B.astype(np.float32)
-
-    def score(self, users, rows):
-        return rows @ self.B
+def ease(X, lam: float):
+    """``personae.EASE`` as Steck's EASE (no user weighting, no dropout penalty, no low-pass
+    part) with the harness's absolute ``lam``: the library's lam is relative to the mean of
+    diag(X^T X), so it is divided by that mean here. Served (and ranked) by the Rust core."""
+    X = sp.csr_matrix(X, dtype=np.float32)
+    deg = np.asarray(X.multiply(X).sum(0)).ravel()
+    mean = float(deg[deg > 0].mean())
+    model = personae.EASE(lam=lam / mean, user_weight=0.0, dropout=0.0, rank=0, device="cpu")
+    return model.fit(X, show_progress=False)
 
 
 class EASEBig:
@@ -250,8 +243,10 @@ class NormGraph:
         self.P = None
         if X.shape[1] <= dense_limit:
             self.P = np.asarray((self.RT @ self.R).todense(), np.float32)
-        k = min(max_rank, min(X.shape) - 1)
+        k = min(max_rank, min(X.shape) - 1)  # ARPACK finds at most min(shape) - 1
         if min(X.shape) <= exact_svd_limit:
+            # The exact SVD has every direction, as the library's spectrum does.
+            k = min(max_rank, min(X.shape))
             _, s, vt = np.linalg.svd(self.R.toarray().astype(np.float64), full_matrices=False)
             s, vt = s[:k], vt[:k]
         else:
@@ -282,19 +277,11 @@ class NormGraph:
         return out
 
 
-class GFCF:
-    """Shen et al. 2021: ``score = r (R~^T R~ + alpha D^-1/2 U U^T D^1/2)``, U the top-`rank`
-    right singular vectors of R~, r the raw binary row."""
-
-    def __init__(self, graph: NormGraph, alpha=0.3, rank=256):
-        self.g, self.alpha, self.rank = graph, alpha, rank
-
-    def score(self, users, rows):
-        return self.g.low_pass(rows, self.alpha, self.rank)
-
-
 class BSPM:
-    """Choi et al. SIGIR 2023, the authors' default path (final sharpening; Euler blur and
+    """The numpy BSPM, for what the library's ``personae.GraphFilter`` does not compute
+    exactly: catalogues with more than 5,000 users and items (Gowalla), where the library takes
+    the higher powers of P~ on the top spectrum, and ``K_s > 1``. Choi et al. SIGIR 2023, the
+    authors' default path (final sharpening; Euler blur and
     ideal low-pass with T = 1 in one step): ``y0 = r P~ + beta r D^-1/2 U U^T D^1/2``, then the
     sharpening ODE ``dy/dt = -y P~`` from 0 to `T_s` in `K_s` steps of `solver` (rk4 or euler)."""
 
@@ -325,11 +312,11 @@ class BSPM:
 
 
 def bspm_coefficients(config: dict) -> list[float]:
-    """c_k of one BSPM step (K_s = 1) as a polynomial in P~: ``(-T)^k / k!`` for k <= 4 (rk4) or
-    k <= 1 (euler)."""
-    T = config["T_s"]
-    top = 1 if config.get("solver", "rk4") == "euler" else 4
-    return [(-T) ** k / math.factorial(k) for k in range(top + 1)]
+    """c_k of one BSPM step (K_s = 1) of a grid configuration, from the library's
+    :func:`personae.train.filters.bspm_coefficients`."""
+    from personae.train.filters import bspm_coefficients as coefficients
+
+    return coefficients(config["T_s"], config.get("solver", "rk4"))
 
 
 class GraphScorer:
@@ -445,18 +432,21 @@ def fit(name: str, X, config: dict, cache: dict | None = None, **kw):
     if name == "popularity":
         return Popularity(X)
     if name == "ease":
-        if cache is None:
-            return EASE(X, config["lam"])
-        if "gram" not in cache:
-            cache["gram"] = ease_gram(X)
-        return EASE(X, config["lam"], G=cache["gram"])
+        return ease(X, config["lam"])
     if name == "ease_big":
         return EASEBig(X, config["lam"])
     if name == "als":
         return ALS(X, num_threads=kw.get("num_threads", 2), **config)
     if name == "gfcf":
-        return GFCF(graph_for(X, cache, config["rank"]), **config)
+        g = personae.GraphFilter(rank=config["rank"], beta=config["alpha"], time=0.0, device="cpu")
+        return g.fit(X, show_progress=False)
     if name == "bspm":
+        if config.get("K_s", 1) == 1 and min(X.shape) <= 5000:  # the library's exact case
+            solver = config.get("solver", "rk4")
+            g = personae.GraphFilter(
+                config["rank"], config["beta"], config["T_s"], solver=solver, device="cpu"
+            )
+            return g.fit(X, show_progress=False)
         return BSPM(graph_for(X, cache, config["rank"]), **config)
     if name == "multvae":
         return multvae(

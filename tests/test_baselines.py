@@ -49,27 +49,35 @@ def ideal_filter(X, rank):
 # ----------------------------------------------------------------------------- EASE
 
 
-def test_ease_matches_its_closed_form():
-    X, lam = tiny(), 3.0
+def ease_closed_form(X, lam):
+    """Steck's B = I - P diag(1 / diag P), P = (X^T X + lam I)^-1, in float64."""
     x = X.toarray().astype(np.float64)
-    n = x.shape[1]
-    P = np.linalg.inv(x.T @ x + lam * np.eye(n))
-    B = np.eye(n) - P @ np.diag(1 / np.diag(P))
-    m = bl.EASE(X, lam)
-    np.testing.assert_allclose(m.B, B, atol=1e-5)
-    assert (np.diag(m.B) == 0).all()
+    P = np.linalg.inv(x.T @ x + lam * np.eye(x.shape[1]))
+    return np.eye(x.shape[1]) - P @ np.diag(1 / np.diag(P))
+
+
+@pytest.mark.parametrize("weights", [1.0, 4.0])  # the library's lam is scale-free
+def test_ease_matches_its_closed_form(weights):
+    X, lam = tiny(), 3.0
+    B = ease_closed_form(X, lam)
+    m = bl.ease(X * weights, lam * weights**2)
+    got = m.tensors()["votes"]
+    np.testing.assert_allclose(got, B, atol=1e-5)
+    assert (np.diag(got) == 0).all()
     # the constrained least-squares optimum: (G + lam I) B - G is diagonal (the multipliers)
-    K = (x.T @ x + lam * np.eye(n)) @ m.B.astype(np.float64) - x.T @ x
+    x = X.toarray().astype(np.float64)
+    K = (x.T @ x + lam * np.eye(x.shape[1])) @ got.astype(np.float64) - x.T @ x
     np.testing.assert_allclose(K - np.diag(np.diag(K)), 0, atol=1e-3)
     rows = X[:7]
-    np.testing.assert_allclose(m.score(None, rows), rows.toarray() @ B, atol=1e-4)
-    # the shared Gram of a grid gives the same model
-    np.testing.assert_array_equal(bl.EASE(X, lam, G=bl.ease_gram(X)).B, m.B)
+    np.testing.assert_allclose(m.score(rows), rows.toarray() @ B, atol=1e-4)
+    ids, _ = m.recommend(rows, 5)
+    want = personae.top_n((rows.toarray() @ B).astype(np.float32), 5, seen=rows)[0]
+    np.testing.assert_array_equal(ids, want)
 
 
 def test_ease_big_float32_cholesky_matches_ease():
     X, lam = tiny(40, 23, seed=1), 5.0
-    ref = bl.EASE(X, lam).B
+    ref = ease_closed_form(X, lam)
     big = bl.EASEBig(X, lam, step=7)  # slabs that do not divide the item count
     assert big.B.dtype == np.float32
     assert (np.diag(big.B) == 0).all()
@@ -79,17 +87,33 @@ def test_ease_big_float32_cholesky_matches_ease():
 # ----------------------------------------------------------------------------- graph filters
 
 
-@pytest.mark.parametrize("dense_limit", [12000, 0])  # dense P~ and the sparse product
-def test_gfcf_matches_the_dense_formula(dense_limit):
+def test_gfcf_matches_the_dense_formula():
+    """The library's GraphFilter, as the harness fits GF-CF, against the dense formula."""
     X = tiny()
     R, _ = norm_parts(X)
-    g = bl.NormGraph(X, max_rank=12, dense_limit=dense_limit)
-    assert (g.P is None) == (dense_limit == 0)
     rows = X[3:11]
     for alpha, rank in [(0.0, 4), (0.3, 4), (1.5, 9)]:
         F = R.T @ R + alpha * ideal_filter(X, rank)
-        got = bl.GFCF(g, alpha=alpha, rank=rank).score(None, rows)
+        got = bl.fit("gfcf", X, {"alpha": alpha, "rank": rank}).score(rows)
         np.testing.assert_allclose(got, rows.toarray() @ F, atol=1e-5)
+
+
+def test_library_bspm_is_the_taylor_polynomial_exactly():
+    """The library's GraphFilter with time > 0, as the harness fits BSPM: exact powers of P~
+    (the whole spectrum is computed on catalogues this small)."""
+    X = tiny(seed=2)
+    R, _ = norm_parts(X)
+    P = R.T @ R
+    Y = X[:9].toarray().astype(np.float64)
+    beta, rank, T = 0.3, 6, 1.7
+    y0 = Y @ P + beta * Y @ ideal_filter(X, rank)
+    taylor = sum(np.linalg.matrix_power(-T * P, j) / math.factorial(j) for j in range(5))
+    cfg = {"beta": beta, "rank": rank, "T_s": T}
+    got = bl.fit("bspm", X, cfg).score(X[:9])
+    np.testing.assert_allclose(got, y0 @ taylor, rtol=1e-4, atol=1e-4)
+    euler = bl.fit("bspm", X, {**cfg, "solver": "euler"}).score(X[:9])
+    np.testing.assert_allclose(euler, y0 @ (np.eye(P.shape[0]) - T * P), rtol=1e-4, atol=1e-4)
+    assert isinstance(bl.fit("bspm", X, {**cfg, "K_s": 2}), bl.BSPM)  # numpy beyond one step
 
 
 def test_bspm_one_rk4_step_is_the_fourth_order_taylor_polynomial():
@@ -139,8 +163,12 @@ def test_graph_scorer_reads_the_same_scores_as_the_plain_filters(dense_limit, ex
             (0.1, 12, 0.0, "rk4"),
         ]
     ]
+    R, _ = norm_parts(X)
     for name, c in configs:
-        plain = (bl.GFCF if name == "gfcf" else bl.BSPM)(g, **c).score(None, rows)
+        if name == "gfcf":
+            plain = rows.toarray() @ (R.T @ R + c["alpha"] * ideal_filter(X, c["rank"]))
+        else:
+            plain = bl.BSPM(g, **c).score(None, rows)
         got = gs.score(parts, name, c)
         np.testing.assert_allclose(got, plain, atol=1e-5, err_msg=f"{name} {c}")
     with pytest.raises(ValueError):
@@ -157,7 +185,7 @@ def test_graph_grids_pick_the_same_numbers_as_full_evaluation():
     assert len(rows["bspm"]) == len(bl.grid("bspm", "ml-100k"))
     for name in ("gfcf", "bspm"):
         for r in rows[name][::25]:
-            m = bl.fit(name, fit, r["config"], {"graph": g})
+            m = bl.fit(name, fit, r["config"], {"graph": g})  # the library's filter
             assert accuracy.evaluate(m, s, full=False)["ndcg@5"] == pytest.approx(
                 r["ndcg@5"], abs=1e-9
             )
@@ -189,9 +217,14 @@ def test_popularity_ranks_by_count_without_seen_items():
 
 def test_rank_masks_seen_items_of_dense_scores():
     X = tiny(12, 30, density=0.2, seed=7)
-    m = bl.EASE(X, 2.0)
-    ids, scores = accuracy.rank(m, split_of(X), 3)
-    dense = (X @ m.B).astype(np.float32)
+    B = ease_closed_form(X, 2.0)
+
+    class Dense:  # a peer that gives dense scores (as ALS does)
+        def score(self, users, rows):
+            return rows @ B
+
+    ids, scores = accuracy.rank(Dense(), split_of(X), 3)
+    dense = (X @ B).astype(np.float32)
     for u in range(X.shape[0]):
         s = np.where(X[u].toarray().ravel() > 0, -np.inf, dense[u])
         want = np.lexsort((np.arange(len(s)), -s))[:3]

@@ -137,8 +137,10 @@ class GraphFilter(_Filter, kind="graph_filter"):
 
     With ``R~ = D_u^-1/2 X D_i^-1/2``, ``P~ = R~^T R~`` (sparse) and ``V`` its top-`rank` right
     singular vectors, a history x scores ``d^-eta (x P~ + beta x D^-1/2 V^T V D^1/2)`` (GF-CF,
-    ``time=0``); with ``time=T > 0`` that start is diffused by one Runge-Kutta step of BSPM's
-    blurring ODE over [0, T] (the higher powers of P~ taken on the top-`rank` spectrum).
+    ``time=0``); with ``time=T > 0`` that start is sharpened by one step of BSPM's ODE
+    ``dy/dt = -y P~`` over [0, T] (``solver`` ``rk4`` or ``euler``): exactly BSPM's scores when
+    the users or the items number at most 5,000 (the whole spectrum is computed), the higher
+    powers of P~ taken on the top-`rank` spectrum above.
     ``beta`` or ``time`` None are chosen on a validation carve at fit time.
 
     Args:
@@ -146,6 +148,7 @@ class GraphFilter(_Filter, kind="graph_filter"):
         beta: weight of the ideal low pass.
         time: BSPM's diffusion time (0: GF-CF).
         eta: exponent of the item-degree post-scaling.
+        solver: ``rk4`` or ``euler``, the step of BSPM's ODE.
         search_users, device, seed: as :class:`EASE`'s.
     """
 
@@ -155,6 +158,7 @@ class GraphFilter(_Filter, kind="graph_filter"):
         beta: float | None = 0.2,
         time: float | None = 0.0,
         eta: float = 0.0,
+        solver: str = "rk4",
         *,
         search_users: int = 5000,
         device: str = "auto",
@@ -165,6 +169,7 @@ class GraphFilter(_Filter, kind="graph_filter"):
             beta=None if beta is None else float(beta),
             time=None if time is None else float(time),
             eta=float(eta),
+            solver=str(solver),
             search_users=integer("search_users", search_users),
             device=str(device),
             seed=integer("seed", seed),
@@ -175,7 +180,7 @@ class GraphFilter(_Filter, kind="graph_filter"):
         from personae.train.filters import GraphConfig
 
         p = self.params
-        return GraphConfig(p["rank"], p["beta"], p["time"], p["eta"])
+        return GraphConfig(p["rank"], p["beta"], p["time"], p["eta"], p.get("solver", "rk4"))
 
     @classmethod
     def _n_items_of(cls, tensors) -> int:

@@ -86,6 +86,8 @@ class GraphConfig:
         beta: weight of the ideal low pass.
         time: BSPM's diffusion time T (0: GF-CF's filter, no sharpening).
         eta: exponent of the item-degree post-scaling ``d^-eta``.
+        solver: the one step of BSPM's ODE: ``rk4`` (its 4th-order Taylor polynomial in P~)
+            or ``euler`` (1st order).
 
     The defaults (time 0, beta 0.2) are the best of ``benches/ampcf_gowalla_graph.py`` on
     Gowalla's validation carve; BSPM's sharpening (time 2.5, beta 0.1) validated lower there,
@@ -96,8 +98,11 @@ class GraphConfig:
     beta: float | None = 0.2
     time: float | None = 0.0
     eta: float = 0.0
+    solver: str = "rk4"
 
     def __post_init__(self):
+        if self.solver not in ("rk4", "euler"):
+            raise ValueError(f"solver must be 'rk4' or 'euler', got {self.solver!r}")
         if self.rank < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
         if self.beta is not None and not (math.isfinite(self.beta) and self.beta >= 0):
@@ -145,7 +150,11 @@ class Spectrum:
         R = (sp.diags(ru) @ X @ sp.diags(self.di_mhalf)).tocsr()
         self.R = R  # R~, which the graph filter reuses
         k = max(1, min(rank, min(X.shape) - 1))
+        #: Whether every nonzero singular value is here (then ``P~ = V^T diag(s^2) V`` exactly).
+        self.complete = False
         if min(X.shape) <= 5000:
+            k = max(1, min(rank, min(X.shape)))
+            self.complete = k == min(X.shape)
             # Exact: the eigenvectors of the smaller Gram matrix. On CPU, LAPACK's subset
             # driver finds only the top k (about 3x faster than a full eigh at 3,000 items).
             if device.type == "cpu":
@@ -267,6 +276,22 @@ class DenseFilter:
 # -- the graph filter (large catalogues) ------------------------------------------------------
 
 
+def bspm_coefficients(time: float, solver: str = "rk4") -> list[float]:
+    """``c_k = (-T)^k / k!`` of one step of BSPM's ODE ``dy/dt = -y P~`` over [0, T], as a
+    polynomial in P~: k <= 4 for ``rk4`` (one Runge-Kutta step of a linear ODE is its 4th-order
+    Taylor polynomial), k <= 1 for ``euler``."""
+    top = 1 if solver == "euler" else 4
+    return [(-time) ** k / math.factorial(k) for k in range(top + 1)]
+
+
+def graph_spectrum(X: sp.csr_matrix, cfg: GraphConfig, run: RunConfig, device) -> Spectrum:
+    """The spectrum a graph filter needs: whole when it can be (up to 5,000 users or items)
+    and the filter may sharpen, so BSPM's powers of P~ are exact; else the top ``cfg.rank``."""
+    whole = min(X.shape) <= 5000 and (cfg.time is None or cfg.time > 0)
+    rank = min(X.shape) if whole else max(run.att_dim, cfg.rank)
+    return Spectrum(X, max(rank, run.att_dim), run.seed, device)
+
+
 def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
     """GF-CF's graph filter, with BSPM's sharpening when ``time > 0`` (Choi et al.,
     SIGIR 2023: one Runge-Kutta step of the blurring ODE over [0, T] with the ideal low-pass as
@@ -276,19 +301,21 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
     With ``P~ = R~^T R~`` (sparse, items x items) and its top-r spectrum ``V, s``, a row x is
     scored ``d^-eta (x P~ + (x V^T) diag(w) V + (x D^-1/2 V^T) N)``, where
     ``w = sum_{k=1..4} c_k s^(2k+2)``, ``N = beta sum_{k=0..4} c_k V D^1/2 P~^k`` and
-    ``c_k = (-T)^k / k!``: only ``x P~`` is exact, the higher powers of P~ are taken on the
-    top-r spectrum."""
+    ``c_k`` of :func:`bspm_coefficients`. ``x P~`` is exact; the higher powers of P~ are exact
+    when the spectrum is complete (catalogues or user bases up to 5,000, where it is computed
+    whole: then the scores are BSPM's to float precision), else taken on the top-r spectrum."""
     R = spec.R.astype(np.float32)
     RT = R.T.tocsr()
     P = (RT @ R).tocsr()
     P.sort_indices()
     r = min(cfg.rank, len(spec.s))
-    c = [(-cfg.time) ** k / math.factorial(k) for k in range(5)]
+    c = bspm_coefficients(cfg.time, cfg.solver)
+    terms = len(c)
     V = spec.Vt[:r].astype(np.float32)
     M = V * spec.di_half.astype(np.float32)
     N = c[0] * M
     sharpen = cfg.time != 0
-    for k in range(1, 5 if sharpen else 1):
+    for k in range(1, terms if sharpen else 1):
         M = np.ascontiguousarray((RT @ (R @ M.T)).T, dtype=np.float32)
         N = N + c[k] * M
     N *= cfg.beta
@@ -296,10 +323,13 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
     left = [(V * spec.di_mhalf.astype(np.float32)).T]
     right = [N.T]
     if sharpen:  # without sharpening w = 0: its r columns would only cost serving time
-        s2 = spec.s[:r] ** 2
-        w = sum(c[k] * s2 ** (k + 1) for k in range(1, 5))
-        left.insert(0, V.T * w.astype(np.float32))
-        right.insert(0, V.T)
+        m = len(spec.s) if spec.complete else r
+        m = int((spec.s[:m] > 1e-6 * spec.s[0]).sum())  # null directions add nothing
+        Vm = spec.Vt[:m].astype(np.float32)
+        s2 = spec.s[:m] ** 2
+        w = sum(c[k] * s2 ** (k + 1) for k in range(1, terms))
+        left.insert(0, Vm.T * w.astype(np.float32))
+        right.insert(0, Vm.T)
     left, right = np.hstack(left), np.hstack(right) * post[:, None]
     Pd = P.multiply(post[None, :]).tocsr()
     Pd.sort_indices()
@@ -413,7 +443,7 @@ def search_graph(carve, cfg: GraphConfig, run: RunConfig, device, bar, on_step=N
     import json
 
     fit, seen, truth = carve
-    spec = Spectrum(fit, max(run.att_dim, cfg.rank), run.seed, device)
+    spec = graph_spectrum(fit, cfg, run, device)
     grid = _unique(
         dict(beta=b if cfg.beta is None else cfg.beta, time=t if cfg.time is None else cfg.time)
         for b, t in GRAPH_GRID
@@ -423,7 +453,7 @@ def search_graph(carve, cfg: GraphConfig, run: RunConfig, device, bar, on_step=N
     record, best = [], (-1.0, None)
     manifest = json.dumps({"kind": "graph_filter", "n_items": fit.shape[1]})
     for g in grid:
-        g_cfg = GraphConfig(rank=cfg.rank, beta=g["beta"], time=g["time"], eta=cfg.eta)
+        g_cfg = GraphConfig(cfg.rank, g["beta"], g["time"], cfg.eta, cfg.solver)
         core = _core.build(manifest, graph_filter(spec, g_cfg))
         ids = core.recommend(seen, SEARCH_K, True, None, None)[0]
         from personae.metrics import mean_ndcg
@@ -545,9 +575,10 @@ def fit_filter(
         tensors = f.tensors(X.shape[1])
         summary["settings"] = {**settings, "dropout": cfg.dropout}
     else:
-        spec = Spectrum(X, max(run.att_dim, cfg.rank), run.seed, device)
+        spec = graph_spectrum(X, cfg, run, device)
         tensors = graph_filter(spec, cfg)
-        summary["settings"] = {k: getattr(cfg, k) for k in ("rank", "beta", "time", "eta")}
+        keys = ("rank", "beta", "time", "eta", "solver")
+        summary["settings"] = {k: getattr(cfg, k) for k in keys}
     summary["seconds"] = time.perf_counter() - t0
     if callback is not None and "search" not in summary:
         # Nothing was searched: one call when the fit is done, so a progress callback (and
