@@ -85,7 +85,7 @@ def run_torch(args) -> dict:
     torch.set_num_threads(args.threads)
     X = rows_of(args)
     model = personae.load(MODEL_DIR / args.dataset)
-    t = {k: np.asarray(v) for k, v in model._fitted().tensors().items()}
+    t = {k: np.asarray(v) for k, v in model.tensors().items()}
     p = model.params
     K, tau, mix, delta, gamma = (p[k] for k in ("n_personas", "tau", "mix", "delta", "gamma"))
     n = X.shape[1]

@@ -41,7 +41,7 @@ def main() -> None:
     model = personae.AMPCF(seed=args.seed).fit(train, show_progress=False)
     fit_s = time.perf_counter() - t
     taste = data.item_taste
-    labels = model._fitted().item_cluster()
+    labels = model.item_tastes()
     stands = np.full(model.n_tastes, -1)
     for c in range(model.n_tastes):
         members = taste[labels == c]

@@ -225,7 +225,7 @@ def main() -> None:
         floor_all += list(each(pop.recommend(empty, 10)[0], B[users]))
         truth_mix = major = None
         if truth is not None:
-            labels = model._fitted().item_cluster()
+            labels = model.item_tastes()
             n_true = truth.user_mixture.shape[1]
             major = np.array(
                 [

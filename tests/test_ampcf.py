@@ -204,7 +204,7 @@ def test_default_fit_beats_popularity_and_recovers_the_tastes(fitted):
     assert ours[f"ndcg@{k}"] > 1.5 * base[f"ndcg@{k}"], (ours, base)
     # Each fitted taste cluster names the true taste most of its items have; a user's persona
     # shares, mapped through it, should match their true taste mix far better than chance.
-    labels = model._fitted().tensors()["item_cluster"]
+    labels = model.tensors()["item_cluster"]
     major = np.array(
         [
             np.bincount(data.item_taste[labels == c], minlength=6).argmax()
@@ -239,7 +239,7 @@ def test_fit_round_trips_and_serves_new_users(fitted, tmp_path):
     )
     ids, scores = loaded.recommend(new, 5)
     assert (ids >= 0).all() and not {3, 10, 50} & set(ids[0].tolist())
-    t = loaded._fitted().tensors()
+    t = loaded.tensors()
     assert t["item_cluster"].dtype == np.int32 and t["votes"].dtype == np.float32
 
 
@@ -332,7 +332,7 @@ def test_large_catalogue_graph_filter(fitted, monkeypatch):
     monkeypatch.setattr(fit_filters, "DENSE_MAX_ITEMS", 10)
     model = personae.AMPCF(device="cpu").fit(train, show_progress=False)
     assert model.manifest["training"]["filter"] == "graph_filter"
-    t = model._fitted().tensors()
+    t = model.tensors()
     assert "votes" not in t and t["votes_indptr"].shape == (train.n_items + 1,)
     k = 10
     ours = personae.metrics.evaluate(model.recommend(train, k)[0], test.matrix, k)
@@ -357,4 +357,4 @@ def test_graph_filter_defaults_are_gf_cf_exactly():
     V = np.linalg.svd(R, full_matrices=False)[2][:16]
     want = X @ (R.T @ R) + 0.2 * ((X * ri) @ V.T @ V) * np.sqrt(di)
     np.testing.assert_allclose(m.score(x), want, rtol=1e-3, atol=1e-4)
-    assert m._fitted().tensors()["low_left"].shape == (90, 16)  # no zero sharpening block
+    assert m.tensors()["low_left"].shape == (90, 16)  # no zero sharpening block

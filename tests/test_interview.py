@@ -243,7 +243,7 @@ def test_distinctive_taste_names(ampcf):
     top = model.distinctive_items(3)
     assert top.shape == (model.n_tastes, 3)
     phi = model.base_tastes().phi
-    labels = model._fitted().item_cluster()
+    labels = model.item_tastes()
     for c, row in enumerate(top):
         row = row[row >= 0]
         assert len(row) and (phi[row, c] > 0).all()

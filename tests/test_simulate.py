@@ -168,7 +168,7 @@ def test_ampcf_policies_and_taste_categories():
     # AMPCF.taste_categories: the fitted clustering as an items x tastes category matrix
     m = slots.model
     cats = m.taste_categories()
-    labels = np.asarray(m._fitted().item_cluster())
+    labels = np.asarray(m.item_tastes())
     assert sp.issparse(cats) and cats.shape == (m.n_items, m.n_tastes)
     rows = np.diff(cats.tocsr().indptr)
     assert (rows == (labels >= 0)).all()  # one category per clustered item, none for -1

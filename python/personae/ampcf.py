@@ -200,6 +200,11 @@ class AMPCF(Model, kind="ampcf"):
         taste, share, entry = self._fitted().personas(self._rows(user_items))
         return {"taste": taste, "share": share, "entry": entry}
 
+    def item_tastes(self) -> np.ndarray:
+        """``(n_items,)`` int32: the taste cluster of every item (-1 for items without one,
+        e.g. items with no training interaction)."""
+        return np.asarray(self._fitted().item_cluster())
+
     def taste_items(self, n: int = 10) -> np.ndarray:
         """``(n_tastes, n)`` int64: each taste cluster's most popular items (-1 padded), to
         name the tastes."""

@@ -28,7 +28,8 @@ from personae.train.filters import EASEConfig, GraphConfig, RunConfig, fit_filte
 
 @dataclass(frozen=True)
 class AMPCFConfig:
-    """AMP-CF's settings.
+    """AMP-CF's settings, as the fit reads them (the defaults are :class:`personae.AMPCF`'s,
+    declared there only).
 
     Attributes:
         filter: the filter's settings (:class:`~personae.train.filters.EASEConfig` or
@@ -45,17 +46,17 @@ class AMPCFConfig:
         seed: seeds the validation carve, the SVD start vector and k-means.
     """
 
-    filter: EASEConfig | GraphConfig | None = None
-    n_personas: int = 8
-    tau: float = 1.0
-    mix: float = 0.25
-    delta: float = 0.0
-    gamma: float = 0.0
-    att_dim: int = 64
-    n_clusters: int | None = None
-    search_users: int = 5000
-    device: str = "auto"
-    seed: int = 0
+    filter: EASEConfig | GraphConfig | tuple[EASEConfig, GraphConfig] | None
+    n_personas: int
+    tau: float
+    mix: float
+    delta: float
+    gamma: float
+    att_dim: int
+    n_clusters: int | None
+    search_users: int
+    device: str
+    seed: int
 
     def __post_init__(self):
         if self.n_personas < 1:
