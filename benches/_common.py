@@ -103,3 +103,17 @@ def write_result(name: str, result: dict) -> Path:
     p.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return p
+
+
+def run_child(code: str, *args) -> dict:
+    """Runs `code` in a fresh Python process with `args` (so its peak memory is its own) and
+    returns the JSON object its last line of output prints."""
+    import subprocess
+
+    r = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(r.stdout.strip().splitlines()[-1])

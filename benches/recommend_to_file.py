@@ -14,12 +14,9 @@ imports and thread pools are not counted), and the seconds it takes.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 
-from _common import cpu, write_result
+from _common import cpu, run_child, write_result
 
 CHILD = r"""
 import json, sys, time
@@ -65,14 +62,9 @@ def main() -> None:
     rows = []
     for mode in ("stream", "at_once"):
         with tempfile.TemporaryDirectory() as d:
-            args = [mode, a.users, a.items, a.n, a.batch, f"{d}/lists.parquet"]
-            r = subprocess.run(
-                [sys.executable, "-c", CHILD, *map(str, args)],
-                capture_output=True,
-                text=True,
-                check=True,
+            rows.append(
+                run_child(CHILD, mode, a.users, a.items, a.n, a.batch, f"{d}/lists.parquet")
             )
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
     write_result(
         "recommend-to-file",

@@ -10,12 +10,9 @@ scores them with ``Model.recommend_stream`` (top-20) and appends the ids to a fi
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 
-from _common import write_result
+from _common import run_child, write_result
 
 CHILD = r"""
 import json, resource, sys, time
@@ -53,13 +50,7 @@ def main() -> None:
     rows = []
     for u in a.users:
         with tempfile.NamedTemporaryFile() as f:
-            r = subprocess.run(
-                [sys.executable, "-c", CHILD, str(u), str(a.items), str(a.batch), f.name],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+            rows.append(run_child(CHILD, u, a.items, a.batch, f.name))
         print(rows[-1], flush=True)
     write_result(
         "stream-memory",

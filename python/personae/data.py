@@ -147,9 +147,7 @@ def _id_order(uniq: np.ndarray) -> np.ndarray | None:
     neg = np.char.startswith(uniq, "-")
     length = np.char.str_len(uniq).astype(np.int64)
     text_rank = np.arange(len(uniq))  # `uniq` is sorted by text
-    return np.lexsort(
-        (np.where(neg, -text_rank, text_rank), np.where(neg, -length, length), ~neg)
-    )
+    return np.lexsort((np.where(neg, -text_rank, text_rank), np.where(neg, -length, length), ~neg))
 
 
 class Vocabulary:

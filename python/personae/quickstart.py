@@ -156,8 +156,7 @@ def run(
     print(f"      {'model':<28}{'NDCG@' + str(n):>10}{'minority recall':>17}{'C_KL':>8}")
     for name, row in table.items():
         print(
-            f"      {name:<28}{row['ndcg']:>10.4f}{row['minority_recall']:>17.4f}"
-            f"{row['ckl']:>8.3f}"
+            f"      {name:<28}{row['ndcg']:>10.4f}{row['minority_recall']:>17.4f}{row['ckl']:>8.3f}"
         )
     print(
         "      Minority-taste recall is the share of held-out items from tastes under 10% of the "

@@ -32,6 +32,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from personae import _core
+from personae.metrics import mean_ndcg
 
 #: Above this many active items, the automatic filter is the graph filter (no items x items
 #: inverse).
@@ -358,8 +359,6 @@ LOW_GRID = [(0, 0.0), (32, 0.1), (32, 0.3), (64, 0.1), (64, 0.3)]
 
 
 def _val_ndcg(scores: np.ndarray, seen: sp.csr_matrix, held: sp.csr_matrix) -> float:
-    from personae.metrics import mean_ndcg
-
     ids, _ = _core.top_n(scores, SEARCH_K, seen, None, None)
     return mean_ndcg(ids, held, SEARCH_K)
 
@@ -377,6 +376,31 @@ def _dense_filter(X, spec, lam, user_weight, rank, low_weight, dropout, seed, de
 def _unique(dicts) -> list[dict]:
     """The distinct dicts, in order."""
     return [dict(t) for t in dict.fromkeys(tuple(d.items()) for d in dicts)]
+
+
+class _Search:
+    """A validation search's bookkeeping: every setting's record with its NDCG, the best one,
+    the progress bar and the ``on_step(step, ndcg)`` callback."""
+
+    def __init__(self, bar, on_step, total: int):
+        self.bar, self.on_step = bar, on_step
+        self.record: list[dict] = []
+        self.best: tuple[float, dict] = (-1.0, {})
+        if bar is not None:
+            bar.reset(total=total)
+
+    def add(self, setting: dict, ndcg: float) -> None:
+        rec = {**setting, f"ndcg@{SEARCH_K}": ndcg}
+        self.record.append(rec)
+        if self.on_step is not None:
+            self.on_step(len(self.record) - 1, ndcg)
+        if ndcg > self.best[0]:
+            self.best = (ndcg, rec)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def chosen(self, *keys: str) -> dict:
+        return {k: self.best[1][k] for k in keys}
 
 
 def search(
@@ -398,9 +422,7 @@ def search(
     lows = _unique(
         dict(rank=pick(cfg.rank, r), low_weight=pick(cfg.low_weight, c)) for r, c in LOW_GRID
     )
-    if bar is not None:
-        bar.reset(total=len(grid) * len(lows))
-    record, best = [], (-1.0, None)
+    track = _Search(bar, on_step, len(grid) * len(lows))
     projected = {}  # rank -> (seen D^-1/2 V_r^T, D^1/2 V_r^T): the same for every base
     for g in grid:
         f = _dense_filter(
@@ -419,18 +441,9 @@ def search(
                     scales[r] = f.scale(fit, r, run.seed)
                 x_left, right = projected[r]
                 s = plain + (c * scales[r] * x_left @ right.T).astype(np.float32)
-            nd = _val_ndcg(s, seen, truth)
-            rec = {**g, "rank": r, "low_weight": c, f"ndcg@{SEARCH_K}": nd}
-            record.append(rec)
-            if on_step is not None:
-                on_step(len(record) - 1, nd)
-            if nd > best[0]:
-                best = (nd, rec)
-            if bar is not None:
-                bar.update(1)
+            track.add({**g, "rank": r, "low_weight": c}, _val_ndcg(s, seen, truth))
         del f, plain
-    chosen = {k: best[1][k] for k in ("lam", "user_weight", "rank", "low_weight")}
-    return chosen, record
+    return track.chosen("lam", "user_weight", "rank", "low_weight"), track.record
 
 
 #: (beta, time) pairs tried for a graph filter's settings left as None.
@@ -448,26 +461,14 @@ def search_graph(carve, cfg: GraphConfig, run: RunConfig, device, bar, on_step=N
         dict(beta=b if cfg.beta is None else cfg.beta, time=t if cfg.time is None else cfg.time)
         for b, t in GRAPH_GRID
     )
-    if bar is not None:
-        bar.reset(total=len(grid))
-    record, best = [], (-1.0, None)
+    track = _Search(bar, on_step, len(grid))
     manifest = json.dumps({"kind": "graph_filter", "n_items": fit.shape[1]})
     for g in grid:
         g_cfg = GraphConfig(cfg.rank, g["beta"], g["time"], cfg.eta, cfg.solver)
         core = _core.build(manifest, graph_filter(spec, g_cfg))
         ids = core.recommend(seen, SEARCH_K, True, None, None)[0]
-        from personae.metrics import mean_ndcg
-
-        nd = mean_ndcg(ids, truth, SEARCH_K)
-        rec = {**g, f"ndcg@{SEARCH_K}": nd}
-        record.append(rec)
-        if on_step is not None:
-            on_step(len(record) - 1, nd)
-        if nd > best[0]:
-            best = (nd, rec)
-        if bar is not None:
-            bar.update(1)
-    return {k: best[1][k] for k in ("beta", "time")}, record
+        track.add(g, mean_ndcg(ids, truth, SEARCH_K))
+    return track.chosen("beta", "time"), track.record
 
 
 def validation_carve(X: sp.csr_matrix, run: RunConfig, validation=None):
