@@ -421,7 +421,7 @@ impl PersonaSpace {
                 "n_personas must be in 1..={MAX_PERSONAS}, got {n_personas}"
             ));
         }
-        if att_dim == 0 || centroids.is_empty() || centroids.len() % att_dim != 0 {
+        if att_dim == 0 || centroids.is_empty() || !centroids.len().is_multiple_of(att_dim) {
             return Err(bad_model!(
                 "ampcf: centroids must be [clusters > 0, {att_dim}], got {} values",
                 centroids.len()
