@@ -151,6 +151,10 @@ def test_bad_tables():
     nulls = pd.DataFrame({"item": ["a", None], "genre": ["x", "y"]})
     with pytest.raises(ValueError, match="null id"):
         Categories.from_frame(nulls, "item", "genre")
+    # An empty label: the item is listed, with no category (not "missing").
+    blank = pd.DataFrame({"item": ["a", "b", "b"], "genre": [None, "x", "y"]})
+    c = Categories.from_frame(blank, "item", "genre", item_ids=["a", "b"])
+    np.testing.assert_array_equal(c.matrix.toarray(), [[0, 0], [1, 1]])
 
 
 def test_read_csv_and_parquet(tmp_path):

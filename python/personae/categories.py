@@ -41,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from personae import _core
-from personae.data import Vocabulary, as_ids, read_table
+from personae.data import Vocabulary, _null_mask, as_ids, read_table
 
 __all__ = ["Categories", "same_items"]
 
@@ -187,8 +187,9 @@ class Categories:
             df: the table.
             item_col: its item id column.
             category_cols: long format: the name (a string) of the column holding each row's
-                category label; wide format: a list of column names, one per category, whose
-                values are the weights (0/1 flags).
+                category label (an empty cell lists the item with no category); wide format:
+                a list of column names, one per category, whose values are the weights (0/1
+                flags).
             item_ids: the model's item ids (``model.item_ids``): row i of the matrix is the
                 item ``item_ids[i]``, ids compared as text (the id rule of
                 :mod:`personae.data`). Default: the table's distinct ids, sorted (the order
@@ -234,13 +235,13 @@ class Categories:
             w = values[rows, cats]
         else:
             labels = np.asarray(df[category_cols])
+            # An empty label (a null cell) lists the item without a category.
+            rows = np.flatnonzero(~_null_mask(labels))
+            labels = labels[rows]
             if split is not None:
-                texts = [str(x) for x in labels]
-                parts = [[s for s in t.split(split) if s] for t in texts]
-                rows = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+                parts = [[s for s in str(x).split(split) if s] for x in labels]
+                rows = np.repeat(rows, [len(p) for p in parts])
                 labels = np.array([s for p in parts for s in p], dtype=str)
-            else:
-                rows = np.arange(len(labels))
             vocab, cats = Vocabulary.fit(labels, category_cols, source)
             names = list(vocab.ids)
             if weight_col is None:
