@@ -12,6 +12,7 @@ from personae._core import (
     PersonaeError,
 )
 from personae.ampcf import AMPCF
+from personae.categories import Categories
 from personae.data import (
     Interactions,
     SyntheticData,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AMPCF",
     "CalibratedReranker",
+    "Categories",
     "EASE",
     "GraphFilter",
     "Interactions",

@@ -333,62 +333,76 @@ def _interview(a: argparse.Namespace) -> int:
 
 def _rerank(a: argparse.Namespace) -> int:
     import pandas as pd
-    import scipy.sparse as sp
 
-    from personae.data import Vocabulary, read_table, write_table
+    from personae.categories import Categories
+    from personae.data import Interactions, Vocabulary, read_table, write_table
     from personae.rerank import CalibratedReranker
 
+    if len(a.lam) not in (1, len(a.categories)):
+        raise ValueError(f"give one --lam, or one per --categories ({len(a.categories)})")
+    lams = a.lam * len(a.categories) if len(a.lam) == 1 else a.lam
     id_cols = (a.user_col, a.item_col)
     cand = read_table(a.candidates, text_columns=id_cols)
     hist = read_table(a.history, text_columns=id_cols)
-    cats = [read_table(c, text_columns=(a.item_col, a.category_col)) for c in a.categories]
-    checks = [
+    for flag, path, df, cols in (
         ("--candidates", a.candidates, cand, [a.user_col, a.item_col, a.score_col]),
         ("--history", a.history, hist, [a.user_col, a.item_col]),
-    ] + [
-        ("--categories", c, df, [a.item_col, a.category_col])
-        for c, df in zip(a.categories, cats, strict=True)
-    ]
-    for flag, path, df, cols in checks:
+    ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise ValueError(
                 f"{flag} {path}: no column {missing[0]!r}; columns are {list(df.columns)}"
             )
-    if len(a.lam) not in (1, len(a.categories)):
-        raise ValueError(f"give one --lam, or one per --categories ({len(a.categories)})")
-    lams = a.lam * len(a.categories) if len(a.lam) == 1 else a.lam
+    # The items in play are the candidates' and the history's; category rows of other items
+    # (a whole-catalogue genre file) change nothing and are dropped, unless most rows are of
+    # unknown items, which means the ids are written differently ('007' vs '7').
     items, _ = Vocabulary.fit(
-        np.concatenate([cand[a.item_col], hist[a.item_col]] + [c[a.item_col] for c in cats]),
-        a.item_col,
+        np.concatenate([cand[a.item_col], hist[a.item_col]]), a.item_col, a.candidates
     )
     users, _ = Vocabulary.fit(np.concatenate([cand[a.user_col], hist[a.user_col]]), a.user_col)
-    code = {"item": items, "user": users}
-
-    def idx(kind, df, col, path):
-        return code[kind].lookup(df[col].to_numpy(), column=col, source=path)[0]
-
-    attrs = {}
-    for path, df in zip(a.categories, cats, strict=True):
-        genres, gi = Vocabulary.fit(df[a.category_col].to_numpy(), a.category_col, path)
-        w = np.ones(len(df)) if a.category_weight_col is None else df[a.category_weight_col]
-        attrs[Path(path).stem if Path(path).stem not in attrs else path] = sp.csr_matrix(
-            (np.asarray(w, np.float64), (idx("item", df, a.item_col, path), gi)),
-            shape=(len(items), len(genres)),
-        )
-    hw = np.ones(len(hist)) if a.weight_col is None else hist[a.weight_col].to_numpy()
-    h = sp.csr_matrix(
-        (
-            np.asarray(hw, dtype=np.float32),
-            (idx("user", hist, a.user_col, a.history), idx("item", hist, a.item_col, a.history)),
-        ),
-        shape=(len(users), len(items)),
+    layout = (
+        [c.strip() for c in a.category_cols.split(",") if c.strip()]
+        if a.category_cols
+        else a.category_col
     )
-    h.sum_duplicates()
+    attrs = {}
+    for path in a.categories:
+        name = Path(path).stem if Path(path).stem not in attrs else path
+        try:
+            attrs[name] = Categories.read(
+                path,
+                a.item_col,
+                layout,
+                item_ids=items.ids,
+                weight_col=None if a.category_cols else a.category_weight_col,
+                split=None if a.category_cols else a.category_split,
+                unknown="auto",
+                missing="empty",
+            )
+        except ValueError as e:
+            # item_ids here are the candidates' and the history's items, and the library's
+            # hint names a Python argument the command line does not have.
+            text = str(e).replace("item_ids", "the candidates' and history's items")
+            raise ValueError(
+                text.replace(" (unknown='ignore' drops them however many)", "")
+            ) from None
+    h = Interactions.from_dataframe(
+        hist,
+        a.user_col,
+        a.item_col,
+        a.weight_col,
+        user_ids=users.ids,
+        item_ids=items.ids,
+        source=a.history,
+    )
+
+    def codes(vocab, col):
+        return vocab.lookup(cand[col].to_numpy(), column=col, source=a.candidates)[0]
+
     frame = pd.DataFrame(
         {
-            "u": idx("user", cand, a.user_col, a.candidates),
-            "i": idx("item", cand, a.item_col, a.candidates),
+            "u": codes(users, a.user_col),
+            "i": codes(items, a.item_col),
             "s": cand[a.score_col].to_numpy(dtype=np.float32),
         }
     )
@@ -688,7 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
         "'personae recommend' with a large --n, or any model's) so that each list's category "
         "distribution matches the user's history: greedy (1 - lambda) * relevance - lambda * "
         "KL(p || q~), natural log. --categories holds item,category rows (an item with k "
-        "categories gives each 1/k unless --category-weight-col is given).",
+        "categories gives each 1/k unless --category-weight-col is given), or with "
+        "--category-cols one row per item and one 0/1 column per category. Category rows of "
+        "items that are neither candidates nor in the history are ignored (with a warning); "
+        "the command fails when most rows are, since the ids are then written differently.",
     )
     rr.add_argument("--candidates", required=True, help="user,item,score file (.csv/.parquet)")
     rr.add_argument("--history", required=True, help="user,item[,weight] file")
@@ -719,6 +736,19 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--score-col", default="score", help="candidate score column")
     rr.add_argument("--category-col", default="category", help="category column")
     rr.add_argument("--category-weight-col", default=None, help="optional category weight column")
+    rr.add_argument(
+        "--category-split",
+        default=None,
+        help="separator of cells holding several categories, e.g. '|' for MovieLens' "
+        "'Adventure|Comedy'",
+    )
+    rr.add_argument(
+        "--category-cols",
+        default=None,
+        help="wide format: comma-separated category columns (one 0/1 or weight column per "
+        "category, one row per item, e.g. MovieLens-100K's genre flags) instead of "
+        "--category-col",
+    )
     _io_args(rr, layout=False)
 
     iv = _command(

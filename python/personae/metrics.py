@@ -18,6 +18,15 @@ Definitions (for a user with held-out items T and a list L cut at K; ids of -1 a
 
 Users without held-out items (for minority-taste recall: without a held-out minority-taste
 item) are left out of every mean (not counted as zeros).
+
+``item_categories``, wherever a function takes it, is a :class:`personae.Categories` (built
+once; the Rust objects measuring with it are built on its first use and kept) or a bare items x
+categories matrix (scipy sparse or dense; 0/1 flags are normalised per row), converted once per
+call. Row i is the item of index i in the lists ``ids`` and of column i of ``history`` /
+``truth``: the model's item order. A Categories built with ``item_ids`` (e.g.
+``Categories.from_frame(df, "item", "genre", item_ids=model.item_ids)``) raises
+``InvalidInputError`` when ``history`` or ``truth`` is an :class:`~personae.Interactions` over
+other items, or the same items in another order.
 """
 
 from __future__ import annotations
@@ -55,7 +64,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Means over users with held-out items, plus catalogue coverage of the top-k lists.
 
-    With `item_categories` (items x categories) and `history` (the training rows the lists
+    With `item_categories` (a :class:`personae.Categories` or an items x categories matrix in
+    the model's item order, see the module docs) and `history` (the training rows the lists
     were made from), also the means of the per-user calibration metrics, whose per-user arrays
     hold NaN for users they do not apply to: ``minority_taste_recall@k`` (over users with a
     held-out minority-taste item, see :func:`minority_taste_recall`) and ``c_kl@k`` (mean
@@ -69,7 +79,8 @@ def evaluate(
     has = np.isfinite(m["ndcg"])
     mean = (lambda v: float(v[has].mean())) if has.any() else (lambda v: float("nan"))
     ids = matrix("ids", ids, np.int64)
-    sizes = np.diff(csr("truth", truth).indptr)[has]
+    truth_rows = csr("truth", truth)  # an Interactions too
+    sizes = np.diff(truth_rows.indptr)[has]
     denom = np.minimum(k, sizes)
     micro = float((m["recall_multvae"][has] * denom).sum() / denom.sum()) if has.any() else np.nan
     out = {
@@ -78,7 +89,7 @@ def evaluate(
         f"recall_multvae_micro@{k}": micro,
         f"ndcg@{k}": mean(m["ndcg"]),
         f"hit_rate@{k}": mean(m["hit"]),
-        f"coverage@{k}": coverage(ids[:, :k], truth.shape[1]),
+        f"coverage@{k}": coverage(ids[:, :k], truth_rows.shape[1]),
         "users": int(has.sum()),
     }
     if item_categories is not None:
@@ -95,10 +106,21 @@ def evaluate(
 
 
 def _reranker(item_categories, smoothing: float = 0.01, rank_weighting: bool = False):
+    from personae.categories import Categories
     from personae.rerank import CalibratedReranker
 
     if isinstance(item_categories, CalibratedReranker):
         return item_categories
+    if isinstance(item_categories, Categories):
+        # Built once per Categories and setting, kept on the object for its next calls.
+        key = (float(smoothing), bool(rank_weighting))
+        r = item_categories._rerankers.get(key)
+        if r is None:
+            r = CalibratedReranker(
+                item_categories, smoothing=smoothing, rank_weighting=rank_weighting
+            )
+            item_categories._rerankers[key] = r
+        return r
     return CalibratedReranker(item_categories, smoothing=smoothing, rank_weighting=rank_weighting)
 
 
@@ -107,7 +129,8 @@ def miscalibration(
 ) -> np.ndarray:
     """Per-user C_KL = KL(p || q~) (natural log) of the lists ``ids`` against the category
     distribution p of ``history`` (or ``p`` given directly); q~ = (1 - s) q + s p with the
-    smoothing s. ``item_categories``: items x categories (0/1 flags are normalised per row)."""
+    smoothing s. ``item_categories``: a :class:`personae.Categories` or an items x categories
+    matrix in the model's item order (0/1 flags are normalised per row; see the module docs)."""
     return _reranker(item_categories, smoothing, rank_weighting).miscalibration(ids, history, p)
 
 
@@ -116,7 +139,8 @@ def minority_interest_recall(
 ) -> np.ndarray:
     """Per-user share of the user's minority interests (categories with p(g|u) >= threshold
     other than the user's top category) that some listed item belongs to; NaN for users with
-    no minority interest."""
+    no minority interest. ``item_categories``: a :class:`personae.Categories` or a matrix in
+    the model's item order (module docs)."""
     return _reranker(item_categories).interest_recall(ids, history, p, threshold, True)
 
 
@@ -126,19 +150,23 @@ def minority_taste_recall(
     """Per-user minority-taste recall at `k` (definition in the module docs): the share of the
     user's held-out minority-taste items (rows of ``truth``, users x items) found in the first
     `k` of ``ids``. p(g|u) comes from ``history`` (the training rows, users x items) or is
-    given as ``p``; ``item_categories``: items x categories (0/1 flags are normalised per
-    row). NaN for users without a held-out minority-taste item."""
+    given as ``p``; ``item_categories``: a :class:`personae.Categories` or an items x
+    categories matrix in the model's item order (0/1 flags are normalised per row; module
+    docs). NaN for users without a held-out minority-taste item."""
     return _reranker(item_categories).taste_recall(ids, truth, history, p, k, threshold)
 
 
 def category_coverage(ids, item_categories, history=None, p=None) -> np.ndarray:
     """Per-user share of the categories of the user's history (p(g|u) > 0) that some listed
-    item belongs to; NaN for users without categorised history."""
+    item belongs to; NaN for users without categorised history. ``item_categories``: a
+    :class:`personae.Categories` or a matrix in the model's item order (module docs)."""
     return _reranker(item_categories).interest_recall(ids, history, p, 0.0, False)
 
 
 def calibration(ids, item_categories, history=None, p=None, smoothing: float = 0.01) -> dict:
-    """Means over users: ``ckl`` (C_KL), ``minority_recall`` and ``category_coverage``."""
+    """Means over users: ``ckl`` (C_KL), ``minority_recall`` and ``category_coverage``.
+    ``item_categories``: a :class:`personae.Categories` or a matrix in the model's item order
+    (module docs)."""
     r = _reranker(item_categories, smoothing)
     nanmean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")  # noqa: E731
     return {

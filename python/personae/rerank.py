@@ -5,9 +5,13 @@ that each list's category distribution matches the user's history, over one cate
 or several at once (genre and decade, topic and source), each with its own lambda. Definitions
 (natural log), per attribute:
 
-- ``item_categories``: items x categories; row i is item i's category distribution c(g|i)
-  (with ``normalize_rows=True``, 0/1 genre flags are divided by their count: three genres get
-  1/3 each). An empty row means "no category".
+- ``item_categories``: a :class:`personae.Categories` (or a bare items x categories matrix);
+  row i is item i's category distribution c(g|i) (with ``normalize_rows=True``, 0/1 genre flags
+  are divided by their count: three genres get 1/3 each). An empty row means "no category".
+  Row i must be the item of index i in the candidate lists and of column i of the history (the
+  model's item order); a :class:`~personae.Categories` built with ``item_ids`` checks an
+  :class:`~personae.Interactions` history against them and raises on other items or another
+  order.
 - p(g|u) = sum over the history of h_ui c(g|i), normalised to sum to 1 (h_ui: the history's
   values, e.g. ones or recency weights); or p given directly.
 - q(g|u) = sum_r w_r c(g|L_r) / sum_r w_r over the list L, with w_r = 1, or 1/log2(r + 2) when
@@ -37,6 +41,7 @@ import scipy.sparse as sp
 
 from personae import _core
 from personae._validate import csr, integer, matrix, optional_integer, real
+from personae.categories import Categories, same_items
 
 __all__ = ["CalibratedReranker", "RerankResult", "rerank_dataframe"]
 
@@ -53,6 +58,8 @@ class RerankResult(NamedTuple):
 
 
 def _category_matrix(name: str, m) -> sp.csr_matrix:
+    if isinstance(m, Categories):
+        return m._csr  # validated and canonical when the Categories was built
     if isinstance(m, np.ndarray) or isinstance(m, list):
         m = sp.csr_matrix(np.asarray(m))
     m = csr(name, m)
@@ -71,8 +78,12 @@ class CalibratedReranker:
     ...                                                    # doctest: +SKIP
 
     Args:
-        item_categories: items x categories (scipy sparse or dense), or a dict of such matrices
-            (one per attribute, same items) for several attributes.
+        item_categories: a :class:`personae.Categories` (or items x categories, scipy sparse or
+            dense, e.g. ``AMPCF.taste_categories()``), or a dict of them (one per attribute,
+            same items) for several attributes. Row i is the item of index i in candidate
+            lists and column i of histories: the model's item order. Categories built with
+            ``item_ids`` make every call given an :class:`~personae.Interactions` history (or
+            truth) over other items, or in another order, raise ``InvalidInputError``.
         lam: the calibration weight in [0, 1]; with several attributes a dict of weights (one
             per attribute; their sum at most 1) or one number for each.
         smoothing: s of q~ = (1 - s) q + s p, in (0, 1). (``alpha=`` is the deprecated name.)
@@ -115,6 +126,7 @@ class CalibratedReranker:
         lams = self._per_attribute("lam", lam)
         priors = self._per_attribute("prior", prior, scalar_ok=False)
         self.item_categories = {a: _category_matrix("item_categories", cats[a]) for a in self.names}
+        self._item_ids = _shared_item_ids(cats)
         attrs = [
             (
                 self.item_categories[a],
@@ -190,13 +202,27 @@ class CalibratedReranker:
             f"rank_weighting={self.rank_weighting})"
         )
 
+    @property
+    def item_ids(self) -> np.ndarray | None:
+        """The item id of each row of the categories, when they were built with ids (see
+        :class:`personae.Categories`); None otherwise."""
+        return None if self._item_ids is None else self._item_ids.copy()
+
     # -- conversions ----------------------------------------------------------------------
+    def _check_items(self, data, what: str) -> None:
+        """An `Interactions` over other items than the categories' ids raises (see
+        :class:`personae.Categories`); bare matrices carry no ids to check."""
+        given = getattr(data, "item_ids", None)
+        if self._item_ids is not None and given is not None and not sp.issparse(data):
+            same_items(self._item_ids, np.asarray(given), what, "categories")
+
     def _target(self, history, p):
         if (history is None) == (p is None):
             raise ValueError(
                 "give exactly one of history= (users x items) and p= (users x categories)"
             )
         if history is not None:
+            self._check_items(history, "history")
             return csr("history", history)
         ps = p if isinstance(p, dict) else {a: p for a in self.names}
         if self.multi and not isinstance(p, dict):
@@ -276,6 +302,7 @@ class CalibratedReranker:
     def taste_recall(self, ids, truth, history=None, p=None, k: int = 10, threshold: float = 0.1):
         """Per-user minority-taste recall at `k` (see
         :func:`personae.metrics.minority_taste_recall`): 1-D, or a dict per attribute."""
+        self._check_items(truth, "truth")
         out = self._core.taste_recall(
             matrix("ids", ids, np.int64),
             self._target(history, p),
@@ -325,6 +352,7 @@ class CalibratedReranker:
         cand[row, col] = items
         sc[row, col] = scores
         if history is not None:
+            self._check_items(history, "history")
             history = csr("history", history)
             n_rows = history.shape[0]
         else:
@@ -357,3 +385,18 @@ def rerank_dataframe(df, reranker: CalibratedReranker, *args, **kwargs):
     """Function form of :meth:`CalibratedReranker.rerank_dataframe`:
     ``rerank_dataframe(df, reranker, ...)`` is ``reranker.rerank_dataframe(df, ...)``."""
     return reranker.rerank_dataframe(df, *args, **kwargs)
+
+
+def _shared_item_ids(cats: dict) -> np.ndarray | None:
+    """The item ids the attributes' Categories were built on (None without any); attributes
+    built on different ids, or the same ids in another order, raise."""
+    ids, first = None, None
+    for name, c in cats.items():
+        c_ids = c._item_ids if isinstance(c, Categories) else None
+        if c_ids is None:
+            continue
+        if ids is None:
+            ids, first = c_ids, name
+        else:
+            same_items(ids, c_ids, f"item_categories[{name!r}]", f"attribute {first!r}")
+    return ids
