@@ -185,6 +185,15 @@ def test_persona_summary_and_taste_items():
         assert (top[c][len(order) :] == -1).all()
     with pytest.raises(ValueError, match="item_categories must have 30 rows"):
         model.persona_summary(x, item_categories=sp.eye(5, format="csr"))
+    # A Categories on the model's items gives the same summary; on other items, an error.
+    named = personae.Categories(cats, item_ids=model.item_ids)
+    np.testing.assert_array_equal(
+        model.persona_summary(x, item_categories=named, top=2)["top_categories"],
+        s["top_categories"],
+    )
+    shuffled = personae.Categories(cats, item_ids=model.item_ids[::-1])
+    with pytest.raises(personae.InvalidInputError, match="the model has other item ids"):
+        model.persona_summary(x, item_categories=shuffled)
 
 
 @pytest.fixture(scope="module")

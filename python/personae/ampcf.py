@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from personae._core import InvalidInputError
 from personae._validate import integer
+from personae.categories import Categories
 from personae.filters import EASE, GraphFilter
 from personae.models import Model, fit_inputs
 
@@ -313,8 +314,10 @@ class AMPCF(Model, kind="ampcf"):
         return out
 
     def persona_summary(self, user_items, *, item_categories=None, top: int = 3) -> dict:
-        """Each persona's share of each user's history and, given ``item_categories`` (a sparse
-        or dense ``n_items x n_categories`` matrix, e.g. MovieLens genres), its top categories.
+        """Each persona's share of each user's history and, given ``item_categories`` (a
+        :class:`personae.Categories`, checked against the model's item ids, or a sparse or dense
+        ``n_items x n_categories`` matrix in the model's item order, e.g. MovieLens genres),
+        its top categories.
 
         Returns a dict: ``taste`` and ``share`` ``(rows, K)`` as in :meth:`personas`; with
         categories, ``top_categories`` ``(rows, K, top)`` int64 (-1 padded) and
@@ -329,6 +332,9 @@ class AMPCF(Model, kind="ampcf"):
             top = integer("top", top)
             if top < 1:
                 raise InvalidInputError(f"top must be >= 1 (categories per persona), got {top}")
+            if isinstance(item_categories, Categories):
+                item_categories.check_items(self, "the model")
+                item_categories = item_categories.matrix
             cat = sp.csr_matrix(item_categories, dtype=np.float64)
             if cat.ndim != 2 or cat.shape[0] != core.n_items:
                 raise InvalidInputError(
