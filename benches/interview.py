@@ -34,12 +34,28 @@ import scipy.sparse as sp
 import personae
 from personae import interview
 from personae.data import _split_rows
-from personae.interview import Interview, Question, Tastes
+from personae.interview import GroupQuestion, Interview, Question, Tastes
 
 from _common import RUNS, cpu
 
 STEPS = [0, 1, 2, 3, 5, 10, 15, 20]
 STRATEGIES = ["likely", "random", "popular", "information", "uncertainty", "oracle-liked"]
+# Baselines ask items only: their interviews get no group questions.
+BASELINES = ("random", "popular", "oracle-liked")
+GROUP_ANSWERS: list = []  # whether each simulated group answer chose a taste (before noise)
+
+
+def group_answer(q, mine, labels, base, threshold):
+    """A simulated user's answer to "which of these tastes is closest to you?", from their own
+    items only: the shown taste holding the largest share of their items relative to the
+    average training user's share of it (its lift), False ("none of these") when no shown
+    taste's lift reaches `threshold`."""
+    items = np.fromiter(mine, dtype=np.int64)
+    lab = labels[items]
+    share = np.bincount(lab[lab >= 0], minlength=len(base)) / max(len(items), 1)
+    lift = share[list(q)] / np.maximum(base[list(q)], 1e-12)
+    k = int(np.argmax(lift))
+    return int(q[k]) if lift[k] >= threshold else False
 
 
 def dataset(name: str):
@@ -58,7 +74,7 @@ def ndcg_one(ids: np.ndarray, truth: set, n_items: int) -> float:
     return float(personae.metrics.ranking_metrics(ids[None, :], m, 10)["ndcg"][0])
 
 
-def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
+def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, groups=None):
     """NDCG@10 of every user after each number of answers, and (synthetic) the estimated and
     true taste mixes after 10 answers. ``"oracle-liked"`` is an upper bound, not an interview:
     it asks about the user's own items (A or B) at random, so every answer is "yes"."""
@@ -80,6 +96,8 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
             slip=args.slip,
             explore_first=args.explore_first,
             explore_every=args.explore_every,
+            groups=0 if strategy in BASELINES else args.groups,
+            group_size=args.group_size,
         )
         for k in range(max(STEPS) + 1):
             if k in STEPS:
@@ -102,8 +120,19 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None):
                 q = it._pending = Question(int(rng.choice(left)))
             else:
                 q = it.next_question()
-            liked = int(q) in mine
             u = rng.random()
+            if isinstance(q, GroupQuestion):
+                labels, base = groups
+                liked = group_answer(q, mine, labels, base, args.group_threshold)
+                GROUP_ANSWERS.append(liked is not False)
+                if u < args.no_opinion:
+                    liked = None
+                elif u < args.no_opinion + args.flip:  # another option, at random
+                    options = [c for c in [*q, False] if c is not liked]
+                    liked = options[int(rng.integers(len(options)))]
+                it.answer(q, liked)
+                continue
+            liked = int(q) in mine
             if u < args.no_opinion:
                 liked = None
             elif u < args.no_opinion + args.flip:
@@ -185,6 +214,19 @@ def main() -> None:
     p.add_argument("--explore-first", type=int, default=interview.EXPLORE_FIRST)
     p.add_argument("--explore-every", type=int, default=interview.EXPLORE_EVERY)
     p.add_argument("--explore-with", default=interview.EXPLORE_WITH)
+    p.add_argument("--groups", type=int, default=interview.GROUPS, help="group questions first")
+    p.add_argument("--group-size", type=int, default=interview.GROUP_SIZE)
+    p.add_argument(
+        "--group-threshold",
+        type=float,
+        default=1.5,
+        help="the simulated user answers 'none' when no shown taste's lift reaches this",
+    )
+    p.add_argument("--group-weight", type=float, default=interview.GROUP_WEIGHT)
+    p.add_argument("--group-items", type=int, default=interview.GROUP_ITEMS)
+    p.add_argument("--group-min-share", type=float, default=interview.GROUP_MIN_SHARE)
+    p.add_argument("--choice-scale", type=float, default=interview.CHOICE_SCALE)
+    p.add_argument("--choice-none", type=float, default=interview.CHOICE_NONE)
     p.add_argument(
         "--strategies",
         default=",".join(STRATEGIES),
@@ -192,6 +234,9 @@ def main() -> None:
     )
     args = p.parse_args()
     interview.EXPLORE_WITH = args.explore_with
+    interview.GROUP_WEIGHT, interview.GROUP_ITEMS = args.group_weight, args.group_items
+    interview.GROUP_MIN_SHARE = args.group_min_share
+    interview.CHOICE_SCALE, interview.CHOICE_NONE = args.choice_scale, args.choice_none
     if args.speed:
         print(json.dumps({"cpu": cpu(), "next_question": speed()}, indent=1))
         return
@@ -223,6 +268,16 @@ def main() -> None:
         pop = personae.Popularity().fit(X[train_users])
         empty = sp.csr_matrix((len(users), X.shape[1]), dtype=np.float32)
         floor_all += list(each(pop.recommend(empty, 10)[0], B[users]))
+        # Group answers: each item's taste cluster, and the average training user's share of
+        # each cluster (what a taste's lift for a new user is measured against).
+        labels = np.asarray(model.item_tastes(), dtype=np.int64)
+        Xt = X[train_users].tocsr()
+        rows = np.repeat(np.arange(Xt.shape[0]), np.diff(Xt.indptr))
+        lab = labels[Xt.indices]
+        ok = lab >= 0
+        per_user = np.zeros((Xt.shape[0], model.n_tastes))
+        np.add.at(per_user, (rows[ok], lab[ok]), 1.0)
+        base = (per_user / np.maximum(np.diff(Xt.indptr), 1)[:, None]).mean(0)
         truth_mix = major = None
         if truth is not None:
             labels = model.item_tastes()
@@ -238,7 +293,9 @@ def main() -> None:
             truth_mix = truth.user_mixture[held_users]
         for s in strategies:
             t = time.perf_counter()
-            out, est, true = simulate(model, users, Xh, B, s, args, truth_mix, major)
+            out, est, true = simulate(
+                model, users, Xh, B, s, args, truth_mix, major, (labels, base)
+            )
             secs[s] += time.perf_counter() - t
             for k in STEPS:
                 per[s][k] += out[k]
@@ -262,6 +319,8 @@ def main() -> None:
         if extra is not None:
             curve += f"  mix corr@10 {extra:.3f} (mix() {results[s]['shift_correlation@10']:.3f})"
         print(f"{s:<13} {curve}")
+    if GROUP_ANSWERS:
+        print(f"group answers choosing a taste (not 'none'): {np.mean(GROUP_ANSWERS):.0%}")
     print(f"{n_users} users; ceiling (full-history fold-in) {ceiling:.4f}; floor {floor:.4f}")
     first = strategies[0]
     for k in (10, 20):

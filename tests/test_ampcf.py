@@ -325,7 +325,7 @@ def test_base_tastes_follow_their_definition(fitted):
     np.testing.assert_allclose(t.offset, np.log(users_with / (1 - users_with)), rtol=1e-4)
     assert len(t.names) == n_c and t.names[0].startswith("taste 0: ")
     # An interview on them runs, and its list names a taste for every item.
-    it = personae.Interview(model, seed=0)
+    it = personae.Interview(model, seed=0, groups=0)
     for _ in range(3):
         it.answer(it.next_question(), True)
     ids, scores, persona = it.recommend(5)

@@ -271,6 +271,7 @@ def test_interview_in_a_terminal(ampcf_dir, tmp_path):
     state = tmp_path / "state.json"
     argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
     argv += ["--items", str(items), "--questions", "4", "--n", "5", "--state", str(state)]
+    argv += ["--groups", "0"]  # item questions only (group questions: tests/test_interview.py)
     # The prompt ends the input line; the refusal line ("please answer [y/n/?/q]") does not.
     status, text = run_in_terminal(argv, ["maybe", "y", "n", "?", "y"], b"[y/n/?/q] ")
     assert status == 0, text
@@ -290,6 +291,7 @@ def test_interview_scripted_and_resumed(ampcf_dir, tmp_path, capsys):
     answers.write_text("y\nn\nq\n")
     state = tmp_path / "s.json"
     base = ["interview", "--model", str(model), "--answers", str(answers), "--state", str(state)]
+    base += ["--groups", "0"]
     assert main(base + ["--questions", "5"]) == 0
     out = capsys.readouterr().out
     assert "Top 10 after 2 answers" in out

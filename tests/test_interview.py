@@ -54,7 +54,7 @@ def reference_map(t: Tastes, answers, slip):
 @given(st.integers(0, 10_000), st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from(["item", "pair"]))
 def test_posterior_matches_a_generic_optimiser(seed, slip, kind):
     t = tastes(seed=seed)
-    it = Interview(t, kind=kind, seed=seed, slip=slip)
+    it = Interview(t, kind=kind, seed=seed, slip=slip, groups=0)
     rng = np.random.default_rng(seed)
     for _ in range(8):
         q = it.next_question()
@@ -71,19 +71,19 @@ def test_criterion_picks_the_analytically_best_question():
     # one with the largest component on taste 2 among items of equal information weight.
     phi = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [0.0, 0.5]])
     t = Tastes(phi, np.zeros(4), np.ones(4), ["a", "b"], np.zeros(2), np.diag([0.1, 4.0]))
-    it = Interview(t, pool=np.arange(4), slip=0.0, strategy="information")
+    it = Interview(t, pool=np.arange(4), groups=0, slip=0.0, strategy="information")
     q = it.next_question()
     # At lam = 0 every item has u = 0 and the same I(0); v^T S v is 0.1, 4, 2.009, 1.
     assert q == 1 and "b" in q.why.split(" vs ")[0]
     # Pairs: the difference with the largest v^T S v, items 1 and 0 (0.1 + 4).
-    pq = Interview(t, pool=np.arange(4), kind="pair", slip=0.0, strategy="information")
+    pq = Interview(t, pool=np.arange(4), groups=0, kind="pair", slip=0.0, strategy="information")
     pq = pq.next_question()
     assert set(pq) == {0, 1} and isinstance(pq, PairQuestion)
 
 
 def test_contradictions_no_opinion_and_bad_questions():
     t = tastes(seed=3)
-    it = Interview(t, slip=0.0)
+    it = Interview(t, slip=0.0, groups=0)
     before = it.weights
     q = it.next_question()
     it.answer(q, None)  # no opinion: nothing learned, never asked again
@@ -112,7 +112,7 @@ def test_strategies_recommend_and_json_round_trip():
     t = tastes(n=300, b=4, seed=5)
     for strategy in ("likely", "information", "random", "popular", "uncertainty"):
         for kind in ("item", "pair"):
-            it = Interview(t, kind=kind, strategy=strategy, seed=1)
+            it = Interview(t, kind=kind, strategy=strategy, seed=1, groups=0)
             for a in (True, False, None, True):
                 it.answer(it.next_question(), a)
             ids, scores, persona = it.recommend(n=10)
@@ -123,7 +123,7 @@ def test_strategies_recommend_and_json_round_trip():
             np.testing.assert_allclose(back.weights, it.weights)
             assert back.next_question() == it.next_question()
     # The popular strategy asks the most popular items first.
-    it = Interview(t, strategy="popular")
+    it = Interview(t, strategy="popular", groups=0)
     assert it.next_question() == int(np.argmax(t.popularity))
     with pytest.raises(ValueError, match="not a saved"):
         Interview.from_json(t, "[]")
@@ -137,7 +137,7 @@ def test_learns_a_simulated_users_weights():
     for trial in range(20):
         truth = rng.standard_normal(4) * 1.5
         for strategy in errs:
-            it = Interview(t, strategy=strategy, seed=trial, slip=0.1)
+            it = Interview(t, strategy=strategy, seed=trial, slip=0.1, groups=0)
             for _ in range(15):
                 q = it.next_question()
                 u = t.phi[q] @ truth + t.offset[q]
@@ -191,7 +191,7 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
             w = (1 - it.slip) * sig / (it.slip / 2 + (1 - it.slip) * sig)
         return sp.csr_matrix((w, (np.zeros(len(items), int), items)), shape=(1, n))
 
-    it = Interview(model, posterior_weight=0.0, dislike_weight=0.0)
+    it = Interview(model, posterior_weight=0.0, dislike_weight=0.0, groups=0)
     before = it.scores()  # no "yes" yet: the posterior utility at the prior
     np.testing.assert_allclose(before, it.phi @ it.weights + it.offset, rtol=1e-4, atol=1e-4)
     answers = [True, False, True, None, False, True]
@@ -204,7 +204,7 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
     ids = it.recommend(10)[0]
     assert not set(ids.tolist()) & set(it.asked().tolist())
     # Each part is weighted as documented.
-    mixed = Interview(model, posterior_weight=0.5, dislike_weight=0.7)
+    mixed = Interview(model, posterior_weight=0.5, dislike_weight=0.7, groups=0)
     for a in answers:
         mixed.answer(mixed.next_question(), a)
     post = mixed.phi @ mixed.weights + mixed.offset
@@ -215,9 +215,9 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
     # The liked answer behind each listed item is one of the liked items.
     because = it.because(ids)
     assert because.shape == ids.shape and set(because.tolist()) <= set(liked.tolist())
-    assert (Interview(model).because(ids) == -1).all()  # nothing liked yet
+    assert (Interview(model, groups=0).because(ids) == -1).all()  # nothing liked yet
     # Without slips every "yes" counts in full.
-    exact = Interview(model, posterior_weight=0.0, slip=0.0)
+    exact = Interview(model, posterior_weight=0.0, slip=0.0, groups=0)
     for a in answers:
         exact.answer(exact.next_question(), a)
     want = _standard(model.score(row(exact.liked()))[0])
@@ -226,10 +226,10 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
 
 def test_first_question_is_computed_once_per_model(ampcf, monkeypatch):
     model, _ = ampcf
-    q = Interview(model).next_question()
+    q = Interview(model, groups=0).next_question()
     calls = []
     monkeypatch.setattr(Interview, "_pick_item", lambda self, free: calls.append(1) or 0)
-    again = Interview(model, seed=5)
+    again = Interview(model, seed=5, groups=0)
     assert again.next_question() == q and not calls  # read back, not recomputed
     again.answer(q, True)
     again.next_question()
@@ -261,7 +261,7 @@ def test_from_json_checks_version_model_items_and_duplicates(ampcf):
     import personae
 
     model, _ = ampcf
-    it = Interview(model)
+    it = Interview(model, groups=0)
     for a in (True, False, None):
         it.answer(it.next_question(), a)
     saved = it.to_json()
@@ -306,19 +306,30 @@ def model_dir(ampcf, tmp_path_factory):
 
 
 def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
-    """A person answers 10 questions in a pseudo-terminal; the list shows, for each item, the
-    taste (three titles) and the liked answer behind it."""
+    """A person answers 10 questions in a pseudo-terminal: first the default group questions
+    (each taste named by three titles; a number out of range is refused and asked again),
+    then items; the list shows, for each item, the taste (three titles) and the liked answer
+    behind it."""
     import json
     import sys
+
+    from personae import interview
 
     model, items = model_dir
     state = tmp_path / "state.json"
     argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
     argv += ["--items", str(items), "--questions", "10", "--state", str(state)]
-    given = ["y", "n", "y", "?", "y", "n", "n", "y", "?", "y"]
-    status, text = run_in_terminal(argv, given, b"[y/n/?/q] ")
+    g = interview.GROUPS
+    assert g == 2  # the default schedule this test answers
+    given = ["9", "1", "0", "y", "n", "y", "?", "y", "n", "n", "y"]
+    status, text = run_in_terminal(argv, given, b"/?/q] ")
     assert status == 0, text
-    assert text.count("Would you watch / buy / visit: Film") == 10
+    assert text.count("Which of these groups is closest to your taste?") == g + 1  # one refused
+    assert "please answer [1-" in text
+    shown = [x.strip() for x in text.splitlines() if x.strip()[:3] in {"1) ", "2) "}]
+    assert shown and all(x.split(") ", 1)[1].count(" / ") == 2 for x in shown)
+    assert "0) none of these" in text
+    assert text.count("Would you watch / buy / visit: Film") == 10 - g
     assert "Top 10 after 10 answers" in text
     listed = [x for x in text.splitlines() if "because you liked Film" in x]
     assert len(listed) == 10, text
@@ -327,8 +338,10 @@ def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
         taste = line.split("[", 1)[1].split(";")[0]
         assert taste.startswith("taste ") and taste.count(" / ") == 2 and "Film" in taste
     saved = json.loads(state.read_text())
-    assert [a for _, a in saved["answers"]] == [
-        {"y": True, "n": False, "?": None}[g] for g in given
+    first, second = saved["answers"][:g]
+    assert first["choice"] == first["group"][0] and second["choice"] is False
+    assert [a for _, a in saved["answers"][g:]] == [
+        {"y": True, "n": False, "?": None}[x] for x in given[3:]
     ]
 
 
@@ -344,8 +357,20 @@ def test_cli_refuses_a_malformed_answers_file_and_a_foreign_state(model_dir, tmp
     assert main(base) == 1
     err = capsys.readouterr().err
     assert "line 3" in err and "'maybe'" in err and "Traceback" not in err
+    # With group questions first, an item answer to one is refused with its number.
+    answers.write_text("y n\n")
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    assert "'y' does not answer question 1" in err and "Traceback" not in err
+    answers.write_text("2 none y\n")
+    state = tmp_path / "g.json"
+    assert main([*base, "--state", str(state), "--questions", "3"]) == 0
+    assert "Top 10 after 3 answers" in capsys.readouterr().out
+    saved = json.loads(state.read_text())["answers"]
+    assert saved[0]["choice"] == saved[0]["group"][1] and saved[1]["choice"] is False
     answers.write_text("y n\n")
     state = tmp_path / "s.json"
+    base += ["--groups", "0"]
     assert main([*base, "--state", str(state), "--questions", "2"]) == 0
     capsys.readouterr()
     d = json.loads(state.read_text())
@@ -362,7 +387,7 @@ def test_likely_questions_skip_the_lists_own_top_items(ampcf):
     from personae import interview as iv
 
     model, _ = ampcf
-    it = Interview(model, strategy="likely")
+    it = Interview(model, strategy="likely", groups=0)
     for a in (True, False, True):
         it.answer(it.next_question(), a)
     s = it.scores().astype(np.float64)
@@ -381,7 +406,7 @@ def test_exploration_schedule_asks_the_criterion_outside_the_lists_top(ampcf):
     from personae import interview as iv
 
     model, _ = ampcf
-    it = Interview(model, explore_first=1, explore_every=3)
+    it = Interview(model, explore_first=1, explore_every=3, groups=0)
     assert it._exploring()  # the first question
     for a in (True, False):
         it.answer(it.next_question(), a)
@@ -407,7 +432,7 @@ def test_mix_is_the_posteriors_rise_above_the_prior():
     """``mix()`` sums to 1, is uniform before any answer, and after "yes" answers about one
     taste's items puts its largest share on that taste."""
     t = tastes(n=60, b=3, seed=4)
-    it = Interview(t, strategy="random", seed=0)
+    it = Interview(t, strategy="random", seed=0, groups=0)
     np.testing.assert_allclose(it.mix(), np.full(3, 1 / 3))
     best = np.argsort(-(t.phi[:, 1] - t.phi[:, [0, 2]].max(1)))[:6]
     for j in best:
@@ -416,3 +441,192 @@ def test_mix_is_the_posteriors_rise_above_the_prior():
     m = it.mix()
     assert m.sum() == pytest.approx(1.0) and (m >= 0).all()
     assert int(np.argmax(m)) == 1
+
+
+# -- group questions ("which of these tastes is closest to you?") -------------------------
+def reference_choice_map(t: Tastes, groups, slip, scale, none):
+    """MAP of the group answers' posterior by a generic optimiser, written from the model
+    (softmax over z_c = scale (lam_c - m0_c) / sd_c and "none" at scale * none, with slips),
+    and the Fisher information at the MAP by finite differences of the option probabilities."""
+    m0, S0 = t.prior_mean, t.prior_cov
+    P0, sd = np.linalg.inv(S0), np.sqrt(np.diag(S0))
+
+    def probs(lam, shown):
+        z = np.append(scale * (lam[shown] - m0[shown]) / sd[shown], scale * none)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        return slip / len(z) + (1 - slip) * p
+
+    def f(lam):
+        r = lam - m0
+        out = 0.5 * r @ P0 @ r
+        for shown, k in groups:
+            out -= np.log(probs(lam, list(shown))[k])
+        return out
+
+    lam = minimize(f, m0, method="BFGS", options={"gtol": 1e-10}).x
+    H, eps = P0.copy(), 1e-6
+    for shown, _ in groups:
+        q = probs(lam, list(shown))
+        J = np.array(
+            [
+                (probs(lam + eps * e, list(shown)) - probs(lam - eps * e, list(shown))) / (2 * eps)
+                for e in np.eye(len(lam))
+            ]
+        ).T  # options x B
+        H += (J.T / q) @ J
+    return lam, H
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([0.0, 0.1, 0.3]))
+def test_group_posterior_matches_a_generic_optimiser(seed, slip):
+    from personae import interview
+
+    rng = np.random.default_rng(seed)
+    b = 5
+    t = tastes(b=b, seed=seed)
+    t = Tastes(
+        t.phi, t.offset, t.popularity, t.names, rng.random(b) * 0.3, np.diag(rng.random(b) + 0.1)
+    )
+    it = Interview(t, seed=seed, slip=slip, groups=3, group_size=3)
+    given = []
+    for _ in range(3):
+        q = it.next_question()
+        a = [*q, False][int(rng.integers(len(q) + 1))]
+        it.answer(q, a)
+        given.append((tuple(q), len(q) if a is False else list(q).index(a)))
+    lam, H = reference_choice_map(t, given, slip, interview.CHOICE_SCALE, interview.CHOICE_NONE)
+    np.testing.assert_allclose(it.weights, lam, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(it.post.precision, H, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.integers(2, 6),
+    st.sampled_from([0.0, 0.1, 0.3]),
+    st.sampled_from(["item", "pair"]),
+)
+def test_choosing_a_taste_raises_its_weight(seed, b, slip, kind):
+    """Choosing a shown taste raises its posterior weight, above its weight under any other
+    answer; "none of these" lowers every shown taste's weight (independent prior tastes)."""
+    rng = np.random.default_rng(seed)
+    base = tastes(b=b, seed=seed)
+    t = Tastes(
+        base.phi,
+        base.offset,
+        base.popularity,
+        base.names,
+        rng.random(b),
+        np.diag(rng.random(b) * 2 + 0.05),
+    )
+    size = int(rng.integers(1, b + 1))
+
+    def after(choice):
+        it = Interview(t, kind=kind, slip=slip, groups=1, group_size=size, seed=seed)
+        q = it.next_question()
+        it.answer(q, choice(q))
+        return q, it.weights
+
+    q, _ = after(lambda q: None)  # no opinion: the prior, untouched
+    np.testing.assert_allclose(after(lambda q: None)[1], t.prior_mean)
+    _, none = after(lambda q: False)
+    assert (none[list(q)] < t.prior_mean[list(q)]).all()
+    for c in q:
+        _, w = after(lambda q, c=c: c)
+        assert w[c] > t.prior_mean[c]
+        for other in [*q, False]:
+            if other is not c:
+                assert w[c] > after(lambda q, o=other: o)[1][c]
+
+
+def test_group_question_through_the_api():
+    import json
+
+    import personae
+    from personae.interview import GroupQuestion
+
+    t = tastes(b=6)
+    it = Interview(t, groups=2, group_size=3, seed=1)
+    q = it.next_question()
+    assert isinstance(q, GroupQuestion) and len(q) == len(set(q)) == 3
+    assert q.names == tuple(t.names[c] for c in q) and len(it.asked()) == 0
+    for bad in (max(set(range(6)) - set(q)), True, 1.0, "1", -1):
+        with pytest.raises(personae.InvalidInputError, match="not one of the tastes shown"):
+            it.answer(q, bad)
+    with pytest.raises(ValueError, match="not the question just asked"):
+        it.answer(Question(q[0]), True)  # an item question with the same index is not it
+    it.answer(q, q[1])
+    q2 = it.next_question()
+    assert isinstance(q2, GroupQuestion) and q2 != q  # the second shows other tastes
+    it.answer(q2, False)
+    q3 = it.next_question()
+    assert isinstance(q3, Question)  # then items
+    it.answer(q3, True)
+    assert list(it.chosen()) == [q[1]] and list(it.liked()) == [q3]
+    saved = it.to_json()
+    again = Interview.from_json(t, saved)
+    assert [(tuple(np.atleast_1d(x)), a) for x, a in again.answers] == [
+        (tuple(np.atleast_1d(x)), a) for x, a in it.answers
+    ]
+    assert isinstance(again.answers[0][0], GroupQuestion)
+    np.testing.assert_allclose(again.weights, it.weights)
+    np.testing.assert_allclose(again.scores(), it.scores())
+    d = json.loads(saved)
+    assert d["answers"][0] == {"group": list(q), "choice": q[1]}
+    assert d["answers"][1] == {"group": list(q2), "choice": False}
+    for answer, match in [
+        ({"group": list(q), "choice": 99}, "not one of the tastes shown"),
+        ({"group": list(q), "choice": True}, "not one of the tastes shown"),
+        ({"group": [0, 0], "choice": 0}, "distinct tastes"),
+        ({"group": [0, 6], "choice": 0}, r"0\.\.5"),
+        ({"group": [], "choice": None}, "must be"),
+        ({"group": [0, 1]}, "must be"),
+    ]:
+        bad = dict(d, answers=[answer])
+        with pytest.raises(personae.InvalidInputError, match=match):
+            Interview.from_json(t, json.dumps(bad))
+    # A version-2 state (item answers only) still resumes.
+    old = dict(d, version=2, answers=d["answers"][2:])
+    del old["groups"], old["group_size"]
+    assert list(Interview.from_json(t, json.dumps(old)).liked()) == [q3]
+    with pytest.raises(ValueError, match="group_size"):
+        Interview(t, groups=1, group_size=7)
+    with pytest.raises(ValueError, match="groups"):
+        Interview(t, groups=-1)
+
+
+def test_group_answers_fold_the_chosen_tastes_items_into_the_list(ampcf):
+    """A chosen taste's most distinctive items (the model's own distinctive_items) join the
+    fold-in as a soft history at GROUP_WEIGHT; the first question is computed once per model."""
+    import scipy.sparse as sp
+
+    from personae import interview
+    from personae.interview import GroupQuestion, distinctive
+
+    model, _ = ampcf
+    n = model.n_items
+    k = interview.GROUP_ITEMS
+    np.testing.assert_array_equal(distinctive(model.base_tastes(), k), model.distinctive_items(k))
+    it = Interview(model, groups=1, posterior_weight=0.5)
+    q = it.next_question()
+    assert isinstance(q, GroupQuestion)
+    assert Interview(model, groups=1, seed=9).next_question() == q  # the same for everyone
+    assert not isinstance(Interview(model, groups=0).next_question(), GroupQuestion)
+    it.answer(q, q[0])
+    items = model.distinctive_items(k)[q[0]]
+    items = items[items >= 0]
+    x = sp.csr_matrix(
+        (np.full(len(items), interview.GROUP_WEIGHT), (np.zeros(len(items), int), items)),
+        shape=(1, n),
+    )
+    post = it.phi @ it.weights + it.offset
+    want = _standard(model.score(x)[0]) + 0.5 * _standard(post)
+    np.testing.assert_allclose(it.scores(), want, rtol=1e-4, atol=1e-4)
+    # "None of these" folds nothing in: the list is the posterior alone.
+    none = Interview(model, groups=1)
+    none.answer(none.next_question(), False)
+    np.testing.assert_allclose(
+        none.scores(), none.phi @ none.weights + none.offset, rtol=1e-4, atol=1e-4
+    )

@@ -251,10 +251,13 @@ def _titles(model, a: argparse.Namespace) -> dict:
     return names
 
 
-def _scripted_answers(path: str, pair: bool) -> list[str]:
+def _scripted_answers(path: str, pair: bool, group_size: int = 0) -> list[str]:
     """The replies of an --answers file (whitespace-separated, any number a line), refused
-    whole with the line number of the first one that is not an answer."""
+    whole with the line number of the first one that is not an answer (with group questions,
+    a taste's number 1..group_size or 0 / none are answers too)."""
     valid = ({"1", "2"} if pair else _YES | _NO) | (_SKIP - {""}) | {"q"}
+    if group_size:
+        valid |= {str(k) for k in range(group_size + 1)} | {"none"}
     replies = []
     for k, line in enumerate(Path(path).read_text().splitlines(), 1):
         for token in line.split():
@@ -269,7 +272,7 @@ def _scripted_answers(path: str, pair: bool) -> list[str]:
 
 def _interview(a: argparse.Namespace) -> int:
     import personae
-    from personae.interview import Interview
+    from personae.interview import GroupQuestion, Interview
 
     model = personae.load(a.model)
     if not hasattr(model, "base_tastes"):
@@ -281,39 +284,59 @@ def _interview(a: argparse.Namespace) -> int:
         for c, row in enumerate(model.distinctive_items(3))
     ]
     pair = a.kind == "pair"
-    scripted = None if a.answers is None else iter(_scripted_answers(a.answers, pair))
     state = Path(a.state) if a.state else None
     if state is not None and state.exists():
         interview = Interview.from_json(model, state.read_text(), names=names)
         print(f"resumed {len(interview.answers)} answers from {state}")
     else:
-        interview = Interview(model, kind=a.kind, seed=a.seed, names=names)
+        interview = Interview(model, kind=a.kind, seed=a.seed, names=names, groups=a.groups)
+    sizes = interview.group_size if interview.groups else 0
+    scripted = None if a.answers is None else iter(_scripted_answers(a.answers, pair, sizes))
     keys = "[1/2/?/q]" if pair else "[y/n/?/q]"
     print(f"Answer {keys}: ? = don't know / no opinion, q = stop and recommend.")
     while len(interview.answers) < a.questions:
         q = interview.next_question()
         k = len(interview.answers) + 1
-        if pair:
+        group = isinstance(q, GroupQuestion)
+        if group:
+            # "Which of these is closest to you?": each taste by its three titles.
+            valid = {str(c) for c in range(len(q) + 1)} | {"none"}
+            ask = f"[{k}/{a.questions}] Which of these groups is closest to your taste?"
+            shown = "".join(f"\n  {c}) {names[t]}" for c, t in enumerate(q, 1))
+            prompt, ask_keys = ask + shown + "\n  0) none of these\n", f"[1-{len(q)}/0/?/q]"
+        elif pair:
             prompt = (
                 f"[{k}/{a.questions}] Which do you prefer: 1) {title[q[0]]}  2) {title[q[1]]}? "
             )
+            valid, ask_keys = {"1", "2"}, keys
         else:
             prompt = f"[{k}/{a.questions}] Would you watch / buy / visit: {title[q]}? "
+            valid, ask_keys = _YES | _NO, keys
         while True:
             if scripted is None:
                 try:
-                    reply = input(prompt + keys + " ").strip().lower()
+                    reply = input(prompt + ask_keys + " ").strip().lower()
                 except EOFError:
                     reply = "q"
             else:
                 reply = next(scripted, "q")
                 print(prompt + reply)
-            if reply == "q" or reply in _SKIP or reply in (("1", "2") if pair else _YES | _NO):
+            if reply == "q" or reply in _SKIP or reply in valid:
                 break
-            print(f"  please answer {keys}")
+            if scripted is not None:  # a script that does not fit its question: refused
+                raise ValueError(
+                    f"--answers {a.answers}: {reply!r} does not answer question {k} "
+                    f"(expected {ask_keys})"
+                )
+            print(f"  please answer {ask_keys}")
         if reply == "q":
             break
-        liked = None if reply in _SKIP else (reply == "1" if pair else reply in _YES)
+        if reply in _SKIP:
+            liked = None
+        elif group:
+            liked = False if reply in ("0", "none") else q[int(reply) - 1]
+        else:
+            liked = reply == "1" if pair else reply in _YES
         interview.answer(q, liked)
         if state is not None:  # nothing lost if the terminal closes
             state.write_text(interview.to_json())
@@ -769,6 +792,13 @@ def build_parser() -> argparse.ArgumentParser:
     iv.add_argument("--answers", default=None, help="file of answers, for scripted use")
     iv.add_argument("--state", default=None, help="JSON file to save and resume the interview")
     iv.add_argument("--seed", type=int, default=0, help="random seed")
+    iv.add_argument(
+        "--groups",
+        type=int,
+        default=None,
+        help="how many 'which of these groups is closest to you?' questions open the interview "
+        "(default: personae.interview.GROUPS)",
+    )
     _simulate_parser(sub)
     return p
 

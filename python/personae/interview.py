@@ -31,6 +31,17 @@ a new user in that mix from short answers, after PReF (Shenfeld et al. 2025, arX
 - **Default questions** (``"likely"``): the pool item the list ranks highest outside its own top
   ``SKIP_TOP``. On held-out MovieLens users this measured better than the information criterion,
   whose questions serve the taste posterior rather than the list (see BENCHMARKS.md).
+- **Group questions** (the first ``GROUPS``): "which of these tastes is closest to you?" over
+  ``GROUP_SIZE`` tastes, each named by its most distinctive items, or "none of these". The
+  answer's likelihood is a multinomial logit with slips: taste c has utility
+  ``z_c = a (lam_c - m0_c) / sd_c`` (its weight in prior standard deviations above the average
+  user, ``a = CHOICE_SCALE``), "none" ``a * CHOICE_NONE``, and
+  ``P(k) = s / K + (1 - s) softmax(z)_k`` over the K options; the posterior adds its log and
+  its Fisher information. The tastes shown are chosen greedily to most increase ``log det H``
+  (among tastes at least ``GROUP_MIN_SHARE`` times the average prior share: niche tastes tell
+  the list little), so the first group question is the same for every new user and computed
+  once. A chosen taste's ``GROUP_ITEMS`` most distinctive items join the list's fold-in as a
+  soft history at ``GROUP_WEIGHT`` each.
 
 The interview's state is its answers: :meth:`Interview.to_json` saves them (plain JSON, no
 pickle) and :meth:`Interview.from_json` replays them.
@@ -48,7 +59,7 @@ import scipy.sparse as sp
 
 from personae._core import InvalidInputError
 
-__all__ = ["Interview", "PairQuestion", "Question", "Tastes"]
+__all__ = ["GroupQuestion", "Interview", "PairQuestion", "Question", "Tastes"]
 
 _STRATEGIES = ("likely", "information", "random", "popular", "uncertainty")
 # "likely" skips the list's own top items: asking about them would spend the list's best hits.
@@ -114,6 +125,21 @@ class PairQuestion(tuple):
         return q
 
 
+class GroupQuestion(tuple):
+    """A group question ``(c_1, ..., c_K)`` over base tastes: "which of these groups is closest
+    to you?", answered with one of the tastes shown, ``False`` for "none of these" or ``None``
+    for no opinion. ``names`` holds the tastes' display names, ``why`` says what it tells
+    apart."""
+
+    why: str = ""
+    names: tuple = ()
+
+    def __new__(cls, tastes, why: str = "", names=()):
+        q = super().__new__(cls, tuple(int(c) for c in tastes))
+        q.why, q.names = why, tuple(names)
+        return q
+
+
 def _top_direction(cov: np.ndarray, iters: int = 30) -> np.ndarray:
     """The leading eigenvector of a covariance, by power iteration from its largest diagonal
     entry (a direction to spread pair candidates along: approximate is enough, and for B of a
@@ -126,7 +152,7 @@ def _top_direction(cov: np.ndarray, iters: int = 30) -> np.ndarray:
     return v
 
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: group answers; version 2 states (item and pair answers) still read
 POSTERIOR_WEIGHT = 1.0
 DISLIKE_WEIGHT = 0.0
 WEIGH_ANSWERS = True
@@ -137,6 +163,22 @@ WEIGH_ANSWERS = True
 EXPLORE_FIRST = 0
 EXPLORE_EVERY = 0
 EXPLORE_WITH = "information"
+# Group questions ("which of these tastes is closest to you?", a choice among GROUP_SIZE named
+# tastes or "none"): how many open the interview. The answer's likelihood is a multinomial
+# logit over the shown tastes' utilities, z_c = CHOICE_SCALE (lam_c - m0_c) / sd_c (the
+# taste's weight in prior standard deviations above the average user), and "none" at
+# z = CHOICE_SCALE * CHOICE_NONE. A chosen taste's GROUP_ITEMS most distinctive items join the
+# list's fold-in as a soft history, each weighing GROUP_WEIGHT (a "yes" weighs up to 1).
+GROUPS = 2
+GROUP_SIZE = 4
+CHOICE_SCALE = 2.0
+CHOICE_NONE = 0.5
+GROUP_ITEMS = 10
+GROUP_WEIGHT = 0.5
+# Only tastes whose prior mean share is at least GROUP_MIN_SHARE / B are shown: a niche taste
+# (named by obscure titles, chosen on the strength of one or two of the user's films) tells
+# the list little.
+GROUP_MIN_SHARE = 1.0
 
 
 def _item_array(name: str, values, n: int, unique: bool = True) -> np.ndarray:
@@ -155,6 +197,49 @@ def _item_array(name: str, values, n: int, unique: bool = True) -> np.ndarray:
         vals, counts = np.unique(a, return_counts=True)
         raise InvalidInputError(f"{name}: item {int(vals[counts > 1][0])} appears twice")
     return a
+
+
+def _is_taste(a) -> bool:
+    """Whether a group answer is a chosen taste (not "none" = False, not "no opinion" = None)."""
+    return a is not None and a is not False
+
+
+def _check_choice(q: GroupQuestion, choice) -> None:
+    """Refuses a group answer that is not one of the shown tastes, False ("none of these") or
+    None ("no opinion")."""
+    if choice is None or choice is False:
+        return
+    ok = (
+        not isinstance(choice, (bool, np.bool_))
+        and isinstance(choice, (int, np.integer))
+        and int(choice) in q
+    )
+    if not ok:
+        raise InvalidInputError(
+            f"group answer {choice!r} is not one of the tastes shown {tuple(q)}: answer with "
+            "one of them, False for none of these or None for no opinion"
+        )
+
+
+def distinctive(tastes: Tastes, n: int) -> np.ndarray:
+    """``(B, n)`` int64: each taste's `n` most distinctive items (-1 padded), the items whose
+    ``P(j | c) ln(P(j | c) / P(j))`` is largest among those the taste likes more than anyone,
+    as :meth:`personae.AMPCF.distinctive_items` (``P(j | c) = P(j) exp(phi_c(j))``, ``P(j)``
+    the popularity's share). Cached on the taste tables."""
+    cache = tastes.__dict__.setdefault("_distinctive", {})
+    if n not in cache:
+        phi = np.asarray(tastes.phi, dtype=np.float64)
+        pop = np.maximum(np.asarray(tastes.popularity, dtype=np.float64), 0.0)
+        p = pop / pop.sum() if pop.sum() > 0 else np.full(len(pop), 1.0 / len(pop))
+        score = (p[:, None] * np.exp(phi)) * phi
+        score[phi <= 0] = -np.inf
+        k = min(n, len(phi))
+        order = np.argsort(-score, axis=0, kind="stable")[:k].T
+        ok = np.isfinite(np.take_along_axis(score.T, order, 1))
+        out = np.full((phi.shape[1], n), -1, dtype=np.int64)
+        out[:, :k] = np.where(ok, order, -1)
+        cache[n] = out
+    return cache[n]
 
 
 def _tastes_of(model) -> Tastes:
@@ -217,19 +302,40 @@ class Posterior:
         p, d = self._terms(np.asarray(u, dtype=np.float64))
         return d * d / (p * (1 - p))
 
-    def neg_log_post(self, lam, V, o, y):
+    def _choice(self, W, b, lam):
+        """A group answer's option probabilities at lam: the softmax p of ``W lam + b`` and
+        with slips ``q = s / K + (1 - s) p`` (K options)."""
+        z = W @ lam + b
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        q = np.clip(self.slip / len(p) + (1 - self.slip) * p, 1e-300, 1.0)
+        return p, q
+
+    def choice_info(self, W, b, lam):
+        """Expected (Fisher) information of one group answer at lam:
+        ``sum_k g_k g_k^T / q_k`` with ``g_k = (1 - s) p_k (W_k - p^T W)``, returned as its
+        factor G (B x K) with ``G G^T`` the information."""
+        p, q = self._choice(W, b, lam)
+        g = ((1 - self.slip) * p)[:, None] * (W - p @ W)
+        return (g / np.sqrt(q)[:, None]).T
+
+    def neg_log_post(self, lam, V, o, y, groups=()):
         p, _ = self._terms(V @ lam + o)
         r = lam - self.m0
-        return 0.5 * r @ self.P0 @ r - np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))
+        f = 0.5 * r @ self.P0 @ r - np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))
+        for W, b, k in groups:
+            f -= np.log(self._choice(W, b, lam)[1][k])
+        return f
 
-    def fit(self, V, o, y, iters: int = 100):
+    def fit(self, V, o, y, iters: int = 100, groups=()):
         """MAP by Newton's method with step halving (Fisher scoring where the observed
-        Hessian is not positive definite: the slip likelihood is not log-concave everywhere),
-        then the Laplace precision at the MAP."""
+        Hessian is not positive definite: the slip likelihood is not log-concave everywhere,
+        and always for group answers), then the Laplace precision at the MAP. `groups`:
+        ``(W, b, k)`` per group answer, option utilities ``W lam + b``, option k chosen."""
         V = np.asarray(V, dtype=np.float64).reshape(-1, len(self.m0))
         o, y = np.asarray(o, dtype=np.float64), np.asarray(y, dtype=np.float64)
         lam = self.mean.copy()
-        f = self.neg_log_post(lam, V, o, y)
+        f = self.neg_log_post(lam, V, o, y, groups)
         for _ in range(iters):
             u = V @ lam + o
             p, d = self._terms(u)
@@ -243,11 +349,16 @@ class Posterior:
                 np.linalg.cholesky(H)
             except np.linalg.LinAlgError:
                 H = self.P0 + (V.T * (d * d / (p * (1 - p)))) @ V
+            for W, b, k in groups:
+                pc, qc = self._choice(W, b, lam)
+                grad = grad - (1 - self.slip) * pc[k] / qc[k] * (W[k] - pc @ W)
+                G = self.choice_info(W, b, lam)
+                H = H + G @ G.T
             step = np.linalg.solve(H, grad)
             t = 1.0
             while True:
                 cand = lam - t * step
-                fc = self.neg_log_post(cand, V, o, y)
+                fc = self.neg_log_post(cand, V, o, y, groups)
                 if fc <= f or t < 1e-8:
                     break
                 t *= 0.5
@@ -258,6 +369,9 @@ class Posterior:
         u = V @ lam + o
         self.mean = lam
         self.precision = self.P0 + (V.T * self.info(u)) @ V
+        for W, b, _ in groups:
+            G = self.choice_info(W, b, lam)
+            self.precision += G @ G.T
         self.cov = np.linalg.inv(self.precision)
         return self
 
@@ -290,6 +404,11 @@ class Interview:
             fold-in of the disliked answers, standardised, times this weight).
         names: display names of the base tastes (default: the model's, see
             :meth:`personae.AMPCF.base_tastes`).
+        explore_first, explore_every: exploration questions among the "likely" ones.
+        groups: how many group questions ("which of these tastes is closest to you?", a
+            :class:`GroupQuestion`) open the interview (default ``GROUPS``).
+        group_size: tastes shown per group question (default ``GROUP_SIZE``, at most the
+            model's tastes).
     """
 
     def __init__(
@@ -305,6 +424,8 @@ class Interview:
         names=None,
         explore_first: int = None,
         explore_every: int = None,
+        groups: int = None,
+        group_size: int = None,
     ):
         tastes = model if isinstance(model, Tastes) else _tastes_of(model)
         if names is not None:  # display names only: the answers' meaning is unchanged
@@ -325,6 +446,17 @@ class Interview:
         self.explore_every = int(EXPLORE_EVERY if explore_every is None else explore_every)
         if self.explore_first < 0 or self.explore_every < 0:
             raise ValueError("explore_first and explore_every must be >= 0")
+        self.groups = int(GROUPS if groups is None else groups)
+        n_tastes = len(tastes.prior_mean)
+        # The default size shrinks to the model's tastes; a size given explicitly is checked.
+        self.group_size = int(min(GROUP_SIZE, n_tastes) if group_size is None else group_size)
+        if self.groups < 0:
+            raise ValueError(f"groups must be >= 0, got {self.groups}")
+        if self.groups and not 1 <= self.group_size <= n_tastes:
+            raise ValueError(f"group_size must lie in 1..{n_tastes} (the tastes), got {group_size}")
+        # The tastes' prior scale: a group answer's utilities are weights in prior standard
+        # deviations above the average user.
+        self._prior_sd = np.sqrt(np.diag(np.asarray(tastes.prior_cov, dtype=np.float64)))
         n = tastes.phi.shape[0]
         self.n_items = n
         if pool is None:
@@ -370,9 +502,21 @@ class Interview:
         return np.sqrt(np.diag(self.post.cov))
 
     def asked(self) -> np.ndarray:
-        """Item indices asked about so far."""
-        items = [i for q, _ in self.answers for i in (q if isinstance(q, tuple) else (q,))]
+        """Item indices asked about so far (group questions ask about tastes, not items)."""
+        items = [
+            i
+            for q, _ in self.answers
+            if not isinstance(q, GroupQuestion)
+            for i in (q if isinstance(q, tuple) else (q,))
+        ]
         return np.unique(np.asarray(items, dtype=np.int64))
+
+    def chosen(self) -> np.ndarray:
+        """The tastes chosen in group questions, in order (int64)."""
+        return np.asarray(
+            [a for q, a in self.answers if isinstance(q, GroupQuestion) and _is_taste(a)],
+            dtype=np.int64,
+        )
 
     # -- questions -----------------------------------------------------------------------
     def _rng(self) -> np.random.Generator:
@@ -387,7 +531,8 @@ class Interview:
 
     def next_question(self):
         """The next question: an item index (:class:`Question`) or a pair of item indices
-        (:class:`PairQuestion`), each with ``why``. Items are never asked twice."""
+        (:class:`PairQuestion`), each with ``why``; the first ``groups`` questions are
+        :class:`GroupQuestion` s over named tastes. Items are never asked twice."""
         first = None
         if not self.answers and self.strategy != "random":
             # Before any answer every new user of a model gets the same question: computed
@@ -399,6 +544,7 @@ class Interview:
                 self.slip,
                 self.seed if self.kind == "pair" else 0,
                 self.explore_first,
+                (self.groups, self.group_size) if self.groups else 0,
                 hashlib.sha1(self.pool.tobytes()).hexdigest(),
             )
             first = cache.get(key)
@@ -407,9 +553,11 @@ class Interview:
                 return first
         free = ~np.isin(self.pool, self.asked(), assume_unique=True)
         need = 2 if self.kind == "pair" else 1
-        if free.sum() < need:
+        if len(self.answers) < self.groups:
+            q = self._pick_group()
+        elif free.sum() < need:
             raise ValueError("no question left: every item of the pool was asked")
-        if self.kind == "item":
+        elif self.kind == "item":
             j = int(self.pool[self._pick_item(free)])
             q = Question(j, self._why(self.phi[j]))
         else:
@@ -419,6 +567,46 @@ class Interview:
             cache[key] = q
         self._pending = q
         return q
+
+    def _choice_rows(self, shown):
+        """A group question's option utilities ``W lam + b``: the shown tastes' weights in
+        prior standard deviations above the prior mean, times CHOICE_SCALE, and "none" (the
+        last option) at CHOICE_SCALE * CHOICE_NONE."""
+        shown = np.asarray(shown, dtype=np.int64)
+        k, n_tastes = len(shown), len(self.post.m0)
+        W = np.zeros((k + 1, n_tastes))
+        scale = CHOICE_SCALE / np.maximum(self._prior_sd[shown], 1e-12)
+        W[np.arange(k), shown] = scale
+        b = np.append(-scale * self.post.m0[shown], CHOICE_SCALE * CHOICE_NONE)
+        return W, b
+
+    def _pick_group(self) -> GroupQuestion:
+        """The tastes to show, chosen greedily to most increase ``log det H`` by the answer's
+        expected information at the posterior mean (by the determinant lemma, a small
+        ``(K+1) x (K+1)`` determinant per candidate)."""
+        shown: list[int] = []
+        cov, lam = self.post.cov, self.post.mean
+        m0 = self.post.m0
+        cands = set(range(len(m0)))
+        if GROUP_MIN_SHARE > 0 and m0.sum() > 0:
+            big = np.flatnonzero(m0 >= GROUP_MIN_SHARE * m0.sum() / len(m0))
+            # The largest tastes make up the group when too few pass the bar.
+            if len(big) < self.group_size:
+                big = np.argsort(-m0, kind="stable")[: self.group_size]
+            cands = {int(c) for c in big}
+        for _ in range(self.group_size):
+            best, gain = -1, -np.inf
+            for c in range(len(lam)):
+                if c in shown or c not in cands:
+                    continue
+                W, b = self._choice_rows([*shown, c])
+                G = self.post.choice_info(W, b, lam)
+                g = np.linalg.slogdet(np.eye(G.shape[1]) + G.T @ cov @ G)[1]
+                if g > gain:
+                    best, gain = c, g
+            shown.append(best)
+        names = [self.tastes.names[c] for c in shown]
+        return GroupQuestion(shown, "which of these tastes is yours", names)
 
     def _criterion(self, V, o):
         u = V @ self.post.mean + o
@@ -487,15 +675,22 @@ class Interview:
     def answer(self, question, liked) -> None:
         """Records the answer to `question` (the last one asked): ``True`` / ``False`` for an
         item ("yes" / "no") or a pair ("the first" / "the second"), ``None`` for "no opinion"
-        (recorded, never asked again, the posterior unchanged)."""
-        if self._pending is None or tuple(np.atleast_1d(question)) != tuple(
-            np.atleast_1d(self._pending)
+        (recorded, never asked again, the posterior unchanged). A :class:`GroupQuestion` is
+        answered with one of the tastes it shows, ``False`` for "none of these" or ``None``;
+        anything else raises :class:`personae.InvalidInputError`."""
+        if (
+            self._pending is None
+            or isinstance(question, GroupQuestion) != isinstance(self._pending, GroupQuestion)
+            or tuple(np.atleast_1d(question)) != tuple(np.atleast_1d(self._pending))
         ):
             raise ValueError(
                 f"answer to {question!r}: that is not the question just asked "
                 f"({self._pending!r}); call next_question() and answer it"
             )
-        if liked not in (True, False, None):
+        if isinstance(self._pending, GroupQuestion):
+            _check_choice(self._pending, liked)
+            liked = liked if liked is None or liked is False else int(liked)
+        elif liked not in (True, False, None):
             raise TypeError(f"liked must be True, False or None, got {liked!r}")
         self.answers.append((self._pending, liked))
         self._pending = None
@@ -506,10 +701,17 @@ class Interview:
         if not rows:
             self.post = Posterior(self.tastes.prior_mean, self.tastes.prior_cov, self.slip)
             return
-        V = np.array([self._v(q) for q, _ in rows])
-        o = np.array([self._o(q) for q, _ in rows])
-        y = np.array([1.0 if a else 0.0 for _, a in rows])
-        self.post.fit(V, o, y)
+        items = [(q, a) for q, a in rows if not isinstance(q, GroupQuestion)]
+        groups = []
+        for q, a in rows:
+            if isinstance(q, GroupQuestion):
+                W, b = self._choice_rows(q)
+                groups.append((W, b, len(q) if a is False else list(q).index(a)))
+        b = len(self.post.m0)
+        V = np.array([self._v(q) for q, _ in items]).reshape(-1, b)
+        o = np.array([self._o(q) for q, _ in items], dtype=np.float64)
+        y = np.array([1.0 if a else 0.0 for _, a in items])
+        self.post.fit(V, o, y, groups=groups)
 
     def _v(self, q):
         return self.phi[q[0]] - self.phi[q[1]] if isinstance(q, tuple) else self.phi[q]
@@ -530,7 +732,7 @@ class Interview:
     def _answered(self, want: bool) -> np.ndarray:
         out = []
         for q, a in self.answers:
-            if a is None:
+            if a is None or isinstance(q, GroupQuestion):
                 continue
             if isinstance(q, tuple):
                 out.append(q[0] if a == want else q[1])
@@ -564,22 +766,36 @@ class Interview:
         popularity)."""
         post = self._phi32 @ self.post.mean.astype(np.float32) + self._offset32
         liked = self.liked()
-        if self.model is None or liked.size == 0:
+        if self.model is None or (liked.size == 0 and self.chosen().size == 0):
             return post.astype(np.float32)
-        weights = None
-        if WEIGH_ANSWERS and self.slip > 0:
+        weights = np.ones(len(liked))
+        if WEIGH_ANSWERS and self.slip > 0 and liked.size:
             # Each "yes" weighs its posterior probability of being meant, not a slip:
             # (1 - s) sigmoid(u) / P(yes). A stray "yes" the rest of the answers contradict
             # pulls the list less.
             sig = _sigmoid(self.phi[liked] @ self.post.mean + self.offset[liked])
             weights = (1 - self.slip) * sig / (self.slip / 2 + (1 - self.slip) * sig)
-        s = _standard(self._fold(liked, weights).astype(np.float32))
+        items, weights = self._with_groups(liked, weights)
+        s = _standard(self._fold(items, weights).astype(np.float32))
         if self.posterior_weight:
             s += self.posterior_weight * _standard(post)
         disliked = self.disliked()
         if self.dislike_weight and disliked.size:
             s -= self.dislike_weight * _standard(self._fold(disliked))
         return s.astype(np.float32)
+
+    def _with_groups(self, liked: np.ndarray, weights: np.ndarray):
+        """The fold-in's history: the liked items with their weights, plus each chosen taste's
+        GROUP_ITEMS most distinctive items at GROUP_WEIGHT (a liked item keeps its own weight
+        when it is also one of those)."""
+        chosen = self.chosen()
+        if chosen.size == 0 or GROUP_WEIGHT <= 0:
+            return liked, np.asarray(weights, dtype=np.float64)
+        top = distinctive(self.tastes, GROUP_ITEMS)[chosen].ravel()
+        top = np.setdiff1d(top[top >= 0], liked)
+        items = np.concatenate([liked, top]).astype(np.int64)
+        w = np.concatenate([np.asarray(weights, dtype=np.float64), np.full(top.size, GROUP_WEIGHT)])
+        return items, w
 
     def recommend(self, n: int = 10):
         """Top-`n` items for the user, never an item already asked:
@@ -631,8 +847,15 @@ class Interview:
                 "dislike_weight": self.dislike_weight,
                 "explore_first": self.explore_first,
                 "explore_every": self.explore_every,
+                "groups": self.groups,
+                "group_size": self.group_size,
                 "pool": self.pool.tolist(),
-                "answers": [[list(np.atleast_1d(q).tolist()), a] for q, a in self.answers],
+                "answers": [
+                    {"group": list(q), "choice": a}
+                    if isinstance(q, GroupQuestion)
+                    else [list(np.atleast_1d(q).tolist()), a]
+                    for q, a in self.answers
+                ],
             }
         )
 
@@ -648,7 +871,7 @@ class Interview:
             raise InvalidInputError(f"not a saved personae interview: {e}") from None
         if not isinstance(d, dict) or d.get("format") != "personae-interview":
             raise InvalidInputError("not a saved personae interview")
-        if d.get("version") != FORMAT_VERSION:
+        if d.get("version") not in (2, FORMAT_VERSION):
             raise InvalidInputError(
                 f"saved interview has format version {d.get('version')!r}; this personae "
                 f"reads version {FORMAT_VERSION}"
@@ -660,20 +883,48 @@ class Interview:
                 f"{d.get('model')!r}, this model's is {fingerprint(tastes)!r})"
             )
         answers = d.get("answers")
-        if not isinstance(answers, list) or not all(
-            isinstance(x, list) and len(x) == 2 and isinstance(x[0], list) for x in answers
-        ):
-            raise InvalidInputError("saved interview: answers must be [[items], answer] pairs")
+        if not isinstance(answers, list):
+            raise InvalidInputError("saved interview: answers must be a list")
+        n_tastes = len(tastes.prior_mean)
+        groups, items = [], []
+        for x in answers:
+            if isinstance(x, dict):
+                g, c = x.get("group"), x.get("choice")
+                if (
+                    set(x) != {"group", "choice"}
+                    or not isinstance(g, list)
+                    or not g
+                    or not all(isinstance(t, int) and not isinstance(t, bool) for t in g)
+                ):
+                    raise InvalidInputError(
+                        f"saved interview: group answer {x!r} must be "
+                        '{"group": [tastes], "choice": taste, false or null}'
+                    )
+                bad = [t for t in g if not 0 <= t < n_tastes]
+                if bad or len(set(g)) != len(g):
+                    raise InvalidInputError(
+                        f"saved interview: group {g!r} must hold distinct tastes in "
+                        f"0..{n_tastes - 1}"
+                    )
+                q = GroupQuestion(g)
+                _check_choice(q, c)
+                groups.append((q, c))
+            elif isinstance(x, list) and len(x) == 2 and isinstance(x[0], list):
+                items.append(x)
+            else:
+                raise InvalidInputError(
+                    "saved interview: answers must be [[items], answer] pairs or group answers"
+                )
         kind = d.get("kind")
         width = 2 if kind == "pair" else 1
         n = tastes.phi.shape[0]
-        for q, a in answers:
+        for q, a in items:
             if len(q) != width or a not in (True, False, None):
                 raise InvalidInputError(
                     f"saved interview: answer {[q, a]!r} is not a {kind} question answered "
                     "true, false or null"
                 )
-        asked = [i for q, _ in answers for i in q]
+        asked = [i for q, _ in items for i in q]
         _item_array("saved interview answers", asked, n)
         _item_array("saved interview pool", d.get("pool", []), n)
         try:
@@ -689,14 +940,19 @@ class Interview:
                 names,
                 d.get("explore_first", EXPLORE_FIRST),
                 d.get("explore_every", EXPLORE_EVERY),
+                d.get("groups", 0),
+                d.get("group_size", GROUP_SIZE),
             )
         except KeyError as e:
             raise InvalidInputError(f"saved interview lacks {e}") from None
         except (TypeError, ValueError) as e:
             raise InvalidInputError(f"saved interview: {e}") from None
-        for q, a in answers:
-            it._pending = PairQuestion(*q) if len(q) == 2 else Question(q[0])
-            it.answers.append((it._pending, a))
+        for x in answers:
+            if isinstance(x, dict):
+                q, a = GroupQuestion(x["group"]), x["choice"]
+            else:
+                q, a = PairQuestion(*x[0]) if len(x[0]) == 2 else Question(x[0][0]), x[1]
+            it.answers.append((q, a))
         it._pending = None
         it._refit()
         return it
