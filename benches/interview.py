@@ -23,8 +23,8 @@ uncertainty; "oracle-liked" asks about the items the user says "yes" to at rando
 in the record (``per_user``) for paired differences between runs; ``--tag`` names the record.
 On the synthetic data the true taste mix is known: the posterior mean over the model's taste
 clusters, mapped to true tastes through each cluster's majority taste, is correlated with the true
-mix after 10 answers,
-and so is ``Interview.mix()`` (the posterior's rise above the prior). ``--explore-first``,
+mix after 10 answers, and so is ``Interview.mix()`` (the posterior's rise above the prior).
+``--explore-first``,
 ``--explore-every`` and ``--explore-with`` set the "likely" questions' exploration schedule,
 ``--slip`` the interview's slip probability (ablations). ``--speed`` times ``next_question``
 and the list on a 40,000-item catalogue."""
