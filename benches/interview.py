@@ -1,7 +1,8 @@
 """Simulated onboarding interviews (issues 13, 20): how fast a new user's list improves.
 
 Usage: python benches/interview.py [--dataset ml-100k|ml-latest-small|synthetic] [--users 300]
-           [--folds 1] [--strategies likely,random,...] [--flip 0.0] [--no-opinion 0.0]
+           [--folds 1] [--strategies likely,random,...] [--answers all|history]
+           [--asks would-like|liked-before] [--flip 0.0] [--no-opinion 0.0]
            [--list fold-in|posterior] [--cache DIR] [--plot interview.png] [--speed]
 
 Protocol. 20% of the users (a disjoint slice of a seed-0 permutation; ``--folds k`` repeats the
@@ -11,13 +12,19 @@ test part B. The interview knows nothing of the user: it asks about items of its
 answers "yes" when the item is one of theirs (A or B), "no" otherwise; with ``--flip`` that share
 of answers is flipped, with ``--no-opinion`` that share becomes "no opinion" (non-attitudes). After
 0, 1, 2, 3, 5, 10, 15 and 20 answers the interview's top-10 (asked items excluded) is scored with
-NDCG@10 against B minus the items asked so far. Ceiling: the same model folded in on the full
-history A (A masked), scored against B. Floor: popularity, knowing nothing of the user. Strategies:
-"likely" (the default), the information criterion, random, popular and uncertainty; "oracle-liked"
-asks about the user's own items at random (every answer "yes"), a reference. On the synthetic data
-the true taste mix is known: the posterior mean over the model's taste clusters, mapped to true
-tastes through each cluster's majority taste, is correlated with the true mix after 10 answers,
-and so is ``Interview.mix()`` (the posterior's rise above the prior). ``--explore-first``,
+NDCG@10 against B minus the items asked so far. ``--answers history`` is the second protocol,
+a new user telling their past: "yes" only for items of the history A, "no" for everything else
+including B (the future, not consumed yet); the truth is B untouched (``--asks liked-before``
+gives every interview the matching question, "have you liked it?"). Ceiling: the same model folded
+in on the full history A (A masked), scored against B. Floor: popularity, knowing nothing of the
+user. Strategies: "likely" (the default), the information criterion, random, popular and
+uncertainty; "oracle-liked" asks about the items the user says "yes" to at random and
+"oracle-popular" most popular first (every answer "yes"), references. Every user's NDCG is kept
+in the record (``per_user``) for paired differences between runs; ``--tag`` names the record.
+On the synthetic data the true taste mix is known: the posterior mean over the model's taste
+clusters, mapped to true tastes through each cluster's majority taste, is correlated with the true
+mix after 10 answers, and so is ``Interview.mix()`` (the posterior's rise above the prior).
+``--explore-first``,
 ``--explore-every`` and ``--explore-with`` set the "likely" questions' exploration schedule,
 ``--slip`` the interview's slip probability (ablations). ``--speed`` times ``next_question``
 and the list on a 40,000-item catalogue."""
@@ -41,7 +48,7 @@ from _common import RUNS, cpu
 STEPS = [0, 1, 2, 3, 5, 10, 15, 20]
 STRATEGIES = ["likely", "random", "popular", "information", "uncertainty", "oracle-liked"]
 # Baselines ask items only: their interviews get no group questions.
-BASELINES = ("random", "popular", "oracle-liked")
+BASELINES = ("random", "popular", "oracle-liked", "oracle-popular")
 GROUP_ANSWERS: list = []  # whether each simulated group answer chose a taste (before noise)
 
 
@@ -76,17 +83,24 @@ def ndcg_one(ids: np.ndarray, truth: set, n_items: int) -> float:
 
 def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, groups=None):
     """NDCG@10 of every user after each number of answers, and (synthetic) the estimated and
-    true taste mixes after 10 answers. ``"oracle-liked"`` is an upper bound, not an interview:
-    it asks about the user's own items (A or B) at random, so every answer is "yes"."""
+    true taste mixes after 10 answers. ``"oracle-liked"`` and ``"oracle-popular"`` are
+    references, not interviews: they ask about the items the user says "yes" to (A or B with
+    ``--answers all``, A with ``--answers history``), at random or most popular first, so every
+    answer is "yes"."""
     out = {s: [] for s in STEPS}
     est, shift, true = [], [], []
     n_items = X.shape[1]
     source = model if args.list == "fold-in" else model.base_tastes()
+    popularity = np.asarray(model.base_tastes().popularity)
     for r in users:
         rng = np.random.default_rng([args.seed, int(r)])
-        mine = set(X[r].indices.tolist())
         held = set(test[r].indices.tolist())
-        oracle = strategy == "oracle-liked"
+        # What the user says "yes" to: all their items, or (--answers history) only their past
+        # A, the test part B being their future, not yet consumed.
+        mine = set(X[r].indices.tolist())
+        if args.answers == "history":
+            mine -= held
+        oracle = strategy.startswith("oracle-")
         it = Interview(
             source,
             strategy="random" if oracle else strategy,
@@ -98,12 +112,15 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
             explore_every=args.explore_every,
             groups=0 if strategy in BASELINES else args.groups,
             group_size=args.group_size,
+            asks=args.asks,
         )
         for k in range(max(STEPS) + 1):
             if k in STEPS:
-                truth = held - set(it.asked().tolist())
-                if truth:
-                    out[k].append(ndcg_one(it.recommend(10)[0], truth, n_items))
+                # --answers all: an asked test item leaves the truth (it was answered);
+                # --answers history: B is the future, untouched by the answers.
+                truth = held if args.answers == "history" else held - set(it.asked().tolist())
+                # nan when every test item was asked: users stay aligned across runs.
+                out[k].append(ndcg_one(it.recommend(10)[0], truth, n_items) if truth else np.nan)
             if k == 10 and truth_mix is not None:
                 w = np.maximum(it.weights, 0)
                 mix = np.zeros(truth_mix.shape[1])
@@ -117,7 +134,11 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
                 break
             left = sorted(mine - set(it.asked().tolist()))
             if oracle and left:
-                q = it._pending = Question(int(rng.choice(left)))
+                if strategy == "oracle-popular":
+                    j = max(left, key=lambda i: (popularity[i], -i))
+                else:
+                    j = int(rng.choice(left))
+                q = it._pending = Question(int(j))
             else:
                 q = it.next_question()
             u = rng.random()
@@ -195,8 +216,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--users", type=int, default=300, help="held-out users interviewed")
+    p.add_argument(
+        "--answers",
+        default="all",
+        choices=["all", "history"],
+        help="all: 'yes' for the user's items A or B, an asked item leaves the truth; history: "
+        "'yes' only for the history A (B is the future: 'no'), the truth B untouched",
+    )
+    p.add_argument(
+        "--asks",
+        default="would-like",
+        choices=list(interview.ASKS),
+        help="Interview(asks=...) for every strategy: would-like leaves every asked item off "
+        "the list, liked-before only the liked ones (and 'likely' asks the list's best item)",
+    )
     p.add_argument("--flip", type=float, default=0.0, help="share of answers flipped")
     p.add_argument("--no-opinion", type=float, default=0.0, help="share of 'no opinion'")
+    p.add_argument("--tag", default="", help="suffix of the record's file name in runs/")
     p.add_argument("--plot", default=None, help="write the NDCG curves to this PNG")
     p.add_argument("--speed", action="store_true", help="only time next_question")
     p.add_argument("--seed", type=int, default=0)
@@ -224,6 +260,7 @@ def main() -> None:
     )
     p.add_argument("--group-weight", type=float, default=interview.GROUP_WEIGHT)
     p.add_argument("--group-items", type=int, default=interview.GROUP_ITEMS)
+    p.add_argument("--skip-top", type=int, default=interview.SKIP_TOP)
     p.add_argument("--group-min-share", type=float, default=interview.GROUP_MIN_SHARE)
     p.add_argument("--choice-scale", type=float, default=interview.CHOICE_SCALE)
     p.add_argument("--choice-none", type=float, default=interview.CHOICE_NONE)
@@ -236,6 +273,7 @@ def main() -> None:
     interview.EXPLORE_WITH = args.explore_with
     interview.GROUP_WEIGHT, interview.GROUP_ITEMS = args.group_weight, args.group_items
     interview.GROUP_MIN_SHARE = args.group_min_share
+    interview.SKIP_TOP = args.skip_top
     interview.CHOICE_SCALE, interview.CHOICE_NONE = args.choice_scale, args.choice_none
     if args.speed:
         print(json.dumps({"cpu": cpu(), "next_question": speed()}, indent=1))
@@ -305,7 +343,7 @@ def main() -> None:
     ceiling, floor = float(np.nanmean(ceil_all)), float(np.nanmean(floor_all))
     results = {}
     for s in strategies:
-        results[s] = {"ndcg@10": {k: float(np.mean(v)) for k, v in per[s].items()}}
+        results[s] = {"ndcg@10": {k: float(np.nanmean(v)) for k, v in per[s].items()}}
         results[s]["seconds"] = secs[s]
         est, true, shift = mixes[s]
         if est:
@@ -331,6 +369,9 @@ def main() -> None:
         print(line)
     RUNS.mkdir(exist_ok=True)
     tag = f"interview-{args.dataset}-flip{args.flip}-noop{args.no_opinion}-folds{args.folds}"
+    tag += "-history" if args.answers == "history" else ""
+    tag += "-liked-before" if args.asks == "liked-before" else ""
+    tag += f"-{args.tag}" if args.tag else ""
     out = RUNS / f"{tag}.json"
     record = {
         "command": "python benches/interview.py "
@@ -343,6 +384,9 @@ def main() -> None:
         "ceiling": ceiling,
         "floor": floor,
         "results": results,
+        # Each user's NDCG@10 (same users, same order for every strategy and run): paired
+        # differences between runs.
+        "per_user": {s: {k: [float(x) for x in v] for k, v in per[s].items()} for s in strategies},
     }
     out.write_text(json.dumps(record, indent=1))
     print(f"written to {out}")

@@ -285,6 +285,27 @@ def test_interview_in_a_terminal(ampcf_dir, tmp_path):
     assert [a for _, a in saved["answers"]] == [True, False, None, True]
 
 
+def test_interview_asks_liked_before(ampcf_dir, tmp_path, capsys):
+    """--asks liked-before asks "have you liked it?", saves that meaning with the answers and
+    lists items answered "no"."""
+    import json
+
+    model, items = ampcf_dir
+    answers = tmp_path / "answers.txt"
+    answers.write_text("n\ny\nn\n")
+    state = tmp_path / "s.json"
+    argv = ["interview", "--model", str(model), "--items", str(items), "--answers", str(answers)]
+    argv += ["--state", str(state), "--groups", "0", "--questions", "3", "--n", "120"]
+    assert main(argv + ["--asks", "liked-before"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Have you liked: Film") == 3 and "Would you watch" not in out
+    saved = json.loads(state.read_text())
+    assert saved["asks"] == "liked-before"
+    no = [q[0] for q, a in saved["answers"] if a is False]
+    listed = out.split("Top 120 after 3 answers")[1]
+    assert no and all(f". Film {i}  [" in listed for i in no)
+
+
 def test_interview_scripted_and_resumed(ampcf_dir, tmp_path, capsys):
     model, items = ampcf_dir
     answers = tmp_path / "answers.txt"

@@ -630,3 +630,54 @@ def test_group_answers_fold_the_chosen_tastes_items_into_the_list(ampcf):
     np.testing.assert_allclose(
         none.scores(), none.phi @ none.weights + none.offset, rtol=1e-4, atol=1e-4
     )
+
+
+def test_liked_before_keeps_no_answers_on_the_list_and_asks_its_best_item(ampcf):
+    """asks="liked-before" ("have you liked it?"): a "no" may be an item the user has not met
+    yet, so only liked items leave the list (an item answered "no" can be listed, where
+    "would-like" never lists an asked item), and "likely" questions ask the list's best pool
+    item, its own top included."""
+    model, _ = ampcf
+    with pytest.raises(ValueError, match="asks must be one of"):
+        Interview(model, asks="maybe")
+    before = Interview(model, groups=0, asks="liked-before", slip=0.0)
+    would = Interview(model, groups=0, slip=0.0)
+    answers = [False, True, False, False, True, None, False]
+    for a in answers:
+        for it in (before, would):
+            it.answer(it.next_question(), a)
+    for it in (before, would):  # every next question is still new
+        assert len(it.asked()) == len(answers)
+    n = model.n_items
+    ids_before = before.recommend(n)[0]
+    ids_would = would.recommend(n)[0]
+    # Every item but the liked ones is listed; "would-like" lists none of the asked ones.
+    assert set(ids_before[ids_before >= 0].tolist()) == set(range(n)) - set(before.liked().tolist())
+    assert not set(ids_would.tolist()) & set(would.asked().tolist())
+    assert set(before.disliked().tolist()) <= set(ids_before.tolist())
+    # The listed order is the scores' order over what is left.
+    s = before.scores().astype(np.float64)
+    s[before.liked()] = -np.inf
+    top = before.recommend(5)[0]
+    np.testing.assert_array_equal(s[top], np.sort(s)[::-1][:5])
+    # "likely" asks the list's best pool item not asked yet, even inside the list's top.
+    s = before.scores().astype(np.float64)
+    s[before.asked()] = -np.inf
+    q = int(before.next_question())
+    free = [j for j in before.pool.tolist() if np.isfinite(s[j])]
+    assert s[q] == max(s[j] for j in free)
+    # Saved and resumed with its meaning; a state saved before "asks" existed is "would-like".
+    again = Interview.from_json(model, before.to_json())
+    assert again.asks == "liked-before"
+    np.testing.assert_array_equal(again.recommend(10)[0], before.recommend(10)[0])
+    import json
+
+    old = json.loads(would.to_json())
+    del old["asks"]
+    assert Interview.from_json(model, json.dumps(old)).asks == "would-like"
+    bad = json.loads(before.to_json())
+    bad["asks"] = "sometimes"
+    import personae
+
+    with pytest.raises(personae.InvalidInputError, match="asks must be one of"):
+        Interview.from_json(model, json.dumps(bad))

@@ -289,7 +289,9 @@ def _interview(a: argparse.Namespace) -> int:
         interview = Interview.from_json(model, state.read_text(), names=names)
         print(f"resumed {len(interview.answers)} answers from {state}")
     else:
-        interview = Interview(model, kind=a.kind, seed=a.seed, names=names, groups=a.groups)
+        interview = Interview(
+            model, kind=a.kind, seed=a.seed, names=names, groups=a.groups, asks=a.asks
+        )
     sizes = interview.group_size if interview.groups else 0
     scripted = None if a.answers is None else iter(_scripted_answers(a.answers, pair, sizes))
     keys = "[1/2/?/q]" if pair else "[y/n/?/q]"
@@ -310,7 +312,12 @@ def _interview(a: argparse.Namespace) -> int:
             )
             valid, ask_keys = {"1", "2"}, keys
         else:
-            prompt = f"[{k}/{a.questions}] Would you watch / buy / visit: {title[q]}? "
+            ask = (
+                "Have you liked"
+                if interview.asks == "liked-before"
+                else "Would you watch / buy / visit"
+            )
+            prompt = f"[{k}/{a.questions}] {ask}: {title[q]}? "
             valid, ask_keys = _YES | _NO, keys
         while True:
             if scripted is None:
@@ -798,6 +805,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="how many 'which of these groups is closest to you?' questions open the interview "
         "(default: personae.interview.GROUPS)",
+    )
+    iv.add_argument(
+        "--asks",
+        default="would-like",
+        choices=["would-like", "liked-before"],
+        help="item questions ask 'would you watch it?' (a 'no' keeps it off the list) or "
+        "'have you liked it?' (a 'no' may be unseen: it can be listed, and the questions ask "
+        "the list's best items)",
     )
     _simulate_parser(sub)
     return p

@@ -64,6 +64,13 @@ __all__ = ["GroupQuestion", "Interview", "PairQuestion", "Question", "Tastes"]
 _STRATEGIES = ("likely", "information", "random", "popular", "uncertainty")
 # "likely" skips the list's own top items: asking about them would spend the list's best hits.
 SKIP_TOP = 20
+# What a question asks, hence what a "no" means. "would-like" ("would you watch X?"): a "no"
+# says the item is not for the user, so every asked item leaves the list and "likely" questions
+# skip the list's own top SKIP_TOP (a "yes" there would spend one of its hits). "liked-before"
+# ("have you liked X?", a user telling their past): a "no" may be an item not met yet, so only
+# the liked items leave the list and "likely" questions ask the list's own best item: a "yes"
+# folds a strong item in, a "no" leaves it on the list (BENCHMARKS.md, the history protocol).
+ASKS = ("would-like", "liked-before")
 
 
 @dataclass(frozen=True)
@@ -409,6 +416,10 @@ class Interview:
             :class:`GroupQuestion`) open the interview (default ``GROUPS``).
         group_size: tastes shown per group question (default ``GROUP_SIZE``, at most the
             model's tastes).
+        asks: what an item question asks: ``"would-like"`` (default, "would you watch it?":
+            every asked item leaves the list, "likely" questions skip its top ``SKIP_TOP``) or
+            ``"liked-before"`` ("have you liked it?": a "no" may be an item not met yet, so
+            only liked items leave the list, and "likely" questions ask its best item).
     """
 
     def __init__(
@@ -426,6 +437,7 @@ class Interview:
         explore_every: int = None,
         groups: int = None,
         group_size: int = None,
+        asks: str = "would-like",
     ):
         tastes = model if isinstance(model, Tastes) else _tastes_of(model)
         if names is not None:  # display names only: the answers' meaning is unchanged
@@ -434,6 +446,9 @@ class Interview:
         self.model = None if isinstance(model, Tastes) or not hasattr(model, "score") else model
         if kind not in ("item", "pair"):
             raise ValueError(f"kind must be 'item' or 'pair', got {kind!r}")
+        if asks not in ASKS:
+            raise ValueError(f"asks must be one of {ASKS}, got {asks!r}")
+        self.asks = asks
         if strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
         if not 0.0 <= slip < 1.0:
@@ -545,6 +560,7 @@ class Interview:
                 self.seed if self.kind == "pair" else 0,
                 self.explore_first,
                 (self.groups, self.group_size) if self.groups else 0,
+                self.asks,
                 hashlib.sha1(self.pool.tobytes()).hexdigest(),
             )
             first = cache.get(key)
@@ -622,8 +638,9 @@ class Interview:
         if self.strategy == "likely":
             s = self._list_scores().astype(np.float64)
             s[self.asked()] = -np.inf
-            k = min(SKIP_TOP, s.size - 1)
-            top = np.argpartition(-s, k)[:k]
+            # "liked-before": a "no" keeps the item on the list, so its best item is asked.
+            k = min(SKIP_TOP if self.asks == "would-like" else 0, s.size - 1)
+            top = np.argpartition(-s, k)[:k] if k > 0 else np.empty(0, np.int64)
             keep = free & ~np.isin(self.pool, top)
             if not keep.any():
                 keep = free
@@ -798,18 +815,20 @@ class Interview:
         return items, w
 
     def recommend(self, n: int = 10):
-        """Top-`n` items for the user, never an item already asked:
-        ``(ids int64, scores float32, persona int64)`` of length n (padded -1 / -inf / -1).
+        """Top-`n` items for the user, never an item already asked (with
+        ``asks="liked-before"``: never a liked one; an item answered "no" or "no opinion" may
+        be listed): ``(ids int64, scores float32, persona int64)`` of length n (padded -1 / -inf
+        / -1).
         ``persona[k]`` is the base taste contributing most to item ``ids[k]`` at the posterior
         mean, ``argmax_b lam_b phi_b(j)``."""
         from personae.models import top_n
 
-        # Asked items set to -inf in a copy: cheaper than the core's exclusion mask.
+        # Excluded items set to -inf in a copy: cheaper than the core's exclusion mask.
         s = self._list_scores().copy()
-        s[self.asked()] = -np.inf
+        s[self.asked() if self.asks == "would-like" else self.liked()] = -np.inf
         ids, scores = top_n(s[None, :], n)
         ids, scores = ids[0], scores[0]
-        ids[~np.isfinite(scores)] = -1  # asked items never fill a short list
+        ids[~np.isfinite(scores)] = -1  # excluded items never fill a short list
         contrib = self.phi[np.maximum(ids, 0)] * self.post.mean[None, :]
         persona = np.where(ids >= 0, contrib.argmax(1), -1).astype(np.int64)
         return ids, scores, persona
@@ -849,6 +868,7 @@ class Interview:
                 "explore_every": self.explore_every,
                 "groups": self.groups,
                 "group_size": self.group_size,
+                "asks": self.asks,
                 "pool": self.pool.tolist(),
                 "answers": [
                     {"group": list(q), "choice": a}
@@ -942,6 +962,7 @@ class Interview:
                 d.get("explore_every", EXPLORE_EVERY),
                 d.get("groups", 0),
                 d.get("group_size", GROUP_SIZE),
+                d.get("asks", "would-like"),
             )
         except KeyError as e:
             raise InvalidInputError(f"saved interview lacks {e}") from None
