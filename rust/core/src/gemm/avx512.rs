@@ -103,22 +103,28 @@ pub unsafe fn gemm(
     })
 }
 
-/// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m`.
+/// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m`: each
+/// `MR x 16` block is transposed in registers.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32) {
+    const { assert!(MR <= 16) };
+    let lanes: __mmask16 = ((1u32 << MR) - 1) as u16;
     for p in 0..m.div_ceil(MR) {
         let dst = out.add(p * MR * k);
         let rows = MR.min(m - p * MR);
-        for r in 0..rows {
-            let src = a.add((p * MR + r) * k);
-            for kk in 0..k {
-                *dst.add(kk * MR + r) = *src.add(kk);
+        let mut kk = 0;
+        while kk < k {
+            let kn = (k - kk).min(16);
+            let kmask = lane_mask(kn, 0);
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, row) in r.iter_mut().enumerate().take(rows) {
+                *row = _mm512_maskz_loadu_ps(kmask, a.add((p * MR + i) * k + kk));
             }
-        }
-        for r in rows..MR {
-            for kk in 0..k {
-                *dst.add(kk * MR + r) = 0.0;
+            let t = transpose16(r);
+            for (j, x) in t.iter().enumerate().take(kn) {
+                _mm512_mask_storeu_ps(dst.add((kk + j) * MR), lanes, *x);
             }
+            kk += 16;
         }
     }
 }
@@ -148,10 +154,14 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out:
                 let mut kk = 0;
                 while kk < kc {
                     let kn = (kc - kk).min(16);
-                    let kmask = if kn == 16 { 0xffff } else { (1u16 << kn) - 1 };
+                    let kmask = lane_mask(kn, 0);
                     let mut r = [_mm512_setzero_ps(); 16];
                     for (j, row) in r.iter_mut().enumerate().take(n16) {
-                        *row = _mm512_maskz_loadu_ps(kmask, b.add((jr + 16 * v + j) * cs + kk));
+                        let src = b.add((jr + 16 * v + j) * cs + kk);
+                        *row = _mm512_maskz_loadu_ps(kmask, src);
+                        // The same columns of the next 16 rows (read from memory, the weights
+                        // stream through once per user chunk): their line, fetched ahead.
+                        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(16 * cs).cast());
                     }
                     let t = transpose16(r);
                     for (t, x) in t.iter().enumerate().take(kn) {
