@@ -26,6 +26,8 @@ __all__ = [
     "ranking_metrics",
     "coverage",
     "top_n",
+    "gemm_kernel",
+    "gemm_a_bt",
     "MAX_THREADS",
     "MAX_PERSONAS",
     "KINDS",
