@@ -13,11 +13,90 @@ from personae.train.loop import sparse_batch
 from personae.train.multvae import MultVAENet
 
 from conftest import random_csr
-from reference import multvae_scores
+from reference import multvae_scores, multvae_top_n
 
 
 def build(net: MultVAENet) -> personae.MultVAE:
     return personae.MultVAE.from_tensors(net.export())
+
+
+def kernels() -> list[str]:
+    """The GEMM kernels this CPU runs: the portable one everywhere, AVX-512 where available."""
+    from personae import _core
+
+    best = _core.gemm_kernel()
+    return sorted({"portable", _core.gemm_kernel("best")}) if best != "portable" else ["portable"]
+
+
+def assert_lists_match_reference(ids, scores, ref_ids, ref_scores, dense, x) -> None:
+    """Lists equal the float64 reference up to float32 rounding: scores agree, and an id differs
+    only where its own float64 score ties the reference's at that position to rounding."""
+    assert ids.shape == ref_ids.shape
+    np.testing.assert_array_equal(ids == -1, ref_ids == -1)
+    for u in range(ids.shape[0]):
+        k = int((ref_ids[u] >= 0).sum())
+        assert np.isneginf(scores[u, k:]).all()
+        assert not set(x[u].indices.tolist()) & set(ids[u, :k].tolist())
+        assert len(set(ids[u, :k].tolist())) == k
+        tol = 1e-5 * np.maximum(1.0, np.abs(ref_scores[u, :k]))
+        np.testing.assert_array_less(np.abs(scores[u, :k] - ref_scores[u, :k]), tol)
+        np.testing.assert_array_less(np.abs(dense[u, ids[u, :k]] - ref_scores[u, :k]), 2 * tol)
+
+
+def noisy_net(n_items: int, hidden: int, latent: int) -> MultVAENet:
+    net = MultVAENet(n_items, hidden, latent).eval()
+    with torch.no_grad():  # larger biases than the init so scores are not all near zero
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return net
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 500),
+    st.sampled_from([1, 2, 15, 16, 17, 33, 48, 49, 100]),
+    st.integers(1, 8),
+    st.integers(0, 40),
+    st.integers(1, 120),
+)
+def test_top_n_equals_numpy_on_each_gemm_kernel(kernel, seed, n_items, hidden, latent, users, n):
+    # Shapes cross the AVX-512 kernel's edges: 16-float vectors, 48-item panels, 8-user panels,
+    # 384-item packed blocks; both kernels must give the reference's lists.
+    from personae import _core
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = noisy_net(n_items, hidden, latent)
+    x = random_csr(rng, users, n_items, 0.05)
+    try:
+        assert _core.gemm_kernel(kernel) == kernel
+        ids, scores = build(net).recommend(x, n, num_threads=2)
+    finally:
+        _core.gemm_kernel("best")
+    ref_ids, ref_scores, dense = multvae_top_n(net.export(), x, n)
+    assert_lists_match_reference(ids, scores, ref_ids, ref_scores, dense, x)
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("hidden", [600, 700])
+def test_top_n_equals_numpy_at_gowalla_width(kernel, hidden):
+    # The served shape: 600 hidden (700 needs two k blocks of the AVX-512 kernel), past one
+    # 256-user chunk and one 2,048-item tile, a partial last user panel.
+    from personae import _core
+
+    torch.manual_seed(hidden)
+    rng = np.random.default_rng(hidden)
+    net = noisy_net(2048 + 75, hidden, 20)
+    x = random_csr(rng, 256 + 13, 2048 + 75, 0.01)
+    try:
+        assert _core.gemm_kernel(kernel) == kernel
+        ids, scores = build(net).recommend(x, 100, num_threads=2)
+    finally:
+        _core.gemm_kernel("best")
+    ref_ids, ref_scores, dense = multvae_top_n(net.export(), x, 100)
+    assert_lists_match_reference(ids, scores, ref_ids, ref_scores, dense, x)
 
 
 @settings(max_examples=40, deadline=None)

@@ -26,6 +26,8 @@ __all__ = [
     "ranking_metrics",
     "coverage",
     "top_n",
+    "gemm_kernel",
+    "gemm_a_bt",
     "MAX_THREADS",
     "MAX_PERSONAS",
     "KINDS",
@@ -165,3 +167,7 @@ def top_n(
     exclude_items: _ItemSet | None = None,
     num_threads: int | None = None,
 ) -> tuple[_Ids, _Scores]: ...
+def gemm_kernel(force: str | None = None) -> str: ...
+def gemm_a_bt(
+    a: npt.NDArray[np.float32], bt: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]: ...

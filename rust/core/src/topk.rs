@@ -56,12 +56,22 @@ impl TopK {
             return; // n == 0, or the row ran out (or held only NaN) before the heap filled
         }
         let mut thr = self.heap[0].0;
-        for (j, &s) in scores.iter().enumerate().skip(i) {
-            if s > thr {
-                self.heap[0] = (s, first + j as u32);
-                self.sift_down(0);
-                thr = self.heap[0].0;
+        // Blocks of 16 are tested at once (one vector compare): almost none holds a score
+        // above the threshold, and only those are walked one by one.
+        let mut j = i;
+        while j < scores.len() {
+            let end = (j + 16).min(scores.len());
+            let block = &scores[j..end];
+            if block.len() < 16 || block.iter().fold(false, |any, &s| any | (s > thr)) {
+                for (t, &s) in block.iter().enumerate() {
+                    if s > thr {
+                        self.heap[0] = (s, first + (j + t) as u32);
+                        self.sift_down(0);
+                        thr = self.heap[0].0;
+                    }
+                }
             }
+            j = end;
         }
     }
 

@@ -7,6 +7,7 @@ mod calibrate;
 mod convert;
 mod errors;
 mod families;
+mod gemm;
 mod metrics;
 mod models;
 mod multvae;
@@ -25,6 +26,7 @@ fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     m.add_class::<popularity::PyPopularity>()?;
     calibrate::register(m)?;
     metrics::register(m)?;
+    gemm::register(m)?;
     m.add("MAX_THREADS", personae_core::threads::max_threads())?;
     m.add("MAX_PERSONAS", personae_core::ampcf::MAX_PERSONAS)?;
     Ok(())

@@ -1,0 +1,307 @@
+//! A hand-written AVX-512 f32 GEMM: `c[m x n] = a[m x k] * B[k x n]`, single-threaded, for the
+//! CPUs where the `gemm` crate (on stable Rust) only runs its AVX2 kernels.
+//!
+//! Layout is BLIS's (the SKX `sgemm` kernel, transposed for row-major `c`): the vector dimension
+//! is `n` (items), `NV` zmm registers wide, and the broadcast dimension is `m` (users), `MR` rows,
+//! so the microkernel keeps `MR x NV` accumulators and per step of `k` loads `NV` vectors of
+//! packed `B` and broadcasts `MR` values of packed `a`.
+//!
+//! Blocking: `a` is packed once per call into `MR`-row panels (`[k][MR]`, row-panel `p` holds
+//! rows `p * MR..`); `B` is packed per `NC x KC` block into `NR`-column panels (`[KC][NR]`),
+//! which stays in L2 while every `a` panel (its `KC x MR` slice in L1) streams it through the
+//! microkernel. `c` is written directly (masked at the right edge), accumulated over `KC` blocks.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// Broadcast rows (users) per microkernel.
+pub const MR: usize = 8;
+/// zmm vectors along `n` per microkernel row.
+const NV: usize = 3;
+/// Columns (items) per microkernel: `NV` vectors of 16 floats.
+pub const NR: usize = 16 * NV;
+/// Largest `k` slice per packed block: `MR x KC` floats of `a` stay in L1.
+const KC: usize = 640;
+/// Columns per packed block of `B`: `NC x KC` floats stay in L2.
+const NC: usize = 384;
+
+thread_local! {
+    /// Packing buffers, reused across calls on each thread: (`a` panels, `B` block).
+    static SCRATCH: RefCell<(Vec<__m512>, Vec<__m512>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Whether this CPU runs the AVX-512 path.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// A zero-initialised 64-byte aligned buffer of at least `len` floats.
+fn scratch(buf: &mut Vec<__m512>, len: usize) -> *mut f32 {
+    let vecs = len.div_ceil(16);
+    if buf.len() < vecs {
+        // SAFETY: an all-zero bit pattern is a valid __m512; the intrinsic needs avx512f, which
+        // every caller of this module has checked.
+        buf.resize(vecs, unsafe { std::mem::zeroed() });
+    }
+    buf.as_mut_ptr().cast()
+}
+
+/// `c = a * B` where element `(kk, j)` of `B` is `b[kk * rs + j * cs]`; `a` is `m x k`
+/// row-major, `c` is `m x n` row-major.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `a`, `b`, `c` must hold every element the shapes and
+/// strides reach (`m, n, k > 0`).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    rs: usize,
+    cs: usize,
+    c: *mut f32,
+) {
+    SCRATCH.with(|s| {
+        let (abuf, bbuf) = &mut *s.borrow_mut();
+        let panels = m.div_ceil(MR);
+        let ap = scratch(abuf, panels * MR * k);
+        let bp = scratch(bbuf, KC.min(k) * NC.next_multiple_of(NR));
+        // SAFETY: `ap` holds `panels * MR * k` floats and `a` holds `m * k`.
+        unsafe { pack_a(m, k, a, ap) };
+        // Split k into equal blocks of at most KC.
+        let kb = k.div_ceil(KC);
+        let kc_max = k.div_ceil(kb);
+        let mut jc = 0;
+        while jc < n {
+            let nc = NC.min(n - jc);
+            let mut pc = 0;
+            while pc < k {
+                let kc = kc_max.min(k - pc);
+                // SAFETY: `bp` holds `KC x NC` rounded up to whole panels; the caller bounds b.
+                unsafe { pack_b(kc, nc, b.add(pc * rs + jc * cs), rs, cs, bp) };
+                for p in 0..panels {
+                    let rows = MR.min(m - p * MR);
+                    let apanel = ap.add(p * MR * k + pc * MR);
+                    let mut jr = 0;
+                    while jr < nc {
+                        let cols = NR.min(nc - jr);
+                        let cptr = c.add(p * MR * n + jc + jr);
+                        let bpanel = bp.add(jr * kc);
+                        // SAFETY: the panels hold `kc` steps; `c` holds `rows x cols` at `cptr`
+                        // with row stride `n`.
+                        unsafe { micro(rows, kc, apanel, bpanel, cptr, n, cols, pc > 0) };
+                        jr += NR;
+                    }
+                }
+                pc += kc;
+            }
+            jc += nc;
+        }
+    })
+}
+
+/// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m`: each
+/// `MR x 16` block is transposed in registers.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32) {
+    const { assert!(MR <= 16) };
+    let lanes: __mmask16 = ((1u32 << MR) - 1) as u16;
+    for p in 0..m.div_ceil(MR) {
+        let dst = out.add(p * MR * k);
+        let rows = MR.min(m - p * MR);
+        let mut kk = 0;
+        while kk < k {
+            let kn = (k - kk).min(16);
+            let kmask = lane_mask(kn, 0);
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, row) in r.iter_mut().enumerate().take(rows) {
+                *row = _mm512_maskz_loadu_ps(kmask, a.add((p * MR + i) * k + kk));
+            }
+            let t = transpose16(r);
+            for (j, x) in t.iter().enumerate().take(kn) {
+                _mm512_mask_storeu_ps(dst.add((kk + j) * MR), lanes, *x);
+            }
+            kk += 16;
+        }
+    }
+}
+
+/// Packs the `kc x nc` block of `B` at `b` (element `(kk, j)` at `b[kk * rs + j * cs]`) into
+/// `NR`-column panels `[kc][NR]`, zero columns past `nc`.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
+    let mut jr = 0;
+    while jr < nc {
+        let cols = NR.min(nc - jr);
+        let dst = out.add(jr * kc);
+        if cs == 1 {
+            // Rows of B are contiguous: copy NR-wide slices, masked at the edge.
+            for kk in 0..kc {
+                let src = b.add(kk * rs + jr);
+                for v in 0..NV {
+                    let mask = lane_mask(cols, v);
+                    let x = _mm512_maskz_loadu_ps(mask, src.add(16 * v));
+                    _mm512_store_ps(dst.add(kk * NR + 16 * v), x);
+                }
+            }
+        } else if rs == 1 {
+            // Columns of B are contiguous (B^T row-major): transpose 16 x 16 blocks.
+            for v in 0..NV {
+                let n16 = cols.saturating_sub(16 * v).min(16);
+                let mut kk = 0;
+                while kk < kc {
+                    let kn = (kc - kk).min(16);
+                    let kmask = lane_mask(kn, 0);
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for (j, row) in r.iter_mut().enumerate().take(n16) {
+                        let src = b.add((jr + 16 * v + j) * cs + kk);
+                        *row = _mm512_maskz_loadu_ps(kmask, src);
+                        // The same columns of the next 16 rows (read from memory, the weights
+                        // stream through once per user chunk): their line, fetched ahead.
+                        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(16 * cs).cast());
+                    }
+                    let t = transpose16(r);
+                    for (t, x) in t.iter().enumerate().take(kn) {
+                        _mm512_store_ps(dst.add((kk + t) * NR + 16 * v), *x);
+                    }
+                    kk += 16;
+                }
+            }
+        } else {
+            for kk in 0..kc {
+                for j in 0..NR {
+                    *dst.add(kk * NR + j) = if j < cols {
+                        *b.add(kk * rs + (jr + j) * cs)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        jr += NR;
+    }
+}
+
+/// The lanes of vector `v` (columns `16 v..16 v + 16`) that fall inside `cols` columns.
+#[inline(always)]
+fn lane_mask(cols: usize, v: usize) -> __mmask16 {
+    let n = cols.saturating_sub(16 * v).min(16);
+    if n == 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as u16
+    }
+}
+
+/// Transposes a 16 x 16 block held as 16 rows.
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let lo = |a, b| _mm512_unpacklo_ps(a, b);
+    let hi = |a, b| _mm512_unpackhi_ps(a, b);
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = lo(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = hi(r[2 * i], r[2 * i + 1]);
+    }
+    let pd_lo = |a: __m512, b: __m512| {
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+    };
+    let pd_hi = |a: __m512, b: __m512| {
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+    };
+    // u[4g + c] holds column c (mod 4) of rows 4g..4g+4, one 128-bit lane per column group.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (t0, t1, t2, t3) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = pd_lo(t0, t2);
+        u[4 * g + 1] = pd_hi(t0, t2);
+        u[4 * g + 2] = pd_lo(t1, t3);
+        u[4 * g + 3] = pd_hi(t1, t3);
+    }
+    let mut w = [_mm512_setzero_ps(); 16];
+    for c in 0..4 {
+        w[c] = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+        w[4 + c] = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+        w[8 + c] = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+        w[12 + c] = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for c in 0..8 {
+        out[c] = _mm512_shuffle_f32x4::<0x88>(w[c], w[8 + c]);
+        out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(w[c], w[8 + c]);
+    }
+    out
+}
+
+/// Dispatches to the microkernel for `rows` (1..=MR) rows.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro(
+    rows: usize,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc: bool,
+) {
+    match rows {
+        8 => kernel::<8>(kc, a, b, c, ldc, cols, acc),
+        7 => kernel::<7>(kc, a, b, c, ldc, cols, acc),
+        6 => kernel::<6>(kc, a, b, c, ldc, cols, acc),
+        5 => kernel::<5>(kc, a, b, c, ldc, cols, acc),
+        4 => kernel::<4>(kc, a, b, c, ldc, cols, acc),
+        3 => kernel::<3>(kc, a, b, c, ldc, cols, acc),
+        2 => kernel::<2>(kc, a, b, c, ldc, cols, acc),
+        _ => kernel::<1>(kc, a, b, c, ldc, cols, acc),
+    }
+}
+
+/// `c[R x cols] (+)= apanel[R x kc] * bpanel[kc x NR]`: `R x NV` zmm accumulators.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn kernel<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc: bool,
+) {
+    let mut s = [[_mm512_setzero_ps(); NV]; R];
+    for kk in 0..kc {
+        let bk = b.add(kk * NR);
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (v, x) in bv.iter_mut().enumerate() {
+            *x = _mm512_load_ps(bk.add(16 * v));
+        }
+        let ak = a.add(kk * MR);
+        for (r, sr) in s.iter_mut().enumerate() {
+            let x = _mm512_set1_ps(*ak.add(r));
+            for v in 0..NV {
+                sr[v] = _mm512_fmadd_ps(x, bv[v], sr[v]);
+            }
+        }
+    }
+    for (r, sr) in s.iter().enumerate() {
+        let row = c.add(r * ldc);
+        for (v, &x) in sr.iter().enumerate() {
+            let mask = lane_mask(cols, v);
+            if mask == 0 {
+                break;
+            }
+            let p = row.add(16 * v);
+            let x = if acc {
+                _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, p))
+            } else {
+                x
+            };
+            _mm512_mask_storeu_ps(p, mask, x);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The dense-product kernel (`personae_core::gemm`): which one runs, and a direct entry for the
+//! tests and benches that compare it with numpy.
+
+use numpy::PyReadonlyArray2;
+use personae_core::gemm::{self, Kernel};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::convert::{matrix, rows};
+use crate::errors::run;
+
+/// The GEMM kernel in use ("avx512" or "portable"). `force` switches it for the whole process:
+/// "portable" (the `gemm` crate), "avx512" (falls back to portable on a CPU without AVX-512F) or
+/// "best".
+#[pyfunction]
+#[pyo3(signature = (force=None))]
+fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
+    let k = match force {
+        None => gemm::kernel(),
+        Some("portable") => gemm::set_kernel(Kernel::Portable),
+        Some("avx512") | Some("best") => gemm::set_kernel(Kernel::Avx512),
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "force must be 'portable', 'avx512' or 'best', not {other:?}"
+            )))
+        }
+    };
+    Ok(k.name())
+}
+
+/// `a @ bt.T` (float32, C-contiguous) on one thread, through the kernel in use.
+#[pyfunction]
+fn gemm_a_bt<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray2<'py, f32>,
+    bt: PyReadonlyArray2<'py, f32>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (av, m, k) = rows(&a, "a")?;
+    let (bv, n, k2) = rows(&bt, "bt")?;
+    if k != k2 {
+        return Err(PyValueError::new_err(format!(
+            "a has {k} columns but bt has {k2}"
+        )));
+    }
+    let c = run(py, Some(1), |_| {
+        let mut c = vec![0f32; m * n];
+        gemm::a_bt(m, n, k, av, bv, &mut c);
+        Ok(c)
+    })?;
+    matrix(py, c, m, n)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(gemm_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(gemm_a_bt, m)?)?;
+    Ok(())
+}
