@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -150,7 +151,8 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
                 GROUP_ANSWERS.append(liked is not False)
                 if u < args.no_opinion:
                     liked = None
-                elif u < args.no_opinion + args.flip:  # another option, at random
+                elif u < args.no_opinion + args.flip and args.flip_only in ("", "group"):
+                    # another option, at random
                     options = [c for c in [*q, False] if c is not liked]
                     liked = options[int(rng.integers(len(options)))]
                 it.answer(q, liked)
@@ -158,7 +160,10 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
             liked = int(q) in mine
             if u < args.no_opinion:
                 liked = None
-            elif u < args.no_opinion + args.flip:
+            elif u < args.no_opinion + args.flip and args.flip_only in (
+                "",
+                "yes" if liked else "no",
+            ):
                 liked = not liked
             it.answer(q, liked)
     return out, (est, shift), true
@@ -181,9 +186,11 @@ def fitted(args, X, fold: int = 0):
     return model, fit_s
 
 
-def speed(repeat: int = 30) -> dict:
+def speed(repeat: int = 30, asks: str = interview.ASKS_DEFAULT) -> dict:
     """Median milliseconds of ``next_question`` and of the list after each answer on a
-    40,000-item catalogue, 64 tastes (bare taste tables: the posterior list)."""
+    40,000-item catalogue, 64 tastes (bare taste tables: the posterior list), with the default
+    schedule: the group questions first (timed apart, ``group_ms``; the first is computed once
+    per model and read back after), then item (or pair) questions."""
     rng = np.random.default_rng(0)
     n, b = 40_000, 64
     t = Tastes(
@@ -196,19 +203,25 @@ def speed(repeat: int = 30) -> dict:
     )
     out = {}
     for kind in ("item", "pair"):
-        it = Interview(t, kind=kind)
-        times, lists = [], []
-        for k in range(repeat):
+        it = Interview(t, kind=kind, asks=asks)
+        times, lists, groups = [], [], []
+        for k in range(repeat + it.groups):
             s = time.perf_counter()
             q = it.next_question()
-            times.append(time.perf_counter() - s)
-            it.answer(q, bool(k % 2))
+            took = time.perf_counter() - s
+            if isinstance(q, GroupQuestion):
+                groups.append(took)
+                it.answer(q, q[k % len(q)])  # a taste chosen: its items join the list
+            else:
+                times.append(took)
+                it.answer(q, bool(k % 2))
             s = time.perf_counter()
             it.recommend(10)
             lists.append(time.perf_counter() - s)
         out[kind] = {
             "median_ms": 1e3 * float(np.median(times)),
             "list_median_ms": 1e3 * float(np.median(lists)),
+            "group_ms": [1e3 * g for g in groups],
             "pool": int(len(it.pool)),
         }
     return out
@@ -235,6 +248,13 @@ def main() -> None:
     )
     p.add_argument("--flip", type=float, default=0.0, help="share of answers flipped")
     p.add_argument("--no-opinion", type=float, default=0.0, help="share of 'no opinion'")
+    p.add_argument(
+        "--flip-only",
+        default="",
+        choices=["", "yes", "no", "group"],
+        help="flip only the item answers 'yes', only the item answers 'no' or only the group "
+        "answers (ablation; --no-opinion still applies to every answer)",
+    )
     p.add_argument("--tag", default="", help="suffix of the record's file name in runs/")
     p.add_argument("--plot", default=None, help="write the NDCG curves to this PNG")
     p.add_argument("--speed", action="store_true", help="only time next_question")
@@ -279,7 +299,9 @@ def main() -> None:
     interview.SKIP_TOP = args.skip_top
     interview.CHOICE_SCALE, interview.CHOICE_NONE = args.choice_scale, args.choice_none
     if args.speed:
-        print(json.dumps({"cpu": cpu(), "next_question": speed()}, indent=1))
+        load = os.getloadavg()[0]
+        record = {"cpu": cpu(), "load_average": load, "next_question": speed(asks=args.asks)}
+        print(json.dumps(record, indent=1))
         return
     data, truth = dataset(args.dataset)
     X = data.matrix.tocsr()
@@ -372,6 +394,7 @@ def main() -> None:
         print(line)
     RUNS.mkdir(exist_ok=True)
     tag = f"interview-{args.dataset}-flip{args.flip}-noop{args.no_opinion}-folds{args.folds}"
+    tag += f"-only{args.flip_only}" if args.flip_only else ""
     tag += "-history" if args.answers == "history" else ""
     tag += "-liked-before" if args.asks == "liked-before" else ""
     tag += f"-{args.tag}" if args.tag else ""
@@ -395,7 +418,7 @@ def main() -> None:
     print(f"written to {out}")
     if args.plot:
         curves = {s: r["ndcg@10"] for s, r in results.items()}
-        title = f"{args.dataset}: new users, NDCG@10 by number of answers"
+        title = f"{args.dataset}: new users ({n_users}), --answers {args.answers}, asks {args.asks}"
         personae.plot.interview_curves(curves, args.plot, ceiling, floor, title=title)
         print(f"picture written to {args.plot}")
 
