@@ -329,8 +329,8 @@ def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
     argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
     argv += ["--items", str(items), "--questions", "10", "--state", str(state)]
     g = interview.GROUPS
-    assert g == 2  # the default schedule this test answers
-    given = ["9", "1", "0", "y", "n", "y", "?", "y", "n", "n", "y"]
+    assert g == 3  # the default schedule this test answers
+    given = ["9", "1", "0", "3", "y", "n", "y", "?", "y", "n", "y"]
     status, text = run_in_terminal(argv, given, b"/?/q] ")
     assert status == 0, text
     assert text.count("Which of these groups is closest to your taste?") == g + 1  # one refused
@@ -349,10 +349,11 @@ def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
         taste = line.split("[", 1)[1].split(";")[0]
         assert taste.startswith("taste ") and taste.count(" / ") == 2 and "Film" in taste
     saved = json.loads(state.read_text())
-    first, second = saved["answers"][:g]
+    first, second, third = saved["answers"][:g]
     assert first["choice"] == first["group"][0] and second["choice"] is False
+    assert third["choice"] == third["group"][2]
     assert [a for _, a in saved["answers"][g:]] == [
-        {"y": True, "n": False, "?": None}[x] for x in given[3:]
+        {"y": True, "n": False, "?": None}[x] for x in given[g + 1 :]
     ]
 
 
@@ -373,12 +374,13 @@ def test_cli_refuses_a_malformed_answers_file_and_a_foreign_state(model_dir, tmp
     assert main(base) == 1
     err = capsys.readouterr().err
     assert "'y' does not answer question 1" in err and "Traceback" not in err
-    answers.write_text("2 none y\n")
+    answers.write_text("2 none ? y\n")
     state = tmp_path / "g.json"
-    assert main([*base, "--state", str(state), "--questions", "3"]) == 0
-    assert "Top 10 after 3 answers" in capsys.readouterr().out
+    assert main([*base, "--state", str(state), "--questions", "4"]) == 0
+    assert "Top 10 after 4 answers" in capsys.readouterr().out
     saved = json.loads(state.read_text())["answers"]
     assert saved[0]["choice"] == saved[0]["group"][1] and saved[1]["choice"] is False
+    assert saved[2]["choice"] is None and saved[3][1] is True
     answers.write_text("y n\n")
     state = tmp_path / "s.json"
     base += ["--groups", "0"]
