@@ -808,7 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="how many 'which of these groups is closest to you?' questions open the interview "
-        "(default: personae.interview.GROUPS)",
+        "(None: personae.interview.GROUPS, three)",
     )
     iv.add_argument(
         "--asks",
