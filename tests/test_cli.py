@@ -276,7 +276,7 @@ def test_interview_in_a_terminal(ampcf_dir, tmp_path):
     status, text = run_in_terminal(argv, ["maybe", "y", "n", "?", "y"], b"[y/n/?/q] ")
     assert status == 0, text
     assert "please answer [y/n/?/q]" in text  # "maybe" is refused, the question repeats
-    assert text.count("Would you watch / buy / visit: Film") == 5
+    assert text.count("Have you seen and liked 'Film") == 5  # the default question
     assert "Top 5 after 4 answers" in text and "[taste " in text and "Film" in text
     # Every answer was saved as it was given; the state resumes.
     import json
@@ -285,9 +285,11 @@ def test_interview_in_a_terminal(ampcf_dir, tmp_path):
     assert [a for _, a in saved["answers"]] == [True, False, None, True]
 
 
-def test_interview_asks_liked_before(ampcf_dir, tmp_path, capsys):
-    """--asks liked-before asks "have you liked it?", saves that meaning with the answers and
-    lists items answered "no"."""
+def test_interview_asks_liked_before_by_default(ampcf_dir, tmp_path, capsys):
+    """By default an item question asks "have you seen and liked it?", saves that meaning with
+    the answers and lists items answered "no" (maybe unseen); --asks would-like asks "would
+    you watch it?" and keeps the "no" items off the list; a state saved before the setting
+    existed resumes as it was made, with "would-like"."""
     import json
 
     model, items = ampcf_dir
@@ -295,15 +297,33 @@ def test_interview_asks_liked_before(ampcf_dir, tmp_path, capsys):
     answers.write_text("n\ny\nn\n")
     state = tmp_path / "s.json"
     argv = ["interview", "--model", str(model), "--items", str(items), "--answers", str(answers)]
-    argv += ["--state", str(state), "--groups", "0", "--questions", "3", "--n", "120"]
-    assert main(argv + ["--asks", "liked-before"]) == 0
+    argv += ["--groups", "0", "--questions", "3", "--n", "120"]
+    assert main(argv + ["--state", str(state)]) == 0
     out = capsys.readouterr().out
-    assert out.count("Have you liked: Film") == 3 and "Would you watch" not in out
+    assert out.count("Have you seen and liked 'Film") == 3 and "Would you watch" not in out
     saved = json.loads(state.read_text())
     assert saved["asks"] == "liked-before"
     no = [q[0] for q, a in saved["answers"] if a is False]
     listed = out.split("Top 120 after 3 answers")[1]
-    assert no and all(f". Film {i}  [" in listed for i in no)
+    assert len(no) == 2 and all(f". Film {i}  [" in listed for i in no)
+    would = tmp_path / "w.json"
+    assert main(argv + ["--state", str(would), "--asks", "would-like"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Would you watch / buy / visit: Film") == 3 and "Have you" not in out
+    saved = json.loads(would.read_text())
+    assert saved["asks"] == "would-like"
+    listed = out.split("Top 120 after 3 answers")[1]
+    assert not any(f". Film {q[0]}  [" in listed for q, _ in saved["answers"])
+    # A state saved before "asks" existed: its answers meant "would you watch it?".
+    del saved["asks"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(saved))
+    answers.write_text("y\n")
+    argv[argv.index("3")] = "4"
+    assert main(argv + ["--state", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "resumed 3 answers" in out and out.count("Would you watch / buy / visit: Film") == 1
+    assert json.loads(old.read_text())["asks"] == "would-like"
 
 
 def test_interview_scripted_and_resumed(ampcf_dir, tmp_path, capsys):

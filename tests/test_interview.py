@@ -111,15 +111,23 @@ def test_contradictions_no_opinion_and_bad_questions():
 def test_strategies_recommend_and_json_round_trip():
     t = tastes(n=300, b=4, seed=5)
     for strategy in ("likely", "information", "random", "popular", "uncertainty"):
-        for kind in ("item", "pair"):
-            it = Interview(t, kind=kind, strategy=strategy, seed=1, groups=0)
+        for kind, asks in (("item", None), ("item", "would-like"), ("pair", None)):
+            extra = {} if asks is None else {"asks": asks}
+            it = Interview(t, kind=kind, strategy=strategy, seed=1, groups=0, **extra)
+            assert it.asks == (asks or "liked-before")
             for a in (True, False, None, True):
                 it.answer(it.next_question(), a)
             ids, scores, persona = it.recommend(n=10)
             assert ids.shape == scores.shape == persona.shape == (10,)
-            assert not set(ids.tolist()) & set(it.asked().tolist())
+            # The default ("have you liked it?") leaves only the liked items out of the list;
+            # "would-like" and pair questions every item asked.
+            out = it.liked() if (kind, asks) == ("item", None) else it.asked()
+            assert len(out) == (2 if kind == "item" and asks is None else len(it.asked()))
+            np.testing.assert_array_equal(np.sort(it.excluded()), np.sort(out))
+            assert not set(ids.tolist()) & set(out.tolist())
             assert (np.diff(scores) <= 0).all() and ((persona >= 0) & (persona < 4)).all()
             back = Interview.from_json(t, it.to_json())
+            assert back.asks == it.asks
             np.testing.assert_allclose(back.weights, it.weights)
             assert back.next_question() == it.next_question()
     # The popular strategy asks the most popular items first.
@@ -178,7 +186,8 @@ def test_pool_of_floats_is_refused_not_truncated():
 
 def test_list_folds_liked_answers_through_the_model(ampcf):
     """The list is the model's own fold-in of the liked answers (plus the weighted posterior
-    and minus the weighted fold-in of the disliked ones), asked items excluded."""
+    and minus the weighted fold-in of the disliked ones), liked items excluded (the default
+    asks "have you liked it?")."""
     import scipy.sparse as sp
 
     model, _ = ampcf
@@ -202,7 +211,7 @@ def test_list_folds_liked_answers_through_the_model(ampcf):
     want = _standard(model.score(row(liked, it))[0])
     np.testing.assert_allclose(it.scores(), want, rtol=1e-4, atol=1e-4)
     ids = it.recommend(10)[0]
-    assert not set(ids.tolist()) & set(it.asked().tolist())
+    assert not set(ids.tolist()) & set(liked.tolist())
     # Each part is weighted as documented.
     mixed = Interview(model, posterior_weight=0.5, dislike_weight=0.7, groups=0)
     for a in answers:
@@ -320,8 +329,8 @@ def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
     argv = [sys.executable, "-m", "personae.cli", "interview", "--model", str(model)]
     argv += ["--items", str(items), "--questions", "10", "--state", str(state)]
     g = interview.GROUPS
-    assert g == 2  # the default schedule this test answers
-    given = ["9", "1", "0", "y", "n", "y", "?", "y", "n", "n", "y"]
+    assert g == 3  # the default schedule this test answers
+    given = ["9", "1", "0", "3", "y", "n", "y", "?", "y", "n", "y"]
     status, text = run_in_terminal(argv, given, b"/?/q] ")
     assert status == 0, text
     assert text.count("Which of these groups is closest to your taste?") == g + 1  # one refused
@@ -329,7 +338,9 @@ def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
     shown = [x.strip() for x in text.splitlines() if x.strip()[:3] in {"1) ", "2) "}]
     assert shown and all(x.split(") ", 1)[1].count(" / ") == 2 for x in shown)
     assert "0) none of these" in text
-    assert text.count("Would you watch / buy / visit: Film") == 10 - g
+    # The default item question asks about the user's past.
+    assert text.count("Have you seen and liked 'Film") == 10 - g
+    assert "Would you watch" not in text
     assert "Top 10 after 10 answers" in text
     listed = [x for x in text.splitlines() if "because you liked Film" in x]
     assert len(listed) == 10, text
@@ -338,10 +349,11 @@ def test_cli_interview_through_a_terminal_ten_answers(model_dir, tmp_path):
         taste = line.split("[", 1)[1].split(";")[0]
         assert taste.startswith("taste ") and taste.count(" / ") == 2 and "Film" in taste
     saved = json.loads(state.read_text())
-    first, second = saved["answers"][:g]
+    first, second, third = saved["answers"][:g]
     assert first["choice"] == first["group"][0] and second["choice"] is False
+    assert third["choice"] == third["group"][2]
     assert [a for _, a in saved["answers"][g:]] == [
-        {"y": True, "n": False, "?": None}[x] for x in given[3:]
+        {"y": True, "n": False, "?": None}[x] for x in given[g + 1 :]
     ]
 
 
@@ -362,12 +374,13 @@ def test_cli_refuses_a_malformed_answers_file_and_a_foreign_state(model_dir, tmp
     assert main(base) == 1
     err = capsys.readouterr().err
     assert "'y' does not answer question 1" in err and "Traceback" not in err
-    answers.write_text("2 none y\n")
+    answers.write_text("2 none ? y\n")
     state = tmp_path / "g.json"
-    assert main([*base, "--state", str(state), "--questions", "3"]) == 0
-    assert "Top 10 after 3 answers" in capsys.readouterr().out
+    assert main([*base, "--state", str(state), "--questions", "4"]) == 0
+    assert "Top 10 after 4 answers" in capsys.readouterr().out
     saved = json.loads(state.read_text())["answers"]
     assert saved[0]["choice"] == saved[0]["group"][1] and saved[1]["choice"] is False
+    assert saved[2]["choice"] is None and saved[3][1] is True
     answers.write_text("y n\n")
     state = tmp_path / "s.json"
     base += ["--groups", "0"]
@@ -382,12 +395,13 @@ def test_cli_refuses_a_malformed_answers_file_and_a_foreign_state(model_dir, tmp
 
 
 def test_likely_questions_skip_the_lists_own_top_items(ampcf):
-    """ "likely" asks the pool item the list scores highest outside the list's top SKIP_TOP:
-    a "yes" teaches the fold-in without spending one of the list's own likely hits."""
+    """With asks="would-like" (every asked item leaves the list) "likely" asks the pool item
+    the list scores highest outside the list's top SKIP_TOP: a "yes" teaches the fold-in
+    without spending one of the list's own likely hits."""
     from personae import interview as iv
 
     model, _ = ampcf
-    it = Interview(model, strategy="likely", groups=0)
+    it = Interview(model, strategy="likely", groups=0, asks="would-like")
     for a in (True, False, True):
         it.answer(it.next_question(), a)
     s = it.scores().astype(np.float64)
@@ -401,12 +415,13 @@ def test_likely_questions_skip_the_lists_own_top_items(ampcf):
 
 def test_exploration_schedule_asks_the_criterion_outside_the_lists_top(ampcf):
     """With ``explore_first`` / ``explore_every`` the "likely" interview asks those questions
-    by PReF's criterion on the taste posterior (still outside the list's top SKIP_TOP), the
-    others as before; the schedule survives a JSON round trip; negative values are refused."""
+    by PReF's criterion on the taste posterior (with asks="would-like" still outside the list's
+    top SKIP_TOP), the others as before; the schedule survives a JSON round trip; negative
+    values are refused."""
     from personae import interview as iv
 
     model, _ = ampcf
-    it = Interview(model, explore_first=1, explore_every=3, groups=0)
+    it = Interview(model, explore_first=1, explore_every=3, groups=0, asks="would-like")
     assert it._exploring()  # the first question
     for a in (True, False):
         it.answer(it.next_question(), a)
@@ -424,6 +439,11 @@ def test_exploration_schedule_asks_the_criterion_outside_the_lists_top(ampcf):
     back = Interview.from_json(model, it.to_json())
     assert (back.explore_first, back.explore_every) == (1, 3)
     assert int(back.next_question()) == int(it.next_question())
+    # With the default asks="liked-before" the exploration question may be one of the list's
+    # top items: the criterion's best pool item not asked yet.
+    it = Interview(model, explore_first=1, groups=0)
+    score, _ = it._criterion(it._pool_phi, it._pool_offset)
+    assert int(it.next_question()) == int(it.pool[np.argmax(score)])
     with pytest.raises(ValueError, match="explore"):
         Interview(model, explore_first=-1)
 
@@ -640,8 +660,9 @@ def test_liked_before_keeps_no_answers_on_the_list_and_asks_its_best_item(ampcf)
     model, _ = ampcf
     with pytest.raises(ValueError, match="asks must be one of"):
         Interview(model, asks="maybe")
-    before = Interview(model, groups=0, asks="liked-before", slip=0.0)
-    would = Interview(model, groups=0, slip=0.0)
+    before = Interview(model, groups=0, slip=0.0)  # the default
+    assert before.asks == "liked-before"
+    would = Interview(model, groups=0, slip=0.0, asks="would-like")
     answers = [False, True, False, False, True, None, False]
     for a in answers:
         for it in (before, would):
@@ -674,7 +695,18 @@ def test_liked_before_keeps_no_answers_on_the_list_and_asks_its_best_item(ampcf)
 
     old = json.loads(would.to_json())
     del old["asks"]
-    assert Interview.from_json(model, json.dumps(old)).asks == "would-like"
+    resumed = Interview.from_json(model, json.dumps(old))
+    assert resumed.asks == "would-like"
+    np.testing.assert_array_equal(resumed.recommend(n)[0], ids_would)
+    # Even the answers of a "liked-before" interview read without the setting as "would-like"
+    # (that is what such a state was made with): every asked item leaves the list.
+    old = json.loads(before.to_json())
+    del old["asks"]
+    resumed = Interview.from_json(model, json.dumps(old))
+    assert resumed.asks == "would-like"
+    listed = resumed.recommend(n)[0]
+    assert not set(listed.tolist()) & set(resumed.asked().tolist())
+    assert set(listed[listed >= 0].tolist()) == set(range(n)) - set(resumed.asked().tolist())
     bad = json.loads(before.to_json())
     bad["asks"] = "sometimes"
     import personae

@@ -312,12 +312,13 @@ def _interview(a: argparse.Namespace) -> int:
             )
             valid, ask_keys = {"1", "2"}, keys
         else:
-            ask = (
-                "Have you liked"
-                if interview.asks == "liked-before"
-                else "Would you watch / buy / visit"
-            )
-            prompt = f"[{k}/{a.questions}] {ask}: {title[q]}? "
+            # "Have you seen and liked 'Titanic'?": the user tells their past, and a "no" may
+            # be a title not seen yet; or "Would you watch / buy / visit: Titanic?".
+            if interview.asks == "liked-before":
+                ask = f"Have you seen and liked '{title[q]}'?"
+            else:
+                ask = f"Would you watch / buy / visit: {title[q]}?"
+            prompt = f"[{k}/{a.questions}] {ask} "
             valid, ask_keys = _YES | _NO, keys
         while True:
             if scripted is None:
@@ -785,9 +786,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         _interview,
         help="place a new user among an AMP-CF model's tastes in a few questions",
-        description="Asks adaptive questions about items (or pairs of items), chosen to tell "
-        "the model's tastes apart (personae.Interview), then prints a top-N list with the "
-        "taste behind each item. Answer y / n / ? (no opinion) / q (stop), or 1 / 2 for pairs.",
+        description="Asks which of a few named tastes is closest to you, then whether you have "
+        "seen and liked titles the list believes in (or, with --asks would-like, whether you "
+        "would watch them; or, with --kind pair, which of two you prefer) "
+        "(personae.Interview), then prints a top-N list with the taste and the liked answer "
+        "behind each item. Answer y / n / ? (no opinion) / q (stop), a group by its number "
+        "(0: none of these), or 1 / 2 for pairs.",
         model="AMP-CF model directory",
     )
     iv.add_argument("--items", default=None, help="item file with titles (.csv/.parquet)")
@@ -804,15 +808,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="how many 'which of these groups is closest to you?' questions open the interview "
-        "(default: personae.interview.GROUPS)",
+        "(None: personae.interview.GROUPS, three)",
     )
     iv.add_argument(
         "--asks",
-        default="would-like",
-        choices=["would-like", "liked-before"],
-        help="item questions ask 'would you watch it?' (a 'no' keeps it off the list) or "
-        "'have you liked it?' (a 'no' may be unseen: it can be listed, and the questions ask "
-        "the list's best items)",
+        default="liked-before",
+        choices=["liked-before", "would-like"],
+        help="item questions ask 'have you seen and liked it?' (the default: a 'no' may be "
+        "unseen, so it can still be listed, and the questions ask the list's best items) or "
+        "'would you watch it?' (a 'no' keeps it off the list)",
     )
     _simulate_parser(sub)
     return p
