@@ -246,3 +246,68 @@ def test_dense_scores_cross_tile_and_chunk_boundaries():
     x = random_csr(rng, 256 + 5, 2048 + 37, 0.01)
     got = build(net).score(x, num_threads=2)
     np.testing.assert_allclose(got, multvae_scores(net.export(), x), rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(8, 3000),
+    st.sampled_from([1, 16, 31, 33, 64, 100]),
+    st.integers(0, 300),
+    st.integers(1, 40),
+    st.booleans(),
+    st.booleans(),
+)
+def test_certified_first_pass_equals_fp32(seed, n_items, hidden, users, n, ties, exclude):
+    # Where AMX runs, top-N scores every item in bf16, keeps the items whose certified upper
+    # bound reaches the n-th best lower bound and rescores those in fp32: the lists must be the
+    # fp32 path's, ties (duplicated items) and filters included. Elsewhere "best" is the fp32
+    # path and the test compares it with itself.
+    from personae import _core
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = noisy_net(n_items, hidden, 4)
+    if ties:  # a block of items copies one item's weights and bias
+        src, dup = int(rng.integers(n_items)), rng.choice(n_items, min(10, n_items), replace=False)
+        with torch.no_grad():
+            net.out.weight[dup] = net.out.weight[src].clone()
+            net.out.bias[dup] = net.out.bias[src].clone()
+    x = random_csr(rng, users, n_items, 0.05)
+    kw = {"exclude_items": rng.choice(n_items, n_items // 5, replace=False)} if exclude else {}
+    model = build(net)
+    # n past the catalogue too: the path then falls back to fp32 (every item survives).
+    for n_ in (n, n_items + 3):
+        try:
+            assert _core.first_pass("fp32") == "fp32"
+            want_ids, want = model.recommend(x, n_, num_threads=2, **kw)
+            _core.first_pass("best")
+            got_ids, got = model.recommend(x, n_, num_threads=2, **kw)
+        finally:
+            _core.first_pass("best")
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+        np.testing.assert_allclose(got[~np.isneginf(got)], want[~np.isneginf(want)], rtol=1e-5)
+
+
+def test_first_pass_switch():
+    from personae import _core
+
+    assert _core.first_pass() in ("amx", "fp32")
+    with pytest.raises(ValueError, match="fp32"):
+        _core.first_pass("int8")
+    assert _core.first_pass("fp32") == "fp32"
+    assert _core.first_pass() == "fp32"
+    # "best" is AMX exactly where the CPU and OS allow it and the AVX-512 GEMM kernel runs.
+    best = _core.first_pass("best")
+    assert (
+        best == "amx"
+        or _core.gemm_kernel() == "portable"
+        or "amx_bf16" not in open("/proc/cpuinfo").read()
+    )
+    _core.gemm_kernel("portable")
+    try:
+        assert _core.first_pass() == "fp32"  # rescoring needs the AVX-512 kernel's order
+    finally:
+        _core.gemm_kernel("best")
+    assert _core.first_pass() == best

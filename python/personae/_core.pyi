@@ -27,6 +27,7 @@ __all__ = [
     "coverage",
     "top_n",
     "gemm_kernel",
+    "first_pass",
     "gemm_a_bt",
     "MAX_THREADS",
     "MAX_PERSONAS",
@@ -168,6 +169,7 @@ def top_n(
     num_threads: int | None = None,
 ) -> tuple[_Ids, _Scores]: ...
 def gemm_kernel(force: str | None = None) -> str: ...
+def first_pass(force: str | None = None) -> str: ...
 def gemm_a_bt(
     a: npt.NDArray[np.float32], bt: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]: ...

@@ -13,6 +13,7 @@ pub mod filter;
 pub mod fused;
 pub mod fuzzing;
 pub mod gemm;
+pub mod lowp;
 pub mod metrics;
 pub mod model;
 pub mod multvae;

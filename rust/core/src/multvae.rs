@@ -3,12 +3,15 @@
 //! Softmax is monotone, so ranking by logits equals ranking by the multinomial probabilities.
 //! The first layer on a sparse row is a gather-sum of item weight rows: a batch is never densified.
 
+use std::sync::OnceLock;
+
 use crate::bad_model;
 use crate::checkpoint::{Checkpoint, Tensor};
 use crate::csr::CsrView;
 use crate::error::Result;
-use crate::fused::{self, Recommended, Request, TileScorer};
+use crate::fused::{self, Filters, Recommended, Request, TileScorer};
 use crate::gemm;
+use crate::lowp::{self, FirstPass};
 use crate::model::Model;
 use crate::threads::Stop;
 
@@ -27,6 +30,9 @@ pub struct MultVae {
     dec_item_b: Vec<f32>, // [I]
     /// Training interactions per item, when the file records them (older files do not).
     item_count: Option<Vec<f32>>, // [I]
+    /// `dec_item` in bf16 for the certified first pass, built at its first use (`None` when
+    /// the weights are not certifiable: the fp32 path serves them).
+    lowp: OnceLock<Option<lowp::Packed>>,
 }
 
 /// The tensors a Mult-VAE file holds, in order.
@@ -72,6 +78,7 @@ impl MultVae {
             dec_item: c.take("dec_item", &[n_items, hidden])?,
             dec_item_b: c.take("dec_item_b", &[n_items])?,
             item_count: c.take_optional("item_count", &[n_items])?,
+            lowp: OnceLock::new(),
         })
     }
 
@@ -127,7 +134,22 @@ impl Model for MultVae {
         "multvae"
     }
 
+    /// Top-N: where AMX runs, a certified bf16 first pass and exact fp32 rescoring of the
+    /// survivors (the same lists and scores as the fp32 path, bit for bit); else the fp32 path.
     fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if !req.explain && lowp::first_pass() == FirstPass::Amx {
+            fused::check_users(users, self.n_items)?;
+            let n = fused::list_len(req.n)?;
+            // Long lists leave too many survivors to pay (every item survives past the
+            // catalogue's size).
+            if n.saturating_mul(8) <= self.n_items {
+                if let Some(pk) = self.packed() {
+                    let (ids, scores) = self.top_n_amx(pk, users, n, &req.filters, stop)?;
+                    return Ok((ids, scores, None));
+                }
+            }
+        }
         fused::recommend_plain(self, self.kind(), users, req, stop)
     }
 
@@ -167,6 +189,169 @@ impl Model for MultVae {
     /// Training interactions per item, when recorded.
     fn item_count(&self) -> Option<&[f32]> {
         self.item_count.as_deref()
+    }
+}
+
+impl MultVae {
+    /// The bf16 weights (built once), or `None` when the weights are not certifiable.
+    fn packed(&self) -> Option<&lowp::Packed> {
+        self.lowp
+            .get_or_init(|| {
+                lowp::Packed::new(&self.dec_item, &self.dec_item_b, self.n_items, self.hidden)
+            })
+            .as_ref()
+    }
+
+    /// Top-`n` lists through the certified bf16 first pass (see [`lowp`]): per chunk of users,
+    /// AMX scores every item in bf16 and a scan keeps, per user, the items whose upper bound
+    /// reaches the running `n`-th best lower bound among the items the user may be shown (the
+    /// bound only rises, so no true top-`n` item is ever dropped); the candidates at or above the
+    /// final `n`-th best lower bound are rescored exactly and selected as the fp32 path does.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn top_n_amx(
+        &self,
+        pk: &lowp::Packed,
+        users: &CsrView,
+        n: usize,
+        filters: &Filters,
+        stop: &Stop,
+    ) -> Result<(Vec<i64>, Vec<f32>)> {
+        use rayon::prelude::*;
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+
+        use crate::fused::USER_CHUNK;
+        use crate::lowp::amx;
+        use crate::topk::TopK;
+
+        /// f32 (not NaN) -> u32 with the same order.
+        fn key(x: f32) -> u32 {
+            let b = x.to_bits();
+            if b >> 31 == 1 {
+                !b
+            } else {
+                b | 1 << 31
+            }
+        }
+        fn unkey(k: u32) -> f32 {
+            f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k })
+        }
+
+        let b = users.n_rows;
+        let (mut ids, mut scores) = fused::result_buffers("recommend", b, n)?;
+        if b == 0 {
+            return Ok((ids, scores));
+        }
+        let (ni, k) = (self.n_items, self.hidden);
+        let per_chunk = USER_CHUNK * n;
+        ids.par_chunks_mut(per_chunk)
+            .zip(scores.par_chunks_mut(per_chunk))
+            .enumerate()
+            .try_for_each(|(c, (ids_c, scores_c))| {
+                stop.check()?;
+                let rows = c * USER_CHUNK..((c + 1) * USER_CHUNK).min(b);
+                let m = rows.len();
+                let h = self.hidden_states(users, rows.clone());
+                let us = lowp::Users::new(&h, m, k, pk.kp);
+                // Padding users never pass (+inf); real ones all pass until n bounds are in.
+                let mut thr = vec![f32::INFINITY; us.m_pad];
+                thr[..m].fill(f32::NEG_INFINITY);
+                // Each user's n best lower bounds (a min-heap of order keys) and candidates
+                // (item, upper bound), in item order.
+                let mut lbs: Vec<BinaryHeap<Reverse<u32>>> =
+                    (0..m).map(|_| BinaryHeap::with_capacity(n + 1)).collect();
+                let mut cands: Vec<Vec<(u32, f32)>> = vec![Vec::new(); m];
+                let hidden = |u: usize, j: usize| {
+                    (filters.exclude_seen
+                        && users.row(rows.start + u).binary_search(&(j as i32)).is_ok())
+                        || filters.exclude_items.as_ref().is_some_and(|e| e[j])
+                };
+                // SAFETY: first_pass() is Amx only where amx_ready(); the blocks stay inside
+                // the padded buffers (items to a multiple of 32, users to m_pad); the scan's
+                // slices hold what it reads (avx512f comes with AMX's check).
+                unsafe {
+                    amx::with_tiles(|| {
+                        let mut cbuf = [0f32; 1024];
+                        for item0 in (0..ni).step_by(lowp::BLOCK) {
+                            let r = lowp::BLOCK.min(ni - item0);
+                            for gp in 0..us.m_pad / lowp::BLOCK {
+                                amx::block(pk, item0, &us, gp, &mut cbuf);
+                                let u0 = gp * lowp::BLOCK;
+                                let mut hit =
+                                    |ii: usize, l: usize, t: f32, e: f32, thr: &mut [f32]| {
+                                        let (u, j) = (u0 + l, item0 + ii);
+                                        if hidden(u, j) {
+                                            return;
+                                        }
+                                        cands[u].push((j as u32, t + e));
+                                        let (lb, heap) = (key(t - e), &mut lbs[u]);
+                                        if heap.len() < n {
+                                            heap.push(Reverse(lb));
+                                        } else if heap.peek().is_some_and(|w| lb > w.0) {
+                                            heap.pop();
+                                            heap.push(Reverse(lb));
+                                        } else {
+                                            return;
+                                        }
+                                        if heap.len() == n {
+                                            thr[l] = heap
+                                                .peek()
+                                                .map_or(f32::NEG_INFINITY, |w| unkey(w.0));
+                                        }
+                                    };
+                                amx::scan(
+                                    &cbuf,
+                                    r,
+                                    &self.dec_item_b[item0..item0 + r],
+                                    &pk.p[item0..item0 + r],
+                                    &pk.q[item0..item0 + r],
+                                    &us.a[u0..u0 + lowp::BLOCK],
+                                    &us.c[u0..u0 + lowp::BLOCK],
+                                    &mut thr[u0..u0 + lowp::BLOCK],
+                                    &mut hit,
+                                );
+                            }
+                        }
+                    })
+                };
+                let (mut surv, mut sc) = (Vec::new(), Vec::new());
+                for u in 0..m {
+                    surv.clear();
+                    if us.a[u].is_nan() {
+                        // No bound for this user (a state that is not finite): every item it
+                        // may be shown is rescored, as the fp32 path scores them all.
+                        surv.extend((0..ni as u32).filter(|&j| !hidden(u, j as usize)));
+                    } else {
+                        let cut = match lbs[u].peek() {
+                            Some(w) if lbs[u].len() == n => unkey(w.0),
+                            _ => f32::NEG_INFINITY,
+                        };
+                        surv.extend(cands[u].iter().filter(|x| x.1 >= cut).map(|x| x.0));
+                    }
+                    sc.resize(surv.len(), 0.0);
+                    // SAFETY: avx512f (checked with AMX); the survivors index dec_item's rows.
+                    unsafe {
+                        lowp::exact_dots(
+                            &h[u * k..(u + 1) * k],
+                            &self.dec_item,
+                            k,
+                            &self.dec_item_b,
+                            &surv,
+                            &mut sc,
+                        )
+                    };
+                    let mut top = TopK::new(n, ni);
+                    for (&j, &s) in surv.iter().zip(&sc) {
+                        top.push(s, j);
+                    }
+                    top.drain_into(
+                        &mut ids_c[u * n..(u + 1) * n],
+                        &mut scores_c[u * n..(u + 1) * n],
+                    );
+                }
+                Ok(())
+            })?;
+        Ok((ids, scores))
     }
 }
 
@@ -286,6 +471,64 @@ mod tests {
         for u in 0..n_users {
             for &id in &got.0[u * 50..(u + 1) * 50] {
                 assert!(!users.row(u).contains(&(id as i32)));
+            }
+        }
+    }
+
+    /// The certified bf16 path gives the fp32 path's lists and scores bit for bit: across tiles
+    /// and chunks, with tied items (duplicated weight rows), seen items and excluded items.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn amx_first_pass_equals_fp32() {
+        if !lowp::amx_ready() || gemm::kernel() != gemm::Kernel::Avx512 {
+            eprintln!("no AMX here: nothing to compare");
+            return;
+        }
+        let n_items = 3000;
+        let mut model = toy(n_items, 40, 8);
+        // Ties: items 100..110 copy item 7's weights, with a bias that puts them first.
+        let h = model.hidden;
+        for j in 100..110 {
+            let (src, dst) = model.dec_item.split_at_mut(j * h);
+            dst[..h].copy_from_slice(&src[7 * h..8 * h]);
+            model.dec_item_b[j] = 1000.0;
+        }
+        let n_users = crate::fused::USER_CHUNK + 40;
+        let (indptr, indices) = users(n_items, n_users);
+        let users = CsrView::new(
+            "u",
+            n_items,
+            Index::I64(&indptr),
+            Index::I32(&indices),
+            None,
+        )
+        .unwrap();
+        let stop = Stop::new();
+        let excl: Vec<i64> = (0..n_items as i64).step_by(11).collect();
+        for (n, exclude) in [(50i64, None), (300, Some(excl.as_slice())), (1, None)] {
+            let f = Filters::new(true, exclude.map(fused::Exclude::Items), n_items).unwrap();
+            let req = Request {
+                n,
+                filters: f.clone(),
+                explain: false,
+            };
+            let pk = model.packed().expect("certifiable");
+            let got = model
+                .top_n_amx(pk, &users, n as usize, &req.filters, &stop)
+                .unwrap();
+            let want = top_n(&model, &users, n, &f, &stop).unwrap();
+            assert_eq!(got.0, want.0, "n = {n}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.1), bits(&want.1), "n = {n}");
+            // The tied items lead every list, in index order, less the ones a user saw.
+            if exclude.is_none() {
+                for u in 0..n_users {
+                    let tied: Vec<i64> = (100..110)
+                        .filter(|j| !users.row(u).contains(&(*j as i32)))
+                        .collect();
+                    let k = tied.len().min(n as usize);
+                    assert_eq!(got.0[u * n as usize..][..k], tied[..k], "user {u}");
+                }
             }
         }
     }

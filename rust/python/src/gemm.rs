@@ -3,6 +3,7 @@
 
 use numpy::PyReadonlyArray2;
 use personae_core::gemm::{self, Kernel};
+use personae_core::lowp::{self, FirstPass};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -26,6 +27,29 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
         }
     };
     Ok(k.name())
+}
+
+/// The first pass of Mult-VAE top-N in use ("amx" or "fp32"). `force` switches it for the whole
+/// process: "fp32" (the plain fp32 GEMM over every item), "amx" (certified bf16 on AMX tiles
+/// with exact fp32 rescoring; falls back to fp32 where AMX or the AVX-512 GEMM kernel is
+/// missing) or "best".
+#[pyfunction]
+#[pyo3(signature = (force=None))]
+fn first_pass(force: Option<&str>) -> PyResult<&'static str> {
+    let p = match force {
+        None => lowp::first_pass(),
+        Some("fp32") => lowp::set_first_pass(FirstPass::Fp32),
+        Some("amx") | Some("best") => {
+            lowp::set_first_pass(FirstPass::Amx);
+            lowp::first_pass()
+        }
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "force must be 'fp32', 'amx' or 'best', not {other:?}"
+            )))
+        }
+    };
+    Ok(p.name())
 }
 
 /// `a @ bt.T` (float32, C-contiguous) on one thread, through the kernel in use.
@@ -53,5 +77,6 @@ fn gemm_a_bt<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gemm_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(gemm_a_bt, m)?)?;
+    m.add_function(wrap_pyfunction!(first_pass, m)?)?;
     Ok(())
 }

@@ -21,7 +21,7 @@ const NV: usize = 3;
 /// Columns (items) per microkernel: `NV` vectors of 16 floats.
 pub const NR: usize = 16 * NV;
 /// Largest `k` slice per packed block: `MR x KC` floats of `a` stay in L1.
-const KC: usize = 640;
+pub(crate) const KC: usize = 640;
 /// Columns per packed block of `B`: `NC x KC` floats stay in L2.
 const NC: usize = 384;
 
@@ -187,7 +187,7 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out:
 
 /// The lanes of vector `v` (columns `16 v..16 v + 16`) that fall inside `cols` columns.
 #[inline(always)]
-fn lane_mask(cols: usize, v: usize) -> __mmask16 {
+pub(crate) fn lane_mask(cols: usize, v: usize) -> __mmask16 {
     let n = cols.saturating_sub(16 * v).min(16);
     if n == 16 {
         0xffff
@@ -198,7 +198,7 @@ fn lane_mask(cols: usize, v: usize) -> __mmask16 {
 
 /// Transposes a 16 x 16 block held as 16 rows.
 #[target_feature(enable = "avx512f")]
-fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+pub(crate) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     let lo = |a, b| _mm512_unpacklo_ps(a, b);
     let hi = |a, b| _mm512_unpackhi_ps(a, b);
     let mut t = [_mm512_setzero_ps(); 16];

@@ -1,0 +1,689 @@
+//! A certified low-precision first pass for exact top-N over item-major decoder weights.
+//!
+//! Scores `s_j = h . w_j + b_j` are first computed with `h` and `w_j` rounded to bf16 and fp32
+//! accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction). Against the fp32 path's score
+//! the bf16 score is off by at most (Cauchy-Schwarz on `h.w - h'.w' = (h - h').w + h'.(w - w')`,
+//! plus the accumulation error of both paths, any order, any rounding with unit <= 2^-23)
+//!
+//! ```text
+//! E_uj = ||h - h'|| ||w_j|| + max(||h||, ||h'||) (||w_j - w'_j|| + 2 g max(||w_j||, ||w'_j||))
+//! ```
+//!
+//! with `g = gamma_n(2^-23) = n 2^-23 / (1 - n 2^-23)`, `n` = padded hidden size plus the fp32
+//! kernel's k blocks. The residual norms are those of the actual roundings (round to nearest
+//! even, subnormals flushed, exactly what the hardware reads), so the bound is certified, not
+//! estimated, and about 2.5x tighter than the worst case `2^-7 ||h|| ||w_j||`. The bias add and
+//! the f32 arithmetic of the bound itself are covered by inflating each factor by `1 + 2^-16` and
+//! adding `2^-20 |s'_j| + 1e-30` (the last for flushed subnormals: at most a few thousand
+//! `2^-126`s).
+//!
+//! A user's list can then hold only items whose upper bound reaches the N-th best lower bound
+//! among the items it may list; those few (0.35% of Gowalla's items for N = 100) are rescored
+//! exactly, with the fp32 kernel's own summation order ([`exact_dots`]), so the scores and the
+//! lists are bit for bit the fp32 path's.
+//!
+//! Only where it pays and is safe: x86-64 Linux with AMX-BF16 (the OS must grant the tile state:
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`), the AVX-512 GEMM kernel in use (its
+//! summation order is the one rescoring reproduces), and weights whose scores cannot overflow.
+//! `PERSONAE_FIRST_PASS=fp32` (read once) or [`set_first_pass`] forces the plain fp32 path.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+use crate::gemm;
+
+/// Which first pass top-N runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstPass {
+    /// The plain fp32 GEMM over every item.
+    Fp32,
+    /// bf16 on AMX tiles, then exact fp32 rescoring of the survivors.
+    Amx,
+}
+
+impl FirstPass {
+    pub fn name(self) -> &'static str {
+        match self {
+            FirstPass::Fp32 => "fp32",
+            FirstPass::Amx => "amx",
+        }
+    }
+}
+
+/// 0: not chosen yet, else 1 + the chosen pass's index.
+static PASS: AtomicU8 = AtomicU8::new(0);
+
+/// The best pass this machine runs (AMX needs the AVX-512 GEMM kernel to rescore against).
+fn best() -> FirstPass {
+    if amx_ready() && gemm::kernel() == gemm::Kernel::Avx512 {
+        FirstPass::Amx
+    } else {
+        FirstPass::Fp32
+    }
+}
+
+/// The pass in use: the best one unless `PERSONAE_FIRST_PASS=fp32`, or unless the GEMM kernel
+/// has since been switched to one rescoring cannot reproduce.
+pub fn first_pass() -> FirstPass {
+    let p = match PASS.load(Ordering::Relaxed) {
+        1 => FirstPass::Fp32,
+        2 => FirstPass::Amx,
+        _ => {
+            let p = if std::env::var_os("PERSONAE_FIRST_PASS").is_some_and(|v| v == "fp32") {
+                FirstPass::Fp32
+            } else {
+                best()
+            };
+            set_first_pass(p)
+        }
+    };
+    if p == FirstPass::Amx && gemm::kernel() != gemm::Kernel::Avx512 {
+        return FirstPass::Fp32;
+    }
+    p
+}
+
+/// Forces a pass (tests and benches compare them); one this machine cannot run falls back to
+/// fp32. Returns the pass now chosen.
+pub fn set_first_pass(p: FirstPass) -> FirstPass {
+    let p = if p == FirstPass::Amx && !amx_ready() {
+        FirstPass::Fp32
+    } else {
+        p
+    };
+    PASS.store(
+        match p {
+            FirstPass::Fp32 => 1,
+            FirstPass::Amx => 2,
+        },
+        Ordering::Relaxed,
+    );
+    p
+}
+
+/// Whether AMX-BF16 runs here: the CPU has it, the OS saves the tile state, and this process was
+/// granted it (asked once).
+pub fn amx_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            amx::request()
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        {
+            false
+        }
+    })
+}
+
+/// Items per AMX block (two 16-row tiles) and users per block (two 16-user tiles).
+pub const BLOCK: usize = 32;
+
+/// `x` rounded to the nearest bf16 (ties to even), subnormal results flushed to zero as AMX
+/// reads them. `x` must be finite and below `f32::MAX` by a bf16 ulp.
+#[inline]
+pub fn to_bf16(x: f32) -> u16 {
+    let u = x.to_bits();
+    let r = (u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16;
+    if r & 0x7f80 == 0 {
+        r & 0x8000
+    } else {
+        r
+    }
+}
+
+/// The f32 value of a bf16.
+#[inline]
+pub fn from_bf16(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// `1 + 2^-16`: the inflation of each bound factor (covers the f32 arithmetic of the bound).
+const INFLATE: f64 = 1.0 + 1.0 / 65536.0;
+/// Relative slack on the bf16 score for the bias add and the bound's own roundings.
+pub const REL_SLACK: f32 = 1.0 / (1u32 << 20) as f32;
+/// Absolute slack for flushed subnormal products and partial sums.
+pub const ABS_SLACK: f32 = 1e-30;
+
+/// `x` (>= 0) as the smallest-or-next f32 at or above it.
+fn up(x: f64) -> f32 {
+    let f = x as f32;
+    if (f as f64) < x {
+        f32::from_bits(f.to_bits() + 1)
+    } else {
+        f
+    }
+}
+
+/// `g = gamma_n(2^-23)` for a hidden size `k`: `n` covers the padded AMX accumulation and the
+/// fp32 kernel's k blocks.
+fn gamma(k: usize) -> f64 {
+    let n = (k.next_multiple_of(BLOCK) + k.div_ceil(gemm_kc()) + 2) as f64;
+    let u = n * 2f64.powi(-23);
+    u / (1.0 - u)
+}
+
+fn gemm_kc() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        gemm::avx512::KC
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        640
+    }
+}
+
+/// The item weights in bf16 (item-major, `rows` padded to [`BLOCK`] and `k` to 32 with zeros),
+/// beside the per-item factors of the bound.
+pub struct Packed {
+    /// bf16 bits as AMX A tiles, each contiguous: `[16 items][k block of 32][item 16][32]`,
+    /// items padded to [`BLOCK`] and `k` to `kp` with zeros.
+    pub w: Vec<u16>,
+    pub k: usize,
+    pub kp: usize,
+    pub rows: usize,
+    /// `||w_j||`, inflated.
+    pub p: Vec<f32>,
+    /// `||w_j - w'_j|| + 2 g max(||w_j||, ||w'_j||)`, inflated.
+    pub q: Vec<f32>,
+}
+
+impl Packed {
+    /// Packs `w` (`rows x k`, item-major) with biases `bias`; `None` when some score could
+    /// overflow or a value is not finite (the fp32 path then serves the model).
+    pub fn new(w: &[f32], bias: &[f32], rows: usize, k: usize) -> Option<Self> {
+        if rows == 0 || k == 0 || w.len() != rows * k || bias.len() != rows {
+            return None;
+        }
+        let kp = k.next_multiple_of(BLOCK);
+        let g = gamma(k);
+        let nkb = kp / 32;
+        let mut out = vec![0u16; rows.next_multiple_of(BLOCK) * kp];
+        let (mut p, mut q) = (vec![0f32; rows], vec![0f32; rows]);
+        // |h_i| <= 1 (a tanh), so |h . w_j| <= sqrt(k) ||w_j||: keep every score, in either
+        // precision, far from f32's range.
+        let limit = 1e30 / (k as f64).sqrt();
+        for j in 0..rows {
+            let row = &w[j * k..(j + 1) * k];
+            let (mut nw, mut nw16, mut dw) = (0f64, 0f64, 0f64);
+            for (kk, &x) in row.iter().enumerate() {
+                if !x.is_finite() || x.abs() > 1e30 {
+                    return None;
+                }
+                let b = to_bf16(x);
+                out[((j / 16 * nkb + kk / 32) * 16 + j % 16) * 32 + kk % 32] = b;
+                let (x, y) = (x as f64, from_bf16(b) as f64);
+                nw += x * x;
+                nw16 += y * y;
+                dw += (x - y) * (x - y);
+            }
+            let (nw, nw16, dw) = (nw.sqrt(), nw16.sqrt(), dw.sqrt());
+            if !bias[j].is_finite() || nw.max(nw16) > limit || bias[j].abs() > 1e30 {
+                return None;
+            }
+            p[j] = up(nw * INFLATE);
+            q[j] = up((dw + 2.0 * g * nw.max(nw16)) * INFLATE);
+        }
+        Some(Self {
+            w: out,
+            k,
+            kp,
+            rows,
+            p,
+            q,
+        })
+    }
+}
+
+/// A chunk of users' hidden states in bf16, packed as AMX B tiles, with the per-user factors.
+pub struct Users {
+    /// `[group of 16][k block of 32][pair 16][user 16][2]` bf16 bits.
+    pub b: Vec<u16>,
+    /// Users padded to [`BLOCK`].
+    pub m_pad: usize,
+    /// `||h - h'||`, inflated (NaN for a user whose state is not finite: no bound holds).
+    pub a: Vec<f32>,
+    /// `max(||h||, ||h'||)`, inflated.
+    pub c: Vec<f32>,
+}
+
+impl Users {
+    /// Packs `h` (`m x k` row-major) for weights packed with `kp`-wide rows.
+    pub fn new(h: &[f32], m: usize, k: usize, kp: usize) -> Self {
+        let m_pad = m.next_multiple_of(BLOCK);
+        let nkb = kp / 32;
+        let mut b = vec![0u16; m_pad * kp];
+        let (mut a, mut c) = (vec![0f32; m_pad], vec![0f32; m_pad]);
+        for u in 0..m {
+            let row = &h[u * k..(u + 1) * k];
+            if row.iter().any(|x| !x.is_finite()) {
+                a[u] = f32::NAN;
+                c[u] = f32::NAN;
+                continue;
+            }
+            let (g, ul) = (u / 16, u % 16);
+            let (mut nh, mut nh16, mut dh) = (0f64, 0f64, 0f64);
+            for (kk, &x) in row.iter().enumerate() {
+                let v = to_bf16(x);
+                let (kb, r, e) = (kk / 32, (kk % 32) / 2, kk % 2);
+                b[((g * nkb + kb) * 16 + r) * 32 + ul * 2 + e] = v;
+                let (x, y) = (x as f64, from_bf16(v) as f64);
+                nh += x * x;
+                nh16 += y * y;
+                dh += (x - y) * (x - y);
+            }
+            a[u] = up(dh.sqrt() * INFLATE);
+            c[u] = up(nh.max(nh16).sqrt() * INFLATE);
+        }
+        Self { b, m_pad, a, c }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod amx {
+    //! The AMX tile kernel (inline assembly: the AMX intrinsics are not stable Rust) and the
+    //! AVX-512 scan of its output.
+
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    use super::{Packed, Users, ABS_SLACK, REL_SLACK};
+
+    /// Asks Linux for the AMX tile state once (the CPUID and XCR0 checks first).
+    pub(super) fn request() -> bool {
+        // SAFETY: cpuid exists on every x86-64 CPU (the intrinsic is safe in newer Rust, hence
+        // the allow: the crate's minimum Rust still marks it unsafe).
+        #[allow(unused_unsafe)]
+        let l7 = unsafe { __cpuid_count(7, 0) };
+        let (amx_bf16, amx_tile) = (l7.edx >> 22 & 1 == 1, l7.edx >> 24 & 1 == 1);
+        // SAFETY: as above.
+        #[allow(unused_unsafe)]
+        let osxsave = unsafe { __cpuid(1) }.ecx >> 27 & 1 == 1;
+        if !(amx_bf16 && amx_tile && osxsave && is_x86_feature_detected!("avx512f")) {
+            return false;
+        }
+        // SAFETY: OSXSAVE is set, so xgetbv is enabled.
+        let xcr0 = unsafe { xcr0() };
+        if xcr0 >> 17 & 3 != 3 {
+            return false; // the OS does not manage the tile state
+        }
+        const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
+        const XFEATURE_XTILEDATA: usize = 18;
+        const SYS_ARCH_PRCTL: usize = 158;
+        let ret: isize;
+        // SAFETY: the arch_prctl system call with these arguments only changes this process's
+        // permission to use the tile state; rcx and r11 are clobbered by `syscall`.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL as isize => ret,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack)
+            );
+        }
+        ret == 0
+    }
+
+    #[target_feature(enable = "xsave")]
+    unsafe fn xcr0() -> u64 {
+        _xgetbv(0)
+    }
+
+    /// The tile configuration: palette 1, eight 16-row x 64-byte tiles.
+    #[repr(C, align(64))]
+    struct TileCfg {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    /// Runs `f` with the tiles configured on this thread, and releases them after.
+    ///
+    /// # Safety
+    /// [`super::amx_ready`] must have returned true.
+    pub unsafe fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
+        let mut cfg = TileCfg {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb: [0; 16],
+            rows: [0; 16],
+        };
+        cfg.colsb[..8].fill(64);
+        cfg.rows[..8].fill(16);
+        // SAFETY: the configuration is valid for palette 1 and the caller checked AMX.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly)) };
+        let r = f();
+        // SAFETY: as above.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+        r
+    }
+
+    /// `c[32 items][32 users]` = items `item0..item0 + 32` of `w` times users `32 gp..32 gp + 32`
+    /// of `u`, fp32 (each of the two user groups and two item halves one 16 x 16 tile).
+    ///
+    /// # Safety
+    /// Inside [`with_tiles`]; `item0 + 32 <= w.w.len() / w.kp`; `32 gp + 32 <= u.m_pad`;
+    /// `u` packed with `w.kp`.
+    #[inline]
+    pub unsafe fn block(w: &Packed, item0: usize, u: &Users, gp: usize, c: &mut [f32; 1024]) {
+        let nkb = w.kp / 32;
+        debug_assert!((item0 + 32) * w.kp <= w.w.len() && (gp + 1) * 32 * w.kp <= u.b.len());
+        let a0 = w.w.as_ptr().add(item0 * w.kp);
+        let a1 = a0.add(nkb * 512);
+        let b0 = u.b.as_ptr().add(2 * gp * nkb * 512);
+        let b1 = b0.add(nkb * 512);
+        // SAFETY: every tile is 1 KiB, contiguous, one per k block, for `nkb` blocks: all
+        // inside the buffers (checked above). The tile registers are ours alone (the compiler
+        // never uses them). Loads are interleaved with the products (tiles are not renamed: a
+        // load waits for the products still reading its register).
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm4, [{a0} + {s64}*1]",
+            "tileloadd tmm6, [{b0} + {s64}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{b1} + {s64}*1]",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a1} + {s64}*1]",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {a0}, 1024",
+            "add {a1}, 1024",
+            "add {b0}, 1024",
+            "add {b1}, 1024",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{c} + {ldc}*1], tmm0",
+            "tilestored [{c} + {ldc}*1 + 64], tmm1",
+            "tilestored [{c} + {ldc}*1 + 2048], tmm2",
+            "tilestored [{c} + {ldc}*1 + 2112], tmm3",
+            a0 = inout(reg) a0 => _,
+            a1 = inout(reg) a1 => _,
+            b0 = inout(reg) b0 => _,
+            b1 = inout(reg) b1 => _,
+            n = inout(reg) nkb => _,
+            s64 = in(reg) 64usize,
+            c = in(reg) c.as_mut_ptr(),
+            ldc = in(reg) 128usize,
+            options(nostack)
+        );
+    }
+
+    /// Scans a block's scores: for item row `ii < rows` (item `j = item0 + ii`, its `bias`,
+    /// `p`, `q` at `ii`) and user lane `l < 32` (factors `a[l]`, `c[l]`), computes the bf16 score
+    /// `t = s + b_j` and its bound `e`, and calls `hit(ii, l, t, e, thr)` where `t + e >= thr[l]`
+    /// (never for a NaN bound); `hit` may raise `thr`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `bias`, `p`, `q` hold `rows` values, `a`, `c`, `thr` 32.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn scan(
+        s: &[f32; 1024],
+        rows: usize,
+        bias: &[f32],
+        p: &[f32],
+        q: &[f32],
+        a: &[f32],
+        c: &[f32],
+        thr: &mut [f32],
+        hit: &mut impl FnMut(usize, usize, f32, f32, &mut [f32]),
+    ) {
+        let (bias, p, q) = (&bias[..rows], &p[..rows], &q[..rows]);
+        let (a, c, thr) = (&a[..32], &c[..32], &mut thr[..32]);
+        let av = [
+            _mm512_loadu_ps(a.as_ptr()),
+            _mm512_loadu_ps(a.as_ptr().add(16)),
+        ];
+        let cv = [
+            _mm512_loadu_ps(c.as_ptr()),
+            _mm512_loadu_ps(c.as_ptr().add(16)),
+        ];
+        let mut tv = [
+            _mm512_loadu_ps(thr.as_ptr()),
+            _mm512_loadu_ps(thr.as_ptr().add(16)),
+        ];
+        let rel = _mm512_set1_ps(REL_SLACK);
+        let abs = _mm512_set1_ps(ABS_SLACK);
+        for ii in 0..rows {
+            let (bj, pj, qj) = (
+                _mm512_set1_ps(bias[ii]),
+                _mm512_set1_ps(p[ii]),
+                _mm512_set1_ps(q[ii]),
+            );
+            for half in 0..2 {
+                let x = _mm512_loadu_ps(s.as_ptr().add(ii * 32 + half * 16));
+                let t = _mm512_add_ps(x, bj);
+                let e = _mm512_fmadd_ps(av[half], pj, _mm512_fmadd_ps(cv[half], qj, abs));
+                let e = _mm512_fmadd_ps(_mm512_abs_ps(t), rel, e);
+                let ub = _mm512_add_ps(t, e);
+                let mut m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(ub, tv[half]);
+                if m != 0 {
+                    let mut ts = [0f32; 16];
+                    let mut es = [0f32; 16];
+                    _mm512_storeu_ps(ts.as_mut_ptr(), t);
+                    _mm512_storeu_ps(es.as_mut_ptr(), e);
+                    while m != 0 {
+                        let l = m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        hit(ii, half * 16 + l, ts[l], es[l], thr);
+                    }
+                    tv[half] = _mm512_loadu_ps(thr.as_ptr().add(half * 16));
+                }
+            }
+        }
+    }
+}
+
+/// Exact fp32 scores `h . w_j + b_j` of items `items` (rows of `w`, `k` wide), each summed in
+/// the AVX-512 GEMM kernel's order (one FMA chain per k block of [`gemm_kc`], blocks added in
+/// turn), so equal bit for bit to [`gemm::a_bt`] plus the bias on that kernel.
+///
+/// # Safety
+/// AVX-512F must be available; `h` holds `k` values, every item indexes a row of `w` and `bias`,
+/// and `out` holds `items.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn exact_dots(
+    h: &[f32],
+    w: &[f32],
+    k: usize,
+    bias: &[f32],
+    items: &[u32],
+    out: &mut [f32],
+) {
+    use gemm::avx512::{lane_mask, transpose16};
+    use std::arch::x86_64::*;
+    let h = &h[..k];
+    let kb = k.div_ceil(gemm_kc());
+    let kc_max = k.div_ceil(kb);
+    for (grp, o) in items.chunks(16).zip(out.chunks_mut(16)) {
+        let rows: Vec<&[f32]> = grp
+            .iter()
+            .map(|&j| &w[j as usize * k..(j as usize + 1) * k])
+            .collect();
+        let mut total = _mm512_setzero_ps();
+        let mut pc = 0;
+        while pc < k {
+            let kc = kc_max.min(k - pc);
+            let mut acc = _mm512_setzero_ps();
+            let mut kk = pc;
+            while kk < pc + kc {
+                let kn = (pc + kc - kk).min(16);
+                let kmask = lane_mask(kn, 0);
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (x, row) in r.iter_mut().zip(&rows) {
+                    // SAFETY: the mask keeps the load inside the row (kk + kn <= k).
+                    *x = _mm512_maskz_loadu_ps(kmask, row.as_ptr().add(kk));
+                }
+                let t = transpose16(r);
+                for (s, col) in t.iter().enumerate().take(kn) {
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(h[kk + s]), *col, acc);
+                }
+                kk += 16;
+            }
+            total = if pc == 0 {
+                acc
+            } else {
+                _mm512_add_ps(acc, total)
+            };
+            pc += kc;
+        }
+        let mut sums = [0f32; 16];
+        _mm512_storeu_ps(sums.as_mut_ptr(), total);
+        for ((o, &s), &j) in o.iter_mut().zip(&sums).zip(grp) {
+            *o = s + bias[j as usize];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: &mut u64, scale: f32) -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bf16_rounding_is_nearest_even_and_flushes_subnormals() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even (1.0).
+        assert_eq!(to_bf16(1.0 + 2f32.powi(-8)), 0x3f80);
+        assert_eq!(to_bf16(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
+        assert_eq!(to_bf16(-2.5), 0xc020);
+        assert_eq!(to_bf16(1e-40), 0);
+        assert_eq!(to_bf16(-1e-40), 0x8000);
+        let mut s = 3;
+        for x in values(10_000, &mut s, 100.0) {
+            let y = from_bf16(to_bf16(x));
+            assert!((y - x).abs() <= x.abs() * 2f32.powi(-8), "{x} -> {y}");
+        }
+    }
+
+    #[test]
+    fn packing_refuses_weights_that_could_overflow() {
+        assert!(Packed::new(&[1.0, 2.0], &[0.0], 1, 2).is_some());
+        assert!(Packed::new(&[1.0, f32::NAN], &[0.0], 1, 2).is_none());
+        assert!(Packed::new(&[1.0, 2.0], &[f32::INFINITY], 1, 2).is_none());
+        assert!(Packed::new(&[1e31, 2.0], &[0.0], 1, 2).is_none());
+    }
+
+    /// Exact scores in f64 of h . w_j + b_j.
+    fn exact(h: &[f32], w: &[f32], b: &[f32], k: usize, j: usize) -> f64 {
+        (0..k)
+            .map(|t| h[t] as f64 * w[j * k + t] as f64)
+            .sum::<f64>()
+            + b[j] as f64
+    }
+
+    /// The AMX block against exact scores: every bf16 score within its certified bound of the
+    /// fp32 one, and the bound tight enough to be useful.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn amx_scores_stay_within_the_bound() {
+        if !amx_ready() {
+            eprintln!("no AMX here: the kernel test is skipped");
+            return;
+        }
+        let mut seed = 9;
+        for &(items, m, k, scale) in &[
+            (64usize, 32usize, 600usize, 0.1f32),
+            (40, 50, 33, 3.0),
+            (32, 7, 1300, 1.0),
+            (96, 64, 17, 1e-3),
+        ] {
+            let w = values(items * k, &mut seed, scale);
+            let bias = values(items, &mut seed, scale);
+            // tanh-like states in [-1, 1]
+            let h = values(m * k, &mut seed, 1.0);
+            let pk = Packed::new(&w, &bias, items, k).unwrap();
+            let us = Users::new(&h, m, k, pk.kp);
+            let mut worst = 0f64;
+            // SAFETY: amx_ready() said yes; the blocks stay inside the padded buffers.
+            unsafe {
+                amx::with_tiles(|| {
+                    let mut c = [0f32; 1024];
+                    for item0 in (0..items).step_by(32) {
+                        for gp in 0..us.m_pad / 32 {
+                            amx::block(&pk, item0, &us, gp, &mut c);
+                            for ii in 0..32.min(items - item0) {
+                                for l in 0..32 {
+                                    let (j, u) = (item0 + ii, gp * 32 + l);
+                                    if u >= m {
+                                        continue;
+                                    }
+                                    let t = c[ii * 32 + l] + bias[j];
+                                    let e = us.a[u] * pk.p[j]
+                                        + us.c[u] * pk.q[j]
+                                        + REL_SLACK * t.abs()
+                                        + ABS_SLACK;
+                                    let want = exact(&h[u * k..], &w, &bias, k, j);
+                                    let err = (t as f64 - want).abs();
+                                    assert!(
+                                        err <= e as f64,
+                                        "k={k} item {j} user {u}: {t} vs {want} (bound {e})"
+                                    );
+                                    worst = worst.max(err / e as f64);
+                                }
+                            }
+                        }
+                    }
+                })
+            };
+            // The bound is a worst case, but not a vacuous one.
+            eprintln!("k={k}: worst error / bound {worst:.3}");
+            assert!(worst > 0.01, "k={k}: worst error / bound {worst}");
+        }
+    }
+
+    /// Rescoring reproduces the AVX-512 GEMM kernel bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exact_dots_equal_the_gemm_kernel() {
+        if !gemm::avx512::available() {
+            return;
+        }
+        let mut seed = 4;
+        for &(items, k) in &[(50usize, 600usize), (17, 1300), (33, 5), (3, 641)] {
+            let w = values(items * k, &mut seed, 1.0);
+            let bias = values(items, &mut seed, 1.0);
+            let h = values(k, &mut seed, 1.0);
+            let mut c = vec![0f32; items];
+            // SAFETY: avx512f checked; `w` holds items x k (element (kk, j) at j * k + kk).
+            unsafe {
+                gemm::avx512::gemm(1, items, k, h.as_ptr(), w.as_ptr(), 1, k, c.as_mut_ptr())
+            };
+            let want: Vec<f32> = c.iter().zip(&bias).map(|(c, b)| c + b).collect();
+            let ids: Vec<u32> = (0..items as u32).rev().collect();
+            let mut got = vec![0f32; items];
+            // SAFETY: avx512f checked; ids index w and bias.
+            unsafe { exact_dots(&h, &w, k, &bias, &ids, &mut got) };
+            for (i, &j) in ids.iter().enumerate() {
+                assert_eq!(
+                    got[i].to_bits(),
+                    want[j as usize].to_bits(),
+                    "k={k} item {j}"
+                );
+            }
+        }
+    }
+}
