@@ -143,30 +143,37 @@ fn chunk_top_n(
                 .map(|&(i, p, x)| (i, p - ps.start as u32, x)),
         );
         entry0 += len;
+        let t = &mut t_all[u * n_items..(u + 1) * n_items];
+        let mask = |t: &mut [f32]| {
+            // Masked items are NaN from here on: TopK never keeps NaN.
+            if let Some(ex) = &filters.exclude_items {
+                for (s, &x) in t.iter_mut().zip(ex.iter()) {
+                    if x {
+                        *s = f32::NAN;
+                    }
+                }
+            }
+            if filters.exclude_seen {
+                for &j in users.row(row) {
+                    t[j as usize] = f32::NAN;
+                }
+            }
+        };
+        if sc.collapse || np < 2 {
+            // s = t, exact, summed in the fused scorer's order (the low-rank part, then the
+            // entries' rows of S one by one): the same scores to the bit.
+            md.filter.add_item_votes(&entries, 0..n_items, t);
+            mask(t);
+            heap.scan(t, 0);
+            continue;
+        }
         votes.clear();
         votes.resize(np * n_items, 0.0);
         md.filter.add_item_votes(&entries, 0..n_items, &mut votes);
-        let t = &mut t_all[u * n_items..(u + 1) * n_items];
         for k in 0..np {
             axpy(t, 1.0, &votes[k * n_items..(k + 1) * n_items]);
         }
-        // Masked items are NaN from here on: TopK never keeps NaN.
-        if let Some(ex) = &filters.exclude_items {
-            for (s, &x) in t.iter_mut().zip(ex.iter()) {
-                if x {
-                    *s = f32::NAN;
-                }
-            }
-        }
-        if filters.exclude_seen {
-            for &j in users.row(row) {
-                t[j as usize] = f32::NAN;
-            }
-        }
-        if sc.collapse || np < 2 {
-            heap.scan(t, 0); // s = t, exact
-            continue;
-        }
+        mask(t);
         // Upper bounds, into `hi`: keep t + mix max_k w_k (vS_k + |x_k L| |R_j|), widened.
         hi.fill(f32::NEG_INFINITY);
         let mut eps_sum = 0f32;
