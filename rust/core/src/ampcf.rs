@@ -681,11 +681,13 @@ impl Model for AmpCf {
     fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
         self.check_users(users)?;
         let users = &users.unit_rows();
-        let (ids, scores) = if self.exact_top_n() {
-            fused::top_n(&Scorer::new(self), users, req.n, &req.filters, stop)?
-        } else {
-            prune::top_n(self, users, req.n, &req.filters, stop)?
-        };
+        // The pruned path names the dominant personas itself, from its exact pass; with
+        // mix = 0 and K > 1 it scores users as one persona, so explain takes the pairs' way.
+        let parts_in_pass = !(self.mix == 0.0 && self.space.n_personas > 1);
+        if !self.exact_top_n() && (!req.explain || parts_in_pass) {
+            return prune::top_n(self, users, req.n, &req.filters, req.explain, stop);
+        }
+        let (ids, scores) = fused::top_n(&Scorer::new(self), users, req.n, &req.filters, stop)?;
         if !req.explain {
             return Ok((ids, scores, None));
         }

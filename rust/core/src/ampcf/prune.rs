@@ -32,11 +32,11 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{combine, AmpCf, Mix, Scorer};
+use super::{blend, combine, AmpCf, Mix, Scorer};
 use crate::csr::CsrView;
 use crate::error::Result;
 use crate::filter::{axpy, Entry};
-use crate::fused::{self, Filters, TileScorer};
+use crate::fused::{self, Filters, Recommended, TileScorer};
 use crate::gemm;
 use crate::threads::Stop;
 use crate::topk::TopK;
@@ -50,44 +50,64 @@ const BLOCK: usize = 64;
 pub(super) const SLACK: f32 = 1e-4;
 
 /// Top-`n` of every row of `users` (checked, unit rows), as [`fused::top_n`] with the fused
-/// AMP-CF scorer would give them.
+/// AMP-CF scorer would give them; with `explain`, also each listed item's dominant persona
+/// (the one with the largest part of its score, as [`AmpCf::explain`] names it; -1 for
+/// padding), from the exact pass's own votes and attention. Needs `mix != 0` when `explain`
+/// and K > 1 (with `mix = 0` every user is scored as one persona, without the parts).
 pub(super) fn top_n(
     md: &AmpCf,
     users: &CsrView,
     n: i64,
     filters: &Filters,
+    explain: bool,
     stop: &Stop,
-) -> Result<(Vec<i64>, Vec<f32>)> {
+) -> Result<Recommended> {
     let n = fused::list_len(n)?;
     let b = users.n_rows;
     let (mut ids, mut scores) = fused::result_buffers("recommend", b, n)?;
     if b == 0 {
-        return Ok((ids, scores));
+        return Ok((ids, scores, explain.then(Vec::new)));
     }
     let norms = md.right_norms.get_or_init(|| md.filter.right_norms());
     let scorer = Scorer::new(md);
     let chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 128);
     let per_chunk = chunk * n;
-    ids.par_chunks_mut(per_chunk)
+    let doms = ids
+        .par_chunks_mut(per_chunk)
         .zip(scores.par_chunks_mut(per_chunk))
         .enumerate()
-        .try_for_each(|(c, (ids_c, scores_c))| {
+        .map(|(c, (ids_c, scores_c))| -> Result<Vec<i64>> {
             stop.check()?;
             let rows = c * chunk..((c + 1) * chunk).min(b);
-            let heaps = chunk_top_n(&scorer, norms, users, rows, n, filters);
-            for (u, mut heap) in heaps.into_iter().enumerate() {
-                heap.drain_into(
-                    &mut ids_c[u * n..(u + 1) * n],
-                    &mut scores_c[u * n..(u + 1) * n],
-                );
+            let (heaps, records) = chunk_top_n(&scorer, norms, users, rows, n, filters, explain);
+            let mut dom = if explain {
+                vec![-1i64; ids_c.len()]
+            } else {
+                Vec::new()
+            };
+            for (u, (mut heap, mut rec)) in heaps.into_iter().zip(records).enumerate() {
+                let out = &mut ids_c[u * n..(u + 1) * n];
+                heap.drain_into(out, &mut scores_c[u * n..(u + 1) * n]);
+                if explain {
+                    rec.sort_unstable();
+                    for (d, &j) in dom[u * n..(u + 1) * n].iter_mut().zip(out.iter()) {
+                        if j >= 0 {
+                            // Users scored as one persona (no records): persona 0.
+                            let at = rec.binary_search_by_key(&(j as u32), |&(i, _)| i);
+                            *d = at.map_or(0, |t| rec[t].1 as i64);
+                        }
+                    }
+                }
             }
-            Ok(())
-        })?;
-    Ok((ids, scores))
+            Ok(dom)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((ids, scores, explain.then(|| doms.concat())))
 }
 
 /// The heaps of one chunk of users (rows `rows` of `users`): both passes of the module docs,
-/// user by user after one GEMM for the chunk's `t`.
+/// user by user after one GEMM for the chunk's `t`; with `explain`, per user the dominant
+/// persona of every exactly scored item, `(item, persona)` (none for one-persona users).
 fn chunk_top_n(
     sc: &Scorer,
     norms: &[f32],
@@ -95,7 +115,8 @@ fn chunk_top_n(
     rows: Range<usize>,
     n: usize,
     filters: &Filters,
-) -> Vec<TopK> {
+    explain: bool,
+) -> (Vec<TopK>, Vec<Vec<(u32, u16)>>) {
     let md = sc.model;
     let (r, a, n_items) = (md.filter.rank, md.space.att_dim, md.n_items);
     let st = sc.prepare(users, rows.clone());
@@ -123,13 +144,15 @@ fn chunk_top_n(
         );
     }
     let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(n, n_items)).collect();
+    let mut records: Vec<Vec<(u32, u16)>> = vec![Vec::new(); m];
     let mut ex = Exact::new(md, n_items);
     let mut votes: Vec<f32> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
     let mut hi = vec![0f32; n_items];
     let mut entry0 = 0;
     let (mix, keep) = (md.mix, 1.0 - md.mix);
-    for (u, heap) in heaps.iter_mut().enumerate() {
+    for (u, (heap, rec)) in heaps.iter_mut().zip(records.iter_mut()).enumerate() {
+        let rec = explain.then_some(rec);
         let row = rows.start + u;
         let len = users.row(row).len();
         let ps = st.first[u]..st.first[u + 1];
@@ -213,7 +236,8 @@ fn chunk_top_n(
         let mut top = vec![0f32; ids.len()];
         seeds.drain_into(&mut ids, &mut top);
         let first: Vec<u32> = ids.iter().filter(|&&j| j >= 0).map(|&j| j as u32).collect();
-        ex.score(&user, &first, heap, None);
+        let mut rec = rec;
+        ex.score(&user, &first, heap, None, rec.as_deref_mut());
         for &j in &first {
             hi[j as usize] = f32::NAN;
         }
@@ -222,9 +246,9 @@ fn chunk_top_n(
             .filter(|&j| hi[j as usize] >= theta)
             .collect();
         cand.sort_unstable_by(|&x, &y| hi[y as usize].total_cmp(&hi[x as usize]));
-        ex.score(&user, &cand, heap, Some(&hi));
+        ex.score(&user, &cand, heap, Some(&hi), rec);
     }
-    heaps
+    (heaps, records)
 }
 
 /// One bounded user as the exact pass reads them.
@@ -258,8 +282,17 @@ impl<'a> Exact<'a> {
 
     /// Scores `items` exactly for `user` into `heap`, in order and block by block; with
     /// `upper`, stops at the first block whose first item's upper bound is below the heap's
-    /// N-th score (`items` sorted by decreasing upper bound).
-    fn score(&mut self, user: &User, items: &[u32], heap: &mut TopK, upper: Option<&[f32]>) {
+    /// N-th score (`items` sorted by decreasing upper bound). With `rec`, records every scored
+    /// item's dominant persona: the largest part `(1 - mix) v_k + mix a_k w_k v_k`, the first
+    /// on ties, as [`AmpCf::explain`] computes it.
+    fn score(
+        &mut self,
+        user: &User,
+        items: &[u32],
+        heap: &mut TopK,
+        upper: Option<&[f32]>,
+        mut rec: Option<&mut Vec<(u32, u16)>>,
+    ) {
         let (md, np) = (self.md, user.np);
         let (r, a, n_items) = (md.filter.rank, md.space.att_dim, md.n_items);
         self.val.resize(np * BLOCK, 0.0);
@@ -296,6 +329,25 @@ impl<'a> Exact<'a> {
             combine(row, cos, val, &user.mix);
             for (&s, &j) in row.iter().zip(block) {
                 heap.push(s, j);
+            }
+            if let Some(rec) = rec.as_deref_mut() {
+                // `combine` left the logits in `cos`.
+                let m = &user.mix;
+                for (g, &j) in block.iter().enumerate() {
+                    let lg = |k: usize| cos[k * bl + g];
+                    let mx = (0..np).map(lg).fold(f32::NEG_INFINITY, f32::max);
+                    let den: f32 = (0..np).map(|k| (lg(k) - mx).exp()).sum();
+                    let mut best = (f32::NEG_INFINITY, 0u16);
+                    for k in 0..np {
+                        let v = val[k * bl + g];
+                        let a = (lg(k) - mx).exp() / den;
+                        let part = blend(m.mix, v, a * m.weight[k] * v);
+                        if part > best.0 {
+                            best = (part, k as u16);
+                        }
+                    }
+                    rec.push((j, best.1));
+                }
             }
         }
     }
