@@ -65,8 +65,9 @@ pub struct AmpCf {
     /// Serve top-N with the fused scorer on every item instead of the certified pruned
     /// top-N ([`prune`]): the reference the pruned lists are tested against.
     exact_top_n: AtomicBool,
-    /// `|R_j|` per item, for the pruned top-N's bounds (computed on first use).
-    right_norms: OnceLock<Vec<f32>>,
+    /// The pruned top-N's tables of `R` (its rows' norms, its AVX-512 packing), built on
+    /// first use (boxed: the model's enum variant stays small).
+    prune_tables: OnceLock<Box<prune::Tables>>,
 }
 
 /// What splits a history into personas (module docs): the items' taste clusters and unit
@@ -202,7 +203,7 @@ impl AmpCf {
             item_count,
             tastes,
             exact_top_n: AtomicBool::new(false),
-            right_norms: OnceLock::new(),
+            prune_tables: OnceLock::new(),
         })
     }
 

@@ -197,6 +197,11 @@ impl Filter {
         &self.low_right[items.start * self.rank..items.end * self.rank]
     }
 
+    /// `R` packed for [`gemm::PackedBt`]'s AVX-512 kernel (None without AVX-512F or rank 0).
+    pub fn packed_right(&self) -> Option<gemm::PackedBt> {
+        gemm::PackedBt::new(self.n_items, self.rank, &self.low_right)
+    }
+
     /// The Euclidean norm of every row of `R` (`n_items`; zeros without a low-rank part),
     /// rounded up so that `|u . R_j| <= |u| * norm_j` holds in floating point too.
     pub fn right_norms(&self) -> Vec<f32> {

@@ -37,17 +37,26 @@ use crate::csr::CsrView;
 use crate::error::Result;
 use crate::filter::{axpy, Entry};
 use crate::fused::{self, Filters, Recommended, TileScorer};
-use crate::gemm;
+use crate::gemm::{self, PackedBt};
 use crate::threads::Stop;
 use crate::topk::TopK;
 
 /// Floats of `t` a chunk of users holds (`users x n_items`, 16 MiB): the chunk's users are
 /// one GEMM with `R`, so more users amortise its packing of `R`.
-const CHUNK_FLOATS: usize = 1 << 22;
+const CHUNK_FLOATS: usize = 1 << 23;
 /// Candidates scored together in the exact pass.
 const BLOCK: usize = 64;
 /// Relative widening of the bounds against rounding (f32 sums of a few hundred products).
 pub(super) const SLACK: f32 = 1e-4;
+
+/// What the pruned top-N reads of the model besides its tensors, computed on first use.
+#[derive(Debug)]
+pub(super) struct Tables {
+    /// `|R_j|` per item, rounded up.
+    norms: Vec<f32>,
+    /// `R` packed for the AVX-512 kernel of `t` (None without AVX-512F or a low-rank part).
+    packed: Option<PackedBt>,
+}
 
 /// Top-`n` of every row of `users` (checked, unit rows), as [`fused::top_n`] with the fused
 /// AMP-CF scorer would give them; with `explain`, also each listed item's dominant persona
@@ -68,9 +77,15 @@ pub(super) fn top_n(
     if b == 0 {
         return Ok((ids, scores, explain.then(Vec::new)));
     }
-    let norms = md.right_norms.get_or_init(|| md.filter.right_norms());
+    let tables = md.prune_tables.get_or_init(|| {
+        Box::new(Tables {
+            norms: md.filter.right_norms(),
+            packed: md.filter.packed_right(),
+        })
+    });
+    let (norms, packed) = (&tables.norms[..], tables.packed.as_ref());
     let scorer = Scorer::new(md);
-    let chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 128);
+    let chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 256);
     let per_chunk = chunk * n;
     let doms = ids
         .par_chunks_mut(per_chunk)
@@ -79,7 +94,8 @@ pub(super) fn top_n(
         .map(|(c, (ids_c, scores_c))| -> Result<Vec<i64>> {
             stop.check()?;
             let rows = c * chunk..((c + 1) * chunk).min(b);
-            let (heaps, records) = chunk_top_n(&scorer, norms, users, rows, n, filters, explain);
+            let (heaps, records) =
+                chunk_top_n(&scorer, norms, packed, users, rows, n, filters, explain);
             let mut dom = if explain {
                 vec![-1i64; ids_c.len()]
             } else {
@@ -108,15 +124,79 @@ pub(super) fn top_n(
 /// The heaps of one chunk of users (rows `rows` of `users`): both passes of the module docs,
 /// user by user after one GEMM for the chunk's `t`; with `explain`, per user the dominant
 /// persona of every exactly scored item, `(item, persona)` (none for one-persona users).
+type Chunk = (Vec<TopK>, Vec<Vec<(u32, u16)>>);
+
+/// [`chunk_impl`] compiled for the widest vector unit this CPU has (its loops over items
+/// vectorise; the default build targets baseline x86-64).
+#[allow(clippy::too_many_arguments)]
 fn chunk_top_n(
     sc: &Scorer,
     norms: &[f32],
+    packed: Option<&PackedBt>,
     users: &CsrView,
     rows: Range<usize>,
     n: usize,
     filters: &Filters,
     explain: bool,
-) -> (Vec<TopK>, Vec<Vec<(u32, u16)>>) {
+) -> Chunk {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the features chunk_avx512 is compiled for were detected on this CPU.
+            return unsafe { chunk_avx512(sc, norms, packed, users, rows, n, filters, explain) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { chunk_avx2(sc, norms, packed, users, rows, n, filters, explain) };
+        }
+    }
+    chunk_impl(sc, norms, packed, users, rows, n, filters, explain)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn chunk_avx512(
+    sc: &Scorer,
+    norms: &[f32],
+    packed: Option<&PackedBt>,
+    users: &CsrView,
+    rows: Range<usize>,
+    n: usize,
+    filters: &Filters,
+    explain: bool,
+) -> Chunk {
+    chunk_impl(sc, norms, packed, users, rows, n, filters, explain)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chunk_avx2(
+    sc: &Scorer,
+    norms: &[f32],
+    packed: Option<&PackedBt>,
+    users: &CsrView,
+    rows: Range<usize>,
+    n: usize,
+    filters: &Filters,
+    explain: bool,
+) -> Chunk {
+    chunk_impl(sc, norms, packed, users, rows, n, filters, explain)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn chunk_impl(
+    sc: &Scorer,
+    norms: &[f32],
+    packed: Option<&PackedBt>,
+    users: &CsrView,
+    rows: Range<usize>,
+    n: usize,
+    filters: &Filters,
+    explain: bool,
+) -> Chunk {
     let md = sc.model;
     let (r, a, n_items) = (md.filter.rank, md.space.att_dim, md.n_items);
     let st = sc.prepare(users, rows.clone());
@@ -134,14 +214,17 @@ fn chunk_top_n(
     }
     let mut t_all = vec![0f32; m * n_items];
     if r > 0 {
-        gemm::a_bt(
-            m,
-            n_items,
-            r,
-            &total,
-            md.filter.right_tile(0..n_items),
-            &mut t_all,
-        );
+        match packed {
+            Some(p) => p.a_bt(m, &total, &mut t_all),
+            None => gemm::a_bt(
+                m,
+                n_items,
+                r,
+                &total,
+                md.filter.right_tile(0..n_items),
+                &mut t_all,
+            ),
+        }
     }
     let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(n, n_items)).collect();
     let mut records: Vec<Vec<(u32, u16)>> = vec![Vec::new(); m];
@@ -285,6 +368,7 @@ impl<'a> Exact<'a> {
     /// N-th score (`items` sorted by decreasing upper bound). With `rec`, records every scored
     /// item's dominant persona: the largest part `(1 - mix) v_k + mix a_k w_k v_k`, the first
     /// on ties, as [`AmpCf::explain`] computes it.
+    #[inline(always)]
     fn score(
         &mut self,
         user: &User,
