@@ -189,11 +189,14 @@ def isa() -> str:
         flags = next(x for x in info if x.startswith("flags"))
     except (OSError, StopIteration):
         pass
-    if " avx2" in flags and " fma" in flags:
+    gemm = "the gemm crate's AVX2+FMA kernels (its AVX-512 ones need a nightly build)"
+    if " avx512f" in flags:
         return (
-            "x86-64 AVX2+FMA: the gemm crate's AVX2 kernels (its AVX-512 ones need a nightly "
-            "build), combine's AVX2+FMA exp"
+            "AVX-512F: the pruned path's t = (x L) R^T in personae's packed AVX-512 kernel and "
+            f"its per-user loops built for AVX-512; its exact pass and the exact path on {gemm}"
         )
+    if " avx2" in flags and " fma" in flags:
+        return f"AVX2+FMA: {gemm}, the per-user loops built for AVX2"
     return "portable (no AVX2+FMA): scalar/SSE kernels"
 
 

@@ -4,7 +4,7 @@
 //! The score splits as `s_j = (1 - mix) t_j + mix A_j` (module docs of [`super`]), where
 //! `t_j = sum_k v_jk = x F_j` is the filter's own score (one low-rank product per user, not
 //! per persona) and `A_j = sum_k a_jk w_k v_jk` with `w_k = pi_k^-gamma > 0`. The attention
-//! is a distribution over the personas, so `min_k w_k v_jk <= A_j <= max_k w_k v_jk`, and each
+//! is a distribution over the personas, so `A_j <= max_k w_k v_jk`, and each
 //! persona's vote is its item-item part (exact and cheap: sparse, one pass over the history's
 //! rows of `S` for all personas together) plus a low-rank part bounded by Cauchy-Schwarz:
 //! `|(x_k L) . R_j| <= |x_k L| |R_j|`. Per chunk of users, one GEMM of their `x L` with `R`
@@ -41,13 +41,13 @@ use crate::gemm::{self, PackedBt};
 use crate::threads::Stop;
 use crate::topk::TopK;
 
-/// Floats of `t` a chunk of users holds (`users x n_items`, 16 MiB): the chunk's users are
-/// one GEMM with `R`, so more users amortise its packing of `R`.
+/// Floats of `t` a chunk of users holds (`users x n_items`, 32 MiB per thread): the chunk's
+/// users are one GEMM with `R`, so more users amortise streaming `R` from memory.
 const CHUNK_FLOATS: usize = 1 << 23;
 /// Candidates scored together in the exact pass.
 const BLOCK: usize = 64;
 /// Relative widening of the bounds against rounding (f32 sums of a few hundred products).
-pub(super) const SLACK: f32 = 1e-4;
+const SLACK: f32 = 1e-4;
 
 /// What the pruned top-N reads of the model besides its tensors, computed on first use.
 #[derive(Debug)]
