@@ -1,16 +1,21 @@
-"""AMP-CF serving speed: personae's fused Rust top-N against a batched PyTorch forward pass of
-the same model, which materialises the ``batch x K x items`` votes and attention.
+"""AMP-CF serving speed: personae's Rust top-N (the certified pruned path, the default; the
+exact path, the fused scorer on every item, beside it) against a batched PyTorch forward pass of
+the same model.
 
 The model is ``personae.AMPCF()`` fitted with its defaults on the dataset (ML-latest-small by
-default; Gowalla uses the graph filter with sparse votes). Every user is scored from their
-training rows, top-100 with their training items masked. Both sides get the same threads; the
-PyTorch side takes each history item's persona from the Rust core (``personas``, timed with
-it) and does the rest (votes, low-rank part, attention, mixing, masking, top-k) in batches.
-Each side runs in its own subprocess so that its peak memory is measured cleanly ("peak extra":
-growth of the process's peak RSS while scoring).
+default; Gowalla uses the graph filter with sparse votes), cached under runs/ampcf-speed/
+(``--refit`` fits again). Every user is scored from their training rows, top-100 with their
+training items masked. All contenders get the same threads and run in their own subprocesses,
+one after the other, ``--repeat`` times (the machine is shared: compare within a run). PyTorch
+takes each history item's persona from the Rust core (``personas``, timed with it) and does the
+rest per batch of users, looping over personas so that no ``batch x K x items`` tensor exists:
+each persona's sparse votes (scipy, its rows of the history times ``S``), its low-rank votes
+(``x_k L`` times ``R^T``), its cosines, an online softmax over personas, the mix, masking and
+top-k; a persona is computed only for the users who have it. "peak extra": growth of the
+process's peak RSS while scoring.
 
     python benches/ampcf_speed.py                       # ML-latest-small
-    python benches/ampcf_speed.py --dataset gowalla --users 5000
+    python benches/ampcf_speed.py --dataset gowalla --repeat 2
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ def rows_of(args):
     return X[: args.users] if args.users else X
 
 
+def model_path(args):
+    return MODEL_DIR / args.dataset
+
+
 def fit(args) -> dict:
     import personae
 
@@ -58,22 +67,29 @@ def fit(args) -> dict:
     t = time.perf_counter()
     model = personae.AMPCF().fit(X, show_progress=False)
     secs = time.perf_counter() - t
-    model.save(MODEL_DIR / args.dataset)
+    model.save(model_path(args))
     return {"fit_seconds": secs}
 
 
-def run_rust(args) -> dict:
+def run_rust(args, exact: bool = False, explain: bool = False) -> dict:
     import personae
 
     X = rows_of(args)
-    model = personae.load(MODEL_DIR / args.dataset)
+    model = personae.load(model_path(args))
+    model._fitted().set_exact_top_n(exact)
     model.recommend(X[:200], 100, num_threads=args.threads)  # warm-up
     base = peak_mib()
-    t0 = time.perf_counter()
-    ids, _ = model.recommend(X, 100, num_threads=args.threads)
-    secs = time.perf_counter() - t0
-    np.save(MODEL_DIR / "rust.npy", ids[:1000])
-    return {"seconds": secs, "users": X.shape[0], "peak_extra_mib": peak_mib() - base}
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = model.recommend(X, 100, num_threads=args.threads, explain=explain)
+    secs, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    name = "rust-exact" if exact else ("rust-explain" if explain else "rust")
+    np.save(MODEL_DIR / f"{name}.npy", out[0])
+    return {
+        "seconds": secs,
+        "cpu_seconds": cpu_s,
+        "users": X.shape[0],
+        "peak_extra_mib": peak_mib() - base,
+    }
 
 
 def run_torch(args) -> dict:
@@ -84,70 +100,112 @@ def run_torch(args) -> dict:
 
     torch.set_num_threads(args.threads)
     X = rows_of(args)
-    model = personae.load(MODEL_DIR / args.dataset)
+    model = personae.load(model_path(args))
     t = {k: np.asarray(v) for k, v in model.tensors().items()}
     p = model.params
     K, tau, mix, delta, gamma = (p[k] for k in ("n_personas", "tau", "mix", "delta", "gamma"))
     n = X.shape[1]
     if "votes" in t:
-        S = torch.from_numpy(t["votes"])
-        sparse_votes = False
+        S = sp.csr_matrix(t["votes"])
     else:
-        S = torch.sparse_csr_tensor(
-            torch.from_numpy(t["votes_indptr"]),
-            torch.from_numpy(t["votes_indices"].astype(np.int64)),
-            torch.from_numpy(t["votes_data"]),
-            size=(n, n),
-        )
-        sparse_votes = True
+        S = sp.csr_matrix((t["votes_data"], t["votes_indices"], t["votes_indptr"]), shape=(n, n))
     L = torch.from_numpy(t["low_left"]) if "low_left" in t else None
-    R = torch.from_numpy(t["low_right"]) if "low_right" in t else None
+    RT = torch.from_numpy(t["low_right"]).T.contiguous() if "low_right" in t else None
+    ZT = torch.from_numpy(t["item_space"]).T.contiguous()
     Z = torch.from_numpy(t["item_space"])
     ids = np.empty((X.shape[0], 100), np.int64)
 
     @torch.no_grad()
     def batch(rows: sp.csr_matrix) -> np.ndarray:
-        b = rows.shape[0]
+        # The model scores each history divided by its largest weight.
+        top = rows.max(axis=1).toarray().ravel()
+        rows = sp.csr_matrix(sp.diags(np.where(top > 0, 1 / np.maximum(top, 1e-30), 0)) @ rows)
+        rows.sort_indices()
         per = model.personas(rows)  # the persona of each history entry (Rust)
+        share = per["share"]
+        np_ = (share > 0).sum(1)
+        order = np.argsort(-np_, kind="stable")  # persona k: a prefix of the sorted users
+        lens = np.diff(rows.indptr)[order]
+        at = np.repeat(rows.indptr[:-1][order] - np.r_[0, np.cumsum(lens)[:-1]], lens)
+        entry = per["entry"][at + np.arange(lens.sum())]
+        rows, share, np_ = rows[order], share[order], np_[order]
+        b = rows.shape[0]
         r = np.repeat(np.arange(b), np.diff(rows.indptr))
-        split = sp.csr_matrix(
-            (rows.data, (r * K + per["entry"], rows.indices)), shape=(b * K, n), dtype=np.float32
-        )
-        xs = torch.from_numpy(split.toarray())
-        if sparse_votes:
-            votes = torch.from_numpy(
-                (split @ sp.csr_matrix((t["votes_data"], t["votes_indices"], t["votes_indptr"])))
-                .toarray()
-                .astype(np.float32)
+        total = torch.zeros(b, n)
+        mx = torch.full((b, n), -torch.inf)
+        den = torch.zeros(b, n)
+        num = torch.zeros(b, n)
+        for k in range(int(np_.max(initial=0))):
+            c = int((np_ > k).sum())  # users 0..c have persona k
+            sel = entry == k
+            xk = sp.csr_matrix((rows.data[sel], (r[sel], rows.indices[sel])), shape=(c, n))
+            v = torch.from_numpy((xk @ S).toarray())
+            xt = torch.sparse_csr_tensor(
+                torch.from_numpy(xk.indptr.astype(np.int64)),
+                torch.from_numpy(xk.indices.astype(np.int64)),
+                torch.from_numpy(xk.data.astype(np.float32)),
+                size=(c, n),
             )
-        else:
-            votes = xs @ S
-        if L is not None:
-            votes += (xs @ L) @ R.T
-        votes = votes.view(b, K, n)
-        e = torch.nn.functional.normalize(xs @ Z, dim=1).view(b, K, -1)
-        share = torch.from_numpy(per["share"])  # [b, K], 0 for absent personas
-        logits = torch.einsum("bka,ia->bki", e, Z) / tau + delta * torch.log(
-            share.clamp_min(1e-30)
-        ).unsqueeze(2)
-        logits = logits.masked_fill((share == 0).unsqueeze(2), -torch.inf)
-        att = torch.softmax(logits, dim=1).nan_to_num(0.0)
-        weight = torch.where(share > 0, share.clamp_min(1e-30) ** -gamma, 0.0).unsqueeze(2)
-        total = votes.sum(1)
-        s = (1 - mix) * total + mix * (att * weight * votes).sum(1)
-        single = (share > 0).sum(1) <= 1
-        s[single] = total[single]
+            if L is not None:
+                v += (xt @ L) @ RT
+            total[:c] += v
+            e = torch.nn.functional.normalize(xt @ Z, dim=1)
+            sk = torch.from_numpy(share[:c, k])
+            lg = (e @ ZT) / tau + (delta * torch.log(sk)).unsqueeze(1)
+            m_new = torch.maximum(mx[:c], lg)
+            scale = torch.exp(mx[:c] - m_new)
+            ek = torch.exp(lg - m_new)
+            den[:c] = den[:c] * scale + ek
+            num[:c] = num[:c] * scale + ek * (sk**-gamma).unsqueeze(1) * v
+            mx[:c] = m_new
+        s = total
+        multi = torch.from_numpy(np_ > 1)
+        s[multi] = (1 - mix) * total[multi] + mix * num[multi] / den[multi]
         s[torch.from_numpy(r), torch.from_numpy(rows.indices.astype(np.int64))] = -torch.inf
-        return torch.topk(s, 100, dim=1).indices.numpy()
+        out = np.empty((b, 100), np.int64)
+        out[order] = torch.topk(s, 100, dim=1).indices.numpy()
+        return out
 
     batch(X[:16])  # warm-up
     base = peak_mib()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for s in range(0, X.shape[0], args.batch):
         ids[s : s + args.batch] = batch(X[s : s + args.batch])
-    secs = time.perf_counter() - t0
-    np.save(MODEL_DIR / "torch.npy", ids[:1000])
-    return {"seconds": secs, "users": X.shape[0], "peak_extra_mib": peak_mib() - base}
+    secs, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    np.save(MODEL_DIR / "torch.npy", ids)
+    return {
+        "seconds": secs,
+        "cpu_seconds": cpu_s,
+        "users": X.shape[0],
+        "peak_extra_mib": peak_mib() - base,
+    }
+
+
+def isa() -> str:
+    """The kernels the Rust core takes on this CPU."""
+    flags = ""
+    try:
+        info = open("/proc/cpuinfo").read().split("\n")
+        flags = next(x for x in info if x.startswith("flags"))
+    except (OSError, StopIteration):
+        pass
+    gemm = "the gemm crate's AVX2+FMA kernels (its AVX-512 ones need a nightly build)"
+    if " avx512f" in flags:
+        return (
+            "AVX-512F: the pruned path's t = (x L) R^T in personae's packed AVX-512 kernel and "
+            f"its per-user loops built for AVX-512; its exact pass and the exact path on {gemm}"
+        )
+    if " avx2" in flags and " fma" in flags:
+        return f"AVX2+FMA: {gemm}, the per-user loops built for AVX2"
+    return "portable (no AVX2+FMA): scalar/SSE kernels"
+
+
+CONTENDERS = {
+    "rust": lambda a: run_rust(a),
+    "rust-exact": lambda a: run_rust(a, exact=True),
+    "rust-explain": lambda a: run_rust(a, explain=True),
+    "torch": run_torch,
+}
 
 
 def main() -> None:
@@ -160,34 +218,68 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--users", type=int, default=0, help="first N users only (0: all)")
     ap.add_argument("--batch", type=int, default=256, help="PyTorch users per batch")
-    ap.add_argument("--which", choices=["fit", "rust", "torch"], default=None)
+    ap.add_argument("--which", choices=["fit", *CONTENDERS], default=None)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the contenders")
+    ap.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help="comma-separated, of " + ", ".join(CONTENDERS),
+    )
+    ap.add_argument("--refit", action="store_true", help="fit even when a cached model exists")
     args = ap.parse_args()
     if args.which:
-        run = {"fit": fit, "rust": run_rust, "torch": run_torch}[args.which]
+        run = {"fit": fit, **CONTENDERS}[args.which]
         print(json.dumps(run(args)))
         return
-    out = {"command": "python benches/ampcf_speed.py " + " ".join(sys.argv[1:]), "cpu": cpu()}
-    for which in ("fit", "rust", "torch"):
+    out = {
+        "command": "python benches/ampcf_speed.py " + " ".join(sys.argv[1:]),
+        "cpu": cpu(),
+        "isa": isa(),
+        "threads": args.threads,
+    }
+    print(f"CPU: {out['cpu']}\nISA path: {out['isa']}\nthreads: {args.threads}", flush=True)
+
+    def child(which: str) -> dict:
         cmd = [sys.executable, __file__, "--which", which] + sys.argv[1:]
-        r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        out[which] = json.loads(r.stdout.strip().splitlines()[-1])
-    for which in ("rust", "torch"):
-        o = out[which]
-        o["users_per_second"] = o["users"] / o["seconds"]
-        print(
-            f"{which:5s}: {o['seconds']:.2f} s  {o['users_per_second']:.0f} users/s  "
-            f"peak extra {o['peak_extra_mib']:.0f} MiB"
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"{which} failed:\n{r.stderr[-3000:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    if args.refit or not (model_path(args) / "manifest.json").exists():
+        out["fit"] = child("fit")
+        print(f"fit {out['fit']['fit_seconds']:.1f} s", flush=True)
+    names = args.contenders.split(",")
+    runs: dict[str, list[dict]] = {w: [] for w in names}
+    for rep in range(args.repeat):
+        for which in names:
+            o = child(which)
+            o["users_per_second"] = o["users"] / o["seconds"]
+            o["users_per_cpu_second"] = o["users"] / o["cpu_seconds"]
+            runs[which].append(o)
+            print(
+                f"round {rep + 1} {which:12s}: {o['seconds']:7.2f} s  "
+                f"{o['users_per_second']:6.0f} users/s  (CPU {o['cpu_seconds']:.1f} s: "
+                f"{args.threads * o['users_per_cpu_second']:.0f} users/s on {args.threads} "
+                f"busy cores)  peak extra {o['peak_extra_mib']:.0f} MiB",
+                flush=True,
+            )
+    out["runs"] = runs
+    best = {w: max(o["users_per_second"] for o in rs) for w, rs in runs.items()}
+    out["best_users_per_second"] = best
+    ref = np.load(MODEL_DIR / f"{names[0]}.npy")
+    for w in names[1:]:
+        other = np.load(MODEL_DIR / f"{w}.npy")
+        same = float((other == ref).all(1).mean())
+        overlap = float(
+            np.mean([len(set(x) & set(y)) / 100 for x, y in zip(ref, other, strict=True)])
         )
-    a, b = np.load(MODEL_DIR / "rust.npy"), np.load(MODEL_DIR / "torch.npy")
-    out["top100_overlap"] = float(
-        np.mean([len(set(x) & set(y)) / 100 for x, y in zip(a, b, strict=True)])
-    )
-    out["speedup"] = out["torch"]["seconds"] / out["rust"]["seconds"]
-    print(
-        f"fit {out['fit']['fit_seconds']:.1f} s; Rust {out['speedup']:.2f}x PyTorch "
-        f"(batch {args.batch}, {args.threads} threads); top-100 overlap on the first 1,000 "
-        f"users {out['top100_overlap']:.4f}"
-    )
+        out[f"{w}_same_list"] = same
+        print(
+            f"{w} vs {names[0]}: identical lists for {same:.4%} of users, top-100 overlap "
+            f"{overlap:.5f}; best {best[names[0]] / best[w]:.2f}x",
+            flush=True,
+        )
     (RUNS / f"ampcf-speed-{args.dataset}.json").write_text(json.dumps(out, indent=1))
 
 

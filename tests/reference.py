@@ -25,6 +25,26 @@ def top_n(scores: np.ndarray, n: int, seen: sp.csr_matrix | None = None, exclude
     return ids, out
 
 
+def assert_same_lists(got_ids, got_scores, dense, ref_ids, ref_scores):
+    """`got` is the reference list up to ties: the same padding, the reference's scores in
+    order (the dense scores of the listed items), and the same item wherever its score is
+    apart from every other candidate's near the list."""
+    np.testing.assert_array_equal(got_ids < 0, ref_ids < 0)
+    listed = ref_ids >= 0
+    scale = max(1.0, float(np.abs(dense[np.isfinite(dense)]).max(initial=0.0)))
+    tol = 1e-4 * scale
+    at = np.take_along_axis(dense, np.where(listed, got_ids, 0), 1)
+    np.testing.assert_allclose(at[listed], ref_scores[listed], rtol=0, atol=tol)
+    np.testing.assert_allclose(got_scores[listed], ref_scores[listed], rtol=0, atol=tol)
+    for u in range(dense.shape[0]):
+        row = dense[u]
+        for p in np.flatnonzero(listed[u]):
+            s = ref_scores[u, p]
+            # Ties: another unmasked item within tol of this score.
+            if (np.abs(row - s) <= 2 * tol).sum() == 1:
+                assert got_ids[u, p] == ref_ids[u, p], (u, p)
+
+
 def multvae_scores(t: dict[str, np.ndarray], x: sp.csr_matrix) -> np.ndarray:
     """Mult-VAE mean-latent logits from exported tensors, densely, in float64."""
     x = x.toarray().astype(np.float64)

@@ -31,6 +31,8 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -43,6 +45,8 @@ use crate::model::Model;
 use crate::threads::Stop;
 use crate::vmath::normalise;
 use crate::{bad_model, gemm, invalid, out_of_range, vmath};
+
+mod prune;
 
 /// A loaded AMP-CF model (see the module docs).
 #[derive(Debug)]
@@ -58,6 +62,12 @@ pub struct AmpCf {
     pub space: PersonaSpace,
     item_count: Option<Vec<f32>>,
     tastes: Option<Tastes>,
+    /// Serve top-N with the fused scorer on every item instead of the certified pruned
+    /// top-N ([`prune`]): the reference the pruned lists are tested against.
+    exact_top_n: AtomicBool,
+    /// The pruned top-N's tables of `R` (its rows' norms, its AVX-512 packing), built on
+    /// first use (boxed: the model's enum variant stays small).
+    prune_tables: OnceLock<Box<prune::Tables>>,
 }
 
 /// What splits a history into personas (module docs): the items' taste clusters and unit
@@ -192,7 +202,21 @@ impl AmpCf {
             space,
             item_count,
             tastes,
+            exact_top_n: AtomicBool::new(false),
+            prune_tables: OnceLock::new(),
         })
+    }
+
+    /// Whether `recommend` runs the fused scorer on every item (true) or the certified pruned
+    /// top-N (false, the default); both give the same lists, ties aside.
+    pub fn exact_top_n(&self) -> bool {
+        self.exact_top_n.load(Ordering::Relaxed)
+    }
+
+    /// Switches `recommend` between the fused scorer on every item (the reference) and the
+    /// pruned top-N (see [`AmpCf::exact_top_n`]).
+    pub fn set_exact_top_n(&self, on: bool) {
+        self.exact_top_n.store(on, Ordering::Relaxed);
     }
 
     /// The base tastes for interviews, when the file has them.
@@ -658,6 +682,12 @@ impl Model for AmpCf {
     fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
         self.check_users(users)?;
         let users = &users.unit_rows();
+        // The pruned path names the dominant personas itself, from its exact pass; with
+        // mix = 0 and K > 1 it scores users as one persona, so explain takes the pairs' way.
+        let parts_in_pass = !(self.mix == 0.0 && self.space.n_personas > 1);
+        if !self.exact_top_n() && (!req.explain || parts_in_pass) {
+            return prune::top_n(self, users, req.n, &req.filters, req.explain, stop);
+        }
         let (ids, scores) = fused::top_n(&Scorer::new(self), users, req.n, &req.filters, stop)?;
         if !req.explain {
             return Ok((ids, scores, None));
@@ -924,7 +954,7 @@ mod tests {
     use crate::checkpoint::encode;
     use crate::checkpoint::tests::rand_vec;
     use crate::csr::Index;
-    use crate::fused::{DenseScores, Filters};
+    use crate::fused::{DenseScores, Exclude, Filters};
 
     struct Toy {
         n: usize,
@@ -1182,11 +1212,87 @@ mod tests {
                 &stop,
             )
             .unwrap();
-            assert_eq!(ids, want.0);
-            assert_eq!(scores, want.1);
+            // The pruned top-N scores its candidates in its own order of sums: the same
+            // lists, scores equal up to rounding.
+            assert!(ids == want.0, "k {} mix {}: lists differ", t.k, t.mix);
+            for (g, w) in scores.iter().zip(&want.1) {
+                assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
+            }
             let dom = dom.unwrap();
             assert!(dom[..25].iter().all(|&d| d == 0), "{:?}", &dom[..25]);
             assert!(dom.iter().all(|&d| d >= 0 && (d as usize) < t.k));
+        }
+    }
+
+    /// The pruned top-N gives the fused scorer's lists: models with and without the
+    /// low-rank part, dense and sparse votes, K 1 to 6, exclusions, lists longer than the
+    /// catalogue, rows with nothing left to recommend.
+    #[test]
+    fn pruned_top_n_equals_the_exact_lists() {
+        let stop = Stop::new();
+        for (case, (n, k, r, sparse, mix, delta, gamma)) in [
+            (300, 4, 6, true, 0.25, 0.0, 0.0),
+            (2100, 6, 3, false, 0.25, 0.3, 0.5),
+            (257, 2, 0, true, 1.0, 0.0, 0.0),
+            (129, 3, 5, false, 0.9, -0.5, -0.3),
+            (64, 1, 4, true, 0.5, 0.0, 0.0),
+            (90, 5, 2, true, 0.0, 0.0, 0.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t = Toy {
+                n,
+                k,
+                c: 7,
+                a: 4,
+                r,
+                sparse,
+                mix,
+                delta,
+                gamma,
+            };
+            let (md, _) = toy(&t, 40 + case as u64);
+            let rows = 70;
+            let (mut p, mut i, mut d) = histories(rows, n);
+            // The last row has seen every item.
+            i.extend(0..n as i32);
+            d.extend((0..n).map(|j| 1.0 + (j % 4) as f32));
+            p.push(i.len() as i64);
+            let users = CsrView::new("u", n, Index::I64(&p), Index::I32(&i), Some(&d)).unwrap();
+            let exclude: Vec<i64> = (0..n as i64).step_by(5).collect();
+            for (len, seen, ex) in [
+                (10, true, None),
+                (n as i64 + 3, true, None),
+                (1, false, None),
+                (25, true, Some(Exclude::Items(&exclude))),
+            ] {
+                let f = Filters::new(seen, ex, n).unwrap();
+                let req = Request {
+                    n: len,
+                    filters: f,
+                    explain: false,
+                };
+                md.set_exact_top_n(true);
+                let (want, wsc, _) = md.recommend(&users, &req, &stop).unwrap();
+                md.set_exact_top_n(false);
+                let (got, gsc, _) = md.recommend(&users, &req, &stop).unwrap();
+                assert!(
+                    got == want,
+                    "case {case} n {len}: lists differ ({} of {} ids)",
+                    got.iter().zip(&want).filter(|(a, b)| a != b).count(),
+                    got.len()
+                );
+                for (g, w) in gsc.iter().zip(&wsc) {
+                    assert!(
+                        g == w || (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "case {case}: {g} vs {w}"
+                    );
+                }
+                // The row that saw everything has nothing left when the seen are masked.
+                let last = &got[(rows) * len as usize..];
+                assert_eq!(last.iter().all(|&j| j == -1), seen);
+            }
         }
     }
 

@@ -174,14 +174,51 @@ impl Filter {
         items: Range<usize>,
         val: &mut [f32],
     ) {
-        let (r, n, w) = (self.rank, self.n_items, items.len());
+        let (r, w) = (self.rank, items.len());
         let val = &mut val[..rows * w];
         if r > 0 {
-            let right = &self.low_right[items.start * r..items.end * r];
-            gemm::a_bt(rows, w, r, &low[..rows * r], right, val);
+            gemm::a_bt(
+                rows,
+                w,
+                r,
+                &low[..rows * r],
+                self.right_tile(items.clone()),
+                val,
+            );
         } else {
             val.fill(0.0);
         }
+        self.add_item_votes(entries, items, val);
+    }
+
+    /// `R`'s rows of the items `items` (`items.len() x rank`, contiguous).
+    #[inline]
+    pub fn right_tile(&self, items: Range<usize>) -> &[f32] {
+        &self.low_right[items.start * self.rank..items.end * self.rank]
+    }
+
+    /// `R` packed for [`gemm::PackedBt`]'s AVX-512 kernel (None without AVX-512F or rank 0).
+    pub fn packed_right(&self) -> Option<gemm::PackedBt> {
+        gemm::PackedBt::new(self.n_items, self.rank, &self.low_right)
+    }
+
+    /// The Euclidean norm of every row of `R` (`n_items`; zeros without a low-rank part),
+    /// rounded up so that `|u . R_j| <= |u| * norm_j` holds in floating point too.
+    pub fn right_norms(&self) -> Vec<f32> {
+        let r = self.rank;
+        (0..self.n_items)
+            .map(|j| {
+                let row = &self.low_right[j * r..(j + 1) * r];
+                let s: f64 = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                (s.sqrt() * (1.0 + 1e-6)) as f32
+            })
+            .collect()
+    }
+
+    /// Adds the item-item part of the entries' votes over the item tile to `val` (`rows x
+    /// items.len()`): every entry `(i, row, x)` adds `x S_i` over the tile to its row.
+    pub fn add_item_votes(&self, entries: &[Entry], items: Range<usize>, val: &mut [f32]) {
+        let (n, w) = (self.n_items, items.len());
         match &self.votes {
             Votes::Dense(s) => {
                 for &(i, p, x) in entries {

@@ -40,6 +40,13 @@ impl TopK {
         }
     }
 
+    /// The worst kept score once `n` entries are kept (no later candidate scoring below it
+    /// can enter); None before.
+    #[inline]
+    pub fn threshold(&self) -> Option<f32> {
+        (self.n > 0 && self.heap.len() == self.n).then(|| self.heap[0].0)
+    }
+
     /// Scans a row of scores for items `first..first + scores.len()`, in increasing item order.
     ///
     /// Because items arrive in increasing order, a later item with a score equal to the current

@@ -36,6 +36,19 @@ impl PyAmpCf {
         self.inner.space.n_clusters
     }
 
+    /// Whether `recommend` runs the fused scorer on every item (the reference) instead of the
+    /// certified pruned top-N (the default); the same lists, ties aside. For tests and benches.
+    #[getter]
+    fn exact_top_n(&self) -> bool {
+        self.inner.exact_top_n()
+    }
+
+    /// Switches `recommend` between the fused scorer on every item (`on`) and the pruned
+    /// top-N; affects every user of this loaded model.
+    fn set_exact_top_n(&self, on: bool) {
+        self.inner.set_exact_top_n(on)
+    }
+
     /// `(cluster, share, entry)`: each row's personas (taste cluster, -1 padded, `rows x K`),
     /// their shares of the history (`rows x K`) and the persona of every stored entry. One
     /// pass over the histories (no thread pool: it costs less than a top-N).

@@ -14,6 +14,9 @@ use gemm::{gemm, Parallelism};
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+mod packed;
+
+pub use packed::PackedBt;
 
 /// Which kernel the products run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,111 @@
+"""AMP-CF's certified pruned top-N against the exact path (the fused scorer on every item,
+``exact_top_n``) and the reference top-N of the dense scores, on random models: the same lists,
+ties aside."""
+
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_ampcf import random_model, weighted_csr
+
+from reference import assert_same_lists, top_n
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_users=st.integers(1, 8),
+    n_items=st.integers(1, 70),
+    k=st.integers(1, 6),
+    n_clusters=st.integers(1, 8),
+    att_dim=st.integers(1, 5),
+    rank=st.integers(0, 5),
+    sparse=st.booleans(),
+    mix=st.sampled_from([0.0, 0.25, 0.6, 1.0]),
+    delta=st.sampled_from([0.0, 0.5]),
+    gamma=st.sampled_from([0.0, 1.0, -0.5]),
+    tau=st.sampled_from([0.2, 1.0, 5.0]),
+    n=st.integers(1, 80),
+    ties=st.booleans(),
+    exclude=st.booleans(),
+)
+def test_pruned_top_n_equals_the_exact_lists(
+    seed,
+    n_users,
+    n_items,
+    k,
+    n_clusters,
+    att_dim,
+    rank,
+    sparse,
+    mix,
+    delta,
+    gamma,
+    tau,
+    n,
+    ties,
+    exclude,
+):
+    model, t, cfg = random_model(
+        seed, n_items, k, n_clusters, att_dim, rank, sparse, mix, delta, gamma, tau
+    )
+    if ties and n_items >= 4:
+        # Items 1 and 3 copy items 0 and 2 as candidates (their column of S, R and z): every
+        # user scores them exactly alike.
+        t = dict(t)
+        for a, b in ((0, 1), (2, 3)):
+            for key in ("low_right", "item_space"):
+                if key in t:
+                    t[key] = t[key].copy()
+                    t[key][b] = t[key][a]
+            if "votes" in t:
+                t["votes"] = t["votes"].copy()
+                t["votes"][:, b] = t["votes"][:, a]
+            else:
+                s = sp.csr_matrix(
+                    (t["votes_data"], t["votes_indices"], t["votes_indptr"]),
+                    shape=(n_items, n_items),
+                ).tolil()
+                s[:, b] = s[:, a]
+                s = sp.csr_matrix(s)
+                s.eliminate_zeros()
+                s.sort_indices()
+                t.update(
+                    votes_indptr=s.indptr.astype(np.int64),
+                    votes_indices=s.indices.astype(np.int32),
+                    votes_data=s.data.astype(np.float32),
+                )
+        model = type(model).from_tensors(t, **cfg)
+    rng = np.random.default_rng(seed)
+    x = weighted_csr(rng, n_users, n_items, 0.3)  # the last row is empty
+    # A user who has seen every item.
+    x = sp.csr_matrix(sp.vstack([x, sp.csr_matrix(np.ones((1, n_items), np.float32))]))
+    x.sort_indices()
+    ex = rng.choice(n_items, size=n_items // 4, replace=False) if exclude else None
+    dense = model.score(x)
+    masked = dense.copy()
+    if ex is not None:
+        masked[:, ex] = -np.inf
+    masked[x.nonzero()] = -np.inf
+    ref_ids, ref_scores = top_n(dense, n, seen=x, exclude=ex)
+    core = model._fitted()
+    assert core.exact_top_n is False  # pruned by default
+    kw = {} if ex is None else {"exclude_items": ex}
+    got_ids, got_scores = model.recommend(x, n, **kw)
+    core.set_exact_top_n(True)
+    try:
+        exact_ids, exact_scores = model.recommend(x, n, **kw)
+    finally:
+        core.set_exact_top_n(False)
+    # The exact path is the reference top-N of the dense scores, bit for bit.
+    np.testing.assert_array_equal(exact_ids, ref_ids)
+    np.testing.assert_array_equal(exact_scores, ref_scores)
+    assert_same_lists(got_ids, got_scores, masked, ref_ids, ref_scores)
+    assert (got_ids[-1] == -1).all()  # everything seen: nothing to list
+    # explain=True on the pruned path: the same lists, the dominant persona of each item.
+    ids2, _, dom = model.recommend(x, n, explain=True, **kw)
+    np.testing.assert_array_equal(ids2, got_ids)
+    listed = got_ids >= 0
+    want = model.explain(np.where(listed, got_ids, -1), x)["dominant"]
+    np.testing.assert_array_equal(dom[listed], want[listed])
+    assert (dom[~listed] == -1).all()
