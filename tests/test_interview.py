@@ -1,12 +1,14 @@
 """The interview engine: posterior, question choice, answers, saving."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from personae.interview import Interview, PairQuestion, Question, Tastes
+from personae.interview import GroupQuestion, Interview, PairQuestion, Question, Tastes
 
 from conftest import run_in_terminal
 
@@ -565,7 +567,6 @@ def test_group_question_through_the_api():
     import json
 
     import personae
-    from personae.interview import GroupQuestion
 
     t = tastes(b=6)
     it = Interview(t, groups=2, group_size=3, seed=1)
@@ -623,7 +624,7 @@ def test_group_answers_fold_the_chosen_tastes_items_into_the_list(ampcf):
     import scipy.sparse as sp
 
     from personae import interview
-    from personae.interview import GroupQuestion, distinctive
+    from personae.interview import distinctive
 
     model, _ = ampcf
     n = model.n_items
@@ -713,3 +714,123 @@ def test_liked_before_keeps_no_answers_on_the_list_and_asks_its_best_item(ampcf)
 
     with pytest.raises(personae.InvalidInputError, match="asks must be one of"):
         Interview.from_json(model, json.dumps(bad))
+
+
+def loop_group(it: Interview) -> list:
+    """The group question's greedy choice as first written: one candidate at a time, each
+    scored with ``choice_info`` and ``slogdet`` (the reference for the batched choice)."""
+    from personae import interview as iv
+
+    shown: list[int] = []
+    m0 = it.post.m0
+    cands = set(range(len(m0)))
+    if iv.GROUP_MIN_SHARE > 0 and m0.sum() > 0:
+        big = np.flatnonzero(m0 >= iv.GROUP_MIN_SHARE * m0.sum() / len(m0))
+        if len(big) < it.group_size:
+            big = np.argsort(-m0, kind="stable")[: it.group_size]
+        cands = {int(c) for c in big}
+    for _ in range(it.group_size):
+        best, gain = -1, -np.inf
+        for c in sorted(cands - set(shown)):
+            W, b = it._choice_rows([*shown, c])
+            G = it.post.choice_info(W, b, it.post.mean)
+            g = np.linalg.slogdet(np.eye(G.shape[1]) + G.T @ it.post.cov @ G)[1]
+            if g > gain:
+                best, gain = c, g
+        shown.append(best)
+    return shown
+
+
+def random_group_posterior(seed: int, b: int, slip: float) -> Interview:
+    """An interview over `b` tastes with a random prior (correlated, positive mean) moved by a
+    random posterior: no two candidate tastes tie."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((b, b))
+    t = Tastes(
+        phi=rng.standard_normal((30, b)),
+        offset=np.zeros(30),
+        popularity=np.ones(30),
+        names=[str(k) for k in range(b)],
+        prior_mean=rng.random(b) + 0.1,
+        prior_cov=a @ a.T / b + np.eye(b) * 0.5,
+    )
+    it = Interview(t, groups=1, group_size=min(4, b), slip=slip)
+    it.post.mean = it.post.m0 + rng.standard_normal(b) * rng.random(b)
+    h = rng.standard_normal((b, b))
+    it.post.cov = np.linalg.inv(it.post.P0 + h @ h.T * rng.random())
+    return it
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 12), st.sampled_from([0.0, 0.1, 0.3]))
+def test_batched_group_choice_equals_the_loop(seed, b, slip):
+    """The batched gains equal the loop's ``choice_info`` + ``slogdet`` for every candidate,
+    and on posteriors without ties the batched greedy shows the same tastes as the loop."""
+    it = random_group_posterior(seed, b, slip)
+    shown = [int(c) for c in np.random.default_rng(seed).permutation(b)[: min(2, b - 1)]]
+    free = np.setdiff1d(np.arange(b), shown)
+    want = []
+    for c in free:
+        W, bb = it._choice_rows([*shown, int(c)])
+        G = it.post.choice_info(W, bb, it.post.mean)
+        want.append(np.linalg.slogdet(np.eye(G.shape[1]) + G.T @ it.post.cov @ G)[1])
+    np.testing.assert_allclose(it._group_gains(shown, free), want, rtol=1e-9, atol=1e-12)
+    assert list(it._pick_group()) == loop_group(it)
+
+
+def test_group_tie_break_is_the_largest_prior_share_then_the_lowest_index():
+    from personae.interview import _tie_break
+
+    m0 = np.array([0.1, 0.3, 0.3, 0.2])
+    c = np.arange(4)
+    assert _tie_break(np.array([1.0, 1.0, 1.0, 1.0]), c, m0) == 1  # share, then index
+    assert _tie_break(np.array([1.0, 1.0 - 1e-12, 1.0, 1.0]), c, m0) == 1  # rounding: a tie
+    assert _tie_break(np.array([1.0, 1.0 - 1e-6, 1.0, 1.0]), c, m0) == 2  # a real difference
+    assert _tie_break(np.array([2.0, 1.0, 1.0, 1.0]), c, m0) == 0  # the gain comes first
+    # Candidates in any order; a NaN gain (taste 1) is never chosen: the tie goes to 2.
+    assert _tie_break(np.array([1.0, 1.0, np.nan, 1.0]), c[[3, 2, 1, 0]], m0) == 2
+    assert _tie_break(np.full(2, -np.inf), np.array([3, 2]), m0) == 2
+
+
+@pytest.mark.parametrize("b", [5, 16, 64])
+def test_first_group_question_at_the_prior_is_deterministic(b):
+    """Before any answer every taste's first-slot gain is analytically the same (a weight in
+    prior standard deviations): the first taste shown is the largest prior share, whatever the
+    rounding. With a diagonal prior every slot ties: the group is the largest shares, in
+    order (lowest index among equal shares), and scaling the prior does not change it."""
+    rng = np.random.default_rng(b)
+    m0 = rng.permutation(np.arange(1, b + 1)).astype(float)
+    m0[m0 == m0.max()] = m0.max() - 1  # two tastes share the largest mean
+    order = np.lexsort((np.arange(b), -m0))
+    for scale in (1.0, 0.37, 3.1e3):
+        sd = rng.random(b) + 0.5
+        t = Tastes(
+            phi=rng.standard_normal((20, b)),
+            offset=np.zeros(20),
+            popularity=np.ones(20),
+            names=[str(k) for k in range(b)],
+            prior_mean=m0 * scale,
+            prior_cov=np.diag(sd**2) * scale,
+        )
+        q = Interview(t, groups=1).next_question()
+        assert list(q) == list(order[:4])
+    # A correlated prior: the first slot still ties exactly and goes to the largest share.
+    a = rng.standard_normal((b, b))
+    t = dataclasses.replace(t, prior_cov=a @ a.T / b + np.eye(b))
+    assert Interview(t, groups=1).next_question()[0] == order[0]
+
+
+def test_first_group_question_is_computed_once_per_model(ampcf, monkeypatch):
+    model, _ = ampcf
+    q = Interview(model).next_question()
+    assert isinstance(q, GroupQuestion)
+    calls = []
+    real = Interview._pick_group
+    monkeypatch.setattr(Interview, "_pick_group", lambda self: calls.append(1) or real(self))
+    # Another user, another strategy, kind or pool: the same first group question, read back.
+    for kw in ({"seed": 5}, {"strategy": "random"}, {"kind": "pair"}, {"pool": np.arange(50)}):
+        again = Interview(model, **kw)
+        assert tuple(again.next_question()) == tuple(q) and not calls
+    again.answer(q, q[0])
+    assert isinstance(again.next_question(), GroupQuestion) and calls  # the second: computed
+    assert tuple(Interview(model, slip=0.2).next_question()) and len(calls) == 2  # other slip

@@ -195,6 +195,10 @@ GROUP_WEIGHT = 0.5
 # (named by obscure titles, chosen on the strength of one or two of the user's films) tells
 # the list little.
 GROUP_MIN_SHARE = 1.0
+# Group question ties: candidate tastes whose gains lie within this relative distance of the
+# best are tied (before any answer every taste's first-slot gain is analytically the same), and
+# the tie goes to the largest prior mean share, then the lowest index.
+GROUP_TIE = 1e-9
 
 
 def _item_array(name: str, values, n: int, unique: bool = True) -> np.ndarray:
@@ -235,6 +239,21 @@ def _check_choice(q: GroupQuestion, choice) -> None:
             f"group answer {choice!r} is not one of the tastes shown {tuple(q)}: answer with "
             "one of them, False for none of these or None for no opinion"
         )
+
+
+def _tie_break(gains: np.ndarray, cands: np.ndarray, prior_mean: np.ndarray) -> int:
+    """The candidate of largest gain; among those within a relative ``GROUP_TIE`` of the best
+    (ties up to rounding), the one of largest prior mean share, then the lowest index. The same
+    rule whatever order or precision the gains were computed in."""
+    gains = np.asarray(gains, dtype=np.float64)
+    cands = np.asarray(cands, dtype=np.int64)
+    ok = np.isfinite(gains)
+    if not ok.any():
+        return int(cands.min())
+    best = gains[ok].max()
+    near = ok & (gains >= best - GROUP_TIE * abs(best))
+    c, share = cands[near], np.asarray(prior_mean, dtype=np.float64)[cands[near]]
+    return int(c[np.lexsort((c, -share))[0]])
 
 
 def distinctive(tastes: Tastes, n: int) -> np.ndarray:
@@ -561,20 +580,24 @@ class Interview:
         (:class:`PairQuestion`), each with ``why``; the first ``groups`` questions are
         :class:`GroupQuestion` s over named tastes. Items are never asked twice."""
         first = None
-        if not self.answers and self.strategy != "random":
+        if not self.answers and (self.groups or self.strategy != "random"):
             # Before any answer every new user of a model gets the same question: computed
-            # once per taste tables and settings, then read back.
+            # once per taste tables and settings, then read back. A group question depends on
+            # the prior, the slip and the group settings only (not the strategy, kind or pool).
             cache = self.tastes.__dict__.setdefault("_first_questions", {})
-            key = (
-                self.kind,
-                self.strategy,
-                self.slip,
-                self.seed if self.kind == "pair" else 0,
-                self.explore_first,
-                (self.groups, self.group_size) if self.groups else 0,
-                self.asks,
-                hashlib.sha1(self.pool.tobytes()).hexdigest(),
-            )
+            if self.groups:
+                key = ("group", self.slip, self.group_size, GROUP_MIN_SHARE, GROUP_TIE)
+                key += (CHOICE_SCALE, CHOICE_NONE)
+            else:
+                key = (
+                    self.kind,
+                    self.strategy,
+                    self.slip,
+                    self.seed if self.kind == "pair" else 0,
+                    self.explore_first,
+                    self.asks,
+                    hashlib.sha1(self.pool.tobytes()).hexdigest(),
+                )
             first = cache.get(key)
             if first is not None:
                 self._pending = first
@@ -591,7 +614,7 @@ class Interview:
         else:
             i, j = self._pick_pair(self.pool[free])
             q = PairQuestion(i, j, self._why(self.phi[i] - self.phi[j]))
-        if not self.answers and self.strategy != "random":
+        if not self.answers and (self.groups or self.strategy != "random"):
             cache[key] = q
         self._pending = q
         return q
@@ -611,30 +634,59 @@ class Interview:
     def _pick_group(self) -> GroupQuestion:
         """The tastes to show, chosen greedily to most increase ``log det H`` by the answer's
         expected information at the posterior mean (by the determinant lemma, a small
-        ``(K+1) x (K+1)`` determinant per candidate)."""
+        ``(K+1) x (K+1)`` determinant per candidate, all candidates of a slot at once:
+        :meth:`_group_gains`). Ties (gains within a relative ``GROUP_TIE`` of the best) go to
+        the largest prior mean share, then the lowest index: before any answer every taste's
+        gain for the first slot is analytically the same, and the choice must not depend on
+        floating-point rounding."""
         shown: list[int] = []
-        cov, lam = self.post.cov, self.post.mean
         m0 = self.post.m0
-        cands = set(range(len(m0)))
+        cands = np.arange(len(m0))
         if GROUP_MIN_SHARE > 0 and m0.sum() > 0:
             big = np.flatnonzero(m0 >= GROUP_MIN_SHARE * m0.sum() / len(m0))
             # The largest tastes make up the group when too few pass the bar.
             if len(big) < self.group_size:
                 big = np.argsort(-m0, kind="stable")[: self.group_size]
-            cands = {int(c) for c in big}
+            cands = np.sort(big)
         for _ in range(self.group_size):
-            best, gain = -1, -np.inf
-            for c in range(len(lam)):
-                if c in shown or c not in cands:
-                    continue
-                W, b = self._choice_rows([*shown, c])
-                G = self.post.choice_info(W, b, lam)
-                g = np.linalg.slogdet(np.eye(G.shape[1]) + G.T @ cov @ G)[1]
-                if g > gain:
-                    best, gain = c, g
-            shown.append(best)
+            free = cands[~np.isin(cands, shown)]
+            shown.append(_tie_break(self._group_gains(shown, free), free, m0))
         names = [self.tastes.names[c] for c in shown]
         return GroupQuestion(shown, "which of these tastes is yours", names)
+
+    def _group_gains(self, shown, cands: np.ndarray) -> np.ndarray:
+        """``log det(I + G^T S G)`` of the group question showing ``shown + [c]``, for every
+        candidate c at once (the loop's ``choice_info`` and ``slogdet``, batched). The shown
+        tastes' option utilities are ``z = a (lam - m0) / sd`` and "none" ``a CHOICE_NONE``;
+        the information factor's rows are ``G^T = diag(r) (I - 1 p^T) W`` with
+        ``r_k = (1 - s) p_k / sqrt(q_k)``, so ``G^T S G = diag(r) P (W S W^T) P^T diag(r)``,
+        where ``W S W^T`` is the shown tastes' prior-scaled covariance (zero for "none")."""
+        cands = np.asarray(cands, dtype=np.int64)
+        lam, m0, cov = self.post.mean, self.post.m0, self.post.cov
+        scale = CHOICE_SCALE / np.maximum(self._prior_sd, 1e-12)
+        idx = np.concatenate(
+            [
+                np.broadcast_to(np.asarray(shown, dtype=np.int64), (cands.size, len(shown))),
+                cands[:, None],
+            ],
+            axis=1,
+        )  # (n, t): the shown tastes, then the candidate
+        n, t = idx.shape
+        k = t + 1  # options: the tastes and "none"
+        z = np.empty((n, k))
+        z[:, :t] = (scale * (lam - m0))[idx]
+        z[:, t] = CHOICE_SCALE * CHOICE_NONE
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        s = self.slip
+        q = np.clip(s / k + (1 - s) * p, 1e-300, 1.0)
+        r = (1 - s) * p / np.sqrt(q)
+        C = np.zeros((n, k, k))
+        C[:, :t, :t] = (cov * scale[:, None] * scale[None, :])[idx[:, :, None], idx[:, None, :]]
+        P = np.eye(k)[None] - p[:, None, :]  # P[k, j] = delta_kj - p_j
+        M = P @ C @ P.transpose(0, 2, 1)
+        M *= r[:, :, None] * r[:, None, :]
+        return np.linalg.slogdet(np.eye(k)[None] + M)[1]
 
     def _criterion(self, V, o):
         u = V @ self.post.mean + o
