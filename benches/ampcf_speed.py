@@ -182,22 +182,27 @@ def run_torch(args) -> dict:
 
 
 def isa() -> str:
-    """The kernels the Rust core takes on this CPU."""
+    """The kernels the Rust core takes on this CPU (the core's own GEMM switch, so
+    PERSONAE_GEMM=portable is reported as it runs)."""
+    from personae import _core
+
+    if _core.gemm_kernel() == "avx512":
+        return (
+            "AVX-512F: every product in personae's AVX-512 GEMM kernels (the pruned path's "
+            "t = (x L) R^T with R packed once), the per-user loops built for AVX-512"
+        )
     flags = ""
     try:
         info = open("/proc/cpuinfo").read().split("\n")
         flags = next(x for x in info if x.startswith("flags"))
     except (OSError, StopIteration):
         pass
-    gemm = "the gemm crate's AVX2+FMA kernels (its AVX-512 ones need a nightly build)"
+    gemm = "the gemm crate's kernels (AVX2+FMA at most on stable Rust)"
     if " avx512f" in flags:
-        return (
-            "AVX-512F: the pruned path's t = (x L) R^T in personae's packed AVX-512 kernel and "
-            f"its per-user loops built for AVX-512; its exact pass and the exact path on {gemm}"
-        )
+        return f"PERSONAE_GEMM=portable: {gemm}, the per-user loops built for AVX-512"
     if " avx2" in flags and " fma" in flags:
         return f"AVX2+FMA: {gemm}, the per-user loops built for AVX2"
-    return "portable (no AVX2+FMA): scalar/SSE kernels"
+    return f"portable: {gemm}"
 
 
 CONTENDERS = {
