@@ -71,6 +71,18 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn product(b: &PackedBt, m: usize, a: &[f32], c: &mut [f32]) {
         let (n, k) = (b.n, b.k);
+        // The left operand interleaved by blocks of ROWS rows (`[block][k][ROWS]`, zero rows
+        // padding the last block): the kernel's broadcasts then read one contiguous stream
+        // instead of ROWS strided ones, which kept it waiting on loads.
+        let blocks = m.div_ceil(ROWS);
+        let mut pa = vec![0f32; blocks * k * ROWS];
+        for (u, row) in a[..m * k].chunks_exact(k).enumerate() {
+            let (ub, r) = (u / ROWS, u % ROWS);
+            let dst = &mut pa[ub * k * ROWS..(ub + 1) * k * ROWS];
+            for (kk, &x) in row.iter().enumerate() {
+                dst[kk * ROWS + r] = x;
+            }
+        }
         for p in 0..n.div_ceil(PANEL) {
             let panel = &b.data[p * k * PANEL..(p + 1) * k * PANEL];
             let (j0, w) = (p * PANEL, (n - p * PANEL).min(PANEL));
@@ -80,13 +92,13 @@ mod avx512 {
                 let part = &panel[k0 * PANEL..(k0 + kc) * PANEL];
                 let mut u = 0;
                 while u < m {
-                    let a = &a[u * k + k0..];
+                    let a = &pa[(u / ROWS * k + k0) * ROWS..];
                     let c = &mut c[u * n + j0..];
                     let add = k0 > 0;
                     macro_rules! rows {
                         ($($r:literal)*) => {
                             match (m - u).min(ROWS) {
-                                $($r => block::<$r>(part, a, k, kc, c, n, w, add),)*
+                                $($r => block::<$r>(part, a, kc, c, n, w, add),)*
                                 _ => unreachable!(),
                             }
                         };
@@ -99,28 +111,27 @@ mod avx512 {
         }
     }
 
-    /// `R` rows of `a` (stride `lda`, `kc` deep) times one panel part, into `c` (row stride
-    /// `ldc`, `w` columns; added to what `c` holds when `add`).
+    /// `R` rows of a packed block of `a` (element (r, kk) at `kk * ROWS + r`, `kc` deep) times
+    /// one panel part, into `c` (row stride `ldc`, `w` columns; added to what `c` holds when
+    /// `add`).
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const R: usize>(
         part: &[f32],
         a: &[f32],
-        lda: usize,
         kc: usize,
         c: &mut [f32],
         ldc: usize,
         w: usize,
         add: bool,
     ) {
-        assert!(part.len() >= kc * PANEL && a.len() >= (R - 1) * lda + kc);
+        assert!(part.len() >= kc * PANEL && a.len() >= kc * ROWS);
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         let bp = part.as_ptr();
         let ap = a.as_ptr();
         for kk in 0..kc {
-            // SAFETY: kk < kc, the part holds kc x PANEL floats and a holds R rows of kc at
-            // stride lda (asserted above).
+            // SAFETY: kk < kc and r < R <= ROWS: the part holds kc x PANEL floats and a holds
+            // kc x ROWS (asserted above).
             let (b0, b1) = unsafe {
                 (
                     _mm512_loadu_ps(bp.add(kk * PANEL)),
@@ -128,7 +139,7 @@ mod avx512 {
                 )
             };
             for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(unsafe { *ap.add(r * lda + kk) });
+                let x = _mm512_set1_ps(unsafe { *ap.add(kk * ROWS + r) });
                 acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
                 acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
             }
