@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,16 @@ def fit_and_report(script: str, args, est, fit_kwargs: dict, recommend, test) ->
             "history": est.history,
         },
     )
+
+
+def best_of(f, repeat: int) -> float:
+    """The fastest of `repeat` calls of `f`, in seconds."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return min(times)
 
 
 def write_result(name: str, result: dict) -> Path:

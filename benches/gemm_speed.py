@@ -15,23 +15,13 @@ is printed as the yardstick.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from _common import cpu, write_result
+from _common import best_of, cpu, write_result
 
 SHAPES = [(256, 2048, 600), (162, 2048, 600), (64, 2048, 600)]
-
-
-def best_of(f, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:

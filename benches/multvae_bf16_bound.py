@@ -48,7 +48,7 @@ def main() -> None:
     train, _ = gowalla()
     x = train.matrix
     if (Path(a.model) / "manifest.json").exists():
-        t = personae.load(a.model)._core.tensors()
+        t = personae.load(a.model).tensors()
         source = a.model
     else:
         torch.manual_seed(0)
@@ -57,15 +57,8 @@ def main() -> None:
     rows = np.sort(np.random.default_rng(0).choice(x.shape[0], a.users, replace=False))
     xs = x[rows]
     # h: the decoder's last hidden layer, float32, from the same network the bench times.
-    net = MultVAENet(x.shape[1]).eval()
-    z = net.latent
+    net = MultVAENet(x.shape[1]).load_tensors(t).eval()
     with torch.no_grad():
-        net.enc_item.weight.copy_(torch.from_numpy(t["enc_item"]))
-        net.enc_b.copy_(torch.from_numpy(t["enc_b"]))
-        net.mu_logvar.weight[:z].copy_(torch.from_numpy(t["mu_w"].T))
-        net.mu_logvar.bias[:z].copy_(torch.from_numpy(t["mu_b"]))
-        net.dec.weight.copy_(torch.from_numpy(t["dec_w"].T))
-        net.dec.bias.copy_(torch.from_numpy(t["dec_b"]))
         b = sparse_batch(xs, np.arange(a.users), torch.device("cpu"))
         h = torch.tanh(net.dec(net.encode(b)[0])).numpy().astype(np.float32)
     w, bias = t["dec_item"], t["dec_item_b"]

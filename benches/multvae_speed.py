@@ -25,16 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RUNS, cpu, gowalla, write_result
-
-
-def best_of(f, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from _common import RUNS, best_of, cpu, gowalla, write_result
 
 
 def cpu_seconds() -> float:
@@ -74,17 +65,7 @@ def main() -> None:
     net = MultVAENet(items).eval()
     if (Path(a.model) / "manifest.json").exists():
         model = personae.load(a.model)
-        t = model._core.tensors()
-        z = net.latent
-        with torch.no_grad():
-            net.enc_item.weight.copy_(torch.from_numpy(t["enc_item"]))
-            net.enc_b.copy_(torch.from_numpy(t["enc_b"]))
-            net.mu_logvar.weight[:z].copy_(torch.from_numpy(t["mu_w"].T))
-            net.mu_logvar.bias[:z].copy_(torch.from_numpy(t["mu_b"]))
-            net.dec.weight.copy_(torch.from_numpy(t["dec_w"].T))
-            net.dec.bias.copy_(torch.from_numpy(t["dec_b"]))
-            net.out.weight.copy_(torch.from_numpy(t["dec_item"]))
-            net.out.bias.copy_(torch.from_numpy(t["dec_item_b"]))
+        net.load_tensors(model.tensors())
         source = a.model
     else:
         model = personae.MultVAE.from_tensors(net.export())

@@ -144,6 +144,18 @@ def test_rust_equals_torch_and_numpy(seed, n_items, hidden, latent, users, n):
             assert (gaps <= 1e-5).all()
 
 
+def test_load_tensors_inverts_export():
+    # A fitted model's tensors put back into a fresh network give the same network.
+    torch.manual_seed(2)
+    net = noisy_net(40, 12, 5)
+    model = build(net)
+    torch.manual_seed(3)
+    back = MultVAENet(40, 12, 5).load_tensors(model.tensors())
+    want = net.export()
+    for name, got in back.export().items():
+        np.testing.assert_array_equal(got, want[name], err_msg=name)
+
+
 def test_recommend_agrees_with_torch_topk(tiny_data):
     torch.manual_seed(1)
     m = tiny_data.interactions.matrix
@@ -262,8 +274,12 @@ def test_certified_first_pass_equals_fp32(seed, n_items, hidden, users, n, ties,
     # Where AMX runs, top-N scores every item in bf16, keeps the items whose certified upper
     # bound reaches the n-th best lower bound and rescores those in fp32: the lists must be the
     # fp32 path's, ties (duplicated items) and filters included. Elsewhere "best" is the fp32
-    # path and the test compares it with itself.
+    # path, which test_top_n_equals_numpy_on_each_gemm_kernel pins; comparing it with itself
+    # could not fail, so there is nothing to run.
     from personae import _core
+
+    if _core.first_pass() != "amx":
+        pytest.skip("no AMX first pass on this CPU: 'best' is the fp32 path")
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -97,6 +97,21 @@ class MultVAENet(nn.Module):
         """Decoder logits of the mean latent (eval mode): the inference score."""
         return self.decode(self.encode(b)[0])
 
+    def load_tensors(self, t: dict[str, np.ndarray]) -> MultVAENet:
+        """Copies tensors in :meth:`export`'s layout (a fitted model's ``tensors()``) into this
+        network; the inverse of :meth:`export`. Returns self."""
+        z = self.latent
+        with torch.no_grad():
+            self.enc_item.weight.copy_(torch.from_numpy(t["enc_item"]))
+            self.enc_b.copy_(torch.from_numpy(t["enc_b"]))
+            self.mu_logvar.weight[:z].copy_(torch.from_numpy(t["mu_w"].T))
+            self.mu_logvar.bias[:z].copy_(torch.from_numpy(t["mu_b"]))
+            self.dec.weight.copy_(torch.from_numpy(t["dec_w"].T))
+            self.dec.bias.copy_(torch.from_numpy(t["dec_b"]))
+            self.out.weight.copy_(torch.from_numpy(t["dec_item"]))
+            self.out.bias.copy_(torch.from_numpy(t["dec_item_b"]))
+        return self
+
     def export(self) -> dict[str, np.ndarray]:
         """Tensors in the item-major layout the Rust core reads (see rust/core/src/multvae.rs)."""
         z = self.latent
