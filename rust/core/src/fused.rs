@@ -200,6 +200,30 @@ pub fn recommend_plain<S: TileScorer>(
     Ok((ids, scores, None))
 }
 
+/// Runs `f` on the users `0..b` in parallel chunks of `chunk` users, with each chunk's rows
+/// and its part of the `b x n` outputs `ids` and `scores`, checking `stop` before each chunk:
+/// the one chunking loop of every top-N path. Returns `f`'s results in chunk order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn by_user_chunks<T: Send>(
+    b: usize,
+    n: usize,
+    chunk: usize,
+    ids: &mut [i64],
+    scores: &mut [f32],
+    stop: &Stop,
+    f: impl Fn(std::ops::Range<usize>, &mut [i64], &mut [f32]) -> Result<T> + Sync + Send,
+) -> Result<Vec<T>> {
+    let per_chunk = chunk * n;
+    ids.par_chunks_mut(per_chunk)
+        .zip(scores.par_chunks_mut(per_chunk))
+        .enumerate()
+        .map(|(c, (ids_c, scores_c))| {
+            stop.check()?;
+            f(c * chunk..((c + 1) * chunk).min(b), ids_c, scores_c)
+        })
+        .collect()
+}
+
 /// Top-`n` items per user: `(ids, scores)`, each `users.n_rows x n`, best first, padded with
 /// id -1 / score -inf when fewer than `n` items remain after filtering.
 pub fn top_n<S: TileScorer>(
@@ -217,13 +241,14 @@ pub fn top_n<S: TileScorer>(
     if b == 0 {
         return Ok((ids, scores));
     }
-    let per_chunk = USER_CHUNK * n;
-    ids.par_chunks_mut(per_chunk)
-        .zip(scores.par_chunks_mut(per_chunk))
-        .enumerate()
-        .try_for_each(|(c, (ids_c, scores_c))| {
-            stop.check()?;
-            let rows = c * USER_CHUNK..((c + 1) * USER_CHUNK).min(b);
+    by_user_chunks(
+        b,
+        n,
+        USER_CHUNK,
+        &mut ids,
+        &mut scores,
+        stop,
+        |rows, ids_c, scores_c| {
             let m = rows.len();
             let state = scorer.prepare(users, rows.clone());
             let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(n, n_items)).collect();
@@ -265,7 +290,8 @@ pub fn top_n<S: TileScorer>(
                 );
             }
             Ok(())
-        })?;
+        },
+    )?;
     Ok((ids, scores))
 }
 

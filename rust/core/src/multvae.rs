@@ -216,7 +216,6 @@ impl MultVae {
         filters: &Filters,
         stop: &Stop,
     ) -> Result<(Vec<i64>, Vec<f32>)> {
-        use rayon::prelude::*;
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
 
@@ -243,13 +242,14 @@ impl MultVae {
             return Ok((ids, scores));
         }
         let (ni, k) = (self.n_items, self.hidden);
-        let per_chunk = USER_CHUNK * n;
-        ids.par_chunks_mut(per_chunk)
-            .zip(scores.par_chunks_mut(per_chunk))
-            .enumerate()
-            .try_for_each(|(c, (ids_c, scores_c))| {
-                stop.check()?;
-                let rows = c * USER_CHUNK..((c + 1) * USER_CHUNK).min(b);
+        fused::by_user_chunks(
+            b,
+            n,
+            USER_CHUNK,
+            &mut ids,
+            &mut scores,
+            stop,
+            |rows, ids_c, scores_c| {
                 let m = rows.len();
                 let h = self.hidden_states(users, rows.clone());
                 let us = lowp::Users::new(&h, m, k, pk.kp);
@@ -350,7 +350,8 @@ impl MultVae {
                     );
                 }
                 Ok(())
-            })?;
+            },
+        )?;
         Ok((ids, scores))
     }
 }

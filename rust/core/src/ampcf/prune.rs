@@ -30,8 +30,6 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::{blend, combine, AmpCf, Mix, Scorer};
 use crate::csr::CsrView;
 use crate::error::Result;
@@ -86,14 +84,14 @@ pub(super) fn top_n(
     let (norms, packed) = (&tables.norms[..], tables.packed.as_ref());
     let scorer = Scorer::new(md);
     let chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 256);
-    let per_chunk = chunk * n;
-    let doms = ids
-        .par_chunks_mut(per_chunk)
-        .zip(scores.par_chunks_mut(per_chunk))
-        .enumerate()
-        .map(|(c, (ids_c, scores_c))| -> Result<Vec<i64>> {
-            stop.check()?;
-            let rows = c * chunk..((c + 1) * chunk).min(b);
+    let doms = fused::by_user_chunks(
+        b,
+        n,
+        chunk,
+        &mut ids,
+        &mut scores,
+        stop,
+        |rows, ids_c, scores_c| {
             let (heaps, records) =
                 chunk_top_n(&scorer, norms, packed, users, rows, n, filters, explain);
             let mut dom = if explain {
@@ -116,8 +114,8 @@ pub(super) fn top_n(
                 }
             }
             Ok(dom)
-        })
-        .collect::<Result<Vec<_>>>()?;
+        },
+    )?;
     Ok((ids, scores, explain.then(|| doms.concat())))
 }
 
