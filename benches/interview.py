@@ -53,6 +53,8 @@ STRATEGIES = ["likely", "random", "popular", "information", "uncertainty", "orac
 # Baselines ask items only: their interviews get no group questions.
 BASELINES = ("random", "popular", "oracle-liked", "oracle-popular")
 GROUP_ANSWERS: list = []  # whether each simulated group answer chose a taste (before noise)
+# --diagnose: each user's NDCG@10 after 10 answers under oracle repairs of the noisy interview.
+DIAGNOSES: dict = {}
 
 
 def group_answer(q, mine, labels, base, threshold):
@@ -104,6 +106,7 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
         if args.answers == "history":
             mine -= held
         oracle = strategy.startswith("oracle-")
+        true_answers = []  # (question, the answer before noise)
         it = Interview(
             source,
             strategy="random" if oracle else strategy,
@@ -124,6 +127,8 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
                 truth = held if args.answers == "history" else held - set(it.asked().tolist())
                 # nan when every test item was asked: users stay aligned across runs.
                 out[k].append(ndcg_one(it.recommend(10)[0], truth, n_items) if truth else np.nan)
+            if k == 10 and args.diagnose and truth:
+                diagnose(it, true_answers, truth, n_items)
             if k == 10 and truth_mix is not None:
                 w = np.maximum(it.weights, 0)
                 mix = np.zeros(truth_mix.shape[1])
@@ -149,6 +154,7 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
                 labels, base = groups
                 liked = group_answer(q, mine, labels, base, args.group_threshold)
                 GROUP_ANSWERS.append(liked is not False)
+                true_answers.append((q, liked))
                 if u < args.no_opinion:
                     liked = None
                 elif u < args.no_opinion + args.flip and args.flip_only in ("", "group"):
@@ -158,6 +164,7 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
                 it.answer(q, liked)
                 continue
             liked = int(q) in mine
+            true_answers.append((q, liked))
             if u < args.no_opinion:
                 liked = None
             elif u < args.no_opinion + args.flip and args.flip_only in (
@@ -167,6 +174,80 @@ def simulate(model, users, X, test, strategy, args, truth_mix=None, major=None, 
                 liked = not liked
             it.answer(q, liked)
     return out, (est, shift), true
+
+
+def _replay(it: Interview, answers) -> Interview:
+    """A new interview with `it`'s settings given `answers` to the same questions."""
+    again = Interview(
+        it.model if it.model is not None else it.tastes,
+        strategy=it.strategy,
+        seed=it.seed,
+        posterior_weight=it.posterior_weight,
+        dislike_weight=it.dislike_weight,
+        slip=it.slip,
+        groups=it.groups,
+        group_size=it.group_size,
+        asks=it.asks,
+    )
+    for q, a in answers:
+        again._pending = q
+        again.answer(q, a)
+    return again
+
+
+def diagnose(it: Interview, true_answers, truth: set, n_items: int) -> None:
+    """Where a noisy interview's loss comes from, after 10 answers (``--diagnose``): its list
+    beside oracle repairs. ``true answers``: the same questions answered without noise (what
+    is left is the questions' path); ``noisy dropped``: the answers noise changed turned into
+    "no opinion" (a perfect detector of flips); ``false no off``: the items the user truly
+    liked but answered "no" also left off the list (the slots they take); ``false yes on``:
+    the items answered "yes" by a flip put back on the list."""
+
+    def ndcg(ids):
+        return ndcg_one(ids, truth, n_items)
+
+    def top(scores, off):
+        s = np.array(scores, dtype=np.float64)
+        s[np.asarray(off, dtype=np.int64)] = -np.inf
+        return np.argsort(-s, kind="stable")[:10]
+
+    noisy = [a for _, a in it.answers]
+    qs = [q for q, _ in it.answers]
+    truths = [a for _, a in true_answers]
+    row = {"noisy": ndcg(it.recommend(10)[0])}
+    row["true answers"] = ndcg(_replay(it, true_answers).recommend(10)[0])
+    kept = [(q, a if a == t else None) for q, a, t in zip(qs, noisy, truths, strict=True)]
+    row["noisy dropped"] = ndcg(_replay(it, kept).recommend(10)[0])
+
+    def fixed(which):
+        """The noisy answers with the kind `which` picks set back to the truth."""
+        out = [
+            (q, t if a != t and which(q, a, t) else a)
+            for q, a, t in zip(qs, noisy, truths, strict=True)
+        ]
+        return ndcg(_replay(it, out).recommend(10)[0])
+
+    group = lambda q, a, t: isinstance(q, GroupQuestion)  # noqa: E731
+    row["groups true"] = fixed(group)
+    row["false yes true"] = fixed(lambda q, a, t: not group(q, a, t) and a is True)
+    row["false no true"] = fixed(lambda q, a, t: not group(q, a, t) and a is False)
+    row["no opinion true"] = fixed(lambda q, a, t: not group(q, a, t) and a is None)
+    items = [
+        (q, a, t)
+        for q, a, t in zip(qs, noisy, truths, strict=True)
+        if not isinstance(q, GroupQuestion)
+    ]
+    false_no = [int(q) for q, a, t in items if t is True and a is not True]
+    false_yes = [int(q) for q, a, t in items if a is True and t is not True]
+    s = it._list_scores()
+    row["false no off"] = ndcg(top(s, np.concatenate([it.excluded(), false_no])))
+    row["false yes on"] = ndcg(top(s, np.setdiff1d(it.excluded(), false_yes)))
+    row["n false no"], row["n false yes"] = len(false_no), len(false_yes)
+    row["n groups changed"] = sum(
+        isinstance(q, GroupQuestion) and a != t for q, a, t in zip(qs, noisy, truths, strict=True)
+    )
+    for key, v in row.items():
+        DIAGNOSES.setdefault(key, []).append(v)
 
 
 def fitted(args, X, fold: int = 0):
@@ -259,6 +340,11 @@ def main() -> None:
     p.add_argument("--plot", default=None, help="write the NDCG curves to this PNG")
     p.add_argument("--speed", action="store_true", help="only time next_question")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="after 10 answers: the list beside oracle repairs of the noise",
+    )
     p.add_argument("--cache", default=None, help="directory to keep fitted models in")
     p.add_argument("--folds", type=int, default=1, help="disjoint 20%% slices of new users")
     p.add_argument(
@@ -382,6 +468,18 @@ def main() -> None:
         if extra is not None:
             curve += f"  mix corr@10 {extra:.3f} (mix() {results[s]['shift_correlation@10']:.3f})"
         print(f"{s:<13} {curve}")
+    if DIAGNOSES:
+        base = np.asarray(DIAGNOSES["noisy"])
+        for key, v in DIAGNOSES.items():
+            v = np.asarray(v, dtype=np.float64)
+            if key.startswith("n "):
+                print(f"diagnose {key:<16} mean {v.mean():.2f} per user")
+                continue
+            d = v - base
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+            print(
+                f"diagnose {key:<16} {v.mean():.4f}  (paired vs noisy {d.mean():+.4f} +- {se:.4f})"
+            )
     if GROUP_ANSWERS:
         print(f"group answers choosing a taste (not 'none'): {np.mean(GROUP_ANSWERS):.0%}")
     print(f"{n_users} users; ceiling (full-history fold-in) {ceiling:.4f}; floor {floor:.4f}")
@@ -414,6 +512,8 @@ def main() -> None:
         # differences between runs.
         "per_user": {s: {k: [float(x) for x in v] for k, v in per[s].items()} for s in strategies},
     }
+    if DIAGNOSES:
+        record["diagnose"] = {k: [float(x) for x in v] for k, v in DIAGNOSES.items()}
     out.write_text(json.dumps(record, indent=1))
     print(f"written to {out}")
     if args.plot:
