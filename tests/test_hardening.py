@@ -1,6 +1,7 @@
 """Reliability: crash-safe and concurrency-safe saves, interruptible calls, thread safety,
 streaming, no pickle anywhere."""
 
+import json
 import os
 import re
 import signal
@@ -317,3 +318,36 @@ def test_interpreter_survives_hostile_arrays(tiny_model):
         core.recommend(sp.csr_matrix((1, n), dtype=np.float64), 3)
     with pytest.raises(personae.InvalidInputError):
         core.recommend(sp.csr_matrix((1, n), dtype=np.float32), -1)
+
+
+def test_a_fit_hands_its_tensors_over_and_from_tensors_copies():
+    """A fit's build takes the arrays out of its dict and frees each (the fit never holds its
+    model twice over); ``from_tensors`` leaves the caller's dict as it was; the built model is
+    the one the file path gives."""
+    import weakref
+
+    from personae import _core
+    from personae.train.multvae import MultVAENet
+
+    net = MultVAENet(30, 8, 4, dropout=0.0)
+    user = {k: np.array(v) for k, v in net.export().items()}
+    before = {k: v.copy() for k, v in user.items()}
+    model = personae.MultVAE.from_tensors(user)
+    assert user.keys() == before.keys()
+    assert all(np.array_equal(user[k], before[k]) for k in user)
+
+    owned = {k: v.copy() for k, v in user.items()}
+    refs = [weakref.ref(v) for v in owned.values()]
+    manifest = '{"kind": "multvae", "n_items": 30}'
+    built = _core.build(manifest, owned)
+    assert owned == {}
+    assert all(r() is None for r in refs)  # every array freed, not kept alive by the core
+    t = built.tensors()
+    assert all(np.array_equal(t[k], before[k]) for k in before)
+    # The same manifest (its hash included) and weights as encoding and decoding a file.
+    text, weights = built.to_bytes()
+    again = _core.from_bytes(text.encode(), weights)
+    assert (
+        json.loads(again.manifest)["weights_sha256"] == json.loads(built.manifest)["weights_sha256"]
+    )
+    assert model.to_bytes()[1] == weights

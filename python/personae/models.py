@@ -88,7 +88,10 @@ class Model:
         return self._core
 
     def _build(self, tensors: dict[str, np.ndarray], item_ids, **fields) -> None:
-        """Builds the Rust model from freshly fitted tensors (validated like a file)."""
+        """Builds the Rust model from freshly fitted tensors (validated like a file), taking
+        them out of `tensors`: the core copies each array and drops it before the next, so a
+        fit does not hold its model twice over (callers with a dict of their own pass a
+        copy)."""
         from personae.data import as_ids
 
         ids = as_ids(item_ids, "item_ids")
@@ -99,7 +102,7 @@ class Model:
             "params": _jsonable(self.params),
             **_jsonable(fields),
         }
-        arrays = {k: _tensor(v) for k, v in tensors.items()}
+        arrays = {k: _tensor(tensors.pop(k)) for k in list(tensors)}
         self._attach(_core.build(json.dumps(manifest, allow_nan=False), arrays))
 
     @classmethod
@@ -110,7 +113,8 @@ class Model:
         if not cls.kind:
             raise TypeError("call from_tensors on a model family (e.g. personae.MultVAE)")
         obj = cls(**params)
-        obj._build(tensors, np.arange(cls._n_items_of(tensors)) if item_ids is None else item_ids)
+        ids = np.arange(cls._n_items_of(tensors)) if item_ids is None else item_ids
+        obj._build(dict(tensors), ids)  # a copy: the caller's dict stays as it was
         return obj
 
     @classmethod

@@ -216,20 +216,45 @@ def weighted_gram(X: sp.csr_matrix, user_weight: float, active: np.ndarray, dtyp
 
 
 def dan_ease(G: np.ndarray, lam: float, dropout: float, device) -> np.ndarray:
-    """B (active x active, float32) from the weighted Gram G (not modified)."""
-    import torch
-
-    g = torch.from_numpy(G).to(device)
-    d = torch.diagonal(g).clone()
+    """B (active x active, float32) from the weighted Gram G, which it overwrites. On CPU, B is
+    computed in G's own memory (LAPACK's in-place Cholesky and inverse): a fit holds one items
+    x items matrix here, not five."""
+    d = np.diagonal(G).astype(np.float64)
     pos = d[d > 0]
-    base = lam * (pos.mean() if len(pos) else torch.ones((), dtype=g.dtype, device=device))
-    reg = torch.clamp(base + dropout / (1.0 - dropout) * d, min=1e-6)
-    g = g + torch.diag(reg)
-    P = torch.cholesky_inverse(torch.linalg.cholesky(g))
-    del g
-    B = P / (-torch.diagonal(P))[None, :]
-    B.fill_diagonal_(0.0)
-    return B.to(torch.float32).cpu().numpy()
+    base = lam * (pos.mean() if len(pos) else 1.0)
+    reg = np.maximum(base + dropout / (1.0 - dropout) * d, 1e-6)
+    G[np.diag_indices_from(G)] += reg.astype(G.dtype)
+    if device.type != "cpu":
+        import torch
+
+        g = torch.from_numpy(G).to(device)
+        P = torch.cholesky_inverse(torch.linalg.cholesky(g))
+        del g
+        B = P / (-torch.diagonal(P))[None, :]
+        B.fill_diagonal_(0.0)
+        return B.to(torch.float32).cpu().numpy()
+    # G is symmetric and C-ordered: its transpose is the same matrix in Fortran order, which
+    # LAPACK overwrites without a copy. The inverse lands in the upper triangle only.
+    F = G.T
+    potrf, potri = sla.get_lapack_funcs(("potrf", "potri"), (F,))
+    F, info = potrf(F, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the regularised Gram matrix is not positive definite: {info}")
+    F, info = potri(F, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"cannot invert the regularised Gram matrix ({info})")
+    P = F.T  # C-ordered again, the inverse in its lower triangle (F's upper one)
+    n = len(P)
+    step = max(1, (1 << 22) // max(n, 1))  # the upper triangle from the lower, in row blocks
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        P[i:j, j:] = P[j:, i:j].T
+        blk = P[i:j, i:j]
+        blk[np.triu_indices(j - i, 1)] = blk.T[np.triu_indices(j - i, 1)]
+    diag = -np.diagonal(P).copy()
+    P /= diag[None, :]
+    np.fill_diagonal(P, 0.0)
+    return P if P.dtype == np.float32 else P.astype(np.float32)
 
 
 @dataclass

@@ -11,10 +11,12 @@
 //! or the new one; when a reader is slower than two saves, the weights its manifest named are
 //! gone and it reads the (newer) manifest again.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::{Dtype, SafeTensors, View};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -46,7 +48,7 @@ pub enum Values<'a> {
     I64(&'a [i64]),
 }
 
-impl Values<'_> {
+impl<'a> Values<'a> {
     fn len(&self) -> usize {
         match self {
             Values::F32(v) => v.len(),
@@ -63,12 +65,48 @@ impl Values<'_> {
         }
     }
 
-    fn le_bytes(&self) -> Vec<u8> {
-        match self {
+    /// The values as little-endian bytes, as safetensors stores them: borrowed, not copied,
+    /// where the target is little-endian (a fit's tensors are hundreds of MB).
+    fn le_bytes(self) -> Cow<'a, [u8]> {
+        fn raw<T: Copy>(v: &[T]) -> &[u8] {
+            // SAFETY: f32 / i32 / i64 have no padding and every byte of them is initialised;
+            // u8 has alignment 1 and the length covers exactly the slice's memory.
+            unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+        }
+        if cfg!(target_endian = "little") {
+            return Cow::Borrowed(match self {
+                Values::F32(v) => raw(v),
+                Values::I32(v) => raw(v),
+                Values::I64(v) => raw(v),
+            });
+        }
+        Cow::Owned(match self {
             Values::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Values::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Values::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
+        })
+    }
+}
+
+/// One tensor as safetensors' writer reads it.
+struct Raw<'a> {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl View for &Raw<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
     }
 }
 
@@ -99,12 +137,34 @@ impl<'a> From<&'a Vec<i64>> for Values<'a> {
 /// A tensor to write: name, shape, row-major values.
 pub type Tensor<'a> = (&'a str, Vec<usize>, Values<'a>);
 
-/// A decoded tensor's values.
+/// A tensor's values, owned: decoded from a file, or handed over by a fit.
 #[derive(Debug)]
-enum Stored {
+pub enum Stored {
     F32(Vec<f32>),
     I32(Vec<i32>),
     I64(Vec<i64>),
+}
+
+impl Stored {
+    /// The values, borrowed.
+    pub fn values(&self) -> Values<'_> {
+        match self {
+            Stored::F32(v) => Values::F32(v),
+            Stored::I32(v) => Values::I32(v),
+            Stored::I64(v) => Values::I64(v),
+        }
+    }
+}
+
+impl Values<'_> {
+    /// The values, copied.
+    pub fn to_stored(self) -> Stored {
+        match self {
+            Values::F32(v) => Stored::F32(v.to_vec()),
+            Values::I32(v) => Stored::I32(v.to_vec()),
+            Values::I64(v) => Stored::I64(v.to_vec()),
+        }
+    }
 }
 
 /// The dtype names a manifest may give, and their safetensors dtypes.
@@ -193,27 +253,7 @@ impl Checkpoint {
     /// Decodes and validates a manifest and its weights held in memory.
     pub fn from_bytes(manifest: &[u8], weights: &[u8]) -> Result<Self> {
         let m = parse_manifest(manifest)?;
-        if m.get("format").and_then(Value::as_str) != Some(FORMAT) {
-            return Err(bad_model!(
-                "manifest.json: field 'format' must be \"{FORMAT}\""
-            ));
-        }
-        match m.get("format_version").and_then(Value::as_u64) {
-            Some(FORMAT_VERSION) => {}
-            Some(v) => {
-                return Err(bad_model!(
-                    "manifest.json: format_version {v} is not supported (this personae reads {FORMAT_VERSION})"
-                ))
-            }
-            None => return Err(bad_model!("manifest.json: missing integer field 'format_version'")),
-        }
-        let kind = m
-            .get("kind")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad_model!("manifest.json: missing string field 'kind'"))?
-            .to_string();
-        weights_file_name(&m)?;
-        check_item_ids(&m)?;
+        let kind = check_manifest(&m)?;
         let want_sha = m
             .get("weights_sha256")
             .and_then(Value::as_str)
@@ -276,19 +316,13 @@ impl Checkpoint {
             }
             let bytes = view.data();
             let data = match dtype {
-                Dtype::F32 => {
-                    let data: Vec<f32> = bytes
+                Dtype::F32 => finite(
+                    name,
+                    bytes
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    if let Some(pos) = data.iter().position(|x| !x.is_finite()) {
-                        return Err(bad_model!(
-                            "tensor '{name}' holds a non-finite value ({}) at flat position {pos}",
-                            data[pos]
-                        ));
-                    }
-                    Stored::F32(data)
-                }
+                        .collect(),
+                )?,
                 Dtype::I32 => Stored::I32(
                     bytes
                         .chunks_exact(4)
@@ -315,10 +349,52 @@ impl Checkpoint {
     }
 
     /// A checkpoint from a manifest (kind, n_items, item ids, config...) and tensors, as a
-    /// training run produces them: encoded with [`encode`], then validated like a file.
+    /// training run produces them, validated like a file (copies them: see
+    /// [`Checkpoint::from_owned`]).
     pub fn from_tensors(manifest: &str, tensors: &[Tensor]) -> Result<Self> {
-        let (text, weights) = encode(manifest, tensors)?;
-        Self::from_bytes(text.as_bytes(), &weights)
+        let owned = tensors
+            .iter()
+            .map(|(n, s, v)| (n.to_string(), s.clone(), v.to_stored()))
+            .collect();
+        Self::from_owned(manifest, owned)
+    }
+
+    /// A checkpoint that takes over a fit's tensors, validated like a file: the manifest is the
+    /// one [`encode`] would write, its hash streamed over the tensors, which are neither
+    /// serialised nor copied (a fit's tensors are hundreds of MB).
+    pub fn from_owned(manifest: &str, tensors: Vec<(String, Vec<usize>, Stored)>) -> Result<Self> {
+        let (text, m, kind) = {
+            let views: Vec<Tensor> = tensors
+                .iter()
+                .map(|(n, s, v)| (n.as_str(), s.clone(), v.values()))
+                .collect();
+            let raws = raw_tensors(&views)?;
+            let (header, order) = header(&raws)?;
+            let mut hash = Sha256::new();
+            hash.update(&header);
+            for name in &order {
+                hash.update(&raws[name.as_str()].bytes);
+            }
+            let sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            let text = stamp(manifest, &views, &sha)?;
+            let m = parse_manifest(text.as_bytes())?;
+            let kind = check_manifest(&m)?;
+            (text, m, kind)
+        };
+        let mut stored = HashMap::with_capacity(tensors.len());
+        for (name, shape, data) in tensors {
+            let data = match data {
+                Stored::F32(v) => finite(&name, v)?,
+                other => other,
+            };
+            stored.insert(name, (shape, data));
+        }
+        Ok(Self {
+            manifest: m,
+            text,
+            kind,
+            tensors: stored,
+        })
     }
 
     /// An integer field of the manifest.
@@ -471,9 +547,16 @@ fn check_item_ids(m: &Value) -> Result<()> {
 /// (format, version, tensor specs, the weights' file name and sha256). Returns the manifest text
 /// and the weights bytes. Deterministic: the same manifest and tensors give the same bytes.
 pub fn encode(manifest: &str, tensors: &[Tensor]) -> Result<(String, Vec<u8>)> {
-    let mut m = parse_manifest(manifest.as_bytes())?;
-    let mut specs = serde_json::Map::new();
-    let mut bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    let raws = raw_tensors(tensors)?;
+    let weights = safetensors::serialize(raws.iter().map(|(n, r)| (*n, r)), None)
+        .map_err(|e| bad_model!("cannot serialise the weights: {e}"))?;
+    let text = stamp(manifest, tensors, &sha256_hex(&weights))?;
+    Ok((text, weights))
+}
+
+/// The tensors as safetensors views (borrowed bytes), each shape checked against its values.
+fn raw_tensors<'a>(tensors: &'a [Tensor]) -> Result<HashMap<&'a str, Raw<'a>>> {
+    let mut out = HashMap::with_capacity(tensors.len());
     for (name, shape, data) in tensors {
         if shape.iter().product::<usize>() != data.len() {
             return Err(bad_model!(
@@ -481,25 +564,62 @@ pub fn encode(manifest: &str, tensors: &[Tensor]) -> Result<(String, Vec<u8>)> {
                 data.len()
             ));
         }
-        let dtype = data.dtype();
-        let dname = DTYPES.iter().find(|t| t.1 == dtype).map_or("F32", |t| t.0);
+        let raw = Raw {
+            dtype: data.dtype(),
+            shape: shape.clone(),
+            bytes: data.le_bytes(),
+        };
+        if out.insert(*name, raw).is_some() {
+            return Err(bad_model!("tensor '{name}' is given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// The first bytes of the weights file `safetensors::serialize` writes for `raws` (the
+/// header's length and its JSON, padded to 8 bytes), and the order in which the tensors' bytes
+/// follow: by descending dtype, then name (safetensors' own rule, pinned by a test).
+fn header(raws: &HashMap<&str, Raw>) -> Result<(Vec<u8>, Vec<String>)> {
+    let mut names: Vec<&str> = raws.keys().copied().collect();
+    names.sort_by(|l, r| raws[r].dtype.cmp(&raws[l].dtype).then(l.cmp(r)));
+    let mut offset = 0;
+    let mut infos = Vec::with_capacity(names.len());
+    for &name in &names {
+        let raw = &raws[name];
+        let n = raw.bytes.len();
+        let info = TensorInfo {
+            dtype: raw.dtype,
+            shape: raw.shape.clone(),
+            data_offsets: (offset, offset + n),
+        };
+        offset += n;
+        infos.push((name.to_string(), info));
+    }
+    let meta =
+        Metadata::new(None, infos).map_err(|e| bad_model!("cannot describe the weights: {e}"))?;
+    let mut json = serde_json::to_vec(&meta)
+        .map_err(|e| bad_model!("cannot serialise the weights' header: {e}"))?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend(json);
+    Ok((out, names.into_iter().map(str::to_string).collect()))
+}
+
+/// `manifest` stamped with what the file format needs: format, version, the tensors' specs,
+/// and the weights' file name and sha256 (`sha`, hex).
+fn stamp(manifest: &str, tensors: &[Tensor], sha: &str) -> Result<String> {
+    let mut m = parse_manifest(manifest.as_bytes())?;
+    let mut specs = serde_json::Map::new();
+    for (name, shape, data) in tensors {
+        let dname = DTYPES
+            .iter()
+            .find(|t| t.1 == data.dtype())
+            .map_or("F32", |t| t.0);
         specs.insert(
             name.to_string(),
             serde_json::json!({"dtype": dname, "shape": shape}),
         );
-        bytes.push((name.to_string(), shape.clone(), dtype, data.le_bytes()));
     }
-    let views = bytes
-        .iter()
-        .map(|(n, s, d, b)| {
-            safetensors::tensor::TensorView::new(*d, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| bad_model!("tensor '{n}': {e}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let weights = safetensors::serialize(views, None)
-        .map_err(|e| bad_model!("cannot serialise the weights: {e}"))?;
-    let sha = sha256_hex(&weights);
     let o = m.as_object_mut().expect("parse_manifest returns objects");
     o.insert("format".into(), FORMAT.into());
     o.insert("format_version".into(), FORMAT_VERSION.into());
@@ -509,9 +629,45 @@ pub fn encode(manifest: &str, tensors: &[Tensor]) -> Result<(String, Vec<u8>)> {
     );
     o.insert("weights_sha256".into(), sha.into());
     o.insert("tensors".into(), Value::Object(specs));
-    let text = serde_json::to_string_pretty(&m)
-        .map_err(|e| bad_model!("cannot serialise the manifest: {e}"))?;
-    Ok((text, weights))
+    serde_json::to_string_pretty(&m).map_err(|e| bad_model!("cannot serialise the manifest: {e}"))
+}
+
+/// A float32 tensor's values, refused when one is not finite.
+fn finite(name: &str, data: Vec<f32>) -> Result<Stored> {
+    if let Some(pos) = data.iter().position(|x| !x.is_finite()) {
+        return Err(bad_model!(
+            "tensor '{name}' holds a non-finite value ({}) at flat position {pos}",
+            data[pos]
+        ));
+    }
+    Ok(Stored::F32(data))
+}
+
+/// The manifest fields every checkpoint needs, checked: format and version, the kind
+/// (returned), a plain weights file name and the item ids.
+fn check_manifest(m: &Value) -> Result<String> {
+    if m.get("format").and_then(Value::as_str) != Some(FORMAT) {
+        return Err(bad_model!(
+            "manifest.json: field 'format' must be \"{FORMAT}\""
+        ));
+    }
+    match m.get("format_version").and_then(Value::as_u64) {
+        Some(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(bad_model!(
+                "manifest.json: format_version {v} is not supported (this personae reads {FORMAT_VERSION})"
+            ))
+        }
+        None => return Err(bad_model!("manifest.json: missing integer field 'format_version'")),
+    }
+    let kind = m
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_model!("manifest.json: missing string field 'kind'"))?
+        .to_string();
+    weights_file_name(m)?;
+    check_item_ids(m)?;
+    Ok(kind)
 }
 
 #[cfg(test)]
@@ -548,6 +704,75 @@ pub(crate) mod tests {
             .collect();
         let (text, w) = encode(&m.to_string(), &t).unwrap();
         (text.into_bytes(), w)
+    }
+
+    /// `from_tensors` (hash streamed, one copy) is the file path `from_bytes(encode(..))`:
+    /// the same manifest text, hash included, and the same tensors, for mixed dtypes, empty
+    /// tensors and names in any order; and it refuses what that path refuses.
+    #[test]
+    fn from_tensors_equals_encoding_then_decoding() {
+        let mut seed = 7u64;
+        for case in 0..24usize {
+            let f: Vec<Vec<f32>> = (0..1 + case % 4)
+                .map(|k| rand_vec((case * 13 + k * 7) % 40, &mut seed))
+                .collect();
+            let i32s: Vec<i32> = (0..(case % 5) as i32).map(|v| v * 3 - 4).collect();
+            let i64s: Vec<i64> = (0..(case % 3) as i64).map(|v| v << 40).collect();
+            let names: Vec<String> = (0..f.len())
+                .map(|k| format!("t{}", (k * 5 + case) % 11))
+                .collect();
+            let mut t: Vec<Tensor> = Vec::new();
+            for (k, v) in f.iter().enumerate() {
+                if !t.iter().any(|x| x.0 == names[k]) {
+                    t.push((&names[k], vec![v.len()], Values::F32(v)));
+                }
+            }
+            t.push(("idx", vec![i32s.len(), 1], Values::I32(&i32s)));
+            t.push(("big", vec![i64s.len()], Values::I64(&i64s)));
+            if case % 2 == 1 {
+                t.reverse();
+            }
+            let m = serde_json::json!({"kind": "toy", "n_items": 2, "item_ids": ["a", "b"]})
+                .to_string();
+            let (text, w) = encode(&m, &t).unwrap();
+            let mut want = Checkpoint::from_bytes(text.as_bytes(), &w).unwrap();
+            let mut got = Checkpoint::from_tensors(&m, &t).unwrap();
+            assert_eq!(got.text, text);
+            assert_eq!(got.kind, want.kind);
+            for (name, shape, data) in &t {
+                match data {
+                    Values::F32(_) => assert_eq!(
+                        got.take(name, shape).unwrap(),
+                        want.take(name, shape).unwrap()
+                    ),
+                    Values::I32(_) => assert_eq!(
+                        got.take_i32(name, shape).unwrap(),
+                        want.take_i32(name, shape).unwrap()
+                    ),
+                    Values::I64(_) => assert_eq!(
+                        got.take_i64(name, shape).unwrap(),
+                        want.take_i64(name, shape).unwrap()
+                    ),
+                }
+            }
+        }
+        let v = [1.0f32, f32::NAN];
+        let e = Checkpoint::from_tensors(r#"{"kind": "toy"}"#, &[("w", vec![2], Values::F32(&v))]);
+        assert!(e.unwrap_err().to_string().contains("non-finite"));
+        let v = [1.0f32, 2.0];
+        let e = Checkpoint::from_tensors(r#"{"kind": "toy"}"#, &[("w", vec![3], Values::F32(&v))]);
+        assert!(e.unwrap_err().to_string().contains("does not match"));
+        let two = [
+            ("w", vec![2], Values::F32(&v)),
+            ("w", vec![2], Values::F32(&v)),
+        ];
+        let e = Checkpoint::from_tensors(r#"{"kind": "toy"}"#, &two);
+        assert!(e.unwrap_err().to_string().contains("twice"));
+        let e = Checkpoint::from_tensors(r#"{"n_items": 1}"#, &[("w", vec![2], Values::F32(&v))]);
+        assert!(e.unwrap_err().to_string().contains("kind"));
+        let ids = r#"{"kind": "toy", "n_items": 2, "item_ids": ["a", "a"]}"#;
+        let e = Checkpoint::from_tensors(ids, &[("w", vec![2], Values::F32(&v))]);
+        assert!(e.unwrap_err().to_string().contains("more than once"));
     }
 
     #[test]

@@ -2,16 +2,16 @@
 //! freshly trained tensors: the one place that knows every family (the core's `Family` enum,
 //! matched here to the family's Python class).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use personae_core::checkpoint::{Checkpoint, Tensor, Values};
+use personae_core::checkpoint::{Checkpoint, Stored, Values};
 use personae_core::family::Family;
 use personae_core::model::Model;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use pyo3::PyClass;
 
 use crate::ampcf::PyAmpCf;
@@ -107,27 +107,32 @@ impl AnyTensor<'_> {
 }
 
 /// Builds a model from a manifest (kind, n_items, item ids, config...) and its tensors
-/// (float32; int32 or int64 for index tensors), as a fit produces them.
+/// (float32; int32 or int64 for index tensors), as a fit produces them. Takes the tensors
+/// over: each is removed from the dict once copied, so a fit's arrays are freed one by one
+/// and the fit never holds its model twice over.
 #[pyfunction]
 fn build<'py>(
     py: Python<'py>,
     manifest: &str,
-    tensors: HashMap<String, AnyTensor<'py>>,
+    tensors: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut parts: Vec<(String, Vec<usize>, Values)> = Vec::with_capacity(tensors.len());
-    for (name, a) in &tensors {
-        let (shape, v) = a.parts(name)?;
-        parts.push((name.clone(), shape, v));
-    }
+    let mut names: Vec<String> = tensors.keys().extract()?;
     // Sorted by name, so the same tensors always make the same file.
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
-    let c = run(py, None, |_| {
-        let t: Vec<Tensor> = parts
-            .iter()
-            .map(|(n, s, v)| (n.as_str(), s.clone(), *v))
-            .collect();
-        Checkpoint::from_tensors(manifest, &t)
-    })?;
+    names.sort();
+    let mut owned: Vec<(String, Vec<usize>, Stored)> = Vec::with_capacity(names.len());
+    for name in names {
+        let item = tensors
+            .get_item(&name)?
+            .ok_or_else(|| PyValueError::new_err(format!("tensor {name:?} vanished")))?;
+        let a: AnyTensor = item.extract()?;
+        let (shape, v) = a.parts(&name)?;
+        let v = v.to_stored();
+        drop(a);
+        drop(item);
+        tensors.del_item(&name)?;
+        owned.push((name, shape, v));
+    }
+    let c = run(py, None, |_| Checkpoint::from_owned(manifest, owned))?;
     wrap(py, c)
 }
 
