@@ -687,7 +687,9 @@ def fit_filter(
         tensors = f.tensors(X.shape[1])
         summary["settings"] = {**settings, "dropout": cfg.dropout}
     else:
+        t1 = time.perf_counter()
         spec = graph_spectrum(X, cfg, run, device)
+        summary["spectrum_seconds"] = time.perf_counter() - t1
         tensors = graph_filter(spec, cfg)
         keys = ("rank", "beta", "time", "eta", "solver")
         summary["settings"] = {k: getattr(cfg, k) for k in keys}
