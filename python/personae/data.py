@@ -977,7 +977,11 @@ def synthetic(
     users = np.repeat(np.arange(n_users), draws)
     cum = np.cumsum(mixture, axis=1)
     r = rng.random(len(users))
-    taste = (cum[users] < r[:, None]).sum(axis=1).clip(max=n_tastes - 1)
+    taste = np.empty(len(users), dtype=np.int64)
+    step = 1 << 20  # chunks: cum[users] whole would be draws x n_tastes float64 (16 GB at 1M users)
+    for s in range(0, len(users), step):
+        taste[s : s + step] = (cum[users[s : s + step]] < r[s : s + step, None]).sum(axis=1)
+    taste = taste.clip(max=n_tastes - 1)
     items = np.empty(len(users), dtype=np.int64)
     for t in range(n_tastes):
         sel = taste == t

@@ -5,7 +5,7 @@ through. What a practitioner reaches for first, with personae's serving, files a
 
 from __future__ import annotations
 
-from personae._validate import integer
+from personae._validate import integer, optional_integer
 from personae.models import Model, fit_inputs
 
 __all__ = ["EASE", "GraphFilter"]
@@ -143,12 +143,24 @@ class GraphFilter(_Filter, kind="graph_filter"):
     powers of P~ taken on the top-`rank` spectrum above.
     ``beta`` or ``time`` None are chosen on a validation carve at fit time.
 
+    **Large catalogues.** P~ links every item to every item any user shares with it, so it
+    grows with the square of the catalogue (popular items co-occur with almost everything).
+    ``neighbours=k`` keeps each item's row of ``P~ d^-eta`` to its k largest votes (ties to
+    the lower item index), computed a block of rows at a time so P~ is never held whole: the
+    fit's working memory is a block plus the kept ``items x k`` votes, and the model stores
+    those and the low-rank part. ``neighbours=None`` (the default) keeps all of P~ up to
+    50,000 active items (``personae.train.filters.EXACT_MAX_ITEMS``; ML-100K, ML-latest-small
+    and Gowalla are exact) and 200 neighbours above (``AUTO_NEIGHBOURS``); a `neighbours` at
+    least the catalogue's size is the exact filter at any size. The spectrum (the low-rank
+    part) is a sparse truncated SVD of R~ (ARPACK) that never densifies X or P~.
+
     Args:
         rank: spectrum rank.
         beta: weight of the ideal low pass.
         time: BSPM's diffusion time (0: GF-CF).
         eta: exponent of the item-degree post-scaling.
         solver: ``rk4`` or ``euler``, the step of BSPM's ODE.
+        neighbours: votes kept per item (>= 1), None for the size rule above.
         search_users, device, seed: as :class:`EASE`'s.
     """
 
@@ -159,6 +171,7 @@ class GraphFilter(_Filter, kind="graph_filter"):
         time: float | None = 0.0,
         eta: float = 0.0,
         solver: str = "rk4",
+        neighbours: int | None = None,
         *,
         search_users: int = 5000,
         device: str = "auto",
@@ -170,6 +183,7 @@ class GraphFilter(_Filter, kind="graph_filter"):
             time=None if time is None else float(time),
             eta=float(eta),
             solver=str(solver),
+            neighbours=optional_integer("neighbours", neighbours),
             search_users=integer("search_users", search_users),
             device=str(device),
             seed=integer("seed", seed),
@@ -180,7 +194,14 @@ class GraphFilter(_Filter, kind="graph_filter"):
         from personae.train.filters import GraphConfig
 
         p = self.params
-        return GraphConfig(p["rank"], p["beta"], p["time"], p["eta"], p.get("solver", "rk4"))
+        return GraphConfig(
+            p["rank"],
+            p["beta"],
+            p["time"],
+            p["eta"],
+            p.get("solver", "rk4"),
+            p.get("neighbours"),
+        )
 
     @classmethod
     def _n_items_of(cls, tensors) -> int:

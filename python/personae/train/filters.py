@@ -39,6 +39,14 @@ from personae.metrics import mean_ndcg
 DENSE_MAX_ITEMS = 20_000
 #: The validation metric of the fit-time search (NDCG at this cut-off).
 SEARCH_K = 20
+#: Up to this many active items the graph filter's item-item part is P~ exact by default
+#: (``neighbours=None``); above, each item keeps its :data:`AUTO_NEIGHBOURS` largest votes.
+EXACT_MAX_ITEMS = 50_000
+#: The neighbours per item the graph filter keeps above :data:`EXACT_MAX_ITEMS` active items.
+AUTO_NEIGHBOURS = 200
+#: Most entries (an upper bound) of one block of P~'s rows while pruning: bounds the fit's
+#: working memory at about 30 bytes per entry.
+BLOCK_ENTRIES = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,10 @@ class GraphConfig:
         eta: exponent of the item-degree post-scaling ``d^-eta``.
         solver: the one step of BSPM's ODE: ``rk4`` (its 4th-order Taylor polynomial in P~)
             or ``euler`` (1st order).
+        neighbours: the votes each item keeps: its ``neighbours`` largest entries of P~'s row
+            (ties to the lower item index), computed a block of rows at a time so P~ is never
+            held whole. None: all of P~ up to :data:`EXACT_MAX_ITEMS` active items,
+            :data:`AUTO_NEIGHBOURS` above (:meth:`kept`).
 
     The defaults (time 0, beta 0.2) are the best of ``benches/ampcf_gowalla_graph.py`` on
     Gowalla's validation carve; BSPM's sharpening (time 2.5, beta 0.1) validated lower there,
@@ -100,10 +112,15 @@ class GraphConfig:
     time: float | None = 0.0
     eta: float = 0.0
     solver: str = "rk4"
+    neighbours: int | None = None
 
     def __post_init__(self):
         if self.solver not in ("rk4", "euler"):
             raise ValueError(f"solver must be 'rk4' or 'euler', got {self.solver!r}")
+        if self.neighbours is not None and self.neighbours < 1:
+            raise ValueError(
+                f"neighbours must be >= 1 (votes kept per item), got {self.neighbours}"
+            )
         if self.rank < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
         if self.beta is not None and not (math.isfinite(self.beta) and self.beta >= 0):
@@ -116,6 +133,12 @@ class GraphConfig:
     @property
     def searched(self) -> bool:
         return None in (self.beta, self.time)
+
+    def kept(self, n_active: int) -> int | None:
+        """The neighbours each item keeps on a catalogue of `n_active` items (None: all)."""
+        if self.neighbours is not None:
+            return self.neighbours
+        return None if n_active <= EXACT_MAX_ITEMS else AUTO_NEIGHBOURS
 
 
 @dataclass(frozen=True)
@@ -318,7 +341,95 @@ def graph_spectrum(X: sp.csr_matrix, cfg: GraphConfig, run: RunConfig, device) -
     return Spectrum(X, max(rank, run.att_dim), run.seed, device)
 
 
-def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
+def top_neighbours(
+    R: sp.csr_matrix, post: np.ndarray, k: int, block_entries: int = BLOCK_ENTRIES
+) -> sp.csr_matrix:
+    """The rows of ``P~ diag(post)`` (``P~ = R^T R``, items x items, float32) each cut to its
+    `k` largest entries, ties to the lower column; CSR with sorted columns.
+
+    P~ is never held whole: its rows are computed a block at a time (``R[:, a:b]^T R``), each
+    block holding at most about `block_entries` entries (a row's bound: the summed history
+    lengths of its users, at most the catalogue), and pruned before the next. The values are
+    those of the exact filter's votes (the same products, in the same order, rounded once to
+    float32). R must be non-negative (so is every fit's R~), which makes the order of the values
+    that of their float32 bit patterns.
+    """
+    n = R.shape[1]
+    RT = R.T.tocsr()
+    # Row i's entries are at most the summed history lengths of i's users, and n.
+    lengths = np.diff(R.indptr).astype(np.float64)
+    rows_of = np.repeat(np.arange(n), np.diff(RT.indptr))
+    bound = np.minimum(np.bincount(rows_of, lengths[RT.indices], minlength=n), n)
+    cum = np.cumsum(bound)
+    del rows_of, lengths
+    ends, a = [], 0
+    while a < n:
+        base = cum[a - 1] if a else 0.0
+        a = max(a + 1, int(np.searchsorted(cum, base + block_entries, side="right")))
+        ends.append(min(a, n))
+    indptr = np.zeros(n + 1, np.int64)
+    indices, data = [], []
+    a = 0
+    for b in ends:
+        block = (RT[a:b] @ R).tocsr()
+        block.sort_indices()
+        vals = (block.data * post[block.indices]).astype(np.float32)
+        counts = np.diff(block.indptr)
+        if counts.max(initial=0) > k:
+            rows = np.repeat(np.arange(b - a, dtype=np.int64), counts)
+            # One stable sort: rows ascending, values descending (bit patterns of non-negative
+            # float32 order as the values), columns ascending among equal values.
+            key = (rows << 31) | (0x7FFFFFFF - vals.view(np.int32).astype(np.int64))
+            order = np.argsort(key, kind="stable")
+            keep = np.sort(order[np.arange(len(order)) - block.indptr[rows] < k])
+            del rows, key, order
+            counts = np.minimum(counts, k)
+            indices.append(block.indices[keep])
+            data.append(vals[keep])
+        else:
+            indices.append(block.indices.copy())
+            data.append(vals)
+        indptr[a + 1 : b + 1] = indptr[a] + np.cumsum(counts)
+        a = b
+        del block
+    return sp.csr_matrix(
+        (
+            np.concatenate(data) if data else np.zeros(0, np.float32),
+            np.concatenate(indices) if indices else np.zeros(0, np.int32),
+            indptr,
+        ),
+        shape=(n, n),
+    )
+
+
+def graph_votes(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
+    """The graph filter's item-item part ``P~ diag(d^-eta)`` as the core's sparse ``votes``:
+    whole, or each item's ``cfg.kept(...)`` largest votes (:func:`top_neighbours`)."""
+    R = spec.R.astype(np.float32)
+    post = _post(spec, cfg)
+    k = cfg.kept(int((spec.di > 0).sum()))
+    if k is None:
+        RT = R.T.tocsr()
+        P = (RT @ R).tocsr()
+        P.sort_indices()
+        Pd = P.multiply(post[None, :]).tocsr()
+        del P
+        Pd.sort_indices()
+    else:
+        Pd = top_neighbours(R, post, k)
+    return {
+        "votes_indptr": Pd.indptr.astype(np.int64),
+        "votes_indices": Pd.indices.astype(np.int32),
+        "votes_data": Pd.data.astype(np.float32),
+    }
+
+
+def _post(spec: Spectrum, cfg: GraphConfig) -> np.ndarray:
+    """The item-degree post-scaling ``d^-eta`` (0 for items without interactions)."""
+    return np.where(spec.di > 0, np.maximum(spec.di, 1.0) ** (-cfg.eta), 0.0)
+
+
+def graph_filter(spec: Spectrum, cfg: GraphConfig, votes=None) -> dict[str, np.ndarray]:
     """GF-CF's graph filter, with BSPM's sharpening when ``time > 0`` (Choi et al.,
     SIGIR 2023: one Runge-Kutta step of the blurring ODE over [0, T] with the ideal low-pass as
     the sharpening start), as core tensors. With T = 0 it is GF-CF exactly:
@@ -329,11 +440,13 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
     ``w = sum_{k=1..4} c_k s^(2k+2)``, ``N = beta sum_{k=0..4} c_k V D^1/2 P~^k`` and
     ``c_k`` of :func:`bspm_coefficients`. ``x P~`` is exact; the higher powers of P~ are exact
     when the spectrum is complete (catalogues or user bases up to 5,000, where it is computed
-    whole: then the scores are BSPM's to float precision), else taken on the top-r spectrum."""
+    whole: then the scores are BSPM's to float precision), else taken on the top-r spectrum.
+    With ``cfg.neighbours`` (or above :data:`EXACT_MAX_ITEMS` items) the ``x P~`` term keeps
+    each item's top neighbours only (:func:`graph_votes`); the low-rank part is unchanged.
+    `votes`, when given, are :func:`graph_votes` of the same spectrum and ``eta`` (a search
+    computes them once)."""
     R = spec.R.astype(np.float32)
     RT = R.T.tocsr()
-    P = (RT @ R).tocsr()
-    P.sort_indices()
     r = min(cfg.rank, len(spec.s))
     c = bspm_coefficients(cfg.time, cfg.solver)
     terms = len(c)
@@ -345,7 +458,7 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
         M = np.ascontiguousarray((RT @ (R @ M.T)).T, dtype=np.float32)
         N = N + c[k] * M
     N *= cfg.beta
-    post = np.where(spec.di > 0, np.maximum(spec.di, 1.0) ** (-cfg.eta), 0.0)
+    post = _post(spec, cfg)
     left = [(V * spec.di_mhalf.astype(np.float32)).T]
     right = [N.T]
     if sharpen:  # without sharpening w = 0: its r columns would only cost serving time
@@ -357,12 +470,9 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
         left.insert(0, Vm.T * w.astype(np.float32))
         right.insert(0, Vm.T)
     left, right = np.hstack(left), np.hstack(right) * post[:, None]
-    Pd = P.multiply(post[None, :]).tocsr()
-    Pd.sort_indices()
+    del R, RT
     return {
-        "votes_indptr": Pd.indptr.astype(np.int64),
-        "votes_indices": Pd.indices.astype(np.int32),
-        "votes_data": Pd.data.astype(np.float32),
+        **(graph_votes(spec, cfg) if votes is None else votes),
         "low_left": np.ascontiguousarray(left, np.float32),
         "low_right": np.ascontiguousarray(right, np.float32),
     }
@@ -488,9 +598,10 @@ def search_graph(carve, cfg: GraphConfig, run: RunConfig, device, bar, on_step=N
     )
     track = _Search(bar, on_step, len(grid))
     manifest = json.dumps({"kind": "graph_filter", "n_items": fit.shape[1]})
+    votes = graph_votes(spec, cfg)  # the same for every setting tried
     for g in grid:
-        g_cfg = GraphConfig(cfg.rank, g["beta"], g["time"], cfg.eta, cfg.solver)
-        core = _core.build(manifest, graph_filter(spec, g_cfg))
+        g_cfg = GraphConfig(cfg.rank, g["beta"], g["time"], cfg.eta, cfg.solver, cfg.neighbours)
+        core = _core.build(manifest, graph_filter(spec, g_cfg, votes))
         ids = core.recommend(seen, SEARCH_K, True, None, None)[0]
         track.add(g, mean_ndcg(ids, truth, SEARCH_K))
     return track.chosen("beta", "time"), track.record
@@ -601,10 +712,13 @@ def fit_filter(
         tensors = f.tensors(X.shape[1])
         summary["settings"] = {**settings, "dropout": cfg.dropout}
     else:
+        t1 = time.perf_counter()
         spec = graph_spectrum(X, cfg, run, device)
+        summary["spectrum_seconds"] = time.perf_counter() - t1
         tensors = graph_filter(spec, cfg)
         keys = ("rank", "beta", "time", "eta", "solver")
         summary["settings"] = {k: getattr(cfg, k) for k in keys}
+        summary["settings"]["neighbours"] = cfg.kept(n_active)
     summary["seconds"] = time.perf_counter() - t0
     if callback is not None and "search" not in summary:
         # Nothing was searched: one call when the fit is done, so a progress callback (and

@@ -1,0 +1,183 @@
+"""The graph filter's path for large catalogues: ``GraphFilter(neighbours=k)`` keeps each item's
+k largest votes of P~ (ties to the lower item), computed a block of rows at a time. Pinned
+against a float64 numpy reference, against the exact filter, and by property tests on random
+shapes."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import personae
+from personae.train import filters as tf
+
+
+def weighted(n_users, n_items, density, seed, empty_items=()) -> sp.csr_matrix:
+    """Random positive weights (continuous: no two votes of a row tie, even in float32)."""
+    rng = np.random.default_rng(seed)
+    d = (rng.random((n_users, n_items)) < density) * rng.uniform(0.1, 1.0, (n_users, n_items))
+    d[np.arange(n_users), rng.integers(0, n_items, n_users)] = 0.5  # no empty user
+    d[:, list(empty_items)] = 0
+    return sp.csr_matrix(d.astype(np.float32))
+
+
+def reference_scores(X, rows, k, beta, rank, eta=0.0):
+    """``x (top_k(P~ d^-eta) + beta D^-1/2 V^T V D^1/2 d^-eta)`` in float64, P~ dense, each
+    row cut to its k largest entries by a sort (ties to the lower column)."""
+    x = X.toarray().astype(np.float64)
+    x /= x.max()
+    du, di = x.sum(1), x.sum(0)
+    inv = lambda v: np.where(v > 0, 1 / np.sqrt(np.maximum(v, 1e-300)), 0.0)  # noqa: E731
+    R = inv(du)[:, None] * x * inv(di)[None, :]
+    post = np.where(di > 0, np.maximum(di, 1.0) ** -eta, 0.0)
+    S = (R.T @ R) * post[None, :]
+    kept = np.zeros_like(S)
+    for i in range(len(S)):
+        live = [j for j in range(len(S)) if S[i, j] > 0]
+        top = sorted(live, key=lambda j: (-S[i, j], j))[:k]
+        kept[i, top] = S[i, top]
+    vt = np.linalg.svd(R, full_matrices=False)[2][:rank]
+    low = (inv(di)[:, None] * vt.T) @ (vt * np.sqrt(di)[None, :]) * post[None, :]
+    y = rows.toarray().astype(np.float64)
+    y /= y.max(axis=1, keepdims=True)
+    return y @ (kept + beta * low)
+
+
+def fit(X, **kw):
+    return personae.GraphFilter(device="cpu", **kw).fit(X, show_progress=False)
+
+
+@pytest.mark.parametrize(("k", "eta"), [(1, 0.0), (3, 0.0), (7, 0.3)])
+def test_pruned_filter_matches_the_numpy_reference(k, eta):
+    X = weighted(60, 25, 0.25, seed=k, empty_items=(4, 17))
+    rows = X[:12]
+    model = fit(X, rank=6, beta=0.2, neighbours=k, eta=eta)
+    want = reference_scores(X, rows, k, 0.2, 6, eta)
+    np.testing.assert_allclose(model.score(rows), want, rtol=1e-5, atol=1e-5)
+    counts = np.diff(model.tensors()["votes_indptr"])
+    assert counts.max() == k and counts[[4, 17]].sum() == 0  # items without users vote for none
+
+
+def test_as_many_neighbours_as_items_is_the_exact_filter():
+    X = weighted(50, 30, 0.3, seed=1)
+    exact = fit(X, rank=5, neighbours=None)
+    whole = fit(X, rank=5, neighbours=30)
+    more = fit(X, rank=5, neighbours=10**6)
+    te, tw, tm = exact.tensors(), whole.tensors(), more.tensors()
+    for key in ("votes_indptr", "votes_indices", "votes_data", "low_left", "low_right"):
+        np.testing.assert_array_equal(tw[key], te[key])
+        np.testing.assert_array_equal(tm[key], te[key])
+    pruned = fit(X, rank=5, neighbours=4)
+    assert len(pruned.tensors()["votes_data"]) < len(te["votes_data"])
+
+
+def test_ties_keep_the_lower_items():
+    """One user who holds every item: every vote of P~ is the same number (1 / n), so the kept
+    neighbours are the k lowest items, whatever the order the products come in."""
+    X = sp.csr_matrix(np.ones((1, 9), np.float32))
+    t = fit(X, rank=1, neighbours=3).tensors()
+    np.testing.assert_array_equal(t["votes_indptr"], np.arange(10) * 3)
+    np.testing.assert_array_equal(t["votes_indices"], np.tile([0, 1, 2], 9))
+    assert len(set(t["votes_data"].tolist())) == 1
+
+
+def test_the_automatic_rule_keeps_the_exact_filter_up_to_its_bound(monkeypatch):
+    cfg = tf.GraphConfig()
+    assert cfg.kept(41_000) is None and cfg.kept(tf.EXACT_MAX_ITEMS) is None
+    assert cfg.kept(tf.EXACT_MAX_ITEMS + 1) == tf.AUTO_NEIGHBOURS
+    assert tf.GraphConfig(neighbours=5).kept(10) == 5
+    X = weighted(40, 20, 0.4, seed=2)
+    monkeypatch.setattr(tf, "EXACT_MAX_ITEMS", 10)
+    monkeypatch.setattr(tf, "AUTO_NEIGHBOURS", 2)
+    auto = fit(X, rank=4)
+    assert np.diff(auto.tensors()["votes_indptr"]).max() == 2
+    assert auto.manifest["training"]["settings"]["neighbours"] == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, -100])
+def test_neighbours_below_one_are_refused(bad):
+    with pytest.raises(ValueError, match="neighbours must be >= 1"):
+        personae.GraphFilter(neighbours=bad)
+
+
+@pytest.mark.parametrize("bad", [2.5, "10", True])
+def test_neighbours_must_be_an_integer(bad):
+    with pytest.raises(TypeError, match="neighbours"):
+        personae.GraphFilter(neighbours=bad)
+
+
+def test_the_setting_survives_save_and_load(tmp_path):
+    X = weighted(40, 20, 0.4, seed=3)
+    model = fit(X, rank=4, neighbours=3)
+    model.save(tmp_path / "m")
+    back = personae.load(tmp_path / "m")
+    assert back.params["neighbours"] == 3
+    np.testing.assert_array_equal(back.score(X[:5]), model.score(X[:5]))
+
+
+def top_k_rows(S: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row's k largest entries by a per-row sort (ties to the lower column)."""
+    S = S.tocsr()
+    S.sort_indices()
+    out = sp.lil_matrix(S.shape, dtype=S.dtype)
+    for i in range(S.shape[0]):
+        lo, hi = S.indptr[i], S.indptr[i + 1]
+        cols, vals = S.indices[lo:hi], S.data[lo:hi]
+        for j in sorted(range(len(cols)), key=lambda t: (-vals[t], cols[t]))[:k]:
+            out[i, cols[j]] = vals[j]
+    return out.tocsr()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_users=st.integers(1, 30),
+    n_items=st.integers(1, 25),
+    density=st.floats(0.0, 1.0),
+    k=st.integers(1, 30),
+    block=st.integers(1, 400),
+    binary=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_blockwise_pruning_is_the_exact_votes_cut_per_row(
+    n_users, n_items, density, k, block, binary, seed
+):
+    """Any shape (empty items and users included), any block size: the pruned votes are the
+    exact votes, each row cut to its k largest, ties (many, with binary weights) to the lower
+    column; the values bit for bit."""
+    rng = np.random.default_rng(seed)
+    d = (rng.random((n_users, n_items)) < density).astype(np.float32)
+    if not binary:
+        d *= rng.uniform(0.1, 1.0, d.shape).astype(np.float32)
+    R = sp.csr_matrix(d)
+    post = rng.choice([0.5, 1.0, 2.0], n_items)  # powers of 2: the ties of P~ stay ties
+    exact = (R.T.tocsr() @ R).tocsr().multiply(post[None, :]).tocsr().astype(np.float32)
+    got = tf.top_neighbours(R, post, k, block_entries=block)
+    want = top_k_rows(exact, k)
+    assert got.has_sorted_indices
+    np.testing.assert_array_equal(np.diff(got.indptr), np.diff(want.indptr))
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n_users=st.integers(2, 25),
+    n_items=st.integers(2, 20),
+    k=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_pruned_model_scores_are_the_exact_models_with_the_votes_cut(n_users, n_items, k, seed):
+    """Model level, binary data (ties everywhere): the pruned model's scores are the exact
+    model's low-rank part plus the history times the exact votes cut to k per row."""
+    rng = np.random.default_rng(seed)
+    d = (rng.random((n_users, n_items)) < 0.3).astype(np.float32)
+    d[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1
+    d[:, rng.integers(0, n_items)] = 0  # an item without users
+    X = sp.csr_matrix(d)
+    exact, pruned = fit(X, rank=3), fit(X, rank=3, neighbours=k)
+    te = exact.tensors()
+    S = sp.csr_matrix((te["votes_data"], te["votes_indices"], te["votes_indptr"]), (n_items,) * 2)
+    low = exact.score(X) - (X @ S).toarray()
+    want = low + (X @ top_k_rows(S, k)).toarray()
+    np.testing.assert_allclose(pruned.score(X), want, rtol=1e-5, atol=1e-6)
