@@ -45,6 +45,7 @@ class _Filter(Model):
             check_train(x), self._config(), run, show_progress, callback, _pair(validation, x)
         )
         tensors.update(item_space=spec.item_space(64), item_count=counts)
+        del spec  # the spectrum (items x rank, float64) need not outlive the fit into the build
         self._build(tensors, ids, config=config_dict(self._config()), training=summary)
         self.history = []
         if checkpoint_dir is not None:

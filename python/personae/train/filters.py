@@ -410,17 +410,22 @@ def graph_votes(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
     k = cfg.kept(int((spec.di > 0).sum()))
     if k is None:
         RT = R.T.tocsr()
-        P = (RT @ R).tocsr()
-        P.sort_indices()
-        Pd = P.multiply(post[None, :]).tocsr()
-        del P
+        Pd = (RT @ R).tocsr()
+        del R, RT
         Pd.sort_indices()
+        if cfg.eta:
+            # Columns scaled in place, in chunks: P~ is the model's largest tensor (42M
+            # entries on Gowalla) and a scaled copy of it would sit at the fit's peak. The
+            # product is rounded once, from float64, as a scaled copy would be.
+            for a in range(0, Pd.nnz, 1 << 22):
+                b = min(a + (1 << 22), Pd.nnz)
+                Pd.data[a:b] = Pd.data[a:b] * post[Pd.indices[a:b]]
     else:
         Pd = top_neighbours(R, post, k)
-    return {
-        "votes_indptr": Pd.indptr.astype(np.int64),
-        "votes_indices": Pd.indices.astype(np.int32),
-        "votes_data": Pd.data.astype(np.float32),
+    return {  # handed over as they are, not copied
+        "votes_indptr": Pd.indptr.astype(np.int64, copy=False),
+        "votes_indices": Pd.indices.astype(np.int32, copy=False),
+        "votes_data": Pd.data.astype(np.float32, copy=False),
     }
 
 
@@ -469,13 +474,14 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig, votes=None) -> dict[str, np.n
         w = sum(c[k] * s2 ** (k + 1) for k in range(1, terms))
         left.insert(0, Vm.T * w.astype(np.float32))
         right.insert(0, Vm.T)
-    left, right = np.hstack(left), np.hstack(right) * post[:, None]
-    del R, RT
-    return {
-        **(graph_votes(spec, cfg) if votes is None else votes),
-        "low_left": np.ascontiguousarray(left, np.float32),
-        "low_right": np.ascontiguousarray(right, np.float32),
+    low = {
+        "low_left": np.ascontiguousarray(np.hstack(left), np.float32),
+        "low_right": np.ascontiguousarray(np.hstack(right) * post[:, None], np.float32),
     }
+    # The low-rank part's intermediates go before the votes are computed: P~ is the fit's
+    # largest array, and these would sit beside it at the peak.
+    del R, RT, V, M, N, left, right
+    return {**(graph_votes(spec, cfg) if votes is None else votes), **low}
 
 
 # -- the validation search --------------------------------------------------------------------
