@@ -258,7 +258,9 @@ fn chunk_impl(
     // t's rows are `ldt` apart; per user, `(alpha, beta, abs)` bound its low-rank part's error:
     // `|t'_j - t_j| <= alpha p_j + beta q_j + abs` ([`lowp::Users::affine_bound`]), all zero
     // where t is exact.
-    let (mut t_all, ldt, errs) = low_rank_t(md, view, &total, m);
+    let mut t_buf = T_BUF.take();
+    let (ldt, errs) = low_rank_t(md, view, &total, m, &mut t_buf);
+    let t_all = &mut t_buf[..];
     let (pj, qj) = view
         .bf16
         .map_or((view.norms, view.norms), |w| (&w.p[..], &w.q[..]));
@@ -420,7 +422,14 @@ fn chunk_impl(
         cand.sort_unstable_by(|&x, &y| hi[y as usize].total_cmp(&hi[x as usize]));
         ex.score(&user, &cand, heap, Some(&hi), rec);
     }
+    T_BUF.set(t_buf);
     (heaps, records)
+}
+
+thread_local! {
+    /// `t` for a chunk (32 MiB), kept per thread across chunks: a fresh one costs a page fault
+    /// per 4 KiB.
+    static T_BUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// `t`'s low-rank part `(x L) R^T` for a chunk's `m` users (`total`: their `x L` rows), its rows
@@ -434,7 +443,8 @@ fn low_rank_t(
     view: View,
     total: &[f32],
     m: usize,
-) -> (Vec<f32>, usize, Vec<(f32, f32, f32)>) {
+    t: &mut Vec<f32>,
+) -> (usize, Vec<(f32, f32, f32)>) {
     let (r, n_items) = (md.filter.rank, md.n_items);
     let right = md.filter.right_tile(0..n_items);
     #[allow(unused_mut)]
@@ -443,10 +453,11 @@ fn low_rank_t(
     if let Some(w) = view.bf16 {
         let ldt = w.w.len() / w.kp;
         let us = lowp::Users::with_layout(total, m, r, w.kp, Layout::Rows);
-        let mut t = vec![0f32; us.m_pad * ldt];
+        // Every value is written (AMX stores whole padded blocks).
+        t.resize(us.m_pad * ldt, 0.0);
         // SAFETY: the bf16 table is used only where the AMX first pass was chosen, i.e. where
         // amx_ready() said yes.
-        unsafe { lowp::amx::with_tiles(|| lowp::amx::a_bt(&us, w, &mut t, ldt)) };
+        unsafe { lowp::amx::with_tiles(|| lowp::amx::a_bt(&us, w, t, ldt)) };
         for (u, e) in errs.iter_mut().enumerate() {
             let (alpha, beta) = us.affine_bound(u);
             // Both products stay far from f32's range (|h . w|, |h' . w'| <= c_u max |w|, |w'|),
@@ -458,16 +469,15 @@ fn low_rank_t(
                 gemm::a_bt(1, n_items, r, &total[u * r..(u + 1) * r], right, row);
             }
         }
-        return (t, ldt, errs);
+        return (ldt, errs);
     }
-    let mut t = vec![0f32; m * n_items];
-    if r > 0 {
-        match view.packed {
-            Some(p) => p.a_bt(m, total, &mut t),
-            None => gemm::a_bt(m, n_items, r, total, right, &mut t),
-        }
+    t.resize(m * n_items, 0.0);
+    // Every value is written.
+    match view.packed {
+        Some(p) if r > 0 => p.a_bt(m, total, t),
+        _ => gemm::a_bt(m, n_items, r, total, right, t),
     }
-    (t, n_items, errs)
+    (n_items, errs)
 }
 
 /// One bounded user as the exact pass reads them.
