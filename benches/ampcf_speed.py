@@ -187,9 +187,14 @@ def isa() -> str:
     from personae import _core
 
     if _core.gemm_kernel() == "avx512":
+        t = (
+            "on AMX tiles in bf16 within a certified bound (PERSONAE_FIRST_PASS=fp32: fp32)"
+            if _core.first_pass() == "amx"
+            else "with R packed once"
+        )
         return (
             "AVX-512F: every product in personae's AVX-512 GEMM kernels (the pruned path's "
-            "t = (x L) R^T with R packed once), the per-user loops built for AVX-512"
+            f"t = (x L) R^T {t}), the per-user loops built for AVX-512"
         )
     flags = ""
     try:

@@ -3,12 +3,42 @@
 ties aside."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ampcf import random_model, weighted_csr
 
 from reference import assert_same_lists, top_n
+
+
+def with_ties(t: dict, n_items: int) -> dict:
+    """The tensors with items 1 and 3 copying items 0 and 2 as candidates (their column of S,
+    R and z): every user scores them exactly alike."""
+    t = dict(t)
+    for a, b in ((0, 1), (2, 3)):
+        for key in ("low_right", "item_space"):
+            if key in t:
+                t[key] = t[key].copy()
+                t[key][b] = t[key][a]
+        if "votes" in t:
+            t["votes"] = t["votes"].copy()
+            t["votes"][:, b] = t["votes"][:, a]
+        else:
+            s = sp.csr_matrix(
+                (t["votes_data"], t["votes_indices"], t["votes_indptr"]),
+                shape=(n_items, n_items),
+            ).tolil()
+            s[:, b] = s[:, a]
+            s = sp.csr_matrix(s)
+            s.eliminate_zeros()
+            s.sort_indices()
+            t.update(
+                votes_indptr=s.indptr.astype(np.int64),
+                votes_indices=s.indices.astype(np.int32),
+                votes_data=s.data.astype(np.float32),
+            )
+    return t
 
 
 @settings(max_examples=60, deadline=None)
@@ -50,32 +80,7 @@ def test_pruned_top_n_equals_the_exact_lists(
         seed, n_items, k, n_clusters, att_dim, rank, sparse, mix, delta, gamma, tau
     )
     if ties and n_items >= 4:
-        # Items 1 and 3 copy items 0 and 2 as candidates (their column of S, R and z): every
-        # user scores them exactly alike.
-        t = dict(t)
-        for a, b in ((0, 1), (2, 3)):
-            for key in ("low_right", "item_space"):
-                if key in t:
-                    t[key] = t[key].copy()
-                    t[key][b] = t[key][a]
-            if "votes" in t:
-                t["votes"] = t["votes"].copy()
-                t["votes"][:, b] = t["votes"][:, a]
-            else:
-                s = sp.csr_matrix(
-                    (t["votes_data"], t["votes_indices"], t["votes_indptr"]),
-                    shape=(n_items, n_items),
-                ).tolil()
-                s[:, b] = s[:, a]
-                s = sp.csr_matrix(s)
-                s.eliminate_zeros()
-                s.sort_indices()
-                t.update(
-                    votes_indptr=s.indptr.astype(np.int64),
-                    votes_indices=s.indices.astype(np.int32),
-                    votes_data=s.data.astype(np.float32),
-                )
-        model = type(model).from_tensors(t, **cfg)
+        model = type(model).from_tensors(with_ties(t, n_items), **cfg)
     rng = np.random.default_rng(seed)
     x = weighted_csr(rng, n_users, n_items, 0.3)  # the last row is empty
     # A user who has seen every item.
@@ -109,3 +114,58 @@ def test_pruned_top_n_equals_the_exact_lists(
     want = model.explain(np.where(listed, got_ids, -1), x)["dominant"]
     np.testing.assert_array_equal(dom[listed], want[listed])
     assert (dom[~listed] == -1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_users=st.integers(1, 40),
+    n_items=st.integers(1, 300),
+    k=st.integers(1, 6),
+    rank=st.sampled_from([1, 7, 33, 64]),
+    sparse=st.booleans(),
+    mix=st.sampled_from([0.0, 0.25, 1.0]),
+    n=st.integers(1, 120),
+    ties=st.booleans(),
+    exclude=st.booleans(),
+)
+@pytest.mark.parametrize("first", ["fp32", "amx"])
+def test_each_first_pass_of_t_gives_the_exact_lists(
+    seed, n_users, n_items, k, rank, sparse, mix, n, ties, exclude, first
+):
+    # The pruned path's t = x F has its low-rank part from the fp32 kernel, or from bf16 AMX
+    # tiles within a certified bound (then the bounds widen by it, the seeds are t's best items
+    # by the bf16 value, and users with one persona rescore exactly the items whose bound
+    # reaches their n-th best lower bound). Either way: the exact path's lists, ties aside, and
+    # with one persona per user (mix = 0 or K = 1) the bf16 pass rescores in the fused scorer's
+    # order, so ids and scores are the exact path's bit for bit. Users past 32 (an AMX block)
+    # and ranks past 32 (a k block) included.
+    from personae import _core
+
+    if first == "amx" and _core.first_pass() != "amx":
+        pytest.skip("no AMX first pass on this CPU: 'amx' would be the fp32 path")
+    model, t, cfg = random_model(seed, n_items, k, 4, 3, rank, sparse, mix, 0.5, 0.0, 1.0)
+    if ties and n_items >= 4:
+        model = type(model).from_tensors(with_ties(t, n_items), **cfg)
+    rng = np.random.default_rng(seed)
+    x = weighted_csr(rng, n_users, n_items, 0.3)
+    ex = rng.choice(n_items, size=n_items // 4, replace=False) if exclude else None
+    kw = {} if ex is None else {"exclude_items": ex}
+    masked = model.score(x)
+    if ex is not None:
+        masked[:, ex] = -np.inf
+    masked[x.nonzero()] = -np.inf
+    core = model._fitted()
+    try:
+        assert _core.first_pass(first) == first
+        got_ids, got_scores = model.recommend(x, n, **kw)
+        _core.first_pass("best")
+        core.set_exact_top_n(True)
+        want_ids, want_scores = model.recommend(x, n, **kw)
+    finally:
+        _core.first_pass("best")
+        core.set_exact_top_n(False)
+    assert_same_lists(got_ids, got_scores, masked, want_ids, want_scores)
+    if first == "amx" and (mix == 0.0 or k == 1):
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_array_equal(got_scores, want_scores)

@@ -253,6 +253,32 @@ impl Filter {
             }
         }
     }
+
+    /// `acc` plus item `j`'s item-item votes from `entries` (all of one output row), `x S_ij`
+    /// added entry by entry in their order: the f32 [`Filter::add_item_votes`] leaves at `j` when
+    /// the row holds `acc` there, for one item (a binary search per entry on sparse votes).
+    pub fn add_votes_of_item(&self, entries: &[Entry], j: usize, mut acc: f32) -> f32 {
+        match &self.votes {
+            Votes::Dense(s) => {
+                for &(i, _, x) in entries {
+                    acc += x * s[i as usize * self.n_items + j];
+                }
+            }
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => {
+                for &(i, _, x) in entries {
+                    let row = indptr[i as usize] as usize..indptr[i as usize + 1] as usize;
+                    if let Ok(at) = indices[row.clone()].binary_search(&(j as i32)) {
+                        acc += x * data[row.start + at];
+                    }
+                }
+            }
+        }
+        acc
+    }
 }
 
 fn check_sparse(indptr: &[i64], indices: &[i32], n: usize, what: &str) -> Result<()> {

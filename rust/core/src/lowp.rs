@@ -1,4 +1,6 @@
-//! A certified low-precision first pass for exact top-N over item-major decoder weights.
+//! A certified low-precision first pass for exact top-N over item-major weights: Mult-VAE's
+//! decoder (here, with its bias) and AMP-CF's `t = (x L) R^T` ([`crate::ampcf`]'s pruned path:
+//! no bias, states of any size, the per-user bound in [`Users::affine_bound`]'s form).
 //!
 //! Scores `s_j = h . w_j + b_j` are first computed with `h` and `w_j` rounded to bf16 and fp32
 //! accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction). Against the fp32 path's score
@@ -25,7 +27,8 @@
 //! Only where it pays and is safe: x86-64 Linux with AMX-BF16 (the OS must grant the tile state:
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`), the AVX-512 GEMM kernel in use (its
 //! summation order is the one rescoring reproduces), and weights whose scores cannot overflow.
-//! `PERSONAE_FIRST_PASS=fp32` (read once) or [`set_first_pass`] forces the plain fp32 path.
+//! `PERSONAE_FIRST_PASS=fp32` (read once) or [`set_first_pass`] forces the plain fp32 path, for
+//! both models.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -175,12 +178,48 @@ fn gemm_kc() -> usize {
     }
 }
 
+/// Where a matrix's rows go in the AMX tiles (1 KiB each, one per 16 rows and k block of 32):
+/// as the rows of A tiles (`[16 rows][k block][row 16][32]`) or as the columns of B tiles, in the
+/// pairs `tdpbf16ps` reads (`[16 rows][k block][pair 16][row 16][2]`). A product tile is `A rows x
+/// B columns`: Mult-VAE's items are A rows (items x users), AMP-CF's B columns (users x items, as
+/// its per-user passes read them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Rows,
+    Cols,
+}
+
+/// Row `j` of a matrix (`x`, `nkb` k blocks of 32 wide) rounded to bf16 into its place in `out`;
+/// returns `[||x||, ||x'||, ||x - x'||]` (`x'` the rounding), or None when a value is not finite
+/// or past 1e30.
+fn pack_row(out: &mut [u16], layout: Layout, nkb: usize, j: usize, x: &[f32]) -> Option<[f64; 3]> {
+    let (g, r) = (j / 16, j % 16);
+    let (mut n, mut n16, mut d) = (0f64, 0f64, 0f64);
+    for (kk, &v) in x.iter().enumerate() {
+        if !v.is_finite() || v.abs() > 1e30 {
+            return None;
+        }
+        let b = to_bf16(v);
+        let at = match layout {
+            Layout::Rows => r * 32 + kk % 32,
+            Layout::Cols => (kk % 32) / 2 * 32 + r * 2 + kk % 2,
+        };
+        out[(g * nkb + kk / 32) * 512 + at] = b;
+        let (v, y) = (v as f64, from_bf16(b) as f64);
+        n += v * v;
+        n16 += y * y;
+        d += (v - y) * (v - y);
+    }
+    Some([n.sqrt(), n16.sqrt(), d.sqrt()])
+}
+
 /// The item weights in bf16 (item-major, `rows` padded to [`BLOCK`] and `k` to 32 with zeros),
 /// beside the per-item factors of the bound.
 pub struct Packed {
-    /// bf16 bits as AMX A tiles, each contiguous: `[16 items][k block of 32][item 16][32]`,
-    /// items padded to [`BLOCK`] and `k` to `kp` with zeros.
+    /// bf16 bits as AMX tiles laid out as `layout` says (Mult-VAE: [`Layout::Rows`]), items
+    /// padded to [`BLOCK`] and `k` to `kp` with zeros.
     pub w: Vec<u16>,
+    pub layout: Layout,
     pub k: usize,
     pub kp: usize,
     pub rows: usize,
@@ -188,96 +227,120 @@ pub struct Packed {
     pub p: Vec<f32>,
     /// `||w_j - w'_j|| + 2 g max(||w_j||, ||w'_j||)`, inflated.
     pub q: Vec<f32>,
+    /// The largest `max(||w_j||, ||w'_j||)`.
+    pub norm_max: f64,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Packed({} x {} bf16, {:?})",
+            self.rows, self.k, self.layout
+        )
+    }
 }
 
 impl Packed {
-    /// Packs `w` (`rows x k`, item-major) with biases `bias`; `None` when some score could
-    /// overflow or a value is not finite (the fp32 path then serves the model).
+    /// Packs Mult-VAE's `w` (`rows x k`, item-major) with biases `bias`, as A tiles; `None` when
+    /// some score could overflow or a value is not finite (the fp32 path then serves the model).
     pub fn new(w: &[f32], bias: &[f32], rows: usize, k: usize) -> Option<Self> {
-        if rows == 0 || k == 0 || w.len() != rows * k || bias.len() != rows {
+        if bias.len() != rows || bias.iter().any(|b| !b.is_finite() || b.abs() > 1e30) {
+            return None;
+        }
+        let pk = Self::with_layout(w, rows, k, Layout::Rows)?;
+        // |h_i| <= 1 (a tanh), so |h . w_j| <= sqrt(k) ||w_j||: keep every score, in either
+        // precision, far from f32's range.
+        (pk.norm_max <= 1e30 / (k as f64).sqrt()).then_some(pk)
+    }
+
+    /// Packs `w` (`rows x k`, item-major) as `layout`; `None` when a value is not finite or past
+    /// 1e30 (the caller bounds the scores' range with [`Packed::norm_max`]).
+    pub fn with_layout(w: &[f32], rows: usize, k: usize, layout: Layout) -> Option<Self> {
+        if rows == 0 || k == 0 || w.len() != rows * k {
             return None;
         }
         let kp = k.next_multiple_of(BLOCK);
         let g = gamma(k);
-        let nkb = kp / 32;
         let mut out = vec![0u16; rows.next_multiple_of(BLOCK) * kp];
         let (mut p, mut q) = (vec![0f32; rows], vec![0f32; rows]);
-        // |h_i| <= 1 (a tanh), so |h . w_j| <= sqrt(k) ||w_j||: keep every score, in either
-        // precision, far from f32's range.
-        let limit = 1e30 / (k as f64).sqrt();
-        for j in 0..rows {
-            let row = &w[j * k..(j + 1) * k];
-            let (mut nw, mut nw16, mut dw) = (0f64, 0f64, 0f64);
-            for (kk, &x) in row.iter().enumerate() {
-                if !x.is_finite() || x.abs() > 1e30 {
-                    return None;
-                }
-                let b = to_bf16(x);
-                out[((j / 16 * nkb + kk / 32) * 16 + j % 16) * 32 + kk % 32] = b;
-                let (x, y) = (x as f64, from_bf16(b) as f64);
-                nw += x * x;
-                nw16 += y * y;
-                dw += (x - y) * (x - y);
-            }
-            let (nw, nw16, dw) = (nw.sqrt(), nw16.sqrt(), dw.sqrt());
-            if !bias[j].is_finite() || nw.max(nw16) > limit || bias[j].abs() > 1e30 {
-                return None;
-            }
+        let mut norm_max = 0f64;
+        for (j, row) in w.chunks_exact(k).enumerate() {
+            let [nw, nw16, dw] = pack_row(&mut out, layout, kp / 32, j, row)?;
+            norm_max = norm_max.max(nw.max(nw16));
             p[j] = up(nw * INFLATE);
             q[j] = up((dw + 2.0 * g * nw.max(nw16)) * INFLATE);
         }
         Some(Self {
             w: out,
+            layout,
             k,
             kp,
             rows,
             p,
             q,
+            norm_max,
         })
     }
 }
 
-/// A chunk of users' hidden states in bf16, packed as AMX B tiles, with the per-user factors.
+/// A chunk of users' hidden states in bf16, packed as AMX tiles, with the per-user factors.
 pub struct Users {
-    /// `[group of 16][k block of 32][pair 16][user 16][2]` bf16 bits.
-    pub b: Vec<u16>,
+    /// bf16 bits laid out as `layout` says (Mult-VAE: [`Layout::Cols`]).
+    pub bits: Vec<u16>,
+    pub layout: Layout,
+    pub kp: usize,
     /// Users padded to [`BLOCK`].
     pub m_pad: usize,
-    /// `||h - h'||`, inflated (NaN for a user whose state is not finite: no bound holds).
+    /// `||h - h'||`, inflated (NaN for a user whose state is not finite or past 1e30: no bound
+    /// holds).
     pub a: Vec<f32>,
     /// `max(||h||, ||h'||)`, inflated.
     pub c: Vec<f32>,
 }
 
 impl Users {
-    /// Packs `h` (`m x k` row-major) for weights packed with `kp`-wide rows.
+    /// Packs Mult-VAE's `h` (`m x k` row-major) as B tiles, for weights packed with `kp`-wide
+    /// rows.
     pub fn new(h: &[f32], m: usize, k: usize, kp: usize) -> Self {
+        Self::with_layout(h, m, k, kp, Layout::Cols)
+    }
+
+    /// Packs `h` (`m x k` row-major) as `layout`, for weights packed with `kp`-wide rows.
+    pub fn with_layout(h: &[f32], m: usize, k: usize, kp: usize, layout: Layout) -> Self {
         let m_pad = m.next_multiple_of(BLOCK);
-        let nkb = kp / 32;
-        let mut b = vec![0u16; m_pad * kp];
+        let mut bits = vec![0u16; m_pad * kp];
         let (mut a, mut c) = (vec![0f32; m_pad], vec![0f32; m_pad]);
-        for u in 0..m {
-            let row = &h[u * k..(u + 1) * k];
-            if row.iter().any(|x| !x.is_finite()) {
-                a[u] = f32::NAN;
-                c[u] = f32::NAN;
-                continue;
+        for (u, row) in h[..m * k].chunks_exact(k).enumerate() {
+            match pack_row(&mut bits, layout, kp / 32, u, row) {
+                Some([nh, nh16, dh]) => {
+                    a[u] = up(dh * INFLATE);
+                    c[u] = up(nh.max(nh16) * INFLATE);
+                }
+                None => {
+                    // What was packed of the row stays: its scores are ignored.
+                    a[u] = f32::NAN;
+                    c[u] = f32::NAN;
+                }
             }
-            let (g, ul) = (u / 16, u % 16);
-            let (mut nh, mut nh16, mut dh) = (0f64, 0f64, 0f64);
-            for (kk, &x) in row.iter().enumerate() {
-                let v = to_bf16(x);
-                let (kb, r, e) = (kk / 32, (kk % 32) / 2, kk % 2);
-                b[((g * nkb + kb) * 16 + r) * 32 + ul * 2 + e] = v;
-                let (x, y) = (x as f64, from_bf16(v) as f64);
-                nh += x * x;
-                nh16 += y * y;
-                dh += (x - y) * (x - y);
-            }
-            a[u] = up(dh.sqrt() * INFLATE);
-            c[u] = up(nh.max(nh16).sqrt() * INFLATE);
         }
-        Self { b, m_pad, a, c }
+        Self {
+            bits,
+            layout,
+            kp,
+            m_pad,
+            a,
+            c,
+        }
+    }
+
+    /// Per-user coefficients `(alpha, beta)` of a bound without bias: for a bf16 score
+    /// `s'_uj = h'_u . w'_j`, `E_uj <= alpha p_j + beta q_j + ABS_SLACK`, the relative slack
+    /// folded in by Cauchy-Schwarz (`|s'| <= ||h'|| ||w'_j|| <= c_u (p_j + q_j)`), so that a
+    /// pass over items needs no `|s'|`. NaN where the user has no bound.
+    pub fn affine_bound(&self, u: usize) -> (f32, f32) {
+        let (a, c) = (self.a[u], self.c[u]);
+        (a + REL_SLACK * c, c * (1.0 + REL_SLACK))
     }
 }
 
@@ -289,7 +352,7 @@ pub mod amx {
     use std::arch::asm;
     use std::arch::x86_64::*;
 
-    use super::{Packed, Users, ABS_SLACK, REL_SLACK};
+    use super::{Layout, Packed, Users, ABS_SLACK, REL_SLACK};
 
     /// Asks Linux for the AMX tile state once (the CPUID and XCR0 checks first).
     pub(super) fn request() -> bool {
@@ -371,19 +434,38 @@ pub mod amx {
     ///
     /// # Safety
     /// Inside [`with_tiles`]; `item0 + 32 <= w.w.len() / w.kp`; `32 gp + 32 <= u.m_pad`;
-    /// `u` packed with `w.kp`.
+    /// `u` packed with `w.kp`, `w` as rows and `u` as columns.
     #[inline]
     pub unsafe fn block(w: &Packed, item0: usize, u: &Users, gp: usize, c: &mut [f32; 1024]) {
         let nkb = w.kp / 32;
-        debug_assert!((item0 + 32) * w.kp <= w.w.len() && (gp + 1) * 32 * w.kp <= u.b.len());
-        let a0 = w.w.as_ptr().add(item0 * w.kp);
+        debug_assert!((item0 + 32) * w.kp <= w.w.len() && (gp + 1) * 32 * w.kp <= u.bits.len());
+        debug_assert!(w.layout == Layout::Rows && u.layout == Layout::Cols && u.kp == w.kp);
+        tiles(
+            w.w.as_ptr().add(item0 * w.kp),
+            u.bits.as_ptr().add(2 * gp * nkb * 512),
+            nkb,
+            c.as_mut_ptr(),
+            32,
+        );
+    }
+
+    /// `c[i][j] = a_i . b_j` for the 32 rows packed as A tiles from `a` (two 16-row groups of
+    /// `nkb` tiles) and the 32 packed as B tiles from `b`, fp32; `c`'s rows are `ldc` floats
+    /// apart.
+    ///
+    /// # Safety
+    /// Inside [`with_tiles`]; `a` and `b` point at `2 nkb` tiles (1 KiB each), `c` at 32 rows
+    /// of 32 floats, `ldc` apart.
+    #[inline]
+    pub unsafe fn tiles(a: *const u16, b: *const u16, nkb: usize, c: *mut f32, ldc: usize) {
+        let (a0, b0) = (a, b);
         let a1 = a0.add(nkb * 512);
-        let b0 = u.b.as_ptr().add(2 * gp * nkb * 512);
         let b1 = b0.add(nkb * 512);
+        let c1 = c.add(16 * ldc);
         // SAFETY: every tile is 1 KiB, contiguous, one per k block, for `nkb` blocks: all
-        // inside the buffers (checked above). The tile registers are ours alone (the compiler
-        // never uses them). Loads are interleaved with the products (tiles are not renamed: a
-        // load waits for the products still reading its register).
+        // inside the buffers (the caller's contract). The tile registers are ours alone (the
+        // compiler never uses them). Loads are interleaved with the products (tiles are not
+        // renamed: a load waits for the products still reading its register).
         asm!(
             "tilezero tmm0",
             "tilezero tmm1",
@@ -404,20 +486,48 @@ pub mod amx {
             "add {b1}, 1024",
             "dec {n}",
             "jnz 2b",
-            "tilestored [{c} + {ldc}*1], tmm0",
-            "tilestored [{c} + {ldc}*1 + 64], tmm1",
-            "tilestored [{c} + {ldc}*1 + 2048], tmm2",
-            "tilestored [{c} + {ldc}*1 + 2112], tmm3",
+            "tilestored [{c0} + {ldc}*1], tmm0",
+            "tilestored [{c0} + {ldc}*1 + 64], tmm1",
+            "tilestored [{c1} + {ldc}*1], tmm2",
+            "tilestored [{c1} + {ldc}*1 + 64], tmm3",
             a0 = inout(reg) a0 => _,
             a1 = inout(reg) a1 => _,
             b0 = inout(reg) b0 => _,
             b1 = inout(reg) b1 => _,
             n = inout(reg) nkb => _,
             s64 = in(reg) 64usize,
-            c = in(reg) c.as_mut_ptr(),
-            ldc = in(reg) 128usize,
+            c0 = in(reg) c,
+            c1 = in(reg) c1,
+            ldc = in(reg) ldc * 4,
             options(nostack)
         );
+    }
+
+    /// `c[u][j] = h'_u . w'_j` for every padded user of `u` (packed as rows) and every padded
+    /// item of `w` (packed as columns): `c` is `u.m_pad x ldc` with `ldc` at least `w`'s padded
+    /// items. Items outermost: one block of `w` is read once from memory while the users' tiles
+    /// stay in cache.
+    ///
+    /// # Safety
+    /// Inside [`with_tiles`].
+    pub unsafe fn a_bt(u: &Users, w: &Packed, c: &mut [f32], ldc: usize) {
+        let nkb = w.kp / 32;
+        let items = w.w.len() / w.kp;
+        assert!(u.layout == Layout::Rows && w.layout == Layout::Cols && u.kp == w.kp);
+        assert!(ldc >= items && c.len() >= u.m_pad * ldc && u.bits.len() >= u.m_pad * u.kp);
+        for item0 in (0..items).step_by(32) {
+            for u0 in (0..u.m_pad).step_by(32) {
+                // SAFETY: users u0..u0 + 32 and items item0..item0 + 32 are inside the padded
+                // buffers, the output block inside `c` (asserted above).
+                tiles(
+                    u.bits.as_ptr().add(u0 * u.kp),
+                    w.w.as_ptr().add(item0 * w.kp),
+                    nkb,
+                    c.as_mut_ptr().add(u0 * ldc + item0),
+                    ldc,
+                );
+            }
+        }
     }
 
     /// Scans a block's scores: for item row `ii < rows` (item `j = item0 + ii`, its `bias`,
@@ -486,9 +596,10 @@ pub mod amx {
     }
 }
 
-/// Exact fp32 scores `h . w_j + b_j` of items `items` (rows of `w`, `k` wide), each summed in
-/// the AVX-512 GEMM kernel's order (one FMA chain per k block of [`gemm_kc`], blocks added in
-/// turn), so equal bit for bit to [`gemm::a_bt`] plus the bias on that kernel.
+/// Exact fp32 scores `h . w_j + b_j` (`h . w_j` without `bias`) of items `items` (rows of `w`,
+/// `k` wide), each summed in the AVX-512 GEMM kernel's order (one FMA chain per k block of
+/// [`gemm_kc`], blocks added in turn), so equal bit for bit to [`gemm::a_bt`] (plus the bias) on
+/// that kernel.
 ///
 /// # Safety
 /// AVX-512F must be available; `h` holds `k` values, every item indexes a row of `w` and `bias`,
@@ -499,7 +610,7 @@ pub unsafe fn exact_dots(
     h: &[f32],
     w: &[f32],
     k: usize,
-    bias: &[f32],
+    bias: Option<&[f32]>,
     items: &[u32],
     out: &mut [f32],
 ) {
@@ -542,8 +653,13 @@ pub unsafe fn exact_dots(
         }
         let mut sums = [0f32; 16];
         _mm512_storeu_ps(sums.as_mut_ptr(), total);
-        for ((o, &s), &j) in o.iter_mut().zip(&sums).zip(grp) {
-            *o = s + bias[j as usize];
+        match bias {
+            Some(bias) => {
+                for ((o, &s), &j) in o.iter_mut().zip(&sums).zip(grp) {
+                    *o = s + bias[j as usize];
+                }
+            }
+            None => o.copy_from_slice(&sums[..o.len()]),
         }
     }
 }
@@ -655,6 +771,59 @@ mod tests {
         }
     }
 
+    /// AMP-CF's layout (users as A rows, items as B columns, the whole product at once, no
+    /// bias, states of any size) against exact scores and the fp32 kernel: every bf16 score within
+    /// the per-user affine bound of both, and the bound not vacuous.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn amx_product_stays_within_the_affine_bound() {
+        if !amx_ready() {
+            eprintln!("no AMX here: the kernel test is skipped");
+            return;
+        }
+        let mut seed = 11;
+        for &(items, m, k, scale) in &[
+            (70usize, 40usize, 448usize, 0.05f32),
+            (33, 5, 3, 10.0),
+            (96, 64, 100, 1.0),
+            (1, 1, 1, 1e-3),
+        ] {
+            let w = values(items * k, &mut seed, scale);
+            let h = values(m * k, &mut seed, 30.0);
+            let zero = vec![0f32; items];
+            let pk = Packed::with_layout(&w, items, k, Layout::Cols).unwrap();
+            let us = Users::with_layout(&h, m, k, pk.kp, Layout::Rows);
+            let ldt = pk.w.len() / pk.kp;
+            let mut c = vec![f32::NAN; us.m_pad * ldt];
+            // SAFETY: amx_ready() said yes.
+            unsafe { amx::with_tiles(|| amx::a_bt(&us, &pk, &mut c, ldt)) };
+            let mut fp32 = vec![0f32; m * items];
+            gemm::a_bt(m, items, k, &h, &w, &mut fp32);
+            let mut worst = 0f64;
+            for u in 0..m {
+                let (alpha, beta) = us.affine_bound(u);
+                for j in 0..items {
+                    let t = c[u * ldt + j];
+                    let e = alpha * pk.p[j] + beta * pk.q[j] + ABS_SLACK;
+                    let want = exact(&h[u * k..], &w, &zero, k, j);
+                    let err = (t as f64 - want).abs();
+                    assert!(
+                        err <= e as f64,
+                        "k={k} item {j} user {u}: {t} vs {want} ({e})"
+                    );
+                    let f = fp32[u * items + j];
+                    assert!(
+                        (t - f).abs() <= e,
+                        "k={k} item {j} user {u}: {t} vs fp32 {f}"
+                    );
+                    worst = worst.max(err / e as f64);
+                }
+            }
+            eprintln!("k={k}: worst error / bound {worst:.3}");
+            assert!(worst > 0.01, "k={k}: worst error / bound {worst}");
+        }
+    }
+
     /// Rescoring reproduces the AVX-512 GEMM kernel bit for bit.
     #[cfg(target_arch = "x86_64")]
     #[test]
@@ -676,7 +845,7 @@ mod tests {
             let ids: Vec<u32> = (0..items as u32).rev().collect();
             let mut got = vec![0f32; items];
             // SAFETY: avx512f checked; ids index w and bias.
-            unsafe { exact_dots(&h, &w, k, &bias, &ids, &mut got) };
+            unsafe { exact_dots(&h, &w, k, Some(&bias), &ids, &mut got) };
             for (i, &j) in ids.iter().enumerate() {
                 assert_eq!(
                     got[i].to_bits(),

@@ -335,7 +335,7 @@ impl MultVae {
                             &h[u * k..(u + 1) * k],
                             &self.dec_item,
                             k,
-                            &self.dec_item_b,
+                            Some(&self.dec_item_b),
                             &surv,
                             &mut sc,
                         )

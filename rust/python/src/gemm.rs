@@ -29,10 +29,10 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
     Ok(k.name())
 }
 
-/// The first pass of Mult-VAE top-N in use ("amx" or "fp32"). `force` switches it for the whole
-/// process: "fp32" (the plain fp32 GEMM over every item), "amx" (certified bf16 on AMX tiles
-/// with exact fp32 rescoring; falls back to fp32 where AMX or the AVX-512 GEMM kernel is
-/// missing) or "best".
+/// The first pass in use ("amx" or "fp32") of Mult-VAE's top-N and of AMP-CF's pruned top-N
+/// (its filter score's low-rank part). `force` switches it for the whole process: "fp32" (the
+/// plain fp32 GEMM over every item), "amx" (certified bf16 on AMX tiles with exact fp32
+/// rescoring; falls back to fp32 where AMX or the AVX-512 GEMM kernel is missing) or "best".
 #[pyfunction]
 #[pyo3(signature = (force=None))]
 fn first_pass(force: Option<&str>) -> PyResult<&'static str> {

@@ -24,11 +24,25 @@
 //! Every item whose exact score reaches the list's N-th is scored exactly, so the list is the
 //! exact one (ties aside: the scores may differ from the fused scorer's in the last bits, as
 //! the sums run in another order). Bounds are widened by [`SLACK`] times the magnitudes they
-//! add, against rounding. On Gowalla's default model ~380 of 41k items per user reach step 3
+//! add, against rounding.
+//!
+//! **bf16 first pass of `t`** (where [`lowp::first_pass`] is AMX: the CPU and OS allow it, the
+//! AVX-512 GEMM kernel runs, `PERSONAE_FIRST_PASS` is not `fp32`): `t`'s low-rank part is
+//! computed on AMX tiles from bf16 roundings of `x L` and `R` (users as A rows, items as B
+//! columns: [`lowp::Layout`]), off the fp32 product by at most the certified
+//! `E_j = alpha p_j + beta q_j + abs` of [`lowp`] (per-user `alpha`, `beta` from the rounding
+//! residual of `x L`, per-item `p`, `q` of `R`). The bound of step 1 becomes
+//! `(1 - mix)(t'_j + E_j) + mix max_k ...`, the seeds are the best items by `t'` (any items give
+//! a valid `theta`), and the exact pass of step 3 never reads `t`. A one-persona user's list
+//! is `t`'s: the items whose `t'_j + E_j` reaches the N-th best `t'_j - E_j` are rescored
+//! exactly, the low-rank dot in the AVX-512 kernel's order ([`lowp::exact_dots`]) and the
+//! votes added entry by entry, so their scores are the fused scorer's bit for bit. A user whose
+//! `x L` is not finite or too large for a bound gets `t` exactly. On Gowalla's default model ~380 of 41k items per user reach step 3
 //! (BENCHMARKS.md); `Exact` needs no `users x K x items` tensor, and the bound pass holds
 //! `np x items` votes for one user at a time.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use super::{blend, combine, AmpCf, Mix, Scorer};
 use crate::csr::CsrView;
@@ -36,24 +50,38 @@ use crate::error::Result;
 use crate::filter::{axpy, Entry};
 use crate::fused::{self, Filters, Recommended, TileScorer};
 use crate::gemm::{self, PackedBt};
+use crate::lowp::{self, FirstPass, Layout};
 use crate::threads::Stop;
 use crate::topk::TopK;
 
 /// Floats of `t` a chunk of users holds (`users x n_items`, 32 MiB per thread): the chunk's
-/// users are one GEMM with `R`, so more users amortise streaming `R` from memory.
+/// users are one GEMM with `R`, so more users amortise streaming `R` from memory (with the bf16
+/// pass, whole blocks of 32 users).
 const CHUNK_FLOATS: usize = 1 << 23;
 /// Candidates scored together in the exact pass.
 const BLOCK: usize = 64;
 /// Relative widening of the bounds against rounding (f32 sums of a few hundred products).
 const SLACK: f32 = 1e-4;
 
-/// What the pruned top-N reads of the model besides its tensors, computed on first use.
-#[derive(Debug)]
+/// What the pruned top-N reads of the model besides its tensors, each computed on first use.
+#[derive(Debug, Default)]
 pub(super) struct Tables {
     /// `|R_j|` per item, rounded up.
-    norms: Vec<f32>,
+    norms: OnceLock<Vec<f32>>,
     /// `R` packed for the AVX-512 kernel of `t` (None without AVX-512F or a low-rank part).
-    packed: Option<PackedBt>,
+    packed: OnceLock<Option<PackedBt>>,
+    /// `R` in bf16 as AMX B tiles, for the certified first pass of `t` (None where `R` is not
+    /// certifiable).
+    bf16: OnceLock<Option<lowp::Packed>>,
+}
+
+/// The tables one call reads: `t`'s low-rank part in bf16 with `bf16`, else exactly (with
+/// `packed` where the AVX-512 kernel runs).
+#[derive(Clone, Copy)]
+struct View<'a> {
+    norms: &'a [f32],
+    packed: Option<&'a PackedBt>,
+    bf16: Option<&'a lowp::Packed>,
 }
 
 /// Top-`n` of every row of `users` (checked, unit rows), as [`fused::top_n`] with the fused
@@ -75,15 +103,37 @@ pub(super) fn top_n(
     if b == 0 {
         return Ok((ids, scores, explain.then(Vec::new)));
     }
-    let tables = md.prune_tables.get_or_init(|| {
-        Box::new(Tables {
-            norms: md.filter.right_norms(),
-            packed: md.filter.packed_right(),
+    let tables = md.prune_tables.get_or_init(Box::default);
+    let f = &md.filter;
+    let bf16 = (f.rank > 0 && lowp::first_pass() == FirstPass::Amx)
+        .then(|| {
+            tables
+                .bf16
+                .get_or_init(|| {
+                    lowp::Packed::with_layout(
+                        f.right_tile(0..f.n_items),
+                        f.n_items,
+                        f.rank,
+                        Layout::Cols,
+                    )
+                })
+                .as_ref()
         })
-    });
-    let (norms, packed) = (&tables.norms[..], tables.packed.as_ref());
+        .flatten();
+    let view = View {
+        norms: tables.norms.get_or_init(|| f.right_norms()),
+        packed: match bf16 {
+            Some(_) => None,
+            None => tables.packed.get_or_init(|| f.packed_right()).as_ref(),
+        },
+        bf16,
+    };
     let scorer = Scorer::new(md);
-    let chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 256);
+    let mut chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 256);
+    if bf16.is_some() {
+        // Whole AMX blocks of 32 users.
+        chunk = (chunk / lowp::BLOCK * lowp::BLOCK).max(lowp::BLOCK);
+    }
     let doms = fused::by_user_chunks(
         b,
         n,
@@ -92,8 +142,7 @@ pub(super) fn top_n(
         &mut scores,
         stop,
         |rows, ids_c, scores_c| {
-            let (heaps, records) =
-                chunk_top_n(&scorer, norms, packed, users, rows, n, filters, explain);
+            let (heaps, records) = chunk_top_n(&scorer, view, users, rows, n, filters, explain);
             let mut dom = if explain {
                 vec![-1i64; ids_c.len()]
             } else {
@@ -129,8 +178,7 @@ type Chunk = (Vec<TopK>, Vec<Vec<(u32, u16)>>);
 #[allow(clippy::too_many_arguments)]
 fn chunk_top_n(
     sc: &Scorer,
-    norms: &[f32],
-    packed: Option<&PackedBt>,
+    view: View,
     users: &CsrView,
     rows: Range<usize>,
     n: usize,
@@ -141,14 +189,14 @@ fn chunk_top_n(
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the features chunk_avx512 is compiled for were detected on this CPU.
-            return unsafe { chunk_avx512(sc, norms, packed, users, rows, n, filters, explain) };
+            return unsafe { chunk_avx512(sc, view, users, rows, n, filters, explain) };
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { chunk_avx2(sc, norms, packed, users, rows, n, filters, explain) };
+            return unsafe { chunk_avx2(sc, view, users, rows, n, filters, explain) };
         }
     }
-    chunk_impl(sc, norms, packed, users, rows, n, filters, explain)
+    chunk_impl(sc, view, users, rows, n, filters, explain)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -156,15 +204,14 @@ fn chunk_top_n(
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn chunk_avx512(
     sc: &Scorer,
-    norms: &[f32],
-    packed: Option<&PackedBt>,
+    view: View,
     users: &CsrView,
     rows: Range<usize>,
     n: usize,
     filters: &Filters,
     explain: bool,
 ) -> Chunk {
-    chunk_impl(sc, norms, packed, users, rows, n, filters, explain)
+    chunk_impl(sc, view, users, rows, n, filters, explain)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -172,23 +219,21 @@ unsafe fn chunk_avx512(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn chunk_avx2(
     sc: &Scorer,
-    norms: &[f32],
-    packed: Option<&PackedBt>,
+    view: View,
     users: &CsrView,
     rows: Range<usize>,
     n: usize,
     filters: &Filters,
     explain: bool,
 ) -> Chunk {
-    chunk_impl(sc, norms, packed, users, rows, n, filters, explain)
+    chunk_impl(sc, view, users, rows, n, filters, explain)
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn chunk_impl(
     sc: &Scorer,
-    norms: &[f32],
-    packed: Option<&PackedBt>,
+    view: View,
     users: &CsrView,
     rows: Range<usize>,
     n: usize,
@@ -210,26 +255,23 @@ fn chunk_impl(
             );
         }
     }
-    let mut t_all = vec![0f32; m * n_items];
-    if r > 0 {
-        match packed {
-            Some(p) => p.a_bt(m, &total, &mut t_all),
-            None => gemm::a_bt(
-                m,
-                n_items,
-                r,
-                &total,
-                md.filter.right_tile(0..n_items),
-                &mut t_all,
-            ),
-        }
-    }
+    // t's rows are `ldt` apart; per user, `(alpha, beta, abs)` bound its low-rank part's error:
+    // `|t'_j - t_j| <= alpha p_j + beta q_j + abs` ([`lowp::Users::affine_bound`]), all zero
+    // where t is exact.
+    let mut t_buf = T_BUF.take();
+    let (ldt, errs) = low_rank_t(md, view, &total, m, &mut t_buf);
+    let t_all = &mut t_buf[..];
+    let (pj, qj) = view
+        .bf16
+        .map_or((view.norms, view.norms), |w| (&w.p[..], &w.q[..]));
     let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(n, n_items)).collect();
     let mut records: Vec<Vec<(u32, u16)>> = vec![Vec::new(); m];
     let mut ex = Exact::new(md, n_items);
     let mut votes: Vec<f32> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
     let mut hi = vec![0f32; n_items];
+    let mut cand: Vec<u32> = Vec::new();
+    let mut exact: Vec<f32> = Vec::new();
     let mut entry0 = 0;
     let (mix, keep) = (md.mix, 1.0 - md.mix);
     for (u, (heap, rec)) in heaps.iter_mut().zip(records.iter_mut()).enumerate() {
@@ -247,7 +289,11 @@ fn chunk_impl(
                 .map(|&(i, p, x)| (i, p - ps.start as u32, x)),
         );
         entry0 += len;
-        let t = &mut t_all[u * n_items..(u + 1) * n_items];
+        let t = &mut t_all[u * ldt..u * ldt + n_items];
+        let (alpha, beta, abs) = errs[u];
+        // The error bound of t's entry j (with `t` = t'_j): the low-rank part's, and the
+        // widening against the roundings of adding the votes.
+        let err = |t: f32, p: f32, q: f32| alpha * p + beta * q + abs + SLACK * t.abs();
         let mask = |t: &mut [f32]| {
             // Masked items are NaN from here on: TopK never keeps NaN.
             if let Some(ex) = &filters.exclude_items {
@@ -264,10 +310,49 @@ fn chunk_impl(
             }
         };
         if sc.collapse || np < 2 {
-            // s = t, exact, summed in the fused scorer's order (the low-rank part, then the
-            // entries' rows of S one by one): the same scores to the bit.
+            // s = t, summed in the fused scorer's order (the low-rank part, then the entries'
+            // rows of S one by one): where t is exact, the same scores to the bit.
             md.filter.add_item_votes(&entries, 0..n_items, t);
             mask(t);
+            #[cfg(target_arch = "x86_64")]
+            if abs > 0.0 && np == 1 {
+                // t' within err of t: rescore exactly the items whose upper bound reaches the
+                // n-th best lower bound, the low-rank part in the fused scorer's order (the
+                // AVX-512 kernel's, which the bf16 pass requires) and the votes in the entries'
+                // order: the fused scorer's scores, bit for bit.
+                hi.clear();
+                hi.extend(
+                    t.iter()
+                        .zip(pj)
+                        .zip(qj)
+                        .map(|((&t, &p), &q)| t - err(t, p, q)),
+                );
+                let mut lower = TopK::new(n, n_items);
+                lower.scan(&hi, 0);
+                let cut = lower.threshold().unwrap_or(f32::NEG_INFINITY);
+                cand.clear();
+                cand.extend((0..n_items as u32).filter(|&j| {
+                    let j = j as usize;
+                    t[j] + err(t[j], pj[j], qj[j]) >= cut
+                }));
+                exact.resize(cand.len(), 0.0);
+                // SAFETY: the bf16 pass runs only with the AVX-512 GEMM kernel (avx512f); `cand`
+                // indexes R's rows and `exact` holds one value per candidate.
+                unsafe {
+                    lowp::exact_dots(
+                        &st.low[ps.start * r..ps.end * r],
+                        md.filter.right_tile(0..n_items),
+                        r,
+                        None,
+                        &cand,
+                        &mut exact,
+                    )
+                };
+                for (&j, &s) in cand.iter().zip(&exact) {
+                    heap.push(md.filter.add_votes_of_item(&entries, j as usize, s), j);
+                }
+                continue;
+            }
             heap.scan(t, 0);
             continue;
         }
@@ -278,9 +363,12 @@ fn chunk_impl(
             axpy(t, 1.0, &votes[k * n_items..(k + 1) * n_items]);
         }
         mask(t);
-        // Upper bounds, into `hi`: keep t + mix max_k w_k (vS_k + |x_k L| |R_j|), widened.
-        hi.fill(f32::NEG_INFINITY);
+        // Upper bounds, into `hi`: keep (t + err) + mix max_k w_k (vS_k + |x_k L| |R_j|),
+        // widened.
+        hi.clear();
+        hi.resize(n_items, f32::NEG_INFINITY);
         let mut eps_sum = 0f32;
+        let norms = view.norms;
         for (k, p) in ps.clone().enumerate() {
             let low = &st.low[p * r..(p + 1) * r];
             let s: f64 = low.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
@@ -292,10 +380,16 @@ fn chunk_impl(
                 *h = h.max(wk * (v + e * nj));
             }
         }
-        for ((h, &tj), &nj) in hi.iter_mut().zip(t.iter()).zip(norms) {
-            let slack = SLACK * (keep * (tj.abs() + eps_sum * nj) + mix * h.abs());
+        for (((h, &tj), &nj), (&p, &q)) in hi
+            .iter_mut()
+            .zip(t.iter())
+            .zip(norms)
+            .zip(pj.iter().zip(qj))
+        {
+            let e = alpha * p + beta * q + abs;
+            let slack = SLACK * (keep * (tj.abs() + e + eps_sum * nj) + mix * h.abs());
             // NaN (masked) stays NaN: no comparison admits it.
-            *h = keep * tj + mix * *h + slack;
+            *h = keep * (tj + e) + mix * *h + slack;
         }
         let user = User {
             np,
@@ -323,13 +417,67 @@ fn chunk_impl(
             hi[j as usize] = f32::NAN;
         }
         let theta = heap.threshold().unwrap_or(f32::NEG_INFINITY);
-        let mut cand: Vec<u32> = (0..n_items as u32)
-            .filter(|&j| hi[j as usize] >= theta)
-            .collect();
+        cand.clear();
+        cand.extend((0..n_items as u32).filter(|&j| hi[j as usize] >= theta));
         cand.sort_unstable_by(|&x, &y| hi[y as usize].total_cmp(&hi[x as usize]));
         ex.score(&user, &cand, heap, Some(&hi), rec);
     }
+    T_BUF.set(t_buf);
     (heaps, records)
+}
+
+thread_local! {
+    /// `t` for a chunk (32 MiB), kept per thread across chunks: a fresh one costs a page fault
+    /// per 4 KiB.
+    static T_BUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `t`'s low-rank part `(x L) R^T` for a chunk's `m` users (`total`: their `x L` rows), its rows
+/// `ldt` apart (returned second), and per user the coefficients `(alpha, beta, abs)` of its
+/// error bound: `|t'_j - t_j| <= alpha p_j + beta q_j + abs` against the fp32 product in any
+/// summation order, with `p`, `q` the bf16 table's per-item factors ([`lowp`]); all zero where
+/// the part is exact (fp32: without the bf16 table, for a user whose bound does not hold, and for
+/// everyone without a low-rank part).
+fn low_rank_t(
+    md: &AmpCf,
+    view: View,
+    total: &[f32],
+    m: usize,
+    t: &mut Vec<f32>,
+) -> (usize, Vec<(f32, f32, f32)>) {
+    let (r, n_items) = (md.filter.rank, md.n_items);
+    let right = md.filter.right_tile(0..n_items);
+    #[allow(unused_mut)]
+    let mut errs = vec![(0f32, 0f32, 0f32); m];
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if let Some(w) = view.bf16 {
+        let ldt = w.w.len() / w.kp;
+        let us = lowp::Users::with_layout(total, m, r, w.kp, Layout::Rows);
+        // Every value is written (AMX stores whole padded blocks).
+        t.resize(us.m_pad * ldt, 0.0);
+        // SAFETY: the bf16 table is used only where the AMX first pass was chosen, i.e. where
+        // amx_ready() said yes.
+        unsafe { lowp::amx::with_tiles(|| lowp::amx::a_bt(&us, w, t, ldt)) };
+        for (u, e) in errs.iter_mut().enumerate() {
+            let (alpha, beta) = us.affine_bound(u);
+            // Both products stay far from f32's range (|h . w|, |h' . w'| <= c_u max |w|, |w'|),
+            // or the user has no bound (a state that is not finite or past 1e30): exact then.
+            if alpha.is_finite() && beta.is_finite() && f64::from(us.c[u]) * w.norm_max <= 1e30 {
+                *e = (alpha, beta, lowp::ABS_SLACK);
+            } else {
+                let row = &mut t[u * ldt..u * ldt + n_items];
+                gemm::a_bt(1, n_items, r, &total[u * r..(u + 1) * r], right, row);
+            }
+        }
+        return (ldt, errs);
+    }
+    t.resize(m * n_items, 0.0);
+    // Every value is written.
+    match view.packed {
+        Some(p) if r > 0 => p.a_bt(m, total, t),
+        _ => gemm::a_bt(m, n_items, r, total, right, t),
+    }
+    (n_items, errs)
 }
 
 /// One bounded user as the exact pass reads them.
