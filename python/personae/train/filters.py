@@ -207,7 +207,7 @@ class Spectrum:
             from scipy.sparse.linalg import svds
 
             v0 = np.random.default_rng(seed).standard_normal(min(R.shape))
-            _, s, vt = svds(R.astype(np.float64), k=k, v0=v0)
+            _, s, vt = svds(R.astype(np.float64, copy=False), k=k, v0=v0)
             o = np.argsort(-s)
             s, vt = s[o], vt[o]
         self.s = s.astype(np.float64)
