@@ -11,7 +11,9 @@ takes each history item's persona from the Rust core (``personas``, timed with i
 rest per batch of users, looping over personas so that no ``batch x K x items`` tensor exists:
 each persona's sparse votes (scipy, its rows of the history times ``S``), its low-rank votes
 (``x_k L`` times ``R^T``), its cosines, an online softmax over personas, the mix, masking and
-top-k; a persona is computed only for the users who have it. "peak extra": growth of the
+top-k; a persona is computed only for the users who have it. "als": implicit's 64-factor ALS
+serving top-100 for the same users, a cheaper model's speed beside ours (skipped with a note
+when implicit is not installed; its lists are not compared). "peak extra": growth of the
 process's peak RSS while scoring.
 
     python benches/ampcf_speed.py                       # ML-latest-small
@@ -210,11 +212,42 @@ def isa() -> str:
     return f"portable: {gemm}"
 
 
+def run_als(args) -> dict:
+    """implicit's 64-factor ALS serving top-100 for the same users: a reference speed for a
+    cheaper model (its lists are another model's, not compared)."""
+    from threadpoolctl import threadpool_limits
+
+    try:
+        import implicit
+    except ImportError:
+        print("implicit is not installed: the ALS row is skipped (pip install implicit)")
+        return {"skipped": True}
+    X = rows_of(args)
+    with threadpool_limits(1, "blas"):
+        als = implicit.cpu.als.AlternatingLeastSquares(
+            factors=64, iterations=3, num_threads=args.threads, random_state=0
+        )
+        als.fit(X, show_progress=False)
+        users = np.arange(X.shape[0])
+        als.recommend(users[:200], X[:200], N=100)  # warm-up
+        base = peak_mib()
+        t0, c0 = time.perf_counter(), time.process_time()
+        als.recommend(users, X, N=100)
+        secs, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "seconds": secs,
+        "cpu_seconds": cpu_s,
+        "users": X.shape[0],
+        "peak_extra_mib": peak_mib() - base,
+    }
+
+
 CONTENDERS = {
     "rust": lambda a: run_rust(a),
     "rust-exact": lambda a: run_rust(a, exact=True),
     "rust-explain": lambda a: run_rust(a, explain=True),
     "torch": run_torch,
+    "als": run_als,
 }
 
 
@@ -264,6 +297,8 @@ def main() -> None:
     for rep in range(args.repeat):
         for which in names:
             o = child(which)
+            if o.get("skipped"):
+                continue
             o["users_per_second"] = o["users"] / o["seconds"]
             o["users_per_cpu_second"] = o["users"] / o["cpu_seconds"]
             runs[which].append(o)
@@ -275,10 +310,17 @@ def main() -> None:
                 flush=True,
             )
     out["runs"] = runs
-    best = {w: max(o["users_per_second"] for o in rs) for w, rs in runs.items()}
+    best = {w: max(o["users_per_second"] for o in rs) for w, rs in runs.items() if rs}
     out["best_users_per_second"] = best
     ref = np.load(MODEL_DIR / f"{names[0]}.npy")
     for w in names[1:]:
+        if w == "als":  # another model: its speed beside ours, its lists not compared
+            if w in best:
+                print(
+                    f"als (64 factors): best {best[w]:.0f} users/s; {names[0]} best "
+                    f"{best[names[0]]:.0f} users/s ({best[names[0]] / best[w]:.2f}x)"
+                )
+            continue
         other = np.load(MODEL_DIR / f"{w}.npy")
         same = float((other == ref).all(1).mean())
         overlap = float(
