@@ -176,10 +176,12 @@ const DTYPES: [(&str, Dtype); 3] = [
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(Sha256::digest(bytes).as_slice())
+}
+
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a regular file. Anything else (a FIFO would block forever, a directory cannot be read)
@@ -375,7 +377,7 @@ impl Checkpoint {
             for name in &order {
                 hash.update(&raws[name.as_str()].bytes);
             }
-            let sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            let sha = hex(hash.finalize().as_slice());
             let text = stamp(manifest, &views, &sha)?;
             let m = parse_manifest(text.as_bytes())?;
             let kind = check_manifest(&m)?;

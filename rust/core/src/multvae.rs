@@ -427,6 +427,11 @@ mod tests {
         (indptr, indices)
     }
 
+    /// The unweighted CSR view of `users`' arrays.
+    fn view<'a>(n_items: usize, indptr: &'a [i64], indices: &'a [i32]) -> CsrView<'a> {
+        CsrView::new("u", n_items, Index::I64(indptr), Index::I32(indices), None).unwrap()
+    }
+
     #[test]
     fn fused_equals_dense_then_sort() {
         // More items than one tile and more users than one chunk, to cross both boundaries.
@@ -434,14 +439,7 @@ mod tests {
         let model = toy(n_items, 6, 3);
         let n_users = crate::fused::USER_CHUNK + 5;
         let (indptr, indices) = users(n_items, n_users);
-        let users = CsrView::new(
-            "u",
-            n_items,
-            Index::I64(&indptr),
-            Index::I32(&indices),
-            None,
-        )
-        .unwrap();
+        let users = view(n_items, &indptr, &indices);
         // Dense reference: score every user against every item, then select.
         let dense = model.score(&users, &Stop::new()).unwrap();
         let f = Filters::new(true, None, n_items).unwrap();
@@ -496,14 +494,7 @@ mod tests {
         }
         let n_users = crate::fused::USER_CHUNK + 40;
         let (indptr, indices) = users(n_items, n_users);
-        let users = CsrView::new(
-            "u",
-            n_items,
-            Index::I64(&indptr),
-            Index::I32(&indices),
-            None,
-        )
-        .unwrap();
+        let users = view(n_items, &indptr, &indices);
         let stop = Stop::new();
         let excl: Vec<i64> = (0..n_items as i64).step_by(11).collect();
         for (n, exclude) in [(50i64, None), (300, Some(excl.as_slice())), (1, None)] {

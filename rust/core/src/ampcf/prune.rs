@@ -129,6 +129,14 @@ pub(super) fn top_n(
         bf16,
     };
     let scorer = Scorer::new(md);
+    let job = Job {
+        sc: &scorer,
+        view,
+        users,
+        n,
+        filters,
+        explain,
+    };
     let mut chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 256);
     if bf16.is_some() {
         // Whole AMX blocks of 32 users.
@@ -142,7 +150,7 @@ pub(super) fn top_n(
         &mut scores,
         stop,
         |rows, ids_c, scores_c| {
-            let (heaps, records) = chunk_top_n(&scorer, view, users, rows, n, filters, explain);
+            let (heaps, records) = chunk_top_n(&job, rows);
             let mut dom = if explain {
                 vec![-1i64; ids_c.len()]
             } else {
@@ -173,73 +181,55 @@ pub(super) fn top_n(
 /// persona of every exactly scored item, `(item, persona)` (none for one-persona users).
 type Chunk = (Vec<TopK>, Vec<Vec<(u32, u16)>>);
 
+/// What every chunk of one call shares: the scorer, the tables, the users and the request.
+struct Job<'a> {
+    sc: &'a Scorer<'a>,
+    view: View<'a>,
+    users: &'a CsrView<'a>,
+    n: usize,
+    filters: &'a Filters<'a>,
+    explain: bool,
+}
+
 /// [`chunk_impl`] compiled for the widest vector unit this CPU has (its loops over items
 /// vectorise; the default build targets baseline x86-64).
-#[allow(clippy::too_many_arguments)]
-fn chunk_top_n(
-    sc: &Scorer,
-    view: View,
-    users: &CsrView,
-    rows: Range<usize>,
-    n: usize,
-    filters: &Filters,
-    explain: bool,
-) -> Chunk {
+fn chunk_top_n(job: &Job, rows: Range<usize>) -> Chunk {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the features chunk_avx512 is compiled for were detected on this CPU.
-            return unsafe { chunk_avx512(sc, view, users, rows, n, filters, explain) };
+            return unsafe { chunk_avx512(job, rows) };
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            return unsafe { chunk_avx2(sc, view, users, rows, n, filters, explain) };
+            return unsafe { chunk_avx2(job, rows) };
         }
     }
-    chunk_impl(sc, view, users, rows, n, filters, explain)
+    chunk_impl(job, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn chunk_avx512(
-    sc: &Scorer,
-    view: View,
-    users: &CsrView,
-    rows: Range<usize>,
-    n: usize,
-    filters: &Filters,
-    explain: bool,
-) -> Chunk {
-    chunk_impl(sc, view, users, rows, n, filters, explain)
+unsafe fn chunk_avx512(job: &Job, rows: Range<usize>) -> Chunk {
+    chunk_impl(job, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2(
-    sc: &Scorer,
-    view: View,
-    users: &CsrView,
-    rows: Range<usize>,
-    n: usize,
-    filters: &Filters,
-    explain: bool,
-) -> Chunk {
-    chunk_impl(sc, view, users, rows, n, filters, explain)
+unsafe fn chunk_avx2(job: &Job, rows: Range<usize>) -> Chunk {
+    chunk_impl(job, rows)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn chunk_impl(
-    sc: &Scorer,
-    view: View,
-    users: &CsrView,
-    rows: Range<usize>,
-    n: usize,
-    filters: &Filters,
-    explain: bool,
-) -> Chunk {
+fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
+    let &Job {
+        sc,
+        view,
+        users,
+        n,
+        filters,
+        explain,
+    } = job;
     let md = sc.model;
     let (r, a, n_items) = (md.filter.rank, md.space.att_dim, md.n_items);
     let st = sc.prepare(users, rows.clone());
