@@ -438,13 +438,26 @@ def fit(name: str, X, config: dict, cache: dict | None = None, **kw):
     if name == "als":
         return ALS(X, num_threads=kw.get("num_threads", 2), **config)
     if name == "gfcf":
-        g = personae.GraphFilter(rank=config["rank"], beta=config["alpha"], time=0.0, device="cpu")
+        g = personae.GraphFilter(
+            rank=config["rank"],
+            beta=config["alpha"],
+            time=0.0,
+            eta=0.0,
+            user_weight=1.0,
+            device="cpu",
+        )
         return g.fit(X, show_progress=False)
     if name == "bspm":
         if config.get("K_s", 1) == 1 and min(X.shape) <= 5000:  # the library's exact case
             solver = config.get("solver", "rk4")
             g = personae.GraphFilter(
-                config["rank"], config["beta"], config["T_s"], solver=solver, device="cpu"
+                config["rank"],
+                config["beta"],
+                config["T_s"],
+                eta=0.0,
+                user_weight=1.0,
+                solver=solver,
+                device="cpu",
             )
             return g.fit(X, show_progress=False)
         return BSPM(graph_for(X, cache, config["rank"]), **config)

@@ -22,16 +22,21 @@ def weighted(n_users, n_items, density, seed, empty_items=()) -> sp.csr_matrix:
     return sp.csr_matrix(d.astype(np.float32))
 
 
-def reference_scores(X, rows, k, beta, rank, eta=0.0):
-    """``x (top_k(P~ d^-eta) + beta D^-1/2 V^T V D^1/2 d^-eta)`` in float64, P~ dense, each
-    row cut to its k largest entries by a sort (ties to the lower column)."""
+def reference_scores(X, rows, k, beta, rank, eta=0.0, user_weight=1.0):
+    """``x (top_k(P d^-eta) + beta D^-1/2 V^T V D^1/2 d^-eta)`` in float64, with
+    ``P = D_i^-1/2 X^T D_u^-user_weight X D_i^-1/2`` dense (GF-CF's P~ at user_weight 1; V
+    from GF-CF's R~ always), each row cut to its k largest entries by a sort (ties to the lower
+    column)."""
     x = X.toarray().astype(np.float64)
     x /= x.max()
     du, di = x.sum(1), x.sum(0)
     inv = lambda v: np.where(v > 0, 1 / np.sqrt(np.maximum(v, 1e-300)), 0.0)  # noqa: E731
     R = inv(du)[:, None] * x * inv(di)[None, :]
     post = np.where(di > 0, np.maximum(di, 1.0) ** -eta, 0.0)
-    S = (R.T @ R) * post[None, :]
+    Xd = x * inv(di)[None, :]
+    wu = np.where(du > 0, np.maximum(du, 1e-300) ** -user_weight, 0.0)
+    S = Xd.T @ (wu[:, None] * Xd)
+    S = S * post[None, :]
     kept = np.zeros_like(S)
     for i in range(len(S)):
         live = [j for j in range(len(S)) if S[i, j] > 0]
@@ -45,15 +50,19 @@ def reference_scores(X, rows, k, beta, rank, eta=0.0):
 
 
 def fit(X, **kw):
+    """GF-CF's degree exponents unless given (the default searches them on a carve)."""
+    kw = {"eta": 0.0, "user_weight": 1.0, **kw}
     return personae.GraphFilter(device="cpu", **kw).fit(X, show_progress=False)
 
 
-@pytest.mark.parametrize(("k", "eta"), [(1, 0.0), (3, 0.0), (7, 0.3)])
-def test_pruned_filter_matches_the_numpy_reference(k, eta):
+@pytest.mark.parametrize(
+    ("k", "eta", "user_weight"), [(1, 0.0, 1.0), (3, 0.0, 1.0), (7, 0.3, 1.0), (7, -0.1, 0.6)]
+)
+def test_pruned_filter_matches_the_numpy_reference(k, eta, user_weight):
     X = weighted(60, 25, 0.25, seed=k, empty_items=(4, 17))
     rows = X[:12]
-    model = fit(X, rank=6, beta=0.2, neighbours=k, eta=eta)
-    want = reference_scores(X, rows, k, 0.2, 6, eta)
+    model = fit(X, rank=6, beta=0.2, neighbours=k, eta=eta, user_weight=user_weight)
+    want = reference_scores(X, rows, k, 0.2, 6, eta, user_weight)
     np.testing.assert_allclose(model.score(rows), want, rtol=1e-5, atol=1e-5)
     counts = np.diff(model.tensors()["votes_indptr"])
     assert counts.max() == k and counts[[4, 17]].sum() == 0  # items without users vote for none
@@ -181,3 +190,32 @@ def test_pruned_model_scores_are_the_exact_models_with_the_votes_cut(n_users, n_
     low = exact.score(X) - (X @ S).toarray()
     want = low + (X @ top_k_rows(S, k)).toarray()
     np.testing.assert_allclose(pruned.score(X), want, rtol=1e-5, atol=1e-6)
+
+
+def test_degree_exponents_left_as_none_are_chosen_from_the_grid():
+    """``eta`` / ``user_weight`` None: every pair of ``GRAPH_DEGREE_GRID`` scored on the carve,
+    the best one kept, and the model is that setting's filter (the numpy reference)."""
+    X = weighted(120, 30, 0.2, seed=5)
+    model = personae.GraphFilter(rank=4, eta=None, user_weight=None, device="cpu", seed=0)
+    model.fit(X, show_progress=False)
+    tr = model.manifest["training"]
+    tried = {(r["user_weight"], r["eta"]) for r in tr["search"]}
+    assert tried == set(tf.GRAPH_DEGREE_GRID)
+    best = max(tr["search"], key=lambda r: r["ndcg@20"])
+    w, e = tr["settings"]["user_weight"], tr["settings"]["eta"]
+    assert (w, e) == (best["user_weight"], best["eta"])
+    rows = X[:10]
+    want = reference_scores(X, rows, 30, 0.2, 4, e, w)
+    np.testing.assert_allclose(model.score(rows), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
+def test_bad_user_weights_are_refused(bad):
+    with pytest.raises(ValueError, match="user_weight must be finite and >= 0"):
+        personae.GraphFilter(user_weight=bad)
+
+
+def test_a_file_without_user_weight_reads_as_gf_cf():
+    params = personae.GraphFilter._known_params({"rank": 8, "beta": 0.2, "time": 0.0, "eta": 0.0})
+    assert params["user_weight"] == 1.0
+    assert personae.GraphFilter(**params)._config().user_weight == 1.0

@@ -137,12 +137,15 @@ class GraphFilter(_Filter, kind="graph_filter"):
     of any size (the filter AMP-CF's personas vote through above 20,000 items).
 
     With ``R~ = D_u^-1/2 X D_i^-1/2``, ``P~ = R~^T R~`` (sparse) and ``V`` its top-`rank` right
-    singular vectors, a history x scores ``d^-eta (x P~ + beta x D^-1/2 V^T V D^1/2)`` (GF-CF,
-    ``time=0``); with ``time=T > 0`` that start is sharpened by one step of BSPM's ODE
-    ``dy/dt = -y P~`` over [0, T] (``solver`` ``rk4`` or ``euler``): exactly BSPM's scores when
-    the users or the items number at most 5,000 (the whole spectrum is computed), the higher
-    powers of P~ taken on the top-`rank` spectrum above.
-    ``beta`` or ``time`` None are chosen on a validation carve at fit time.
+    singular vectors, a history x scores ``d^-eta (x P + beta x D^-1/2 V^T V D^1/2)`` with
+    ``P = D_i^-1/2 X^T D_u^-user_weight X D_i^-1/2`` (GF-CF at ``user_weight=1, eta=0``:
+    ``P = P~``; ``time=0``); with ``time=T > 0`` that start is sharpened by one step of BSPM's
+    ODE ``dy/dt = -y P~`` over [0, T] (``solver`` ``rk4`` or ``euler``): exactly BSPM's scores
+    when the users or the items number at most 5,000 (the whole spectrum is computed), the
+    higher powers of P~ taken on the top-`rank` spectrum above.
+    Settings given as None (``beta``, ``time``, ``eta``, ``user_weight``) are chosen on a
+    validation carve at fit time. The degree exponents default to GF-CF's: lighter ones
+    validate higher on Gowalla's carve but scored lower on its test split (BENCHMARKS.md).
 
     **Large catalogues.** P~ links every item to every item any user shares with it, so it
     grows with the square of the catalogue (popular items co-occur with almost everything).
@@ -159,7 +162,9 @@ class GraphFilter(_Filter, kind="graph_filter"):
         rank: spectrum rank.
         beta: weight of the ideal low pass.
         time: BSPM's diffusion time (0: GF-CF).
-        eta: exponent of the item-degree post-scaling.
+        eta: exponent of the item-degree post-scaling (GF-CF's 0; None: chosen).
+        user_weight: exponent of the user degrees in P (GF-CF's 1; None: chosen), as
+            :class:`EASE`'s ``user_weight``.
         solver: ``rk4`` or ``euler``, the step of BSPM's ODE.
         neighbours: votes kept per item (>= 1), None for the size rule above.
         search_users, device, seed: as :class:`EASE`'s.
@@ -170,9 +175,10 @@ class GraphFilter(_Filter, kind="graph_filter"):
         rank: int = 448,
         beta: float | None = 0.2,
         time: float | None = 0.0,
-        eta: float = 0.0,
+        eta: float | None = 0.0,
         solver: str = "rk4",
         neighbours: int | None = None,
+        user_weight: float | None = 1.0,
         *,
         search_users: int = 5000,
         device: str = "auto",
@@ -182,9 +188,10 @@ class GraphFilter(_Filter, kind="graph_filter"):
             rank=integer("rank", rank),
             beta=None if beta is None else float(beta),
             time=None if time is None else float(time),
-            eta=float(eta),
+            eta=None if eta is None else float(eta),
             solver=str(solver),
             neighbours=optional_integer("neighbours", neighbours),
+            user_weight=None if user_weight is None else float(user_weight),
             search_users=integer("search_users", search_users),
             device=str(device),
             seed=integer("seed", seed),
@@ -196,13 +203,21 @@ class GraphFilter(_Filter, kind="graph_filter"):
 
         p = self.params
         return GraphConfig(
-            p["rank"],
-            p["beta"],
-            p["time"],
-            p["eta"],
-            p.get("solver", "rk4"),
-            p.get("neighbours"),
+            rank=p["rank"],
+            beta=p["beta"],
+            time=p["time"],
+            eta=p["eta"],
+            solver=p.get("solver", "rk4"),
+            neighbours=p.get("neighbours"),
+            user_weight=p.get("user_weight"),
         )
+
+    @classmethod
+    def _known_params(cls, params: dict) -> dict:
+        out = super()._known_params(params)
+        if out and "user_weight" not in params:
+            out["user_weight"] = 1.0  # a file from before the setting existed: GF-CF's P~
+        return out
 
     @classmethod
     def _n_items_of(cls, tensors) -> int:

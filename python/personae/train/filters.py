@@ -95,6 +95,10 @@ class GraphConfig:
         beta: weight of the ideal low pass.
         time: BSPM's diffusion time T (0: GF-CF's filter, no sharpening).
         eta: exponent of the item-degree post-scaling ``d^-eta``.
+        user_weight: exponent of the user degrees in the item-item part,
+            ``P = D_i^-1/2 X^T D_u^-user_weight X D_i^-1/2`` (1: GF-CF's ``R~^T R~``; below 1
+            a user's co-occurrences count less in proportion to the history's length, as
+            DAN's user normalisation does in EASE). The low-rank part keeps GF-CF's R~.
         solver: the one step of BSPM's ODE: ``rk4`` (its 4th-order Taylor polynomial in P~)
             or ``euler`` (1st order).
         neighbours: the votes each item keeps: its ``neighbours`` largest entries of P~'s row
@@ -104,15 +108,19 @@ class GraphConfig:
 
     The defaults (time 0, beta 0.2) are the best of ``benches/ampcf_gowalla_graph.py`` on
     Gowalla's validation carve; BSPM's sharpening (time 2.5, beta 0.1) validated lower there,
-    since its higher powers of P~ are taken on the top-``rank`` spectrum only.
+    since its higher powers of P~ are taken on the top-``rank`` spectrum only. ``eta`` and
+    ``user_weight`` keep GF-CF's 0 and 1: lighter normalisations chosen on Gowalla's
+    validation carve (0.1623 against 0.1563 there) scored *lower* on its test split (see
+    BENCHMARKS.md); None chooses them on a carve from :data:`GRAPH_DEGREE_GRID`.
     """
 
     rank: int = 448
     beta: float | None = 0.2
     time: float | None = 0.0
-    eta: float = 0.0
+    eta: float | None = 0.0
     solver: str = "rk4"
     neighbours: int | None = None
+    user_weight: float | None = 1.0
 
     def __post_init__(self):
         if self.solver not in ("rk4", "euler"):
@@ -127,12 +135,16 @@ class GraphConfig:
             raise ValueError(f"beta must be finite and >= 0, got {self.beta}")
         if self.time is not None and not (math.isfinite(self.time) and self.time >= 0):
             raise ValueError(f"time must be finite and >= 0, got {self.time}")
-        if not math.isfinite(self.eta):
+        if self.eta is not None and not math.isfinite(self.eta):
             raise ValueError(f"eta must be finite, got {self.eta}")
+        if self.user_weight is not None and not (
+            math.isfinite(self.user_weight) and self.user_weight >= 0
+        ):
+            raise ValueError(f"user_weight must be finite and >= 0, got {self.user_weight}")
 
     @property
     def searched(self) -> bool:
-        return None in (self.beta, self.time)
+        return None in (self.beta, self.time, self.eta, self.user_weight)
 
     def kept(self, n_active: int) -> int | None:
         """The neighbours each item keeps on a catalogue of `n_active` items (None: all)."""
@@ -167,6 +179,7 @@ class Spectrum:
         import torch
 
         du = np.asarray(X.sum(1)).ravel()
+        self.du = du.astype(np.float64)
         self.di = np.asarray(X.sum(0)).ravel().astype(np.float64)
         self.di_mhalf = np.where(self.di > 0, 1 / np.sqrt(np.maximum(self.di, 1e-30)), 0.0)
         self.di_half = np.sqrt(self.di)
@@ -403,9 +416,16 @@ def top_neighbours(
 
 
 def graph_votes(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
-    """The graph filter's item-item part ``P~ diag(d^-eta)`` as the core's sparse ``votes``:
-    whole, or each item's ``cfg.kept(...)`` largest votes (:func:`top_neighbours`)."""
-    R = spec.R.astype(np.float32)
+    """The graph filter's item-item part ``P diag(d^-eta)`` as the core's sparse ``votes``
+    (``P = R^T R`` with ``R = D_u^((1 - user_weight) / 2) R~``: GF-CF's ``P~`` at
+    ``user_weight`` 1): whole, or each item's ``cfg.kept(...)`` largest votes
+    (:func:`top_neighbours`)."""
+    R = spec.R
+    if cfg.user_weight != 1.0:
+        # Row scaling of R~ (float64, rounded once to float32 below, as R~ itself is).
+        scale = np.where(spec.du > 0, np.maximum(spec.du, 1e-30) ** ((1 - cfg.user_weight) / 2), 0)
+        R = sp.diags(scale) @ R
+    R = R.astype(np.float32)
     post = _post(spec, cfg)
     k = cfg.kept(int((spec.di > 0).sum()))
     if k is None:
@@ -589,28 +609,44 @@ def search(
 
 #: (beta, time) pairs tried for a graph filter's settings left as None.
 GRAPH_GRID = [(b, t) for t in (0.0, 1.0, 2.5) for b in (0.0, 0.1, 0.2, 0.3, 0.5)]
+#: (user_weight, eta) pairs tried for a graph filter's degree exponents left as None: GF-CF's
+#: (1, 0) and lighter user and item normalisations (benches/graph_degrees.py on Gowalla's
+#: validation carve: 0.1563 at (1, 0), 0.1623 at (0.6, -0.1); not the default: see GraphConfig).
+GRAPH_DEGREE_GRID = [(w, e) for w in (1.0, 0.8, 0.6, 0.4) for e in (0.0, -0.1)]
 
 
 def search_graph(carve, cfg: GraphConfig, run: RunConfig, device, bar, on_step=None):
-    """Chooses the graph filter's ``beta`` / ``time`` left as None on `carve`, scoring each
-    setting's filter through the Rust scorer."""
+    """Chooses the graph filter's settings left as None (``beta`` / ``time`` from
+    :data:`GRAPH_GRID`, ``user_weight`` / ``eta`` from :data:`GRAPH_DEGREE_GRID`) on `carve`,
+    scoring each setting's filter through the Rust scorer. The votes are computed once per
+    (``user_weight``, ``eta``) and shared by the (``beta``, ``time``) settings."""
     import json
+    from dataclasses import replace
 
     fit, seen, truth = carve
     spec = graph_spectrum(fit, cfg, run, device)
+    degrees = _unique(
+        dict(
+            user_weight=w if cfg.user_weight is None else cfg.user_weight,
+            eta=e if cfg.eta is None else cfg.eta,
+        )
+        for w, e in GRAPH_DEGREE_GRID
+    )
     grid = _unique(
         dict(beta=b if cfg.beta is None else cfg.beta, time=t if cfg.time is None else cfg.time)
         for b, t in GRAPH_GRID
     )
-    track = _Search(bar, on_step, len(grid))
+    track = _Search(bar, on_step, len(degrees) * len(grid))
     manifest = json.dumps({"kind": "graph_filter", "n_items": fit.shape[1]})
-    votes = graph_votes(spec, cfg)  # the same for every setting tried
-    for g in grid:
-        g_cfg = GraphConfig(cfg.rank, g["beta"], g["time"], cfg.eta, cfg.solver, cfg.neighbours)
-        core = _core.build(manifest, graph_filter(spec, g_cfg, votes))
-        ids = core.recommend(seen, SEARCH_K, True, None, None)[0]
-        track.add(g, mean_ndcg(ids, truth, SEARCH_K))
-    return track.chosen("beta", "time"), track.record
+    for d in degrees:
+        votes = graph_votes(spec, replace(cfg, **d))  # shared by the (beta, time) settings
+        for g in grid:
+            core = _core.build(manifest, graph_filter(spec, replace(cfg, **d, **g), votes))
+            ids = core.recommend(seen, SEARCH_K, True, None, None)[0]
+            del core
+            track.add({**d, **g}, mean_ndcg(ids, truth, SEARCH_K))
+        del votes
+    return track.chosen("beta", "time", "user_weight", "eta"), track.record
 
 
 def validation_carve(X: sp.csr_matrix, run: RunConfig, validation=None):
@@ -722,7 +758,7 @@ def fit_filter(
         spec = graph_spectrum(X, cfg, run, device)
         summary["spectrum_seconds"] = time.perf_counter() - t1
         tensors = graph_filter(spec, cfg)
-        keys = ("rank", "beta", "time", "eta", "solver")
+        keys = ("rank", "beta", "time", "eta", "user_weight", "solver")
         summary["settings"] = {k: getattr(cfg, k) for k in keys}
         summary["settings"]["neighbours"] = cfg.kept(n_active)
     summary["seconds"] = time.perf_counter() - t0
