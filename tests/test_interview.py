@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
@@ -54,6 +54,7 @@ def reference_map(t: Tastes, answers, slip):
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([0.0, 0.1, 0.3]), st.sampled_from(["item", "pair"]))
+@example(304, 0.0, "pair")  # a near-zero off-diagonal entry: the elementwise rtol alone failed it
 def test_posterior_matches_a_generic_optimiser(seed, slip, kind):
     t = tastes(seed=seed)
     it = Interview(t, kind=kind, seed=seed, slip=slip, groups=0)
@@ -64,7 +65,9 @@ def test_posterior_matches_a_generic_optimiser(seed, slip, kind):
     answers = [(q, a) for q, a in it.answers]
     lam, H = reference_map(t, answers, slip)
     np.testing.assert_allclose(it.weights, lam, atol=1e-5)
-    np.testing.assert_allclose(it.post.precision, H, rtol=1e-5, atol=1e-8)
+    # H is taken at the reference's optimum, equal to 1e-5: its entries agree to that on the
+    # scale of H, not relative to each entry (a near-zero off-diagonal one moves by 1e-7).
+    np.testing.assert_allclose(it.post.precision, H, rtol=1e-5, atol=1e-6 * np.abs(H).max())
     np.testing.assert_allclose(it.uncertainty, np.sqrt(np.diag(np.linalg.inv(H))), rtol=1e-5)
 
 
