@@ -50,8 +50,6 @@ def reference_scores(X, rows, k, beta, rank, eta=0.0, user_weight=1.0):
 
 
 def fit(X, **kw):
-    """GF-CF's degree exponents unless given (the default searches them on a carve)."""
-    kw = {"eta": 0.0, "user_weight": 1.0, **kw}
     return personae.GraphFilter(device="cpu", **kw).fit(X, show_progress=False)
 
 
@@ -217,5 +215,4 @@ def test_bad_user_weights_are_refused(bad):
 
 def test_a_file_without_user_weight_reads_as_gf_cf():
     params = personae.GraphFilter._known_params({"rank": 8, "beta": 0.2, "time": 0.0, "eta": 0.0})
-    assert params["user_weight"] == 1.0
     assert personae.GraphFilter(**params)._config().user_weight == 1.0

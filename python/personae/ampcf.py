@@ -458,8 +458,4 @@ def _filter_config(stored: dict | None):
     kind = stored.get("kind")
     if kind not in families:
         raise ValueError(f"filter kind must be 'ease' or 'graph_filter', got {kind!r}")
-    family = families[kind]
-    # _known_params: a file from before a setting existed reads as it was fitted.
-    return family(
-        **family._known_params({k: v for k, v in stored.items() if k != "kind"})
-    )._config()
+    return families[kind](**{k: v for k, v in stored.items() if k != "kind"})._config()

@@ -213,12 +213,5 @@ class GraphFilter(_Filter, kind="graph_filter"):
         )
 
     @classmethod
-    def _known_params(cls, params: dict) -> dict:
-        out = super()._known_params(params)
-        if out and "user_weight" not in params:
-            out["user_weight"] = 1.0  # a file from before the setting existed: GF-CF's P~
-        return out
-
-    @classmethod
     def _n_items_of(cls, tensors) -> int:
         return len(tensors["votes_indptr"]) - 1

@@ -97,8 +97,8 @@ class GraphConfig:
         eta: exponent of the item-degree post-scaling ``d^-eta``.
         user_weight: exponent of the user degrees in the item-item part,
             ``P = D_i^-1/2 X^T D_u^-user_weight X D_i^-1/2`` (1: GF-CF's ``R~^T R~``; below 1
-            a user's co-occurrences count less in proportion to the history's length, as
-            DAN's user normalisation does in EASE). The low-rank part keeps GF-CF's R~.
+            a long history's co-occurrences are divided down less, as with DAN's user
+            normalisation in EASE). The low-rank part keeps GF-CF's R~.
         solver: the one step of BSPM's ODE: ``rk4`` (its 4th-order Taylor polynomial in P~)
             or ``euler`` (1st order).
         neighbours: the votes each item keeps: its ``neighbours`` largest entries of P~'s row
