@@ -42,7 +42,7 @@ pub use categories::{Attribute, ItemCategories, Normalize};
 pub use greedy::Reranked;
 pub use metrics::rank_weight;
 
-use greedy::{Candidates, Flat, Signatures};
+use greedy::{Greedy, Signatures};
 
 use crate::csr::CsrView;
 use crate::error::Result;
@@ -291,10 +291,10 @@ struct Scratch {
     valid: Vec<usize>,
     plain: Vec<usize>,
     rel: Vec<f64>,
-    flat: Flat,
-    cand: Candidates,
+    greedy: Greedy,
     chosen: Vec<usize>,
-    sorted: Vec<i64>,
+    /// One bit per item, all clear between users (see [`Scratch::clear_seen`]).
+    seen: Vec<u64>,
 }
 
 impl Scratch {
@@ -316,10 +316,17 @@ impl Scratch {
             valid: Vec::new(),
             plain: Vec::new(),
             rel: Vec::new(),
-            flat: Flat::default(),
-            cand: Candidates::default(),
+            greedy: Greedy::default(),
             chosen: Vec::new(),
-            sorted: Vec::new(),
+            seen: vec![0; attrs.first().map_or(0, |a| a.cats.n_items()).div_ceil(64)],
+        }
+    }
+
+    /// Clears the bits of `ids` (-1 skipped) in `seen`, whole words at a time: between users
+    /// only the current user's bits are set.
+    fn clear_seen(&mut self, ids: &[i64]) {
+        for &id in ids.iter().filter(|&&id| id >= 0) {
+            self.seen[id as usize / 64] = 0;
         }
     }
 }
