@@ -578,3 +578,31 @@ def test_cli_rerank_with_two_attributes(tmp_path):
     res = pd.read_csv(out).sort_values("rank")
     assert "doc" in set(genre.set_index("item").loc[res["item"], "category"])
     assert main(args + ["--lam", "0.1"]) == 1  # three lambdas for two attributes
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_lists_do_not_depend_on_unused_catalogue_items(seed, rank_weighting):
+    """The greedy takes every key of the catalogue as a term when the catalogue has few
+    (category, weight) keys, and looks up only the candidates' keys otherwise: the same
+    problem, once in a small catalogue and once with 400 extra items that bring hundreds of
+    new weights (which no candidate uses), must give the same bits either way."""
+    rng = np.random.default_rng(seed)
+    n_items, n_cats, users, width = 60, 8, 20, 50
+    flags = genre_flags(rng, n_items, n_cats)
+    extra = rng.integers(1, 50, (400, n_cats)) * (rng.random((400, n_cats)) < 0.5)
+    big = np.vstack([flags, extra.astype(np.float32)])
+    cand = np.stack([rng.permutation(n_items)[:width] for _ in range(users)]).astype(np.int64)
+    scores = rng.integers(0, 4, cand.shape).astype(np.float32)  # ties
+    h = (rng.random((users, n_items)) < 0.2) * rng.random((users, n_items))
+    history = sp.csr_matrix(h.astype(np.float32))
+    outs = []
+    for m in (flags, big):
+        rr = CalibratedReranker(
+            sp.csr_matrix(m), lam=0.7, normalize_rows=True, rank_weighting=rank_weighting
+        )
+        hist = sp.hstack([history, sp.csr_matrix((users, m.shape[0] - n_items))]).tocsr()
+        outs.append(rr.rerank(cand, scores, history=hist, n=10))
+    assert np.array_equal(outs[0].ids, outs[1].ids)
+    assert np.array_equal(outs[0].scores, outs[1].scores)
+    assert np.array_equal(outs[0].ckl_after, outs[1].ckl_after)

@@ -483,36 +483,34 @@ impl Greedy {
     fn values(&mut self, s: f64, w: f64, ws: f64) {
         // One buffer, one batch of logarithms: W' q~(g) of the current list for every slot
         // under the new total weight W', then every term's argument.
-        let ns = self.slot_m.len();
+        let (ns, nt) = (self.slot_m.len(), self.term_slot.len());
         let ln = &mut self.ln;
-        ln.clear();
-        ln.extend(
-            self.slot_m
-                .iter()
-                .zip(&self.slot_p)
-                .map(|(&m, &p)| (1.0 - s) * m + s * ws * p),
-        );
-        for (&j, &c) in self.term_slot.iter().zip(&self.term_c1s) {
-            let base = ln[j as usize];
-            ln.push(base + w * c);
+        ln.resize(ns + nt, 0.0);
+        let (base, args) = ln.split_at_mut(ns);
+        for ((b, &m), &p) in base.iter_mut().zip(&self.slot_m).zip(&self.slot_p) {
+            *b = (1.0 - s) * m + s * ws * p;
+        }
+        for ((a, &j), &c) in args.iter_mut().zip(&self.term_slot).zip(&self.term_c1s) {
+            *a = base[j as usize] + w * c;
         }
         // A term's argument is its slot's base argument plus a non-negative amount, so
         // base arguments in the log's fast domain put every term there too.
-        if vmath::all_normal(&ln[..ns]) {
+        if vmath::all_normal(base) {
             vmath::ln_normal_in_place(ln);
         } else {
             vmath::ln_in_place(ln);
         }
         let (base_ln, new_ln) = ln.split_at(ns);
-        self.val.clear();
-        self.val.push(0.0);
-        self.val.extend(
-            new_ln
-                .iter()
-                .zip(&self.term_slot)
-                .zip(&self.term_lp)
-                .map(|((&new, &j), &lp)| lp * (new - base_ln[j as usize])),
-        );
+        self.val.resize(nt + 1, 0.0);
+        self.val[0] = 0.0;
+        for (((v, &new), &j), &lp) in self.val[1..]
+            .iter_mut()
+            .zip(new_ln)
+            .zip(&self.term_slot)
+            .zip(&self.term_lp)
+        {
+            *v = lp * (new - base_ln[j as usize]);
+        }
     }
 
     /// The candidate with the highest `relevance + sum of its terms' values` (`rel` is
@@ -535,15 +533,23 @@ impl Greedy {
 /// `obj[t] = rel[t] + val[cols[0][t]] + val[cols[1][t]] + ...`, `cols` holding columns of
 /// `rel.len()` ids that index `val`, added in that order.
 fn sum_terms(obj: &mut Vec<f64>, rel: &[f64], cols: &[u32], val: &[f64]) {
-    obj.clear();
-    obj.extend_from_slice(rel);
     let nv = rel.len();
     // The greedy hands out ids below val.len() (see `Greedy::term`).
     debug_assert!(cols.iter().all(|&id| (id as usize) < val.len()));
-    for col in cols.chunks_exact(nv.max(1)) {
+    // SAFETY (every get_unchecked below): ids index val (above); unchecked because the
+    // bounds checks cost more than the adds. (Gathers were slower still on the Xeon measured.)
+    let mut cols = cols.chunks_exact(nv.max(1));
+    obj.clear();
+    match cols.next() {
+        None => obj.extend_from_slice(rel),
+        Some(first) => obj.extend(
+            rel.iter()
+                .zip(first)
+                .map(|(&r, &id)| r + unsafe { *val.get_unchecked(id as usize) }),
+        ),
+    }
+    for col in cols {
         for (o, &id) in obj.iter_mut().zip(col) {
-            // SAFETY: ids index val (above); unchecked because the bounds checks cost more
-            // than the adds. (Gathers were slower still on the Xeon measured.)
             *o += unsafe { *val.get_unchecked(id as usize) };
         }
     }

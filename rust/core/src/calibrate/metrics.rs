@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::{Config, ItemCategories, Reranker, Scratch, Target};
 use crate::csr::CsrView;
 use crate::error::Result;
-use crate::invalid;
+use crate::{invalid, vmath};
 
 impl Reranker {
     /// Per attribute, p(g|u) of every user (`rows x n_categories`, row-major), after
@@ -198,14 +198,18 @@ pub(super) fn list_kl(
         }
     }
     let s = cfg.smoothing;
-    let mut kl = 0f64;
-    for (&pg, &mg) in p.iter().zip(m.iter()) {
-        if pg > 0.0 {
-            let q = if wsum > 0.0 { mg / wsum } else { 0.0 };
-            kl += pg * (pg / ((1.0 - s) * q + s * pg)).ln();
-        }
+    // m becomes p(g) / q~(g) (1 where p(g) = 0, whose term is 0), then its logarithm, in one
+    // vectorised batch.
+    for (&pg, mg) in p.iter().zip(m.iter_mut()) {
+        let q = if wsum > 0.0 { *mg / wsum } else { 0.0 };
+        *mg = if pg > 0.0 {
+            pg / ((1.0 - s) * q + s * pg)
+        } else {
+            1.0
+        };
     }
-    kl
+    vmath::ln_in_place(m);
+    p.iter().zip(m.iter()).map(|(&pg, &l)| pg * l).sum()
 }
 
 /// See [`Reranker::interest_recall`].
