@@ -116,6 +116,12 @@ impl Reranker {
     ) -> Result<Reranked> {
         let n = list_len(n)?;
         let width = self.check_lists("candidates", candidates, rows)?;
+        if width > u32::MAX as usize {
+            return Err(invalid!(
+                "candidates: {width} columns; at most {} per user",
+                u32::MAX
+            ));
+        }
         if scores.len() != candidates.len() {
             return Err(invalid!(
                 "scores: expected the shape of candidates ({rows}, {width}), got {} values",
@@ -225,14 +231,23 @@ impl Reranker {
         // Plain order: by raw score, descending, ties to the earlier column; only the first
         // k_max are needed, so select them before sorting.
         let k_max = n.min(sc.valid.len());
-        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
-        sc.plain.clear();
-        sc.plain.extend_from_slice(&sc.valid);
-        if k_max > 0 && k_max < sc.plain.len() {
-            sc.plain.select_nth_unstable_by(k_max - 1, by_score);
+        // One integer key per candidate, ascending = score descending (in f32::total_cmp's
+        // order), then column ascending: selection compares plain integers.
+        let keys = &mut sc.plain_keys;
+        keys.clear();
+        keys.extend(sc.valid.iter().map(|&j| {
+            let bits = scores[j].to_bits();
+            let ascending = bits ^ (((bits as i32 >> 31) as u32) | 0x8000_0000);
+            (u64::from(!ascending) << 32) | j as u64
+        }));
+        if k_max > 0 && k_max < keys.len() {
+            keys.select_nth_unstable(k_max - 1);
         }
-        sc.plain.truncate(k_max);
-        sc.plain.sort_unstable_by(by_score);
+        keys.truncate(k_max);
+        keys.sort_unstable();
+        sc.plain.clear();
+        sc.plain
+            .extend(keys.iter().map(|&key| (key & u64::from(u32::MAX)) as usize));
         for (a, (attr, s)) in self.attrs.iter().zip(sc.attrs.iter_mut()).enumerate() {
             let items = sc.plain.iter().map(|&j| cands[j]);
             before[a] = list_kl(items, &s.p, &attr.cats, &self.cfg, &mut s.m);
