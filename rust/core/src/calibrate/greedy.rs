@@ -1,6 +1,6 @@
-//! Steck's greedy calibrated reranking: [`Reranker::rerank`], with the per-reranker item
-//! signatures and the per-user candidate groups and flat term arrays that make each step cost
-//! O(categories of the item) logarithms per candidate (see the parent module).
+//! Steck's greedy calibrated reranking: [`Reranker::rerank`], with the per-reranker category
+//! keys and the per-user flat term arrays that make each step cost one logarithm per distinct
+//! (category, weight) in play and a few additions per candidate (see the parent module).
 
 use rayon::prelude::*;
 
@@ -24,8 +24,8 @@ pub struct Reranked {
 
 /// The catalogue's category vectors, precomputed once per reranker for the greedy: every
 /// distinct (attribute, category, weight) is a key, every distinct vector of keys (an item's
-/// categories in all attributes) a signature. Items with one signature have the same gain at
-/// every greedy step, and a signature's keys are its terms.
+/// categories in all attributes) a signature, stored once. A candidate's gain at a greedy
+/// step is its relevance plus one term per key of its signature.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Signatures {
     of_item: Vec<u32>,
