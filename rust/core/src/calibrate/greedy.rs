@@ -281,7 +281,7 @@ impl Reranker {
     /// `delta_t` sums one term per (attribute, category of t's item) that depends only on the
     /// category and its weight c(g|i) (a key). So each step computes every distinct term in
     /// play once, over flat arrays: the list's base for each category in play, then each
-    /// term's new value, two batches of logarithms ([`vmath::ln_in_place`], vectorised), with
+    /// term's new value, one batch of logarithms ([`vmath::ln_in_place`], vectorised), with
     /// lambda and p(g) folded into the terms; then every candidate's gain is its relevance plus
     /// a few looked-up terms, summed column by column over all candidates at once.
     ///
