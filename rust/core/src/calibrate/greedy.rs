@@ -505,8 +505,11 @@ impl Greedy {
         for ((b, &m), &p) in base.iter_mut().zip(&self.slot_m).zip(&self.slot_p) {
             *b = (1.0 - s) * m + s * ws * p;
         }
+        // Every term's slot is below ns (slots are handed out with their terms).
+        debug_assert!(self.term_slot.iter().all(|&j| (j as usize) < ns));
         for ((a, &j), &c) in args.iter_mut().zip(&self.term_slot).zip(&self.term_c1s) {
-            *a = base[j as usize] + w * c;
+            // SAFETY: j < ns = base.len() (above); unchecked so that the loop stays tight.
+            *a = unsafe { *base.get_unchecked(j as usize) } + w * c;
         }
         // A term's argument is its slot's base argument plus a non-negative amount, so
         // base arguments in the log's fast domain put every term there too.
@@ -524,7 +527,8 @@ impl Greedy {
             .zip(&self.term_slot)
             .zip(&self.term_lp)
         {
-            *v = lp * (new - base_ln[j as usize]);
+            // SAFETY: j < ns = base_ln.len() (see above).
+            *v = lp * (new - unsafe { *base_ln.get_unchecked(j as usize) });
         }
     }
 
