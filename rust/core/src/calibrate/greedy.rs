@@ -203,6 +203,9 @@ impl Reranker {
         // Repeats: one bit per item, set here and cleared below (only the words this user
         // touched), instead of sorting the user's ids.
         let mut repeat = None;
+        if sc.seen.is_empty() {
+            sc.seen = vec![0; self.n_items().div_ceil(64)];
+        }
         for (j, (&id, &s)) in cands.iter().zip(scores).enumerate() {
             if id < 0 {
                 continue;

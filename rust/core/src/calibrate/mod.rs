@@ -294,7 +294,8 @@ struct Scratch {
     rel: Vec<f64>,
     greedy: Greedy,
     chosen: Vec<usize>,
-    /// One bit per item, all clear between users (see [`Scratch::clear_seen`]).
+    /// One bit per item, all clear between users (see [`Scratch::clear_seen`]); allocated by
+    /// the reranker's first user on this scratch (the metrics never need it).
     seen: Vec<u64>,
 }
 
@@ -320,7 +321,7 @@ impl Scratch {
             rel: Vec::new(),
             greedy: Greedy::default(),
             chosen: Vec::new(),
-            seen: vec![0; attrs.first().map_or(0, |a| a.cats.n_items()).div_ceil(64)],
+            seen: Vec::new(),
         }
     }
 
