@@ -5,6 +5,12 @@ compared: the two must agree. (The slow per-candidate Python oracle in tests/ ch
 correctness only; it is no peer for a speed ratio.)
 
 Usage: python benches/calibrate_speed.py [--users 10000] [--threads N] [--repeat 5]
+       [--split] [--hash]
+
+--split also prints the one-thread per-call split (microseconds a user: the full call, n = 1,
+lambda 0, one candidate with n = 1). --hash prints SHA-256 digests of the outputs (lists,
+scores, C_KL) on the bench's users and on 400 random problems (ties, padding, weighted
+categories, two attributes, every setting), to compare two builds bit for bit.
 
 Random seeded data: 10,000 users x 100 candidates x 20 categories -> top-10, lambda 0.5,
 smoothing 0.01, min-max scores, histories of ~50 items over a 5,000-item catalogue with 1-3
@@ -14,6 +20,7 @@ element-wise work, single-threaded by nature).
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -51,6 +58,88 @@ def best_of(repeat: int, f):
     return best, out
 
 
+def split(rr, cand, scores, history, repeat: int) -> None:
+    """One-thread microseconds a user of the parts of a call."""
+    users = cand.shape[0]
+    calls = {
+        "full": dict(n=10),
+        "n = 1 (set-up + one step)": dict(n=1),
+        "lambda 0 (plain top-10 + C_KL)": dict(n=10, lam=0.0),
+    }
+    for name, kw in calls.items():
+        s, _ = best_of(
+            repeat, lambda kw=kw: rr.rerank(cand, scores, history=history, num_threads=1, **kw)
+        )
+        print(f"  one thread, {name:32s}: {s / users * 1e6:6.2f} us a user")
+    s, _ = best_of(
+        repeat,
+        lambda: rr.rerank(cand[:, :1], scores[:, :1], history=history, n=1, num_threads=1),
+    )
+    print(f"  one thread, {'one candidate, n = 1':32s}: {s / users * 1e6:6.2f} us a user")
+
+
+def digest(out, lists, ckl) -> None:
+    """Adds the lists and scores to `lists`, the C_KL before and after to `ckl`."""
+    for h, parts in ((lists, (out.ids, out.scores)), (ckl, (out.ckl_before, out.ckl_after))):
+        for part in parts:
+            for v in part.values() if isinstance(part, dict) else [part]:
+                h.update(np.ascontiguousarray(v).tobytes())
+
+
+def random_categories(rng, items: int, g: int) -> sp.csr_matrix:
+    """Items x g categories: flags of a random density, half the time with weights 1-3."""
+    f = (rng.random((items, g)) < rng.choice([0.1, 0.3, 0.7])).astype(np.float32)
+    if rng.random() < 0.5:
+        f *= rng.choice([1, 2, 3], size=f.shape).astype(np.float32)
+    return sp.csr_matrix(f)
+
+
+def random_problems(count: int = 400) -> tuple[str, str]:
+    """SHA-256 of the lists and scores (or error messages), and of the C_KL, of `count`
+    seeded random problems."""
+    h, ckl = hashlib.sha256(), hashlib.sha256()
+    for seed in range(count):
+        rng = np.random.default_rng(seed)
+        items, cats = int(rng.integers(1, 60)), int(rng.integers(1, 12))
+        users = int(rng.integers(1, 20))
+        width = int(rng.integers(1, min(items, 40) + 1))
+
+        two = rng.random() < 0.3
+        lam = float(rng.choice([0.0, 0.3, 0.5, 0.9, 1.0]))
+        kw = dict(
+            smoothing=float(rng.choice([0.01, 0.2])),
+            rank_weighting=bool(rng.random() < 0.5),
+            normalize=str(rng.choice(["minmax", "softmax", "none"])),
+            min_history=int(rng.integers(0, 3)),
+            prior_weight=float(rng.choice([0.0, 0.3])),
+        )
+        try:
+            if two:
+                rr = CalibratedReranker(
+                    {
+                        "a": random_categories(rng, items, cats),
+                        "b": random_categories(rng, items, int(rng.integers(1, 5))),
+                    },
+                    lam={"a": lam / 2, "b": lam / 2},
+                    **kw,
+                )
+            else:
+                rr = CalibratedReranker(random_categories(rng, items, cats), lam=lam, **kw)
+            cand = np.stack([rng.permutation(items)[:width] for _ in range(users)])
+            cand[rng.random(cand.shape) < 0.1] = -1
+            if rng.random() < 0.4:
+                sc = rng.choice([0.0, 0.5, 1.0], size=cand.shape).astype(np.float32)  # ties
+            else:
+                sc = rng.standard_normal(cand.shape).astype(np.float32)
+            sc[cand < 0] = -np.inf
+            hist = sp.random(users, items, density=0.2, format="csr", random_state=seed)
+            out = rr.rerank(cand, sc, history=hist, n=int(rng.integers(1, width + 3)))
+            digest(out, h, ckl)
+        except (ValueError, TypeError) as e:
+            h.update(repr(e).encode())
+    return h.hexdigest()[:16], ckl.hexdigest()[:16]
+
+
 def main() -> None:
     a = parser(
         __doc__,
@@ -61,7 +150,10 @@ def main() -> None:
         n=10,
         threads=None,
         repeat=5,
-    ).parse_args()
+    )
+    a.add_argument("--split", action="store_true", help="one-thread per-call split")
+    a.add_argument("--hash", action="store_true", help="output digests to compare builds")
+    a = a.parse_args()
     sys.path.insert(0, str(PEERS))
     from calibrate_numpy import rerank_numpy
 
@@ -88,6 +180,14 @@ def main() -> None:
         f"  mean C_KL plain top-{a.n} {out.ckl_before.mean():.4f} -> "
         f"calibrated {out.ckl_after.mean():.4f}"
     )
+    if a.split:
+        split(rr, cand, scores, history, a.repeat)
+    if a.hash:
+        h, ckl = hashlib.sha256(), hashlib.sha256()
+        digest(out, h, ckl)
+        rh, rckl = random_problems()
+        print(f"  SHA-256, lists and scores: bench {h.hexdigest()[:16]}, random problems {rh}")
+        print(f"  SHA-256, C_KL            : bench {ckl.hexdigest()[:16]}, random problems {rckl}")
 
 
 if __name__ == "__main__":

@@ -588,6 +588,10 @@ def test_lists_do_not_depend_on_unused_catalogue_items(seed, rank_weighting):
     problem, once in a small catalogue and once with 400 extra items that bring hundreds of
     new weights (which no candidate uses), must give the same bits either way."""
     rng = np.random.default_rng(seed)
+    # The sizes pick the two paths (greedy.rs: every key a term when the catalogue's keys plus
+    # categories are at most the keys a user's candidates reference): the small catalogue has
+    # at most 8 x 8 keys + 8 categories against ~150 references from 50 candidates, the big one
+    # over a thousand keys.
     n_items, n_cats, users, width = 60, 8, 20, 50
     flags = genre_flags(rng, n_items, n_cats)
     extra = rng.integers(1, 50, (400, n_cats)) * (rng.random((400, n_cats)) < 0.5)

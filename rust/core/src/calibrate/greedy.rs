@@ -35,13 +35,16 @@ pub(super) struct Signatures {
     key_attr: Vec<u16>,
     key_cat: Vec<u32>,
     key_c: Vec<f64>,
+    /// (1 - s) c of each key: its addition to its category's base argument per unit of rank
+    /// weight, with the reranker's smoothing s.
+    key_c1s: Vec<f64>,
     /// Each key's category counted over all attributes (attribute a's first is the number of
     /// categories of attributes before it).
     key_gcat: Vec<u32>,
 }
 
 impl Signatures {
-    pub(super) fn new(attrs: &[Attribute]) -> Self {
+    pub(super) fn new(attrs: &[Attribute], smoothing: f64) -> Self {
         use std::collections::HashMap;
         let n_items = attrs.first().map_or(0, |a| a.cats.n_items());
         let mut s = Signatures {
@@ -70,6 +73,7 @@ impl Signatures {
                             s.key_cat.push(g as u32);
                             s.key_gcat.push((first_cat[a] + g) as u32);
                             s.key_c.push(c);
+                            s.key_c1s.push((1.0 - smoothing) * c);
                             (s.key_c.len() - 1) as u32
                         });
                     keys.push(k);
@@ -286,7 +290,7 @@ impl Reranker {
     /// play once, over flat arrays: the list's base for each category in play, then each
     /// term's new value, one batch of logarithms ([`vmath::ln_in_place`], vectorised), with
     /// lambda and p(g) folded into the terms; then every candidate's gain is its relevance plus
-    /// a few looked-up terms, summed column by column over all candidates at once.
+    /// its few looked-up terms.
     ///
     /// Ties in the objective go to the earliest column.
     fn greedy(&self, cands: &[i64], lambdas: &[f64], k_max: usize, sc: &mut Scratch) {
@@ -310,7 +314,7 @@ impl Reranker {
         if sigs.n_keys() + sc.attrs.iter().map(|a| a.p.len()).sum::<usize>() <= refs {
             // Few keys for these candidates: every key of the catalogue is a term (those not
             // in play weigh 0), so no per-user lookups.
-            g.all_keys(sigs, &sc.attrs, lambdas, s);
+            g.all_keys(sigs, &sc.attrs, lambdas);
             for t in 0..nv {
                 for (col, &key) in sigs.keys_of(g.sig[t] as usize).iter().enumerate() {
                     g.cols[col * nv + t] = key + 1;
@@ -322,11 +326,15 @@ impl Reranker {
             for t in 0..nv {
                 for (col, &key) in sigs.keys_of(g.sig[t] as usize).iter().enumerate() {
                     let a = sigs.key_attr[key as usize] as usize;
-                    let id = g.term(key, sigs, &mut sc.attrs[a], lambdas[a], s);
+                    let id = g.term(key, sigs, &mut sc.attrs[a], lambdas[a]);
                     g.cols[col * nv + t] = id;
                 }
             }
         }
+        // What the steps read without bounds checks: every term id indexes `val` (the terms
+        // plus the zero term), every term's slot the slots.
+        debug_assert!(g.cols.iter().all(|&id| id as usize <= g.term_slot.len()));
+        debug_assert!(g.term_slot.iter().all(|&j| (j as usize) < g.slot_p.len()));
         let mut wsum = 0f64;
         for k in 0..k_max {
             let w = rank_weight(k, self.cfg.rank_weighting);
@@ -433,7 +441,7 @@ impl Greedy {
 
     /// Every key of the catalogue as term `key + 1`, every category of every attribute as a
     /// slot (those not in play with p = 1 and a zero weight, so their terms are 0).
-    fn all_keys(&mut self, sigs: &Signatures, attrs: &[AttrScratch], lambdas: &[f64], s: f64) {
+    fn all_keys(&mut self, sigs: &Signatures, attrs: &[AttrScratch], lambdas: &[f64]) {
         self.slot_p.clear();
         self.slot_m.clear();
         self.cat_lp.clear();
@@ -447,9 +455,7 @@ impl Greedy {
         }
         self.term_slot.clone_from(&sigs.key_gcat);
         self.term_c.clone_from(&sigs.key_c);
-        self.term_c1s.clear();
-        self.term_c1s
-            .extend(sigs.key_c.iter().map(|&c| (1.0 - s) * c));
+        self.term_c1s.clone_from(&sigs.key_c1s);
         self.term_lp.clear();
         self.term_lp
             .extend(sigs.key_gcat.iter().map(|&g| self.cat_lp[g as usize]));
@@ -458,14 +464,7 @@ impl Greedy {
     /// The term id of `key` (0 when its category is not in play: no target, lambda 0 or
     /// p(g) = 0), adding the term, and its category's slot, when new.
     #[inline]
-    fn term(
-        &mut self,
-        key: u32,
-        sigs: &Signatures,
-        st: &mut AttrScratch,
-        lambda: f64,
-        s: f64,
-    ) -> u32 {
+    fn term(&mut self, key: u32, sigs: &Signatures, st: &mut AttrScratch, lambda: f64) -> u32 {
         let k = key as usize;
         if self.key_stamp[k] == self.stamp {
             return self.key_term[k];
@@ -484,10 +483,9 @@ impl Greedy {
                 }
                 j => j,
             };
-            let c = sigs.key_c[k];
             self.term_slot.push(slot);
-            self.term_c.push(c);
-            self.term_c1s.push((1.0 - s) * c);
+            self.term_c.push(sigs.key_c[k]);
+            self.term_c1s.push(sigs.key_c1s[k]);
             self.term_lp.push(lambda * st.p[g]);
             self.term_slot.len() as u32
         } else {
@@ -508,10 +506,10 @@ impl Greedy {
         for ((b, &m), &p) in base.iter_mut().zip(&self.slot_m).zip(&self.slot_p) {
             *b = (1.0 - s) * m + s * ws * p;
         }
-        // Every term's slot is below ns (slots are handed out with their terms).
-        debug_assert!(self.term_slot.iter().all(|&j| (j as usize) < ns));
         for ((a, &j), &c) in args.iter_mut().zip(&self.term_slot).zip(&self.term_c1s) {
-            // SAFETY: j < ns = base.len() (above); unchecked so that the loop stays tight.
+            // SAFETY: every term's slot is below ns = base.len(): slots are handed out with
+            // their terms (`term`), or are every category (`all_keys`; asserted in debug
+            // builds at set-up). Unchecked so that the loop stays tight.
             *a = unsafe { *base.get_unchecked(j as usize) } + w * c;
         }
         // A term's argument is its slot's base argument plus a non-negative amount, so
@@ -530,7 +528,7 @@ impl Greedy {
             .zip(&self.term_slot)
             .zip(&self.term_lp)
         {
-            // SAFETY: j < ns = base_ln.len() (see above).
+            // SAFETY: j < ns = base_ln.len() (as above).
             *v = lp * (new - unsafe { *base_ln.get_unchecked(j as usize) });
         }
     }
@@ -556,8 +554,6 @@ impl Greedy {
 /// `rel.len()` ids that index `val`, added in that order.
 fn sum_terms(obj: &mut Vec<f64>, rel: &[f64], cols: &[u32], val: &[f64]) {
     let nv = rel.len();
-    // The greedy hands out ids below val.len() (see `Greedy::term`).
-    debug_assert!(cols.iter().all(|&id| (id as usize) < val.len()));
     obj.clear();
     match cols.len().checked_div(nv).unwrap_or(0) {
         1 => sum_fixed::<1>(obj, rel, cols, val),
@@ -568,7 +564,9 @@ fn sum_terms(obj: &mut Vec<f64>, rel: &[f64], cols: &[u32], val: &[f64]) {
             obj.extend_from_slice(rel);
             for col in cols.chunks_exact(nv.max(1)) {
                 for (o, &id) in obj.iter_mut().zip(col) {
-                    // SAFETY: ids index val (above).
+                    // SAFETY: ids index val: the greedy hands out at most as many term ids
+                    // as it has terms (`Greedy::term`, `all_keys`; asserted in debug builds
+                    // at set-up), and val holds the terms plus the zero term.
                     *o += unsafe { *val.get_unchecked(id as usize) };
                 }
             }
@@ -584,7 +582,7 @@ fn sum_fixed<const J: usize>(obj: &mut Vec<f64>, rel: &[f64], cols: &[u32], val:
     obj.extend(rel.iter().enumerate().map(|(t, &r)| {
         let mut v = r;
         for col in &cols {
-            // SAFETY: ids index val (see sum_terms); unchecked because the bounds checks
+            // SAFETY: ids index val (see sum_terms), t < nv; unchecked because the bounds checks
             // cost more than the adds. (Gathers were slower still on the Xeon measured.)
             v += unsafe { *val.get_unchecked(*col.get_unchecked(t) as usize) };
         }

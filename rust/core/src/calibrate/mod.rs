@@ -127,7 +127,7 @@ impl Reranker {
                 cfg.prior_weight
             ));
         }
-        let sigs = Signatures::new(&attrs);
+        let sigs = Signatures::new(&attrs, cfg.smoothing);
         Ok(Self { attrs, cfg, sigs })
     }
 
