@@ -83,14 +83,16 @@ impl<'a> CsrView<'a> {
                     indices.len()
                 ));
             }
-            if let Some(pos) = d.iter().position(|v| !v.is_finite()) {
+            if let Some(pos) = first_where(d.len(), SCAN_CHUNK, |i| !d[i].is_finite()) {
                 return Err(invalid!(
                     "{name}: data must be finite, found {} at position {pos}",
                     d[pos]
                 ));
             }
         }
-        for r in 0..n_rows {
+        // One row's checks; rows are checked in parallel (inside a rayon pool) and the first
+        // failing row reports, as a loop over the rows would.
+        let check_row = |r: usize| -> Result<()> {
             let (a, b) = (indptr.get(r), indptr.get(r + 1));
             if b < a {
                 return Err(invalid!(
@@ -121,6 +123,11 @@ impl<'a> CsrView<'a> {
                 }
                 prev = c;
             }
+            Ok(())
+        };
+        let rows_chunk = SCAN_CHUNK / (nnz as usize / n_rows.max(1)).max(1);
+        if let Some(r) = first_where(n_rows, rows_chunk, |r| check_row(r).is_err()) {
+            check_row(r)?;
         }
         // Every index is now known to fit the narrow types, so the conversions below are exact.
         let indptr = match indptr {
@@ -189,7 +196,7 @@ impl<'a> CsrView<'a> {
     /// Fails unless every stored value is >= 0 (interaction weights).
     pub fn require_non_negative(&self, name: &str) -> Result<()> {
         if let Some(d) = &self.data {
-            if let Some(pos) = d.iter().position(|&v| v < 0.0) {
+            if let Some(pos) = first_where(d.len(), SCAN_CHUNK, |i| d[i] < 0.0) {
                 let row = self.indptr.partition_point(|&p| p <= pos as i64) - 1;
                 return Err(invalid!(
                     "{name}: row {row} has a negative weight {} (interaction weights must be >= 0)",
@@ -234,12 +241,69 @@ impl<'a> CsrView<'a> {
     }
 }
 
+pub const SCAN_CHUNK: usize = 1 << 14;
+
+/// The first `i` in `0..n` where `bad(i)` holds. Inside a rayon pool (the library's calls run
+/// in one, sized by `num_threads`) and for large `n`, the pool's threads share the scan: input
+/// checks are serial work before every parallel loop. Outside a pool, a plain loop. `chunk`:
+/// how many `i` make a task worth sharing out ([`SCAN_CHUNK`] for a simple test of one value).
+pub fn first_where(
+    n: usize,
+    chunk: usize,
+    bad: impl Fn(usize) -> bool + Sync + Send,
+) -> Option<usize> {
+    use rayon::prelude::*;
+    let chunk = chunk.max(1);
+    if n >= 4 * chunk && rayon::current_thread_index().is_some() {
+        (0..n)
+            .into_par_iter()
+            .with_min_len(chunk)
+            .position_first(bad)
+    } else {
+        (0..n).position(bad)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn view<'a>(n: usize, p: &'a [i64], i: &'a [i32], d: Option<&'a [f32]>) -> Result<CsrView<'a>> {
         CsrView::new("user_items", n, Index::I64(p), Index::I32(i), d)
+    }
+
+    /// Inside a rayon pool the checks scan in parallel: the error is still the first bad row
+    /// or value, as the serial loop reports.
+    #[test]
+    fn parallel_checks_report_the_first_problem() {
+        let rows = 100_000usize;
+        let p: Vec<i64> = (0..=rows as i64).map(|r| 2 * r).collect();
+        let clean: Vec<i32> = (0..rows).flat_map(|_| [1, 3]).collect();
+        let mut i = clean.clone();
+        let mut d = vec![1.0f32; 2 * rows];
+        // Two bad rows (an unsorted one after an out-of-range one) and two bad values each.
+        i[2 * 70_000] = 9;
+        i[2 * 90_000 + 1] = 0;
+        d[150_000] = f32::NAN;
+        d[190_000] = f32::INFINITY;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            assert!(rayon::current_thread_index().is_some());
+            let e = view(5, &p, &i, None).unwrap_err().to_string();
+            assert!(e.contains("row 70000 has column index 9"), "{e}");
+            let e = view(10, &p, &clean, Some(&d)).unwrap_err().to_string();
+            assert!(e.contains("found NaN at position 150000"), "{e}");
+            d[150_000] = -1.0;
+            d[190_000] = -2.0;
+            let ok = view(10, &p, &clean, Some(&d)).unwrap();
+            let e = ok.require_non_negative("h").unwrap_err().to_string();
+            assert!(e.contains("row 75000 has a negative weight -1"), "{e}");
+            assert_eq!(first_where(rows, 8, |r| r % 30_001 == 30_000), Some(30_000));
+            assert_eq!(first_where(rows, 8, |_| false), None);
+        });
     }
 
     #[test]

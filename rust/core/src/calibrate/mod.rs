@@ -44,7 +44,7 @@ pub use metrics::rank_weight;
 
 use greedy::{Greedy, Signatures};
 
-use crate::csr::CsrView;
+use crate::csr::{first_where, CsrView, SCAN_CHUNK};
 use crate::error::Result;
 use crate::invalid;
 
@@ -254,7 +254,8 @@ impl Reranker {
             ));
         }
         let n_items = self.n_items();
-        if let Some(pos) = ids.iter().position(|&x| x < -1 || x >= n_items as i64) {
+        let bad = |i: usize| ids[i] < -1 || ids[i] >= n_items as i64;
+        if let Some(pos) = first_where(ids.len(), SCAN_CHUNK, bad) {
             return Err(invalid!(
                 "{name}: row {}, column {} has item id {}, outside 0..{n_items} (the rows of \
                  item_categories); use -1 for padding",
