@@ -35,6 +35,7 @@
 //! and the per-user target both of them read.
 
 mod categories;
+mod first_pass;
 mod greedy;
 mod metrics;
 

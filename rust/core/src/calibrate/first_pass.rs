@@ -1,0 +1,179 @@
+//! The greedy's f32 first pass with AVX-512 (see `Greedy::fast_step`): every candidate's
+//! objective at a step in f32, the slots' and terms' values looked up by permutes over
+//! registers instead of loads. Sizes: at most [`SLOTS`] slots and `TERMS - 1` terms (the zero
+//! term is entry 0 of the values).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use crate::vmath::ln_normal_f32;
+
+/// Slots (categories in play) one permute reaches: two registers of 16.
+pub(super) const SLOTS: usize = 32;
+/// Term values (the zero term included) two permutes reach: four registers of 16.
+pub(super) const TERMS: usize = 64;
+
+/// Whether this CPU runs the first pass.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The per-user inputs of [`scores`], padded: term `i`'s slot, (1 - s) c and lambda p(g)
+/// in f32, `TERMS` each (padding: slot 0, c 0, lambda p 0, whose value is 0).
+#[derive(Default)]
+pub(super) struct Terms {
+    pub slot: Vec<u32>,
+    pub c1s: Vec<f32>,
+    pub lp: Vec<f32>,
+}
+
+impl Terms {
+    pub fn fill(&mut self, slot: &[u32], c1s: &[f64], lp: &[f64]) {
+        debug_assert!(slot.len() < TERMS);
+        self.slot.clear();
+        self.slot.extend_from_slice(slot);
+        self.slot.resize(TERMS, 0);
+        self.c1s.clear();
+        self.c1s.extend(c1s.iter().map(|&c| c as f32));
+        self.c1s.resize(TERMS, 0.0);
+        self.lp.clear();
+        self.lp.extend(lp.iter().map(|&l| l as f32));
+        self.lp.resize(TERMS, 0.0);
+    }
+}
+
+/// `obj[t] = rel[t] + sum_j val[cols[j][t]]` with every term's f32 value
+/// `lp (ln(base[slot] + w c) - ln(base[slot]))`, the sums in `sum_terms`'s order; returns the
+/// largest `obj`. `base`: the slots' base arguments in f32, padded with 1.
+///
+/// # Safety
+/// avx512f must be available ([`available`]); every id in `cols` is at most the number of
+/// terms (< `TERMS`); `cols` holds whole columns of `rel.len()` ids; `obj` is as long as `rel`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn scores(
+    base: &[f32; SLOTS],
+    terms: &Terms,
+    w: f32,
+    rel: &[f32],
+    cols: &[u32],
+    obj: &mut [f32],
+) -> f32 {
+    let mut ln_base = *base;
+    for x in ln_base.iter_mut() {
+        *x = ln_normal_f32(*x);
+    }
+    let (b0, b1) = (
+        _mm512_loadu_ps(base.as_ptr()),
+        _mm512_loadu_ps(base.as_ptr().add(16)),
+    );
+    let (l0, l1) = (
+        _mm512_loadu_ps(ln_base.as_ptr()),
+        _mm512_loadu_ps(ln_base.as_ptr().add(16)),
+    );
+    let wv = _mm512_set1_ps(w);
+    let mut args = [0f32; TERMS];
+    for blk in 0..TERMS / 16 {
+        let idx = _mm512_loadu_si512(terms.slot.as_ptr().add(16 * blk) as *const _);
+        let b = _mm512_permutex2var_ps(b0, idx, b1);
+        let c = _mm512_loadu_ps(terms.c1s.as_ptr().add(16 * blk));
+        _mm512_storeu_ps(
+            args.as_mut_ptr().add(16 * blk),
+            _mm512_add_ps(b, _mm512_mul_ps(wv, c)),
+        );
+    }
+    for x in args.iter_mut() {
+        *x = ln_normal_f32(*x);
+    }
+    // Entry 0 the zero term, term i at i + 1.
+    let mut val = [0f32; TERMS + 16];
+    for blk in 0..TERMS / 16 {
+        let idx = _mm512_loadu_si512(terms.slot.as_ptr().add(16 * blk) as *const _);
+        let lb = _mm512_permutex2var_ps(l0, idx, l1);
+        let new = _mm512_loadu_ps(args.as_ptr().add(16 * blk));
+        let lp = _mm512_loadu_ps(terms.lp.as_ptr().add(16 * blk));
+        let v = _mm512_mul_ps(lp, _mm512_sub_ps(new, lb));
+        _mm512_storeu_ps(val.as_mut_ptr().add(1 + 16 * blk), v);
+    }
+    let vp = val.as_ptr();
+    let (t0, t1) = (_mm512_loadu_ps(vp), _mm512_loadu_ps(vp.add(16)));
+    let (t2, t3) = (_mm512_loadu_ps(vp.add(32)), _mm512_loadu_ps(vp.add(48)));
+    let bit5 = _mm512_set1_epi32(32);
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let nv = rel.len();
+    let width = cols.len().checked_div(nv).unwrap_or(0);
+    let mut top = ninf;
+    let mut i = 0;
+    while i < nv {
+        let k = block_mask(nv - i);
+        let mut acc = _mm512_mask_loadu_ps(ninf, k, rel.as_ptr().add(i));
+        for j in 0..width {
+            let idx = _mm512_maskz_loadu_epi32(k, cols.as_ptr().add(j * nv + i) as *const i32);
+            let lo = _mm512_permutex2var_ps(t0, idx, t1);
+            let hi = _mm512_permutex2var_ps(t2, idx, t3);
+            let looked = _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, bit5), lo, hi);
+            acc = _mm512_add_ps(acc, looked);
+        }
+        _mm512_mask_storeu_ps(obj.as_mut_ptr().add(i), k, acc);
+        top = _mm512_max_ps(top, acc);
+        i += 16;
+    }
+    _mm512_reduce_max_ps(top)
+}
+
+/// How many of `obj` are `>= floor`, and the first of them (0 when none).
+///
+/// # Safety
+/// avx512f must be available ([`available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn at_least(obj: &[f32], floor: f32) -> (u32, usize) {
+    let f = _mm512_set1_ps(floor);
+    let (mut count, mut first) = (0u32, usize::MAX);
+    let mut i = 0;
+    while i < obj.len() {
+        let k = block_mask(obj.len() - i);
+        let x = _mm512_maskz_loadu_ps(k, obj.as_ptr().add(i));
+        let hit = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(k, x, f);
+        count += hit.count_ones();
+        if hit != 0 && first == usize::MAX {
+            first = i + hit.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    (count, if first == usize::MAX { 0 } else { first })
+}
+
+/// The lanes of a block of 16 that hold one of the `left` values still to do.
+#[inline(always)]
+fn block_mask(left: usize) -> u16 {
+    if left >= 16 {
+        u16::MAX
+    } else {
+        ((1u32 << left) - 1) as u16
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) unsafe fn scores(
+    _: &[f32; SLOTS],
+    _: &Terms,
+    _: f32,
+    _: &[f32],
+    _: &[u32],
+    _: &mut [f32],
+) -> f32 {
+    unreachable!("the first pass is x86-64 only ([`available`] is false elsewhere)")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) unsafe fn at_least(_: &[f32], _: f32) -> (u32, usize) {
+    unreachable!("the first pass is x86-64 only ([`available`] is false elsewhere)")
+}
