@@ -83,7 +83,7 @@ impl<'a> CsrView<'a> {
                     indices.len()
                 ));
             }
-            if let Some(pos) = first_where(d.len(), SCAN_CHUNK, |i| !d[i].is_finite()) {
+            if let Some(pos) = first_in(d, |v| !v.is_finite()) {
                 return Err(invalid!(
                     "{name}: data must be finite, found {} at position {pos}",
                     d[pos]
@@ -196,7 +196,7 @@ impl<'a> CsrView<'a> {
     /// Fails unless every stored value is >= 0 (interaction weights).
     pub fn require_non_negative(&self, name: &str) -> Result<()> {
         if let Some(d) = &self.data {
-            if let Some(pos) = first_where(d.len(), SCAN_CHUNK, |i| d[i] < 0.0) {
+            if let Some(pos) = first_in(d, |&v| v < 0.0) {
                 let row = self.indptr.partition_point(|&p| p <= pos as i64) - 1;
                 return Err(invalid!(
                     "{name}: row {row} has a negative weight {} (interaction weights must be >= 0)",
@@ -247,6 +247,8 @@ pub const SCAN_CHUNK: usize = 1 << 14;
 /// in one, sized by `num_threads`) and for large `n`, the pool's threads share the scan: input
 /// checks are serial work before every parallel loop. Outside a pool, a plain loop. `chunk`:
 /// how many `i` make a task worth sharing out ([`SCAN_CHUNK`] for a simple test of one value).
+/// Each block of `chunk` is tested whole first (no early exit, so simple tests vectorise) and
+/// only the first failing block is searched.
 pub fn first_where(
     n: usize,
     chunk: usize,
@@ -254,14 +256,49 @@ pub fn first_where(
 ) -> Option<usize> {
     use rayon::prelude::*;
     let chunk = chunk.max(1);
-    if n >= 4 * chunk && rayon::current_thread_index().is_some() {
-        (0..n)
-            .into_par_iter()
-            .with_min_len(chunk)
-            .position_first(bad)
+    let blocks = n.div_ceil(chunk);
+    let block_bad = |b: usize| (b * chunk..n.min((b + 1) * chunk)).fold(false, |a, i| a | bad(i));
+    let b = if blocks >= 4 && rayon::current_thread_index().is_some() {
+        (0..blocks).into_par_iter().position_first(block_bad)
     } else {
-        (0..n).position(bad)
-    }
+        (0..blocks).position(block_bad)
+    }?;
+    (b * chunk..n.min((b + 1) * chunk)).find(|&i| bad(i))
+}
+
+/// Whether any of `xs` is bad, without an early exit (so that simple tests vectorise).
+#[inline(always)]
+fn any_bad<T>(xs: &[T], bad: &impl Fn(&T) -> bool) -> bool {
+    xs.iter().fold(false, |a, x| a | bad(x))
+}
+
+/// [`any_bad`] compiled for AVX2 (64-bit compares are not in the x86-64 baseline).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn any_bad_avx2<T>(xs: &[T], bad: &impl Fn(&T) -> bool) -> bool {
+    any_bad(xs, bad)
+}
+
+/// [`first_where`] over the values of a slice; `bad` should be branch-free (`|`, not `||`).
+pub fn first_in<T: Sync>(xs: &[T], bad: impl Fn(&T) -> bool + Sync + Send) -> Option<usize> {
+    use rayon::prelude::*;
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::is_x86_feature_detected!("avx2");
+    let block_bad = |c: &[T]| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the feature any_bad_avx2 is compiled for was detected on this CPU.
+            return unsafe { any_bad_avx2(c, &bad) };
+        }
+        any_bad(c, &bad)
+    };
+    let b = if xs.len() >= 4 * SCAN_CHUNK && rayon::current_thread_index().is_some() {
+        xs.par_chunks(SCAN_CHUNK).position_first(block_bad)
+    } else {
+        xs.chunks(SCAN_CHUNK).position(block_bad)
+    }?;
+    let block = &xs[b * SCAN_CHUNK..xs.len().min((b + 1) * SCAN_CHUNK)];
+    block.iter().position(bad).map(|i| b * SCAN_CHUNK + i)
 }
 
 #[cfg(test)]
@@ -303,6 +340,9 @@ mod tests {
             assert!(e.contains("row 75000 has a negative weight -1"), "{e}");
             assert_eq!(first_where(rows, 8, |r| r % 30_001 == 30_000), Some(30_000));
             assert_eq!(first_where(rows, 8, |_| false), None);
+            let xs: Vec<u32> = (0..rows as u32).collect();
+            assert_eq!(first_in(&xs, |&x| x % 40_001 == 40_000), Some(40_000));
+            assert_eq!(first_in(&xs, |&x| x == u32::MAX), None);
         });
     }
 

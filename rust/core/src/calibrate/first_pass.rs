@@ -49,6 +49,44 @@ impl Terms {
     }
 }
 
+/// The slots' base arguments `(1 - s) m + s ws p` in f64 (`slot_m`, `slot_p`: at most
+/// [`SLOTS`]), their smallest and largest, and the same in f32, padded with `s ws` (positive).
+///
+/// # Safety
+/// avx512f must be available ([`available`]); `slot_m` and `slot_p` have the same length, at
+/// most `SLOTS`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn bases(
+    slot_m: &[f64],
+    slot_p: &[f64],
+    s: f64,
+    ws: f64,
+) -> ([f32; SLOTS], f64, f64) {
+    let ns = slot_m.len();
+    let (a, b) = (_mm512_set1_pd(1.0 - s), _mm512_set1_pd(s * ws));
+    let one = _mm512_set1_pd(1.0);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut out = [0f32; SLOTS];
+    for blk in 0..SLOTS / 8 {
+        let left = ns.saturating_sub(8 * blk);
+        let k = if left >= 8 {
+            0xff
+        } else {
+            ((1u32 << left) - 1) as u8
+        };
+        let m = _mm512_maskz_loadu_pd(k, slot_m.as_ptr().wrapping_add(8 * blk));
+        let p = _mm512_mask_loadu_pd(one, k, slot_p.as_ptr().wrapping_add(8 * blk));
+        let base = _mm512_add_pd(_mm512_mul_pd(a, m), _mm512_mul_pd(b, p));
+        if k != 0 {
+            lo = lo.min(_mm512_mask_reduce_min_pd(k, base));
+            hi = hi.max(_mm512_mask_reduce_max_pd(k, base));
+        }
+        _mm256_storeu_ps(out.as_mut_ptr().add(8 * blk), _mm512_cvtpd_ps(base));
+    }
+    (out, lo, hi)
+}
+
 /// `obj[t] = rel[t] + sum_j val[cols[j][t]]` with every term's f32 value
 /// `lp (ln(base[slot] + w c) - ln(base[slot]))`, the sums in `sum_terms`'s order; returns the
 /// largest `obj`. `base`: the slots' base arguments in f32, padded with 1.
@@ -170,6 +208,11 @@ pub(super) unsafe fn scores(
     _: &[u32],
     _: &mut [f32],
 ) -> f32 {
+    unreachable!("the first pass is x86-64 only ([`available`] is false elsewhere)")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) unsafe fn bases(_: &[f64], _: &[f64], _: f64, _: f64) -> ([f32; SLOTS], f64, f64) {
     unreachable!("the first pass is x86-64 only ([`available`] is false elsewhere)")
 }
 

@@ -608,23 +608,17 @@ impl Greedy {
         if !self.fast {
             return None;
         }
-        let ns = self.slot_m.len();
-        self.base.resize(ns, 0.0);
-        for ((b, &m), &p) in self.base.iter_mut().zip(&self.slot_m).zip(&self.slot_p) {
-            *b = (1.0 - s) * m + s * ws * p;
-        }
-        let (lo, hi) = range_of(&self.base);
+        // SAFETY: `fast` means AVX-512 was detected and the slots fit (slot_m and slot_p
+        // grow together).
+        let (base32, lo, hi) = unsafe { first_pass::bases(&self.slot_m, &self.slot_p, s, ws) };
         if !(lo >= 1e-30 && hi <= 1e30) {
             return None;
         }
-        // Every |ln| of the step is at most L: the arguments lie in [lo, hi + w max c].
-        let big = vmath::ln_normal(lo)
-            .abs()
-            .max(vmath::ln_normal(hi + w * self.c1s_max).abs());
-        let mut base32 = [1f32; first_pass::SLOTS];
-        for (o, &b) in base32.iter_mut().zip(&self.base) {
-            *o = b as f32;
-        }
+        // Every |ln| of the step is at most L: the arguments lie in [lo, hi + w max c], and
+        // |ln x| <= (|binary exponent of x| + 1) ln 2.
+        let exponent = |x: f64| ((x.to_bits() >> 52) as i64 - 1023).unsigned_abs() as f64;
+        let big =
+            (exponent(lo).max(exponent(hi + w * self.c1s_max)) + 1.0) * std::f64::consts::LN_2;
         // SAFETY: `fast` means AVX-512 was detected and the slots and terms fit; term ids
         // are at most the number of terms (see `values`); cols holds whole columns.
         let top = unsafe {
@@ -686,6 +680,13 @@ impl Greedy {
                 .map(|(t, _)| t),
         );
         // Re-score the close candidates in f64 exactly as `values` + `best` would.
+        self.base.clear();
+        self.base.extend(
+            self.slot_m
+                .iter()
+                .zip(&self.slot_p)
+                .map(|(&m, &p)| (1.0 - s) * m + s * ws * p),
+        );
         let mut best = (f64::NEG_INFINITY, usize::MAX);
         let nv = rel.len();
         for &t in &self.close {

@@ -45,7 +45,7 @@ pub use metrics::rank_weight;
 
 use greedy::{Greedy, Signatures};
 
-use crate::csr::{first_where, CsrView, SCAN_CHUNK};
+use crate::csr::{first_in, CsrView};
 use crate::error::Result;
 use crate::invalid;
 
@@ -255,8 +255,8 @@ impl Reranker {
             ));
         }
         let n_items = self.n_items();
-        let bad = |i: usize| ids[i] < -1 || ids[i] >= n_items as i64;
-        if let Some(pos) = first_where(ids.len(), SCAN_CHUNK, bad) {
+        // One unsigned compare: -1 (padding) maps to 0, ids below -1 wrap past any n_items.
+        if let Some(pos) = first_in(ids, |&x| x.wrapping_add(1) as u64 > n_items as u64) {
             return Err(invalid!(
                 "{name}: row {}, column {} has item id {}, outside 0..{n_items} (the rows of \
                  item_categories); use -1 for padding",
