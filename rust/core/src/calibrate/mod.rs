@@ -30,7 +30,8 @@
 //! after the step is the same for all of them and only the terms of the candidate's own
 //! categories differ: each step costs O(categories of the item) logarithms per candidate.
 //!
-//! Layout: `categories.rs` holds the category data, `greedy.rs` the reranker's greedy and
+//! Layout: `categories.rs` holds the category data, `greedy.rs` the reranker's greedy (with
+//! `first_pass.rs`, its AVX-512 f32 first pass, certified to choose as the f64 steps do) and
 //! `metrics.rs` the calibration metrics; this module holds the reranker itself, its settings
 //! and the per-user target both of them read.
 
