@@ -573,10 +573,11 @@ impl Greedy {
     }
 
     /// Set-up of the f32 first pass for this user's candidates (`width` term columns): it
-    /// runs where the CPU has AVX-512 and the user's slots and terms fit its registers.
+    /// runs where the CPU has AVX-512 and the user's slots (at least one) and terms fit its
+    /// registers.
     fn first_pass(&mut self, rel: &[f64], width: usize) {
         self.fast = !EXACT_ONLY.load(std::sync::atomic::Ordering::Relaxed)
-            && self.slot_m.len() <= first_pass::SLOTS
+            && (1..=first_pass::SLOTS).contains(&self.slot_m.len())
             && self.term_slot.len() < first_pass::TERMS
             && first_pass::available();
         if !self.fast {
