@@ -35,6 +35,7 @@ pub(super) struct Terms {
 }
 
 impl Terms {
+    /// This user's terms (fewer than `TERMS`), from the greedy's f64 term arrays.
     pub fn fill(&mut self, slot: &[u32], c1s: &[f64], lp: &[f64]) {
         debug_assert!(slot.len() < TERMS);
         self.slot.clear();
