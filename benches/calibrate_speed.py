@@ -172,6 +172,10 @@ def main() -> None:
         f"{a.users} users x {a.candidates} candidates x {a.categories} categories -> top-{a.n}, "
         f"threads={a.threads or 'all'}; {cpu()}"
     )
+    # The greedy's steps: the certified f32 first pass where the CPU has AVX-512 (and a user's
+    # categories in play and terms fit its registers: all of the bench's), else the f64 steps.
+    path = "f32 first pass (AVX-512), exact re-check" if "avx512f" in cpu() else "f64 steps"
+    print(f"  greedy steps      : {path}")
     print(f"  personae (Rust)   : {rust_s:8.3f} s  {a.users / rust_s:12,.0f} users/s")
     print(f"  numpy peer        : {peer_s:8.3f} s  {a.users / peer_s:12,.0f} users/s")
     print(f"  ratio             : {peer_s / rust_s:,.1f}x")
