@@ -13,8 +13,17 @@ use crate::threads::Stop;
 use crate::{invalid, vmath};
 
 /// Tests: every step exact (no f32 first pass), to compare the two.
+#[cfg(test)]
 pub(super) static EXACT_ONLY: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a test asked for the f64 steps alone (never outside tests).
+fn exact_only() -> bool {
+    #[cfg(test)]
+    return EXACT_ONLY.load(std::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(test))]
+    false
+}
 
 /// Tests: steps the first pass decided, and those it re-scored exactly.
 #[cfg(test)]
@@ -306,7 +315,9 @@ impl Reranker {
     /// play once, over flat arrays: the list's base for each category in play, then each
     /// term's new value, one batch of logarithms ([`vmath::ln_in_place`], vectorised), with
     /// lambda and p(g) folded into the terms; then every candidate's gain is its relevance plus
-    /// its few looked-up terms.
+    /// its few looked-up terms. With AVX-512 each step first runs in f32
+    /// ([`Greedy::fast_step`]), which decides the step as the f64 arithmetic would (certified
+    /// by an error bound, near ties re-scored in f64).
     ///
     /// Ties in the objective go to the earliest column.
     fn greedy(&self, cands: &[i64], lambdas: &[f64], k_max: usize, sc: &mut Scratch) {
@@ -576,7 +587,7 @@ impl Greedy {
     /// runs where the CPU has AVX-512 and the user's slots (at least one) and terms fit its
     /// registers.
     fn first_pass(&mut self, rel: &[f64], width: usize) {
-        self.fast = !EXACT_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+        self.fast = !exact_only()
             && (1..=first_pass::SLOTS).contains(&self.slot_m.len())
             && self.term_slot.len() < first_pass::TERMS
             && first_pass::available();
@@ -640,7 +651,7 @@ impl Greedy {
         // absolute in the log) and the f32 log's 1 ulp (2^-23 |ln|, pinned by a vmath test),
         // twice (new and base); the difference, lambda p(g) rounded and the product (2^-24
         // each, relative, of at most lp 2L): under 2^-20.6 lp (L + 1) in all, with L the
-        // largest |ln| (`big`, plus 2 for its own rounding); taken as 2^-18.
+        // largest |ln| (`big`, bounded from the exponents; plus 2 to spare); taken as 2^-18.
         // Then the relevance rounded and `width` additions, each 2^-24 of the partial sums,
         // under (R + 2 width lp (L + 1)); taken as 2^-23 per operation. The f64 objectives'
         // own rounding (2^-52 relative) is far inside both margins.
