@@ -174,7 +174,7 @@ def main() -> None:
     )
     # The greedy's steps: the certified f32 first pass where the CPU has AVX-512 (and a user's
     # categories in play and terms fit its registers: all of the bench's), else the f64 steps.
-    path = "f32 first pass (AVX-512), exact re-check" if "avx512f" in cpu() else "f64 steps"
+    path = "f32 first pass (AVX-512), near ties in f64" if "avx512f" in cpu() else "f64 steps"
     print(f"  greedy steps      : {path}")
     print(f"  personae (Rust)   : {rust_s:8.3f} s  {a.users / rust_s:12,.0f} users/s")
     print(f"  numpy peer        : {peer_s:8.3f} s  {a.users / peer_s:12,.0f} users/s")

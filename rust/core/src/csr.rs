@@ -241,29 +241,31 @@ impl<'a> CsrView<'a> {
     }
 }
 
-pub const SCAN_CHUNK: usize = 1 << 14;
+/// Values of a simple test that make a task worth sharing out.
+const SCAN_CHUNK: usize = 1 << 14;
 
-/// The first `i` in `0..n` where `bad(i)` holds. Inside a rayon pool (the library's calls run
-/// in one, sized by `num_threads`) and for large `n`, the pool's threads share the scan: input
-/// checks are serial work before every parallel loop. Outside a pool, a plain loop. `chunk`:
-/// how many `i` make a task worth sharing out ([`SCAN_CHUNK`] for a simple test of one value).
-/// Each block of `chunk` is tested whole first (no early exit, so simple tests vectorise) and
-/// only the first failing block is searched.
-pub fn first_where(
-    n: usize,
-    chunk: usize,
-    bad: impl Fn(usize) -> bool + Sync + Send,
-) -> Option<usize> {
+/// The first of `blocks` blocks for which `bad` holds. Inside a rayon pool (the library's
+/// calls run in one, sized by `num_threads`) the pool's threads share the blocks: input checks
+/// are serial work before every parallel loop. Outside a pool, a plain loop.
+fn first_block(blocks: usize, bad: impl Fn(usize) -> bool + Sync + Send) -> Option<usize> {
     use rayon::prelude::*;
-    let chunk = chunk.max(1);
-    let blocks = n.div_ceil(chunk);
-    let block_bad = |b: usize| (b * chunk..n.min((b + 1) * chunk)).fold(false, |a, i| a | bad(i));
-    let b = if blocks >= 4 && rayon::current_thread_index().is_some() {
-        (0..blocks).into_par_iter().position_first(block_bad)
+    if blocks >= 4 && rayon::current_thread_index().is_some() {
+        (0..blocks).into_par_iter().position_first(bad)
     } else {
-        (0..blocks).position(block_bad)
-    }?;
-    (b * chunk..n.min((b + 1) * chunk)).find(|&i| bad(i))
+        (0..blocks).position(bad)
+    }
+}
+
+/// The first `i` in `0..n` where `bad(i)` holds, by blocks of `chunk` ([`first_block`]): each
+/// block is tested whole (no early exit, so simple tests vectorise) and only the first failing
+/// block is searched.
+fn first_where(n: usize, chunk: usize, bad: impl Fn(usize) -> bool + Sync + Send) -> Option<usize> {
+    let chunk = chunk.max(1);
+    let span = |b: usize| b * chunk..n.min((b + 1) * chunk);
+    let b = first_block(n.div_ceil(chunk), |b| {
+        span(b).fold(false, |a, i| a | bad(i))
+    })?;
+    span(b).find(|&i| bad(i))
 }
 
 /// Whether any of `xs` is bad, without an early exit (so that simple tests vectorise).
@@ -279,26 +281,21 @@ fn any_bad_avx2<T>(xs: &[T], bad: &impl Fn(&T) -> bool) -> bool {
     any_bad(xs, bad)
 }
 
-/// [`first_where`] over the values of a slice; `bad` should be branch-free (`|`, not `||`).
-pub fn first_in<T: Sync>(xs: &[T], bad: impl Fn(&T) -> bool + Sync + Send) -> Option<usize> {
-    use rayon::prelude::*;
+/// [`first_where`] over the values of a slice, each block's test compiled for AVX2 where the
+/// CPU has it; `bad` should be branch-free (`|`, not `||`).
+pub(crate) fn first_in<T: Sync>(xs: &[T], bad: impl Fn(&T) -> bool + Sync + Send) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::is_x86_feature_detected!("avx2");
-    let block_bad = |c: &[T]| {
+    let block = |b: usize| &xs[b * SCAN_CHUNK..xs.len().min((b + 1) * SCAN_CHUNK)];
+    let b = first_block(xs.len().div_ceil(SCAN_CHUNK), |b| {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the feature any_bad_avx2 is compiled for was detected on this CPU.
-            return unsafe { any_bad_avx2(c, &bad) };
+            return unsafe { any_bad_avx2(block(b), &bad) };
         }
-        any_bad(c, &bad)
-    };
-    let b = if xs.len() >= 4 * SCAN_CHUNK && rayon::current_thread_index().is_some() {
-        xs.par_chunks(SCAN_CHUNK).position_first(block_bad)
-    } else {
-        xs.chunks(SCAN_CHUNK).position(block_bad)
-    }?;
-    let block = &xs[b * SCAN_CHUNK..xs.len().min((b + 1) * SCAN_CHUNK)];
-    block.iter().position(bad).map(|i| b * SCAN_CHUNK + i)
+        any_bad(block(b), &bad)
+    })?;
+    block(b).iter().position(bad).map(|i| b * SCAN_CHUNK + i)
 }
 
 #[cfg(test)]

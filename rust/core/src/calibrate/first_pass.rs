@@ -70,12 +70,7 @@ pub(super) unsafe fn bases(
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     let mut out = [0f32; SLOTS];
     for blk in 0..SLOTS / 8 {
-        let left = ns.saturating_sub(8 * blk);
-        let k = if left >= 8 {
-            0xff
-        } else {
-            ((1u32 << left) - 1) as u8
-        };
+        let k = block_mask(ns.saturating_sub(8 * blk).min(8)) as u8;
         let m = _mm512_maskz_loadu_pd(k, slot_m.as_ptr().wrapping_add(8 * blk));
         let p = _mm512_mask_loadu_pd(one, k, slot_p.as_ptr().wrapping_add(8 * blk));
         let base = _mm512_add_pd(_mm512_mul_pd(a, m), _mm512_mul_pd(b, p));
@@ -90,7 +85,8 @@ pub(super) unsafe fn bases(
 
 /// `obj[t] = rel[t] + sum_j val[cols[j][t]]` with every term's f32 value
 /// `lp (ln(base[slot] + w c) - ln(base[slot]))`, the sums in `sum_terms`'s order; returns the
-/// largest `obj`. `base`: the slots' base arguments in f32, padded with 1.
+/// largest `obj`. `base`: the slots' base arguments in f32 as [`bases`] gives them (padded
+/// with positive values).
 ///
 /// # Safety
 /// avx512f must be available ([`available`]); every id in `cols` is at most the number of
@@ -190,7 +186,8 @@ pub(super) unsafe fn at_least(obj: &[f32], floor: f32) -> (u32, usize) {
     (count, if first == usize::MAX { 0 } else { first })
 }
 
-/// The lanes of a block of 16 that hold one of the `left` values still to do.
+/// The lanes of a block (16, or fewer when `left` is capped) that hold one of the `left`
+/// values still to do.
 #[inline(always)]
 fn block_mask(left: usize) -> u16 {
     if left >= 16 {

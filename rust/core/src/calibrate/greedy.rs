@@ -25,11 +25,11 @@ fn exact_only() -> bool {
     false
 }
 
-/// Tests: steps the first pass decided, and those it re-scored exactly.
+/// Tests: steps the first pass ran to its end, and those of them it left to the f64 step.
 #[cfg(test)]
 pub(super) static FAST_STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 #[cfg(test)]
-pub(super) static RESCORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub(super) static DEFERRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Reranked lists (`batch x n`, row-major, padded with -1 / -inf) with the original scores, and
 /// per-user, per-attribute C_KL (`batch x attributes`) of the plain top-n and of the reranked
@@ -317,7 +317,7 @@ impl Reranker {
     /// lambda and p(g) folded into the terms; then every candidate's gain is its relevance plus
     /// its few looked-up terms. With AVX-512 each step first runs in f32
     /// ([`Greedy::fast_step`]), which decides the step as the f64 arithmetic would (certified
-    /// by an error bound, near ties re-scored in f64).
+    /// by an error bound; near ties are left to the f64 step).
     ///
     /// Ties in the objective go to the earliest column.
     fn greedy(&self, cands: &[i64], lambdas: &[f64], k_max: usize, sc: &mut Scratch) {
@@ -371,12 +371,12 @@ impl Reranker {
         // plus the zero term), every term's slot the slots.
         debug_assert!(g.cols.iter().all(|&id| id as usize <= g.term_slot.len()));
         debug_assert!(g.term_slot.iter().all(|&j| (j as usize) < g.slot_p.len()));
-        g.first_pass(&sc.rel, width);
+        g.prepare_first_pass(&sc.rel);
         let mut wsum = 0f64;
         for k in 0..k_max {
             let w = rank_weight(k, self.cfg.rank_weighting);
             let ws = wsum + w;
-            let t = match g.fast_step(s, w, ws, &sc.rel) {
+            let t = match g.fast_step(s, w, ws) {
                 Some(t) => t,
                 None => {
                     g.values(s, w, ws);
@@ -456,20 +456,16 @@ pub(super) struct Greedy {
     sig: Vec<u32>,
     cols: Vec<u32>,
     obj: Vec<f64>,
-    /// The f32 first pass ([`Greedy::fast_step`]): whether it runs for this user; the slots'
-    /// base arguments in f64; the terms padded for it; the candidates' f32 relevance (-inf
-    /// once taken) and objectives; the largest |relevance|, lambda p(g) and (1 - s) c, the
-    /// columns per candidate; candidates it could not tell apart, re-scored exactly.
+    /// The f32 first pass ([`Greedy::fast_step`]): whether it runs for this user; the terms
+    /// padded for it; the candidates' f32 relevance (-inf once taken) and objectives; the
+    /// largest |relevance|, lambda p(g) and (1 - s) c.
     fast: bool,
-    base: Vec<f64>,
     terms: first_pass::Terms,
     rel32: Vec<f32>,
     obj32: Vec<f32>,
     rel_max: f64,
     lp_max: f64,
     c1s_max: f64,
-    width: usize,
-    close: Vec<usize>,
 }
 
 impl Greedy {
@@ -583,10 +579,9 @@ impl Greedy {
         }
     }
 
-    /// Set-up of the f32 first pass for this user's candidates (`width` term columns): it
-    /// runs where the CPU has AVX-512 and the user's slots (at least one) and terms fit its
-    /// registers.
-    fn first_pass(&mut self, rel: &[f64], width: usize) {
+    /// Set-up of the f32 first pass for this user's candidates: it runs where the CPU has
+    /// AVX-512 and the user's slots (at least one) and terms fit its registers.
+    fn prepare_first_pass(&mut self, rel: &[f64]) {
         self.fast = !exact_only()
             && (1..=first_pass::SLOTS).contains(&self.slot_m.len())
             && self.term_slot.len() < first_pass::TERMS
@@ -604,19 +599,17 @@ impl Greedy {
         // (lambda p(g) and (1 - s) c are never negative.)
         self.lp_max = range_of(&self.term_lp).1.max(0.0);
         self.c1s_max = range_of(&self.term_c1s).1.max(0.0);
-        self.width = width;
     }
 
     /// One greedy step by an f32 first pass, certified: every candidate's objective in f32
     /// (f32 logarithms, twice the lanes of f64 and a cheaper division), within a bound `eps`
     /// of its f64 objective that [`Greedy::values`] and [`Greedy::best`] would compute. Only
     /// candidates within `2 eps` of the best f32 objective can be the f64 argmax; when that
-    /// is one candidate it is the step's choice, otherwise those few are re-scored exactly
-    /// (the same f64 operations in the same order, so the same bits) and the best, ties to
-    /// the earliest, is. So the lists are those of the f64 steps. `None` (the caller runs the
-    /// f64 step) when a base argument is outside [1e-30, 1e30], where f32 loses its
-    /// precision or the f64 step's logarithm takes another route.
-    fn fast_step(&mut self, s: f64, w: f64, ws: f64, rel: &[f64]) -> Option<usize> {
+    /// is one candidate it is the step's choice, so the lists are those of the f64 steps.
+    /// `None` (the caller runs the f64 step) when several are that close, or when a base
+    /// argument is outside [1e-30, 1e30], where f32 loses its precision or the f64 step's
+    /// logarithm takes another route.
+    fn fast_step(&mut self, s: f64, w: f64, ws: f64) -> Option<usize> {
         if !self.fast {
             return None;
         }
@@ -655,7 +648,8 @@ impl Greedy {
         // Then the relevance rounded and `width` additions, each 2^-24 of the partial sums,
         // under (R + 2 width lp (L + 1)); taken as 2^-23 per operation. The f64 objectives'
         // own rounding (2^-52 relative) is far inside both margins.
-        let (l1, width) = (big + 2.0, self.width as f64);
+        let width = (self.cols.len() / self.rel32.len().max(1)) as f64;
+        let l1 = big + 2.0;
         const E18: f64 = 1.0 / 262_144.0; // 2^-18
         const E23: f64 = 1.0 / 8_388_608.0; // 2^-23
         let eps = width * self.lp_max * l1 * E18
@@ -664,13 +658,7 @@ impl Greedy {
         let floor = top as f64 - 2.0 * eps;
         let mut floor32 = floor as f32;
         if floor32 as f64 > floor {
-            floor32 = f32::from_bits(if floor32 > 0.0 {
-                floor32.to_bits() - 1
-            } else if floor32 < 0.0 {
-                floor32.to_bits() + 1
-            } else {
-                (-f32::MIN_POSITIVE).to_bits()
-            });
+            floor32 = floor32.next_down();
         }
         // SAFETY: AVX-512 was detected (`fast`).
         let (count, first) = unsafe { first_pass::at_least(&self.obj32, floor32) };
@@ -678,48 +666,10 @@ impl Greedy {
         {
             use std::sync::atomic::Ordering::Relaxed;
             FAST_STEPS.fetch_add(1, Relaxed);
-            RESCORED.fetch_add(u64::from(count > 1), Relaxed);
+            DEFERRED.fetch_add(u64::from(count > 1), Relaxed);
         }
-        if count == 1 {
-            return Some(first);
-        }
-        self.close.clear();
-        self.close.extend(
-            self.obj32
-                .iter()
-                .enumerate()
-                .filter(|&(_, &o)| o >= floor32)
-                .map(|(t, _)| t),
-        );
-        // Re-score the close candidates in f64 exactly as `values` + `best` would.
-        self.base.clear();
-        self.base.extend(
-            self.slot_m
-                .iter()
-                .zip(&self.slot_p)
-                .map(|(&m, &p)| (1.0 - s) * m + s * ws * p),
-        );
-        let mut best = (f64::NEG_INFINITY, usize::MAX);
-        let nv = rel.len();
-        for &t in &self.close {
-            let mut v = rel[t];
-            for col in self.cols.chunks_exact(nv) {
-                let id = col[t] as usize;
-                let term = match id.checked_sub(1) {
-                    None => 0.0,
-                    Some(i) => {
-                        let b = self.base[self.term_slot[i] as usize];
-                        let new = vmath::ln_normal(b + w * self.term_c1s[i]);
-                        self.term_lp[i] * (new - vmath::ln_normal(b))
-                    }
-                };
-                v += term;
-            }
-            if v > best.0 || best.1 == usize::MAX {
-                best = (v, t);
-            }
-        }
-        Some(best.1)
+        // Near ties (a few steps in 100,000 on the bench) are left to the f64 step.
+        (count == 1).then_some(first)
     }
 
     /// The candidate with the highest `relevance + sum of its terms' values` (`rel` is
@@ -735,15 +685,7 @@ impl Greedy {
             }
         }
         let top = lanes.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        // The first block of 8 holding it by a branch-free test per block, then the lane.
-        let mut at = 0;
-        for chunk in self.obj.chunks(8) {
-            if chunk.iter().fold(false, |hit, &o| hit | (o == top)) {
-                return at + chunk.iter().position(|&o| o == top).unwrap_or(0);
-            }
-            at += chunk.len();
-        }
-        0
+        self.obj.iter().position(|&o| o == top).unwrap_or(0)
     }
 }
 
@@ -958,7 +900,7 @@ mod tests {
         }
         // On a CPU with AVX-512 both of the first pass's outcomes ran.
         if first_pass::available() {
-            assert!(FAST_STEPS.load(Relaxed) > 0 && RESCORED.load(Relaxed) > 0);
+            assert!(FAST_STEPS.load(Relaxed) > 0 && DEFERRED.load(Relaxed) > 0);
         }
     }
 
