@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ampcf import random_model, weighted_csr
 
+from conftest import runnable_first_passes
 from reference import assert_same_lists, top_n
 
 
@@ -129,21 +130,21 @@ def test_pruned_top_n_equals_the_exact_lists(
     ties=st.booleans(),
     exclude=st.booleans(),
 )
-@pytest.mark.parametrize("first", ["fp32", "amx"])
+@pytest.mark.parametrize("first", ["fp32", "amx", "avx512bf16"])
 def test_each_first_pass_of_t_gives_the_exact_lists(
     seed, n_users, n_items, k, rank, sparse, mix, n, ties, exclude, first
 ):
-    # The pruned path's t = x F has its low-rank part from the fp32 kernel, or from bf16 AMX
-    # tiles within a certified bound (then the bounds widen by it, the seeds are t's best items
-    # by the bf16 value, and users with one persona rescore exactly the items whose bound
-    # reaches their n-th best lower bound). Either way: the exact path's lists, ties aside, and
-    # with one persona per user (mix = 0 or K = 1) the bf16 pass rescores in the fused scorer's
-    # order, so ids and scores are the exact path's bit for bit. Users past 32 (an AMX block)
-    # and ranks past 32 (a k block) included.
+    # The pruned path's t = x F has its low-rank part from the fp32 kernel, or from a bf16
+    # kernel (AMX tiles, AVX-512 vdpbf16ps) within a certified bound (then the bounds widen by
+    # it, the seeds are t's best items by the bf16 value, and users with one persona rescore
+    # exactly the items whose bound reaches their n-th best lower bound). Either way: the exact
+    # path's lists, ties aside, and with one persona per user (mix = 0 or K = 1) the bf16 pass
+    # rescores in the fused scorer's order, so ids and scores are the exact path's bit for bit.
+    # Users past 32 (a bf16 block) and ranks past 32 (a k block) included.
     from personae import _core
 
-    if first == "amx" and _core.first_pass() != "amx":
-        pytest.skip("no AMX first pass on this CPU: 'amx' would be the fp32 path")
+    if first != "fp32" and first not in runnable_first_passes():
+        pytest.skip(f"no {first} first pass on this CPU: it would be the fp32 path")
     model, t, cfg = random_model(seed, n_items, k, 4, 3, rank, sparse, mix, 0.5, 0.0, 1.0)
     if ties and n_items >= 4:
         model = type(model).from_tensors(with_ties(t, n_items), **cfg)
@@ -166,6 +167,6 @@ def test_each_first_pass_of_t_gives_the_exact_lists(
         _core.first_pass("best")
         core.set_exact_top_n(False)
     assert_same_lists(got_ids, got_scores, masked, want_ids, want_scores)
-    if first == "amx" and (mix == 0.0 or k == 1):
+    if first != "fp32" and (mix == 0.0 or k == 1):
         np.testing.assert_array_equal(got_ids, want_ids)
         np.testing.assert_array_equal(got_scores, want_scores)

@@ -12,7 +12,7 @@ import personae
 from personae.train.loop import sparse_batch
 from personae.train.multvae import MultVAENet
 
-from conftest import random_csr
+from conftest import random_csr, runnable_first_passes
 from reference import multvae_scores, multvae_top_n
 
 
@@ -270,16 +270,18 @@ def test_dense_scores_cross_tile_and_chunk_boundaries():
     st.booleans(),
     st.booleans(),
 )
-def test_certified_first_pass_equals_fp32(seed, n_items, hidden, users, n, ties, exclude):
-    # Where AMX runs, top-N scores every item in bf16, keeps the items whose certified upper
-    # bound reaches the n-th best lower bound and rescores those in fp32: the lists must be the
-    # fp32 path's, ties (duplicated items) and filters included. Elsewhere "best" is the fp32
-    # path, which test_top_n_equals_numpy_on_each_gemm_kernel pins; comparing it with itself
-    # could not fail, so there is nothing to run.
+@pytest.mark.parametrize("first", ["amx", "avx512bf16"])
+def test_certified_first_pass_equals_fp32(first, seed, n_items, hidden, users, n, ties, exclude):
+    # Where a bf16 kernel runs (AMX tiles, or AVX-512 vdpbf16ps), top-N scores every item in
+    # bf16, keeps the items whose certified upper bound reaches the n-th best lower bound and
+    # rescores those in fp32: the lists must be the fp32 path's, ties (duplicated items) and
+    # filters included. Elsewhere the pass is the fp32 path, which
+    # test_top_n_equals_numpy_on_each_gemm_kernel pins; comparing it with itself could not
+    # fail, so there is nothing to run.
     from personae import _core
 
-    if _core.first_pass() != "amx":
-        pytest.skip("no AMX first pass on this CPU: 'best' is the fp32 path")
+    if first not in runnable_first_passes():
+        pytest.skip(f"no {first} first pass on this CPU")
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -297,7 +299,7 @@ def test_certified_first_pass_equals_fp32(seed, n_items, hidden, users, n, ties,
         try:
             assert _core.first_pass("fp32") == "fp32"
             want_ids, want = model.recommend(x, n_, num_threads=2, **kw)
-            _core.first_pass("best")
+            assert _core.first_pass(first) == first
             got_ids, got = model.recommend(x, n_, num_threads=2, **kw)
         finally:
             _core.first_pass("best")
@@ -309,18 +311,24 @@ def test_certified_first_pass_equals_fp32(seed, n_items, hidden, users, n, ties,
 def test_first_pass_switch():
     from personae import _core
 
-    assert _core.first_pass() in ("amx", "fp32")
-    with pytest.raises(ValueError, match="fp32"):
+    assert _core.first_pass() in ("amx", "avx512bf16", "fp32")
+    with pytest.raises(ValueError, match="avx512bf16"):
         _core.first_pass("int8")
     assert _core.first_pass("fp32") == "fp32"
     assert _core.first_pass() == "fp32"
-    # "best" is AMX exactly where the CPU and OS allow it and the AVX-512 GEMM kernel runs.
+    # "best" is AMX where the CPU and OS allow it, else vdpbf16ps where the CPU has it, and
+    # fp32 without the AVX-512 GEMM kernel.
     best = _core.first_pass("best")
-    assert (
-        best == "amx"
-        or _core.gemm_kernel() == "portable"
-        or "amx_bf16" not in open("/proc/cpuinfo").read()
-    )
+    flags = open("/proc/cpuinfo").read()
+    if _core.gemm_kernel() == "portable":
+        assert best == "fp32"
+    elif "amx_bf16" in flags:  # the OS may not grant the tile state
+        assert best in ("amx", "avx512bf16")
+    elif "avx512_bf16" in flags:
+        assert best == "avx512bf16"
+    else:
+        assert best == "fp32"
+    assert set(runnable_first_passes()) <= {"amx", "avx512bf16"}
     _core.gemm_kernel("portable")
     try:
         assert _core.first_pass() == "fp32"  # rescoring needs the AVX-512 kernel's order

@@ -3,7 +3,8 @@
 //! no bias, states of any size, the per-user bound in [`Users::affine_bound`]'s form).
 //!
 //! Scores `s_j = h . w_j + b_j` are first computed with `h` and `w_j` rounded to bf16 and fp32
-//! accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction). Against the fp32 path's score
+//! accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction, or AVX-512 `vdpbf16ps`, 16 x 2
+//! per instruction: both sum exact bf16 products in fp32). Against the fp32 path's score
 //! the bf16 score is off by at most (Cauchy-Schwarz on `h.w - h'.w' = (h - h').w + h'.(w - w')`,
 //! plus the accumulation error of both paths, any order, any rounding with unit <= 2^-23)
 //!
@@ -25,8 +26,10 @@
 //! lists are bit for bit the fp32 path's.
 //!
 //! Only where it pays and is safe: x86-64 Linux with AMX-BF16 (the OS must grant the tile state:
-//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`), the AVX-512 GEMM kernel in use (its
-//! summation order is the one rescoring reproduces), and weights whose scores cannot overflow.
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) or else AVX512-BF16, the AVX-512 GEMM
+//! kernel in use (its summation order is the one rescoring reproduces), and weights whose scores
+//! cannot overflow. Both kernels read the same packed tiles and write the same blocks
+//! ([`bf16::tiles`]), so everything around them is shared.
 //! `PERSONAE_FIRST_PASS=fp32` (read once) or [`set_first_pass`] forces the plain fp32 path, for
 //! both models.
 
@@ -42,6 +45,9 @@ pub enum FirstPass {
     Fp32,
     /// bf16 on AMX tiles, then exact fp32 rescoring of the survivors.
     Amx,
+    /// bf16 dot products on AVX-512 (`vdpbf16ps`: AMD Zen 4 and later, Intel from Cooper Lake
+    /// where AMX is absent or not granted), then the same rescoring.
+    Avx512Bf16,
 }
 
 impl FirstPass {
@@ -49,6 +55,7 @@ impl FirstPass {
         match self {
             FirstPass::Fp32 => "fp32",
             FirstPass::Amx => "amx",
+            FirstPass::Avx512Bf16 => "avx512bf16",
         }
     }
 }
@@ -56,10 +63,25 @@ impl FirstPass {
 /// 0: not chosen yet, else 1 + the chosen pass's index.
 static PASS: AtomicU8 = AtomicU8::new(0);
 
-/// The best pass this machine runs (AMX needs the AVX-512 GEMM kernel to rescore against).
-fn best() -> FirstPass {
-    if amx_ready() && gemm::kernel() == gemm::Kernel::Avx512 {
+/// Whether this machine runs a bf16 pass (both need the AVX-512 GEMM kernel to rescore
+/// against, checked where the pass is read).
+fn runs(p: FirstPass) -> bool {
+    match p {
+        FirstPass::Fp32 => true,
+        FirstPass::Amx => amx_ready(),
+        FirstPass::Avx512Bf16 => dp_ready(),
+    }
+}
+
+/// The best pass this machine runs with the GEMM kernel in use: AMX's tiles do 16 x 16 x 32
+/// per instruction, `vdpbf16ps` twice fp32's rate.
+pub fn best() -> FirstPass {
+    if gemm::kernel() != gemm::Kernel::Avx512 {
+        FirstPass::Fp32
+    } else if amx_ready() {
         FirstPass::Amx
+    } else if dp_ready() {
+        FirstPass::Avx512Bf16
     } else {
         FirstPass::Fp32
     }
@@ -71,6 +93,7 @@ pub fn first_pass() -> FirstPass {
     let p = match PASS.load(Ordering::Relaxed) {
         1 => FirstPass::Fp32,
         2 => FirstPass::Amx,
+        3 => FirstPass::Avx512Bf16,
         _ => {
             let p = if std::env::var_os("PERSONAE_FIRST_PASS").is_some_and(|v| v == "fp32") {
                 FirstPass::Fp32
@@ -80,7 +103,7 @@ pub fn first_pass() -> FirstPass {
             set_first_pass(p)
         }
     };
-    if p == FirstPass::Amx && gemm::kernel() != gemm::Kernel::Avx512 {
+    if p != FirstPass::Fp32 && gemm::kernel() != gemm::Kernel::Avx512 {
         return FirstPass::Fp32;
     }
     p
@@ -89,19 +112,28 @@ pub fn first_pass() -> FirstPass {
 /// Forces a pass (tests and benches compare them); one this machine cannot run falls back to
 /// fp32. Returns the pass now chosen.
 pub fn set_first_pass(p: FirstPass) -> FirstPass {
-    let p = if p == FirstPass::Amx && !amx_ready() {
-        FirstPass::Fp32
-    } else {
-        p
-    };
+    let p = if runs(p) { p } else { FirstPass::Fp32 };
     PASS.store(
         match p {
             FirstPass::Fp32 => 1,
             FirstPass::Amx => 2,
+            FirstPass::Avx512Bf16 => 3,
         },
         Ordering::Relaxed,
     );
     p
+}
+
+/// Whether `vdpbf16ps` runs here (AVX-512F and AVX512-BF16; the OS state is AVX-512's).
+pub fn dp_ready() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
 }
 
 /// Whether AMX-BF16 runs here: the CPU has it, the OS saves the tile state, and this process was
@@ -111,7 +143,7 @@ pub fn amx_ready() -> bool {
     *READY.get_or_init(|| {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         {
-            amx::request()
+            bf16::request()
         }
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
         {
@@ -345,14 +377,15 @@ impl Users {
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub mod amx {
-    //! The AMX tile kernel (inline assembly: the AMX intrinsics are not stable Rust) and the
-    //! AVX-512 scan of its output.
+pub mod bf16 {
+    //! The two bf16 product kernels (AMX tiles in inline assembly: the AMX intrinsics are not
+    //! stable Rust; `vdpbf16ps` in intrinsics), their common entry points, and the AVX-512 scan
+    //! of their output.
 
     use std::arch::asm;
     use std::arch::x86_64::*;
 
-    use super::{Layout, Packed, Users, ABS_SLACK, REL_SLACK};
+    use super::{FirstPass, Layout, Packed, Users, ABS_SLACK, REL_SLACK};
 
     /// Asks Linux for the AMX tile state once (the CPUID and XCR0 checks first).
     pub(super) fn request() -> bool {
@@ -407,11 +440,24 @@ pub mod amx {
         rows: [u8; 16],
     }
 
+    /// Runs `f`, in which `pass`'s kernel may run on this thread: for AMX, with the tiles
+    /// configured, released after.
+    ///
+    /// # Safety
+    /// `pass` must run here ([`super::first_pass`] returned it).
+    pub unsafe fn with_kernel<R>(pass: FirstPass, f: impl FnOnce() -> R) -> R {
+        match pass {
+            // SAFETY: the caller's contract.
+            FirstPass::Amx => unsafe { with_tiles(f) },
+            _ => f(),
+        }
+    }
+
     /// Runs `f` with the tiles configured on this thread, and releases them after.
     ///
     /// # Safety
     /// [`super::amx_ready`] must have returned true.
-    pub unsafe fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
+    unsafe fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
         let mut cfg = TileCfg {
             palette: 1,
             start_row: 0,
@@ -433,14 +479,22 @@ pub mod amx {
     /// of `u`, fp32 (each of the two user groups and two item halves one 16 x 16 tile).
     ///
     /// # Safety
-    /// Inside [`with_tiles`]; `item0 + 32 <= w.w.len() / w.kp`; `32 gp + 32 <= u.m_pad`;
-    /// `u` packed with `w.kp`, `w` as rows and `u` as columns.
+    /// Inside [`with_kernel`] for `pass`; `item0 + 32 <= w.w.len() / w.kp`; `32 gp + 32 <=
+    /// u.m_pad`; `u` packed with `w.kp`, `w` as rows and `u` as columns.
     #[inline]
-    pub unsafe fn block(w: &Packed, item0: usize, u: &Users, gp: usize, c: &mut [f32; 1024]) {
+    pub unsafe fn block(
+        pass: FirstPass,
+        w: &Packed,
+        item0: usize,
+        u: &Users,
+        gp: usize,
+        c: &mut [f32; 1024],
+    ) {
         let nkb = w.kp / 32;
         debug_assert!((item0 + 32) * w.kp <= w.w.len() && (gp + 1) * 32 * w.kp <= u.bits.len());
         debug_assert!(w.layout == Layout::Rows && u.layout == Layout::Cols && u.kp == w.kp);
         tiles(
+            pass,
             w.w.as_ptr().add(item0 * w.kp),
             u.bits.as_ptr().add(2 * gp * nkb * 512),
             nkb,
@@ -450,14 +504,74 @@ pub mod amx {
     }
 
     /// `c[i][j] = a_i . b_j` for the 32 rows packed as A tiles from `a` (two 16-row groups of
-    /// `nkb` tiles) and the 32 packed as B tiles from `b`, fp32; `c`'s rows are `ldc` floats
-    /// apart.
+    /// `nkb` tiles) and the 32 packed as B tiles from `b`, fp32, by `pass`'s kernel; `c`'s rows
+    /// are `ldc` floats apart.
     ///
     /// # Safety
-    /// Inside [`with_tiles`]; `a` and `b` point at `2 nkb` tiles (1 KiB each), `c` at 32 rows
-    /// of 32 floats, `ldc` apart.
+    /// Inside [`with_kernel`] for `pass`; `a` and `b` point at `2 nkb` tiles (1 KiB each), `c`
+    /// at 32 rows of 32 floats, `ldc` apart.
     #[inline]
-    pub unsafe fn tiles(a: *const u16, b: *const u16, nkb: usize, c: *mut f32, ldc: usize) {
+    pub unsafe fn tiles(
+        pass: FirstPass,
+        a: *const u16,
+        b: *const u16,
+        nkb: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        match pass {
+            FirstPass::Amx => amx_tiles(a, b, nkb, c, ldc),
+            _ => dp_tiles(a, b, nkb, c, ldc),
+        }
+    }
+
+    /// Items per pass of [`dp_tiles`]: `2 DP_ROWS` accumulators stay in registers.
+    const DP_ROWS: usize = 8;
+
+    /// [`tiles`] with `vdpbf16ps`: per k pair, the 32 B columns' pairs are two vectors (the
+    /// B-tile layout is exactly `vdpbf16ps`'s operand), each A row's pair one broadcast, so
+    /// rows `r..r + DP_ROWS` keep `2 DP_ROWS` accumulators over all of `k`. Each lane sums
+    /// exact products in fp32 like AMX does (the bound's `n` counts its additions).
+    ///
+    /// # Safety
+    /// AVX-512F and AVX512-BF16; the pointers as for [`tiles`].
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn dp_tiles(a: *const u16, b: *const u16, nkb: usize, c: *mut f32, ldc: usize) {
+        let (b0, b1) = (b, b.add(nkb * 512));
+        for r0 in (0..32).step_by(DP_ROWS) {
+            // Rows r0.. sit in one 16-row group of A (DP_ROWS divides 16).
+            let a0 = a.add((r0 / 16) * nkb * 512 + (r0 % 16) * 32) as *const i32;
+            let mut acc = [[_mm512_setzero_ps(); 2]; DP_ROWS];
+            for kb in 0..nkb {
+                let (ak, bk0, bk1) = (a0.add(kb * 256), b0.add(kb * 512), b1.add(kb * 512));
+                for p in 0..16 {
+                    // SAFETY (all loads): inside the k block's tiles, as the caller promised.
+                    let v0: __m512bh =
+                        std::mem::transmute(_mm512_loadu_si512(bk0.add(p * 32).cast()));
+                    let v1: __m512bh =
+                        std::mem::transmute(_mm512_loadu_si512(bk1.add(p * 32).cast()));
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let w: __m512bh =
+                            std::mem::transmute(_mm512_set1_epi32(*ak.add(i * 16 + p)));
+                        acc[0] = _mm512_dpbf16_ps(acc[0], v0, w);
+                        acc[1] = _mm512_dpbf16_ps(acc[1], v1, w);
+                    }
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let row = c.add((r0 + i) * ldc);
+                _mm512_storeu_ps(row, acc[0]);
+                _mm512_storeu_ps(row.add(16), acc[1]);
+            }
+        }
+    }
+
+    /// [`tiles`] on AMX.
+    ///
+    /// # Safety
+    /// Inside [`with_tiles`]; the pointers as for [`tiles`].
+    #[inline]
+    unsafe fn amx_tiles(a: *const u16, b: *const u16, nkb: usize, c: *mut f32, ldc: usize) {
         let (a0, b0) = (a, b);
         let a1 = a0.add(nkb * 512);
         let b1 = b0.add(nkb * 512);
@@ -509,8 +623,8 @@ pub mod amx {
     /// stay in cache.
     ///
     /// # Safety
-    /// Inside [`with_tiles`].
-    pub unsafe fn a_bt(u: &Users, w: &Packed, c: &mut [f32], ldc: usize) {
+    /// Inside [`with_kernel`] for `pass`.
+    pub unsafe fn a_bt(pass: FirstPass, u: &Users, w: &Packed, c: &mut [f32], ldc: usize) {
         let nkb = w.kp / 32;
         let items = w.w.len() / w.kp;
         assert!(u.layout == Layout::Rows && w.layout == Layout::Cols && u.kp == w.kp);
@@ -520,6 +634,7 @@ pub mod amx {
                 // SAFETY: users u0..u0 + 32 and items item0..item0 + 32 are inside the padded
                 // buffers, the output block inside `c` (asserted above).
                 tiles(
+                    pass,
                     u.bits.as_ptr().add(u0 * u.kp),
                     w.w.as_ptr().add(item0 * w.kp),
                     nkb,
@@ -711,116 +826,173 @@ mod tests {
             + b[j] as f64
     }
 
-    /// The AMX block against exact scores: every bf16 score within its certified bound of the
-    /// fp32 one, and the bound tight enough to be useful.
+    /// The bf16 passes this machine runs.
+    fn passes() -> Vec<FirstPass> {
+        [FirstPass::Amx, FirstPass::Avx512Bf16]
+            .into_iter()
+            .filter(|&p| runs(p))
+            .collect()
+    }
+
+    /// Each bf16 kernel's block against exact scores: every bf16 score within its certified
+    /// bound of the fp32 one, and the bound tight enough to be useful.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
-    fn amx_scores_stay_within_the_bound() {
-        if !amx_ready() {
-            eprintln!("no AMX here: the kernel test is skipped");
+    fn bf16_scores_stay_within_the_bound() {
+        if passes().is_empty() {
+            eprintln!("no bf16 kernel here: the kernel test is skipped");
             return;
         }
-        let mut seed = 9;
-        for &(items, m, k, scale) in &[
-            (64usize, 32usize, 600usize, 0.1f32),
-            (40, 50, 33, 3.0),
-            (32, 7, 1300, 1.0),
-            (96, 64, 17, 1e-3),
-        ] {
-            let w = values(items * k, &mut seed, scale);
-            let bias = values(items, &mut seed, scale);
-            // tanh-like states in [-1, 1]
-            let h = values(m * k, &mut seed, 1.0);
-            let pk = Packed::new(&w, &bias, items, k).unwrap();
-            let us = Users::new(&h, m, k, pk.kp);
-            let mut worst = 0f64;
-            // SAFETY: amx_ready() said yes; the blocks stay inside the padded buffers.
-            unsafe {
-                amx::with_tiles(|| {
-                    let mut c = [0f32; 1024];
-                    for item0 in (0..items).step_by(32) {
-                        for gp in 0..us.m_pad / 32 {
-                            amx::block(&pk, item0, &us, gp, &mut c);
-                            for ii in 0..32.min(items - item0) {
-                                for l in 0..32 {
-                                    let (j, u) = (item0 + ii, gp * 32 + l);
-                                    if u >= m {
-                                        continue;
+        for pass in passes() {
+            let mut seed = 9;
+            for &(items, m, k, scale) in &[
+                (64usize, 32usize, 600usize, 0.1f32),
+                (40, 50, 33, 3.0),
+                (32, 7, 1300, 1.0),
+                (96, 64, 17, 1e-3),
+            ] {
+                let w = values(items * k, &mut seed, scale);
+                let bias = values(items, &mut seed, scale);
+                // tanh-like states in [-1, 1]
+                let h = values(m * k, &mut seed, 1.0);
+                let pk = Packed::new(&w, &bias, items, k).unwrap();
+                let us = Users::new(&h, m, k, pk.kp);
+                let mut worst = 0f64;
+                // SAFETY: the pass runs here; the blocks stay inside the padded buffers.
+                unsafe {
+                    bf16::with_kernel(pass, || {
+                        let mut c = [0f32; 1024];
+                        for item0 in (0..items).step_by(32) {
+                            for gp in 0..us.m_pad / 32 {
+                                bf16::block(pass, &pk, item0, &us, gp, &mut c);
+                                for ii in 0..32.min(items - item0) {
+                                    for l in 0..32 {
+                                        let (j, u) = (item0 + ii, gp * 32 + l);
+                                        if u >= m {
+                                            continue;
+                                        }
+                                        let t = c[ii * 32 + l] + bias[j];
+                                        let e = us.a[u] * pk.p[j]
+                                            + us.c[u] * pk.q[j]
+                                            + REL_SLACK * t.abs()
+                                            + ABS_SLACK;
+                                        let want = exact(&h[u * k..], &w, &bias, k, j);
+                                        let err = (t as f64 - want).abs();
+                                        assert!(
+                                            err <= e as f64,
+                                            "{pass:?} k={k} item {j} user {u}: {t} vs {want} \
+                                             (bound {e})"
+                                        );
+                                        worst = worst.max(err / e as f64);
                                     }
-                                    let t = c[ii * 32 + l] + bias[j];
-                                    let e = us.a[u] * pk.p[j]
-                                        + us.c[u] * pk.q[j]
-                                        + REL_SLACK * t.abs()
-                                        + ABS_SLACK;
-                                    let want = exact(&h[u * k..], &w, &bias, k, j);
-                                    let err = (t as f64 - want).abs();
-                                    assert!(
-                                        err <= e as f64,
-                                        "k={k} item {j} user {u}: {t} vs {want} (bound {e})"
-                                    );
-                                    worst = worst.max(err / e as f64);
                                 }
                             }
                         }
+                    })
+                };
+                // The bound is a worst case, but not a vacuous one.
+                eprintln!("{pass:?} k={k}: worst error / bound {worst:.3}");
+                assert!(worst > 0.01, "{pass:?} k={k}: worst error / bound {worst}");
+            }
+        }
+    }
+
+    /// Both bf16 kernels compute the same block (their sums of the same exact products differ by
+    /// order only), and the `vdpbf16ps` kernel's by itself against a plain sum of the bf16
+    /// products in f64.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn dp_kernel_sums_the_bf16_products() {
+        if !dp_ready() {
+            eprintln!("no AVX512-BF16 here: the kernel test is skipped");
+            return;
+        }
+        let mut seed = 21;
+        for &(items, m, k) in &[(32usize, 32usize, 64usize), (64, 40, 600), (33, 3, 5)] {
+            let w = values(items * k, &mut seed, 1.0);
+            let h = values(m * k, &mut seed, 1.0);
+            let pk = Packed::new(&w, &vec![0.0; items], items, k).unwrap();
+            let us = Users::new(&h, m, k, pk.kp);
+            let mut c = [0f32; 1024];
+            for item0 in (0..items).step_by(32) {
+                // SAFETY: dp_ready() said yes; the block stays inside the padded buffers.
+                unsafe {
+                    bf16::block(FirstPass::Avx512Bf16, &pk, item0, &us, 0, &mut c);
+                }
+                for ii in 0..32.min(items - item0) {
+                    for u in 0..m.min(32) {
+                        let j = item0 + ii;
+                        let want: f64 = (0..k)
+                            .map(|t| {
+                                from_bf16(to_bf16(h[u * k + t])) as f64
+                                    * from_bf16(to_bf16(w[j * k + t])) as f64
+                            })
+                            .sum();
+                        let got = c[ii * 32 + u] as f64;
+                        // fp32 accumulation of k exact products of magnitude <= 1.
+                        assert!(
+                            (got - want).abs() <= k as f64 * 1.2e-7,
+                            "k={k} item {j} user {u}: {got} vs {want}"
+                        );
                     }
-                })
-            };
-            // The bound is a worst case, but not a vacuous one.
-            eprintln!("k={k}: worst error / bound {worst:.3}");
-            assert!(worst > 0.01, "k={k}: worst error / bound {worst}");
+                }
+            }
         }
     }
 
     /// AMP-CF's layout (users as A rows, items as B columns, the whole product at once, no
-    /// bias, states of any size) against exact scores and the fp32 kernel: every bf16 score within
-    /// the per-user affine bound of both, and the bound not vacuous.
+    /// bias, states of any size) against exact scores and the fp32 kernel, for each bf16
+    /// kernel: every bf16 score within the per-user affine bound of both, and the bound not
+    /// vacuous.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
-    fn amx_product_stays_within_the_affine_bound() {
-        if !amx_ready() {
-            eprintln!("no AMX here: the kernel test is skipped");
+    fn bf16_product_stays_within_the_affine_bound() {
+        if passes().is_empty() {
+            eprintln!("no bf16 kernel here: the kernel test is skipped");
             return;
         }
-        let mut seed = 11;
-        for &(items, m, k, scale) in &[
-            (70usize, 40usize, 448usize, 0.05f32),
-            (33, 5, 3, 10.0),
-            (96, 64, 100, 1.0),
-            (1, 1, 1, 1e-3),
-        ] {
-            let w = values(items * k, &mut seed, scale);
-            let h = values(m * k, &mut seed, 30.0);
-            let zero = vec![0f32; items];
-            let pk = Packed::with_layout(&w, items, k, Layout::Cols).unwrap();
-            let us = Users::with_layout(&h, m, k, pk.kp, Layout::Rows);
-            let ldt = pk.w.len() / pk.kp;
-            let mut c = vec![f32::NAN; us.m_pad * ldt];
-            // SAFETY: amx_ready() said yes.
-            unsafe { amx::with_tiles(|| amx::a_bt(&us, &pk, &mut c, ldt)) };
-            let mut fp32 = vec![0f32; m * items];
-            gemm::a_bt(m, items, k, &h, &w, &mut fp32);
-            let mut worst = 0f64;
-            for u in 0..m {
-                let (alpha, beta) = us.affine_bound(u);
-                for j in 0..items {
-                    let t = c[u * ldt + j];
-                    let e = alpha * pk.p[j] + beta * pk.q[j] + ABS_SLACK;
-                    let want = exact(&h[u * k..], &w, &zero, k, j);
-                    let err = (t as f64 - want).abs();
-                    assert!(
-                        err <= e as f64,
-                        "k={k} item {j} user {u}: {t} vs {want} ({e})"
-                    );
-                    let f = fp32[u * items + j];
-                    assert!(
-                        (t - f).abs() <= e,
-                        "k={k} item {j} user {u}: {t} vs fp32 {f}"
-                    );
-                    worst = worst.max(err / e as f64);
+        for pass in passes() {
+            let mut seed = 11;
+            for &(items, m, k, scale) in &[
+                (70usize, 40usize, 448usize, 0.05f32),
+                (33, 5, 3, 10.0),
+                (96, 64, 100, 1.0),
+                (1, 1, 1, 1e-3),
+            ] {
+                let w = values(items * k, &mut seed, scale);
+                let h = values(m * k, &mut seed, 30.0);
+                let zero = vec![0f32; items];
+                let pk = Packed::with_layout(&w, items, k, Layout::Cols).unwrap();
+                let us = Users::with_layout(&h, m, k, pk.kp, Layout::Rows);
+                let ldt = pk.w.len() / pk.kp;
+                let mut c = vec![f32::NAN; us.m_pad * ldt];
+                // SAFETY: the pass runs here.
+                unsafe { bf16::with_kernel(pass, || bf16::a_bt(pass, &us, &pk, &mut c, ldt)) };
+                let mut fp32 = vec![0f32; m * items];
+                gemm::a_bt(m, items, k, &h, &w, &mut fp32);
+                let mut worst = 0f64;
+                for u in 0..m {
+                    let (alpha, beta) = us.affine_bound(u);
+                    for j in 0..items {
+                        let t = c[u * ldt + j];
+                        let e = alpha * pk.p[j] + beta * pk.q[j] + ABS_SLACK;
+                        let want = exact(&h[u * k..], &w, &zero, k, j);
+                        let err = (t as f64 - want).abs();
+                        assert!(
+                            err <= e as f64,
+                            "{pass:?} k={k} item {j} user {u}: {t} vs {want} ({e})"
+                        );
+                        let f = fp32[u * items + j];
+                        assert!(
+                            (t - f).abs() <= e,
+                            "{pass:?} k={k} item {j} user {u}: {t} vs fp32 {f}"
+                        );
+                        worst = worst.max(err / e as f64);
+                    }
                 }
+                eprintln!("{pass:?} k={k}: worst error / bound {worst:.3}");
+                assert!(worst > 0.01, "{pass:?} k={k}: worst error / bound {worst}");
             }
-            eprintln!("k={k}: worst error / bound {worst:.3}");
-            assert!(worst > 0.01, "k={k}: worst error / bound {worst}");
         }
     }
 

@@ -134,18 +134,20 @@ impl Model for MultVae {
         "multvae"
     }
 
-    /// Top-N: where AMX runs, a certified bf16 first pass and exact fp32 rescoring of the
+    /// Top-N: where a bf16 kernel runs (AMX, AVX512-BF16), a certified bf16 first pass and
+    /// exact fp32 rescoring of the
     /// survivors (the same lists and scores as the fp32 path, bit for bit); else the fp32 path.
     fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        if !req.explain && lowp::first_pass() == FirstPass::Amx {
+        if !req.explain && lowp::first_pass() != FirstPass::Fp32 {
             fused::check_users(users, self.n_items)?;
             let n = fused::list_len(req.n)?;
             // Long lists leave too many survivors to pay (every item survives past the
             // catalogue's size).
             if n.saturating_mul(8) <= self.n_items {
                 if let Some(pk) = self.packed() {
-                    let (ids, scores) = self.top_n_amx(pk, users, n, &req.filters, stop)?;
+                    let pass = lowp::first_pass();
+                    let (ids, scores) = self.top_n_bf16(pass, pk, users, n, &req.filters, stop)?;
                     return Ok((ids, scores, None));
                 }
             }
@@ -203,13 +205,14 @@ impl MultVae {
     }
 
     /// Top-`n` lists through the certified bf16 first pass (see [`lowp`]): per chunk of users,
-    /// AMX scores every item in bf16 and a scan keeps, per user, the items whose upper bound
+    /// `pass`'s kernel scores every item in bf16 and a scan keeps, per user, the items whose upper bound
     /// reaches the running `n`-th best lower bound among the items the user may be shown (the
     /// bound only rises, so no true top-`n` item is ever dropped); the candidates at or above the
     /// final `n`-th best lower bound are rescored exactly and selected as the fp32 path does.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    fn top_n_amx(
+    fn top_n_bf16(
         &self,
+        pass: FirstPass,
         pk: &lowp::Packed,
         users: &CsrView,
         n: usize,
@@ -220,7 +223,7 @@ impl MultVae {
         use std::collections::BinaryHeap;
 
         use crate::fused::USER_CHUNK;
-        use crate::lowp::amx;
+        use crate::lowp::bf16;
         use crate::topk::TopK;
 
         /// f32 (not NaN) -> u32 with the same order.
@@ -266,16 +269,16 @@ impl MultVae {
                         && users.row(rows.start + u).binary_search(&(j as i32)).is_ok())
                         || filters.exclude_items.as_ref().is_some_and(|e| e[j])
                 };
-                // SAFETY: first_pass() is Amx only where amx_ready(); the blocks stay inside
+                // SAFETY: first_pass() returned `pass`, so it runs here; the blocks stay inside
                 // the padded buffers (items to a multiple of 32, users to m_pad); the scan's
-                // slices hold what it reads (avx512f comes with AMX's check).
+                // slices hold what it reads (avx512f comes with either pass's check).
                 unsafe {
-                    amx::with_tiles(|| {
+                    bf16::with_kernel(pass, || {
                         let mut cbuf = [0f32; 1024];
                         for item0 in (0..ni).step_by(lowp::BLOCK) {
                             let r = lowp::BLOCK.min(ni - item0);
                             for gp in 0..us.m_pad / lowp::BLOCK {
-                                amx::block(pk, item0, &us, gp, &mut cbuf);
+                                bf16::block(pass, pk, item0, &us, gp, &mut cbuf);
                                 let u0 = gp * lowp::BLOCK;
                                 let mut hit =
                                     |ii: usize, l: usize, t: f32, e: f32, thr: &mut [f32]| {
@@ -299,7 +302,7 @@ impl MultVae {
                                                 .map_or(f32::NEG_INFINITY, |w| unkey(w.0));
                                         }
                                     };
-                                amx::scan(
+                                bf16::scan(
                                     &cbuf,
                                     r,
                                     &self.dec_item_b[item0..item0 + r],
@@ -329,7 +332,8 @@ impl MultVae {
                         surv.extend(cands[u].iter().filter(|x| x.1 >= cut).map(|x| x.0));
                     }
                     sc.resize(surv.len(), 0.0);
-                    // SAFETY: avx512f (checked with AMX); the survivors index dec_item's rows.
+                    // SAFETY: avx512f (checked with the pass); the survivors index dec_item's
+                    // rows.
                     unsafe {
                         lowp::exact_dots(
                             &h[u * k..(u + 1) * k],
@@ -478,9 +482,16 @@ mod tests {
     /// and chunks, with tied items (duplicated weight rows), seen items and excluded items.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
-    fn amx_first_pass_equals_fp32() {
-        if !lowp::amx_ready() || gemm::kernel() != gemm::Kernel::Avx512 {
-            eprintln!("no AMX here: nothing to compare");
+    fn bf16_first_passes_equal_fp32() {
+        let passes: Vec<FirstPass> = [FirstPass::Amx, FirstPass::Avx512Bf16]
+            .into_iter()
+            .filter(|&p| match p {
+                FirstPass::Amx => lowp::amx_ready(),
+                _ => lowp::dp_ready(),
+            })
+            .collect();
+        if passes.is_empty() || gemm::kernel() != gemm::Kernel::Avx512 {
+            eprintln!("no bf16 kernel here: nothing to compare");
             return;
         }
         let n_items = 3000;
@@ -497,7 +508,10 @@ mod tests {
         let users = view(n_items, &indptr, &indices);
         let stop = Stop::new();
         let excl: Vec<i64> = (0..n_items as i64).step_by(11).collect();
-        for (n, exclude) in [(50i64, None), (300, Some(excl.as_slice())), (1, None)] {
+        for (pass, (n, exclude)) in passes
+            .iter()
+            .flat_map(|&p| [(50i64, None), (300, Some(excl.as_slice())), (1, None)].map(|c| (p, c)))
+        {
             let f = Filters::new(true, exclude.map(fused::Exclude::Items), n_items).unwrap();
             let req = Request {
                 n,
@@ -506,7 +520,7 @@ mod tests {
             };
             let pk = model.packed().expect("certifiable");
             let got = model
-                .top_n_amx(pk, &users, n as usize, &req.filters, &stop)
+                .top_n_bf16(pass, pk, &users, n as usize, &req.filters, &stop)
                 .unwrap();
             let want = top_n(&model, &users, n, &f, &stop).unwrap();
             assert_eq!(got.0, want.0, "n = {n}");

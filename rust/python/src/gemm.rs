@@ -29,27 +29,28 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
     Ok(k.name())
 }
 
-/// The first pass in use ("amx" or "fp32") of Mult-VAE's top-N and of AMP-CF's pruned top-N
-/// (its filter score's low-rank part). `force` switches it for the whole process: "fp32" (the
-/// plain fp32 GEMM over every item), "amx" (certified bf16 on AMX tiles with exact fp32
-/// rescoring; falls back to fp32 where AMX or the AVX-512 GEMM kernel is missing) or "best".
+/// The first pass in use ("amx", "avx512bf16" or "fp32") of Mult-VAE's top-N and of AMP-CF's
+/// pruned top-N (its filter score's low-rank part). `force` switches it for the whole process:
+/// "fp32" (the plain fp32 GEMM over every item), "amx" (certified bf16 on AMX tiles with exact
+/// fp32 rescoring), "avx512bf16" (the same with AVX-512 `vdpbf16ps`) or "best"; a pass this
+/// machine cannot run (no such instructions, or not the AVX-512 GEMM kernel) falls back to fp32.
 #[pyfunction]
 #[pyo3(signature = (force=None))]
 fn first_pass(force: Option<&str>) -> PyResult<&'static str> {
-    let p = match force {
-        None => lowp::first_pass(),
-        Some("fp32") => lowp::set_first_pass(FirstPass::Fp32),
-        Some("amx") | Some("best") => {
-            lowp::set_first_pass(FirstPass::Amx);
-            lowp::first_pass()
-        }
+    let want = match force {
+        None => return Ok(lowp::first_pass().name()),
+        Some("fp32") => FirstPass::Fp32,
+        Some("amx") => FirstPass::Amx,
+        Some("avx512bf16") => FirstPass::Avx512Bf16,
+        Some("best") => lowp::best(),
         Some(other) => {
             return Err(PyValueError::new_err(format!(
-                "force must be 'fp32', 'amx' or 'best', not {other:?}"
+                "force must be 'fp32', 'amx', 'avx512bf16' or 'best', not {other:?}"
             )))
         }
     };
-    Ok(p.name())
+    lowp::set_first_pass(want);
+    Ok(lowp::first_pass().name())
 }
 
 /// `a @ bt.T` (float32, C-contiguous) on one thread, through the kernel in use.

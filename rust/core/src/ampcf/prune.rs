@@ -26,9 +26,9 @@
 //! the sums run in another order). Bounds are widened by [`SLACK`] times the magnitudes they
 //! add, against rounding.
 //!
-//! **bf16 first pass of `t`** (where [`lowp::first_pass`] is AMX: the CPU and OS allow it, the
-//! AVX-512 GEMM kernel runs, `PERSONAE_FIRST_PASS` is not `fp32`): `t`'s low-rank part is
-//! computed on AMX tiles from bf16 roundings of `x L` and `R` (users as A rows, items as B
+//! **bf16 first pass of `t`** (where [`lowp::first_pass`] is a bf16 pass, AMX or AVX512-BF16:
+//! the CPU and OS allow it, the AVX-512 GEMM kernel runs, `PERSONAE_FIRST_PASS` is not `fp32`):
+//! `t`'s low-rank part is computed by that kernel from bf16 roundings of `x L` and `R` (users as A rows, items as B
 //! columns: [`lowp::Layout`]), off the fp32 product by at most the certified
 //! `E_j = alpha p_j + beta q_j + abs` of [`lowp`] (per-user `alpha`, `beta` from the rounding
 //! residual of `x L`, per-item `p`, `q` of `R`). The bound of step 1 becomes
@@ -70,18 +70,19 @@ pub(super) struct Tables {
     norms: OnceLock<Vec<f32>>,
     /// `R` packed for the AVX-512 kernel of `t` (None without AVX-512F or a low-rank part).
     packed: OnceLock<Option<PackedBt>>,
-    /// `R` in bf16 as AMX B tiles, for the certified first pass of `t` (None where `R` is not
-    /// certifiable).
+    /// `R` in bf16 as B tiles (both bf16 kernels read them), for the certified first pass of
+    /// `t` (None where `R` is not certifiable).
     bf16: OnceLock<Option<lowp::Packed>>,
 }
 
-/// The tables one call reads: `t`'s low-rank part in bf16 with `bf16`, else exactly (with
-/// `packed` where the AVX-512 kernel runs).
+/// The tables one call reads: `t`'s low-rank part in bf16 with `bf16` (by `pass`'s kernel),
+/// else exactly (with `packed` where the AVX-512 kernel runs).
 #[derive(Clone, Copy)]
 struct View<'a> {
     norms: &'a [f32],
     packed: Option<&'a PackedBt>,
     bf16: Option<&'a lowp::Packed>,
+    pass: FirstPass,
 }
 
 /// Top-`n` of every row of `users` (checked, unit rows), as [`fused::top_n`] with the fused
@@ -105,7 +106,8 @@ pub(super) fn top_n(
     }
     let tables = md.prune_tables.get_or_init(Box::default);
     let f = &md.filter;
-    let bf16 = (f.rank > 0 && lowp::first_pass() == FirstPass::Amx)
+    let pass = lowp::first_pass();
+    let bf16 = (f.rank > 0 && pass != FirstPass::Fp32)
         .then(|| {
             tables
                 .bf16
@@ -127,6 +129,7 @@ pub(super) fn top_n(
             None => tables.packed.get_or_init(|| f.packed_right()).as_ref(),
         },
         bf16,
+        pass,
     };
     let scorer = Scorer::new(md);
     let job = Job {
@@ -139,7 +142,7 @@ pub(super) fn top_n(
     };
     let mut chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 256);
     if bf16.is_some() {
-        // Whole AMX blocks of 32 users.
+        // Whole bf16 blocks of 32 users.
         chunk = (chunk / lowp::BLOCK * lowp::BLOCK).max(lowp::BLOCK);
     }
     let doms = fused::by_user_chunks(
@@ -443,11 +446,12 @@ fn low_rank_t(
     if let Some(w) = view.bf16 {
         let ldt = w.w.len() / w.kp;
         let us = lowp::Users::with_layout(total, m, r, w.kp, Layout::Rows);
-        // Every value is written (AMX stores whole padded blocks).
+        // Every value is written (the kernels store whole padded blocks).
         t.resize(us.m_pad * ldt, 0.0);
-        // SAFETY: the bf16 table is used only where the AMX first pass was chosen, i.e. where
-        // amx_ready() said yes.
-        unsafe { lowp::amx::with_tiles(|| lowp::amx::a_bt(&us, w, t, ldt)) };
+        // SAFETY: the bf16 table is used only where first_pass() chose `pass`, i.e. where it
+        // runs.
+        let pass = view.pass;
+        unsafe { lowp::bf16::with_kernel(pass, || lowp::bf16::a_bt(pass, &us, w, t, ldt)) };
         for (u, e) in errs.iter_mut().enumerate() {
             let (alpha, beta) = us.affine_bound(u);
             // Both products stay far from f32's range (|h . w|, |h' . w'| <= c_u max |w|, |w'|),
