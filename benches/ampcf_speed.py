@@ -190,8 +190,9 @@ def isa() -> str:
 
     if _core.gemm_kernel() == "avx512":
         t = (
-            "on AMX tiles in bf16 within a certified bound (PERSONAE_FIRST_PASS=fp32: fp32)"
-            if _core.first_pass() == "amx"
+            f"in bf16 ({_core.first_pass()}) within a certified bound "
+            "(PERSONAE_FIRST_PASS=fp32: fp32)"
+            if _core.first_pass() != "fp32"
             else "with R packed once"
         )
         return (
