@@ -5,8 +5,8 @@ Usage: python benches/gemm_speed.py [--repeat 20] [--rounds 5]
 Each shape is ``users x hidden`` hidden states times an ``items x hidden`` block of item-major
 decoder weights transposed (``gemm::a_bt``, the call the fused top-N makes per tile): the full
 user chunk (256), the last Gowalla chunk (162) and a small one, 600 hidden, a 2,048-item tile.
-Contenders (personae's AVX-512 kernel when the CPU has it, its portable path through the
-``gemm`` crate, and numpy ``a @ bt.T`` on its BLAS) run interleaved, ``--rounds`` times, and
+Contenders (personae's AVX-512 and AVX2 kernels when the CPU has them, its portable path
+through the ``gemm`` crate, and numpy ``a @ bt.T`` on its BLAS) run interleaved, ``--rounds`` times, and
 each reports its best of ``--repeat`` calls over all rounds, since other work on a shared
 machine only ever slows a call down. The single-thread SGEMM peak numpy reaches on 4096 x 4096
 is printed as the yardstick.
@@ -31,8 +31,9 @@ def main() -> None:
     a = ap.parse_args()
     from personae import _core
 
-    best = _core.gemm_kernel()
-    kernels = ["avx512", "portable"] if best == "avx512" else ["portable"]
+    # Every kernel this CPU runs (forcing one it lacks gives another).
+    kernels = [k for k in ("avx512", "avx2", "portable") if _core.gemm_kernel(k) == k]
+    _core.gemm_kernel("best")
     rng = np.random.default_rng(0)
     rows = []
     with threadpool_limits(1, "blas"):

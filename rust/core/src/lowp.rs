@@ -63,8 +63,8 @@ impl FirstPass {
 /// 0: not chosen yet, else 1 + the chosen pass's index.
 static PASS: AtomicU8 = AtomicU8::new(0);
 
-/// Whether this machine runs a bf16 pass (both need the AVX-512 GEMM kernel to rescore
-/// against, checked where the pass is read).
+/// Whether this machine runs a pass (each needs one of our GEMM kernels to rescore against,
+/// checked where the pass is read).
 fn runs(p: FirstPass) -> bool {
     match p {
         FirstPass::Fp32 => true,
@@ -76,7 +76,7 @@ fn runs(p: FirstPass) -> bool {
 /// The best pass this machine runs with the GEMM kernel in use: AMX's tiles do 16 x 16 x 32
 /// per instruction, `vdpbf16ps` twice fp32's rate.
 pub fn best() -> FirstPass {
-    if gemm::kernel() != gemm::Kernel::Avx512 {
+    if !ours() {
         FirstPass::Fp32
     } else if amx_ready() {
         FirstPass::Amx
@@ -88,7 +88,7 @@ pub fn best() -> FirstPass {
 }
 
 /// The pass in use: the best one unless `PERSONAE_FIRST_PASS=fp32`, or unless the GEMM kernel
-/// has since been switched to one rescoring cannot reproduce.
+/// has since been switched to one rescoring cannot reproduce (the `gemm` crate's).
 pub fn first_pass() -> FirstPass {
     let p = match PASS.load(Ordering::Relaxed) {
         1 => FirstPass::Fp32,
@@ -103,10 +103,16 @@ pub fn first_pass() -> FirstPass {
             set_first_pass(p)
         }
     };
-    if p != FirstPass::Fp32 && gemm::kernel() != gemm::Kernel::Avx512 {
+    if p != FirstPass::Fp32 && !ours() {
         return FirstPass::Fp32;
     }
     p
+}
+
+/// Whether the GEMM kernel in use is one of ours, whose summation order [`exact_dots`]
+/// reproduces (not the `gemm` crate's).
+fn ours() -> bool {
+    gemm::kernel() != gemm::Kernel::Portable
 }
 
 /// Forces a pass (tests and benches compare them); one this machine cannot run falls back to
@@ -712,16 +718,100 @@ pub mod bf16 {
 }
 
 /// Exact fp32 scores `h . w_j + b_j` (`h . w_j` without `bias`) of items `items` (rows of `w`,
-/// `k` wide), each summed in the AVX-512 GEMM kernel's order (one FMA chain per k block of
+/// `k` wide), each summed in our GEMM kernels' order (one FMA chain per k block of
 /// [`gemm_kc`], blocks added in turn), so equal bit for bit to [`gemm::a_bt`] (plus the bias) on
-/// that kernel.
+/// the AVX-512 and AVX2 kernels; 16 items at a time with AVX-512, else 8 with AVX2.
 ///
 /// # Safety
-/// AVX-512F must be available; `h` holds `k` values, every item indexes a row of `w` and `bias`,
-/// and `out` holds `items.len()` values.
+/// AVX2 and FMA must be available; `h` holds `k` values, every item indexes a row of `w` and
+/// `bias`, and `out` holds `items.len()` values.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn exact_dots(
+    h: &[f32],
+    w: &[f32],
+    k: usize,
+    bias: Option<&[f32]>,
+    items: &[u32],
+    out: &mut [f32],
+) {
+    if gemm::avx512::available() {
+        exact_dots_avx512(h, w, k, bias, items, out)
+    } else {
+        exact_dots_avx2(h, w, k, bias, items, out)
+    }
+}
+
+/// [`exact_dots`] with AVX2, 8 items a group.
+///
+/// # Safety
+/// As [`exact_dots`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exact_dots_avx2(
+    h: &[f32],
+    w: &[f32],
+    k: usize,
+    bias: Option<&[f32]>,
+    items: &[u32],
+    out: &mut [f32],
+) {
+    use gemm::avx2::{mask8, transpose8};
+    use std::arch::x86_64::*;
+    let h = &h[..k];
+    let kb = k.div_ceil(gemm_kc());
+    let kc_max = k.div_ceil(kb);
+    for (grp, o) in items.chunks(8).zip(out.chunks_mut(8)) {
+        let rows: Vec<&[f32]> = grp
+            .iter()
+            .map(|&j| &w[j as usize * k..(j as usize + 1) * k])
+            .collect();
+        let mut total = _mm256_setzero_ps();
+        let mut pc = 0;
+        while pc < k {
+            let kc = kc_max.min(k - pc);
+            let mut acc = _mm256_setzero_ps();
+            let mut kk = pc;
+            while kk < pc + kc {
+                let kn = (pc + kc - kk).min(8);
+                let kmask = mask8(kn);
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (x, row) in r.iter_mut().zip(&rows) {
+                    // SAFETY: the mask keeps the load inside the row (kk + kn <= k).
+                    *x = _mm256_maskload_ps(row.as_ptr().add(kk), kmask);
+                }
+                let t = transpose8(r);
+                for (s, col) in t.iter().enumerate().take(kn) {
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(h[kk + s]), *col, acc);
+                }
+                kk += 8;
+            }
+            total = if pc == 0 {
+                acc
+            } else {
+                _mm256_add_ps(acc, total)
+            };
+            pc += kc;
+        }
+        let mut sums = [0f32; 8];
+        _mm256_storeu_ps(sums.as_mut_ptr(), total);
+        match bias {
+            Some(bias) => {
+                for ((o, &s), &j) in o.iter_mut().zip(&sums).zip(grp) {
+                    *o = s + bias[j as usize];
+                }
+            }
+            None => o.copy_from_slice(&sums[..o.len()]),
+        }
+    }
+}
+
+/// [`exact_dots`] with AVX-512, 16 items a group.
+///
+/// # Safety
+/// As [`exact_dots`], and AVX-512F must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn exact_dots(
+unsafe fn exact_dots_avx512(
     h: &[f32],
     w: &[f32],
     k: usize,
@@ -996,11 +1086,13 @@ mod tests {
         }
     }
 
-    /// Rescoring reproduces the AVX-512 GEMM kernel bit for bit.
+    /// Rescoring, AVX-512 or AVX2, reproduces our GEMM kernels bit for bit (the two kernels
+    /// share one order).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn exact_dots_equal_the_gemm_kernel() {
-        if !gemm::avx512::available() {
+        if !gemm::avx2::available() {
+            eprintln!("no AVX2 here: nothing to compare");
             return;
         }
         let mut seed = 4;
@@ -1009,21 +1101,32 @@ mod tests {
             let bias = values(items, &mut seed, 1.0);
             let h = values(k, &mut seed, 1.0);
             let mut c = vec![0f32; items];
-            // SAFETY: avx512f checked; `w` holds items x k (element (kk, j) at j * k + kk).
-            unsafe {
-                gemm::avx512::gemm(1, items, k, h.as_ptr(), w.as_ptr(), 1, k, c.as_mut_ptr())
-            };
+            // SAFETY: avx2 and fma checked; `w` holds items x k (element (kk, j) at j * k + kk).
+            unsafe { gemm::avx2::gemm(1, items, k, h.as_ptr(), w.as_ptr(), 1, k, c.as_mut_ptr()) };
             let want: Vec<f32> = c.iter().zip(&bias).map(|(c, b)| c + b).collect();
             let ids: Vec<u32> = (0..items as u32).rev().collect();
             let mut got = vec![0f32; items];
-            // SAFETY: avx512f checked; ids index w and bias.
-            unsafe { exact_dots(&h, &w, k, Some(&bias), &ids, &mut got) };
-            for (i, &j) in ids.iter().enumerate() {
-                assert_eq!(
-                    got[i].to_bits(),
-                    want[j as usize].to_bits(),
-                    "k={k} item {j}"
-                );
+            // SAFETY: avx2 and fma checked; ids index w and bias.
+            unsafe { exact_dots_avx2(&h, &w, k, Some(&bias), &ids, &mut got) };
+            let mut both = vec![got.clone()];
+            if gemm::avx512::available() {
+                let mut c5 = vec![0f32; items];
+                // SAFETY: avx512f checked, the same shapes.
+                unsafe {
+                    gemm::avx512::gemm(1, items, k, h.as_ptr(), w.as_ptr(), 1, k, c5.as_mut_ptr());
+                    exact_dots_avx512(&h, &w, k, Some(&bias), &ids, &mut got);
+                }
+                assert_eq!(c5, c, "the kernels' orders differ");
+                both.push(got);
+            }
+            for got in both {
+                for (i, &j) in ids.iter().enumerate() {
+                    assert_eq!(
+                        got[i].to_bits(),
+                        want[j as usize].to_bits(),
+                        "k={k} item {j}"
+                    );
+                }
             }
         }
     }

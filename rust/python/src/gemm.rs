@@ -10,19 +10,21 @@ use pyo3::prelude::*;
 use crate::convert::{matrix, rows};
 use crate::errors::run;
 
-/// The GEMM kernel in use ("avx512" or "portable"). `force` switches it for the whole process:
-/// "portable" (the `gemm` crate), "avx512" (falls back to portable on a CPU without AVX-512F) or
-/// "best".
+/// The GEMM kernel in use ("avx512", "avx2" or "portable"). `force` switches it for the whole
+/// process: "portable" (the `gemm` crate), "avx512" or "avx2" (ours; one the CPU lacks falls
+/// back to the best it has) or "best".
 #[pyfunction]
 #[pyo3(signature = (force=None))]
 fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
     let k = match force {
         None => gemm::kernel(),
         Some("portable") => gemm::set_kernel(Kernel::Portable),
-        Some("avx512") | Some("best") => gemm::set_kernel(Kernel::Avx512),
+        Some("avx512") => gemm::set_kernel(Kernel::Avx512),
+        Some("avx2") => gemm::set_kernel(Kernel::Avx2),
+        Some("best") => gemm::set_kernel(gemm::best()),
         Some(other) => {
             return Err(PyValueError::new_err(format!(
-                "force must be 'portable', 'avx512' or 'best', not {other:?}"
+                "force must be 'portable', 'avx512', 'avx2' or 'best', not {other:?}"
             )))
         }
     };
@@ -33,7 +35,8 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
 /// pruned top-N (its filter score's low-rank part). `force` switches it for the whole process:
 /// "fp32" (the plain fp32 GEMM over every item), "amx" (certified bf16 on AMX tiles with exact
 /// fp32 rescoring), "avx512bf16" (the same with AVX-512 `vdpbf16ps`) or "best"; a pass this
-/// machine cannot run (no such instructions, or not the AVX-512 GEMM kernel) falls back to fp32.
+/// machine cannot run (no such instructions, or the `gemm` crate's kernel in use) falls back to
+/// fp32.
 #[pyfunction]
 #[pyo3(signature = (force=None))]
 fn first_pass(force: Option<&str>) -> PyResult<&'static str> {

@@ -27,7 +27,7 @@
 //! add, against rounding.
 //!
 //! **bf16 first pass of `t`** (where [`lowp::first_pass`] is a bf16 pass, AMX or AVX512-BF16:
-//! the CPU and OS allow it, the AVX-512 GEMM kernel runs, `PERSONAE_FIRST_PASS` is not `fp32`):
+//! the CPU and OS allow it, one of our GEMM kernels runs, `PERSONAE_FIRST_PASS` is not `fp32`):
 //! `t`'s low-rank part is computed by that kernel from bf16 roundings of `x L` and `R` (users as A rows, items as B
 //! columns: [`lowp::Layout`]), off the fp32 product by at most the certified
 //! `E_j = alpha p_j + beta q_j + abs` of [`lowp`] (per-user `alpha`, `beta` from the rounding
@@ -35,7 +35,7 @@
 //! `(1 - mix)(t'_j + E_j) + mix max_k ...`, the seeds are the best items by `t'` (any items give
 //! a valid `theta`), and the exact pass of step 3 never reads `t`. A one-persona user's list
 //! is `t`'s: the items whose `t'_j + E_j` reaches the N-th best `t'_j - E_j` are rescored
-//! exactly, the low-rank dot in the AVX-512 kernel's order ([`lowp::exact_dots`]) and the
+//! exactly, the low-rank dot in our GEMM kernels' order ([`lowp::exact_dots`]) and the
 //! votes added entry by entry, so their scores are the fused scorer's bit for bit. A user whose
 //! `x L` is not finite or too large for a bound gets `t` exactly. On Gowalla's default model ~380 of 41k items per user reach step 3
 //! (BENCHMARKS.md); `Exact` needs no `users x K x items` tensor, and the bound pass holds
@@ -329,7 +329,7 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
                     t[j] + err(t[j], pj[j], qj[j]) >= cut
                 }));
                 exact.resize(cand.len(), 0.0);
-                // SAFETY: the bf16 pass runs only with the AVX-512 GEMM kernel (avx512f); `cand`
+                // SAFETY: a bf16 pass runs only on AVX-512 CPUs (so AVX2 and FMA); `cand`
                 // indexes R's rows and `exact` holds one value per candidate.
                 unsafe {
                     lowp::exact_dots(

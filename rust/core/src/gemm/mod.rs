@@ -1,17 +1,20 @@
 //! The one place that multiplies dense matrices. On x86-64 CPUs with AVX-512F it runs our own
 //! kernel ([`avx512`]): the `gemm` crate's AVX-512 kernels need its `nightly` feature, so on
-//! stable Rust it would run AVX2 kernels there, at about 40% of the CPU's SGEMM peak. Everywhere
-//! else the `gemm` crate dispatches at run time to the best SIMD kernel for the CPU at hand
-//! (AVX2/FMA, NEON). Threading is ours (rayon over users), so each call here runs
-//! single-threaded.
+//! stable Rust it would run AVX2 kernels there, at about 40% of the CPU's SGEMM peak. With
+//! AVX2/FMA only, our [`avx2`] kernel, in the same summation order (so the certified first
+//! passes of [`crate::lowp`] can rescore against either). Everywhere else the `gemm` crate
+//! dispatches at run time to the best SIMD kernel for the CPU at hand (NEON, scalar). Threading
+//! is ours (rayon over users), so each call here runs single-threaded.
 //!
 //! `PERSONAE_GEMM=portable` in the environment (read once, at the first product) forces the
-//! `gemm` crate everywhere, so both paths can be compared on one machine.
+//! `gemm` crate everywhere, so the paths can be compared on one machine.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use gemm::{gemm, Parallelism};
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 mod packed;
@@ -25,6 +28,9 @@ pub enum Kernel {
     Portable,
     /// Our AVX-512F kernel.
     Avx512,
+    /// Our AVX2/FMA kernel (the AVX-512 kernel's summation order, so its products are bit for
+    /// bit the same and the certified first passes can rescore against it).
+    Avx2,
 }
 
 impl Kernel {
@@ -32,6 +38,7 @@ impl Kernel {
         match self {
             Kernel::Portable => "portable",
             Kernel::Avx512 => "avx512",
+            Kernel::Avx2 => "avx2",
         }
     }
 }
@@ -39,13 +46,25 @@ impl Kernel {
 /// 0: not chosen yet, else 1 + the chosen kernel's index.
 static KERNEL: AtomicU8 = AtomicU8::new(0);
 
-/// The best kernel this CPU runs.
-fn best() -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        return Kernel::Avx512;
+/// Whether this CPU runs kernel `k`.
+fn runs(k: Kernel) -> bool {
+    match k {
+        Kernel::Portable => true,
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => avx512::available(),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => avx2::available(),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => false,
     }
-    Kernel::Portable
+}
+
+/// The best kernel this CPU runs.
+pub fn best() -> Kernel {
+    [Kernel::Avx512, Kernel::Avx2]
+        .into_iter()
+        .find(|&k| runs(k))
+        .unwrap_or(Kernel::Portable)
 }
 
 /// The kernel in use: the best one for this CPU unless `PERSONAE_GEMM=portable`.
@@ -53,6 +72,7 @@ pub fn kernel() -> Kernel {
     match KERNEL.load(Ordering::Relaxed) {
         1 => Kernel::Portable,
         2 => Kernel::Avx512,
+        3 => Kernel::Avx2,
         _ => {
             let k = if std::env::var_os("PERSONAE_GEMM").is_some_and(|v| v == "portable") {
                 Kernel::Portable
@@ -68,15 +88,12 @@ pub fn kernel() -> Kernel {
 /// Forces a kernel (tests and benches compare them); one this CPU cannot run falls back to the
 /// best it can. Returns the kernel now in use.
 pub fn set_kernel(k: Kernel) -> Kernel {
-    let k = if k == Kernel::Avx512 && best() != Kernel::Avx512 {
-        Kernel::Portable
-    } else {
-        k
-    };
+    let k = if runs(k) { k } else { best() };
     KERNEL.store(
         match k {
             Kernel::Portable => 1,
             Kernel::Avx512 => 2,
+            Kernel::Avx2 => 3,
         },
         Ordering::Relaxed,
     );
@@ -137,6 +154,24 @@ fn run(
         // strides can reach.
         unsafe {
             avx512::gemm(
+                m,
+                n,
+                k,
+                a.as_ptr(),
+                b.as_ptr(),
+                rs as usize,
+                cs as usize,
+                c.as_mut_ptr(),
+            )
+        };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kern == Kernel::Avx2 && avx2::available() {
+        // SAFETY: avx2 and fma were just detected; the callers' asserts bound every index the
+        // strides can reach.
+        unsafe {
+            avx2::gemm(
                 m,
                 n,
                 k,
@@ -223,11 +258,31 @@ mod tests {
     }
 
     fn kernels() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Portable];
-        if best() == Kernel::Avx512 {
-            k.push(Kernel::Avx512);
+        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .filter(|&k| runs(k))
+            .collect()
+    }
+
+    /// The AVX2 kernel keeps the AVX-512 kernel's summation order: their products are equal
+    /// bit for bit (what lets one exact rescoring serve both), across k blocks and edges.
+    #[test]
+    fn avx2_and_avx512_products_are_bitwise_equal() {
+        if !(runs(Kernel::Avx2) && runs(Kernel::Avx512)) {
+            eprintln!("not both kernels here: nothing to compare");
+            return;
         }
-        k
+        let mut seed = 17;
+        for &(m, n, k) in &[(19, 800, 1300), (37, 421, 600), (7, 33, 641), (1, 5, 3)] {
+            let a = values(m * k, &mut seed);
+            let bt = values(n * k, &mut seed);
+            let mut c = [vec![0f32; m * n], vec![0f32; m * n]];
+            for (kern, c) in [Kernel::Avx2, Kernel::Avx512].into_iter().zip(&mut c) {
+                run(kern, m, n, k, &a, &bt, (1, k as isize), c);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&c[0]), bits(&c[1]), "m={m} n={n} k={k}");
+        }
     }
 
     #[test]
@@ -268,6 +323,8 @@ mod tests {
         assert_eq!(set_kernel(Kernel::Portable), Kernel::Portable);
         assert_eq!(kernel(), Kernel::Portable);
         assert_eq!(set_kernel(Kernel::Avx512), best());
+        let avx2 = set_kernel(Kernel::Avx2);
+        assert!(avx2 == Kernel::Avx2 || (!runs(Kernel::Avx2) && avx2 == best()));
         set_kernel(before);
     }
 
