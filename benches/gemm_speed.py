@@ -6,8 +6,8 @@ Each shape is ``users x hidden`` hidden states times an ``items x hidden`` block
 decoder weights transposed (``gemm::a_bt``, the call the fused top-N makes per tile): the full
 user chunk (256), the last Gowalla chunk (162) and a small one, 600 hidden, a 2,048-item tile.
 Contenders (personae's AVX-512 and AVX2 kernels when the CPU has them, its portable path
-through the ``gemm`` crate, and numpy ``a @ bt.T`` on its BLAS) run interleaved, ``--rounds`` times, and
-each reports its best of ``--repeat`` calls over all rounds, since other work on a shared
+through the ``gemm`` crate, and numpy ``a @ bt.T`` on its BLAS) run interleaved, ``--rounds``
+times, and each reports its best of ``--repeat`` calls over all rounds, since other work on a shared
 machine only ever slows a call down. The single-thread SGEMM peak numpy reaches on 4096 x 4096
 is printed as the yardstick.
 """
