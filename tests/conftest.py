@@ -18,11 +18,12 @@ def random_csr(rng: np.random.Generator, rows: int, cols: int, density: float) -
 
 
 def runnable_first_passes() -> list[str]:
-    """The bf16 first passes of top-N this machine runs (forcing one it cannot gives fp32)."""
+    """The low-precision first passes of top-N this machine runs with the GEMM kernel in use
+    (forcing one it cannot gives fp32)."""
     from personae import _core
 
     try:
-        return [p for p in ("amx", "avx512bf16") if _core.first_pass(p) == p]
+        return [p for p in ("amx", "avx512bf16", "avx2int16") if _core.first_pass(p) == p]
     finally:
         _core.first_pass("best")
 

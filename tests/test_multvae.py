@@ -273,14 +273,14 @@ def test_dense_scores_cross_tile_and_chunk_boundaries():
     st.booleans(),
     st.booleans(),
 )
-@pytest.mark.parametrize("first", ["amx", "avx512bf16"])
+@pytest.mark.parametrize("first", ["amx", "avx512bf16", "avx2int16"])
 def test_certified_first_pass_equals_fp32(first, seed, n_items, hidden, users, n, ties, exclude):
-    # Where a bf16 kernel runs (AMX tiles, or AVX-512 vdpbf16ps), top-N scores every item in
-    # bf16, keeps the items whose certified upper bound reaches the n-th best lower bound and
-    # rescores those in fp32: the lists must be the fp32 path's, ties (duplicated items) and
-    # filters included. Elsewhere the pass is the fp32 path, which
-    # test_top_n_equals_numpy_on_each_gemm_kernel pins; comparing it with itself could not
-    # fail, so there is nothing to run.
+    # Where a low-precision kernel runs (bf16 on AMX tiles or AVX-512 vdpbf16ps, int16 on AVX2
+    # vpmaddwd), top-N scores every item in low precision, keeps the items whose certified
+    # upper bound reaches the n-th best lower bound and rescores those in fp32: the lists must
+    # be the fp32 path's, ties (duplicated items) and filters included. Elsewhere the pass is
+    # the fp32 path, which test_top_n_equals_numpy_on_each_gemm_kernel pins; comparing it with
+    # itself could not fail, so there is nothing to run.
     from personae import _core
 
     if first not in runnable_first_passes():
@@ -314,24 +314,35 @@ def test_certified_first_pass_equals_fp32(first, seed, n_items, hidden, users, n
 def test_first_pass_switch():
     from personae import _core
 
-    assert _core.first_pass() in ("amx", "avx512bf16", "fp32")
+    assert _core.first_pass() in ("amx", "avx512bf16", "avx2int16", "fp32")
     with pytest.raises(ValueError, match="avx512bf16"):
         _core.first_pass("int8")
     assert _core.first_pass("fp32") == "fp32"
     assert _core.first_pass() == "fp32"
-    # "best" is AMX where the CPU and OS allow it, else vdpbf16ps where the CPU has it, and
-    # fp32 on the gemm crate's kernel.
+    # "best" with the AVX-512 kernel is AMX where the CPU and OS allow it, else vdpbf16ps where
+    # the CPU has it, else fp32; with our AVX2 kernel the int16 pass; fp32 on the gemm crate's.
     best = _core.first_pass("best")
     flags = open("/proc/cpuinfo").read()
     if _core.gemm_kernel() == "portable":
         assert best == "fp32"
+    elif _core.gemm_kernel() == "avx2":
+        assert best == "avx2int16"
     elif "amx_bf16" in flags:  # the OS may not grant the tile state
         assert best in ("amx", "avx512bf16")
     elif "avx512_bf16" in flags:
         assert best == "avx512bf16"
     else:
         assert best == "fp32"
-    assert set(runnable_first_passes()) <= {"amx", "avx512bf16"}
+    assert set(runnable_first_passes()) <= {"amx", "avx512bf16", "avx2int16"}
+    if "avx2" in flags.split():
+        # Our AVX2 kernel, wherever it runs, brings the int16 pass as the best.
+        assert _core.gemm_kernel("avx2") == "avx2"
+        try:
+            assert _core.first_pass("best") == "avx2int16"
+        finally:
+            _core.gemm_kernel("best")
+            _core.first_pass("best")
+        assert _core.first_pass() == best
     _core.gemm_kernel("portable")
     try:
         assert _core.first_pass() == "fp32"  # rescoring needs our kernels' order

@@ -48,6 +48,9 @@ pub enum FirstPass {
     /// bf16 dot products on AVX-512 (`vdpbf16ps`: AMD Zen 4 and later, Intel from Cooper Lake
     /// where AMX is absent or not granted), then the same rescoring.
     Avx512Bf16,
+    /// int16 dot products on AVX2 (`vpmaddwd`, exact integer sums), then the same rescoring:
+    /// for CPUs with AVX2 and no AVX-512 (AMD Zen 2/3, Intel client cores).
+    Avx2Int16,
 }
 
 impl FirstPass {
@@ -56,6 +59,7 @@ impl FirstPass {
             FirstPass::Fp32 => "fp32",
             FirstPass::Amx => "amx",
             FirstPass::Avx512Bf16 => "avx512bf16",
+            FirstPass::Avx2Int16 => "avx2int16",
         }
     }
 }
@@ -70,20 +74,19 @@ fn runs(p: FirstPass) -> bool {
         FirstPass::Fp32 => true,
         FirstPass::Amx => amx_ready(),
         FirstPass::Avx512Bf16 => dp_ready(),
+        FirstPass::Avx2Int16 => int16_ready(),
     }
 }
 
 /// The best pass this machine runs with the GEMM kernel in use: AMX's tiles do 16 x 16 x 32
-/// per instruction, `vdpbf16ps` twice fp32's rate.
+/// per instruction, `vdpbf16ps` twice fp32's rate; `vpmaddwd` on ymm twice AVX2's fp32 rate,
+/// but no more than AVX-512's, so only where our AVX2 kernel is the one in use.
 pub fn best() -> FirstPass {
-    if !ours() {
-        FirstPass::Fp32
-    } else if amx_ready() {
-        FirstPass::Amx
-    } else if dp_ready() {
-        FirstPass::Avx512Bf16
-    } else {
-        FirstPass::Fp32
+    match gemm::kernel() {
+        gemm::Kernel::Avx512 if amx_ready() => FirstPass::Amx,
+        gemm::Kernel::Avx512 if dp_ready() => FirstPass::Avx512Bf16,
+        gemm::Kernel::Avx2 if int16_ready() => FirstPass::Avx2Int16,
+        _ => FirstPass::Fp32,
     }
 }
 
@@ -94,6 +97,7 @@ pub fn first_pass() -> FirstPass {
         1 => FirstPass::Fp32,
         2 => FirstPass::Amx,
         3 => FirstPass::Avx512Bf16,
+        4 => FirstPass::Avx2Int16,
         _ => {
             let p = if std::env::var_os("PERSONAE_FIRST_PASS").is_some_and(|v| v == "fp32") {
                 FirstPass::Fp32
@@ -124,10 +128,23 @@ pub fn set_first_pass(p: FirstPass) -> FirstPass {
             FirstPass::Fp32 => 1,
             FirstPass::Amx => 2,
             FirstPass::Avx512Bf16 => 3,
+            FirstPass::Avx2Int16 => 4,
         },
         Ordering::Relaxed,
     );
     p
+}
+
+/// Whether the int16 pass runs here (AVX2 and FMA, the latter for its rescoring).
+pub fn int16_ready() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        gemm::avx2::available()
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
 }
 
 /// Whether `vdpbf16ps` runs here (AVX-512F and AVX512-BF16; the OS state is AVX-512's).
@@ -227,37 +244,100 @@ pub enum Layout {
     Cols,
 }
 
-/// Row `j` of a matrix (`x`, `nkb` k blocks of 32 wide) rounded to bf16 into its place in `out`;
-/// returns `[||x||, ||x'||, ||x - x'||]` (`x'` the rounding), or None when a value is not finite
-/// or past 1e30.
-fn pack_row(out: &mut [u16], layout: Layout, nkb: usize, j: usize, x: &[f32]) -> Option<[f64; 3]> {
+/// How a pass stores its low-precision values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enc {
+    /// bf16 bits (round to nearest even, subnormals flushed).
+    Bf16,
+    /// int16 `round(x / scale)` with one f32 scale per row (`max |x| / INT_MAX`), so every
+    /// integer is within `INT_MAX` and sums of `kp` products cannot overflow i32.
+    Int16,
+}
+
+impl FirstPass {
+    /// The encoding this pass reads (None for fp32).
+    pub fn enc(self) -> Option<Enc> {
+        match self {
+            FirstPass::Fp32 => None,
+            FirstPass::Amx | FirstPass::Avx512Bf16 => Some(Enc::Bf16),
+            FirstPass::Avx2Int16 => Some(Enc::Int16),
+        }
+    }
+}
+
+/// The largest int16 magnitude for rows `kp` wide: `kp` products of two such values sum within
+/// i32 (`kp INT_MAX^2 < 2^31`), so the integer dot products are exact.
+fn int_max(kp: usize) -> f64 {
+    (((i32::MAX as f64) / kp as f64).sqrt().floor()).min(32767.0)
+}
+
+/// Rows whose largest value is below this are not scaled to int16 (their scale product could
+/// leave f32's normal range): an item makes the weights uncertifiable, a user gets no bound.
+const INT_TINY: f32 = 1e-12;
+
+/// Row `j` of a matrix (`x`, `nkb` k blocks of 32 wide) encoded as `enc` into its place in
+/// `out`; returns `[||x||, ||x'||, ||x - x'||]` (`x'` the encoded values as reals) and the
+/// row's int16 scale (1 for bf16), or None when a value is not finite or past 1e30, or an
+/// int16 row's largest value is below [`INT_TINY`] but not zero.
+fn pack_row(
+    out: &mut [u16],
+    layout: Layout,
+    enc: Enc,
+    nkb: usize,
+    j: usize,
+    x: &[f32],
+) -> Option<([f64; 3], f32)> {
     let (g, r) = (j / 16, j % 16);
-    let (mut n, mut n16, mut d) = (0f64, 0f64, 0f64);
-    for (kk, &v) in x.iter().enumerate() {
+    let mut amax = 0f32;
+    for &v in x {
         if !v.is_finite() || v.abs() > 1e30 {
             return None;
         }
-        let b = to_bf16(v);
+        amax = amax.max(v.abs());
+    }
+    let scale = match enc {
+        Enc::Bf16 => 1.0,
+        Enc::Int16 if amax == 0.0 => 1.0,
+        Enc::Int16 if amax < INT_TINY => return None,
+        Enc::Int16 => (amax as f64 / int_max(nkb * 32)) as f32,
+    };
+    let lim = int_max(nkb * 32);
+    let (mut n, mut n16, mut d) = (0f64, 0f64, 0f64);
+    for (kk, &v) in x.iter().enumerate() {
+        let (b, y) = match enc {
+            Enc::Bf16 => {
+                let b = to_bf16(v);
+                (b, from_bf16(b) as f64)
+            }
+            Enc::Int16 => {
+                // The f32 scale may round below amax / lim: clamp so |q| stays within lim.
+                let q = (v as f64 / scale as f64).round().clamp(-lim, lim);
+                (q as i16 as u16, q * scale as f64)
+            }
+        };
         let at = match layout {
             Layout::Rows => r * 32 + kk % 32,
             Layout::Cols => (kk % 32) / 2 * 32 + r * 2 + kk % 2,
         };
         out[(g * nkb + kk / 32) * 512 + at] = b;
-        let (v, y) = (v as f64, from_bf16(b) as f64);
+        let v = v as f64;
         n += v * v;
         n16 += y * y;
         d += (v - y) * (v - y);
     }
-    Some([n.sqrt(), n16.sqrt(), d.sqrt()])
+    Some(([n.sqrt(), n16.sqrt(), d.sqrt()], scale))
 }
 
-/// The item weights in bf16 (item-major, `rows` padded to [`BLOCK`] and `k` to 32 with zeros),
-/// beside the per-item factors of the bound.
+/// The item weights in low precision (item-major, `rows` padded to [`BLOCK`] and `k` to 32 with
+/// zeros), beside the per-item factors of the bound.
 pub struct Packed {
-    /// bf16 bits as AMX tiles laid out as `layout` says (Mult-VAE: [`Layout::Rows`]), items
-    /// padded to [`BLOCK`] and `k` to `kp` with zeros.
+    /// bf16 or int16 bits (`enc`) as AMX tiles laid out as `layout` says (Mult-VAE:
+    /// [`Layout::Rows`]), items padded to [`BLOCK`] and `k` to `kp` with zeros.
     pub w: Vec<u16>,
     pub layout: Layout,
+    pub enc: Enc,
+    /// Int16: each item's scale (its values are `w * scale`); empty for bf16.
+    pub scale: Vec<f32>,
     pub k: usize,
     pub kp: usize,
     pub rows: usize,
@@ -273,28 +353,30 @@ impl std::fmt::Debug for Packed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Packed({} x {} bf16, {:?})",
-            self.rows, self.k, self.layout
+            "Packed({} x {} {:?}, {:?})",
+            self.rows, self.k, self.enc, self.layout
         )
     }
 }
 
 impl Packed {
-    /// Packs Mult-VAE's `w` (`rows x k`, item-major) with biases `bias`, as A tiles; `None` when
-    /// some score could overflow or a value is not finite (the fp32 path then serves the model).
-    pub fn new(w: &[f32], bias: &[f32], rows: usize, k: usize) -> Option<Self> {
+    /// Packs Mult-VAE's `w` (`rows x k`, item-major) with biases `bias`, as A tiles in `enc`;
+    /// `None` when some score could overflow or a value is not finite (the fp32 path then serves
+    /// the model).
+    pub fn new(w: &[f32], bias: &[f32], rows: usize, k: usize, enc: Enc) -> Option<Self> {
         if bias.len() != rows || bias.iter().any(|b| !b.is_finite() || b.abs() > 1e30) {
             return None;
         }
-        let pk = Self::with_layout(w, rows, k, Layout::Rows)?;
+        let pk = Self::with_layout(w, rows, k, Layout::Rows, enc)?;
         // |h_i| <= 1 (a tanh), so |h . w_j| <= sqrt(k) ||w_j||: keep every score, in either
         // precision, far from f32's range.
         (pk.norm_max <= 1e30 / (k as f64).sqrt()).then_some(pk)
     }
 
-    /// Packs `w` (`rows x k`, item-major) as `layout`; `None` when a value is not finite or past
-    /// 1e30 (the caller bounds the scores' range with [`Packed::norm_max`]).
-    pub fn with_layout(w: &[f32], rows: usize, k: usize, layout: Layout) -> Option<Self> {
+    /// Packs `w` (`rows x k`, item-major) as `layout` in `enc`; `None` when a value is not
+    /// finite or past 1e30, or an int16 row is all but zero (the caller bounds the scores' range
+    /// with [`Packed::norm_max`]).
+    pub fn with_layout(w: &[f32], rows: usize, k: usize, layout: Layout, enc: Enc) -> Option<Self> {
         if rows == 0 || k == 0 || w.len() != rows * k {
             return None;
         }
@@ -302,9 +384,16 @@ impl Packed {
         let g = gamma(k);
         let mut out = vec![0u16; rows.next_multiple_of(BLOCK) * kp];
         let (mut p, mut q) = (vec![0f32; rows], vec![0f32; rows]);
+        let mut scale = match enc {
+            Enc::Bf16 => Vec::new(),
+            Enc::Int16 => vec![0f32; rows.next_multiple_of(BLOCK)],
+        };
         let mut norm_max = 0f64;
         for (j, row) in w.chunks_exact(k).enumerate() {
-            let [nw, nw16, dw] = pack_row(&mut out, layout, kp / 32, j, row)?;
+            let ([nw, nw16, dw], sc) = pack_row(&mut out, layout, enc, kp / 32, j, row)?;
+            if let Some(x) = scale.get_mut(j) {
+                *x = sc;
+            }
             norm_max = norm_max.max(nw.max(nw16));
             p[j] = up(nw * INFLATE);
             q[j] = up((dw + 2.0 * g * nw.max(nw16)) * INFLATE);
@@ -312,6 +401,8 @@ impl Packed {
         Some(Self {
             w: out,
             layout,
+            enc,
+            scale,
             k,
             kp,
             rows,
@@ -322,11 +413,15 @@ impl Packed {
     }
 }
 
-/// A chunk of users' hidden states in bf16, packed as AMX tiles, with the per-user factors.
+/// A chunk of users' hidden states in low precision, packed as AMX tiles, with the per-user
+/// factors.
 pub struct Users {
-    /// bf16 bits laid out as `layout` says (Mult-VAE: [`Layout::Cols`]).
+    /// bf16 or int16 bits (`enc`) laid out as `layout` says (Mult-VAE: [`Layout::Cols`]).
     pub bits: Vec<u16>,
     pub layout: Layout,
+    pub enc: Enc,
+    /// Int16: each (padded) user's scale; empty for bf16.
+    pub scale: Vec<f32>,
     pub kp: usize,
     /// Users padded to [`BLOCK`].
     pub m_pad: usize,
@@ -338,22 +433,30 @@ pub struct Users {
 }
 
 impl Users {
-    /// Packs Mult-VAE's `h` (`m x k` row-major) as B tiles, for weights packed with `kp`-wide
-    /// rows.
-    pub fn new(h: &[f32], m: usize, k: usize, kp: usize) -> Self {
-        Self::with_layout(h, m, k, kp, Layout::Cols)
+    /// Packs Mult-VAE's `h` (`m x k` row-major) as B tiles in `enc`, for weights packed with
+    /// `kp`-wide rows.
+    pub fn new(h: &[f32], m: usize, k: usize, kp: usize, enc: Enc) -> Self {
+        Self::with_layout(h, m, k, kp, Layout::Cols, enc)
     }
 
-    /// Packs `h` (`m x k` row-major) as `layout`, for weights packed with `kp`-wide rows.
-    pub fn with_layout(h: &[f32], m: usize, k: usize, kp: usize, layout: Layout) -> Self {
+    /// Packs `h` (`m x k` row-major) as `layout` in `enc`, for weights packed with `kp`-wide
+    /// rows.
+    pub fn with_layout(h: &[f32], m: usize, k: usize, kp: usize, layout: Layout, enc: Enc) -> Self {
         let m_pad = m.next_multiple_of(BLOCK);
         let mut bits = vec![0u16; m_pad * kp];
         let (mut a, mut c) = (vec![0f32; m_pad], vec![0f32; m_pad]);
+        let mut scale = match enc {
+            Enc::Bf16 => Vec::new(),
+            Enc::Int16 => vec![0f32; m_pad],
+        };
         for (u, row) in h[..m * k].chunks_exact(k).enumerate() {
-            match pack_row(&mut bits, layout, kp / 32, u, row) {
-                Some([nh, nh16, dh]) => {
+            match pack_row(&mut bits, layout, enc, kp / 32, u, row) {
+                Some(([nh, nh16, dh], sc)) => {
                     a[u] = up(dh * INFLATE);
                     c[u] = up(nh.max(nh16) * INFLATE);
+                    if let Some(x) = scale.get_mut(u) {
+                        *x = sc;
+                    }
                 }
                 None => {
                     // What was packed of the row stays: its scores are ignored.
@@ -365,6 +468,8 @@ impl Users {
         Self {
             bits,
             layout,
+            enc,
+            scale,
             kp,
             m_pad,
             a,
@@ -391,7 +496,7 @@ pub mod bf16 {
     use std::arch::asm;
     use std::arch::x86_64::*;
 
-    use super::{FirstPass, Layout, Packed, Users, ABS_SLACK, REL_SLACK};
+    use super::{Enc, FirstPass, Layout, Packed, Users, ABS_SLACK, REL_SLACK};
 
     /// Asks Linux for the AMX tile state once (the CPUID and XCR0 checks first).
     pub(super) fn request() -> bool {
@@ -499,6 +604,17 @@ pub mod bf16 {
         let nkb = w.kp / 32;
         debug_assert!((item0 + 32) * w.kp <= w.w.len() && (gp + 1) * 32 * w.kp <= u.bits.len());
         debug_assert!(w.layout == Layout::Rows && u.layout == Layout::Cols && u.kp == w.kp);
+        debug_assert!(pass.enc() == Some(w.enc) && w.enc == u.enc);
+        if pass == FirstPass::Avx2Int16 {
+            return int16_block(
+                w.w.as_ptr().add(item0 * w.kp),
+                u.bits.as_ptr().add(2 * gp * nkb * 512),
+                nkb,
+                c,
+                &w.scale[item0..item0 + 32],
+                &u.scale[gp * 32..gp * 32 + 32],
+            );
+        }
         tiles(
             pass,
             w.w.as_ptr().add(item0 * w.kp),
@@ -528,6 +644,62 @@ pub mod bf16 {
         match pass {
             FirstPass::Amx => amx_tiles(a, b, nkb, c, ldc),
             _ => dp_tiles(a, b, nkb, c, ldc),
+        }
+    }
+
+    /// Items per pass of [`int16_block`]: `2 INT_ROWS` accumulators of the 16 registers.
+    const INT_ROWS: usize = 4;
+
+    /// [`block`] with AVX2 `vpmaddwd` on int16: per k pair, 16 users' pairs are two vectors of
+    /// the B tile, each item's pair one broadcast; the products of a pair summed in i32 and
+    /// added in i32, exactly (|q| <= `int_max(kp)`); then `c = sum * (w_scale * u_scale)`.
+    ///
+    /// # Safety
+    /// AVX2; `a` and `b` as for [`tiles`] (int16 values), `c` 32 rows of 32 floats; `wsc` and
+    /// `usc` hold the 32 items' and users' scales.
+    #[target_feature(enable = "avx2")]
+    unsafe fn int16_block(
+        a: *const u16,
+        b: *const u16,
+        nkb: usize,
+        c: &mut [f32; 1024],
+        wsc: &[f32],
+        usc: &[f32],
+    ) {
+        let (wsc, usc) = (&wsc[..32], &usc[..32]);
+        for uh in 0..2 {
+            let bg = b.add(uh * nkb * 512);
+            let us = [
+                _mm256_loadu_ps(usc.as_ptr().add(uh * 16)),
+                _mm256_loadu_ps(usc.as_ptr().add(uh * 16 + 8)),
+            ];
+            for r0 in (0..32).step_by(INT_ROWS) {
+                // Rows r0.. sit in one 16-row group of A (INT_ROWS divides 16).
+                let a0 = a.add((r0 / 16) * nkb * 512 + (r0 % 16) * 32) as *const i32;
+                let mut acc = [[_mm256_setzero_si256(); 2]; INT_ROWS];
+                for kb in 0..nkb {
+                    let (ak, bk) = (a0.add(kb * 256), bg.add(kb * 512));
+                    for p in 0..16 {
+                        // SAFETY (all loads): inside the k block's tiles, as the caller
+                        // promised.
+                        let v0 = _mm256_loadu_si256(bk.add(p * 32).cast());
+                        let v1 = _mm256_loadu_si256(bk.add(p * 32 + 16).cast());
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            let w = _mm256_set1_epi32(*ak.add(i * 16 + p));
+                            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(v0, w));
+                            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(v1, w));
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    let ws = _mm256_set1_ps(wsc[r0 + i]);
+                    let row = c.as_mut_ptr().add((r0 + i) * 32 + uh * 16);
+                    for h in 0..2 {
+                        let x = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[h]), _mm256_mul_ps(ws, us[h]));
+                        _mm256_storeu_ps(row.add(8 * h), x);
+                    }
+                }
+            }
         }
     }
 
@@ -633,6 +805,7 @@ pub mod bf16 {
     pub unsafe fn a_bt(pass: FirstPass, u: &Users, w: &Packed, c: &mut [f32], ldc: usize) {
         let nkb = w.kp / 32;
         let items = w.w.len() / w.kp;
+        assert!(pass.enc() == Some(Enc::Bf16) && w.enc == Enc::Bf16 && u.enc == Enc::Bf16);
         assert!(u.layout == Layout::Rows && w.layout == Layout::Cols && u.kp == w.kp);
         assert!(ldc >= items && c.len() >= u.m_pad * ldc && u.bits.len() >= u.m_pad * u.kp);
         for item0 in (0..items).step_by(32) {
@@ -657,10 +830,89 @@ pub mod bf16 {
     /// (never for a NaN bound); `hit` may raise `thr`.
     ///
     /// # Safety
-    /// AVX-512F must be available; `bias`, `p`, `q` hold `rows` values, `a`, `c`, `thr` 32.
-    #[target_feature(enable = "avx512f")]
+    /// `pass` runs here (AVX-512F for the bf16 passes, AVX2 and FMA for int16); `bias`, `p`,
+    /// `q` hold `rows` values, `a`, `c`, `thr` 32.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn scan(
+        pass: FirstPass,
+        s: &[f32; 1024],
+        rows: usize,
+        bias: &[f32],
+        p: &[f32],
+        q: &[f32],
+        a: &[f32],
+        c: &[f32],
+        thr: &mut [f32],
+        hit: &mut impl FnMut(usize, usize, f32, f32, &mut [f32]),
+    ) {
+        if pass == FirstPass::Avx2Int16 {
+            scan_avx2(s, rows, bias, p, q, a, c, thr, hit)
+        } else {
+            scan_avx512(s, rows, bias, p, q, a, c, thr, hit)
+        }
+    }
+
+    /// [`scan`] with AVX2: four groups of 8 users.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; the slices as for [`scan`].
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn scan_avx2(
+        s: &[f32; 1024],
+        rows: usize,
+        bias: &[f32],
+        p: &[f32],
+        q: &[f32],
+        a: &[f32],
+        c: &[f32],
+        thr: &mut [f32],
+        hit: &mut impl FnMut(usize, usize, f32, f32, &mut [f32]),
+    ) {
+        let (bias, p, q) = (&bias[..rows], &p[..rows], &q[..rows]);
+        let (a, c, thr) = (&a[..32], &c[..32], &mut thr[..32]);
+        let av: [__m256; 4] = std::array::from_fn(|g| _mm256_loadu_ps(a.as_ptr().add(8 * g)));
+        let cv: [__m256; 4] = std::array::from_fn(|g| _mm256_loadu_ps(c.as_ptr().add(8 * g)));
+        let mut tv: [__m256; 4] = std::array::from_fn(|g| _mm256_loadu_ps(thr.as_ptr().add(8 * g)));
+        let rel = _mm256_set1_ps(REL_SLACK);
+        let abs = _mm256_set1_ps(ABS_SLACK);
+        let sign = _mm256_set1_ps(-0.0);
+        for ii in 0..rows {
+            let (bj, pj, qj) = (
+                _mm256_set1_ps(bias[ii]),
+                _mm256_set1_ps(p[ii]),
+                _mm256_set1_ps(q[ii]),
+            );
+            for g in 0..4 {
+                let x = _mm256_loadu_ps(s.as_ptr().add(ii * 32 + g * 8));
+                let t = _mm256_add_ps(x, bj);
+                let e = _mm256_fmadd_ps(av[g], pj, _mm256_fmadd_ps(cv[g], qj, abs));
+                let e = _mm256_fmadd_ps(_mm256_andnot_ps(sign, t), rel, e);
+                let ub = _mm256_add_ps(t, e);
+                let mut m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(ub, tv[g])) as u32;
+                if m != 0 {
+                    let mut ts = [0f32; 8];
+                    let mut es = [0f32; 8];
+                    _mm256_storeu_ps(ts.as_mut_ptr(), t);
+                    _mm256_storeu_ps(es.as_mut_ptr(), e);
+                    while m != 0 {
+                        let l = m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        hit(ii, g * 8 + l, ts[l], es[l], thr);
+                    }
+                    tv[g] = _mm256_loadu_ps(thr.as_ptr().add(g * 8));
+                }
+            }
+        }
+    }
+
+    /// [`scan`] with AVX-512: two groups of 16 users.
+    ///
+    /// # Safety
+    /// AVX-512F; the slices as for [`scan`].
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn scan_avx512(
         s: &[f32; 1024],
         rows: usize,
         bias: &[f32],
@@ -902,10 +1154,75 @@ mod tests {
 
     #[test]
     fn packing_refuses_weights_that_could_overflow() {
-        assert!(Packed::new(&[1.0, 2.0], &[0.0], 1, 2).is_some());
-        assert!(Packed::new(&[1.0, f32::NAN], &[0.0], 1, 2).is_none());
-        assert!(Packed::new(&[1.0, 2.0], &[f32::INFINITY], 1, 2).is_none());
-        assert!(Packed::new(&[1e31, 2.0], &[0.0], 1, 2).is_none());
+        for enc in [Enc::Bf16, Enc::Int16] {
+            assert!(Packed::new(&[1.0, 2.0], &[0.0], 1, 2, enc).is_some());
+            assert!(Packed::new(&[1.0, f32::NAN], &[0.0], 1, 2, enc).is_none());
+            assert!(Packed::new(&[1.0, 2.0], &[f32::INFINITY], 1, 2, enc).is_none());
+            assert!(Packed::new(&[1e31, 2.0], &[0.0], 1, 2, enc).is_none());
+        }
+        // int16: an all-but-zero row could leave its scale products subnormal; a zero row is
+        // fine.
+        assert!(Packed::new(&[1e-13, 0.0], &[0.0], 1, 2, Enc::Int16).is_none());
+        assert!(Packed::new(&[1e-13, 0.0], &[0.0], 1, 2, Enc::Bf16).is_some());
+        assert!(Packed::new(&[0.0, 0.0, 1.0, 2.0], &[0.0; 2], 2, 2, Enc::Int16).is_some());
+        // A user whose state is all but zero gets no bound (every item is rescored).
+        let us = Users::new(&[1e-13, 0.0, 0.5, 0.25], 2, 2, 32, Enc::Int16);
+        assert!(us.a[0].is_nan() && us.a[1].is_finite());
+    }
+
+    /// int16 values stay within the exact-sum limit and round to nearest, and the AVX2 kernel's
+    /// sums are the integer dot products times the two scales (three f32 roundings at most).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn int16_kernel_sums_exactly() {
+        if !int16_ready() {
+            eprintln!("no AVX2 here: the kernel test is skipped");
+            return;
+        }
+        let mut seed = 23;
+        for &(items, m, k, scale) in &[(64usize, 40usize, 600usize, 1.0f32), (33, 3, 5, 1e-3)] {
+            let w = values(items * k, &mut seed, scale);
+            let h = values(m * k, &mut seed, 1.0);
+            let pk = Packed::new(&w, &vec![0.0; items], items, k, Enc::Int16).unwrap();
+            let us = Users::new(&h, m, k, pk.kp, Enc::Int16);
+            let lim = int_max(pk.kp);
+            // The integers behind row j (Rows layout) and user u (Cols layout).
+            let wq = |j: usize, t: usize| {
+                pk.w[((j / 16) * (pk.kp / 32) + t / 32) * 512 + (j % 16) * 32 + t % 32] as i16
+            };
+            let hq = |u: usize, t: usize| {
+                let at = (t % 32) / 2 * 32 + (u % 16) * 2 + t % 2;
+                us.bits[((u / 16) * (pk.kp / 32) + t / 32) * 512 + at] as i16
+            };
+            for j in 0..items {
+                for t in 0..k {
+                    let q = wq(j, t) as f64;
+                    assert!(q.abs() <= lim);
+                    let x = w[j * k + t] as f64;
+                    assert!(
+                        (q * pk.scale[j] as f64 - x).abs()
+                            <= 0.5 * pk.scale[j] as f64 * (1.0 + 1e-6)
+                    );
+                }
+            }
+            let mut c = [0f32; 1024];
+            for item0 in (0..items).step_by(32) {
+                // SAFETY: AVX2 checked; the block stays inside the padded buffers.
+                unsafe { bf16::block(FirstPass::Avx2Int16, &pk, item0, &us, 0, &mut c) };
+                for ii in 0..32.min(items - item0) {
+                    for u in 0..m.min(32) {
+                        let j = item0 + ii;
+                        let dot: i64 = (0..k).map(|t| wq(j, t) as i64 * hq(u, t) as i64).sum();
+                        let want = dot as f64 * pk.scale[j] as f64 * us.scale[u] as f64;
+                        let got = c[ii * 32 + u] as f64;
+                        assert!(
+                            (got - want).abs() <= want.abs() * 4.0 * 2f64.powi(-24),
+                            "k={k} item {j} user {u}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Exact scores in f64 of h . w_j + b_j.
@@ -916,24 +1233,33 @@ mod tests {
             + b[j] as f64
     }
 
-    /// The bf16 passes this machine runs.
+    /// The low-precision passes this machine runs.
     fn passes() -> Vec<FirstPass> {
-        [FirstPass::Amx, FirstPass::Avx512Bf16]
+        [FirstPass::Amx, FirstPass::Avx512Bf16, FirstPass::Avx2Int16]
             .into_iter()
             .filter(|&p| runs(p))
             .collect()
     }
 
-    /// Each bf16 kernel's block against exact scores: every bf16 score within its certified
+    /// The bf16 passes this machine runs.
+    fn bf16_passes() -> Vec<FirstPass> {
+        passes()
+            .into_iter()
+            .filter(|p| p.enc() == Some(Enc::Bf16))
+            .collect()
+    }
+
+    /// Each low-precision kernel's block against exact scores: every score within its certified
     /// bound of the fp32 one, and the bound tight enough to be useful.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
-    fn bf16_scores_stay_within_the_bound() {
+    fn low_precision_scores_stay_within_the_bound() {
         if passes().is_empty() {
-            eprintln!("no bf16 kernel here: the kernel test is skipped");
+            eprintln!("no low-precision kernel here: the kernel test is skipped");
             return;
         }
         for pass in passes() {
+            let enc = pass.enc().unwrap();
             let mut seed = 9;
             for &(items, m, k, scale) in &[
                 (64usize, 32usize, 600usize, 0.1f32),
@@ -945,8 +1271,8 @@ mod tests {
                 let bias = values(items, &mut seed, scale);
                 // tanh-like states in [-1, 1]
                 let h = values(m * k, &mut seed, 1.0);
-                let pk = Packed::new(&w, &bias, items, k).unwrap();
-                let us = Users::new(&h, m, k, pk.kp);
+                let pk = Packed::new(&w, &bias, items, k, enc).unwrap();
+                let us = Users::new(&h, m, k, pk.kp, enc);
                 let mut worst = 0f64;
                 // SAFETY: the pass runs here; the blocks stay inside the padded buffers.
                 unsafe {
@@ -1001,8 +1327,8 @@ mod tests {
         for &(items, m, k) in &[(32usize, 32usize, 64usize), (64, 40, 600), (33, 3, 5)] {
             let w = values(items * k, &mut seed, 1.0);
             let h = values(m * k, &mut seed, 1.0);
-            let pk = Packed::new(&w, &vec![0.0; items], items, k).unwrap();
-            let us = Users::new(&h, m, k, pk.kp);
+            let pk = Packed::new(&w, &vec![0.0; items], items, k, Enc::Bf16).unwrap();
+            let us = Users::new(&h, m, k, pk.kp, Enc::Bf16);
             let mut c = [0f32; 1024];
             for item0 in (0..items).step_by(32) {
                 // SAFETY: dp_ready() said yes; the block stays inside the padded buffers.
@@ -1037,11 +1363,11 @@ mod tests {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn bf16_product_stays_within_the_affine_bound() {
-        if passes().is_empty() {
+        if bf16_passes().is_empty() {
             eprintln!("no bf16 kernel here: the kernel test is skipped");
             return;
         }
-        for pass in passes() {
+        for pass in bf16_passes() {
             let mut seed = 11;
             for &(items, m, k, scale) in &[
                 (70usize, 40usize, 448usize, 0.05f32),
@@ -1052,8 +1378,8 @@ mod tests {
                 let w = values(items * k, &mut seed, scale);
                 let h = values(m * k, &mut seed, 30.0);
                 let zero = vec![0f32; items];
-                let pk = Packed::with_layout(&w, items, k, Layout::Cols).unwrap();
-                let us = Users::with_layout(&h, m, k, pk.kp, Layout::Rows);
+                let pk = Packed::with_layout(&w, items, k, Layout::Cols, Enc::Bf16).unwrap();
+                let us = Users::with_layout(&h, m, k, pk.kp, Layout::Rows, Enc::Bf16);
                 let ldt = pk.w.len() / pk.kp;
                 let mut c = vec![f32::NAN; us.m_pad * ldt];
                 // SAFETY: the pass runs here.

@@ -30,9 +30,9 @@ pub struct MultVae {
     dec_item_b: Vec<f32>, // [I]
     /// Training interactions per item, when the file records them (older files do not).
     item_count: Option<Vec<f32>>, // [I]
-    /// `dec_item` in bf16 for the certified first pass, built at its first use (`None` when
-    /// the weights are not certifiable: the fp32 path serves them).
-    lowp: OnceLock<Option<lowp::Packed>>,
+    /// `dec_item` in bf16 and in int16 for the certified first passes, each built at its first
+    /// use (`None` when the weights are not certifiable: the fp32 path serves them).
+    lowp: [OnceLock<Option<lowp::Packed>>; 2],
 }
 
 /// The tensors a Mult-VAE file holds, in order.
@@ -78,7 +78,7 @@ impl MultVae {
             dec_item: c.take("dec_item", &[n_items, hidden])?,
             dec_item_b: c.take("dec_item_b", &[n_items])?,
             item_count: c.take_optional("item_count", &[n_items])?,
-            lowp: OnceLock::new(),
+            lowp: [OnceLock::new(), OnceLock::new()],
         })
     }
 
@@ -134,20 +134,21 @@ impl Model for MultVae {
         "multvae"
     }
 
-    /// Top-N: where a bf16 kernel runs (AMX, AVX512-BF16), a certified bf16 first pass and
-    /// exact fp32 rescoring of the
-    /// survivors (the same lists and scores as the fp32 path, bit for bit); else the fp32 path.
+    /// Top-N: where a low-precision kernel runs (bf16 on AMX or AVX512-BF16, int16 on AVX2), a
+    /// certified first pass and exact fp32 rescoring of the survivors (the same lists and scores
+    /// as the fp32 path, bit for bit); else the fp32 path.
     fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        if !req.explain && lowp::first_pass() != FirstPass::Fp32 {
+        let pass = lowp::first_pass();
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if let (false, Some(enc)) = (req.explain, pass.enc()) {
             fused::check_users(users, self.n_items)?;
             let n = fused::list_len(req.n)?;
             // Long lists leave too many survivors to pay (every item survives past the
             // catalogue's size).
             if n.saturating_mul(8) <= self.n_items {
-                if let Some(pk) = self.packed() {
-                    let pass = lowp::first_pass();
-                    let (ids, scores) = self.top_n_bf16(pass, pk, users, n, &req.filters, stop)?;
+                if let Some(pk) = self.packed(enc) {
+                    let (ids, scores) = self.top_n_lowp(pass, pk, users, n, &req.filters, stop)?;
                     return Ok((ids, scores, None));
                 }
             }
@@ -196,21 +197,28 @@ impl Model for MultVae {
 
 impl MultVae {
     /// The bf16 weights (built once), or `None` when the weights are not certifiable.
-    fn packed(&self) -> Option<&lowp::Packed> {
-        self.lowp
+    fn packed(&self, enc: lowp::Enc) -> Option<&lowp::Packed> {
+        self.lowp[enc as usize]
             .get_or_init(|| {
-                lowp::Packed::new(&self.dec_item, &self.dec_item_b, self.n_items, self.hidden)
+                lowp::Packed::new(
+                    &self.dec_item,
+                    &self.dec_item_b,
+                    self.n_items,
+                    self.hidden,
+                    enc,
+                )
             })
             .as_ref()
     }
 
-    /// Top-`n` lists through the certified bf16 first pass (see [`lowp`]): per chunk of users,
-    /// `pass`'s kernel scores every item in bf16 and a scan keeps, per user, the items whose upper bound
-    /// reaches the running `n`-th best lower bound among the items the user may be shown (the
-    /// bound only rises, so no true top-`n` item is ever dropped); the candidates at or above the
-    /// final `n`-th best lower bound are rescored exactly and selected as the fp32 path does.
+    /// Top-`n` lists through a certified low-precision first pass (see [`lowp`]): per chunk of
+    /// users, `pass`'s kernel scores every item in low precision and a scan keeps, per user, the
+    /// items whose upper bound reaches the running `n`-th best lower bound among the items the
+    /// user may be shown (the bound only rises, so no true top-`n` item is ever dropped); the
+    /// candidates at or above the final `n`-th best lower bound are rescored exactly and
+    /// selected as the fp32 path does.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    fn top_n_bf16(
+    fn top_n_lowp(
         &self,
         pass: FirstPass,
         pk: &lowp::Packed,
@@ -255,7 +263,7 @@ impl MultVae {
             |rows, ids_c, scores_c| {
                 let m = rows.len();
                 let h = self.hidden_states(users, rows.clone());
-                let us = lowp::Users::new(&h, m, k, pk.kp);
+                let us = lowp::Users::new(&h, m, k, pk.kp, pk.enc);
                 // Padding users never pass (+inf); real ones all pass until n bounds are in.
                 let mut thr = vec![f32::INFINITY; us.m_pad];
                 thr[..m].fill(f32::NEG_INFINITY);
@@ -303,6 +311,7 @@ impl MultVae {
                                         }
                                     };
                                 bf16::scan(
+                                    pass,
                                     &cbuf,
                                     r,
                                     &self.dec_item_b[item0..item0 + r],
@@ -482,12 +491,13 @@ mod tests {
     /// and chunks, with tied items (duplicated weight rows), seen items and excluded items.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
-    fn bf16_first_passes_equal_fp32() {
-        let passes: Vec<FirstPass> = [FirstPass::Amx, FirstPass::Avx512Bf16]
+    fn low_precision_first_passes_equal_fp32() {
+        let passes: Vec<FirstPass> = [FirstPass::Amx, FirstPass::Avx512Bf16, FirstPass::Avx2Int16]
             .into_iter()
             .filter(|&p| match p {
                 FirstPass::Amx => lowp::amx_ready(),
-                _ => lowp::dp_ready(),
+                FirstPass::Avx512Bf16 => lowp::dp_ready(),
+                _ => lowp::int16_ready(),
             })
             .collect();
         if passes.is_empty() || gemm::kernel() == gemm::Kernel::Portable {
@@ -518,9 +528,9 @@ mod tests {
                 filters: f.clone(),
                 explain: false,
             };
-            let pk = model.packed().expect("certifiable");
+            let pk = model.packed(pass.enc().unwrap()).expect("certifiable");
             let got = model
-                .top_n_bf16(pass, pk, &users, n as usize, &req.filters, &stop)
+                .top_n_lowp(pass, pk, &users, n as usize, &req.filters, &stop)
                 .unwrap();
             let want = top_n(&model, &users, n, &f, &stop).unwrap();
             assert_eq!(got.0, want.0, "n = {n}");

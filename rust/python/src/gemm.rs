@@ -31,10 +31,11 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
     Ok(k.name())
 }
 
-/// The first pass in use ("amx", "avx512bf16" or "fp32") of Mult-VAE's top-N and of AMP-CF's
-/// pruned top-N (its filter score's low-rank part). `force` switches it for the whole process:
-/// "fp32" (the plain fp32 GEMM over every item), "amx" (certified bf16 on AMX tiles with exact
-/// fp32 rescoring), "avx512bf16" (the same with AVX-512 `vdpbf16ps`) or "best"; a pass this
+/// The first pass in use ("amx", "avx512bf16", "avx2int16" or "fp32") of Mult-VAE's top-N and
+/// of AMP-CF's pruned top-N (its filter score's low-rank part; bf16 passes only). `force`
+/// switches it for the whole process: "fp32" (the plain fp32 GEMM over every item), "amx"
+/// (certified bf16 on AMX tiles with exact fp32 rescoring), "avx512bf16" (the same with AVX-512
+/// `vdpbf16ps`), "avx2int16" (certified int16 with AVX2 `vpmaddwd`, Mult-VAE) or "best"; a pass this
 /// machine cannot run (no such instructions, or the `gemm` crate's kernel in use) falls back to
 /// fp32.
 #[pyfunction]
@@ -45,10 +46,11 @@ fn first_pass(force: Option<&str>) -> PyResult<&'static str> {
         Some("fp32") => FirstPass::Fp32,
         Some("amx") => FirstPass::Amx,
         Some("avx512bf16") => FirstPass::Avx512Bf16,
+        Some("avx2int16") => FirstPass::Avx2Int16,
         Some("best") => lowp::best(),
         Some(other) => {
             return Err(PyValueError::new_err(format!(
-                "force must be 'fp32', 'amx', 'avx512bf16' or 'best', not {other:?}"
+                "force must be 'fp32', 'amx', 'avx512bf16', 'avx2int16' or 'best', not {other:?}"
             )))
         }
     };

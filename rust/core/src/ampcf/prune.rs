@@ -50,7 +50,7 @@ use crate::error::Result;
 use crate::filter::{axpy, Entry};
 use crate::fused::{self, Filters, Recommended, TileScorer};
 use crate::gemm::{self, PackedBt};
-use crate::lowp::{self, FirstPass, Layout};
+use crate::lowp::{self, Enc, FirstPass, Layout};
 use crate::threads::Stop;
 use crate::topk::TopK;
 
@@ -107,7 +107,7 @@ pub(super) fn top_n(
     let tables = md.prune_tables.get_or_init(Box::default);
     let f = &md.filter;
     let pass = lowp::first_pass();
-    let bf16 = (f.rank > 0 && pass != FirstPass::Fp32)
+    let bf16 = (f.rank > 0 && pass.enc() == Some(Enc::Bf16))
         .then(|| {
             tables
                 .bf16
@@ -117,6 +117,7 @@ pub(super) fn top_n(
                         f.n_items,
                         f.rank,
                         Layout::Cols,
+                        Enc::Bf16,
                     )
                 })
                 .as_ref()
@@ -445,7 +446,7 @@ fn low_rank_t(
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if let Some(w) = view.bf16 {
         let ldt = w.w.len() / w.kp;
-        let us = lowp::Users::with_layout(total, m, r, w.kp, Layout::Rows);
+        let us = lowp::Users::with_layout(total, m, r, w.kp, Layout::Rows, Enc::Bf16);
         // Every value is written (the kernels store whole padded blocks).
         t.resize(us.m_pad * ldt, 0.0);
         // SAFETY: the bf16 table is used only where first_pass() chose `pass`, i.e. where it

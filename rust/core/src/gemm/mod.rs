@@ -7,7 +7,8 @@
 //! is ours (rayon over users), so each call here runs single-threaded.
 //!
 //! `PERSONAE_GEMM=portable` in the environment (read once, at the first product) forces the
-//! `gemm` crate everywhere, so the paths can be compared on one machine.
+//! `gemm` crate everywhere, and `PERSONAE_GEMM=avx2` our AVX2 kernel (with its int16 first pass)
+//! on an AVX-512 CPU, so the paths can be compared on one machine.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -67,20 +68,21 @@ pub fn best() -> Kernel {
         .unwrap_or(Kernel::Portable)
 }
 
-/// The kernel in use: the best one for this CPU unless `PERSONAE_GEMM=portable`.
+/// The kernel in use: the best one for this CPU unless `PERSONAE_GEMM` says `portable` or
+/// `avx2`.
 pub fn kernel() -> Kernel {
     match KERNEL.load(Ordering::Relaxed) {
         1 => Kernel::Portable,
         2 => Kernel::Avx512,
         3 => Kernel::Avx2,
         _ => {
-            let k = if std::env::var_os("PERSONAE_GEMM").is_some_and(|v| v == "portable") {
-                Kernel::Portable
-            } else {
-                best()
+            // A kernel the CPU lacks falls back to the best it has (set_kernel).
+            let k = match std::env::var("PERSONAE_GEMM").as_deref() {
+                Ok("portable") => Kernel::Portable,
+                Ok("avx2") => Kernel::Avx2,
+                _ => best(),
             };
-            set_kernel(k);
-            k
+            set_kernel(k)
         }
     }
 }
