@@ -2,34 +2,39 @@
 //! decoder (here, with its bias) and AMP-CF's `t = (x L) R^T` ([`crate::ampcf`]'s pruned path:
 //! no bias, states of any size, the per-user bound in [`Users::affine_bound`]'s form).
 //!
-//! Scores `s_j = h . w_j + b_j` are first computed with `h` and `w_j` rounded to bf16 and fp32
-//! accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction, or AVX-512 `vdpbf16ps`, 16 x 2
-//! per instruction: both sum exact bf16 products in fp32). Against the fp32 path's score
-//! the bf16 score is off by at most (Cauchy-Schwarz on `h.w - h'.w' = (h - h').w + h'.(w - w')`,
-//! plus the accumulation error of both paths, any order, any rounding with unit <= 2^-23)
+//! Scores `s_j = h . w_j + b_j` are first computed with `h` and `w_j` in low precision: rounded
+//! to bf16 with fp32 accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction, or AVX-512
+//! `vdpbf16ps`, 16 x 2 per instruction: both sum exact bf16 products in fp32), or, on AVX2,
+//! scaled per row to int16 and summed exactly in i32 (`vpmaddwd`; [`Enc::Int16`]). Against the
+//! fp32 path's score the low-precision score is off by at most (Cauchy-Schwarz on
+//! `h.w - h'.w' = (h - h').w + h'.(w - w')`, plus the accumulation error of both paths, any
+//! order, any rounding with unit <= 2^-23)
 //!
 //! ```text
 //! E_uj = ||h - h'|| ||w_j|| + max(||h||, ||h'||) (||w_j - w'_j|| + 2 g max(||w_j||, ||w'_j||))
 //! ```
 //!
 //! with `g = gamma_n(2^-23) = n 2^-23 / (1 - n 2^-23)`, `n` = padded hidden size plus the fp32
-//! kernel's k blocks. The residual norms are those of the actual roundings (round to nearest
-//! even, subnormals flushed, exactly what the hardware reads), so the bound is certified, not
-//! estimated, and about 2.5x tighter than the worst case `2^-7 ||h|| ||w_j||`. The bias add and
-//! the f32 arithmetic of the bound itself are covered by inflating each factor by `1 + 2^-16` and
+//! kernel's k blocks (for int16 the second `g` covers the three f32 roundings of scaling the
+//! exact integer sum). The residual norms are those of the actual roundings (bf16: round to
+//! nearest even, subnormals flushed, exactly what the hardware reads; int16: the integers times
+//! the row's f32 scale, exact in f64), so the bound is certified, not estimated, and about 2.5x
+//! tighter than the worst case `2^-7 ||h|| ||w_j||` for bf16. The bias add and the f32
+//! arithmetic of the bound itself are covered by inflating each factor by `1 + 2^-16` and
 //! adding `2^-20 |s'_j| + 1e-30` (the last for flushed subnormals: at most a few thousand
 //! `2^-126`s).
 //!
 //! A user's list can then hold only items whose upper bound reaches the N-th best lower bound
-//! among the items it may list; those few (0.35% of Gowalla's items for N = 100) are rescored
-//! exactly, with the fp32 kernel's own summation order ([`exact_dots`]), so the scores and the
-//! lists are bit for bit the fp32 path's.
+//! among the items it may list; those few (0.35% of Gowalla's items for N = 100 in bf16) are
+//! rescored exactly, with our GEMM kernels' own summation order ([`exact_dots`]), so the scores
+//! and the lists are bit for bit the fp32 path's.
 //!
-//! Only where it pays and is safe: x86-64 Linux with AMX-BF16 (the OS must grant the tile state:
-//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) or else AVX512-BF16, the AVX-512 GEMM
-//! kernel in use (its summation order is the one rescoring reproduces), and weights whose scores
-//! cannot overflow. Both kernels read the same packed tiles and write the same blocks
-//! ([`bf16::tiles`]), so everything around them is shared.
+//! Only where it pays and is safe: x86-64 Linux, one of our GEMM kernels in use (their
+//! summation order is the one rescoring reproduces; the `gemm` crate's is its own), weights
+//! whose scores cannot overflow, and a kernel: AMX-BF16 (the OS must grant the tile state:
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) or else AVX512-BF16 with the AVX-512
+//! GEMM kernel; int16 with the AVX2 one (Mult-VAE only). All kernels read the same tile layout
+//! and write the same 32 x 32 blocks ([`bf16::block`]), so everything around them is shared.
 //! `PERSONAE_FIRST_PASS=fp32` (read once) or [`set_first_pass`] forces the plain fp32 path, for
 //! both models.
 

@@ -1,6 +1,6 @@
 //! A hand-written AVX2/FMA f32 GEMM with the AVX-512 kernel's summation order: each element of
 //! `c` is one FMA chain over a k block (k split into the same equal blocks of at most
-//! [`super::avx512::KC`]), the blocks added in turn. So its products equal the AVX-512
+//! `avx512::KC`), the blocks added in turn. So its products equal the AVX-512
 //! kernel's bit for bit, and [`crate::lowp`]'s exact rescoring reproduces either (the `gemm`
 //! crate's order is its own, which no rescoring could follow).
 //!
