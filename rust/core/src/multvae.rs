@@ -231,7 +231,7 @@ impl MultVae {
         use std::collections::BinaryHeap;
 
         use crate::fused::USER_CHUNK;
-        use crate::lowp::bf16;
+        use crate::lowp::kernels;
         use crate::topk::TopK;
 
         /// f32 (not NaN) -> u32 with the same order.
@@ -281,12 +281,12 @@ impl MultVae {
                 // the padded buffers (items to a multiple of 32, users to m_pad); the scan's
                 // slices hold what it reads (avx512f comes with either pass's check).
                 unsafe {
-                    bf16::with_kernel(pass, || {
+                    kernels::with_kernel(pass, || {
                         let mut cbuf = [0f32; 1024];
                         for item0 in (0..ni).step_by(lowp::BLOCK) {
                             let r = lowp::BLOCK.min(ni - item0);
                             for gp in 0..us.m_pad / lowp::BLOCK {
-                                bf16::block(pass, pk, item0, &us, gp, &mut cbuf);
+                                kernels::block(pass, pk, item0, &us, gp, &mut cbuf);
                                 let u0 = gp * lowp::BLOCK;
                                 let mut hit =
                                     |ii: usize, l: usize, t: f32, e: f32, thr: &mut [f32]| {
@@ -310,7 +310,7 @@ impl MultVae {
                                                 .map_or(f32::NEG_INFINITY, |w| unkey(w.0));
                                         }
                                     };
-                                bf16::scan(
+                                kernels::scan(
                                     pass,
                                     &cbuf,
                                     r,

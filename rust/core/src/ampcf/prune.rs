@@ -26,10 +26,11 @@
 //! the sums run in another order). Bounds are widened by [`SLACK`] times the magnitudes they
 //! add, against rounding.
 //!
-//! **bf16 first pass of `t`** (where [`lowp::first_pass`] is a bf16 pass, AMX or AVX512-BF16:
-//! the CPU and OS allow it, one of our GEMM kernels runs, `PERSONAE_FIRST_PASS` is not `fp32`):
-//! `t`'s low-rank part is computed by that kernel from bf16 roundings of `x L` and `R` (users as A rows, items as B
-//! columns: [`lowp::Layout`]), off the fp32 product by at most the certified
+//! **Low-precision first pass of `t`** (where [`lowp::first_pass`] is not fp32: bf16 on AMX or
+//! AVX512-BF16, int16 on AVX2; the CPU and OS allow it, one of our GEMM kernels runs,
+//! `PERSONAE_FIRST_PASS` is not `fp32`): `t`'s low-rank part is computed by that kernel from
+//! low-precision copies of `x L` and `R` (users as A rows, items as B columns:
+//! [`lowp::Layout`]), off the fp32 product by at most the certified
 //! `E_j = alpha p_j + beta q_j + abs` of [`lowp`] (per-user `alpha`, `beta` from the rounding
 //! residual of `x L`, per-item `p`, `q` of `R`). The bound of step 1 becomes
 //! `(1 - mix)(t'_j + E_j) + mix max_k ...`, the seeds are the best items by `t'` (any items give
@@ -37,7 +38,8 @@
 //! is `t`'s: the items whose `t'_j + E_j` reaches the N-th best `t'_j - E_j` are rescored
 //! exactly, the low-rank dot in our GEMM kernels' order ([`lowp::exact_dots`]) and the
 //! votes added entry by entry, so their scores are the fused scorer's bit for bit. A user whose
-//! `x L` is not finite or too large for a bound gets `t` exactly. On Gowalla's default model ~380 of 41k items per user reach step 3
+//! `x L` is not finite or too large for a bound gets `t` exactly. On Gowalla's default model
+//! ~380 of 41k items per user reach step 3
 //! (BENCHMARKS.md); `Exact` needs no `users x K x items` tensor, and the bound pass holds
 //! `np x items` votes for one user at a time.
 
@@ -50,7 +52,7 @@ use crate::error::Result;
 use crate::filter::{axpy, Entry};
 use crate::fused::{self, Filters, Recommended, TileScorer};
 use crate::gemm::{self, PackedBt};
-use crate::lowp::{self, Enc, FirstPass, Layout};
+use crate::lowp::{self, FirstPass, Layout};
 use crate::threads::Stop;
 use crate::topk::TopK;
 
@@ -70,18 +72,18 @@ pub(super) struct Tables {
     norms: OnceLock<Vec<f32>>,
     /// `R` packed for the AVX-512 kernel of `t` (None without AVX-512F or a low-rank part).
     packed: OnceLock<Option<PackedBt>>,
-    /// `R` in bf16 as B tiles (both bf16 kernels read them), for the certified first pass of
-    /// `t` (None where `R` is not certifiable).
-    bf16: OnceLock<Option<lowp::Packed>>,
+    /// `R` in bf16 and in int16 as B tiles, for the certified first passes of `t`, each built
+    /// at its first use (None where `R` is not certifiable).
+    lowp: [OnceLock<Option<lowp::Packed>>; 2],
 }
 
-/// The tables one call reads: `t`'s low-rank part in bf16 with `bf16` (by `pass`'s kernel),
-/// else exactly (with `packed` where the AVX-512 kernel runs).
+/// The tables one call reads: `t`'s low-rank part in low precision with `lowp` (by `pass`'s
+/// kernel), else exactly (with `packed` where the AVX-512 kernel runs).
 #[derive(Clone, Copy)]
 struct View<'a> {
     norms: &'a [f32],
     packed: Option<&'a PackedBt>,
-    bf16: Option<&'a lowp::Packed>,
+    lowp: Option<&'a lowp::Packed>,
     pass: FirstPass,
 }
 
@@ -107,29 +109,26 @@ pub(super) fn top_n(
     let tables = md.prune_tables.get_or_init(Box::default);
     let f = &md.filter;
     let pass = lowp::first_pass();
-    let bf16 = (f.rank > 0 && pass.enc() == Some(Enc::Bf16))
-        .then(|| {
-            tables
-                .bf16
-                .get_or_init(|| {
-                    lowp::Packed::with_layout(
-                        f.right_tile(0..f.n_items),
-                        f.n_items,
-                        f.rank,
-                        Layout::Cols,
-                        Enc::Bf16,
-                    )
-                })
-                .as_ref()
-        })
-        .flatten();
+    let low = pass.enc().filter(|_| f.rank > 0).and_then(|enc| {
+        tables.lowp[enc as usize]
+            .get_or_init(|| {
+                lowp::Packed::with_layout(
+                    f.right_tile(0..f.n_items),
+                    f.n_items,
+                    f.rank,
+                    Layout::Cols,
+                    enc,
+                )
+            })
+            .as_ref()
+    });
     let view = View {
         norms: tables.norms.get_or_init(|| f.right_norms()),
-        packed: match bf16 {
+        packed: match low {
             Some(_) => None,
             None => tables.packed.get_or_init(|| f.packed_right()).as_ref(),
         },
-        bf16,
+        lowp: low,
         pass,
     };
     let scorer = Scorer::new(md);
@@ -142,8 +141,8 @@ pub(super) fn top_n(
         explain,
     };
     let mut chunk = (CHUNK_FLOATS / md.n_items).clamp(8, 256);
-    if bf16.is_some() {
-        // Whole bf16 blocks of 32 users.
+    if low.is_some() {
+        // Whole low-precision blocks of 32 users.
         chunk = (chunk / lowp::BLOCK * lowp::BLOCK).max(lowp::BLOCK);
     }
     let doms = fused::by_user_chunks(
@@ -256,7 +255,7 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
     let (ldt, errs) = low_rank_t(md, view, &total, m, &mut t_buf);
     let t_all = &mut t_buf[..];
     let (pj, qj) = view
-        .bf16
+        .lowp
         .map_or((view.norms, view.norms), |w| (&w.p[..], &w.q[..]));
     let mut heaps: Vec<TopK> = (0..m).map(|_| TopK::new(n, n_items)).collect();
     let mut records: Vec<Vec<(u32, u16)>> = vec![Vec::new(); m];
@@ -312,7 +311,7 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
             if abs > 0.0 && np == 1 {
                 // t' within err of t: rescore exactly the items whose upper bound reaches the
                 // n-th best lower bound, the low-rank part in the fused scorer's order (the
-                // AVX-512 kernel's, which the bf16 pass requires) and the votes in the entries'
+                // kernels' of ours, which a low-precision pass requires) and the votes in the entries'
                 // order: the fused scorer's scores, bit for bit.
                 hi.clear();
                 hi.extend(
@@ -330,7 +329,7 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
                     t[j] + err(t[j], pj[j], qj[j]) >= cut
                 }));
                 exact.resize(cand.len(), 0.0);
-                // SAFETY: a bf16 pass runs only on AVX-512 CPUs (so AVX2 and FMA); `cand`
+                // SAFETY: a low-precision pass runs only on CPUs with AVX2 and FMA; `cand`
                 // indexes R's rows and `exact` holds one value per candidate.
                 unsafe {
                     lowp::exact_dots(
@@ -429,8 +428,8 @@ thread_local! {
 /// `t`'s low-rank part `(x L) R^T` for a chunk's `m` users (`total`: their `x L` rows), its rows
 /// `ldt` apart (returned second), and per user the coefficients `(alpha, beta, abs)` of its
 /// error bound: `|t'_j - t_j| <= alpha p_j + beta q_j + abs` against the fp32 product in any
-/// summation order, with `p`, `q` the bf16 table's per-item factors ([`lowp`]); all zero where
-/// the part is exact (fp32: without the bf16 table, for a user whose bound does not hold, and for
+/// summation order, with `p`, `q` the low-precision table's per-item factors ([`lowp`]); all
+/// zero where the part is exact (fp32: without that table, for a user whose bound does not hold, and for
 /// everyone without a low-rank part).
 fn low_rank_t(
     md: &AmpCf,
@@ -444,15 +443,15 @@ fn low_rank_t(
     #[allow(unused_mut)]
     let mut errs = vec![(0f32, 0f32, 0f32); m];
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if let Some(w) = view.bf16 {
+    if let Some(w) = view.lowp {
         let ldt = w.w.len() / w.kp;
-        let us = lowp::Users::with_layout(total, m, r, w.kp, Layout::Rows, Enc::Bf16);
+        let us = lowp::Users::with_layout(total, m, r, w.kp, Layout::Rows, w.enc);
         // Every value is written (the kernels store whole padded blocks).
         t.resize(us.m_pad * ldt, 0.0);
-        // SAFETY: the bf16 table is used only where first_pass() chose `pass`, i.e. where it
+        // SAFETY: the table is used only where first_pass() chose `pass`, i.e. where it
         // runs.
         let pass = view.pass;
-        unsafe { lowp::bf16::with_kernel(pass, || lowp::bf16::a_bt(pass, &us, w, t, ldt)) };
+        unsafe { lowp::kernels::with_kernel(pass, || lowp::kernels::a_bt(pass, &us, w, t, ldt)) };
         for (u, e) in errs.iter_mut().enumerate() {
             let (alpha, beta) = us.affine_bound(u);
             // Both products stay far from f32's range (|h . w|, |h' . w'| <= c_u max |w|, |w'|),
