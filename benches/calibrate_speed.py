@@ -172,9 +172,12 @@ def main() -> None:
         f"{a.users} users x {a.candidates} candidates x {a.categories} categories -> top-{a.n}, "
         f"threads={a.threads or 'all'}; {cpu()}"
     )
-    # The greedy's steps: the certified f32 first pass where the CPU has AVX-512 (and a user's
-    # categories in play and terms fit its registers: all of the bench's), else the f64 steps.
-    path = "f32 first pass (AVX-512), near ties in f64" if "avx512f" in cpu() else "f64 steps"
+    # The greedy's steps: the certified f32 first pass where the CPU has AVX-512 (look-ups by
+    # register permutes) or AVX2 and FMA (by gathers), when a user's categories in play and
+    # terms fit its tables (all of the bench's), else the f64 steps.
+    isa = cpu()
+    kind = "AVX-512" if "avx512f" in isa else "AVX2" if "avx2" in isa and "fma" in isa else None
+    path = f"f32 first pass ({kind}), near ties in f64" if kind else "f64 steps"
     print(f"  greedy steps      : {path}")
     print(f"  personae (Rust)   : {rust_s:8.3f} s  {a.users / rust_s:12,.0f} users/s")
     print(f"  numpy peer        : {peer_s:8.3f} s  {a.users / peer_s:12,.0f} users/s")

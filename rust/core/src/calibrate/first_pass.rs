@@ -1,7 +1,8 @@
-//! The greedy's f32 first pass with AVX-512 (see `Greedy::fast_step`): every candidate's
-//! objective at a step in f32, the slots' and terms' values looked up by permutes over
-//! registers instead of loads. Sizes: at most [`SLOTS`] slots and `TERMS - 1` terms (the zero
-//! term is entry 0 of the values).
+//! The greedy's f32 first pass (see `Greedy::fast_step`): every candidate's objective at a step
+//! in f32. With AVX-512 the slots' and terms' values are looked up by permutes over registers
+//! instead of loads; with AVX2 (and FMA) by gathers from a 64-entry table in L1. The same f32
+//! operations either way, so the same error bound. Sizes: at most [`SLOTS`] slots and
+//! `TERMS - 1` terms (the zero term is entry 0 of the values).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -13,8 +14,22 @@ pub(super) const SLOTS: usize = 32;
 /// Term values (the zero term included) two permutes reach: four registers of 16.
 pub(super) const TERMS: usize = 64;
 
-/// Whether this CPU runs the first pass.
+/// Tests: the AVX2 kernels even where AVX-512 runs, to check them on any x86-64 CPU.
+#[cfg(test)]
+pub(super) static FORCE_AVX2: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this CPU runs the first pass (AVX-512, or AVX2 with FMA).
 pub(super) fn available() -> bool {
+    avx512() || avx2()
+}
+
+/// Whether the AVX-512 kernels run.
+fn avx512() -> bool {
+    #[cfg(test)]
+    if FORCE_AVX2.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f")
@@ -23,6 +38,185 @@ pub(super) fn available() -> bool {
     {
         false
     }
+}
+
+/// Whether the AVX2 kernels run.
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The slots' base arguments `(1 - s) m + s ws p` in f64 (`slot_m`, `slot_p`: at most
+/// [`SLOTS`]), their smallest and largest, and the same in f32, padded with `s ws` (positive).
+///
+/// # Safety
+/// [`available`] must be true; `slot_m` and `slot_p` have the same length, at most `SLOTS`.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn bases(
+    slot_m: &[f64],
+    slot_p: &[f64],
+    s: f64,
+    ws: f64,
+) -> ([f32; SLOTS], f64, f64) {
+    if avx512() {
+        bases_avx512(slot_m, slot_p, s, ws)
+    } else {
+        bases_avx2(slot_m, slot_p, s, ws)
+    }
+}
+
+/// `obj[t] = rel[t] + sum_j val[cols[j][t]]` with every term's f32 value
+/// `lp (ln(base[slot] + w c) - ln(base[slot]))`, the sums in `sum_terms`'s order; returns the
+/// largest `obj`. `base`: the slots' base arguments in f32 as [`bases`] gives them (padded
+/// with positive values).
+///
+/// # Safety
+/// [`available`] must be true; every id in `cols` is at most the number of terms (< `TERMS`);
+/// `cols` holds whole columns of `rel.len()` ids; `obj` is as long as `rel`.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn scores(
+    base: &[f32; SLOTS],
+    terms: &Terms,
+    w: f32,
+    rel: &[f32],
+    cols: &[u32],
+    obj: &mut [f32],
+) -> f32 {
+    if avx512() {
+        scores_avx512(base, terms, w, rel, cols, obj)
+    } else {
+        scores_avx2(base, terms, w, rel, cols, obj)
+    }
+}
+
+/// How many of `obj` are `>= floor`, and the first of them (0 when none).
+///
+/// # Safety
+/// [`available`] must be true.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn at_least(obj: &[f32], floor: f32) -> (u32, usize) {
+    if avx512() {
+        at_least_avx512(obj, floor)
+    } else {
+        at_least_avx2(obj, floor)
+    }
+}
+
+/// [`bases`] in plain f64 arithmetic (at most 32 slots), the AVX-512 kernel's operations.
+///
+/// # Safety
+/// AVX2 and FMA must be available; the slices as for [`bases`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bases_avx2(slot_m: &[f64], slot_p: &[f64], s: f64, ws: f64) -> ([f32; SLOTS], f64, f64) {
+    let (a, b) = (1.0 - s, s * ws);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut out = [b as f32; SLOTS];
+    for ((o, &m), &p) in out.iter_mut().zip(slot_m).zip(slot_p) {
+        // Two products and a sum, unfused, as the AVX-512 kernel and the f64 step do.
+        let base = a * m + b * p;
+        lo = lo.min(base);
+        hi = hi.max(base);
+        *o = base as f32;
+    }
+    (out, lo, hi)
+}
+
+/// [`scores`] with AVX2: the term values in a table, each candidate's looked up by gathers.
+///
+/// # Safety
+/// AVX2 and FMA must be available; the slices as for [`scores`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores_avx2(
+    base: &[f32; SLOTS],
+    terms: &Terms,
+    w: f32,
+    rel: &[f32],
+    cols: &[u32],
+    obj: &mut [f32],
+) -> f32 {
+    let mut ln_base = *base;
+    for x in ln_base.iter_mut() {
+        *x = ln_normal_f32(*x);
+    }
+    let slot = |i: usize| terms.slot[i] as usize % SLOTS;
+    let mut args = [0f32; TERMS];
+    for (i, a) in args.iter_mut().enumerate() {
+        // A sum and a product, unfused, as the AVX-512 kernel's.
+        *a = base[slot(i)] + w * terms.c1s[i];
+    }
+    for x in args.iter_mut() {
+        *x = ln_normal_f32(*x);
+    }
+    // Entry 0 the zero term, term i at i + 1.
+    let mut val = [0f32; TERMS + 16];
+    for i in 0..TERMS {
+        val[1 + i] = terms.lp[i] * (args[i] - ln_base[slot(i)]);
+    }
+    let nv = rel.len();
+    let width = cols.len().checked_div(nv).unwrap_or(0);
+    let mut top = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i + 8 <= nv {
+        let mut acc = _mm256_loadu_ps(rel.as_ptr().add(i));
+        for j in 0..width {
+            let idx = _mm256_loadu_si256(cols.as_ptr().add(j * nv + i) as *const __m256i);
+            // SAFETY: ids are at most the number of terms (< TERMS): inside `val`.
+            acc = _mm256_add_ps(acc, _mm256_i32gather_ps::<4>(val.as_ptr(), idx));
+        }
+        _mm256_storeu_ps(obj.as_mut_ptr().add(i), acc);
+        top = _mm256_max_ps(top, acc);
+        i += 8;
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), top);
+    let mut best = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for t in i..nv {
+        let mut v = rel[t];
+        for j in 0..width {
+            v += val[cols[j * nv + t] as usize % (TERMS + 16)];
+        }
+        obj[t] = v;
+        best = best.max(v);
+    }
+    best
+}
+
+/// [`at_least`] with AVX2.
+///
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn at_least_avx2(obj: &[f32], floor: f32) -> (u32, usize) {
+    let f = _mm256_set1_ps(floor);
+    let (mut count, mut first) = (0u32, usize::MAX);
+    let mut i = 0;
+    while i + 8 <= obj.len() {
+        let x = _mm256_loadu_ps(obj.as_ptr().add(i));
+        let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(x, f)) as u32;
+        count += hit.count_ones();
+        if hit != 0 && first == usize::MAX {
+            first = i + hit.trailing_zeros() as usize;
+        }
+        i += 8;
+    }
+    for (t, &x) in obj.iter().enumerate().skip(i) {
+        if x >= floor {
+            count += 1;
+            if first == usize::MAX {
+                first = t;
+            }
+        }
+    }
+    (count, if first == usize::MAX { 0 } else { first })
 }
 
 /// The per-user inputs of [`scores`], padded: term `i`'s slot, (1 - s) c and lambda p(g)
@@ -50,15 +244,13 @@ impl Terms {
     }
 }
 
-/// The slots' base arguments `(1 - s) m + s ws p` in f64 (`slot_m`, `slot_p`: at most
-/// [`SLOTS`]), their smallest and largest, and the same in f32, padded with `s ws` (positive).
+/// [`bases`] with AVX-512.
 ///
 /// # Safety
-/// avx512f must be available ([`available`]); `slot_m` and `slot_p` have the same length, at
-/// most `SLOTS`.
+/// avx512f must be available; the slices as for [`bases`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn bases(
+unsafe fn bases_avx512(
     slot_m: &[f64],
     slot_p: &[f64],
     s: f64,
@@ -83,17 +275,13 @@ pub(super) unsafe fn bases(
     (out, lo, hi)
 }
 
-/// `obj[t] = rel[t] + sum_j val[cols[j][t]]` with every term's f32 value
-/// `lp (ln(base[slot] + w c) - ln(base[slot]))`, the sums in `sum_terms`'s order; returns the
-/// largest `obj`. `base`: the slots' base arguments in f32 as [`bases`] gives them (padded
-/// with positive values).
+/// [`scores`] with AVX-512: the term values in four registers, looked up by permutes.
 ///
 /// # Safety
-/// avx512f must be available ([`available`]); every id in `cols` is at most the number of
-/// terms (< `TERMS`); `cols` holds whole columns of `rel.len()` ids; `obj` is as long as `rel`.
+/// avx512f must be available; the slices as for [`scores`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn scores(
+unsafe fn scores_avx512(
     base: &[f32; SLOTS],
     terms: &Terms,
     w: f32,
@@ -163,13 +351,13 @@ pub(super) unsafe fn scores(
     _mm512_reduce_max_ps(top)
 }
 
-/// How many of `obj` are `>= floor`, and the first of them (0 when none).
+/// [`at_least`] with AVX-512.
 ///
 /// # Safety
-/// avx512f must be available ([`available`]).
+/// avx512f must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn at_least(obj: &[f32], floor: f32) -> (u32, usize) {
+unsafe fn at_least_avx512(obj: &[f32], floor: f32) -> (u32, usize) {
     let f = _mm512_set1_ps(floor);
     let (mut count, mut first) = (0u32, usize::MAX);
     let mut i = 0;

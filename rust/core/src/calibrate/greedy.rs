@@ -315,7 +315,7 @@ impl Reranker {
     /// play once, over flat arrays: the list's base for each category in play, then each
     /// term's new value, one batch of logarithms ([`vmath::ln_in_place`], vectorised), with
     /// lambda and p(g) folded into the terms; then every candidate's gain is its relevance plus
-    /// its few looked-up terms. With AVX-512 each step first runs in f32
+    /// its few looked-up terms. With AVX-512 or AVX2 each step first runs in f32
     /// ([`Greedy::fast_step`]), which decides the step as the f64 arithmetic would (certified
     /// by an error bound; near ties are left to the f64 step).
     ///
@@ -580,7 +580,7 @@ impl Greedy {
     }
 
     /// Set-up of the f32 first pass for this user's candidates: it runs where the CPU has
-    /// AVX-512 and the user's slots (at least one) and terms fit its registers.
+    /// AVX-512 or AVX2 and the user's slots (at least one) and terms fit its tables.
     fn prepare_first_pass(&mut self, rel: &[f64]) {
         self.fast = !exact_only()
             && (1..=first_pass::SLOTS).contains(&self.slot_m.len())
@@ -613,8 +613,8 @@ impl Greedy {
         if !self.fast {
             return None;
         }
-        // SAFETY: `fast` means AVX-512 was detected and the slots fit (slot_m and slot_p
-        // grow together).
+        // SAFETY: `fast` means the first pass's CPU features were detected and the slots fit
+        // (slot_m and slot_p grow together).
         let (base32, lo, hi) = unsafe { first_pass::bases(&self.slot_m, &self.slot_p, s, ws) };
         if !(lo >= 1e-30 && hi <= 1e30) {
             return None;
@@ -624,7 +624,7 @@ impl Greedy {
         let exponent = |x: f64| ((x.to_bits() >> 52) as i64 - 1023).unsigned_abs() as f64;
         let big =
             (exponent(lo).max(exponent(hi + w * self.c1s_max)) + 1.0) * std::f64::consts::LN_2;
-        // SAFETY: `fast` means AVX-512 was detected and the slots and terms fit; term ids
+        // SAFETY: `fast` means the first pass's features were detected and the slots and terms fit; term ids
         // are at most the number of terms (see `values`); cols holds whole columns.
         let top = unsafe {
             first_pass::scores(
@@ -660,7 +660,7 @@ impl Greedy {
         if floor32 as f64 > floor {
             floor32 = floor32.next_down();
         }
-        // SAFETY: AVX-512 was detected (`fast`).
+        // SAFETY: the first pass's features were detected (`fast`).
         let (count, first) = unsafe { first_pass::at_least(&self.obj32, floor32) };
         #[cfg(test)]
         {
@@ -813,6 +813,8 @@ mod tests {
             state ^= state << 17;
             state
         };
+        // Steps and deferrals of the AVX2 kernels alone (run here even where AVX-512 is).
+        let (mut avx2_steps, mut avx2_deferred) = (0, 0);
         for case in 0..40 {
             let g = [3usize, 8, 20, 31, 45][case % 5];
             let n_items = 300usize;
@@ -887,20 +889,31 @@ mod tests {
             EXACT_ONLY.store(true, Relaxed);
             let exact = run(&r, &cand, &scores, users, &t, n);
             EXACT_ONLY.store(false, Relaxed);
-            let fast = run(&r, &cand, &scores, users, &t, n);
-            assert_eq!(fast.ids, exact.ids, "case {case}");
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fast.scores), bits(&exact.scores), "case {case}");
-            let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits64(&fast.ckl_after),
-                bits64(&exact.ckl_after),
-                "case {case}"
-            );
+            let mut fasts = vec![run(&r, &cand, &scores, users, &t, n)];
+            if first_pass::available() {
+                let before = (FAST_STEPS.load(Relaxed), DEFERRED.load(Relaxed));
+                first_pass::FORCE_AVX2.store(true, Relaxed);
+                fasts.push(run(&r, &cand, &scores, users, &t, n));
+                first_pass::FORCE_AVX2.store(false, Relaxed);
+                avx2_steps += FAST_STEPS.load(Relaxed) - before.0;
+                avx2_deferred += DEFERRED.load(Relaxed) - before.1;
+            }
+            for fast in fasts {
+                assert_eq!(fast.ids, exact.ids, "case {case}");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast.scores), bits(&exact.scores), "case {case}");
+                let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits64(&fast.ckl_after),
+                    bits64(&exact.ckl_after),
+                    "case {case}"
+                );
+            }
         }
-        // On a CPU with AVX-512 both of the first pass's outcomes ran.
+        // On a CPU with the first pass both of its outcomes ran, with the AVX2 kernels too.
         if first_pass::available() {
             assert!(FAST_STEPS.load(Relaxed) > 0 && DEFERRED.load(Relaxed) > 0);
+            assert!(avx2_steps > 0 && avx2_deferred > 0);
         }
     }
 
