@@ -230,7 +230,7 @@ fn gamma(k: usize) -> f64 {
 fn gemm_kc() -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        gemm::avx512::KC
+        gemm::blocked::KC
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

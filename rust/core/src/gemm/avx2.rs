@@ -1,17 +1,15 @@
-//! A hand-written AVX2/FMA f32 GEMM with the AVX-512 kernel's summation order: each element of
-//! `c` is one FMA chain over a k block (k split into the same equal blocks of at most
-//! `avx512::KC`), the blocks added in turn. So its products equal the AVX-512
-//! kernel's bit for bit, and [`crate::lowp`]'s exact rescoring reproduces either (the `gemm`
-//! crate's order is its own, which no rescoring could follow).
+//! A hand-written AVX2/FMA f32 GEMM with the AVX-512 kernel's summation order (the blocking of
+//! [`super::blocked`], shared): each element of `c` is one FMA chain per equal k block, the
+//! blocks added in turn. So its products equal the AVX-512 kernel's bit for bit, and
+//! [`crate::lowp`]'s exact rescoring reproduces either (the `gemm` crate's order is its own,
+//! which no rescoring could follow).
 //!
 //! Layout is [`super::avx512`]'s with 256-bit vectors: `MR` broadcast rows (users) times `NV`
-//! ymm registers of columns (items), `MR x NV` accumulators of the 16 registers; `a` packed
-//! once per call into `MR`-row panels, `B` per `NC x KC` block into `NR`-column panels.
+//! ymm registers of columns (items), `MR x NV` accumulators of the 16 registers.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 
-use super::avx512::KC;
+use super::blocked::{self, Tile};
 
 /// Broadcast rows (users) per microkernel: 6 x 2 accumulators, 2 loads and a broadcast.
 pub const MR: usize = 6;
@@ -22,24 +20,39 @@ pub const NR: usize = 8 * NV;
 /// Columns per packed block of `B`: `NC x KC` floats (480 KiB) stay in a 512 KiB L2.
 const NC: usize = 192;
 
-thread_local! {
-    /// Packing buffers, reused across calls on each thread: (`a` panels, `B` block).
-    static SCRATCH: RefCell<(Vec<__m256>, Vec<__m256>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
 /// Whether this CPU runs the AVX2 path.
 pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// A zero-initialised 32-byte aligned buffer of at least `len` floats.
-fn scratch(buf: &mut Vec<__m256>, len: usize) -> *mut f32 {
-    let vecs = len.div_ceil(8);
-    if buf.len() < vecs {
-        // SAFETY: an all-zero bit pattern is a valid __m256 (no instruction runs).
-        buf.resize(vecs, unsafe { std::mem::zeroed() });
+/// This kernel's tile for the shared blocking.
+struct Avx2;
+
+impl Tile for Avx2 {
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const NC: usize = NC;
+
+    unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32) {
+        pack_a(m, k, a, out)
     }
-    buf.as_mut_ptr().cast()
+
+    unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
+        pack_b(kc, nc, b, rs, cs, out)
+    }
+
+    unsafe fn micro(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        acc: bool,
+    ) {
+        micro(rows, kc, a, b, c, ldc, cols, acc)
+    }
 }
 
 /// `c = a * B` where element `(kk, j)` of `B` is `b[kk * rs + j * cs]`; `a` is `m x k`
@@ -60,43 +73,7 @@ pub unsafe fn gemm(
     cs: usize,
     c: *mut f32,
 ) {
-    SCRATCH.with(|s| {
-        let (abuf, bbuf) = &mut *s.borrow_mut();
-        let panels = m.div_ceil(MR);
-        let ap = scratch(abuf, panels * MR * k);
-        let bp = scratch(bbuf, KC.min(k) * NC.next_multiple_of(NR));
-        // SAFETY: `ap` holds `panels * MR * k` floats and `a` holds `m * k`.
-        unsafe { pack_a(m, k, a, ap) };
-        // Split k into equal blocks of at most KC, as the AVX-512 kernel does.
-        let kb = k.div_ceil(KC);
-        let kc_max = k.div_ceil(kb);
-        let mut jc = 0;
-        while jc < n {
-            let nc = NC.min(n - jc);
-            let mut pc = 0;
-            while pc < k {
-                let kc = kc_max.min(k - pc);
-                // SAFETY: `bp` holds `KC x NC` rounded up to whole panels; the caller bounds b.
-                unsafe { pack_b(kc, nc, b.add(pc * rs + jc * cs), rs, cs, bp) };
-                for p in 0..panels {
-                    let rows = MR.min(m - p * MR);
-                    let apanel = ap.add(p * MR * k + pc * MR);
-                    let mut jr = 0;
-                    while jr < nc {
-                        let cols = NR.min(nc - jr);
-                        let cptr = c.add(p * MR * n + jc + jr);
-                        let bpanel = bp.add(jr * kc);
-                        // SAFETY: the panels hold `kc` steps; `c` holds `rows x cols` at `cptr`
-                        // with row stride `n`.
-                        unsafe { micro(rows, kc, apanel, bpanel, cptr, n, cols, pc > 0) };
-                        jr += NR;
-                    }
-                }
-                pc += kc;
-            }
-            jc += nc;
-        }
-    })
+    blocked::gemm::<Avx2>(m, n, k, a, b, rs, cs, c)
 }
 
 /// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m` (a few

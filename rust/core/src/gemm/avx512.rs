@@ -6,13 +6,12 @@
 //! so the microkernel keeps `MR x NV` accumulators and per step of `k` loads `NV` vectors of
 //! packed `B` and broadcasts `MR` values of packed `a`.
 //!
-//! Blocking: `a` is packed once per call into `MR`-row panels (`[k][MR]`, row-panel `p` holds
-//! rows `p * MR..`); `B` is packed per `NC x KC` block into `NR`-column panels (`[KC][NR]`),
-//! which stays in L2 while every `a` panel (its `KC x MR` slice in L1) streams it through the
-//! microkernel. `c` is written directly (masked at the right edge), accumulated over `KC` blocks.
+//! Blocking: [`super::blocked`]'s, shared with the AVX2 kernel. `c` is written directly (masked
+//! at the right edge), accumulated over `KC` blocks.
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
+
+use super::blocked::{self, Tile};
 
 /// Broadcast rows (users) per microkernel.
 pub const MR: usize = 8;
@@ -20,30 +19,42 @@ pub const MR: usize = 8;
 const NV: usize = 3;
 /// Columns (items) per microkernel: `NV` vectors of 16 floats.
 pub const NR: usize = 16 * NV;
-/// Largest `k` slice per packed block: `MR x KC` floats of `a` stay in L1.
-pub(crate) const KC: usize = 640;
 /// Columns per packed block of `B`: `NC x KC` floats stay in L2.
 const NC: usize = 384;
-
-thread_local! {
-    /// Packing buffers, reused across calls on each thread: (`a` panels, `B` block).
-    static SCRATCH: RefCell<(Vec<__m512>, Vec<__m512>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
 
 /// Whether this CPU runs the AVX-512 path.
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
 }
 
-/// A zero-initialised 64-byte aligned buffer of at least `len` floats.
-fn scratch(buf: &mut Vec<__m512>, len: usize) -> *mut f32 {
-    let vecs = len.div_ceil(16);
-    if buf.len() < vecs {
-        // SAFETY: an all-zero bit pattern is a valid __m512; the intrinsic needs avx512f, which
-        // every caller of this module has checked.
-        buf.resize(vecs, unsafe { std::mem::zeroed() });
+/// This kernel's tile for the shared blocking.
+struct Avx512;
+
+impl Tile for Avx512 {
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const NC: usize = NC;
+
+    unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32) {
+        pack_a(m, k, a, out)
     }
-    buf.as_mut_ptr().cast()
+
+    unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
+        pack_b(kc, nc, b, rs, cs, out)
+    }
+
+    unsafe fn micro(
+        rows: usize,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        acc: bool,
+    ) {
+        micro(rows, kc, a, b, c, ldc, cols, acc)
+    }
 }
 
 /// `c = a * B` where element `(kk, j)` of `B` is `b[kk * rs + j * cs]`; `a` is `m x k`
@@ -64,43 +75,7 @@ pub unsafe fn gemm(
     cs: usize,
     c: *mut f32,
 ) {
-    SCRATCH.with(|s| {
-        let (abuf, bbuf) = &mut *s.borrow_mut();
-        let panels = m.div_ceil(MR);
-        let ap = scratch(abuf, panels * MR * k);
-        let bp = scratch(bbuf, KC.min(k) * NC.next_multiple_of(NR));
-        // SAFETY: `ap` holds `panels * MR * k` floats and `a` holds `m * k`.
-        unsafe { pack_a(m, k, a, ap) };
-        // Split k into equal blocks of at most KC.
-        let kb = k.div_ceil(KC);
-        let kc_max = k.div_ceil(kb);
-        let mut jc = 0;
-        while jc < n {
-            let nc = NC.min(n - jc);
-            let mut pc = 0;
-            while pc < k {
-                let kc = kc_max.min(k - pc);
-                // SAFETY: `bp` holds `KC x NC` rounded up to whole panels; the caller bounds b.
-                unsafe { pack_b(kc, nc, b.add(pc * rs + jc * cs), rs, cs, bp) };
-                for p in 0..panels {
-                    let rows = MR.min(m - p * MR);
-                    let apanel = ap.add(p * MR * k + pc * MR);
-                    let mut jr = 0;
-                    while jr < nc {
-                        let cols = NR.min(nc - jr);
-                        let cptr = c.add(p * MR * n + jc + jr);
-                        let bpanel = bp.add(jr * kc);
-                        // SAFETY: the panels hold `kc` steps; `c` holds `rows x cols` at `cptr`
-                        // with row stride `n`.
-                        unsafe { micro(rows, kc, apanel, bpanel, cptr, n, cols, pc > 0) };
-                        jr += NR;
-                    }
-                }
-                pc += kc;
-            }
-            jc += nc;
-        }
-    })
+    blocked::gemm::<Avx512>(m, n, k, a, b, rs, cs, c)
 }
 
 /// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m`: each

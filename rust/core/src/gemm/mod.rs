@@ -18,6 +18,8 @@ use gemm::{gemm, Parallelism};
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod blocked;
 mod packed;
 
 pub use packed::PackedBt;
@@ -151,40 +153,30 @@ fn run(
     c: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if kern == Kernel::Avx512 && avx512::available() {
-        // SAFETY: avx512f was just detected; the callers' asserts bound every index the
-        // strides can reach.
-        unsafe {
-            avx512::gemm(
-                m,
-                n,
-                k,
-                a.as_ptr(),
-                b.as_ptr(),
-                rs as usize,
-                cs as usize,
-                c.as_mut_ptr(),
-            )
+    {
+        type Ours = unsafe fn(usize, usize, usize, *const f32, *const f32, usize, usize, *mut f32);
+        let ours: Option<Ours> = match kern {
+            Kernel::Avx512 if avx512::available() => Some(avx512::gemm),
+            Kernel::Avx2 if avx2::available() => Some(avx2::gemm),
+            _ => None,
         };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if kern == Kernel::Avx2 && avx2::available() {
-        // SAFETY: avx2 and fma were just detected; the callers' asserts bound every index the
-        // strides can reach.
-        unsafe {
-            avx2::gemm(
-                m,
-                n,
-                k,
-                a.as_ptr(),
-                b.as_ptr(),
-                rs as usize,
-                cs as usize,
-                c.as_mut_ptr(),
-            )
-        };
-        return;
+        if let Some(f) = ours {
+            // SAFETY: the kernel's CPU features were just detected; the callers' asserts bound
+            // every index the strides can reach.
+            unsafe {
+                f(
+                    m,
+                    n,
+                    k,
+                    a.as_ptr(),
+                    b.as_ptr(),
+                    rs as usize,
+                    cs as usize,
+                    c.as_mut_ptr(),
+                )
+            };
+            return;
+        }
     }
     let _ = kern;
     // SAFETY: the callers' asserts bound every index the strides can reach.
