@@ -1,5 +1,5 @@
-"""How many items must a certified bf16 first pass hand to exact fp32 rescoring? Mult-VAE top-N
-on the Gowalla-shaped model, measured on a sample of users.
+"""How many items must a certified bf16 (or int16) first pass hand to exact fp32 rescoring?
+Mult-VAE top-N on the Gowalla-shaped model, measured on a sample of users.
 
 Usage: python benches/multvae_bf16_bound.py [--model runs/gowalla-multvae] [--users 1024]
 
@@ -13,7 +13,9 @@ the fp32 path's score ``s_j`` it is off by at most (Cauchy-Schwarz on
 with ``g = gamma_K(2^-23)`` (K = padded hidden; 2^-23 covers any rounding mode). An item
 survives when its upper bound reaches the user's N-th best lower bound (seen items masked).
 Also reported: the plain relative bound ``(2^-7 + 2^-16 + 2 g) ||h|| ||w_j||`` (each operand's
-worst-case rounding), and the union of survivors over a chunk of 256 users.
+worst-case rounding), and the union of survivors over a chunk of 256 users. The int16 pass of
+AVX2 CPUs is measured the same way: each row scaled to int16 within ``floor(sqrt((2^31 - 1) /
+K))`` (``h' = q * scale``), its residual norms in the same bound.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def bf16(x: np.ndarray) -> np.ndarray:
     u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
     r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
     return np.where(np.abs(r) < np.finfo(np.float32).tiny, np.float32(0), r)
+
+
+def int16(x: np.ndarray, kpad: int) -> np.ndarray:
+    """Each row scaled to int16 as the AVX2 pass does (``scale = max |x| / lim`` in float32,
+    ``q = round(x / scale)`` within ``lim``), returned as the values ``q * scale`` (float64)."""
+    lim = np.floor(np.sqrt((2**31 - 1) / kpad))
+    x = np.asarray(x, dtype=np.float64)
+    scale = (np.abs(x).max(axis=1, keepdims=True) / lim).astype(np.float32).astype(np.float64)
+    scale[scale == 0] = 1.0
+    return np.clip(np.round(x / scale), -lim, lim) * scale
 
 
 def main() -> None:
@@ -68,26 +80,38 @@ def main() -> None:
     s32 = (h @ w.T + bias).astype(np.float64)  # an fp32 path on the same h
     h16, w16 = bf16(h).astype(np.float64), bf16(w).astype(np.float64)
     h64, w64 = h.astype(np.float64), w.astype(np.float64)
-    s16 = h16 @ w16.T + bias
     nh, nw = np.linalg.norm(h64, axis=1), np.linalg.norm(w64, axis=1)
-    nh16, nw16 = np.linalg.norm(h16, axis=1), np.linalg.norm(w16, axis=1)
-    dh, dw = np.linalg.norm(h64 - h16, axis=1), np.linalg.norm(w64 - w16, axis=1)
-    tight = (
-        dh[:, None] * nw[None]
-        + nh16[:, None] * dw[None]
-        + g * (nh16[:, None] * nw16[None] + nh[:, None] * nw[None])
-    )
-    plain = (2.0**-7 + 2.0**-16 + 2 * g) * nh[:, None] * nw[None]
     seen = xs.nonzero()
-    err = np.abs(s16 - s32)
     print(f"weights: {source}; {a.users} sampled users, {w.shape[0]} items, hidden {k}, top-{a.n}")
+
+    def tight_bound(hq: np.ndarray, wq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The low-precision scores and their certified bound (residual norms)."""
+        nhq, nwq = np.linalg.norm(hq, axis=1), np.linalg.norm(wq, axis=1)
+        dh, dw = np.linalg.norm(h64 - hq, axis=1), np.linalg.norm(w64 - wq, axis=1)
+        bound = (
+            dh[:, None] * nw[None]
+            + nhq[:, None] * dw[None]
+            + g * (nhq[:, None] * nwq[None] + nh[:, None] * nw[None])
+        )
+        return hq @ wq.T + bias, bound
+
+    s16, tight = tight_bound(h16, w16)
+    si16, tight_i16 = tight_bound(int16(h, kpad), int16(w, kpad))
+    plain = (2.0**-7 + 2.0**-16 + 2 * g) * nh[:, None] * nw[None]
+    err = np.abs(s16 - s32)
     print(
         f"|s_bf16 - s_fp32| / bound: max {np.max(err / tight):.3f} (tight), "
         f"{np.max(err / plain):.3f} (plain); median bound / score spread "
-        f"{np.median(tight / s32.std(axis=1, keepdims=True)):.4f}"
+        f"{np.median(tight / s32.std(axis=1, keepdims=True)):.4f}; int16: max "
+        f"{np.max(np.abs(si16 - s32) / tight_i16):.3f}, median bound / spread "
+        f"{np.median(tight_i16 / s32.std(axis=1, keepdims=True)):.4f}"
     )
-    for name, bound in (("tight (residual norms)", tight), ("plain (2^-7 relative)", plain)):
-        lo, up = s16 - bound, s16 + bound
+    for name, sq, bound in (
+        ("bf16, tight (residual norms)", s16, tight),
+        ("bf16, plain (2^-7 relative)", s16, plain),
+        ("int16 (AVX2), tight", si16, tight_i16),
+    ):
+        lo, up = sq - bound, sq + bound
         lo[seen] = up[seen] = -np.inf
         cut = -np.sort(-lo, axis=1)[:, a.n - 1]
         surv = up >= cut[:, None]
