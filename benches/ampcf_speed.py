@@ -184,33 +184,31 @@ def run_torch(args) -> dict:
 
 
 def isa() -> str:
-    """The kernels the Rust core takes on this CPU (the core's own GEMM switch, so
-    PERSONAE_GEMM=portable is reported as it runs)."""
+    """The kernels the Rust core takes on this CPU (the core's own switches, so PERSONAE_GEMM and
+    PERSONAE_FIRST_PASS are reported as they run)."""
     from personae import _core
 
-    if _core.gemm_kernel() == "avx512":
-        t = (
-            f"in bf16 ({_core.first_pass()}) within a certified bound "
-            "(PERSONAE_FIRST_PASS=fp32: fp32)"
-            if _core.first_pass() != "fp32"
-            else "with R packed once"
-        )
-        return (
-            "AVX-512F: every product in personae's AVX-512 GEMM kernels (the pruned path's "
-            f"t = (x L) R^T {t}), the per-user loops built for AVX-512"
-        )
+    kernel, first = _core.gemm_kernel(), _core.first_pass()
     flags = ""
     try:
         info = open("/proc/cpuinfo").read().split("\n")
         flags = next(x for x in info if x.startswith("flags"))
     except (OSError, StopIteration):
         pass
-    gemm = "the gemm crate's kernels (AVX2+FMA at most on stable Rust)"
-    if " avx512f" in flags:
-        return f"PERSONAE_GEMM=portable: {gemm}, the per-user loops built for AVX-512"
-    if " avx2" in flags and " fma" in flags:
-        return f"AVX2+FMA: {gemm}, the per-user loops built for AVX2"
-    return f"portable: {gemm}"
+    loops = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "baseline x86-64"
+    if kernel == "portable":
+        gemm = "the gemm crate's kernels (AVX2+FMA at most on stable Rust)"
+    else:
+        gemm = "personae's " + {"avx512": "AVX-512", "avx2": "AVX2"}[kernel] + " GEMM kernel"
+    t = (
+        f"in {first} within a certified bound (PERSONAE_FIRST_PASS=fp32: fp32)"
+        if first != "fp32"
+        else "in fp32"
+    )
+    return (
+        f"every product in {gemm} (the pruned path's t = (x L) R^T {t}), the per-user loops "
+        f"built for {loops}"
+    )
 
 
 def run_als(args) -> dict:

@@ -173,7 +173,7 @@ def main() -> None:
         f"threads={a.threads or 'all'}; {cpu()}"
     )
     # The greedy's steps: the certified f32 first pass where the CPU has AVX-512 (look-ups by
-    # register permutes) or AVX2 and FMA (by gathers), when a user's categories in play and
+    # register permutes) or AVX2 and FMA (by permute trees), when a user's categories in play and
     # terms fit its tables (all of the bench's), else the f64 steps.
     isa = cpu()
     kind = "AVX-512" if "avx512f" in isa else "AVX2" if "avx2" in isa and "fma" in isa else None

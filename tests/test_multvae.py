@@ -319,6 +319,7 @@ def test_first_pass_switch():
         _core.first_pass("int8")
     assert _core.first_pass("fp32") == "fp32"
     assert _core.first_pass() == "fp32"
+    _core.gemm_kernel("best")  # the CPU's best kernel, whatever PERSONAE_GEMM chose at start
     # "best" with the AVX-512 kernel is AMX where the CPU and OS allow it, else vdpbf16ps where
     # the CPU has it, else fp32; with our AVX2 kernel the int16 pass; fp32 on the gemm crate's.
     best = _core.first_pass("best")

@@ -33,7 +33,7 @@
 //! summation order is the one rescoring reproduces; the `gemm` crate's is its own), weights
 //! whose scores cannot overflow, and a kernel: AMX-BF16 (the OS must grant the tile state:
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) or else AVX512-BF16 with the AVX-512
-//! GEMM kernel; int16 with the AVX2 one (Mult-VAE only). All kernels read the same tile layout
+//! GEMM kernel; int16 with the AVX2 one. All kernels read the same tile layout
 //! and write the same 32 x 32 blocks ([`kernels::block`]), so everything around them is shared.
 //! `PERSONAE_FIRST_PASS=fp32` (read once) or [`set_first_pass`] forces the plain fp32 path, for
 //! both models.
@@ -204,7 +204,7 @@ pub fn from_bf16(b: u16) -> f32 {
 
 /// `1 + 2^-16`: the inflation of each bound factor (covers the f32 arithmetic of the bound).
 const INFLATE: f64 = 1.0 + 1.0 / 65536.0;
-/// Relative slack on the bf16 score for the bias add and the bound's own roundings.
+/// Relative slack on the low-precision score for the bias add and the bound's own roundings.
 pub const REL_SLACK: f32 = 1.0 / (1u32 << 20) as f32;
 /// Absolute slack for flushed subnormal products and partial sums.
 pub const ABS_SLACK: f32 = 1e-30;
@@ -482,7 +482,7 @@ impl Users {
         }
     }
 
-    /// Per-user coefficients `(alpha, beta)` of a bound without bias: for a bf16 score
+    /// Per-user coefficients `(alpha, beta)` of a bound without bias: for a low-precision score
     /// `s'_uj = h'_u . w'_j`, `E_uj <= alpha p_j + beta q_j + ABS_SLACK`, the relative slack
     /// folded in by Cauchy-Schwarz (`|s'| <= ||h'|| ||w'_j|| <= c_u (p_j + q_j)`), so that a
     /// pass over items needs no `|s'|`. NaN where the user has no bound.
@@ -641,7 +641,7 @@ pub mod kernels {
     /// Inside [`with_kernel`] for `pass`, a bf16 pass; `a` and `b` point at `2 nkb` tiles (1 KiB
     /// each), `c` at 32 rows of 32 floats, `ldc` apart.
     #[inline]
-    pub unsafe fn tiles(
+    unsafe fn tiles(
         pass: FirstPass,
         a: *const u16,
         b: *const u16,
@@ -651,7 +651,11 @@ pub mod kernels {
     ) {
         match pass {
             FirstPass::Amx => amx_tiles(a, b, nkb, c, ldc),
-            _ => dp_tiles(a, b, nkb, c, ldc),
+            FirstPass::Avx512Bf16 => dp_tiles(a, b, nkb, c, ldc),
+            // Never: `block` and `a_bt` send int16 to `int16_tiles`, and fp32 runs no tiles.
+            FirstPass::Avx2Int16 | FirstPass::Fp32 => {
+                debug_assert!(false, "no bf16 tiles for {pass:?}")
+            }
         }
     }
 
@@ -695,7 +699,8 @@ pub mod kernels {
                         let v0 = _mm256_loadu_si256(bk.add(p * 32).cast());
                         let v1 = _mm256_loadu_si256(bk.add(p * 32 + 16).cast());
                         for (i, acc) in acc.iter_mut().enumerate() {
-                            let w = _mm256_set1_epi32(*ak.add(i * 16 + p));
+                            // (The u16 tiles promise 2-byte alignment only.)
+                            let w = _mm256_set1_epi32(ak.add(i * 16 + p).read_unaligned());
                             acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(v0, w));
                             acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(v1, w));
                         }
@@ -739,8 +744,10 @@ pub mod kernels {
                     let v1: __m512bh =
                         std::mem::transmute(_mm512_loadu_si512(bk1.add(p * 32).cast()));
                     for (i, acc) in acc.iter_mut().enumerate() {
-                        let w: __m512bh =
-                            std::mem::transmute(_mm512_set1_epi32(*ak.add(i * 16 + p)));
+                        let w: __m512bh = std::mem::transmute(_mm512_set1_epi32(
+                            // (The u16 tiles promise 2-byte alignment only.)
+                            ak.add(i * 16 + p).read_unaligned(),
+                        ));
                         acc[0] = _mm512_dpbf16_ps(acc[0], v0, w);
                         acc[1] = _mm512_dpbf16_ps(acc[1], v1, w);
                     }
@@ -838,7 +845,7 @@ pub mod kernels {
     }
 
     /// Scans a block's scores: for item row `ii < rows` (item `j = item0 + ii`, its `bias`,
-    /// `p`, `q` at `ii`) and user lane `l < 32` (factors `a[l]`, `c[l]`), computes the bf16 score
+    /// `p`, `q` at `ii`) and user lane `l < 32` (factors `a[l]`, `c[l]`), computes the low-precision score
     /// `t = s + b_j` and its bound `e`, and calls `hit(ii, l, t, e, thr)` where `t + e >= thr[l]`
     /// (never for a NaN bound); `hit` may raise `thr`.
     ///
@@ -1183,6 +1190,53 @@ mod tests {
         assert!(us.a[0].is_nan() && us.a[1].is_finite());
     }
 
+    /// The int16 sums at their limit: every value at its row's largest magnitude (all
+    /// `q = +-lim`, signs matching or opposed), k a whole number of k blocks, so each i32 sum is
+    /// `+-kp lim^2`, the most `int_max` allows: exact, no wrap-around.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn int16_sums_at_their_limit_do_not_overflow() {
+        if !int16_ready() {
+            eprintln!("no AVX2 here: the kernel test is skipped");
+            return;
+        }
+        for k in [32usize, 1312] {
+            let lim = int_max(k);
+            assert!(k as f64 * lim * lim <= i32::MAX as f64);
+            let (items, m) = (32usize, 32usize);
+            // Item j: +3 or -3 everywhere; user u: +0.5 or -0.5 everywhere.
+            let w: Vec<f32> = (0..items * k)
+                .map(|i| if (i / k) % 2 == 0 { 3.0 } else { -3.0 })
+                .collect();
+            let h: Vec<f32> = (0..m * k)
+                .map(|i| if (i / k) % 3 == 0 { 0.5 } else { -0.5 })
+                .collect();
+            let pk = Packed::new(&w, &vec![0.0; items], items, k, Enc::Int16).unwrap();
+            let us = Users::new(&h, m, k, pk.kp, Enc::Int16);
+            let mut c = [0f32; 1024];
+            // SAFETY: AVX2 checked; one block inside the padded buffers.
+            unsafe { kernels::block(FirstPass::Avx2Int16, &pk, 0, &us, 0, &mut c) };
+            for j in 0..items {
+                for u in 0..m {
+                    let sign = if (j % 2 == 0) == (u % 3 == 0) {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+                    let want =
+                        sign * k as f64 * lim * lim * pk.scale[j] as f64 * us.scale[u] as f64;
+                    let got = c[j * 32 + u] as f64;
+                    assert!(
+                        (got - want).abs() <= want.abs() * 4.0 * 2f64.powi(-24),
+                        "k={k} item {j} user {u}: {got} vs {want}"
+                    );
+                    // And the score itself: 1.5 k in magnitude, to the scales' rounding.
+                    assert!((got.abs() - 1.5 * k as f64).abs() <= 1e-3 * k as f64);
+                }
+            }
+        }
+    }
+
     /// int16 values stay within the exact-sum limit and round to nearest, and the AVX2 kernel's
     /// sums are the integer dot products times the two scales (three f32 roundings at most).
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -1362,8 +1416,8 @@ mod tests {
     }
 
     /// AMP-CF's layout (users as A rows, items as B columns, the whole product at once, no
-    /// bias, states of any size) against exact scores and the fp32 kernel, for each bf16
-    /// kernel: every bf16 score within the per-user affine bound of both, and the bound not
+    /// bias, states of any size) against exact scores and the fp32 kernel, for each
+    /// low-precision kernel: every score within the per-user affine bound of both, and the bound not
     /// vacuous.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]

@@ -196,7 +196,7 @@ impl Model for MultVae {
 }
 
 impl MultVae {
-    /// The bf16 weights (built once), or `None` when the weights are not certifiable.
+    /// The decoder's item weights in `enc` (built once), or `None` when they are not certifiable.
     fn packed(&self, enc: lowp::Enc) -> Option<&lowp::Packed> {
         self.lowp[enc as usize]
             .get_or_init(|| {
@@ -279,7 +279,7 @@ impl MultVae {
                 };
                 // SAFETY: first_pass() returned `pass`, so it runs here; the blocks stay inside
                 // the padded buffers (items to a multiple of 32, users to m_pad); the scan's
-                // slices hold what it reads (avx512f comes with either pass's check).
+                // slices hold what it reads (the pass's check brings AVX-512F, or AVX2 and FMA for int16: each scan's).
                 unsafe {
                     kernels::with_kernel(pass, || {
                         let mut cbuf = [0f32; 1024];
@@ -487,7 +487,7 @@ mod tests {
         }
     }
 
-    /// The certified bf16 path gives the fp32 path's lists and scores bit for bit: across tiles
+    /// Each certified low-precision path gives the fp32 path's lists and scores bit for bit: across tiles
     /// and chunks, with tied items (duplicated weight rows), seen items and excluded items.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
@@ -501,7 +501,7 @@ mod tests {
             })
             .collect();
         if passes.is_empty() || gemm::kernel() == gemm::Kernel::Portable {
-            eprintln!("no bf16 kernel here: nothing to compare");
+            eprintln!("no low-precision kernel here: nothing to compare");
             return;
         }
         let n_items = 3000;

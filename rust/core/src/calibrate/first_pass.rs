@@ -455,3 +455,120 @@ pub(super) unsafe fn bases(_: &[f64], _: &[f64], _: f64, _: f64) -> ([f32; SLOTS
 pub(super) unsafe fn at_least(_: &[f32], _: f32) -> (u32, usize) {
     unreachable!("the first pass is x86-64 only ([`available`] is false elsewhere)")
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// The first pass's f32 operations written plainly: every kernel must give these bits.
+    fn reference(base: &[f32; SLOTS], t: &Terms, w: f32, rel: &[f32], cols: &[u32]) -> Vec<f32> {
+        let lb: Vec<f32> = base.iter().map(|&b| ln_normal_f32(b)).collect();
+        let mut val = vec![0f32; TERMS + 1];
+        for i in 0..TERMS {
+            let s = t.slot[i] as usize;
+            let new = ln_normal_f32(base[s] + w * t.c1s[i]);
+            val[1 + i] = t.lp[i] * (new - lb[s]);
+        }
+        let nv = rel.len();
+        (0..nv)
+            .map(|j| {
+                let mut v = rel[j];
+                for col in cols.chunks_exact(nv) {
+                    v += val[col[j] as usize];
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Each kernel this CPU runs (AVX-512, AVX2) against the plain reference, bit for bit, on
+    /// random slots, terms (ids up to 63, so every register of the look-up trees), candidate
+    /// counts with and without a tail of the vector width, and 1-4 columns; `at_least` against
+    /// a plain count.
+    #[test]
+    fn kernels_compute_the_reference_bits() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut unit = move || (next() >> 40) as f64 / (1u64 << 24) as f64;
+        let kernels: Vec<bool> = [true, false]
+            .into_iter()
+            .filter(|&wide| if wide { avx512() } else { avx2() })
+            .collect();
+        for case in 0..60 {
+            let ns = 1 + case % SLOTS;
+            let slot_m: Vec<f64> = (0..ns).map(|_| 3.0 * unit()).collect();
+            let slot_p: Vec<f64> = (0..ns).map(|_| unit()).collect();
+            let nt = (case * 7) % TERMS;
+            let mut t = Terms::default();
+            let slots: Vec<u32> = (0..nt).map(|_| (unit() * ns as f64) as u32).collect();
+            let c1s: Vec<f64> = (0..nt).map(|_| 0.99 * (0.2 + unit())).collect();
+            let lp: Vec<f64> = (0..nt).map(|_| 0.5 * unit()).collect();
+            t.fill(&slots, &c1s, &lp);
+            let nv = 1 + (case * 13) % 100;
+            let width = 1 + case % 4;
+            let rel: Vec<f32> = (0..nv)
+                .map(|i| {
+                    if i % 9 == 4 {
+                        f32::NEG_INFINITY
+                    } else {
+                        unit() as f32
+                    }
+                })
+                .collect();
+            let cols: Vec<u32> = (0..width * nv)
+                .map(|_| (unit() * (nt + 1) as f64) as u32)
+                .collect();
+            let (s, ws, w) = (0.01, 1.0 + 5.0 * unit(), (0.5 + unit()) as f32);
+            for &wide in &kernels {
+                // SAFETY: each kernel only where its features were detected; the sizes are
+                // within SLOTS and TERMS, the ids within the terms.
+                let (base, lo, hi, obj, top, at) = unsafe {
+                    let (base, lo, hi) = if wide {
+                        bases_avx512(&slot_m, &slot_p, s, ws)
+                    } else {
+                        bases_avx2(&slot_m, &slot_p, s, ws)
+                    };
+                    let mut obj = vec![0f32; nv];
+                    let top = if wide {
+                        scores_avx512(&base, &t, w, &rel, &cols, &mut obj)
+                    } else {
+                        scores_avx2(&base, &t, w, &rel, &cols, &mut obj)
+                    };
+                    let floor = top - 0.05;
+                    let at = if wide {
+                        at_least_avx512(&obj, floor)
+                    } else {
+                        at_least_avx2(&obj, floor)
+                    };
+                    (base, lo, hi, obj, top, at)
+                };
+                let want_base: Vec<f64> = (0..ns)
+                    .map(|g| (1.0 - s) * slot_m[g] + (s * ws) * slot_p[g])
+                    .collect();
+                let lo_want = want_base.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi_want = want_base.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!((lo, hi), (lo_want, hi_want), "case {case} wide {wide}");
+                for g in 0..SLOTS {
+                    let want = if g < ns {
+                        want_base[g] as f32
+                    } else {
+                        (s * ws) as f32
+                    };
+                    assert_eq!(base[g].to_bits(), want.to_bits(), "case {case} slot {g}");
+                }
+                let want = reference(&base, &t, w, &rel, &cols);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&obj), bits(&want), "case {case} wide {wide}");
+                let top_want = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!(top.to_bits(), top_want.to_bits(), "case {case} wide {wide}");
+                let hits: Vec<usize> = (0..nv).filter(|&i| obj[i] >= top - 0.05).collect();
+                assert_eq!(at, (hits.len() as u32, hits[0]), "case {case} wide {wide}");
+            }
+        }
+    }
+}

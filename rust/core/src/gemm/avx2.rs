@@ -113,7 +113,10 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out:
             for kk in 0..kc {
                 let src = b.add(kk * rs + jr);
                 for v in 0..NV {
-                    let x = _mm256_maskload_ps(src.add(8 * v), mask8(cols.saturating_sub(8 * v)));
+                    let x = _mm256_maskload_ps(
+                        src.wrapping_add(8 * v),
+                        mask8(cols.saturating_sub(8 * v)),
+                    );
                     _mm256_store_ps(dst.add(kk * NR + 8 * v), x);
                 }
             }

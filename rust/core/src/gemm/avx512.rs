@@ -118,7 +118,7 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out:
                 let src = b.add(kk * rs + jr);
                 for v in 0..NV {
                     let mask = lane_mask(cols, v);
-                    let x = _mm512_maskz_loadu_ps(mask, src.add(16 * v));
+                    let x = _mm512_maskz_loadu_ps(mask, src.wrapping_add(16 * v));
                     _mm512_store_ps(dst.add(kk * NR + 16 * v), x);
                 }
             }
