@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import personae
@@ -164,6 +164,8 @@ def test_garbage_bytes_never_crash(manifest, weights):
     st.lists(st.integers(-3, 20), max_size=8),
     st.integers(-2, 6),
 )
+# A row after a decrease, with negative offsets (the parallel row checks once indexed with it).
+@example([0, -5, -3, 2], [1, 2], 1)
 def test_random_csr_structure_never_crashes(indptr, indices, n):
     """Arbitrary (mostly invalid) CSR arrays give a result or a ValueError, never a crash."""
     s = np.zeros((max(len(indptr) - 1, 0), 10), dtype=np.float32)

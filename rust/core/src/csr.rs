@@ -94,7 +94,9 @@ impl<'a> CsrView<'a> {
         // failing row reports, as a loop over the rows would.
         let check_row = |r: usize| -> Result<()> {
             let (a, b) = (indptr.get(r), indptr.get(r + 1));
-            if b < a {
+            // (a < 0 follows a decrease in an earlier row, which reports first; rows checked in
+            // parallel reach it all the same, and it must not index.)
+            if b < a || a < 0 {
                 return Err(invalid!(
                     "{name}: indptr must be non-decreasing, but indptr[{}] = {b} < indptr[{r}] = {a}",
                     r + 1
@@ -308,6 +310,15 @@ mod tests {
 
     /// Inside a rayon pool the checks scan in parallel: the error is still the first bad row
     /// or value, as the serial loop reports.
+    #[test]
+    fn negative_indptr_past_a_decrease_is_an_error_not_a_panic() {
+        // Row 0 decreases (0 -> -5); row 1 (-5 -> -3) is checked too, in parallel, and must not
+        // index with a negative offset.
+        let p = [0i64, -5, -3, 2];
+        let e = view(5, &p, &[1, 2], None).unwrap_err().to_string();
+        assert!(e.contains("indptr must be non-decreasing"), "{e}");
+    }
+
     #[test]
     fn parallel_checks_report_the_first_problem() {
         let rows = 100_000usize;
