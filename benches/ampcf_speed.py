@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -195,7 +196,14 @@ def isa() -> str:
         flags = next(x for x in info if x.startswith("flags"))
     except (OSError, StopIteration):
         pass
-    loops = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "baseline x86-64"
+    capped = os.environ.get("PERSONAE_ISA") == "avx2"  # the core held to AVX2
+    loops = (
+        "AVX-512"
+        if " avx512f" in flags and not capped
+        else "AVX2"
+        if " avx2" in flags
+        else "baseline x86-64"
+    )
     if kernel == "portable":
         gemm = "the gemm crate's kernels (AVX2+FMA at most on stable Rust)"
     else:

@@ -21,6 +21,7 @@ element-wise work, single-threaded by nature).
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -175,8 +176,10 @@ def main() -> None:
     # The greedy's steps: the certified f32 first pass where the CPU has AVX-512 (look-ups by
     # register permutes) or AVX2 and FMA (by permute trees), when a user's categories in play and
     # terms fit its tables (all of the bench's), else the f64 steps.
-    isa = cpu()
-    kind = "AVX-512" if "avx512f" in isa else "AVX2" if "avx2" in isa and "fma" in isa else None
+    # (PERSONAE_ISA=avx2 holds the core to AVX2.)
+    isa, capped = cpu(), os.environ.get("PERSONAE_ISA") == "avx2"
+    avx2 = "avx2" in isa and "fma" in isa
+    kind = "AVX-512" if "avx512f" in isa and not capped else "AVX2" if avx2 else None
     path = f"f32 first pass ({kind}), near ties in f64" if kind else "f64 steps"
     print(f"  greedy steps      : {path}")
     print(f"  personae (Rust)   : {rust_s:8.3f} s  {a.users / rust_s:12,.0f} users/s")

@@ -9,10 +9,10 @@ Usage: python benches/multvae_speed.py [--model runs/gowalla-multvae] [--threads
 Every contender gets the same number of threads. The Mult-VAE weights come from --model when it
 exists (else a randomly initialised model of the same shape: speed does not depend on values).
 Contenders run interleaved, round by round (``--repeat`` rounds, best wall and best CPU
-time of each: the machine is shared). Where a certified bf16 first pass (AMX tiles, or AVX-512
-``vdpbf16ps``) is the default,
-the Rust path also runs with the plain fp32 first pass, and where the AVX-512 GEMM kernel is the
-default, on the portable ``gemm`` crate kernel, each as a row of its own. Also reports the
+time of each: the machine is shared). Where a certified low-precision first pass (bf16 on AMX
+tiles or AVX-512 ``vdpbf16ps``, int16 on AVX2) is the default, the Rust path also runs with the
+plain fp32 first pass, and where one of personae's GEMM kernels (AVX-512, AVX2) is the default,
+on the portable ``gemm`` crate kernel, each as a row of its own. Also reports the
 decoder's achieved GFLOP/s against this machine's measured SGEMM peak (numpy ``a @ b`` on
 4096 x 4096 float32).
 """

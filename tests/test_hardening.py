@@ -351,3 +351,55 @@ def test_a_fit_hands_its_tensors_over_and_from_tensors_copies():
         json.loads(again.manifest)["weights_sha256"] == json.loads(built.manifest)["weights_sha256"]
     )
     assert model.to_bytes()[1] == weights
+
+
+AVX2_PATHS = """
+import hashlib, sys
+import numpy as np, scipy.sparse as sp, personae
+from personae import _core
+rng = np.random.default_rng(0)
+items, h, z = 3_000, 64, 16
+t = {
+    "enc_item": rng.standard_normal((items, h), dtype=np.float32) * 0.3,
+    "enc_b": np.zeros(h, np.float32),
+    "mu_w": rng.standard_normal((h, z), dtype=np.float32) * 0.3,
+    "mu_b": np.zeros(z, np.float32),
+    "dec_w": rng.standard_normal((z, h), dtype=np.float32) * 0.3,
+    "dec_b": np.zeros(h, np.float32),
+    "dec_item": rng.standard_normal((items, h), dtype=np.float32) * 0.3,
+    "dec_item_b": rng.standard_normal(items, dtype=np.float32) * 0.1,
+}
+x = sp.random(700, items, density=0.01, format="csr", random_state=rng, dtype=np.float32)
+x.data[:] = 1
+ids, scores = personae.MultVAE.from_tensors(t).recommend(x, 50)
+cats = sp.csr_matrix((rng.random((items, 12)) < 0.2).astype(np.float32) + np.eye(items, 12))
+rr = personae.CalibratedReranker(cats, lam=0.5)
+out = rr.rerank(ids, scores, history=x, n=10)
+digest = hashlib.sha256()
+for a in (ids, scores, out.ids, out.scores):
+    digest.update(np.ascontiguousarray(a).tobytes())
+print(_core.gemm_kernel(), _core.first_pass(), digest.hexdigest())
+"""
+
+
+def test_avx2_paths_give_the_same_lists():
+    # PERSONAE_ISA=avx2 holds every path to AVX2 (our AVX2 GEMM kernel and its int16 first
+    # pass, the reranker's AVX2 first pass), as an AVX2-only CPU runs them: the same lists and
+    # scores, bit for bit, as the default paths (on an AVX-512 CPU, other kernels entirely).
+    def run(env: dict) -> list[str]:
+        p = subprocess.run(
+            [sys.executable, "-c", AVX2_PATHS],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert p.returncode == 0, p.stderr
+        return p.stdout.split()
+
+    capped = run({"PERSONAE_ISA": "avx2"})
+    default = run({"PERSONAE_ISA": ""})
+    assert capped[2] == default[2]
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx2" in flags and " fma" in flags:
+        assert capped[:2] == ["avx2", "avx2int16"]

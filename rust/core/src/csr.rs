@@ -308,8 +308,6 @@ mod tests {
         CsrView::new("user_items", n, Index::I64(p), Index::I32(i), d)
     }
 
-    /// Inside a rayon pool the checks scan in parallel: the error is still the first bad row
-    /// or value, as the serial loop reports.
     #[test]
     fn negative_indptr_past_a_decrease_is_an_error_not_a_panic() {
         // Row 0 decreases (0 -> -5); row 1 (-5 -> -3) is checked too, in parallel, and must not
@@ -319,6 +317,8 @@ mod tests {
         assert!(e.contains("indptr must be non-decreasing"), "{e}");
     }
 
+    /// Inside a rayon pool the checks scan in parallel: the error is still the first bad row
+    /// or value, as the serial loop reports.
     #[test]
     fn parallel_checks_report_the_first_problem() {
         let rows = 100_000usize;

@@ -21,6 +21,7 @@ pub mod filter;
 pub mod fused;
 pub mod fuzzing;
 pub mod gemm;
+pub mod isa;
 pub mod lowp;
 pub mod metrics;
 pub mod model;

@@ -74,7 +74,7 @@ static PASS: AtomicU8 = AtomicU8::new(0);
 
 /// Whether this machine runs a pass (each needs one of our GEMM kernels to rescore against,
 /// checked where the pass is read).
-fn runs(p: FirstPass) -> bool {
+pub(crate) fn runs(p: FirstPass) -> bool {
     match p {
         FirstPass::Fp32 => true,
         FirstPass::Amx => amx_ready(),
@@ -156,7 +156,7 @@ pub fn int16_ready() -> bool {
 pub fn dp_ready() -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+        crate::isa::avx512f() && std::is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
@@ -300,13 +300,13 @@ fn pack_row(
         }
         amax = amax.max(v.abs());
     }
+    let lim = int_max(nkb * 32);
     let scale = match enc {
         Enc::Bf16 => 1.0,
         Enc::Int16 if amax == 0.0 => 1.0,
         Enc::Int16 if amax < INT_TINY => return None,
-        Enc::Int16 => (amax as f64 / int_max(nkb * 32)) as f32,
+        Enc::Int16 => (amax as f64 / lim) as f32,
     };
-    let lim = int_max(nkb * 32);
     let (mut n, mut n16, mut d) = (0f64, 0f64, 0f64);
     for (kk, &v) in x.iter().enumerate() {
         let (b, y) = match enc {
@@ -514,7 +514,7 @@ pub mod kernels {
         // SAFETY: as above.
         #[allow(unused_unsafe)]
         let osxsave = unsafe { __cpuid(1) }.ecx >> 27 & 1 == 1;
-        if !(amx_bf16 && amx_tile && osxsave && is_x86_feature_detected!("avx512f")) {
+        if !(amx_bf16 && amx_tile && osxsave && crate::isa::avx512f()) {
             return false;
         }
         // SAFETY: OSXSAVE is set, so xgetbv is enabled.
@@ -611,17 +611,6 @@ pub mod kernels {
         debug_assert!((item0 + 32) * w.kp <= w.w.len() && (gp + 1) * 32 * w.kp <= u.bits.len());
         debug_assert!(w.layout == Layout::Rows && u.layout == Layout::Cols && u.kp == w.kp);
         debug_assert!(pass.enc() == Some(w.enc) && w.enc == u.enc);
-        if pass == FirstPass::Avx2Int16 {
-            return int16_tiles(
-                w.w.as_ptr().add(item0 * w.kp),
-                u.bits.as_ptr().add(2 * gp * nkb * 512),
-                nkb,
-                c.as_mut_ptr(),
-                32,
-                &w.scale[item0..item0 + 32],
-                &u.scale[gp * 32..gp * 32 + 32],
-            );
-        }
         tiles(
             pass,
             w.w.as_ptr().add(item0 * w.kp),
@@ -629,18 +618,25 @@ pub mod kernels {
             nkb,
             c.as_mut_ptr(),
             32,
+            (scales(&w.scale, item0), scales(&u.scale, 32 * gp)),
         );
     }
 
+    /// The 32 int16 scales of a block's rows or columns from `start` (empty for bf16).
+    fn scales(all: &[f32], start: usize) -> &[f32] {
+        all.get(start..start + 32).unwrap_or(&[])
+    }
+
     /// `c[i][j] = a_i . b_j` for the 32 rows packed as A tiles from `a` (two 16-row groups of
-    /// `nkb` tiles) and the 32 packed as B tiles from `b`, bf16, summed in fp32 by `pass`'s
-    /// kernel (AMX or `vdpbf16ps`; int16 needs its scales: [`int16_tiles`]); `c`'s rows are
-    /// `ldc` floats apart.
+    /// `nkb` tiles) and the 32 packed as B tiles from `b`, by `pass`'s kernel: bf16 summed in
+    /// fp32 (AMX, `vdpbf16ps`), or int16 summed exactly and scaled by the rows' and columns'
+    /// `scales`; `c`'s rows are `ldc` floats apart.
     ///
     /// # Safety
-    /// Inside [`with_kernel`] for `pass`, a bf16 pass; `a` and `b` point at `2 nkb` tiles (1 KiB
-    /// each), `c` at 32 rows of 32 floats, `ldc` apart.
+    /// Inside [`with_kernel`] for `pass`, not fp32; `a` and `b` point at `2 nkb` tiles (1 KiB
+    /// each), `c` at 32 rows of 32 floats, `ldc` apart; for int16, 32 scales each.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tiles(
         pass: FirstPass,
         a: *const u16,
@@ -648,14 +644,14 @@ pub mod kernels {
         nkb: usize,
         c: *mut f32,
         ldc: usize,
+        (a_scale, b_scale): (&[f32], &[f32]),
     ) {
         match pass {
             FirstPass::Amx => amx_tiles(a, b, nkb, c, ldc),
             FirstPass::Avx512Bf16 => dp_tiles(a, b, nkb, c, ldc),
-            // Never: `block` and `a_bt` send int16 to `int16_tiles`, and fp32 runs no tiles.
-            FirstPass::Avx2Int16 | FirstPass::Fp32 => {
-                debug_assert!(false, "no bf16 tiles for {pass:?}")
-            }
+            FirstPass::Avx2Int16 => int16_tiles(a, b, nkb, c, ldc, a_scale, b_scale),
+            // Never: fp32 runs no tiles.
+            FirstPass::Fp32 => debug_assert!(false, "no tiles for fp32"),
         }
     }
 
@@ -834,20 +830,16 @@ pub mod kernels {
                     w.w.as_ptr().add(item0 * w.kp),
                 );
                 let cp = c.as_mut_ptr().add(u0 * ldc + item0);
-                if pass == FirstPass::Avx2Int16 {
-                    let (us, ws) = (&u.scale[u0..u0 + 32], &w.scale[item0..item0 + 32]);
-                    int16_tiles(ap, bp, nkb, cp, ldc, us, ws);
-                } else {
-                    tiles(pass, ap, bp, nkb, cp, ldc);
-                }
+                let sc = (scales(&u.scale, u0), scales(&w.scale, item0));
+                tiles(pass, ap, bp, nkb, cp, ldc, sc);
             }
         }
     }
 
     /// Scans a block's scores: for item row `ii < rows` (item `j = item0 + ii`, its `bias`,
-    /// `p`, `q` at `ii`) and user lane `l < 32` (factors `a[l]`, `c[l]`), computes the low-precision score
-    /// `t = s + b_j` and its bound `e`, and calls `hit(ii, l, t, e, thr)` where `t + e >= thr[l]`
-    /// (never for a NaN bound); `hit` may raise `thr`.
+    /// `p`, `q` at `ii`) and user lane `l < 32` (factors `a[l]`, `c[l]`), computes the
+    /// low-precision score `t = s + b_j` and its bound `e`, and calls `hit(ii, l, t, e, thr)`
+    /// where `t + e >= thr[l]` (never for a NaN bound); `hit` may raise `thr`.
     ///
     /// # Safety
     /// `pass` runs here (AVX-512F for the bf16 passes, AVX2 and FMA for int16); `bias`, `p`,
@@ -1372,9 +1364,8 @@ mod tests {
         }
     }
 
-    /// Both bf16 kernels compute the same block (their sums of the same exact products differ by
-    /// order only), and the `vdpbf16ps` kernel's by itself against a plain sum of the bf16
-    /// products in f64.
+    /// The `vdpbf16ps` kernel's block against a plain sum of the bf16 products in f64 (within
+    /// fp32 accumulation of exact products).
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn dp_kernel_sums_the_bf16_products() {
@@ -1417,8 +1408,8 @@ mod tests {
 
     /// AMP-CF's layout (users as A rows, items as B columns, the whole product at once, no
     /// bias, states of any size) against exact scores and the fp32 kernel, for each
-    /// low-precision kernel: every score within the per-user affine bound of both, and the bound not
-    /// vacuous.
+    /// low-precision kernel: every score within the per-user affine bound of both, and the bound
+    /// not vacuous.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn low_precision_product_stays_within_the_affine_bound() {

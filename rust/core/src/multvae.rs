@@ -279,7 +279,8 @@ impl MultVae {
                 };
                 // SAFETY: first_pass() returned `pass`, so it runs here; the blocks stay inside
                 // the padded buffers (items to a multiple of 32, users to m_pad); the scan's
-                // slices hold what it reads (the pass's check brings AVX-512F, or AVX2 and FMA for int16: each scan's).
+                // slices hold what it reads (the pass's check brings AVX-512F, or AVX2 and FMA for
+                // int16: each scan's).
                 unsafe {
                     kernels::with_kernel(pass, || {
                         let mut cbuf = [0f32; 1024];
@@ -487,18 +488,15 @@ mod tests {
         }
     }
 
-    /// Each certified low-precision path gives the fp32 path's lists and scores bit for bit: across tiles
-    /// and chunks, with tied items (duplicated weight rows), seen items and excluded items.
+    /// Each certified low-precision path gives the fp32 path's lists and scores bit for bit:
+    /// across tiles and chunks, with tied items (duplicated weight rows), seen items and
+    /// excluded items.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn low_precision_first_passes_equal_fp32() {
         let passes: Vec<FirstPass> = [FirstPass::Amx, FirstPass::Avx512Bf16, FirstPass::Avx2Int16]
             .into_iter()
-            .filter(|&p| match p {
-                FirstPass::Amx => lowp::amx_ready(),
-                FirstPass::Avx512Bf16 => lowp::dp_ready(),
-                _ => lowp::int16_ready(),
-            })
+            .filter(|&p| lowp::runs(p))
             .collect();
         if passes.is_empty() || gemm::kernel() == gemm::Kernel::Portable {
             eprintln!("no low-precision kernel here: nothing to compare");

@@ -33,7 +33,7 @@ pub fn exp_neg_f32(x: f32) -> f32 {
 /// `s = f / (2 + f)` and `log(1 + f) = f - hfsq + s (hfsq + R(s^2))` with R a degree-7 minimax
 /// polynomial.
 #[inline(always)]
-pub(crate) fn ln_normal(x: f64) -> f64 {
+fn ln_normal(x: f64) -> f64 {
     // The constants of musl's log.c, by their exact bit patterns.
     const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
     const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);

@@ -39,8 +39,8 @@
 //! exactly, the low-rank dot in our GEMM kernels' order ([`lowp::exact_dots`]) and the
 //! votes added entry by entry, so their scores are the fused scorer's bit for bit. A user whose
 //! `x L` is not finite or too large for a bound gets `t` exactly. On Gowalla's default model
-//! ~380 of 41k items per user reach step 3
-//! (BENCHMARKS.md); `Exact` needs no `users x K x items` tensor, and the bound pass holds
+//! ~380 of 41k items per user reach step 3 (BENCHMARKS.md); `Exact` needs no
+//! `users x K x items` tensor, and the bound pass holds
 //! `np x items` votes for one user at a time.
 
 use std::ops::Range;
@@ -199,7 +199,7 @@ struct Job<'a> {
 fn chunk_top_n(job: &Job, rows: Range<usize>) -> Chunk {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f") {
+        if crate::isa::avx512f() {
             // SAFETY: the features chunk_avx512 is compiled for were detected on this CPU.
             return unsafe { chunk_avx512(job, rows) };
         }
@@ -310,8 +310,8 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
             #[cfg(target_arch = "x86_64")]
             if abs > 0.0 && np == 1 {
                 // t' within err of t: rescore exactly the items whose upper bound reaches the
-                // n-th best lower bound, the low-rank part in the fused scorer's order (the
-                // kernels' of ours, which a low-precision pass requires) and the votes in the entries'
+                // n-th best lower bound, the low-rank part in the fused scorer's order (our
+                // kernels', which a low-precision pass requires) and the votes in the entries'
                 // order: the fused scorer's scores, bit for bit.
                 hi.clear();
                 hi.extend(
@@ -429,8 +429,8 @@ thread_local! {
 /// `ldt` apart (returned second), and per user the coefficients `(alpha, beta, abs)` of its
 /// error bound: `|t'_j - t_j| <= alpha p_j + beta q_j + abs` against the fp32 product in any
 /// summation order, with `p`, `q` the low-precision table's per-item factors ([`lowp`]); all
-/// zero where the part is exact (fp32: without that table, for a user whose bound does not hold, and for
-/// everyone without a low-rank part).
+/// zero where the part is exact (fp32: without that table, for a user whose bound does not
+/// hold, and for everyone without a low-rank part).
 fn low_rank_t(
     md: &AmpCf,
     view: View,

@@ -32,7 +32,7 @@ fn avx512() -> bool {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f")
+        crate::isa::avx512f()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -624,8 +624,9 @@ impl Greedy {
         let exponent = |x: f64| ((x.to_bits() >> 52) as i64 - 1023).unsigned_abs() as f64;
         let big =
             (exponent(lo).max(exponent(hi + w * self.c1s_max)) + 1.0) * std::f64::consts::LN_2;
-        // SAFETY: `fast` means the first pass's features were detected and the slots and terms fit; term ids
-        // are at most the number of terms (see `values`); cols holds whole columns.
+        // SAFETY: `fast` means the first pass's features were detected and the slots and terms
+        // fit; term ids are at most the number of terms (see `values`); cols holds whole
+        // columns.
         let top = unsafe {
             first_pass::scores(
                 &base32,

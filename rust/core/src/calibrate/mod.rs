@@ -31,9 +31,9 @@
 //! categories differ: each step costs O(categories of the item) logarithms per candidate.
 //!
 //! Layout: `categories.rs` holds the category data, `greedy.rs` the reranker's greedy (with
-//! `first_pass.rs`, its AVX-512 f32 first pass, certified to choose as the f64 steps do) and
-//! `metrics.rs` the calibration metrics; this module holds the reranker itself, its settings
-//! and the per-user target both of them read.
+//! `first_pass.rs`, its AVX-512 / AVX2 f32 first pass, certified to choose as the f64 steps do)
+//! and `metrics.rs` the calibration metrics; this module holds the reranker itself, its
+//! settings and the per-user target both of them read.
 
 mod categories;
 mod first_pass;

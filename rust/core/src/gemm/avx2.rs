@@ -26,34 +26,14 @@ pub fn available() -> bool {
 }
 
 /// This kernel's tile for the shared blocking.
-struct Avx2;
-
-impl Tile for Avx2 {
-    const MR: usize = MR;
-    const NR: usize = NR;
-    const NC: usize = NC;
-
-    unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32) {
-        pack_a(m, k, a, out)
-    }
-
-    unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
-        pack_b(kc, nc, b, rs, cs, out)
-    }
-
-    unsafe fn micro(
-        rows: usize,
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        acc: bool,
-    ) {
-        micro(rows, kc, a, b, c, ldc, cols, acc)
-    }
-}
+const TILE: Tile = Tile {
+    mr: MR,
+    nr: NR,
+    nc: NC,
+    pack_a,
+    pack_b,
+    micro,
+};
 
 /// `c = a * B` where element `(kk, j)` of `B` is `b[kk * rs + j * cs]`; `a` is `m x k`
 /// row-major, `c` is `m x n` row-major.
@@ -73,7 +53,7 @@ pub unsafe fn gemm(
     cs: usize,
     c: *mut f32,
 ) {
-    blocked::gemm::<Avx2>(m, n, k, a, b, rs, cs, c)
+    blocked::gemm(&TILE, m, n, k, a, b, rs, cs, c)
 }
 
 /// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m` (a few

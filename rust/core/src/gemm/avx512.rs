@@ -22,40 +22,20 @@ pub const NR: usize = 16 * NV;
 /// Columns per packed block of `B`: `NC x KC` floats stay in L2.
 const NC: usize = 384;
 
-/// Whether this CPU runs the AVX-512 path.
+/// Whether this CPU runs the AVX-512 path (and `PERSONAE_ISA` allows it: [`crate::isa`]).
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
+    crate::isa::avx512f()
 }
 
 /// This kernel's tile for the shared blocking.
-struct Avx512;
-
-impl Tile for Avx512 {
-    const MR: usize = MR;
-    const NR: usize = NR;
-    const NC: usize = NC;
-
-    unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32) {
-        pack_a(m, k, a, out)
-    }
-
-    unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
-        pack_b(kc, nc, b, rs, cs, out)
-    }
-
-    unsafe fn micro(
-        rows: usize,
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        acc: bool,
-    ) {
-        micro(rows, kc, a, b, c, ldc, cols, acc)
-    }
-}
+const TILE: Tile = Tile {
+    mr: MR,
+    nr: NR,
+    nc: NC,
+    pack_a,
+    pack_b,
+    micro,
+};
 
 /// `c = a * B` where element `(kk, j)` of `B` is `b[kk * rs + j * cs]`; `a` is `m x k`
 /// row-major, `c` is `m x n` row-major.
@@ -75,7 +55,7 @@ pub unsafe fn gemm(
     cs: usize,
     c: *mut f32,
 ) {
-    blocked::gemm::<Avx512>(m, n, k, a, b, rs, cs, c)
+    blocked::gemm(&TILE, m, n, k, a, b, rs, cs, c)
 }
 
 /// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m`: each

@@ -29,56 +29,52 @@ fn scratch(buf: &mut Vec<Line>, len: usize) -> *mut f32 {
     buf.as_mut_ptr().cast()
 }
 
-/// A register-tiled kernel: its tile sizes, packing and microkernel.
-pub(crate) trait Tile {
-    /// Broadcast rows (users) per microkernel.
-    const MR: usize;
-    /// Columns (items) per microkernel.
-    const NR: usize;
-    /// Columns per packed block of `B`.
-    const NC: usize;
+/// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m`.
+/// Safety: the kernel's CPU features; `out` holds `ceil(m / MR) * MR * k` floats, `a` `m * k`.
+pub(crate) type PackA = unsafe fn(m: usize, k: usize, a: *const f32, out: *mut f32);
 
-    /// Packs `a` (`m x k`, row-major) into `MR`-row panels `[k][MR]`, zero rows past `m`.
-    ///
-    /// # Safety
-    /// The kernel's CPU features; `out` holds `ceil(m / MR) * MR * k` floats, `a` `m * k`.
-    unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32);
+/// Packs the `kc x nc` block of `B` at `b` (element `(kk, j)` at `b[kk * rs + j * cs]`) into
+/// `NR`-column panels `[kc][NR]`, zero columns past `nc`. Safety: the kernel's CPU features;
+/// `out` holds `kc x nc` rounded up to whole panels, 64-byte aligned; `b` every element the
+/// strides reach.
+pub(crate) type PackB =
+    unsafe fn(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32);
 
-    /// Packs the `kc x nc` block of `B` at `b` (element `(kk, j)` at `b[kk * rs + j * cs]`)
-    /// into `NR`-column panels `[kc][NR]`, zero columns past `nc`.
-    ///
-    /// # Safety
-    /// The kernel's CPU features; `out` holds `kc x nc` rounded up to whole panels, 64-byte
-    /// aligned; `b` every element the strides reach.
-    unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32);
+/// `c[rows x cols] (+)= apanel[rows x kc] * bpanel[kc x NR]`, added to `c` when `acc`.
+/// Safety: the kernel's CPU features; the panels hold `kc` steps; `c` holds `rows x cols` with
+/// row stride `ldc`.
+pub(crate) type Micro = unsafe fn(
+    rows: usize,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc: bool,
+);
 
-    /// `c[rows x cols] (+)= apanel[rows x kc] * bpanel[kc x NR]`, added to `c` when `acc`.
-    ///
-    /// # Safety
-    /// The kernel's CPU features; the panels hold `kc` steps; `c` holds `rows x cols` with row
-    /// stride `ldc`.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn micro(
-        rows: usize,
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        cols: usize,
-        acc: bool,
-    );
+/// A register-tiled kernel: its tile sizes (`mr` broadcast rows, `nr` columns, `nc` columns per
+/// packed block of `B`), packing and microkernel.
+pub(crate) struct Tile {
+    pub mr: usize,
+    pub nr: usize,
+    pub nc: usize,
+    pub pack_a: PackA,
+    pub pack_b: PackB,
+    pub micro: Micro,
 }
 
-/// `c = a * B` with tile `T`, where element `(kk, j)` of `B` is `b[kk * rs + j * cs]`; `a` is
+/// `c = a * B` with tile `t`, where element `(kk, j)` of `B` is `b[kk * rs + j * cs]`; `a` is
 /// `m x k` row-major, `c` is `m x n` row-major.
 ///
 /// # Safety
-/// `T`'s CPU features must be available, and `a`, `b`, `c` must hold every element the shapes
+/// `t`'s CPU features must be available, and `a`, `b`, `c` must hold every element the shapes
 /// and strides reach (`m, n, k > 0`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn gemm<T: Tile>(
+pub(crate) unsafe fn gemm(
+    t: &Tile,
     m: usize,
     n: usize,
     k: usize,
@@ -90,33 +86,33 @@ pub(crate) unsafe fn gemm<T: Tile>(
 ) {
     SCRATCH.with(|s| {
         let (abuf, bbuf) = &mut *s.borrow_mut();
-        let panels = m.div_ceil(T::MR);
-        let ap = scratch(abuf, panels * T::MR * k);
-        let bp = scratch(bbuf, KC.min(k) * T::NC.next_multiple_of(T::NR));
+        let panels = m.div_ceil(t.mr);
+        let ap = scratch(abuf, panels * t.mr * k);
+        let bp = scratch(bbuf, KC.min(k) * t.nc.next_multiple_of(t.nr));
         // SAFETY: `ap` holds `panels * MR * k` floats and `a` holds `m * k`.
-        unsafe { T::pack_a(m, k, a, ap) };
+        unsafe { (t.pack_a)(m, k, a, ap) };
         let kb = k.div_ceil(KC);
         let kc_max = k.div_ceil(kb);
         let mut jc = 0;
         while jc < n {
-            let nc = T::NC.min(n - jc);
+            let nc = t.nc.min(n - jc);
             let mut pc = 0;
             while pc < k {
                 let kc = kc_max.min(k - pc);
                 // SAFETY: `bp` holds `KC x NC` rounded up to whole panels; the caller bounds b.
-                unsafe { T::pack_b(kc, nc, b.add(pc * rs + jc * cs), rs, cs, bp) };
+                unsafe { (t.pack_b)(kc, nc, b.add(pc * rs + jc * cs), rs, cs, bp) };
                 for p in 0..panels {
-                    let rows = T::MR.min(m - p * T::MR);
-                    let apanel = ap.add(p * T::MR * k + pc * T::MR);
+                    let rows = t.mr.min(m - p * t.mr);
+                    let apanel = ap.add(p * t.mr * k + pc * t.mr);
                     let mut jr = 0;
                     while jr < nc {
-                        let cols = T::NR.min(nc - jr);
-                        let cptr = c.add(p * T::MR * n + jc + jr);
+                        let cols = t.nr.min(nc - jr);
+                        let cptr = c.add(p * t.mr * n + jc + jr);
                         let bpanel = bp.add(jr * kc);
                         // SAFETY: the panels hold `kc` steps; `c` holds `rows x cols` at `cptr`
                         // with row stride `n`.
-                        unsafe { T::micro(rows, kc, apanel, bpanel, cptr, n, cols, pc > 0) };
-                        jr += T::NR;
+                        unsafe { (t.micro)(rows, kc, apanel, bpanel, cptr, n, cols, pc > 0) };
+                        jr += t.nr;
                     }
                 }
                 pc += kc;
