@@ -72,8 +72,8 @@ pub(super) unsafe fn bases(
 }
 
 /// `obj[t] = rel[t] + sum_j val[cols[j][t]]` with every term's f32 value
-/// `lp (ln(base[slot] + w c) - ln(base[slot]))`, the sums in `sum_terms`'s order; returns the
-/// largest `obj`. `base`: the slots' base arguments in f32 as [`bases`] gives them (padded
+/// `lp ln(1 + (w c) / base[slot])`, the sums in `sum_terms`'s order; returns the largest
+/// `obj`. `base`: the slots' base arguments in f32 as [`bases`] gives them (padded
 /// with positive values).
 ///
 /// # Safety
@@ -108,22 +108,44 @@ pub(super) unsafe fn at_least(obj: &[f32], floor: f32) -> (u32, usize) {
     }
 }
 
-/// [`bases`] in plain f64 arithmetic (at most 32 slots), the AVX-512 kernel's operations.
+/// [`bases`] with AVX2: four slots at a time, the AVX-512 kernel's operations.
 ///
 /// # Safety
 /// AVX2 and FMA must be available; the slices as for [`bases`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn bases_avx2(slot_m: &[f64], slot_p: &[f64], s: f64, ws: f64) -> ([f32; SLOTS], f64, f64) {
+    let ns = slot_m.len().min(slot_p.len()).min(SLOTS);
     let (a, b) = (1.0 - s, s * ws);
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (av, bv) = (_mm256_set1_pd(a), _mm256_set1_pd(b));
+    let (mut lo, mut hi) = (
+        _mm256_set1_pd(f64::INFINITY),
+        _mm256_set1_pd(f64::NEG_INFINITY),
+    );
     let mut out = [b as f32; SLOTS];
-    for ((o, &m), &p) in out.iter_mut().zip(slot_m).zip(slot_p) {
+    let mut i = 0;
+    while i + 4 <= ns {
+        let m = _mm256_loadu_pd(slot_m.as_ptr().add(i));
+        let p = _mm256_loadu_pd(slot_p.as_ptr().add(i));
         // Two products and a sum, unfused, as the AVX-512 kernel and the f64 step do.
-        let base = a * m + b * p;
+        let base = _mm256_add_pd(_mm256_mul_pd(av, m), _mm256_mul_pd(bv, p));
+        lo = _mm256_min_pd(lo, base);
+        hi = _mm256_max_pd(hi, base);
+        _mm_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtpd_ps(base));
+        i += 4;
+    }
+    let (mut l, mut h) = ([0f64; 4], [0f64; 4]);
+    _mm256_storeu_pd(l.as_mut_ptr(), lo);
+    _mm256_storeu_pd(h.as_mut_ptr(), hi);
+    let (mut lo, mut hi) = (
+        l.iter().copied().fold(f64::INFINITY, f64::min),
+        h.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    for g in i..ns {
+        let base = a * slot_m[g] + b * slot_p[g];
         lo = lo.min(base);
         hi = hi.max(base);
-        *o = base as f32;
+        out[g] = base as f32;
     }
     (out, lo, hi)
 }
@@ -143,22 +165,17 @@ unsafe fn scores_avx2(
     cols: &[u32],
     obj: &mut [f32],
 ) -> f32 {
-    let mut ln_base = *base;
-    for x in ln_base.iter_mut() {
-        *x = ln_normal_f32(*x);
-    }
     let btab: [__m256; SLOTS / 8] =
         std::array::from_fn(|k| _mm256_loadu_ps(base.as_ptr().add(8 * k)));
-    let ltab: [__m256; SLOTS / 8] =
-        std::array::from_fn(|k| _mm256_loadu_ps(ln_base.as_ptr().add(8 * k)));
-    let slots = |blk: usize| _mm256_loadu_si256(terms.slot.as_ptr().add(8 * blk) as *const __m256i);
     let wv = _mm256_set1_ps(w);
+    let one = _mm256_set1_ps(1.0);
     let mut args = [0f32; TERMS];
     for blk in 0..TERMS / 8 {
         let c = _mm256_loadu_ps(terms.c1s.as_ptr().add(8 * blk));
-        // A sum and a product, unfused, as the AVX-512 kernel's.
-        let a = _mm256_add_ps(look_up32(&btab, slots(blk)), _mm256_mul_ps(wv, c));
-        _mm256_storeu_ps(args.as_mut_ptr().add(8 * blk), a);
+        let slots = _mm256_loadu_si256(terms.slot.as_ptr().add(8 * blk) as *const __m256i);
+        // 1 + (w c) / base, in the AVX-512 kernel's order of operations.
+        let x = _mm256_div_ps(_mm256_mul_ps(wv, c), look_up32(&btab, slots));
+        _mm256_storeu_ps(args.as_mut_ptr().add(8 * blk), _mm256_add_ps(one, x));
     }
     for x in args.iter_mut() {
         *x = ln_normal_f32(*x);
@@ -166,10 +183,9 @@ unsafe fn scores_avx2(
     // Entry 0 the zero term, term i at i + 1.
     let mut val = [0f32; TERMS + 16];
     for blk in 0..TERMS / 8 {
-        let new = _mm256_loadu_ps(args.as_ptr().add(8 * blk));
+        let ln = _mm256_loadu_ps(args.as_ptr().add(8 * blk));
         let lp = _mm256_loadu_ps(terms.lp.as_ptr().add(8 * blk));
-        let v = _mm256_mul_ps(lp, _mm256_sub_ps(new, look_up32(&ltab, slots(blk))));
-        _mm256_storeu_ps(val.as_mut_ptr().add(1 + 8 * blk), v);
+        _mm256_storeu_ps(val.as_mut_ptr().add(1 + 8 * blk), _mm256_mul_ps(lp, ln));
     }
     let nv = rel.len();
     let width = cols.len().checked_div(nv).unwrap_or(0);
@@ -338,28 +354,19 @@ unsafe fn scores_avx512(
     cols: &[u32],
     obj: &mut [f32],
 ) -> f32 {
-    let mut ln_base = *base;
-    for x in ln_base.iter_mut() {
-        *x = ln_normal_f32(*x);
-    }
     let (b0, b1) = (
         _mm512_loadu_ps(base.as_ptr()),
         _mm512_loadu_ps(base.as_ptr().add(16)),
     );
-    let (l0, l1) = (
-        _mm512_loadu_ps(ln_base.as_ptr()),
-        _mm512_loadu_ps(ln_base.as_ptr().add(16)),
-    );
     let wv = _mm512_set1_ps(w);
+    let one = _mm512_set1_ps(1.0);
     let mut args = [0f32; TERMS];
     for blk in 0..TERMS / 16 {
         let idx = _mm512_loadu_si512(terms.slot.as_ptr().add(16 * blk) as *const _);
         let b = _mm512_permutex2var_ps(b0, idx, b1);
         let c = _mm512_loadu_ps(terms.c1s.as_ptr().add(16 * blk));
-        _mm512_storeu_ps(
-            args.as_mut_ptr().add(16 * blk),
-            _mm512_add_ps(b, _mm512_mul_ps(wv, c)),
-        );
+        let x = _mm512_div_ps(_mm512_mul_ps(wv, c), b);
+        _mm512_storeu_ps(args.as_mut_ptr().add(16 * blk), _mm512_add_ps(one, x));
     }
     for x in args.iter_mut() {
         *x = ln_normal_f32(*x);
@@ -367,12 +374,9 @@ unsafe fn scores_avx512(
     // Entry 0 the zero term, term i at i + 1.
     let mut val = [0f32; TERMS + 16];
     for blk in 0..TERMS / 16 {
-        let idx = _mm512_loadu_si512(terms.slot.as_ptr().add(16 * blk) as *const _);
-        let lb = _mm512_permutex2var_ps(l0, idx, l1);
-        let new = _mm512_loadu_ps(args.as_ptr().add(16 * blk));
+        let ln = _mm512_loadu_ps(args.as_ptr().add(16 * blk));
         let lp = _mm512_loadu_ps(terms.lp.as_ptr().add(16 * blk));
-        let v = _mm512_mul_ps(lp, _mm512_sub_ps(new, lb));
-        _mm512_storeu_ps(val.as_mut_ptr().add(1 + 16 * blk), v);
+        _mm512_storeu_ps(val.as_mut_ptr().add(1 + 16 * blk), _mm512_mul_ps(lp, ln));
     }
     let vp = val.as_ptr();
     let (t0, t1) = (_mm512_loadu_ps(vp), _mm512_loadu_ps(vp.add(16)));
@@ -462,12 +466,10 @@ mod tests {
 
     /// The first pass's f32 operations written plainly: every kernel must give these bits.
     fn reference(base: &[f32; SLOTS], t: &Terms, w: f32, rel: &[f32], cols: &[u32]) -> Vec<f32> {
-        let lb: Vec<f32> = base.iter().map(|&b| ln_normal_f32(b)).collect();
         let mut val = vec![0f32; TERMS + 1];
         for i in 0..TERMS {
-            let s = t.slot[i] as usize;
-            let new = ln_normal_f32(base[s] + w * t.c1s[i]);
-            val[1 + i] = t.lp[i] * (new - lb[s]);
+            let x = (w * t.c1s[i]) / base[t.slot[i] as usize];
+            val[1 + i] = t.lp[i] * ln_normal_f32(1.0 + x);
         }
         let nv = rel.len();
         (0..nv)

@@ -61,9 +61,11 @@ pub(super) struct Signatures {
     /// Each key's category counted over all attributes (attribute a's first is the number of
     /// categories of attributes before it).
     key_gcat: Vec<u32>,
-    /// The most keys any signature has; `keys` ends with that many zeros, so that
-    /// `keys[start[k]..start[k] + max_keys]` is in bounds for every signature.
+    /// The most keys any signature has.
     max_keys: usize,
+    /// Signature k's term ids when every key is a term (key + 1), padded with the zero term
+    /// to `max_keys`: `all_terms[k * max_keys..(k + 1) * max_keys]`.
+    all_terms: Vec<u32>,
 }
 
 impl Signatures {
@@ -110,7 +112,14 @@ impl Signatures {
             s.of_item.push(sig);
             s.max_keys = s.max_keys.max(keys.len());
         }
-        s.keys.resize(s.keys.len() + s.max_keys, 0);
+        let mk = s.max_keys;
+        s.all_terms = vec![0; (s.start.len() - 1) * mk];
+        for (k, row) in s.all_terms.chunks_exact_mut(mk.max(1)).enumerate() {
+            let keys = &s.keys[s.start[k] as usize..s.start[k + 1] as usize];
+            for (t, &key) in row.iter_mut().zip(keys) {
+                *t = key + 1;
+            }
+        }
         s
     }
 
@@ -230,8 +239,9 @@ impl Reranker {
     ) -> Result<()> {
         sc.valid.clear();
         // Repeats: one bit per item, set here and cleared below (only the words this user
-        // touched), instead of sorting the user's ids.
-        let mut repeat = None;
+        // touched), instead of sorting the user's ids; any repeat is only noted here (no
+        // branch on it), and looked for again on the error path.
+        let mut repeats = 0u64;
         if sc.seen.is_empty() {
             sc.seen = vec![0; self.n_items().div_ceil(64)];
         }
@@ -247,16 +257,17 @@ impl Reranker {
                 ));
             }
             let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
-            if sc.seen[word] & bit != 0 && repeat.is_none() {
-                repeat = Some(id);
-            }
+            repeats |= sc.seen[word] & bit;
             sc.seen[word] |= bit;
             sc.valid.push(j);
         }
         sc.clear_seen(cands);
-        if let Some(id) = repeat {
+        if repeats != 0 {
+            let mut seen = std::collections::HashSet::new();
+            let id = cands.iter().find(|&&id| id >= 0 && !seen.insert(id));
             return Err(invalid!(
-                "candidates: row {u} lists item {id} more than once"
+                "candidates: row {u} lists item {} more than once",
+                id.copied().unwrap_or(-1)
             ));
         }
         let has_target = self.fill_target(target, u, sc)?;
@@ -342,18 +353,15 @@ impl Reranker {
             // Few keys for these candidates: every key of the catalogue is a term (those not
             // in play weigh 0), so no per-user lookups.
             g.all_keys(sigs, &sc.attrs, lambdas);
-            // Every candidate fills `width` columns from its signature's keys read past their
-            // end (the key array's zero tail keeps that in bounds) and masked arithmetically:
-            // the same trip count for every candidate and no data-dependent branch. (With a
-            // branch on the key count, 1-3 at random on the bench, mispredictions made this
-            // fill cost a sixth of the call.)
+            // Every candidate copies `width` columns of its signature's padded term ids: the
+            // same trip count for every candidate and no data-dependent branch. (With a branch
+            // on the key count, 1-3 at random on the bench, mispredictions made this fill cost
+            // a sixth of the call.)
+            let mk = sigs.max_keys;
             for t in 0..nv {
-                let sig = g.sig[t] as usize;
-                let (first, n) = (sigs.start[sig] as usize, sigs.n_keys_of(sig));
-                let row = &sigs.keys[first..first + width];
-                for (col, &key) in row.iter().enumerate() {
-                    let keep = 0u32.wrapping_sub(u32::from(col < n));
-                    g.cols[col * nv + t] = (key + 1) & keep;
+                let first = g.sig[t] as usize * mk;
+                for (col, &id) in sigs.all_terms[first..first + width].iter().enumerate() {
+                    g.cols[col * nv + t] = id;
                 }
             }
         } else {
@@ -640,12 +648,14 @@ impl Greedy {
         if top == f32::NEG_INFINITY {
             return None;
         }
-        // |f32 objective - f64 objective| <= eps. Per term: each logarithm's argument in f32
-        // (the base, w and c rounded, the product and the sum: under 2^-22 relative, so 2^-22
-        // absolute in the log) and the f32 log's 1 ulp (2^-23 |ln|, pinned by a vmath test),
-        // twice (new and base); the difference, lambda p(g) rounded and the product (2^-24
-        // each, relative, of at most lp 2L): under 2^-20.6 lp (L + 1) in all, with L the
-        // largest |ln| (`big`, bounded from the exponents; plus 2 to spare); taken as 2^-18.
+        // |f32 objective - f64 objective| <= eps. Per term, the f32 value is lp ln(1 + x), x =
+        // (w c) / base, one logarithm where the f64 step takes two (the same quantity):
+        // x carries the base's, w's and c's rounding and the product's and quotient's (under
+        // 5 2^-24 relative), which moves ln(1 + x) by at most that, absolutely; 1 + x rounded
+        // adds 2^-24; the f32 log's 1 ulp (pinned by a vmath test) is 2^-23 ln(1 + x), and
+        // ln(1 + x) = ln(base + w c) - ln(base) <= 2L; lambda p(g) rounded and the product
+        // add 2^-24 each, relative: under 2^-21 lp (L + 1) in all, with L the largest |ln|
+        // (`big`, bounded from the exponents; plus 2 to spare); taken as 2^-18.
         // Then the relevance rounded and `width` additions, each 2^-24 of the partial sums,
         // under (R + 2 width lp (L + 1)); taken as 2^-23 per operation. The f64 objectives'
         // own rounding (2^-52 relative) is far inside both margins.
@@ -932,6 +942,9 @@ mod tests {
         assert!(err(&[0, -2], &[1.0, 1.0], 1).contains("outside"));
         assert!(err(&[0, 1], &[1.0, f32::NAN], 1).contains("column 1"));
         assert!(err(&[0, 0], &[1.0, 1.0], 1).contains("more than once"));
+        // The first id seen twice, padding skipped; a bad score anywhere in the row first.
+        assert!(err(&[3, 1, -1, 1, 3], &[1.0; 5], 1).contains("item 1 more than once"));
+        assert!(err(&[1, 1, 2], &[1.0, 1.0, f32::NAN], 1).contains("column 2"));
         assert!(err(&[0, 1], &[1.0, 1.0], 0).contains("n must"));
         assert!(err(&[0, 1], &[1.0, 1.0], 1 << 50).contains("would need"));
         assert!(r
