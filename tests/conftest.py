@@ -23,7 +23,11 @@ def runnable_first_passes() -> list[str]:
     from personae import _core
 
     try:
-        return [p for p in ("amx", "avx512bf16", "avx2int16") if _core.first_pass(p) == p]
+        return [
+            p
+            for p in ("amx", "avx512bf16", "avx512int16", "avx2int16")
+            if _core.first_pass(p) == p
+        ]
     finally:
         _core.first_pass("best")
 

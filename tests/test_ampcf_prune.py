@@ -130,18 +130,18 @@ def test_pruned_top_n_equals_the_exact_lists(
     ties=st.booleans(),
     exclude=st.booleans(),
 )
-@pytest.mark.parametrize("first", ["fp32", "amx", "avx512bf16", "avx2int16"])
+@pytest.mark.parametrize("first", ["fp32", "amx", "avx512bf16", "avx512int16", "avx2int16"])
 def test_each_first_pass_of_t_gives_the_exact_lists(
     seed, n_users, n_items, k, rank, sparse, mix, n, ties, exclude, first
 ):
-    # The pruned path's t = x F has its low-rank part from the fp32 kernel, or from a bf16 or
-    # int16 kernel (AMX tiles, AVX-512 vdpbf16ps, AVX2 vpmaddwd) within a certified bound (then
-    # the bounds widen by it, the seeds are t's best items by the low-precision value, and users
-    # with one persona rescore exactly the items whose bound reaches their n-th best lower
-    # bound). Either way: the exact path's lists, ties aside, and with one persona per user
-    # (mix = 0 or K = 1) the low-precision pass rescores in the fused scorer's order, so ids
-    # and scores are the exact path's bit for bit.
-    # Users past 32 (a bf16 block) and ranks past 32 (a k block) included.
+    # The pruned path's t = x F has its low-rank part from the fp32 kernel, or from a bf16 or int16
+    # kernel (AMX tiles, AVX-512 vdpbf16ps or vpdpwssd, AVX2 vpmaddwd) within a certified bound
+    # (then the bounds widen by it, the seeds are t's best items by the low-precision value, and
+    # users with one persona rescore exactly the items whose bound reaches their n-th best lower
+    # bound). Either way: the exact path's lists, ties aside, and with one persona per user (mix = 0
+    # or K = 1) the low-precision pass rescores in the fused scorer's order, so ids and scores are
+    # the exact path's bit for bit. Users past 32 (a bf16 block) and ranks past 32 (a k block)
+    # included.
     from personae import _core
 
     if first != "fp32" and first not in runnable_first_passes():

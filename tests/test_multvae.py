@@ -1,6 +1,8 @@
 """Mult-VAE: the Rust path against torch and numpy on the same weights; training behaviour;
 save -> load -> recommend."""
 
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -273,12 +275,12 @@ def test_dense_scores_cross_tile_and_chunk_boundaries():
     st.booleans(),
     st.booleans(),
 )
-@pytest.mark.parametrize("first", ["amx", "avx512bf16", "avx2int16"])
+@pytest.mark.parametrize("first", ["amx", "avx512bf16", "avx512int16", "avx2int16"])
 def test_certified_first_pass_equals_fp32(first, seed, n_items, hidden, users, n, ties, exclude):
-    # Where a low-precision kernel runs (bf16 on AMX tiles or AVX-512 vdpbf16ps, int16 on AVX2
-    # vpmaddwd), top-N scores every item in low precision, keeps the items whose certified
-    # upper bound reaches the n-th best lower bound and rescores those in fp32: the lists must
-    # be the fp32 path's, ties (duplicated items) and filters included. Elsewhere the pass is
+    # Where a low-precision kernel runs (bf16 on AMX tiles or AVX-512 vdpbf16ps, int16 on AVX-512
+    # vpdpwssd or AVX2 vpmaddwd), top-N scores every item in low precision, keeps the items whose
+    # certified upper bound reaches the n-th best lower bound and rescores those in fp32: the lists
+    # must be the fp32 path's, ties (duplicated items) and filters included. Elsewhere the pass is
     # the fp32 path, which test_top_n_equals_numpy_on_each_gemm_kernel pins; comparing it with
     # itself could not fail, so there is nothing to run.
     from personae import _core
@@ -314,27 +316,32 @@ def test_certified_first_pass_equals_fp32(first, seed, n_items, hidden, users, n
 def test_first_pass_switch():
     from personae import _core
 
-    assert _core.first_pass() in ("amx", "avx512bf16", "avx2int16", "fp32")
+    passes = ("amx", "avx512bf16", "avx512int16", "avx2int16")
+    assert _core.first_pass() in (*passes, "fp32")
     with pytest.raises(ValueError, match="avx512bf16"):
         _core.first_pass("int8")
     assert _core.first_pass("fp32") == "fp32"
     assert _core.first_pass() == "fp32"
     _core.gemm_kernel("best")  # the CPU's best kernel, whatever PERSONAE_GEMM chose at start
     # "best" with the AVX-512 kernel is AMX where the CPU and OS allow it, else vdpbf16ps where
-    # the CPU has it, else fp32; with our AVX2 kernel the int16 pass; fp32 on the gemm crate's.
+    # the CPU has it, else int16 on AVX-512 VNNI, else int16 on AVX2; with our AVX2 kernel the
+    # AVX2 int16 pass; fp32 on the gemm crate's.
     best = _core.first_pass("best")
     flags = open("/proc/cpuinfo").read()
+    words = set(flags.split())
     if _core.gemm_kernel() == "portable":
         assert best == "fp32"
     elif _core.gemm_kernel() == "avx2":
         assert best == "avx2int16"
-    elif "amx_bf16" in flags:  # the OS may not grant the tile state
+    elif "amx_bf16" in words:  # the OS may not grant the tile state
         assert best in ("amx", "avx512bf16")
-    elif "avx512_bf16" in flags:
+    elif "avx512_bf16" in words:
         assert best == "avx512bf16"
+    elif {"avx512bw", "avx512_vnni"} <= words:
+        assert best == "avx512int16"
     else:
-        assert best == "fp32"
-    assert set(runnable_first_passes()) <= {"amx", "avx512bf16", "avx2int16"}
+        assert best == "avx2int16"
+    assert set(runnable_first_passes()) <= set(passes)
     if "avx2" in flags.split():
         # Our AVX2 kernel, wherever it runs, brings the int16 pass as the best.
         assert _core.gemm_kernel("avx2") == "avx2"
@@ -350,3 +357,28 @@ def test_first_pass_switch():
     finally:
         _core.gemm_kernel("best")
     assert _core.first_pass() == best
+
+
+def test_first_pass_from_the_environment():
+    # PERSONAE_FIRST_PASS names the pass a process starts with: a pass this CPU runs is taken,
+    # one it cannot run falls back to fp32, an unknown name leaves the best one.
+    import subprocess
+    import sys
+
+    def started(value: str) -> str:
+        code = "from personae import _core; print(_core.first_pass())"
+        env = {**os.environ, "PERSONAE_FIRST_PASS": value}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    from personae import _core
+
+    runnable = runnable_first_passes()
+    best = _core.first_pass("best")
+    assert started("fp32") == "fp32"
+    assert started("no-such-pass") == best
+    for name in ("amx", "avx512bf16", "avx512int16", "avx2int16"):
+        assert started(name) == (name if name in runnable else "fp32"), name

@@ -4,8 +4,9 @@
 //!
 //! Scores `s_j = h . w_j + b_j` are first computed with `h` and `w_j` in low precision: rounded
 //! to bf16 with fp32 accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction, or AVX-512
-//! `vdpbf16ps`, 16 x 2 per instruction: both sum exact bf16 products in fp32), or, on AVX2,
-//! scaled per row to int16 and summed exactly in i32 (`vpmaddwd`; [`Enc::Int16`]). Against the
+//! `vdpbf16ps`, 16 x 2 per instruction: both sum exact bf16 products in fp32), or scaled per
+//! row to int16 and summed exactly in i32 (AVX-512 VNNI `vpdpwssd` or AVX2 `vpmaddwd`, the same
+//! integers; [`Enc::Int16`]). Against the
 //! fp32 path's score the low-precision score is off by at most (Cauchy-Schwarz on
 //! `h.w - h'.w' = (h - h').w + h'.(w - w')`, plus the accumulation error of both paths, any
 //! order, any rounding with unit <= 2^-23)
@@ -32,11 +33,12 @@
 //! Only where it pays and is safe: x86-64 Linux, one of our GEMM kernels in use (their
 //! summation order is the one rescoring reproduces; the `gemm` crate's is its own), weights
 //! whose scores cannot overflow, and a kernel: AMX-BF16 (the OS must grant the tile state:
-//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) or else AVX512-BF16 with the AVX-512
-//! GEMM kernel; int16 with the AVX2 one. All kernels read the same tile layout
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`) or else AVX512-BF16 or else
+//! AVX512-VNNI int16 with the AVX-512 GEMM kernel; AVX2 int16 with the AVX2 one, or with the
+//! AVX-512 one where nothing better runs. All kernels read the same tile layout
 //! and write the same 32 x 32 blocks ([`kernels::block`]), so everything around them is shared.
-//! `PERSONAE_FIRST_PASS=fp32` (read once) or [`set_first_pass`] forces the plain fp32 path, for
-//! both models.
+//! `PERSONAE_FIRST_PASS` (read once: `fp32`, or a pass's name) or [`set_first_pass`] forces a
+//! pass, for both models.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -54,17 +56,37 @@ pub enum FirstPass {
     /// where AMX is absent or not granted), then the same rescoring.
     Avx512Bf16,
     /// int16 dot products on AVX2 (`vpmaddwd`, exact integer sums), then the same rescoring:
-    /// for CPUs with AVX2 and no AVX-512 (AMD Zen 2/3, Intel client cores).
+    /// for CPUs with AVX2 and no AVX-512 (AMD Zen 2/3, Intel client cores), or with AVX-512 but
+    /// neither BF16 nor VNNI (Intel Skylake-SP).
     Avx2Int16,
+    /// The same int16 sums on AVX-512 (`vpdpwssd`, AVX512-VNNI), twice the lanes: the AVX2
+    /// pass's numbers bit for bit, for AVX-512 CPUs without BF16 (Intel Cascade Lake, Ice
+    /// Lake).
+    Avx512Int16,
 }
 
 impl FirstPass {
+    /// Every pass, the plain one first.
+    pub const ALL: [FirstPass; 5] = [
+        FirstPass::Fp32,
+        FirstPass::Amx,
+        FirstPass::Avx512Bf16,
+        FirstPass::Avx512Int16,
+        FirstPass::Avx2Int16,
+    ];
+
+    /// The pass of a [`FirstPass::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             FirstPass::Fp32 => "fp32",
             FirstPass::Amx => "amx",
             FirstPass::Avx512Bf16 => "avx512bf16",
             FirstPass::Avx2Int16 => "avx2int16",
+            FirstPass::Avx512Int16 => "avx512int16",
         }
     }
 }
@@ -80,35 +102,43 @@ pub(crate) fn runs(p: FirstPass) -> bool {
         FirstPass::Amx => amx_ready(),
         FirstPass::Avx512Bf16 => dp_ready(),
         FirstPass::Avx2Int16 => int16_ready(),
+        FirstPass::Avx512Int16 => vnni_ready(),
     }
 }
 
 /// The best pass this machine runs with the GEMM kernel in use: AMX's tiles do 16 x 16 x 32
-/// per instruction, `vdpbf16ps` twice fp32's rate; `vpmaddwd` on ymm twice AVX2's fp32 rate,
-/// but no more than AVX-512's, so only where our AVX2 kernel is the one in use.
+/// per instruction; `vdpbf16ps` and `vpdpwssd` twice AVX-512's fp32 rate; `vpmaddwd` on ymm
+/// twice AVX2's (and, with fewer survivors to rescore than bf16, still ahead of AVX-512's fp32
+/// path where nothing better runs: BENCHMARKS.md).
 pub fn best() -> FirstPass {
     match gemm::kernel() {
         gemm::Kernel::Avx512 if amx_ready() => FirstPass::Amx,
         gemm::Kernel::Avx512 if dp_ready() => FirstPass::Avx512Bf16,
-        gemm::Kernel::Avx2 if int16_ready() => FirstPass::Avx2Int16,
+        gemm::Kernel::Avx512 if vnni_ready() => FirstPass::Avx512Int16,
+        gemm::Kernel::Avx512 | gemm::Kernel::Avx2 if int16_ready() => FirstPass::Avx2Int16,
         _ => FirstPass::Fp32,
     }
 }
 
-/// The pass in use: the best one unless `PERSONAE_FIRST_PASS=fp32`, or unless the GEMM kernel
-/// has since been switched to one rescoring cannot reproduce (the `gemm` crate's).
+/// The pass in use: the best one unless `PERSONAE_FIRST_PASS` names another (read once: "fp32",
+/// "amx", "avx512bf16", "avx512int16" or "avx2int16"; one this machine cannot run falls back to
+/// fp32), or unless the GEMM kernel has since been switched to one rescoring cannot reproduce
+/// (the `gemm` crate's).
 pub fn first_pass() -> FirstPass {
     let p = match PASS.load(Ordering::Relaxed) {
         1 => FirstPass::Fp32,
         2 => FirstPass::Amx,
         3 => FirstPass::Avx512Bf16,
         4 => FirstPass::Avx2Int16,
+        5 => FirstPass::Avx512Int16,
         _ => {
-            let p = if std::env::var_os("PERSONAE_FIRST_PASS").is_some_and(|v| v == "fp32") {
-                FirstPass::Fp32
-            } else {
-                best()
-            };
+            // A pass named in PERSONAE_FIRST_PASS (fp32 where this machine cannot run it), else
+            // the best one.
+            let named = std::env::var("PERSONAE_FIRST_PASS").ok();
+            let p = named
+                .as_deref()
+                .and_then(FirstPass::from_name)
+                .unwrap_or_else(best);
             set_first_pass(p)
         }
     };
@@ -134,6 +164,7 @@ pub fn set_first_pass(p: FirstPass) -> FirstPass {
             FirstPass::Amx => 2,
             FirstPass::Avx512Bf16 => 3,
             FirstPass::Avx2Int16 => 4,
+            FirstPass::Avx512Int16 => 5,
         },
         Ordering::Relaxed,
     );
@@ -145,6 +176,22 @@ pub fn int16_ready() -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
         gemm::avx2::available()
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
+}
+
+/// Whether the AVX-512 int16 pass runs here: `vpdpwssd` (AVX512-VNNI) and the int16 pass's
+/// AVX2 needs (the OS state is AVX-512's).
+pub fn vnni_ready() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        int16_ready()
+            && crate::isa::avx512f()
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
@@ -265,7 +312,7 @@ impl FirstPass {
         match self {
             FirstPass::Fp32 => None,
             FirstPass::Amx | FirstPass::Avx512Bf16 => Some(Enc::Bf16),
-            FirstPass::Avx2Int16 => Some(Enc::Int16),
+            FirstPass::Avx2Int16 | FirstPass::Avx512Int16 => Some(Enc::Int16),
         }
     }
 }
@@ -495,9 +542,9 @@ impl Users {
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod kernels {
     //! The low-precision product kernels (bf16 on AMX tiles, in inline assembly: the AMX
-    //! intrinsics are not stable Rust; bf16 `vdpbf16ps` on AVX-512 and int16 `vpmaddwd` on AVX2,
-    //! in intrinsics), their common entry points, and the scans of their output (AVX-512,
-    //! AVX2).
+    //! intrinsics are not stable Rust; bf16 `vdpbf16ps` and int16 `vpdpwssd` on AVX-512, int16
+    //! `vpmaddwd` on AVX2, in intrinsics), their common entry points, and the scans of their
+    //! output (AVX-512, AVX2).
 
     use std::arch::asm;
     use std::arch::x86_64::*;
@@ -650,6 +697,7 @@ pub mod kernels {
             FirstPass::Amx => amx_tiles(a, b, nkb, c, ldc),
             FirstPass::Avx512Bf16 => dp_tiles(a, b, nkb, c, ldc),
             FirstPass::Avx2Int16 => int16_tiles(a, b, nkb, c, ldc, a_scale, b_scale),
+            FirstPass::Avx512Int16 => vnni_tiles(a, b, nkb, c, ldc, a_scale, b_scale),
             // Never: fp32 runs no tiles.
             FirstPass::Fp32 => debug_assert!(false, "no tiles for fp32"),
         }
@@ -709,6 +757,58 @@ pub mod kernels {
                         let x = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[h]), _mm256_mul_ps(ws, us[h]));
                         _mm256_storeu_ps(row.add(8 * h), x);
                     }
+                }
+            }
+        }
+    }
+
+    /// [`int16_tiles`] with AVX-512 `vpdpwssd`: the int16 B tiles have the bf16 ones' layout
+    /// (per k pair, 16 columns' pairs in one vector of each 16-column half), so this is
+    /// [`dp_tiles`]'s loop on integers, with [`int16_tiles`]'s exact i32 sums and its scaling:
+    /// the same floats.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX512-BW and AVX512-VNNI; the arguments as for [`int16_tiles`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn vnni_tiles(
+        a: *const u16,
+        b: *const u16,
+        nkb: usize,
+        c: *mut f32,
+        ldc: usize,
+        wsc: &[f32],
+        usc: &[f32],
+    ) {
+        let (wsc, usc) = (&wsc[..32], &usc[..32]);
+        let us = [
+            _mm512_loadu_ps(usc.as_ptr()),
+            _mm512_loadu_ps(usc.as_ptr().add(16)),
+        ];
+        let (b0, b1) = (b, b.add(nkb * 512));
+        for r0 in (0..32).step_by(DP_ROWS) {
+            // Rows r0.. sit in one 16-row group of A (DP_ROWS divides 16).
+            let a0 = a.add((r0 / 16) * nkb * 512 + (r0 % 16) * 32) as *const i32;
+            let mut acc = [[_mm512_setzero_si512(); 2]; DP_ROWS];
+            for kb in 0..nkb {
+                let (ak, bk0, bk1) = (a0.add(kb * 256), b0.add(kb * 512), b1.add(kb * 512));
+                for p in 0..16 {
+                    // SAFETY (all loads): inside the k block's tiles, as the caller promised.
+                    let v0 = _mm512_loadu_si512(bk0.add(p * 32).cast());
+                    let v1 = _mm512_loadu_si512(bk1.add(p * 32).cast());
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        // (The u16 tiles promise 2-byte alignment only.)
+                        let w = _mm512_set1_epi32(ak.add(i * 16 + p).read_unaligned());
+                        acc[0] = _mm512_dpwssd_epi32(acc[0], v0, w);
+                        acc[1] = _mm512_dpwssd_epi32(acc[1], v1, w);
+                    }
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let ws = _mm512_set1_ps(wsc[r0 + i]);
+                let row = c.add((r0 + i) * ldc);
+                for h in 0..2 {
+                    let x = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[h]), _mm512_mul_ps(ws, us[h]));
+                    _mm512_storeu_ps(row.add(16 * h), x);
                 }
             }
         }
@@ -842,7 +942,8 @@ pub mod kernels {
     /// where `t + e >= thr[l]` (never for a NaN bound); `hit` may raise `thr`.
     ///
     /// # Safety
-    /// `pass` runs here (AVX-512F for the bf16 passes, AVX2 and FMA for int16); `bias`, `p`,
+    /// `pass` runs here (AVX-512F for the bf16 passes and AVX-512 int16, AVX2 and FMA for AVX2
+    /// int16); `bias`, `p`,
     /// `q` hold `rows` values, `a`, `c`, `thr` 32.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn scan(
@@ -1192,7 +1293,7 @@ mod tests {
             eprintln!("no AVX2 here: the kernel test is skipped");
             return;
         }
-        for k in [32usize, 1312] {
+        for (pass, k) in int16_passes().flat_map(|p| [(p, 32usize), (p, 1312)]) {
             let lim = int_max(k);
             assert!(k as f64 * lim * lim <= i32::MAX as f64);
             let (items, m) = (32usize, 32usize);
@@ -1206,8 +1307,8 @@ mod tests {
             let pk = Packed::new(&w, &vec![0.0; items], items, k, Enc::Int16).unwrap();
             let us = Users::new(&h, m, k, pk.kp, Enc::Int16);
             let mut c = [0f32; 1024];
-            // SAFETY: AVX2 checked; one block inside the padded buffers.
-            unsafe { kernels::block(FirstPass::Avx2Int16, &pk, 0, &us, 0, &mut c) };
+            // SAFETY: the pass runs here; one block inside the padded buffers.
+            unsafe { kernels::block(pass, &pk, 0, &us, 0, &mut c) };
             for j in 0..items {
                 for u in 0..m {
                     let sign = if (j % 2 == 0) == (u % 3 == 0) {
@@ -1220,7 +1321,7 @@ mod tests {
                     let got = c[j * 32 + u] as f64;
                     assert!(
                         (got - want).abs() <= want.abs() * 4.0 * 2f64.powi(-24),
-                        "k={k} item {j} user {u}: {got} vs {want}"
+                        "{pass:?} k={k} item {j} user {u}: {got} vs {want}"
                     );
                     // And the score itself: 1.5 k in magnitude, to the scales' rounding.
                     assert!((got.abs() - 1.5 * k as f64).abs() <= 1e-3 * k as f64);
@@ -1229,8 +1330,16 @@ mod tests {
         }
     }
 
-    /// int16 values stay within the exact-sum limit and round to nearest, and the AVX2 kernel's
-    /// sums are the integer dot products times the two scales (three f32 roundings at most).
+    /// The int16 kernels this machine runs (AVX2, and AVX-512 VNNI where present).
+    fn int16_passes() -> impl Iterator<Item = FirstPass> {
+        [FirstPass::Avx2Int16, FirstPass::Avx512Int16]
+            .into_iter()
+            .filter(|&p| runs(p))
+    }
+
+    /// int16 values stay within the exact-sum limit and round to nearest, and each int16
+    /// kernel's sums are the integer dot products times the two scales (three f32 roundings at
+    /// most), the AVX-512 kernel's the AVX2 kernel's bit for bit.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn int16_kernel_sums_exactly() {
@@ -1268,6 +1377,15 @@ mod tests {
             for item0 in (0..items).step_by(32) {
                 // SAFETY: AVX2 checked; the block stays inside the padded buffers.
                 unsafe { kernels::block(FirstPass::Avx2Int16, &pk, item0, &us, 0, &mut c) };
+                if runs(FirstPass::Avx512Int16) {
+                    let mut c512 = [0f32; 1024];
+                    // SAFETY: VNNI checked; the same block.
+                    unsafe {
+                        kernels::block(FirstPass::Avx512Int16, &pk, item0, &us, 0, &mut c512)
+                    };
+                    let bits = |c: &[f32; 1024]| c.map(f32::to_bits);
+                    assert_eq!(bits(&c512), bits(&c), "items {item0}..: AVX-512 vs AVX2");
+                }
                 for ii in 0..32.min(items - item0) {
                     for u in 0..m.min(32) {
                         let j = item0 + ii;
@@ -1294,10 +1412,15 @@ mod tests {
 
     /// The low-precision passes this machine runs.
     fn passes() -> Vec<FirstPass> {
-        [FirstPass::Amx, FirstPass::Avx512Bf16, FirstPass::Avx2Int16]
-            .into_iter()
-            .filter(|&p| runs(p))
-            .collect()
+        [
+            FirstPass::Amx,
+            FirstPass::Avx512Bf16,
+            FirstPass::Avx512Int16,
+            FirstPass::Avx2Int16,
+        ]
+        .into_iter()
+        .filter(|&p| runs(p))
+        .collect()
     }
 
     /// Each low-precision kernel's block against exact scores: every score within its certified

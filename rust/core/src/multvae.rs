@@ -494,10 +494,15 @@ mod tests {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[test]
     fn low_precision_first_passes_equal_fp32() {
-        let passes: Vec<FirstPass> = [FirstPass::Amx, FirstPass::Avx512Bf16, FirstPass::Avx2Int16]
-            .into_iter()
-            .filter(|&p| lowp::runs(p))
-            .collect();
+        let passes: Vec<FirstPass> = [
+            FirstPass::Amx,
+            FirstPass::Avx512Bf16,
+            FirstPass::Avx512Int16,
+            FirstPass::Avx2Int16,
+        ]
+        .into_iter()
+        .filter(|&p| lowp::runs(p))
+        .collect();
         if passes.is_empty() || gemm::kernel() == gemm::Kernel::Portable {
             eprintln!("no low-precision kernel here: nothing to compare");
             return;

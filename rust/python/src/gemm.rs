@@ -31,11 +31,13 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
     Ok(k.name())
 }
 
-/// The first pass in use ("amx", "avx512bf16", "avx2int16" or "fp32") of Mult-VAE's top-N and
+/// The first pass in use ("amx", "avx512bf16", "avx512int16", "avx2int16" or "fp32") of
+/// Mult-VAE's top-N and
 /// of AMP-CF's pruned top-N (its filter score's low-rank part). `force`
 /// switches it for the whole process: "fp32" (the plain fp32 GEMM over every item), "amx"
 /// (certified bf16 on AMX tiles with exact fp32 rescoring), "avx512bf16" (the same with AVX-512
-/// `vdpbf16ps`), "avx2int16" (certified int16 with AVX2 `vpmaddwd`) or "best"; a pass this
+/// `vdpbf16ps`), "avx512int16" (certified int16 with AVX-512 VNNI `vpdpwssd`), "avx2int16"
+/// (the same with AVX2 `vpmaddwd`) or "best"; a pass this
 /// machine cannot run (no such instructions, or the `gemm` crate's kernel in use) falls back to
 /// fp32.
 #[pyfunction]
@@ -43,16 +45,13 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
 fn first_pass(force: Option<&str>) -> PyResult<&'static str> {
     let want = match force {
         None => return Ok(lowp::first_pass().name()),
-        Some("fp32") => FirstPass::Fp32,
-        Some("amx") => FirstPass::Amx,
-        Some("avx512bf16") => FirstPass::Avx512Bf16,
-        Some("avx2int16") => FirstPass::Avx2Int16,
         Some("best") => lowp::best(),
-        Some(other) => {
-            return Err(PyValueError::new_err(format!(
-                "force must be 'fp32', 'amx', 'avx512bf16', 'avx2int16' or 'best', not {other:?}"
-            )))
-        }
+        Some(name) => FirstPass::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = FirstPass::ALL.iter().map(|p| p.name()).collect();
+            PyValueError::new_err(format!(
+                "force must be one of {names:?} or 'best', not {name:?}"
+            ))
+        })?,
     };
     lowp::set_first_pass(want);
     Ok(lowp::first_pass().name())
