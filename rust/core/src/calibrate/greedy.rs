@@ -25,12 +25,6 @@ fn exact_only() -> bool {
     false
 }
 
-/// Tests: steps the first pass ran to its end, and those of them it left to the f64 step.
-#[cfg(test)]
-pub(super) static FAST_STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-#[cfg(test)]
-pub(super) static DEFERRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Reranked lists (`batch x n`, row-major, padded with -1 / -inf) with the original scores, and
 /// per-user, per-attribute C_KL (`batch x attributes`) of the plain top-n and of the reranked
 /// list.
@@ -403,6 +397,14 @@ impl Reranker {
             wsum = ws;
             sc.chosen.push(sc.valid[t]);
         }
+        #[cfg(test)]
+        for (total, n) in self
+            .first_pass_steps
+            .iter()
+            .zip(std::mem::take(&mut g.steps))
+        {
+            total.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -474,6 +476,10 @@ pub(super) struct Greedy {
     rel_max: f64,
     lp_max: f64,
     c1s_max: f64,
+    /// Tests: first-pass steps run to their end and deferred, since the reranker last took
+    /// them (`Reranker::first_pass_steps`).
+    #[cfg(test)]
+    steps: [u64; 2],
 }
 
 impl Greedy {
@@ -675,9 +681,8 @@ impl Greedy {
         let (count, first) = unsafe { first_pass::at_least(&self.obj32, floor32) };
         #[cfg(test)]
         {
-            use std::sync::atomic::Ordering::Relaxed;
-            FAST_STEPS.fetch_add(1, Relaxed);
-            DEFERRED.fetch_add(u64::from(count > 1), Relaxed);
+            self.steps[0] += 1;
+            self.steps[1] += u64::from(count > 1);
         }
         // Near ties (a few steps in 100,000 on the bench) are left to the f64 step.
         (count == 1).then_some(first)
@@ -826,6 +831,7 @@ mod tests {
         };
         // Steps and deferrals of the AVX2 kernels alone (run here even where AVX-512 is).
         let (mut avx2_steps, mut avx2_deferred) = (0, 0);
+        let (mut fast_steps, mut deferred) = (0, 0);
         for case in 0..40 {
             let g = [3usize, 8, 20, 31, 45][case % 5];
             let n_items = 300usize;
@@ -900,14 +906,21 @@ mod tests {
             EXACT_ONLY.store(true, Relaxed);
             let exact = run(&r, &cand, &scores, users, &t, n);
             EXACT_ONLY.store(false, Relaxed);
+            let steps = || r.first_pass_steps.each_ref().map(|c| c.load(Relaxed));
+            let before = steps();
             let mut fasts = vec![run(&r, &cand, &scores, users, &t, n)];
+            let after = steps();
+            (fast_steps, deferred) = (
+                fast_steps + after[0] - before[0],
+                deferred + after[1] - before[1],
+            );
             if first_pass::available() {
-                let before = (FAST_STEPS.load(Relaxed), DEFERRED.load(Relaxed));
                 first_pass::FORCE_AVX2.store(true, Relaxed);
                 fasts.push(run(&r, &cand, &scores, users, &t, n));
                 first_pass::FORCE_AVX2.store(false, Relaxed);
-                avx2_steps += FAST_STEPS.load(Relaxed) - before.0;
-                avx2_deferred += DEFERRED.load(Relaxed) - before.1;
+                let avx2 = steps();
+                avx2_steps += avx2[0] - after[0];
+                avx2_deferred += avx2[1] - after[1];
             }
             for fast in fasts {
                 assert_eq!(fast.ids, exact.ids, "case {case}");
@@ -923,7 +936,7 @@ mod tests {
         }
         // On a CPU with the first pass both of its outcomes ran, with the AVX2 kernels too.
         if first_pass::available() {
-            assert!(FAST_STEPS.load(Relaxed) > 0 && DEFERRED.load(Relaxed) > 0);
+            assert!(fast_steps > 0 && deferred > 0);
             assert!(avx2_steps > 0 && avx2_deferred > 0);
         }
     }

@@ -80,6 +80,10 @@ pub struct Reranker {
     attrs: Vec<Attribute>,
     cfg: Config,
     sigs: Signatures,
+    /// Tests: this reranker's f32 first-pass steps run to their end, and those of them left to
+    /// the f64 step (its own counts, whatever other tests run beside it).
+    #[cfg(test)]
+    first_pass_steps: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 fn check_lambdas(lambdas: &[f64]) -> Result<()> {
@@ -130,7 +134,13 @@ impl Reranker {
             ));
         }
         let sigs = Signatures::new(&attrs, cfg.smoothing);
-        Ok(Self { attrs, cfg, sigs })
+        Ok(Self {
+            attrs,
+            cfg,
+            sigs,
+            #[cfg(test)]
+            first_pass_steps: Default::default(),
+        })
     }
 
     pub fn n_items(&self) -> usize {
