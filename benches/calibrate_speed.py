@@ -21,7 +21,6 @@ element-wise work, single-threaded by nature).
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -173,13 +172,13 @@ def main() -> None:
         f"{a.users} users x {a.candidates} candidates x {a.categories} categories -> top-{a.n}, "
         f"threads={a.threads or 'all'}; {cpu()}"
     )
-    # The greedy's steps: the certified f32 first pass where the CPU has AVX-512 (look-ups by
-    # register permutes) or AVX2 and FMA (by permute trees), when a user's categories in play and
-    # terms fit its tables (all of the bench's), else the f64 steps.
+    # The greedy's steps, as the core reports them: the certified f32 first pass with AVX-512
+    # (look-ups by register permutes) or AVX2 and FMA (by permute trees) for users whose
+    # categories in play and terms fit its tables (all of the bench's), else the f64 steps.
     # (PERSONAE_ISA=avx2 holds the core to AVX2.)
-    isa, capped = cpu(), os.environ.get("PERSONAE_ISA") == "avx2"
-    avx2 = "avx2" in isa and "fma" in isa
-    kind = "AVX-512" if "avx512f" in isa and not capped else "AVX2" if avx2 else None
+    from personae import _core
+
+    kind = {"avx512": "AVX-512", "avx2": "AVX2"}.get(_core.rerank_first_pass())
     path = f"f32 first pass ({kind}), near ties in f64" if kind else "f64 steps"
     print(f"  greedy steps      : {path}")
     print(f"  personae (Rust)   : {rust_s:8.3f} s  {a.users / rust_s:12,.0f} users/s")

@@ -378,7 +378,7 @@ out = rr.rerank(ids, scores, history=x, n=10)
 digest = hashlib.sha256()
 for a in (ids, scores, out.ids, out.scores):
     digest.update(np.ascontiguousarray(a).tobytes())
-print(_core.gemm_kernel(), _core.first_pass(), digest.hexdigest())
+print(_core.gemm_kernel(), _core.first_pass(), digest.hexdigest(), _core.rerank_first_pass())
 """
 
 
@@ -403,3 +403,7 @@ def test_avx2_paths_give_the_same_lists():
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     if " avx2" in flags and " fma" in flags:
         assert capped[:2] == ["avx2", "avx2int16"]
+        assert capped[3] == "avx2"  # the reranker's steps, as the core reports them
+        assert default[3] == ("avx512" if " avx512f" in flags else "avx2")
+    else:
+        assert capped[3] == default[3] == "f64"

@@ -255,6 +255,14 @@ impl PyReranker {
     }
 }
 
+/// How the reranker's greedy steps run on this CPU: "avx512" or "avx2" (a certified f32 first
+/// pass with those kernels, for users whose categories in play fit its tables), or "f64".
+#[pyfunction]
+fn rerank_first_pass() -> &'static str {
+    personae_core::calibrate::first_pass_path()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(rerank_first_pass, m)?)?;
     m.add_class::<PyReranker>()
 }

@@ -24,6 +24,18 @@ pub(super) fn available() -> bool {
     avx512() || avx2()
 }
 
+/// The kernels the first pass runs here: "avx512", "avx2" (look-ups by permute trees), or "f64"
+/// (no first pass: every step in f64).
+pub(super) fn path() -> &'static str {
+    if avx512() {
+        "avx512"
+    } else if avx2() {
+        "avx2"
+    } else {
+        "f64"
+    }
+}
+
 /// Whether the AVX-512 kernels run.
 fn avx512() -> bool {
     #[cfg(test)]

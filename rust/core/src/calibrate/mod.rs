@@ -41,6 +41,14 @@ mod greedy;
 mod metrics;
 
 pub use categories::{Attribute, ItemCategories, Normalize};
+
+/// How the greedy's steps run on this CPU: "avx512" or "avx2", a certified f32 first pass with
+/// those kernels (for users whose categories in play and terms fit its tables: at most 32 and
+/// 63; other users' steps run in f64), or "f64" (every step in f64). `PERSONAE_ISA=avx2` caps
+/// it at "avx2".
+pub fn first_pass_path() -> &'static str {
+    first_pass::path()
+}
 pub use greedy::Reranked;
 pub use metrics::rank_weight;
 
