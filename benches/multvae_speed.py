@@ -120,21 +120,23 @@ def main() -> None:
     first_pass = _core.first_pass()
 
     def rust_fp32():
-        # The same path with the plain fp32 first pass (only timed where the certified bf16
-        # pass is the default).
+        # The same path with the plain fp32 first pass (only timed where a certified pass is
+        # the one in use); the pass in use (PERSONAE_FIRST_PASS's, say) is restored after.
         _core.first_pass("fp32")
         try:
             return rust()
         finally:
-            _core.first_pass("best")
+            _core.first_pass(first_pass)
 
     def rust_portable():
-        # The same path on the gemm crate's kernels (only timed where AVX-512 is the default).
+        # The same path on the gemm crate's kernels (only timed where one of ours is in use);
+        # the kernel and the pass in use are restored after.
         _core.gemm_kernel("portable")
         try:
             return rust()
         finally:
-            _core.gemm_kernel("best")
+            _core.gemm_kernel(kernel)
+            _core.first_pass(first_pass)
 
     ids_rust, scores_rust = rust()
     ids_torch = torch_path()
@@ -160,6 +162,8 @@ def main() -> None:
             wall, cpu_s = timed(f)
             best[name] = min(best.get(name, float("inf")), wall)
             best_cpu[name] = min(best_cpu.get(name, float("inf")), cpu_s)
+    # Every "rust" round ran the kernel and pass the report names.
+    assert (_core.gemm_kernel(), _core.first_pass()) == (kernel, first_pass)
     for name in contenders:
         print(f"{name}: {best[name]:.2f} s wall, {best_cpu[name]:.2f} CPU s (best of {a.repeat})")
     t_rust, t_torch = best["rust"], best["torch"]

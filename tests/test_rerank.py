@@ -615,3 +615,30 @@ def test_lists_do_not_depend_on_unused_catalogue_items(seed, rank_weighting):
     assert np.array_equal(outs[0].ids, outs[1].ids)
     assert np.array_equal(outs[0].scores, outs[1].scores)
     assert np.array_equal(outs[0].ckl_after, outs[1].ckl_after)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_one_item_with_every_category_changes_no_list(seed):
+    """The greedy's all-keys path pads every signature's terms to the longest one; one item
+    with every category among thousands of 3-category ones would make that padding 20x the
+    keys, so such a catalogue takes the per-user path instead. Adding that item (never a
+    candidate) must change no bit of the lists."""
+    rng = np.random.default_rng(seed)
+    n_items, n_cats, users, width = 3000, 60, 5, 100
+    flags = np.zeros((n_items, n_cats), np.float32)
+    for i in range(n_items):
+        flags[i, rng.choice(n_cats, 3, replace=False)] = 1
+    every = np.vstack([flags, np.ones((1, n_cats), np.float32)])
+    cand = np.stack([rng.permutation(n_items)[:width] for _ in range(users)]).astype(np.int64)
+    scores = rng.integers(0, 4, cand.shape).astype(np.float32)  # ties
+    h = (rng.random((users, n_items)) < 0.01) * rng.random((users, n_items))
+    history = sp.csr_matrix(h.astype(np.float32))
+    outs = []
+    for m in (flags, every):
+        rr = CalibratedReranker(sp.csr_matrix(m), lam=0.6, normalize_rows=True)
+        hist = sp.hstack([history, sp.csr_matrix((users, m.shape[0] - n_items))]).tocsr()
+        outs.append(rr.rerank(cand, scores, history=hist, n=10))
+    assert np.array_equal(outs[0].ids, outs[1].ids)
+    assert np.array_equal(outs[0].scores, outs[1].scores)
+    assert np.array_equal(outs[0].ckl_after, outs[1].ckl_after)

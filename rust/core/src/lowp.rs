@@ -6,10 +6,9 @@
 //! to bf16 with fp32 accumulation (AMX `tdpbf16ps`, 16 x 16 x 32 per instruction, or AVX-512
 //! `vdpbf16ps`, 16 x 2 per instruction: both sum exact bf16 products in fp32), or scaled per
 //! row to int16 and summed exactly in i32 (AVX-512 VNNI `vpdpwssd` or AVX2 `vpmaddwd`, the same
-//! integers; [`Enc::Int16`]). Against the
-//! fp32 path's score the low-precision score is off by at most (Cauchy-Schwarz on
-//! `h.w - h'.w' = (h - h').w + h'.(w - w')`, plus the accumulation error of both paths, any
-//! order, any rounding with unit <= 2^-23)
+//! integers; [`Enc::Int16`]). Against the fp32 path's score the low-precision score is off by at
+//! most (Cauchy-Schwarz on `h.w - h'.w' = (h - h').w + h'.(w - w')`, plus the accumulation error
+//! of both paths, any order, any rounding with unit <= 2^-23)
 //!
 //! ```text
 //! E_uj = ||h - h'|| ||w_j|| + max(||h||, ||h'||) (||w_j - w'_j|| + 2 g max(||w_j||, ||w'_j||))
@@ -56,8 +55,7 @@ pub enum FirstPass {
     /// where AMX is absent or not granted), then the same rescoring.
     Avx512Bf16,
     /// int16 dot products on AVX2 (`vpmaddwd`, exact integer sums), then the same rescoring:
-    /// for CPUs with AVX2 and no AVX-512 (AMD Zen 2/3, Intel client cores), or with AVX-512 but
-    /// neither BF16 nor VNNI (Intel Skylake-SP).
+    /// for CPUs with AVX2 and no AVX-512 (AMD Zen 2/3, Intel client cores).
     Avx2Int16,
     /// The same int16 sums on AVX-512 (`vpdpwssd`, AVX512-VNNI), twice the lanes: the AVX2
     /// pass's numbers bit for bit, for AVX-512 CPUs without BF16 (Intel Cascade Lake, Ice
@@ -91,7 +89,7 @@ impl FirstPass {
     }
 }
 
-/// 0: not chosen yet, else 1 + the chosen pass's index.
+/// 0: not chosen yet, else 1 + the chosen pass's index in [`FirstPass::ALL`].
 static PASS: AtomicU8 = AtomicU8::new(0);
 
 /// Whether this machine runs a pass (each needs one of our GEMM kernels to rescore against,
@@ -108,14 +106,15 @@ pub(crate) fn runs(p: FirstPass) -> bool {
 
 /// The best pass this machine runs with the GEMM kernel in use: AMX's tiles do 16 x 16 x 32
 /// per instruction; `vdpbf16ps` and `vpdpwssd` twice AVX-512's fp32 rate; `vpmaddwd` on ymm
-/// twice AVX2's (and, with fewer survivors to rescore than bf16, still ahead of AVX-512's fp32
-/// path where nothing better runs: BENCHMARKS.md).
+/// twice AVX2's. With the AVX-512 kernel and neither BF16 nor VNNI (Skylake-SP) the fp32 path
+/// stays: there 512-bit FMAs match `vpmaddwd` on ymm (unmeasured on such a CPU; on Zen 4, which
+/// splits 512-bit operations, the AVX2 int16 pass was 20% ahead of fp32).
 pub fn best() -> FirstPass {
     match gemm::kernel() {
         gemm::Kernel::Avx512 if amx_ready() => FirstPass::Amx,
         gemm::Kernel::Avx512 if dp_ready() => FirstPass::Avx512Bf16,
         gemm::Kernel::Avx512 if vnni_ready() => FirstPass::Avx512Int16,
-        gemm::Kernel::Avx512 | gemm::Kernel::Avx2 if int16_ready() => FirstPass::Avx2Int16,
+        gemm::Kernel::Avx2 if int16_ready() => FirstPass::Avx2Int16,
         _ => FirstPass::Fp32,
     }
 }
@@ -126,21 +125,18 @@ pub fn best() -> FirstPass {
 /// (the `gemm` crate's).
 pub fn first_pass() -> FirstPass {
     let p = match PASS.load(Ordering::Relaxed) {
-        1 => FirstPass::Fp32,
-        2 => FirstPass::Amx,
-        3 => FirstPass::Avx512Bf16,
-        4 => FirstPass::Avx2Int16,
-        5 => FirstPass::Avx512Int16,
-        _ => {
+        0 => {
             // A pass named in PERSONAE_FIRST_PASS (fp32 where this machine cannot run it), else
-            // the best one.
+            // the best one; a name that is no pass is reported once and ignored.
             let named = std::env::var("PERSONAE_FIRST_PASS").ok();
-            let p = named
-                .as_deref()
-                .and_then(FirstPass::from_name)
-                .unwrap_or_else(best);
-            set_first_pass(p)
+            let p = named.as_deref().and_then(FirstPass::from_name);
+            if let (Some(name), None) = (&named, p) {
+                let names: Vec<&str> = FirstPass::ALL.iter().map(|p| p.name()).collect();
+                eprintln!("personae: PERSONAE_FIRST_PASS={name:?} is none of {names:?}; ignored");
+            }
+            set_first_pass(p.unwrap_or_else(best))
         }
+        i => FirstPass::ALL[usize::from(i - 1) % FirstPass::ALL.len()],
     };
     if p != FirstPass::Fp32 && !ours() {
         return FirstPass::Fp32;
@@ -158,16 +154,8 @@ fn ours() -> bool {
 /// fp32. Returns the pass now chosen.
 pub fn set_first_pass(p: FirstPass) -> FirstPass {
     let p = if runs(p) { p } else { FirstPass::Fp32 };
-    PASS.store(
-        match p {
-            FirstPass::Fp32 => 1,
-            FirstPass::Amx => 2,
-            FirstPass::Avx512Bf16 => 3,
-            FirstPass::Avx2Int16 => 4,
-            FirstPass::Avx512Int16 => 5,
-        },
-        Ordering::Relaxed,
-    );
+    let i = FirstPass::ALL.iter().position(|&q| q == p).unwrap_or(0);
+    PASS.store(1 + i as u8, Ordering::Relaxed);
     p
 }
 
@@ -188,10 +176,7 @@ pub fn int16_ready() -> bool {
 pub fn vnni_ready() -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
-        int16_ready()
-            && crate::isa::avx512f()
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vnni")
+        int16_ready() && crate::isa::avx512f() && std::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
@@ -768,8 +753,8 @@ pub mod kernels {
     /// the same floats.
     ///
     /// # Safety
-    /// AVX-512F, AVX512-BW and AVX512-VNNI; the arguments as for [`int16_tiles`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    /// AVX-512F and AVX512-VNNI; the arguments as for [`int16_tiles`].
+    #[target_feature(enable = "avx512f,avx512vnni")]
     unsafe fn vnni_tiles(
         a: *const u16,
         b: *const u16,
@@ -943,8 +928,7 @@ pub mod kernels {
     ///
     /// # Safety
     /// `pass` runs here (AVX-512F for the bf16 passes and AVX-512 int16, AVX2 and FMA for AVX2
-    /// int16); `bias`, `p`,
-    /// `q` hold `rows` values, `a`, `c`, `thr` 32.
+    /// int16); `bias`, `p`, `q` hold `rows` values, `a`, `c`, `thr` 32.
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn scan(
         pass: FirstPass,

@@ -134,9 +134,9 @@ impl Model for MultVae {
         "multvae"
     }
 
-    /// Top-N: where a low-precision kernel runs (bf16 on AMX or AVX512-BF16, int16 on AVX2), a
-    /// certified first pass and exact fp32 rescoring of the survivors (the same lists and scores
-    /// as the fp32 path, bit for bit); else the fp32 path.
+    /// Top-N: where a low-precision kernel runs (bf16 on AMX or AVX512-BF16, int16 on AVX-512
+    /// VNNI or AVX2), a certified first pass and exact fp32 rescoring of the survivors (the same
+    /// lists and scores as the fp32 path, bit for bit); else the fp32 path.
     fn recommend(&self, users: &CsrView, req: &Request, stop: &Stop) -> Result<Recommended> {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         let pass = lowp::first_pass();
@@ -280,7 +280,7 @@ impl MultVae {
                 // SAFETY: first_pass() returned `pass`, so it runs here; the blocks stay inside
                 // the padded buffers (items to a multiple of 32, users to m_pad); the scan's
                 // slices hold what it reads (the pass's check brings AVX-512F, or AVX2 and FMA for
-                // int16: each scan's).
+                // AVX2 int16: each scan's).
                 unsafe {
                     kernels::with_kernel(pass, || {
                         let mut cbuf = [0f32; 1024];

@@ -32,14 +32,12 @@ fn gemm_kernel(force: Option<&str>) -> PyResult<&'static str> {
 }
 
 /// The first pass in use ("amx", "avx512bf16", "avx512int16", "avx2int16" or "fp32") of
-/// Mult-VAE's top-N and
-/// of AMP-CF's pruned top-N (its filter score's low-rank part). `force`
+/// Mult-VAE's top-N and of AMP-CF's pruned top-N (its filter score's low-rank part). `force`
 /// switches it for the whole process: "fp32" (the plain fp32 GEMM over every item), "amx"
 /// (certified bf16 on AMX tiles with exact fp32 rescoring), "avx512bf16" (the same with AVX-512
-/// `vdpbf16ps`), "avx512int16" (certified int16 with AVX-512 VNNI `vpdpwssd`), "avx2int16"
-/// (the same with AVX2 `vpmaddwd`) or "best"; a pass this
-/// machine cannot run (no such instructions, or the `gemm` crate's kernel in use) falls back to
-/// fp32.
+/// `vdpbf16ps`), "avx512int16" (certified int16 with AVX-512 VNNI `vpdpwssd`), "avx2int16" (the
+/// same with AVX2 `vpmaddwd`) or "best"; a pass this machine cannot run (no such instructions,
+/// or the `gemm` crate's kernel in use) falls back to fp32.
 #[pyfunction]
 #[pyo3(signature = (force=None))]
 fn first_pass(force: Option<&str>) -> PyResult<&'static str> {

@@ -27,8 +27,8 @@
 //! add, against rounding.
 //!
 //! **Low-precision first pass of `t`** (where [`lowp::first_pass`] is not fp32: bf16 on AMX or
-//! AVX512-BF16, int16 on AVX2; the CPU and OS allow it, one of our GEMM kernels runs,
-//! `PERSONAE_FIRST_PASS` is not `fp32`): `t`'s low-rank part is computed by that kernel from
+//! AVX512-BF16, int16 on AVX-512 VNNI or AVX2; the CPU and OS allow it, one of our GEMM kernels
+//! runs, `PERSONAE_FIRST_PASS` is not `fp32`): `t`'s low-rank part is computed by that kernel from
 //! low-precision copies of `x L` and `R` (users as A rows, items as B columns:
 //! [`lowp::Layout`]), off the fp32 product by at most the certified
 //! `E_j = alpha p_j + beta q_j + abs` of [`lowp`] (per-user `alpha`, `beta` from the rounding

@@ -58,7 +58,9 @@ pub(super) struct Signatures {
     /// The most keys any signature has.
     max_keys: usize,
     /// Signature k's term ids when every key is a term (key + 1), padded with the zero term
-    /// to `max_keys`: `all_terms[k * max_keys..(k + 1) * max_keys]`.
+    /// to `max_keys`: `all_terms[k * max_keys..(k + 1) * max_keys]`. Empty when the padding
+    /// would hold over four times the keys (a few items with many categories among many
+    /// signatures); the greedy then looks each user's terms up instead.
     all_terms: Vec<u32>,
 }
 
@@ -107,7 +109,11 @@ impl Signatures {
             s.max_keys = s.max_keys.max(keys.len());
         }
         let mk = s.max_keys;
-        s.all_terms = vec![0; (s.start.len() - 1) * mk];
+        let padded = (s.start.len() - 1) * mk;
+        if padded > 4 * s.keys.len() + 1024 {
+            return s;
+        }
+        s.all_terms = vec![0; padded];
         for (k, row) in s.all_terms.chunks_exact_mut(mk.max(1)).enumerate() {
             let keys = &s.keys[s.start[k] as usize..s.start[k + 1] as usize];
             for (t, &key) in row.iter_mut().zip(keys) {
@@ -343,7 +349,8 @@ impl Reranker {
         let nv = g.sig.len();
         g.cols.clear();
         g.cols.resize(width * nv, 0);
-        if sigs.n_keys() + sc.attrs.iter().map(|a| a.p.len()).sum::<usize>() <= refs {
+        let padded = !sigs.all_terms.is_empty() || sigs.max_keys == 0;
+        if padded && sigs.n_keys() + sc.attrs.iter().map(|a| a.p.len()).sum::<usize>() <= refs {
             // Few keys for these candidates: every key of the catalogue is a term (those not
             // in play weigh 0), so no per-user lookups.
             g.all_keys(sigs, &sc.attrs, lambdas);
@@ -657,7 +664,8 @@ impl Greedy {
         // |f32 objective - f64 objective| <= eps. Per term, the f32 value is lp ln(1 + x), x =
         // (w c) / base, one logarithm where the f64 step takes two (the same quantity):
         // x carries the base's, w's and c's rounding and the product's and quotient's (under
-        // 5 2^-24 relative), which moves ln(1 + x) by at most that, absolutely; 1 + x rounded
+        // 5 2^-24 relative), which moves ln(1 + x) by at most that, absolutely, as x >= 0 (rank
+        // weights and category weights are never negative, bases positive); 1 + x rounded
         // adds 2^-24; the f32 log's 1 ulp (pinned by a vmath test) is 2^-23 ln(1 + x), and
         // ln(1 + x) = ln(base + w c) - ln(base) <= 2L; lambda p(g) rounded and the product
         // add 2^-24 each, relative: under 2^-21 lp (L + 1) in all, with L the largest |ln|
@@ -765,6 +773,43 @@ mod tests {
     use super::*;
     use crate::calibrate::ItemCategories;
     use crate::csr::{CsrView, Index};
+
+    /// The all-keys path's padded term rows are kept only while their padding stays within a
+    /// few times the keys: 300 items of 3 of 60 categories pad nothing, one more item with all
+    /// 60 would pad every row to 60 (tests/test_rerank.py checks the lists do not change).
+    #[test]
+    fn padded_term_rows_are_bounded() {
+        let sigs_of = |rows: &[Vec<i32>]| {
+            let mut indptr = vec![0i64];
+            let indices: Vec<i32> = rows.iter().flatten().copied().collect();
+            for r in rows {
+                indptr.push(indptr.last().unwrap() + r.len() as i64);
+            }
+            let data = vec![1f32; indices.len()];
+            let csr = CsrView::new(
+                "c",
+                60,
+                Index::I64(&indptr),
+                Index::I32(&indices),
+                Some(&data),
+            );
+            let cats = ItemCategories::new("c", csr.unwrap(), true).unwrap();
+            Signatures::new(&[Attribute::new(cats, 0.5, None).unwrap()], 0.01)
+        };
+        let mut rows: Vec<Vec<i32>> = (0..300)
+            .map(|i| vec![i % 60, (i / 60) % 60, 59 - i % 7])
+            .collect();
+        rows.iter_mut().for_each(|r| {
+            r.sort_unstable();
+            r.dedup();
+        });
+        let few = sigs_of(&rows);
+        assert_eq!(few.all_terms.len(), (few.start.len() - 1) * few.max_keys);
+        rows.push((0..60).collect());
+        let every = sigs_of(&rows);
+        assert_eq!(every.max_keys, 60);
+        assert!(every.all_terms.is_empty());
+    }
 
     #[test]
     fn lambda_zero_is_score_order_with_stable_ties() {
