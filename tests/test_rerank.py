@@ -605,16 +605,21 @@ def test_lists_do_not_depend_on_unused_catalogue_items(seed, rank_weighting):
     scores = rng.integers(0, 4, cand.shape).astype(np.float32)  # ties
     h = (rng.random((users, n_items)) < 0.2) * rng.random((users, n_items))
     history = sp.csr_matrix(h.astype(np.float32))
+    same_lists_in((flags, big), cand, scores, history, lam=0.7, rank_weighting=rank_weighting)
+
+
+def same_lists_in(catalogues, cand, scores, history, **kw):
+    """Reranks the same problem over each catalogue (the first one's items first in every
+    catalogue; the history padded to each): the lists, scores and C_KL must be the same bits."""
     outs = []
-    for m in (flags, big):
-        rr = CalibratedReranker(
-            sp.csr_matrix(m), lam=0.7, normalize_rows=True, rank_weighting=rank_weighting
-        )
-        hist = sp.hstack([history, sp.csr_matrix((users, m.shape[0] - n_items))]).tocsr()
-        outs.append(rr.rerank(cand, scores, history=hist, n=10))
-    assert np.array_equal(outs[0].ids, outs[1].ids)
-    assert np.array_equal(outs[0].scores, outs[1].scores)
-    assert np.array_equal(outs[0].ckl_after, outs[1].ckl_after)
+    for m in catalogues:
+        rr = CalibratedReranker(sp.csr_matrix(m), normalize_rows=True, **kw)
+        extra = sp.csr_matrix((history.shape[0], m.shape[0] - history.shape[1]))
+        outs.append(rr.rerank(cand, scores, history=sp.hstack([history, extra]).tocsr(), n=10))
+    for out in outs[1:]:
+        assert np.array_equal(out.ids, outs[0].ids)
+        assert np.array_equal(out.scores, outs[0].scores)
+        assert np.array_equal(out.ckl_after, outs[0].ckl_after)
 
 
 @settings(max_examples=10, deadline=None)
@@ -634,11 +639,4 @@ def test_one_item_with_every_category_changes_no_list(seed):
     scores = rng.integers(0, 4, cand.shape).astype(np.float32)  # ties
     h = (rng.random((users, n_items)) < 0.01) * rng.random((users, n_items))
     history = sp.csr_matrix(h.astype(np.float32))
-    outs = []
-    for m in (flags, every):
-        rr = CalibratedReranker(sp.csr_matrix(m), lam=0.6, normalize_rows=True)
-        hist = sp.hstack([history, sp.csr_matrix((users, m.shape[0] - n_items))]).tocsr()
-        outs.append(rr.rerank(cand, scores, history=hist, n=10))
-    assert np.array_equal(outs[0].ids, outs[1].ids)
-    assert np.array_equal(outs[0].scores, outs[1].scores)
-    assert np.array_equal(outs[0].ckl_after, outs[1].ckl_after)
+    same_lists_in((flags, every), cand, scores, history, lam=0.6)

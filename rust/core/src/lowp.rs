@@ -747,10 +747,46 @@ pub mod kernels {
         }
     }
 
-    /// [`int16_tiles`] with AVX-512 `vpdpwssd`: the int16 B tiles have the bf16 ones' layout
-    /// (per k pair, 16 columns' pairs in one vector of each 16-column half), so this is
-    /// [`dp_tiles`]'s loop on integers, with [`int16_tiles`]'s exact i32 sums and its scaling:
-    /// the same floats.
+    /// Items per pass of the AVX-512 tile loops: `2 DP_ROWS` accumulators stay in registers.
+    const DP_ROWS: usize = 8;
+
+    /// The loop of [`dp_tiles`] and [`vnni_tiles`]: per k pair, the 32 B columns' pairs are two
+    /// vectors (the B-tile layout is exactly `vdpbf16ps`'s and `vpdpwssd`'s operand), each A
+    /// row's pair one broadcast, so rows `r..r + DP_ROWS` keep `2 DP_ROWS` accumulators (from
+    /// `$zero`, through `$dot(acc, b_pairs, a_pair)` on `__m512i` operands) over all of `k`;
+    /// `$store(row, &[acc; 2])` takes each row's two. A macro, not a generic function, so that
+    /// each kernel's instructions are inlined under its own target features.
+    macro_rules! pair_rows {
+        ($a:expr, $b:expr, $nkb:expr, $zero:expr, $dot:expr, $store:expr) => {{
+            let (a, nkb) = ($a, $nkb);
+            let (b0, b1) = ($b, $b.add(nkb * 512));
+            for r0 in (0..32).step_by(DP_ROWS) {
+                // Rows r0.. sit in one 16-row group of A (DP_ROWS divides 16).
+                let a0 = a.add((r0 / 16) * nkb * 512 + (r0 % 16) * 32) as *const i32;
+                let mut acc = [[$zero; 2]; DP_ROWS];
+                for kb in 0..nkb {
+                    let (ak, bk0, bk1) = (a0.add(kb * 256), b0.add(kb * 512), b1.add(kb * 512));
+                    for p in 0..16 {
+                        // SAFETY (all loads): inside the k block's tiles, as the caller promised.
+                        let v0 = _mm512_loadu_si512(bk0.add(p * 32).cast());
+                        let v1 = _mm512_loadu_si512(bk1.add(p * 32).cast());
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            // (The u16 tiles promise 2-byte alignment only.)
+                            let w = _mm512_set1_epi32(ak.add(i * 16 + p).read_unaligned());
+                            acc[0] = $dot(acc[0], v0, w);
+                            acc[1] = $dot(acc[1], v1, w);
+                        }
+                    }
+                }
+                for (i, acc) in acc.iter().enumerate() {
+                    $store(r0 + i, acc);
+                }
+            }
+        }};
+    }
+
+    /// [`int16_tiles`] with AVX-512 `vpdpwssd` (the `pair_rows!` loop on integers), with
+    /// [`int16_tiles`]'s exact i32 sums and its scaling: the same floats.
     ///
     /// # Safety
     /// AVX-512F and AVX512-VNNI; the arguments as for [`int16_tiles`].
@@ -769,77 +805,42 @@ pub mod kernels {
             _mm512_loadu_ps(usc.as_ptr()),
             _mm512_loadu_ps(usc.as_ptr().add(16)),
         ];
-        let (b0, b1) = (b, b.add(nkb * 512));
-        for r0 in (0..32).step_by(DP_ROWS) {
-            // Rows r0.. sit in one 16-row group of A (DP_ROWS divides 16).
-            let a0 = a.add((r0 / 16) * nkb * 512 + (r0 % 16) * 32) as *const i32;
-            let mut acc = [[_mm512_setzero_si512(); 2]; DP_ROWS];
-            for kb in 0..nkb {
-                let (ak, bk0, bk1) = (a0.add(kb * 256), b0.add(kb * 512), b1.add(kb * 512));
-                for p in 0..16 {
-                    // SAFETY (all loads): inside the k block's tiles, as the caller promised.
-                    let v0 = _mm512_loadu_si512(bk0.add(p * 32).cast());
-                    let v1 = _mm512_loadu_si512(bk1.add(p * 32).cast());
-                    for (i, acc) in acc.iter_mut().enumerate() {
-                        // (The u16 tiles promise 2-byte alignment only.)
-                        let w = _mm512_set1_epi32(ak.add(i * 16 + p).read_unaligned());
-                        acc[0] = _mm512_dpwssd_epi32(acc[0], v0, w);
-                        acc[1] = _mm512_dpwssd_epi32(acc[1], v1, w);
-                    }
-                }
-            }
-            for (i, acc) in acc.iter().enumerate() {
-                let ws = _mm512_set1_ps(wsc[r0 + i]);
-                let row = c.add((r0 + i) * ldc);
+        pair_rows!(
+            a,
+            b,
+            nkb,
+            _mm512_setzero_si512(),
+            |acc, v, w| _mm512_dpwssd_epi32(acc, v, w),
+            |r: usize, acc: &[__m512i; 2]| {
+                let ws = _mm512_set1_ps(wsc[r]);
                 for h in 0..2 {
                     let x = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[h]), _mm512_mul_ps(ws, us[h]));
-                    _mm512_storeu_ps(row.add(16 * h), x);
+                    _mm512_storeu_ps(c.add(r * ldc + 16 * h), x);
                 }
             }
-        }
+        );
     }
 
-    /// Items per pass of [`dp_tiles`]: `2 DP_ROWS` accumulators stay in registers.
-    const DP_ROWS: usize = 8;
-
-    /// [`tiles`] with `vdpbf16ps`: per k pair, the 32 B columns' pairs are two vectors (the
-    /// B-tile layout is exactly `vdpbf16ps`'s operand), each A row's pair one broadcast, so
-    /// rows `r..r + DP_ROWS` keep `2 DP_ROWS` accumulators over all of `k`. Each lane sums
-    /// exact products in fp32 like AMX does (the bound's `n` counts its additions).
+    /// [`tiles`] with `vdpbf16ps` (the `pair_rows!` loop). Each lane sums exact products in fp32
+    /// like AMX does (the bound's `n` counts its additions).
     ///
     /// # Safety
     /// AVX-512F and AVX512-BF16; the pointers as for [`tiles`].
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn dp_tiles(a: *const u16, b: *const u16, nkb: usize, c: *mut f32, ldc: usize) {
-        let (b0, b1) = (b, b.add(nkb * 512));
-        for r0 in (0..32).step_by(DP_ROWS) {
-            // Rows r0.. sit in one 16-row group of A (DP_ROWS divides 16).
-            let a0 = a.add((r0 / 16) * nkb * 512 + (r0 % 16) * 32) as *const i32;
-            let mut acc = [[_mm512_setzero_ps(); 2]; DP_ROWS];
-            for kb in 0..nkb {
-                let (ak, bk0, bk1) = (a0.add(kb * 256), b0.add(kb * 512), b1.add(kb * 512));
-                for p in 0..16 {
-                    // SAFETY (all loads): inside the k block's tiles, as the caller promised.
-                    let v0: __m512bh =
-                        std::mem::transmute(_mm512_loadu_si512(bk0.add(p * 32).cast()));
-                    let v1: __m512bh =
-                        std::mem::transmute(_mm512_loadu_si512(bk1.add(p * 32).cast()));
-                    for (i, acc) in acc.iter_mut().enumerate() {
-                        let w: __m512bh = std::mem::transmute(_mm512_set1_epi32(
-                            // (The u16 tiles promise 2-byte alignment only.)
-                            ak.add(i * 16 + p).read_unaligned(),
-                        ));
-                        acc[0] = _mm512_dpbf16_ps(acc[0], v0, w);
-                        acc[1] = _mm512_dpbf16_ps(acc[1], v1, w);
-                    }
-                }
-            }
-            for (i, acc) in acc.iter().enumerate() {
-                let row = c.add((r0 + i) * ldc);
+        let bh = |v: __m512i| -> __m512bh { std::mem::transmute(v) };
+        pair_rows!(
+            a,
+            b,
+            nkb,
+            _mm512_setzero_ps(),
+            |acc, v, w| _mm512_dpbf16_ps(acc, bh(v), bh(w)),
+            |r: usize, acc: &[__m512; 2]| {
+                let row = c.add(r * ldc);
                 _mm512_storeu_ps(row, acc[0]);
                 _mm512_storeu_ps(row.add(16), acc[1]);
             }
-        }
+        );
     }
 
     /// [`tiles`] on AMX.
