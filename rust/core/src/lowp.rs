@@ -1091,6 +1091,69 @@ pub unsafe fn exact_dots(
     }
 }
 
+/// The body of [`exact_dots`]' kernels: items `$lanes` at a time, their rows transposed
+/// `$lanes` k values at a time, one FMA chain per k block of [`gemm_kc`] (the GEMM kernels'
+/// order), the blocks added in turn. A macro, not a generic function, so that each kernel's
+/// intrinsics inline under its own target features.
+macro_rules! exact_dots_in {
+    (
+        ($h:expr, $w:expr, $k:expr, $bias:expr, $items:expr, $out:expr),
+        $lanes:literal,
+        zero: $zero:expr,
+        mask: $mask:expr,
+        load: $load:expr,
+        transpose: $transpose:expr,
+        fmadd: $fmadd:expr,
+        set1: $set1:expr,
+        add: $add:expr,
+        store: $store:expr
+    ) => {{
+        let (w, k, bias) = ($w, $k, $bias);
+        let h = &$h[..k];
+        let kb = k.div_ceil(gemm_kc());
+        let kc_max = k.div_ceil(kb);
+        for (grp, o) in $items.chunks($lanes).zip($out.chunks_mut($lanes)) {
+            let rows: Vec<&[f32]> = grp
+                .iter()
+                .map(|&j| &w[j as usize * k..(j as usize + 1) * k])
+                .collect();
+            let mut total = $zero;
+            let mut pc = 0;
+            while pc < k {
+                let kc = kc_max.min(k - pc);
+                let mut acc = $zero;
+                let mut kk = pc;
+                while kk < pc + kc {
+                    let kn = (pc + kc - kk).min($lanes);
+                    let kmask = $mask(kn);
+                    let mut r = [$zero; $lanes];
+                    for (x, row) in r.iter_mut().zip(&rows) {
+                        // SAFETY: the mask keeps the load inside the row (kk + kn <= k).
+                        *x = $load(row.as_ptr().add(kk), kmask);
+                    }
+                    let t = $transpose(r);
+                    for (s, col) in t.iter().enumerate().take(kn) {
+                        acc = $fmadd($set1(h[kk + s]), *col, acc);
+                    }
+                    kk += $lanes;
+                }
+                total = if pc == 0 { acc } else { $add(acc, total) };
+                pc += kc;
+            }
+            let mut sums = [0f32; $lanes];
+            $store(sums.as_mut_ptr(), total);
+            match bias {
+                Some(bias) => {
+                    for ((o, &s), &j) in o.iter_mut().zip(&sums).zip(grp) {
+                        *o = s + bias[j as usize];
+                    }
+                }
+                None => o.copy_from_slice(&sums[..o.len()]),
+            }
+        }
+    }};
+}
+
 /// [`exact_dots`] with AVX2, 8 items a group.
 ///
 /// # Safety
@@ -1107,52 +1170,18 @@ unsafe fn exact_dots_avx2(
 ) {
     use gemm::avx2::{mask8, transpose8};
     use std::arch::x86_64::*;
-    let h = &h[..k];
-    let kb = k.div_ceil(gemm_kc());
-    let kc_max = k.div_ceil(kb);
-    for (grp, o) in items.chunks(8).zip(out.chunks_mut(8)) {
-        let rows: Vec<&[f32]> = grp
-            .iter()
-            .map(|&j| &w[j as usize * k..(j as usize + 1) * k])
-            .collect();
-        let mut total = _mm256_setzero_ps();
-        let mut pc = 0;
-        while pc < k {
-            let kc = kc_max.min(k - pc);
-            let mut acc = _mm256_setzero_ps();
-            let mut kk = pc;
-            while kk < pc + kc {
-                let kn = (pc + kc - kk).min(8);
-                let kmask = mask8(kn);
-                let mut r = [_mm256_setzero_ps(); 8];
-                for (x, row) in r.iter_mut().zip(&rows) {
-                    // SAFETY: the mask keeps the load inside the row (kk + kn <= k).
-                    *x = _mm256_maskload_ps(row.as_ptr().add(kk), kmask);
-                }
-                let t = transpose8(r);
-                for (s, col) in t.iter().enumerate().take(kn) {
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(h[kk + s]), *col, acc);
-                }
-                kk += 8;
-            }
-            total = if pc == 0 {
-                acc
-            } else {
-                _mm256_add_ps(acc, total)
-            };
-            pc += kc;
-        }
-        let mut sums = [0f32; 8];
-        _mm256_storeu_ps(sums.as_mut_ptr(), total);
-        match bias {
-            Some(bias) => {
-                for ((o, &s), &j) in o.iter_mut().zip(&sums).zip(grp) {
-                    *o = s + bias[j as usize];
-                }
-            }
-            None => o.copy_from_slice(&sums[..o.len()]),
-        }
-    }
+    exact_dots_in!(
+        (h, w, k, bias, items, out),
+        8,
+        zero: _mm256_setzero_ps(),
+        mask: mask8,
+        load: |p, m| _mm256_maskload_ps(p, m),
+        transpose: transpose8,
+        fmadd: |a, b, c| _mm256_fmadd_ps(a, b, c),
+        set1: |x| _mm256_set1_ps(x),
+        add: |a, b| _mm256_add_ps(a, b),
+        store: |p, v| _mm256_storeu_ps(p, v)
+    );
 }
 
 /// [`exact_dots`] with AVX-512, 16 items a group.
@@ -1171,52 +1200,18 @@ unsafe fn exact_dots_avx512(
 ) {
     use gemm::avx512::{lane_mask, transpose16};
     use std::arch::x86_64::*;
-    let h = &h[..k];
-    let kb = k.div_ceil(gemm_kc());
-    let kc_max = k.div_ceil(kb);
-    for (grp, o) in items.chunks(16).zip(out.chunks_mut(16)) {
-        let rows: Vec<&[f32]> = grp
-            .iter()
-            .map(|&j| &w[j as usize * k..(j as usize + 1) * k])
-            .collect();
-        let mut total = _mm512_setzero_ps();
-        let mut pc = 0;
-        while pc < k {
-            let kc = kc_max.min(k - pc);
-            let mut acc = _mm512_setzero_ps();
-            let mut kk = pc;
-            while kk < pc + kc {
-                let kn = (pc + kc - kk).min(16);
-                let kmask = lane_mask(kn, 0);
-                let mut r = [_mm512_setzero_ps(); 16];
-                for (x, row) in r.iter_mut().zip(&rows) {
-                    // SAFETY: the mask keeps the load inside the row (kk + kn <= k).
-                    *x = _mm512_maskz_loadu_ps(kmask, row.as_ptr().add(kk));
-                }
-                let t = transpose16(r);
-                for (s, col) in t.iter().enumerate().take(kn) {
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(h[kk + s]), *col, acc);
-                }
-                kk += 16;
-            }
-            total = if pc == 0 {
-                acc
-            } else {
-                _mm512_add_ps(acc, total)
-            };
-            pc += kc;
-        }
-        let mut sums = [0f32; 16];
-        _mm512_storeu_ps(sums.as_mut_ptr(), total);
-        match bias {
-            Some(bias) => {
-                for ((o, &s), &j) in o.iter_mut().zip(&sums).zip(grp) {
-                    *o = s + bias[j as usize];
-                }
-            }
-            None => o.copy_from_slice(&sums[..o.len()]),
-        }
-    }
+    exact_dots_in!(
+        (h, w, k, bias, items, out),
+        16,
+        zero: _mm512_setzero_ps(),
+        mask: |kn| lane_mask(kn, 0),
+        load: |p, m| _mm512_maskz_loadu_ps(m, p),
+        transpose: transpose16,
+        fmadd: |a, b, c| _mm512_fmadd_ps(a, b, c),
+        set1: |x| _mm512_set1_ps(x),
+        add: |a, b| _mm512_add_ps(a, b),
+        store: |p, v| _mm512_storeu_ps(p, v)
+    );
 }
 
 #[cfg(test)]
