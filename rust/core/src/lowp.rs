@@ -922,6 +922,58 @@ pub mod kernels {
         }
     }
 
+    /// The body of [`scan`]'s kernels: the 32 user lanes in `32 / $lanes` vectors, per item row
+    /// the score `t`, its bound `e` (the same fused operations either way) and the lanes whose
+    /// `t + e` reaches their threshold (`at_least`: a bit mask). A macro, not a generic function,
+    /// so that each kernel's intrinsics inline under its own target features.
+    macro_rules! scan_in {
+        (
+            ($s:expr, $rows:expr, $bias:expr, $p:expr, $q:expr, $a:expr, $c:expr, $thr:expr,
+             $hit:expr),
+            $lanes:literal,
+            load: $load:expr,
+            set1: $set1:expr,
+            add: $add:expr,
+            fmadd: $fmadd:expr,
+            abs: $abs:expr,
+            at_least: $at_least:expr,
+            store: $store:expr
+        ) => {{
+            const G: usize = 32 / $lanes;
+            let (s, rows, hit) = ($s, $rows, $hit);
+            let (bias, p, q) = (&$bias[..rows], &$p[..rows], &$q[..rows]);
+            let (a, c, thr) = (&$a[..32], &$c[..32], &mut $thr[..32]);
+            let av: [_; G] = std::array::from_fn(|g| $load(a.as_ptr().add($lanes * g)));
+            let cv: [_; G] = std::array::from_fn(|g| $load(c.as_ptr().add($lanes * g)));
+            let mut tv: [_; G] = std::array::from_fn(|g| $load(thr.as_ptr().add($lanes * g)));
+            let rel = $set1(REL_SLACK);
+            let abs = $set1(ABS_SLACK);
+            for ii in 0..rows {
+                let (bj, pj, qj) = ($set1(bias[ii]), $set1(p[ii]), $set1(q[ii]));
+                for g in 0..G {
+                    let x = $load(s.as_ptr().add(ii * 32 + g * $lanes));
+                    let t = $add(x, bj);
+                    let e = $fmadd(av[g], pj, $fmadd(cv[g], qj, abs));
+                    let e = $fmadd($abs(t), rel, e);
+                    let ub = $add(t, e);
+                    let mut m = $at_least(ub, tv[g]);
+                    if m != 0 {
+                        let mut ts = [0f32; $lanes];
+                        let mut es = [0f32; $lanes];
+                        $store(ts.as_mut_ptr(), t);
+                        $store(es.as_mut_ptr(), e);
+                        while m != 0 {
+                            let l = m.trailing_zeros() as usize;
+                            m &= m - 1;
+                            hit(ii, g * $lanes + l, ts[l], es[l], thr);
+                        }
+                        tv[g] = $load(thr.as_ptr().add(g * $lanes));
+                    }
+                }
+            }
+        }};
+    }
+
     /// Scans a block's scores: for item row `ii < rows` (item `j = item0 + ii`, its `bias`,
     /// `p`, `q` at `ii`) and user lane `l < 32` (factors `a[l]`, `c[l]`), computes the
     /// low-precision score `t = s + b_j` and its bound `e`, and calls `hit(ii, l, t, e, thr)`
@@ -967,41 +1019,17 @@ pub mod kernels {
         thr: &mut [f32],
         hit: &mut impl FnMut(usize, usize, f32, f32, &mut [f32]),
     ) {
-        let (bias, p, q) = (&bias[..rows], &p[..rows], &q[..rows]);
-        let (a, c, thr) = (&a[..32], &c[..32], &mut thr[..32]);
-        let av: [__m256; 4] = std::array::from_fn(|g| _mm256_loadu_ps(a.as_ptr().add(8 * g)));
-        let cv: [__m256; 4] = std::array::from_fn(|g| _mm256_loadu_ps(c.as_ptr().add(8 * g)));
-        let mut tv: [__m256; 4] = std::array::from_fn(|g| _mm256_loadu_ps(thr.as_ptr().add(8 * g)));
-        let rel = _mm256_set1_ps(REL_SLACK);
-        let abs = _mm256_set1_ps(ABS_SLACK);
-        let sign = _mm256_set1_ps(-0.0);
-        for ii in 0..rows {
-            let (bj, pj, qj) = (
-                _mm256_set1_ps(bias[ii]),
-                _mm256_set1_ps(p[ii]),
-                _mm256_set1_ps(q[ii]),
-            );
-            for g in 0..4 {
-                let x = _mm256_loadu_ps(s.as_ptr().add(ii * 32 + g * 8));
-                let t = _mm256_add_ps(x, bj);
-                let e = _mm256_fmadd_ps(av[g], pj, _mm256_fmadd_ps(cv[g], qj, abs));
-                let e = _mm256_fmadd_ps(_mm256_andnot_ps(sign, t), rel, e);
-                let ub = _mm256_add_ps(t, e);
-                let mut m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(ub, tv[g])) as u32;
-                if m != 0 {
-                    let mut ts = [0f32; 8];
-                    let mut es = [0f32; 8];
-                    _mm256_storeu_ps(ts.as_mut_ptr(), t);
-                    _mm256_storeu_ps(es.as_mut_ptr(), e);
-                    while m != 0 {
-                        let l = m.trailing_zeros() as usize;
-                        m &= m - 1;
-                        hit(ii, g * 8 + l, ts[l], es[l], thr);
-                    }
-                    tv[g] = _mm256_loadu_ps(thr.as_ptr().add(g * 8));
-                }
-            }
-        }
+        scan_in!(
+            (s, rows, bias, p, q, a, c, thr, hit),
+            8,
+            load: |x: *const f32| _mm256_loadu_ps(x),
+            set1: |x| _mm256_set1_ps(x),
+            add: |x, y| _mm256_add_ps(x, y),
+            fmadd: |x, y, z| _mm256_fmadd_ps(x, y, z),
+            abs: |x| _mm256_andnot_ps(_mm256_set1_ps(-0.0), x),
+            at_least: |x, y| _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(x, y)) as u32,
+            store: |x: *mut f32, v| _mm256_storeu_ps(x, v)
+        )
     }
 
     /// [`scan`] with AVX-512: two groups of 16 users.
@@ -1021,49 +1049,17 @@ pub mod kernels {
         thr: &mut [f32],
         hit: &mut impl FnMut(usize, usize, f32, f32, &mut [f32]),
     ) {
-        let (bias, p, q) = (&bias[..rows], &p[..rows], &q[..rows]);
-        let (a, c, thr) = (&a[..32], &c[..32], &mut thr[..32]);
-        let av = [
-            _mm512_loadu_ps(a.as_ptr()),
-            _mm512_loadu_ps(a.as_ptr().add(16)),
-        ];
-        let cv = [
-            _mm512_loadu_ps(c.as_ptr()),
-            _mm512_loadu_ps(c.as_ptr().add(16)),
-        ];
-        let mut tv = [
-            _mm512_loadu_ps(thr.as_ptr()),
-            _mm512_loadu_ps(thr.as_ptr().add(16)),
-        ];
-        let rel = _mm512_set1_ps(REL_SLACK);
-        let abs = _mm512_set1_ps(ABS_SLACK);
-        for ii in 0..rows {
-            let (bj, pj, qj) = (
-                _mm512_set1_ps(bias[ii]),
-                _mm512_set1_ps(p[ii]),
-                _mm512_set1_ps(q[ii]),
-            );
-            for half in 0..2 {
-                let x = _mm512_loadu_ps(s.as_ptr().add(ii * 32 + half * 16));
-                let t = _mm512_add_ps(x, bj);
-                let e = _mm512_fmadd_ps(av[half], pj, _mm512_fmadd_ps(cv[half], qj, abs));
-                let e = _mm512_fmadd_ps(_mm512_abs_ps(t), rel, e);
-                let ub = _mm512_add_ps(t, e);
-                let mut m = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(ub, tv[half]);
-                if m != 0 {
-                    let mut ts = [0f32; 16];
-                    let mut es = [0f32; 16];
-                    _mm512_storeu_ps(ts.as_mut_ptr(), t);
-                    _mm512_storeu_ps(es.as_mut_ptr(), e);
-                    while m != 0 {
-                        let l = m.trailing_zeros() as usize;
-                        m &= m - 1;
-                        hit(ii, half * 16 + l, ts[l], es[l], thr);
-                    }
-                    tv[half] = _mm512_loadu_ps(thr.as_ptr().add(half * 16));
-                }
-            }
-        }
+        scan_in!(
+            (s, rows, bias, p, q, a, c, thr, hit),
+            16,
+            load: |x: *const f32| _mm512_loadu_ps(x),
+            set1: |x| _mm512_set1_ps(x),
+            add: |x, y| _mm512_add_ps(x, y),
+            fmadd: |x, y, z| _mm512_fmadd_ps(x, y, z),
+            abs: |x| _mm512_abs_ps(x),
+            at_least: |x, y| _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, y),
+            store: |x: *mut f32, v| _mm512_storeu_ps(x, v)
+        )
     }
 }
 

@@ -120,6 +120,44 @@ pub(super) unsafe fn at_least(obj: &[f32], floor: f32) -> (u32, usize) {
     }
 }
 
+/// Every term's f32 value, `val[1 + i] = lp_i ln(1 + (w c_i) / base[slot_i])` (`val[0]`, the
+/// zero term, and the padding 0), `$lanes` terms at a time: the operations of [`scores`] in
+/// the same order for both kernels (`base_of` looks up the terms' slots' bases). A macro, not a
+/// generic function, so that each kernel's intrinsics inline under its own target features.
+macro_rules! term_values {
+    (
+        $terms:expr,
+        $w:expr,
+        $lanes:literal,
+        load: $load:expr,
+        base_of: $base_of:expr,
+        set1: $set1:expr,
+        mul: $mul:expr,
+        div: $div:expr,
+        add: $add:expr,
+        store: $store:expr
+    ) => {{
+        let terms: &Terms = $terms;
+        let (wv, one) = ($set1($w), $set1(1.0));
+        let mut args = [0f32; TERMS];
+        for blk in 0..TERMS / $lanes {
+            let c = $load(terms.c1s.as_ptr().add($lanes * blk));
+            let x = $div($mul(wv, c), $base_of(terms.slot.as_ptr().add($lanes * blk)));
+            $store(args.as_mut_ptr().add($lanes * blk), $add(one, x));
+        }
+        for x in args.iter_mut() {
+            *x = ln_normal_f32(*x);
+        }
+        let mut val = [0f32; TERMS + 16];
+        for blk in 0..TERMS / $lanes {
+            let ln = $load(args.as_ptr().add($lanes * blk));
+            let lp = $load(terms.lp.as_ptr().add($lanes * blk));
+            $store(val.as_mut_ptr().add(1 + $lanes * blk), $mul(lp, ln));
+        }
+        val
+    }};
+}
+
 /// [`bases`] with AVX2: four slots at a time, the AVX-512 kernel's operations.
 ///
 /// # Safety
@@ -179,26 +217,18 @@ unsafe fn scores_avx2(
 ) -> f32 {
     let btab: [__m256; SLOTS / 8] =
         std::array::from_fn(|k| _mm256_loadu_ps(base.as_ptr().add(8 * k)));
-    let wv = _mm256_set1_ps(w);
-    let one = _mm256_set1_ps(1.0);
-    let mut args = [0f32; TERMS];
-    for blk in 0..TERMS / 8 {
-        let c = _mm256_loadu_ps(terms.c1s.as_ptr().add(8 * blk));
-        let slots = _mm256_loadu_si256(terms.slot.as_ptr().add(8 * blk) as *const __m256i);
-        // 1 + (w c) / base, in the AVX-512 kernel's order of operations.
-        let x = _mm256_div_ps(_mm256_mul_ps(wv, c), look_up32(&btab, slots));
-        _mm256_storeu_ps(args.as_mut_ptr().add(8 * blk), _mm256_add_ps(one, x));
-    }
-    for x in args.iter_mut() {
-        *x = ln_normal_f32(*x);
-    }
-    // Entry 0 the zero term, term i at i + 1.
-    let mut val = [0f32; TERMS + 16];
-    for blk in 0..TERMS / 8 {
-        let ln = _mm256_loadu_ps(args.as_ptr().add(8 * blk));
-        let lp = _mm256_loadu_ps(terms.lp.as_ptr().add(8 * blk));
-        _mm256_storeu_ps(val.as_mut_ptr().add(1 + 8 * blk), _mm256_mul_ps(lp, ln));
-    }
+    let val = term_values!(
+        terms,
+        w,
+        8,
+        load: |p: *const f32| _mm256_loadu_ps(p),
+        base_of: |slot: *const u32| look_up32(&btab, _mm256_loadu_si256(slot.cast())),
+        set1: |x| _mm256_set1_ps(x),
+        mul: |x, y| _mm256_mul_ps(x, y),
+        div: |x, y| _mm256_div_ps(x, y),
+        add: |x, y| _mm256_add_ps(x, y),
+        store: |p: *mut f32, v| _mm256_storeu_ps(p, v)
+    );
     let nv = rel.len();
     let width = cols.len().checked_div(nv).unwrap_or(0);
     let mut top = _mm256_set1_ps(f32::NEG_INFINITY);
@@ -370,26 +400,18 @@ unsafe fn scores_avx512(
         _mm512_loadu_ps(base.as_ptr()),
         _mm512_loadu_ps(base.as_ptr().add(16)),
     );
-    let wv = _mm512_set1_ps(w);
-    let one = _mm512_set1_ps(1.0);
-    let mut args = [0f32; TERMS];
-    for blk in 0..TERMS / 16 {
-        let idx = _mm512_loadu_si512(terms.slot.as_ptr().add(16 * blk) as *const _);
-        let b = _mm512_permutex2var_ps(b0, idx, b1);
-        let c = _mm512_loadu_ps(terms.c1s.as_ptr().add(16 * blk));
-        let x = _mm512_div_ps(_mm512_mul_ps(wv, c), b);
-        _mm512_storeu_ps(args.as_mut_ptr().add(16 * blk), _mm512_add_ps(one, x));
-    }
-    for x in args.iter_mut() {
-        *x = ln_normal_f32(*x);
-    }
-    // Entry 0 the zero term, term i at i + 1.
-    let mut val = [0f32; TERMS + 16];
-    for blk in 0..TERMS / 16 {
-        let ln = _mm512_loadu_ps(args.as_ptr().add(16 * blk));
-        let lp = _mm512_loadu_ps(terms.lp.as_ptr().add(16 * blk));
-        _mm512_storeu_ps(val.as_mut_ptr().add(1 + 16 * blk), _mm512_mul_ps(lp, ln));
-    }
+    let val = term_values!(
+        terms,
+        w,
+        16,
+        load: |p: *const f32| _mm512_loadu_ps(p),
+        base_of: |slot: *const u32| _mm512_permutex2var_ps(b0, _mm512_loadu_si512(slot.cast()), b1),
+        set1: |x| _mm512_set1_ps(x),
+        mul: |x, y| _mm512_mul_ps(x, y),
+        div: |x, y| _mm512_div_ps(x, y),
+        add: |x, y| _mm512_add_ps(x, y),
+        store: |p: *mut f32, v| _mm512_storeu_ps(p, v)
+    );
     let vp = val.as_ptr();
     let (t0, t1) = (_mm512_loadu_ps(vp), _mm512_loadu_ps(vp.add(16)));
     let (t2, t3) = (_mm512_loadu_ps(vp.add(32)), _mm512_loadu_ps(vp.add(48)));
@@ -474,6 +496,7 @@ pub(super) unsafe fn at_least(_: &[f32], _: f32) -> (u32, usize) {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
+    use super::super::testing::xorshift;
     use super::*;
 
     /// The first pass's f32 operations written plainly: every kernel must give these bits.
@@ -501,13 +524,7 @@ mod tests {
     /// a plain count.
     #[test]
     fn kernels_compute_the_reference_bits() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut unit = move || (next() >> 40) as f64 / (1u64 << 24) as f64;
         let kernels: Vec<bool> = [true, false]
             .into_iter()

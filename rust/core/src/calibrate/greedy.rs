@@ -769,7 +769,7 @@ fn sum_fixed<const J: usize>(obj: &mut Vec<f64>, rel: &[f64], cols: &[u32], val:
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{cats, cfg, reranker, run};
+    use super::super::testing::{cats, cfg, reranker, run, xorshift};
     use super::*;
     use crate::calibrate::ItemCategories;
     use crate::csr::{CsrView, Index};
@@ -867,13 +867,7 @@ mod tests {
     #[test]
     fn first_pass_gives_the_exact_steps_lists() {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut state = 0x1234_5678_9abc_def1u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x1234_5678_9abc_def1u64);
         // Steps and deferrals of the AVX2 kernels alone (run here even where AVX-512 is).
         let (mut avx2_steps, mut avx2_deferred) = (0, 0);
         let (mut fast_steps, mut deferred) = (0, 0);
@@ -936,7 +930,7 @@ mod tests {
                 }
                 let row: Vec<f32> = (0..g)
                     .map(|_| {
-                        if next() % 3 == 0 {
+                        if next().is_multiple_of(3) {
                             0.0
                         } else {
                             (next() % 100) as f32

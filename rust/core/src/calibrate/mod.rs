@@ -367,6 +367,16 @@ mod testing {
     const CI: [i32; 5] = [0, 0, 1, 0, 1];
     const CD: [f32; 5] = [1.0, 1.0, 1.0, 0.5, 0.5];
 
+    /// A seeded xorshift64 stream for the tests' random problems.
+    pub(super) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     pub(super) fn cats() -> ItemCategories {
         let csr = CsrView::new("c", 2, Index::I64(&CP), Index::I32(&CI), Some(&CD)).unwrap();
         ItemCategories::new("item_categories", csr, false).unwrap()

@@ -80,58 +80,15 @@ pub(crate) fn mask8(n: usize) -> __m256i {
     )
 }
 
-/// Packs the `kc x nc` block of `B` at `b` (element `(kk, j)` at `b[kk * rs + j * cs]`) into
-/// `NR`-column panels `[kc][NR]`, zero columns past `nc`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
-    let mut jr = 0;
-    while jr < nc {
-        let cols = NR.min(nc - jr);
-        let dst = out.add(jr * kc);
-        if cs == 1 {
-            // Rows of B are contiguous: copy NR-wide slices, masked at the edge.
-            for kk in 0..kc {
-                let src = b.add(kk * rs + jr);
-                for v in 0..NV {
-                    let x = _mm256_maskload_ps(
-                        src.wrapping_add(8 * v),
-                        mask8(cols.saturating_sub(8 * v)),
-                    );
-                    _mm256_store_ps(dst.add(kk * NR + 8 * v), x);
-                }
-            }
-        } else if rs == 1 {
-            // Columns of B are contiguous (B^T row-major): transpose 8 x 8 blocks.
-            for v in 0..NV {
-                let n8 = cols.saturating_sub(8 * v).min(8);
-                let mut kk = 0;
-                while kk < kc {
-                    let kn = (kc - kk).min(8);
-                    let kmask = mask8(kn);
-                    let mut r = [_mm256_setzero_ps(); 8];
-                    for (j, row) in r.iter_mut().enumerate().take(n8) {
-                        *row = _mm256_maskload_ps(b.add((jr + 8 * v + j) * cs + kk), kmask);
-                    }
-                    let t = transpose8(r);
-                    for (t, x) in t.iter().enumerate().take(kn) {
-                        _mm256_store_ps(dst.add((kk + t) * NR + 8 * v), *x);
-                    }
-                    kk += 8;
-                }
-            }
-        } else {
-            for kk in 0..kc {
-                for j in 0..NR {
-                    *dst.add(kk * NR + j) = if j < cols {
-                        *b.add(kk * rs + (jr + j) * cs)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-        jr += NR;
-    }
+blocked::pack_b! {
+    features: "avx2,fma",
+    lanes: 8,
+    zero: _mm256_setzero_ps(),
+    mask: |n: usize, v: usize| mask8(n.saturating_sub(8 * v)),
+    load_masked: |p, m| _mm256_maskload_ps(p, m),
+    store: |p, x| _mm256_store_ps(p, x),
+    transpose: transpose8,
+    fetch_next: |_: *const f32| {},
 }
 
 /// Transposes an 8 x 8 block held as 8 rows.
@@ -169,71 +126,19 @@ pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
-/// Dispatches to the microkernel for `rows` (1..=MR) rows.
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro(
-    rows: usize,
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc: bool,
-) {
-    match rows {
-        6 => kernel::<6>(kc, a, b, c, ldc, cols, acc),
-        5 => kernel::<5>(kc, a, b, c, ldc, cols, acc),
-        4 => kernel::<4>(kc, a, b, c, ldc, cols, acc),
-        3 => kernel::<3>(kc, a, b, c, ldc, cols, acc),
-        2 => kernel::<2>(kc, a, b, c, ldc, cols, acc),
-        _ => kernel::<1>(kc, a, b, c, ldc, cols, acc),
-    }
-}
-
-/// `c[R x cols] (+)= apanel[R x kc] * bpanel[kc x NR]`: `R x NV` ymm accumulators, each one FMA
-/// chain from zero (the AVX-512 kernel's order), added to `c` after the first k block.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn kernel<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc: bool,
-) {
-    let mut s = [[_mm256_setzero_ps(); NV]; R];
-    for kk in 0..kc {
-        let bk = b.add(kk * NR);
-        let mut bv = [_mm256_setzero_ps(); NV];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = _mm256_load_ps(bk.add(8 * v));
-        }
-        let ak = a.add(kk * MR);
-        for (r, sr) in s.iter_mut().enumerate() {
-            let x = _mm256_broadcast_ss(&*ak.add(r));
-            for v in 0..NV {
-                sr[v] = _mm256_fmadd_ps(x, bv[v], sr[v]);
-            }
-        }
-    }
-    for (r, sr) in s.iter().enumerate() {
-        let row = c.add(r * ldc);
-        for (v, &x) in sr.iter().enumerate() {
-            let n = cols.saturating_sub(8 * v);
-            if n == 0 {
-                break;
-            }
-            let (p, mask) = (row.add(8 * v), mask8(n));
-            let x = if acc {
-                _mm256_add_ps(x, _mm256_maskload_ps(p, mask))
-            } else {
-                x
-            };
-            _mm256_maskstore_ps(p, mask, x);
-        }
-    }
+blocked::microkernel! {
+    features: "avx2,fma",
+    rows: [6, 5, 4, 3, 2],
+    lanes: 8,
+    zero: _mm256_setzero_ps(),
+    load: |p| _mm256_load_ps(p),
+    broadcast: |p: *const f32| _mm256_broadcast_ss(&*p),
+    fmadd: |x, y, z| _mm256_fmadd_ps(x, y, z),
+    add: |x, y| _mm256_add_ps(x, y),
+    mask: |cols: usize, v: usize| {
+        let n = cols.saturating_sub(8 * v);
+        (n > 0).then(|| mask8(n))
+    },
+    load_masked: |p, m| _mm256_maskload_ps(p, m),
+    store_masked: |p, m, x| _mm256_maskstore_ps(p, m, x),
 }

@@ -84,60 +84,17 @@ unsafe fn pack_a(m: usize, k: usize, a: *const f32, out: *mut f32) {
     }
 }
 
-/// Packs the `kc x nc` block of `B` at `b` (element `(kk, j)` at `b[kk * rs + j * cs]`) into
-/// `NR`-column panels `[kc][NR]`, zero columns past `nc`.
-#[target_feature(enable = "avx512f")]
-unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
-    let mut jr = 0;
-    while jr < nc {
-        let cols = NR.min(nc - jr);
-        let dst = out.add(jr * kc);
-        if cs == 1 {
-            // Rows of B are contiguous: copy NR-wide slices, masked at the edge.
-            for kk in 0..kc {
-                let src = b.add(kk * rs + jr);
-                for v in 0..NV {
-                    let mask = lane_mask(cols, v);
-                    let x = _mm512_maskz_loadu_ps(mask, src.wrapping_add(16 * v));
-                    _mm512_store_ps(dst.add(kk * NR + 16 * v), x);
-                }
-            }
-        } else if rs == 1 {
-            // Columns of B are contiguous (B^T row-major): transpose 16 x 16 blocks.
-            for v in 0..NV {
-                let n16 = cols.saturating_sub(16 * v).min(16);
-                let mut kk = 0;
-                while kk < kc {
-                    let kn = (kc - kk).min(16);
-                    let kmask = lane_mask(kn, 0);
-                    let mut r = [_mm512_setzero_ps(); 16];
-                    for (j, row) in r.iter_mut().enumerate().take(n16) {
-                        let src = b.add((jr + 16 * v + j) * cs + kk);
-                        *row = _mm512_maskz_loadu_ps(kmask, src);
-                        // The same columns of the next 16 rows (read from memory, the weights
-                        // stream through once per user chunk): their line, fetched ahead.
-                        _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(16 * cs).cast());
-                    }
-                    let t = transpose16(r);
-                    for (t, x) in t.iter().enumerate().take(kn) {
-                        _mm512_store_ps(dst.add((kk + t) * NR + 16 * v), *x);
-                    }
-                    kk += 16;
-                }
-            }
-        } else {
-            for kk in 0..kc {
-                for j in 0..NR {
-                    *dst.add(kk * NR + j) = if j < cols {
-                        *b.add(kk * rs + (jr + j) * cs)
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
-        jr += NR;
-    }
+blocked::pack_b! {
+    features: "avx512f",
+    lanes: 16,
+    zero: _mm512_setzero_ps(),
+    mask: |n: usize, v: usize| lane_mask(n, v),
+    load_masked: |p, m| _mm512_maskz_loadu_ps(m, p),
+    store: |p, x| _mm512_store_ps(p, x),
+    transpose: transpose16,
+    // The same columns of the next 16 rows (read from memory, the weights stream through once
+    // per user chunk): their line, fetched ahead.
+    fetch_next: |p: *const f32| _mm_prefetch::<_MM_HINT_T0>(p.cast()),
 }
 
 /// The lanes of vector `v` (columns `16 v..16 v + 16`) that fall inside `cols` columns.
@@ -191,72 +148,19 @@ pub(crate) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
     out
 }
 
-/// Dispatches to the microkernel for `rows` (1..=MR) rows.
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro(
-    rows: usize,
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc: bool,
-) {
-    match rows {
-        8 => kernel::<8>(kc, a, b, c, ldc, cols, acc),
-        7 => kernel::<7>(kc, a, b, c, ldc, cols, acc),
-        6 => kernel::<6>(kc, a, b, c, ldc, cols, acc),
-        5 => kernel::<5>(kc, a, b, c, ldc, cols, acc),
-        4 => kernel::<4>(kc, a, b, c, ldc, cols, acc),
-        3 => kernel::<3>(kc, a, b, c, ldc, cols, acc),
-        2 => kernel::<2>(kc, a, b, c, ldc, cols, acc),
-        _ => kernel::<1>(kc, a, b, c, ldc, cols, acc),
-    }
-}
-
-/// `c[R x cols] (+)= apanel[R x kc] * bpanel[kc x NR]`: `R x NV` zmm accumulators.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn kernel<const R: usize>(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    acc: bool,
-) {
-    let mut s = [[_mm512_setzero_ps(); NV]; R];
-    for kk in 0..kc {
-        let bk = b.add(kk * NR);
-        let mut bv = [_mm512_setzero_ps(); NV];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = _mm512_load_ps(bk.add(16 * v));
-        }
-        let ak = a.add(kk * MR);
-        for (r, sr) in s.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*ak.add(r));
-            for v in 0..NV {
-                sr[v] = _mm512_fmadd_ps(x, bv[v], sr[v]);
-            }
-        }
-    }
-    for (r, sr) in s.iter().enumerate() {
-        let row = c.add(r * ldc);
-        for (v, &x) in sr.iter().enumerate() {
-            let mask = lane_mask(cols, v);
-            if mask == 0 {
-                break;
-            }
-            let p = row.add(16 * v);
-            let x = if acc {
-                _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, p))
-            } else {
-                x
-            };
-            _mm512_mask_storeu_ps(p, mask, x);
-        }
-    }
+blocked::microkernel! {
+    features: "avx512f",
+    rows: [8, 7, 6, 5, 4, 3, 2],
+    lanes: 16,
+    zero: _mm512_setzero_ps(),
+    load: |p| _mm512_load_ps(p),
+    broadcast: |p: *const f32| _mm512_set1_ps(*p),
+    fmadd: |x, y, z| _mm512_fmadd_ps(x, y, z),
+    add: |x, y| _mm512_add_ps(x, y),
+    mask: |cols: usize, v: usize| {
+        let m = lane_mask(cols, v);
+        (m != 0).then_some(m)
+    },
+    load_masked: |p, m| _mm512_maskz_loadu_ps(m, p),
+    store_masked: |p, m, x| _mm512_mask_storeu_ps(p, m, x),
 }

@@ -121,3 +121,157 @@ pub(crate) unsafe fn gemm(
         }
     })
 }
+
+/// A kernel's `micro` (the [`Micro`] of its [`Tile`]: dispatch on the panel's row count,
+/// `1..=MR`) and `kernel::<R>`: `c[R x cols] (+)= apanel[R x kc] * bpanel[kc x NR]` in
+/// `R x NV` accumulators, each one FMA chain from zero, added to `c` after the first k block
+/// (the order [`crate::lowp::exact_dots`] reproduces). Expanded in each kernel's module (which
+/// defines `MR`, `NR` and `NV`); a macro, not a generic function, so that each kernel's
+/// intrinsics inline under its own target features. `mask(cols, v)` is vector `v`'s store
+/// mask, `None` past the last column.
+macro_rules! microkernel {
+    (
+        features: $feat:literal,
+        rows: [$($r:literal),+],
+        lanes: $lanes:literal,
+        zero: $zero:expr,
+        load: $load:expr,
+        broadcast: $broadcast:expr,
+        fmadd: $fmadd:expr,
+        add: $add:expr,
+        mask: $mask:expr,
+        load_masked: $load_masked:expr,
+        store_masked: $store_masked:expr $(,)?
+    ) => {
+        /// Dispatches to the microkernel for `rows` (1..=MR) rows.
+        #[target_feature(enable = $feat)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn micro(
+            rows: usize,
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+            acc: bool,
+        ) {
+            match rows {
+                $($r => kernel::<$r>(kc, a, b, c, ldc, cols, acc),)+
+                _ => kernel::<1>(kc, a, b, c, ldc, cols, acc),
+            }
+        }
+
+        /// `c[R x cols] (+)= apanel[R x kc] * bpanel[kc x NR]` (see `blocked::microkernel`).
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn kernel<const R: usize>(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+            acc: bool,
+        ) {
+            let mut s = [[$zero; NV]; R];
+            for kk in 0..kc {
+                let bk = b.add(kk * NR);
+                let mut bv = [$zero; NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = $load(bk.add($lanes * v));
+                }
+                let ak = a.add(kk * MR);
+                for (r, sr) in s.iter_mut().enumerate() {
+                    let x = $broadcast(ak.add(r));
+                    for v in 0..NV {
+                        sr[v] = $fmadd(x, bv[v], sr[v]);
+                    }
+                }
+            }
+            for (r, sr) in s.iter().enumerate() {
+                let row = c.add(r * ldc);
+                for (v, &x) in sr.iter().enumerate() {
+                    let Some(mask) = $mask(cols, v) else {
+                        break;
+                    };
+                    let p = row.add($lanes * v);
+                    let x = if acc { $add(x, $load_masked(p, mask)) } else { x };
+                    $store_masked(p, mask, x);
+                }
+            }
+        }
+    };
+}
+pub(crate) use microkernel;
+
+/// A kernel's `pack_b` (the [`PackB`] of its [`Tile`]): the `kc x nc` block of `B` into
+/// `NR`-column panels `[kc][NR]`, zero columns past `nc`; rows of `B` contiguous (`cs == 1`):
+/// `NV` masked vector copies a row; columns contiguous (`rs == 1`, `B^T` row-major):
+/// `$lanes x $lanes` blocks transposed in registers (`$fetch_next` may prefetch the same columns
+/// of the next rows); else element by element. Expanded in each kernel's module, as
+/// [`microkernel`]; `mask(n, v)` is the load mask of vector `v` of `n` values.
+macro_rules! pack_b {
+    (
+        features: $feat:literal,
+        lanes: $lanes:literal,
+        zero: $zero:expr,
+        mask: $mask:expr,
+        load_masked: $load_masked:expr,
+        store: $store:expr,
+        transpose: $transpose:expr,
+        fetch_next: $fetch_next:expr $(,)?
+    ) => {
+        /// Packs the `kc x nc` block of `B` at `b` (element `(kk, j)` at `b[kk * rs + j * cs]`)
+        /// into `NR`-column panels `[kc][NR]`, zero columns past `nc` (see `blocked::pack_b`).
+        #[target_feature(enable = $feat)]
+        unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rs: usize, cs: usize, out: *mut f32) {
+            let mut jr = 0;
+            while jr < nc {
+                let cols = NR.min(nc - jr);
+                let dst = out.add(jr * kc);
+                if cs == 1 {
+                    for kk in 0..kc {
+                        let src = b.add(kk * rs + jr);
+                        for v in 0..NV {
+                            let x = $load_masked(src.wrapping_add($lanes * v), $mask(cols, v));
+                            $store(dst.add(kk * NR + $lanes * v), x);
+                        }
+                    }
+                } else if rs == 1 {
+                    for v in 0..NV {
+                        let nv = cols.saturating_sub($lanes * v).min($lanes);
+                        let mut kk = 0;
+                        while kk < kc {
+                            let kn = (kc - kk).min($lanes);
+                            let kmask = $mask(kn, 0);
+                            let mut r = [$zero; $lanes];
+                            for (j, row) in r.iter_mut().enumerate().take(nv) {
+                                let src = b.add((jr + $lanes * v + j) * cs + kk);
+                                *row = $load_masked(src, kmask);
+                                $fetch_next(src.wrapping_add($lanes * cs));
+                            }
+                            let t = $transpose(r);
+                            for (t, x) in t.iter().enumerate().take(kn) {
+                                $store(dst.add((kk + t) * NR + $lanes * v), *x);
+                            }
+                            kk += $lanes;
+                        }
+                    }
+                } else {
+                    for kk in 0..kc {
+                        for j in 0..NR {
+                            *dst.add(kk * NR + j) = if j < cols {
+                                *b.add(kk * rs + (jr + j) * cs)
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+                jr += NR;
+            }
+        }
+    };
+}
+pub(crate) use pack_b;
