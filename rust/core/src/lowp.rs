@@ -688,9 +688,6 @@ pub mod kernels {
         }
     }
 
-    /// A-tile rows per pass of [`int16_tiles`]: `2 INT_ROWS` accumulators of the 16 registers.
-    const INT_ROWS: usize = 4;
-
     /// [`tiles`] with AVX2 `vpmaddwd` on int16: per k pair, 16 B columns' pairs are two vectors
     /// of the B tile, each A row's pair one broadcast; the products of a pair summed in i32 and
     /// added in i32, exactly (|q| <= `int_max(kp)`); then `c = sum * (row scale * column
@@ -716,33 +713,53 @@ pub mod kernels {
                 _mm256_loadu_ps(usc.as_ptr().add(uh * 16)),
                 _mm256_loadu_ps(usc.as_ptr().add(uh * 16 + 8)),
             ];
-            for r0 in (0..32).step_by(INT_ROWS) {
-                // Rows r0.. sit in one 16-row group of A (INT_ROWS divides 16).
+            // Each 16-row group of A as 6 + 6 + 4 rows: 12 accumulators and B's two vectors
+            // in registers, so each B half (in L1) is read three times a group.
+            for r0 in [0, 6, 12, 16, 22, 28] {
+                let rows = if r0 % 16 == 12 || r0 == 28 { 4 } else { 6 };
+                let row = |i: usize| c.add((r0 + i) * ldc + uh * 16);
+                let ws = &wsc[r0..r0 + rows];
                 let a0 = a.add((r0 / 16) * nkb * 512 + (r0 % 16) * 32) as *const i32;
-                let mut acc = [[_mm256_setzero_si256(); 2]; INT_ROWS];
-                for kb in 0..nkb {
-                    let (ak, bk) = (a0.add(kb * 256), bg.add(kb * 512));
-                    for p in 0..16 {
-                        // SAFETY (all loads): inside the k block's tiles, as the caller
-                        // promised.
-                        let v0 = _mm256_loadu_si256(bk.add(p * 32).cast());
-                        let v1 = _mm256_loadu_si256(bk.add(p * 32 + 16).cast());
-                        for (i, acc) in acc.iter_mut().enumerate() {
-                            // (The u16 tiles promise 2-byte alignment only.)
-                            let w = _mm256_set1_epi32(ak.add(i * 16 + p).read_unaligned());
-                            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(v0, w));
-                            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(v1, w));
-                        }
-                    }
+                if rows == 6 {
+                    int16_rows::<6>(a0, bg, nkb, ws, us, row);
+                } else {
+                    int16_rows::<4>(a0, bg, nkb, ws, us, row);
                 }
-                for (i, acc) in acc.iter().enumerate() {
-                    let ws = _mm256_set1_ps(wsc[r0 + i]);
-                    let row = c.add((r0 + i) * ldc + uh * 16);
-                    for h in 0..2 {
-                        let x = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[h]), _mm256_mul_ps(ws, us[h]));
-                        _mm256_storeu_ps(row.add(8 * h), x);
-                    }
+            }
+        }
+    }
+
+    /// `R` rows of [`int16_tiles`] from `a0` against one 16-column half `bg` of B.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn int16_rows<const R: usize>(
+        a0: *const i32,
+        bg: *const u16,
+        nkb: usize,
+        ws: &[f32],
+        us: [__m256; 2],
+        row: impl Fn(usize) -> *mut f32,
+    ) {
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        for kb in 0..nkb {
+            let (ak, bk) = (a0.add(kb * 256), bg.add(kb * 512));
+            for p in 0..16 {
+                // SAFETY (all loads): inside the k block's tiles, as the caller promised.
+                let v0 = _mm256_loadu_si256(bk.add(p * 32).cast());
+                let v1 = _mm256_loadu_si256(bk.add(p * 32 + 16).cast());
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    // (The u16 tiles promise 2-byte alignment only.)
+                    let w = _mm256_set1_epi32(ak.add(i * 16 + p).read_unaligned());
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(v0, w));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(v1, w));
                 }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let wsi = _mm256_set1_ps(ws[i]);
+            for h in 0..2 {
+                let x = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[h]), _mm256_mul_ps(wsi, us[h]));
+                _mm256_storeu_ps(row(i).add(8 * h), x);
             }
         }
     }
