@@ -128,3 +128,51 @@ def run_child(code: str, *args) -> dict:
         check=True,
     )
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def rss_gib() -> float:
+    """This process's resident set now, GiB (``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**30
+
+
+class PhasePeaks:
+    """This process's RSS sampled every 10 ms in a daemon thread, each sample credited to the
+    phase running then: :meth:`tag` wraps a module's function so that its call is a phase (and
+    what follows it, ``after <name>``). ``peaks`` maps each phase to its largest RSS, GiB."""
+
+    def __init__(self):
+        import threading
+
+        self.phase = ["before the fit"]
+        self.peaks: dict[str, float] = {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            p = self.phase[-1]
+            self.peaks[p] = max(self.peaks.get(p, 0.0), rss_gib())
+            time.sleep(0.01)
+
+    def tag(self, module, name: str) -> None:
+        orig = getattr(module, name)
+
+        def wrapped(*a, **k):
+            self.phase.append(name)
+            try:
+                return orig(*a, **k)
+            finally:
+                self.phase.append(f"after {name}")
+
+        setattr(module, name, wrapped)
+
+    def done(self) -> float:
+        """Ends the sampling's last phase; returns the largest RSS of every phase, GiB."""
+        self.phase.append("done")
+        time.sleep(0.05)
+        return max(v for k, v in self.peaks.items() if k != "done")
+
+    def report(self) -> None:
+        for k, v in self.peaks.items():
+            if k != "done":
+                print(f"  {k:<28} {v:.3f} GiB")

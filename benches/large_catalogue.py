@@ -24,7 +24,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from _common import cpu, parser, run_child, write_result
+from _common import PhasePeaks, cpu, parser, run_child, write_result
 
 GENERATE = r"""
 import json, sys, time
@@ -111,12 +111,20 @@ def main() -> None:
         f"(generated in {gen['seconds']:.0f} s)",
         flush=True,
     )
+    import torch  # noqa: F401  (its runtime, ~0.5 GiB, is loaded by any fit, not the fit's)
+
+    from personae.train import filters as F
+
+    peaks = PhasePeaks()
+    for fn in ("graph_spectrum", "graph_filter", "graph_votes", "fit_filter"):
+        peaks.tag(F, fn)
     before = rss_mib()
     est = personae.GraphFilter(rank=a.rank, neighbours=a.neighbours, device="cpu", seed=a.seed)
     t = time.perf_counter()
     model = est.fit(X, show_progress=False)
     fit_s = time.perf_counter() - t
     peak = rss_mib()
+    peaks.done()
     tensors = model.tensors()
     size_mib = sum(v.nbytes for v in tensors.values()) / 2**20
     votes_mib = sum(tensors[k].nbytes for k in ("votes_indices", "votes_data")) / 2**20
@@ -127,6 +135,8 @@ def main() -> None:
         f"(votes {votes_mib:,.0f} MiB)",
         flush=True,
     )
+    print(f"fit's phases (peak RSS; after fit_filter: the build), {before / 1024:.3f} GiB before:")
+    peaks.report()
 
     rng = np.random.default_rng(a.seed + 1)
     live = np.flatnonzero(np.diff(X.indptr) > 0)
@@ -169,6 +179,7 @@ def main() -> None:
             "spectrum_seconds": training["spectrum_seconds"],
             "rss_before_fit_mib": before,
             "peak_rss_mib": peak,
+            "phase_peaks_gib": {k: v for k, v in peaks.peaks.items() if k != "done"},
             "model_mib": size_mib,
             "votes_mib": votes_mib,
             "exact_p_entries_estimate": entries,
