@@ -1,5 +1,5 @@
 """The graph filter's path for large catalogues: ``GraphFilter(neighbours=k)`` keeps each item's
-k largest votes of P~ (ties to the lower item), computed a block of rows at a time. Pinned
+k largest votes of P~ (ties to the lower item), computed by the core a row at a time. Pinned
 against a float64 numpy reference, against the exact filter, and by property tests on random
 shapes."""
 
@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import personae
+from personae import _core
 from personae.train import filters as tf
 
 
@@ -142,16 +143,13 @@ def top_k_rows(S: sp.csr_matrix, k: int) -> sp.csr_matrix:
     n_items=st.integers(1, 25),
     density=st.floats(0.0, 1.0),
     k=st.integers(1, 30),
-    block=st.integers(1, 400),
     binary=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_blockwise_pruning_is_the_exact_votes_cut_per_row(
-    n_users, n_items, density, k, block, binary, seed
-):
-    """Any shape (empty items and users included), any block size: the pruned votes are the
-    exact votes, each row cut to its k largest, ties (many, with binary weights) to the lower
-    column; the values bit for bit."""
+def test_pruning_is_the_exact_votes_cut_per_row(n_users, n_items, density, k, binary, seed):
+    """Any shape (empty items and users included): the pruned votes are the exact votes, each
+    row cut to its k largest, ties (many, with binary weights) to the lower column; the values
+    bit for bit."""
     rng = np.random.default_rng(seed)
     d = (rng.random((n_users, n_items)) < density).astype(np.float32)
     if not binary:
@@ -159,12 +157,59 @@ def test_blockwise_pruning_is_the_exact_votes_cut_per_row(
     R = sp.csr_matrix(d)
     post = rng.choice([0.5, 1.0, 2.0], n_items)  # powers of 2: the ties of P~ stay ties
     exact = (R.T.tocsr() @ R).tocsr().multiply(post[None, :]).tocsr().astype(np.float32)
-    got = tf.top_neighbours(R, post, k, block_entries=block)
+    got = tf.top_neighbours(R, post, k)
     want = top_k_rows(exact, k)
     assert got.has_sorted_indices
     np.testing.assert_array_equal(np.diff(got.indptr), np.diff(want.indptr))
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.data, want.data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_users=st.integers(0, 30),
+    n_items=st.integers(0, 25),
+    density=st.floats(0.0, 1.0),
+    keep=st.one_of(st.none(), st.integers(1, 30)),
+    after=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_core_votes_equal_scipys_scaled_product(n_users, n_items, density, keep, after, seed):
+    """``_core.graph_votes`` with the fit's scalings: ``R = f32(a_u ((r_u x_uj) c_j))`` built
+    in float64 as scipy's diagonal products build it, ``R^T R`` in float32, times ``post``:
+    the same bits as scipy's, every row (or its `keep` largest) with sorted columns; zero sums
+    dropped as scipy drops them (users or items without interactions, scalings of 0)."""
+    rng = np.random.default_rng(seed)
+    d = (rng.random((n_users, n_items)) < density) * rng.uniform(0.1, 1.0, (n_users, n_items))
+    X = sp.csr_matrix(d.astype(np.float32))
+    rows = rng.uniform(0.0, 2.0, n_users) * (rng.random(n_users) < 0.9)
+    cols = rng.uniform(0.0, 2.0, n_items) * (rng.random(n_items) < 0.9)
+    rows_after = rng.uniform(0.5, 3.0, n_users) if after else None
+    post = rng.uniform(0.0, 2.0, n_items)
+    R = sp.diags(rows) @ X @ sp.diags(cols)
+    if after:
+        R = sp.diags(rows_after) @ R
+    R = sp.csr_matrix(R).astype(np.float32)
+    exact = (R.T.tocsr() @ R).tocsr()
+    exact.sort_indices()
+    exact.data = (exact.data * post[exact.indices]).astype(np.float32)
+    want = exact if keep is None else top_k_rows(exact, keep)
+    indptr, indices, data = _core.graph_votes(
+        X, post, keep=keep, rows=rows, cols=cols, rows_after=rows_after
+    )
+    np.testing.assert_array_equal(indptr, want.indptr)
+    np.testing.assert_array_equal(indices, want.indices)
+    np.testing.assert_array_equal(data.view(np.uint32), want.data.view(np.uint32))
+
+
+def test_core_votes_refuse_bad_input():
+    X = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="rows and cols"):
+        _core.graph_votes(X, np.ones(3), rows=np.ones(3))
+    with pytest.raises(personae.InvalidInputError, match="post"):
+        _core.graph_votes(X, np.ones(2))
+    with pytest.raises(personae.InvalidInputError, match="4 item values for a 3 x 3"):
+        _core.graph_votes(X, np.ones(3), rows=np.ones(3), cols=np.ones(4))
 
 
 @settings(max_examples=15, deadline=None)
@@ -216,3 +261,40 @@ def test_bad_user_weights_are_refused(bad):
 def test_a_file_without_user_weight_reads_as_gf_cf():
     params = personae.GraphFilter._known_params({"rank": 8, "beta": 0.2, "time": 0.0, "eta": 0.0})
     assert personae.GraphFilter(**params)._config().user_weight == 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_users=st.integers(0, 40),
+    n_items=st.integers(1, 30),
+    density=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_scaled_rows_are_scipys_diagonal_products(n_users, n_items, density, seed):
+    """R~ built in blocks of rows over X's own structure: the bits of scipy's
+    ``diags(ru) @ X @ diags(c)`` (float32 ``ru x`` first, then float64)."""
+    X = sp.random(n_users, n_items, density=density, format="csr", dtype=np.float32, rng=seed)
+    du = np.asarray(X.sum(1)).ravel()
+    ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
+    di = np.asarray(X.sum(0)).ravel().astype(np.float64)
+    c = np.where(di > 0, 1 / np.sqrt(np.maximum(di, 1e-30)), 0.0)
+    want = (sp.diags(ru) @ X @ sp.diags(c)).tocsr()
+    got = tf._scaled_rows(X, ru, c)
+    assert got.dtype == want.dtype == np.float64
+    np.testing.assert_array_equal(got.toarray().view(np.uint64), want.toarray().view(np.uint64))
+
+
+@pytest.mark.parametrize(("n_users", "n_items", "k"), [(300, 120, 8), (500, 500, 1), (90, 60, 59)])
+def test_item_side_svd_is_the_top_of_the_svd(n_users, n_items, k):
+    """The spectrum's path for users >= items (ARPACK on R^T R, then Rayleigh-Ritz on k x k,
+    no users x k arrays): the top-k singular values and right subspace of numpy's SVD."""
+    rng = np.random.default_rng(k)
+    R = sp.random(n_users, n_items, density=0.05, format="csr", rng=rng) * 3.0
+    s, vt = tf._item_side_svd(R.tocsr(), k, rng.standard_normal(n_items))
+    o = np.argsort(-s)
+    s, vt = s[o], vt[o]
+    _, s_ref, vt_ref = np.linalg.svd(R.toarray())
+    np.testing.assert_allclose(s, s_ref[:k], rtol=1e-9)
+    np.testing.assert_allclose(vt @ vt.T, np.eye(k), atol=1e-9)
+    # The same subspace: projections equal (singular values distinct on random data).
+    np.testing.assert_allclose(vt.T @ vt, vt_ref[:k].T @ vt_ref[:k], atol=1e-7)

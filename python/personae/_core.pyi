@@ -26,6 +26,7 @@ __all__ = [
     "ranking_metrics",
     "coverage",
     "top_n",
+    "graph_votes",
     "gemm_kernel",
     "first_pass",
     "rerank_first_pass",
@@ -172,6 +173,15 @@ def top_n(
     exclude_items: _ItemSet | None = None,
     num_threads: int | None = None,
 ) -> tuple[_Ids, _Scores]: ...
+def graph_votes(
+    user_items: _Csr,
+    post: npt.NDArray[np.float64],
+    keep: int | None = None,
+    rows: npt.NDArray[np.float64] | None = None,
+    cols: npt.NDArray[np.float64] | None = None,
+    rows_after: npt.NDArray[np.float64] | None = None,
+    num_threads: int | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float32]]: ...
 def gemm_kernel(force: str | None = None) -> str: ...
 def first_pass(force: str | None = None) -> str: ...
 def rerank_first_pass() -> str: ...

@@ -150,8 +150,9 @@ class GraphFilter(_Filter, kind="graph_filter"):
     **Large catalogues.** P~ links every item to every item any user shares with it, so it
     grows with the square of the catalogue (popular items co-occur with almost everything).
     ``neighbours=k`` keeps each item's row of ``P~ d^-eta`` to its k largest votes (ties to
-    the lower item index), computed a block of rows at a time so P~ is never held whole: the
-    fit's working memory is a block plus the kept ``items x k`` votes, and the model stores
+    the lower item index), computed by the Rust core a row at a time from the interactions,
+    so P~ is never held whole: the fit's working memory for the votes is a transposed copy of
+    the interactions (8 bytes each) plus the kept ``items x k`` votes, and the model stores
     those and the low-rank part. ``neighbours=None`` (the default) keeps all of P~ up to
     50,000 active items (``personae.train.filters.EXACT_MAX_ITEMS``; ML-100K, ML-latest-small
     and Gowalla are exact) and 200 neighbours above (``AUTO_NEIGHBOURS``); a `neighbours` at

@@ -44,9 +44,6 @@ SEARCH_K = 20
 EXACT_MAX_ITEMS = 50_000
 #: The neighbours per item the graph filter keeps above :data:`EXACT_MAX_ITEMS` active items.
 AUTO_NEIGHBOURS = 200
-#: Most entries (an upper bound) of one block of P~'s rows while pruning: bounds the fit's
-#: working memory at about 30 bytes per entry.
-BLOCK_ENTRIES = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -102,8 +99,8 @@ class GraphConfig:
         solver: the one step of BSPM's ODE: ``rk4`` (its 4th-order Taylor polynomial in P~)
             or ``euler`` (1st order).
         neighbours: the votes each item keeps: its ``neighbours`` largest entries of P~'s row
-            (ties to the lower item index), computed a block of rows at a time so P~ is never
-            held whole. None: all of P~ up to :data:`EXACT_MAX_ITEMS` active items,
+            (ties to the lower item index), computed by the core a row at a time so P~ is
+            never held whole. None: all of P~ up to :data:`EXACT_MAX_ITEMS` active items,
             :data:`AUTO_NEIGHBOURS` above (:meth:`kept`).
 
     The defaults (time 0, beta 0.2) are the best of ``benches/ampcf_gowalla_graph.py`` on
@@ -184,8 +181,10 @@ class Spectrum:
         self.di_mhalf = np.where(self.di > 0, 1 / np.sqrt(np.maximum(self.di, 1e-30)), 0.0)
         self.di_half = np.sqrt(self.di)
         ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0.0)
-        R = (sp.diags(ru) @ X @ sp.diags(self.di_mhalf)).tocsr()
-        self.R = R  # R~, which the graph filter reuses
+        #: X and its row scaling: the graph filter's votes are computed from them in the core.
+        self.X, self.ru = X, ru
+        R = _scaled_rows(X, ru, self.di_mhalf)
+        self.R = R  # R~, which the graph filter's sharpening reuses
         k = max(1, min(rank, min(X.shape) - 1))
         #: Whether every nonzero singular value is here (then ``P~ = V^T diag(s^2) V`` exactly).
         self.complete = False
@@ -217,10 +216,14 @@ class Spectrum:
                 vt = V[:, o].T
             s, vt = s.cpu().numpy(), vt.cpu().numpy()
         else:
-            from scipy.sparse.linalg import svds
-
             v0 = np.random.default_rng(seed).standard_normal(min(R.shape))
-            _, s, vt = svds(R.astype(np.float64, copy=False), k=k, v0=v0)
+            R64 = R.astype(np.float64, copy=False)
+            if R.shape[0] < R.shape[1]:
+                from scipy.sparse.linalg import svds
+
+                _, s, vt = svds(R64, k=k, v0=v0)
+            else:
+                s, vt = _item_side_svd(R64, k, v0)
             o = np.argsort(-s)
             s, vt = s[o], vt[o]
         self.s = s.astype(np.float64)
@@ -238,6 +241,48 @@ class Spectrum:
         (items x rank each): left ``D^-1/2 V_r^T``, right ``D^1/2 V_r^T``."""
         V = self.Vt[:rank].T
         return V * self.di_mhalf[:, None], V * self.di_half[:, None]
+
+
+def _scaled_rows(X: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> sp.csr_matrix:
+    """``diag(rows) X diag(cols)`` with the bits scipy's two products give (``rows x`` in their
+    dtypes first, then times `cols` in float64), sharing X's indices and indptr and built a
+    block of rows at a time: no intermediate matrix and no per-entry row array (on 34.5M
+    interactions these were 0.4 GiB at the fit's peak)."""
+    data = np.empty(X.nnz, np.float64)
+    counts = np.diff(X.indptr)
+    r0 = 0
+    while r0 < X.shape[0]:
+        r1 = int(np.searchsorted(X.indptr, X.indptr[r0] + (1 << 20), side="right")) - 1
+        r1 = min(max(r1, r0 + 1), X.shape[0])
+        lo, hi = X.indptr[r0], X.indptr[r1]
+        scaled = np.repeat(rows[r0:r1], counts[r0:r1]) * X.data[lo:hi]
+        data[lo:hi] = scaled.astype(np.float64) * cols[X.indices[lo:hi]]
+        r0 = r1
+    return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
+
+
+def _item_side_svd(R: sp.csr_matrix, k: int, v0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The top `k` singular values and right vectors of R (users x items, users >= items), as
+    scipy's ``svds`` finds them (ARPACK on ``R^T R``, the same `v0`), without its users x k
+    arrays: svds then takes the SVD of ``R Q`` (1M users x 64 in float64 is 512 MiB, twice),
+    here the Rayleigh-Ritz step on the k x k ``(R Q)^T (R Q)`` summed over blocks of users."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    gram = LinearOperator(
+        (R.shape[1],) * 2,
+        matvec=lambda v: R.T @ (R @ v),
+        matmat=lambda v: R.T @ (R @ v),
+        dtype=np.float64,
+    )
+    _, Q = eigsh(gram, k=k, tol=0, v0=v0)
+    Q, _ = np.linalg.qr(Q)
+    B = np.zeros((k, k))
+    step = max(1, (1 << 22) // max(k, 1))  # 32 MiB of R Q at a time
+    for a in range(0, R.shape[0], step):
+        RQ = R[a : a + step] @ Q
+        B += RQ.T @ RQ
+    w, E = np.linalg.eigh(B)
+    return np.sqrt(np.maximum(w, 0)), (Q @ E).T
 
 
 # -- the dense filter -------------------------------------------------------------------------
@@ -354,99 +399,40 @@ def graph_spectrum(X: sp.csr_matrix, cfg: GraphConfig, run: RunConfig, device) -
     return Spectrum(X, max(rank, run.att_dim), run.seed, device)
 
 
-def top_neighbours(
-    R: sp.csr_matrix, post: np.ndarray, k: int, block_entries: int = BLOCK_ENTRIES
-) -> sp.csr_matrix:
+def top_neighbours(R: sp.csr_matrix, post: np.ndarray, k: int | None) -> sp.csr_matrix:
     """The rows of ``P~ diag(post)`` (``P~ = R^T R``, items x items, float32) each cut to its
-    `k` largest entries, ties to the lower column; CSR with sorted columns.
+    `k` largest entries, ties to the lower column (None keeps every entry); CSR with sorted
+    columns. Computed in the core (``_core.graph_votes``) a row at a time: P~ is never held
+    whole, and the values are bit for bit scipy's ``R.T.tocsr() @ R`` in float32 times `post`,
+    rounded once."""
+    indptr, indices, data = _core.graph_votes(_float32(R), np.asarray(post, np.float64), keep=k)
+    return sp.csr_matrix((data, indices, indptr), shape=(R.shape[1],) * 2)
 
-    P~ is never held whole: its rows are computed a block at a time (``R[:, a:b]^T R``), each
-    block holding at most about `block_entries` entries (a row's bound: the summed history
-    lengths of its users, at most the catalogue), and pruned before the next. The values are
-    those of the exact filter's votes (the same products, in the same order, rounded once to
-    float32). R must be non-negative (so is every fit's R~), which makes the order of the values
-    that of their float32 bit patterns.
-    """
-    n = R.shape[1]
-    RT = R.T.tocsr()
-    # Row i's entries are at most the summed history lengths of i's users, and n.
-    lengths = np.diff(R.indptr).astype(np.float64)
-    rows_of = np.repeat(np.arange(n), np.diff(RT.indptr))
-    bound = np.minimum(np.bincount(rows_of, lengths[RT.indices], minlength=n), n)
-    cum = np.cumsum(bound)
-    del rows_of, lengths
-    ends, a = [], 0
-    while a < n:
-        base = cum[a - 1] if a else 0.0
-        a = max(a + 1, int(np.searchsorted(cum, base + block_entries, side="right")))
-        ends.append(min(a, n))
-    indptr = np.zeros(n + 1, np.int64)
-    indices, data = [], []
-    a = 0
-    for b in ends:
-        block = (RT[a:b] @ R).tocsr()
-        block.sort_indices()
-        vals = (block.data * post[block.indices]).astype(np.float32)
-        counts = np.diff(block.indptr)
-        if counts.max(initial=0) > k:
-            rows = np.repeat(np.arange(b - a, dtype=np.int64), counts)
-            # One stable sort: rows ascending, values descending (bit patterns of non-negative
-            # float32 order as the values), columns ascending among equal values.
-            key = (rows << 31) | (0x7FFFFFFF - vals.view(np.int32).astype(np.int64))
-            order = np.argsort(key, kind="stable")
-            keep = np.sort(order[np.arange(len(order)) - block.indptr[rows] < k])
-            del rows, key, order
-            counts = np.minimum(counts, k)
-            indices.append(block.indices[keep])
-            data.append(vals[keep])
-        else:
-            indices.append(block.indices.copy())
-            data.append(vals)
-        indptr[a + 1 : b + 1] = indptr[a] + np.cumsum(counts)
-        a = b
-        del block
-    return sp.csr_matrix(
-        (
-            np.concatenate(data) if data else np.zeros(0, np.float32),
-            np.concatenate(indices) if indices else np.zeros(0, np.int32),
-            indptr,
-        ),
-        shape=(n, n),
-    )
+
+def _float32(X: sp.csr_matrix) -> sp.csr_matrix:
+    if X.dtype == np.float32:
+        return X
+    return sp.csr_matrix((X.data.astype(np.float32), X.indices, X.indptr), X.shape)
 
 
 def graph_votes(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
     """The graph filter's item-item part ``P diag(d^-eta)`` as the core's sparse ``votes``
     (``P = R^T R`` with ``R = D_u^((1 - user_weight) / 2) R~``: GF-CF's ``P~`` at
-    ``user_weight`` 1): whole, or each item's ``cfg.kept(...)`` largest votes
-    (:func:`top_neighbours`)."""
-    R = spec.R
+    ``user_weight`` 1): whole, or each item's ``cfg.kept(...)`` largest votes. Computed by the
+    core from X and the degree scalings, a row of P at a time: neither R nor P is held whole,
+    and the values are those of the float32 product ``R^T R`` scipy would give."""
+    after = None
     if cfg.user_weight != 1.0:
-        # Row scaling of R~ (float64, rounded once to float32 below, as R~ itself is).
-        scale = np.where(spec.du > 0, np.maximum(spec.du, 1e-30) ** ((1 - cfg.user_weight) / 2), 0)
-        R = sp.diags(scale) @ R
-    R = R.astype(np.float32)
-    post = _post(spec, cfg)
-    k = cfg.kept(int((spec.di > 0).sum()))
-    if k is None:
-        RT = R.T.tocsr()
-        Pd = (RT @ R).tocsr()
-        del R, RT
-        Pd.sort_indices()
-        if cfg.eta:
-            # Columns scaled in place, in chunks: P~ is the model's largest tensor (42M
-            # entries on Gowalla) and a scaled copy of it would sit at the fit's peak. The
-            # product is rounded once, from float64, as a scaled copy would be.
-            for a in range(0, Pd.nnz, 1 << 22):
-                b = min(a + (1 << 22), Pd.nnz)
-                Pd.data[a:b] = Pd.data[a:b] * post[Pd.indices[a:b]]
-    else:
-        Pd = top_neighbours(R, post, k)
-    return {  # handed over as they are, not copied
-        "votes_indptr": Pd.indptr.astype(np.int64, copy=False),
-        "votes_indices": Pd.indices.astype(np.int32, copy=False),
-        "votes_data": Pd.data.astype(np.float32, copy=False),
-    }
+        after = np.where(spec.du > 0, np.maximum(spec.du, 1e-30) ** ((1 - cfg.user_weight) / 2), 0)
+    indptr, indices, data = _core.graph_votes(
+        _float32(spec.X),
+        _post(spec, cfg),
+        keep=cfg.kept(int((spec.di > 0).sum())),
+        rows=spec.ru.astype(np.float64),
+        cols=spec.di_mhalf,
+        rows_after=after,
+    )
+    return {"votes_indptr": indptr, "votes_indices": indices, "votes_data": data}
 
 
 def _post(spec: Spectrum, cfg: GraphConfig) -> np.ndarray:
@@ -470,8 +456,6 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig, votes=None) -> dict[str, np.n
     each item's top neighbours only (:func:`graph_votes`); the low-rank part is unchanged.
     `votes`, when given, are :func:`graph_votes` of the same spectrum and ``eta`` (a search
     computes them once)."""
-    R = spec.R.astype(np.float32)
-    RT = R.T.tocsr()
     r = min(cfg.rank, len(spec.s))
     c = bspm_coefficients(cfg.time, cfg.solver)
     terms = len(c)
@@ -479,6 +463,9 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig, votes=None) -> dict[str, np.n
     M = V * spec.di_half.astype(np.float32)
     N = c[0] * M
     sharpen = cfg.time != 0
+    if sharpen:  # P~'s powers; a float32 R and its transpose only for them
+        R = spec.R.astype(np.float32)
+        RT = R.T.tocsr()
     for k in range(1, terms if sharpen else 1):
         M = np.ascontiguousarray((RT @ (R @ M.T)).T, dtype=np.float32)
         N = N + c[k] * M
@@ -500,7 +487,9 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig, votes=None) -> dict[str, np.n
     }
     # The low-rank part's intermediates go before the votes are computed: P~ is the fit's
     # largest array, and these would sit beside it at the peak.
-    del R, RT, V, M, N, left, right
+    del V, M, N, left, right
+    if sharpen:
+        del R, RT
     return {**(graph_votes(spec, cfg) if votes is None else votes), **low}
 
 
@@ -696,7 +685,10 @@ def fit_filter(
     t0 = time.perf_counter()
     device = pick_device(run.device)
     X = scaled(X)
-    counts = np.asarray((X > 0).sum(0)).ravel().astype(np.float32)
+    if X.nnz and X.data.min() > 0:  # no stored zeros: count entries without a copy of X
+        counts = np.bincount(X.indices, minlength=X.shape[1]).astype(np.float32)
+    else:
+        counts = np.asarray((X > 0).sum(0)).ravel().astype(np.float32)
     n_active = int((counts > 0).sum())
     if n_active == 0:
         raise ValueError("user_items has no interactions: nothing to fit")
@@ -757,6 +749,10 @@ def fit_filter(
         t1 = time.perf_counter()
         spec = graph_spectrum(X, cfg, run, device)
         summary["spectrum_seconds"] = time.perf_counter() - t1
+        if cfg.time == 0:
+            # Only sharpening reads R~ (float64, 12 bytes an interaction) again: the votes are
+            # computed from X, so it goes before them.
+            spec.R = None
         tensors = graph_filter(spec, cfg)
         keys = ("rank", "beta", "time", "eta", "user_weight", "solver")
         summary["settings"] = {k: getattr(cfg, k) for k in keys}

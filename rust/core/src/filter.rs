@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::fused::{self, Recommended, Request, TileScorer};
 use crate::model::Model;
 use crate::threads::Stop;
-use crate::{bad_model, gemm};
+use crate::{bad_model, gemm, invalid};
 
 /// The item-item part of a filter.
 #[derive(Debug)]
@@ -456,12 +456,313 @@ impl TileScorer for Scorer<'_> {
     }
 }
 
+// -- fitting: the graph filter's item-item votes ----------------------------------------------
+
+/// How [`graph_votes`] forms `R` from `X`: `r_uj = f32(s2_u ((s1_u x_uj) c_j))` in f64, the
+/// products scipy makes when it scales X's rows and columns by diagonal matrices (in that order)
+/// and rounds the result to float32; `None` leaves `R = X`.
+#[derive(Clone, Copy, Debug)]
+pub struct Scaling<'a> {
+    /// Per user (row), first.
+    pub rows: &'a [f64],
+    /// Per item (column), second.
+    pub cols: &'a [f64],
+    /// Per user again, last (GraphFilter's `user_weight` below 1); None: not applied.
+    pub rows_after: Option<&'a [f64]>,
+}
+
+impl Scaling<'_> {
+    #[inline]
+    fn value(&self, u: usize, j: usize, x: f32) -> f32 {
+        let v = (self.rows[u] * x as f64) * self.cols[j];
+        match self.rows_after {
+            Some(after) => (after[u] * v) as f32,
+            None => v as f32,
+        }
+    }
+}
+
+/// CSR rows of `P diag(post)` with `P = R^T R` (items x items), each row cut to its `keep`
+/// largest entries (ties to the lower column; None keeps all), columns sorted: the graph
+/// filter's votes, computed row by row from `X` without `P` (or `R`) ever held whole.
+///
+/// The values are bit for bit those of scipy's `(R.T.tocsr() @ R)` in float32 (the same f32
+/// products, summed in the same order: by ascending user), rounded once more after the f64
+/// product with `post`; entries whose sum is zero are dropped, as scipy drops them. Memory:
+/// `R^T` (8 bytes an entry of X), the output, and one items-long accumulator per thread.
+pub fn graph_votes(
+    x: &CsrView,
+    scaling: Option<Scaling>,
+    post: &[f64],
+    keep: Option<usize>,
+    stop: &Stop,
+) -> Result<SparseRows> {
+    use rayon::prelude::*;
+
+    let (n_users, n) = (x.n_rows, x.n_cols);
+    if post.len() != n {
+        return Err(invalid!("post has {} values for {n} items", post.len()));
+    }
+    if let Some(s) = &scaling {
+        let after = s.rows_after.map_or(n_users, <[f64]>::len);
+        if s.rows.len() != n_users || after != n_users || s.cols.len() != n {
+            return Err(invalid!(
+                "the scaling has {} / {after} user and {} item values for a {n_users} x {n} matrix",
+                s.rows.len(),
+                s.cols.len()
+            ));
+        }
+    }
+    if keep == Some(0) {
+        return Err(invalid!("keep must be at least 1"));
+    }
+    let r = |u: usize, j: usize, v: f32| scaling.as_ref().map_or(v, |s| s.value(u, j, v));
+    // R^T: for each item its users in ascending order, with r_ui (a counting sort of X's
+    // entries by column).
+    let nnz = x.nnz();
+    let mut start = vec![0usize; n + 1];
+    for u in 0..n_users {
+        for &j in x.row(u) {
+            start[j as usize + 1] += 1;
+        }
+    }
+    for j in 0..n {
+        start[j + 1] += start[j];
+    }
+    let mut users = crate::error::buffer("the graph filter's R^T", Some(nnz), 0u32)?;
+    let mut values = crate::error::buffer("the graph filter's R^T", Some(nnz), 0f32)?;
+    let mut next = start.clone();
+    for u in 0..n_users {
+        let vals = x.row_values(u);
+        for (t, &j) in x.row(u).iter().enumerate() {
+            let j = j as usize;
+            users[next[j]] = u as u32;
+            values[next[j]] = r(u, j, vals.map_or(1.0, |v| v[t]));
+            next[j] += 1;
+        }
+    }
+    drop(next);
+    stop.check()?;
+
+    // Rows in blocks; each block's rows are bounded first (touched columns, capped at keep),
+    // so the output is allocated once and every block writes its own part of it.
+    const BLOCK: usize = 256;
+    let blocks: Vec<Range<usize>> = (0..n.div_ceil(BLOCK))
+        .map(|b| b * BLOCK..((b + 1) * BLOCK).min(n))
+        .collect();
+    struct Scratch {
+        acc: Vec<f32>,
+        seen: Vec<u32>,
+        touched: Vec<u32>,
+        row: Vec<(f32, u32)>,
+    }
+    let scratch = || Scratch {
+        acc: vec![0.0; n],
+        seen: vec![u32::MAX; n],
+        touched: Vec::new(),
+        row: Vec::new(),
+    };
+    // One row's touched columns (in first-touch order) into `s.touched`, sums in `s.acc`.
+    let touch = |s: &mut Scratch, i: usize, numeric: bool| {
+        s.touched.clear();
+        for t in start[i]..start[i + 1] {
+            let (u, a) = (users[t] as usize, values[t]);
+            let vals = x.row_values(u);
+            for (q, &j) in x.row(u).iter().enumerate() {
+                let j = j as usize;
+                if s.seen[j] != i as u32 {
+                    s.seen[j] = i as u32;
+                    s.touched.push(j as u32);
+                    s.acc[j] = 0.0;
+                }
+                if numeric {
+                    s.acc[j] += a * r(u, j, vals.map_or(1.0, |v| v[q]));
+                }
+            }
+        }
+    };
+    let bounds: Vec<usize> = blocks
+        .par_iter()
+        .map_init(scratch, |s, rows| {
+            stop.check()?;
+            let mut b = Vec::with_capacity(rows.len());
+            for i in rows.clone() {
+                touch(s, i, false);
+                b.push(keep.map_or(s.touched.len(), |k| s.touched.len().min(k)));
+            }
+            Ok(b)
+        })
+        .collect::<Result<Vec<Vec<usize>>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let total: usize = bounds.iter().sum();
+    let mut indices = crate::error::buffer("the graph filter's votes", Some(total), 0i32)?;
+    let mut data = crate::error::buffer("the graph filter's votes", Some(total), 0f32)?;
+    let mut parts = Vec::with_capacity(blocks.len());
+    let (mut rest_i, mut rest_d) = (&mut indices[..], &mut data[..]);
+    for rows in &blocks {
+        let len: usize = bounds[rows.clone()].iter().sum();
+        let (bi, ri) = rest_i.split_at_mut(len);
+        let (bd, rd) = rest_d.split_at_mut(len);
+        parts.push((rows.clone(), &bounds[rows.clone()], bi, bd));
+        (rest_i, rest_d) = (ri, rd);
+    }
+    let lengths: Vec<usize> = parts
+        .into_par_iter()
+        .map_init(scratch, |s, (rows, row_bounds, out_i, out_d)| {
+            stop.check()?;
+            let mut lens = Vec::with_capacity(rows.len());
+            let mut at = 0;
+            for (i, &bound) in rows.zip(row_bounds) {
+                touch(s, i, true);
+                s.row.clear();
+                for &j in &s.touched {
+                    let sum = s.acc[j as usize];
+                    if sum != 0.0 {
+                        s.row.push(((sum as f64 * post[j as usize]) as f32, j));
+                    }
+                }
+                let by_vote =
+                    |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+                if let Some(k) = keep.filter(|&k| s.row.len() > k) {
+                    s.row.select_nth_unstable_by(k - 1, by_vote);
+                    s.row.truncate(k);
+                }
+                s.row.sort_unstable_by_key(|e| e.1);
+                for (t, &(v, j)) in s.row.iter().enumerate() {
+                    out_i[at + t] = j as i32;
+                    out_d[at + t] = v;
+                }
+                // Each row at its bound's offset: the gaps are closed below.
+                at += bound;
+                lens.push(s.row.len());
+            }
+            Ok(lens)
+        })
+        .collect::<Result<Vec<Vec<usize>>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    // A row holds fewer entries than its bound only where sums of positive products
+    // underflowed to zero: close those gaps in place.
+    let mut indptr = Vec::with_capacity(n + 1);
+    indptr.push(0i64);
+    let (mut from, mut to) = (0usize, 0usize);
+    for (len, bound) in lengths.iter().zip(&bounds) {
+        if from != to {
+            indices.copy_within(from..from + len, to);
+            data.copy_within(from..from + len, to);
+        }
+        from += bound;
+        to += len;
+        indptr.push(to as i64);
+    }
+    indices.truncate(to);
+    data.truncate(to);
+    Ok(SparseRows {
+        indptr,
+        indices,
+        data,
+    })
+}
+
+/// CSR rows (`indptr` of `rows + 1` entries, sorted columns) as [`graph_votes`] returns them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseRows {
+    pub indptr: Vec<i64>,
+    pub indices: Vec<i32>,
+    pub data: Vec<f32>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::checkpoint::encode;
     use crate::checkpoint::tests::rand_vec;
     use crate::csr::Index;
+
+    /// `graph_votes` against the product summed densely by ascending user in f32 (scipy's
+    /// order), for binary (ties everywhere) and weighted data, with zero scalings (entries
+    /// whose sums vanish are dropped), every `keep`, and bad lengths refused.
+    #[test]
+    fn graph_votes_are_the_dense_product_cut_per_row() {
+        let (n_users, n) = (23usize, 17usize);
+        let mut seed = 5;
+        for weighted in [false, true] {
+            let vals = rand_vec(n_users * n, &mut seed);
+            let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+            for u in 0..n_users {
+                for j in 0..n {
+                    if (u * 7 + j * 3) % 4 == 0 && j != 11 {
+                        indices.push(j as i32);
+                        data.push(if weighted {
+                            vals[u * n + j].abs() + 0.1
+                        } else {
+                            1.0
+                        });
+                    }
+                }
+                indptr.push(indices.len() as i64);
+            }
+            let x = CsrView::new(
+                "x",
+                n,
+                Index::I64(&indptr),
+                Index::I32(&indices),
+                Some(&data),
+            )
+            .unwrap();
+            let rows: Vec<f64> = (0..n_users).map(|u| (u % 5) as f64 * 0.25).collect();
+            let cols: Vec<f64> = (0..n).map(|j| if j == 3 { 0.0 } else { 0.5 }).collect();
+            let post: Vec<f64> = (0..n).map(|j| 1.0 + (j % 2) as f64).collect();
+            let scaling = Scaling {
+                rows: &rows,
+                cols: &cols,
+                rows_after: None,
+            };
+            // R densely, then P row by row in f32 by ascending user.
+            let mut r = vec![0f32; n_users * n];
+            for u in 0..n_users {
+                for t in indptr[u] as usize..indptr[u + 1] as usize {
+                    let j = indices[t] as usize;
+                    r[u * n + j] = scaling.value(u, j, data[t]);
+                }
+            }
+            for keep in [None, Some(1), Some(3), Some(n)] {
+                let got = graph_votes(&x, Some(scaling), &post, keep, &Stop::new()).unwrap();
+                for i in 0..n {
+                    let mut want: Vec<(f32, u32)> = (0..n)
+                        .filter_map(|j| {
+                            let touched =
+                                (0..n_users).any(|u| r[u * n + i] != 0.0 && r[u * n + j] != 0.0);
+                            let sum: f32 = (0..n_users)
+                                .filter(|&u| r[u * n + i] != 0.0 && r[u * n + j] != 0.0)
+                                .fold(0.0, |a, u| a + r[u * n + i] * r[u * n + j]);
+                            (touched && sum != 0.0)
+                                .then(|| ((sum as f64 * post[j]) as f32, j as u32))
+                        })
+                        .collect();
+                    want.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                    want.truncate(keep.unwrap_or(n));
+                    want.sort_by_key(|e| e.1);
+                    let span = got.indptr[i] as usize..got.indptr[i + 1] as usize;
+                    let row: Vec<(f32, u32)> =
+                        span.map(|t| (got.data[t], got.indices[t] as u32)).collect();
+                    assert_eq!(row, want, "row {i}, keep {keep:?}, weighted {weighted}");
+                }
+            }
+        }
+        let x = CsrView::new("x", 2, Index::I64(&[0, 1]), Index::I32(&[1]), None).unwrap();
+        assert!(graph_votes(&x, None, &[1.0], None, &Stop::new()).is_err());
+        assert!(graph_votes(&x, None, &[1.0, 1.0], Some(0), &Stop::new()).is_err());
+        let bad = Scaling {
+            rows: &[1.0, 1.0],
+            cols: &[1.0, 1.0],
+            rows_after: None,
+        };
+        assert!(graph_votes(&x, Some(bad), &[1.0, 1.0], None, &Stop::new()).is_err());
+    }
 
     /// A filter model of `n` items, dense or sparse `S`, rank `r`, and its `F` densely.
     fn toy(n: usize, r: usize, sparse: bool, seed: u64) -> (FilterModel, Vec<f32>) {

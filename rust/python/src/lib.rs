@@ -7,6 +7,7 @@ mod calibrate;
 mod convert;
 mod errors;
 mod families;
+mod filters;
 mod gemm;
 mod metrics;
 mod models;
@@ -21,6 +22,7 @@ fn _core(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     errors::register(m)?;
     models::register(m)?;
     families::register(m)?;
+    filters::register(m)?;
     m.add_class::<multvae::PyMultVae>()?;
     m.add_class::<ampcf::PyAmpCf>()?;
     m.add_class::<popularity::PyPopularity>()?;
