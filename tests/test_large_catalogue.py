@@ -224,8 +224,10 @@ def test_pruned_model_scores_are_the_exact_models_with_the_votes_cut(n_users, n_
     model's low-rank part plus the history times the exact votes cut to k per row."""
     rng = np.random.default_rng(seed)
     d = (rng.random((n_users, n_items)) < 0.3).astype(np.float32)
-    d[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1
-    d[:, rng.integers(0, n_items)] = 0  # an item without users
+    empty = rng.integers(0, n_items)
+    d[:, empty] = 0  # an item without users
+    # Every user has an item besides it (else X could be empty, which a fit refuses).
+    d[np.arange(n_users), (empty + 1 + rng.integers(0, n_items - 1, n_users)) % n_items] = 1
     X = sp.csr_matrix(d)
     exact, pruned = fit(X, rank=3), fit(X, rank=3, neighbours=k)
     te = exact.tensors()
@@ -298,3 +300,20 @@ def test_item_side_svd_is_the_top_of_the_svd(n_users, n_items, k):
     np.testing.assert_allclose(vt @ vt.T, np.eye(k), atol=1e-9)
     # The same subspace: projections equal (singular values distinct on random data).
     np.testing.assert_allclose(vt.T @ vt, vt_ref[:k].T @ vt_ref[:k], atol=1e-7)
+
+
+def test_item_space_by_blocks_is_the_whole_formula():
+    """The item space computed a block of items at a time (across a block boundary, with an
+    item without interactions): the bits of the one-shot formula."""
+    rng = np.random.default_rng(3)
+    spec = tf.Spectrum.__new__(tf.Spectrum)
+    spec.Vt = rng.standard_normal((16, 40_000))
+    spec.Vt[:, 7] = 0.0
+    spec.s = np.sort(rng.random(16))[::-1]
+    for dim in (8, 16, 64):
+        Z = (spec.Vt[:dim] * spec.s[:dim, None]).T
+        n = np.linalg.norm(Z, axis=1, keepdims=True)
+        want = np.where(n > 0, Z / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+        got = spec.item_space(dim)
+        assert got.shape == want.shape and not got[7].any()
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -489,7 +489,8 @@ impl Scaling<'_> {
 /// The values are bit for bit those of scipy's `(R.T.tocsr() @ R)` in float32 (the same f32
 /// products, summed in the same order: by ascending user), rounded once more after the f64
 /// product with `post`; entries whose sum is zero are dropped, as scipy drops them. Memory:
-/// `R^T` (8 bytes an entry of X), the output, and one items-long accumulator per thread.
+/// `R^T` (8 bytes an entry of X, 4 where X is binary), the output, and one items-long
+/// accumulator per thread.
 pub fn graph_votes(
     x: &CsrView,
     scaling: Option<Scaling>,
@@ -529,15 +530,21 @@ pub fn graph_votes(
     for j in 0..n {
         start[j + 1] += start[j];
     }
+    // Binary X (the usual implicit data): r_ui follows from (u, i) alone, so R^T keeps the
+    // users only (4 bytes an interaction instead of 8) and r_ui is recomputed, the same bits.
+    let binary = (0..n_users).all(|u| x.row_values(u).is_none_or(|v| v.iter().all(|&v| v == 1.0)));
     let mut users = crate::error::buffer("the graph filter's R^T", Some(nnz), 0u32)?;
-    let mut values = crate::error::buffer("the graph filter's R^T", Some(nnz), 0f32)?;
+    let stored = if binary { 0 } else { nnz };
+    let mut values = crate::error::buffer("the graph filter's R^T", Some(stored), 0f32)?;
     let mut next = start.clone();
     for u in 0..n_users {
         let vals = x.row_values(u);
         for (t, &j) in x.row(u).iter().enumerate() {
             let j = j as usize;
             users[next[j]] = u as u32;
-            values[next[j]] = r(u, j, vals.map_or(1.0, |v| v[t]));
+            if !binary {
+                values[next[j]] = r(u, j, vals.map_or(1.0, |v| v[t]));
+            }
             next[j] += 1;
         }
     }
@@ -566,7 +573,8 @@ pub fn graph_votes(
     let touch = |s: &mut Scratch, i: usize, numeric: bool| {
         s.touched.clear();
         for t in start[i]..start[i + 1] {
-            let (u, a) = (users[t] as usize, values[t]);
+            let u = users[t] as usize;
+            let a = if binary { r(u, i, 1.0) } else { values[t] };
             let vals = x.row_values(u);
             for (q, &j) in x.row(u).iter().enumerate() {
                 let j = j as usize;
