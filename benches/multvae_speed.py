@@ -4,7 +4,7 @@ item vectors with the bias as an extra dimension, queried with the same torch en
 states, over-fetching by the longest history, then masking seen items), vs implicit's ALS
 ``recommend`` for all users (a different, 64-factor model: for scale only).
 
-Usage: python benches/multvae_speed.py [--model runs/gowalla-multvae] [--threads 2]
+Usage: python benches/multvae_speed.py [--model runs/gowalla-multvae] [--threads 2] [--users N]
 
 Every contender gets the same number of threads. The Mult-VAE weights come from --model when it
 exists (else a randomly initialised model of the same shape: speed does not depend on values).
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--torch-batch", type=int, default=1024)
+    ap.add_argument("--users", type=int, default=0, help="the first N users only (0: all)")
     a = ap.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
     import torch
@@ -61,7 +62,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     train, _ = gowalla()
-    x = train.matrix
+    x = train.matrix[: a.users] if a.users else train.matrix
     users, items = x.shape
     net = MultVAENet(items).eval()
     if (Path(a.model) / "manifest.json").exists():
@@ -202,7 +203,9 @@ def main() -> None:
         m @ m
         peak = 2 * 4096**3 / best_of(lambda: m @ m, 3) / 1e9
     res = {
-        "command": f"python benches/multvae_speed.py --threads {a.threads}",
+        "command": "python benches/multvae_speed.py "
+        + f"--threads {a.threads}"
+        + (f" --users {a.users}" if a.users else ""),
         "weights": source,
         "users": users,
         "items": items,

@@ -217,13 +217,12 @@ class Spectrum:
             s, vt = s.cpu().numpy(), vt.cpu().numpy()
         else:
             v0 = np.random.default_rng(seed).standard_normal(min(R.shape))
-            R64 = R.astype(np.float64, copy=False)
             if R.shape[0] < R.shape[1]:
                 from scipy.sparse.linalg import svds
 
-                _, s, vt = svds(R64, k=k, v0=v0)
+                _, s, vt = svds(R, k=k, v0=v0)
             else:
-                s, vt = _item_side_svd(R64, k, v0)
+                s, vt = _item_side_svd(R, k, v0)
             o = np.argsort(-s)
             s, vt = s[o], vt[o]
         self.s = s.astype(np.float64)
@@ -401,23 +400,12 @@ def graph_spectrum(X: sp.csr_matrix, cfg: GraphConfig, run: RunConfig, device) -
     and the filter may sharpen, so BSPM's powers of P~ are exact; else the top ``cfg.rank``."""
     whole = min(X.shape) <= 5000 and (cfg.time is None or cfg.time > 0)
     rank = min(X.shape) if whole else max(run.att_dim, cfg.rank)
-    return Spectrum(X, max(rank, run.att_dim), run.seed, device)
-
-
-def top_neighbours(R: sp.csr_matrix, post: np.ndarray, k: int | None) -> sp.csr_matrix:
-    """The rows of ``P~ diag(post)`` (``P~ = R^T R``, items x items, float32) each cut to its
-    `k` largest entries, ties to the lower column (None keeps every entry); CSR with sorted
-    columns. Computed in the core (``_core.graph_votes``) a row at a time: P~ is never held
-    whole, and the values are bit for bit scipy's ``R.T.tocsr() @ R`` in float32 times `post`,
-    rounded once."""
-    indptr, indices, data = _core.graph_votes(_float32(R), np.asarray(post, np.float64), keep=k)
-    return sp.csr_matrix((data, indices, indptr), shape=(R.shape[1],) * 2)
-
-
-def _float32(X: sp.csr_matrix) -> sp.csr_matrix:
-    if X.dtype == np.float32:
-        return X
-    return sp.csr_matrix((X.data.astype(np.float32), X.indices, X.indptr), X.shape)
+    spec = Spectrum(X, max(rank, run.att_dim), run.seed, device)
+    if cfg.time == 0:
+        # Only sharpening reads R~ (float64, 12 bytes an interaction) again: the votes are
+        # computed from X, so it goes before them.
+        spec.R = None
+    return spec
 
 
 def graph_votes(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
@@ -430,7 +418,7 @@ def graph_votes(spec: Spectrum, cfg: GraphConfig) -> dict[str, np.ndarray]:
     if cfg.user_weight != 1.0:
         after = np.where(spec.du > 0, np.maximum(spec.du, 1e-30) ** ((1 - cfg.user_weight) / 2), 0)
     indptr, indices, data = _core.graph_votes(
-        _float32(spec.X),
+        spec.X,  # float32, as every fit's X is (check_train, scaled)
         _post(spec, cfg),
         keep=cfg.kept(int((spec.di > 0).sum())),
         rows=spec.ru.astype(np.float64),
@@ -754,10 +742,6 @@ def fit_filter(
         t1 = time.perf_counter()
         spec = graph_spectrum(X, cfg, run, device)
         summary["spectrum_seconds"] = time.perf_counter() - t1
-        if cfg.time == 0:
-            # Only sharpening reads R~ (float64, 12 bytes an interaction) again: the votes are
-            # computed from X, so it goes before them.
-            spec.R = None
         tensors = graph_filter(spec, cfg)
         keys = ("rank", "beta", "time", "eta", "user_weight", "solver")
         summary["settings"] = {k: getattr(cfg, k) for k in keys}

@@ -471,7 +471,27 @@ pub struct Scaling<'a> {
     pub rows_after: Option<&'a [f64]>,
 }
 
-impl Scaling<'_> {
+impl<'a> Scaling<'a> {
+    /// The scaling from its optional parts: `rows` and `cols` together (then `rows_after`
+    /// optionally), or none of them (`R = X`).
+    pub fn from_parts(
+        rows: Option<&'a [f64]>,
+        cols: Option<&'a [f64]>,
+        rows_after: Option<&'a [f64]>,
+    ) -> Result<Option<Self>> {
+        match (rows, cols) {
+            (Some(rows), Some(cols)) => Ok(Some(Self {
+                rows,
+                cols,
+                rows_after,
+            })),
+            (None, None) if rows_after.is_none() => Ok(None),
+            _ => Err(invalid!(
+                "rows and cols scale R together: give both (and rows_after only with them)"
+            )),
+        }
+    }
+
     #[inline]
     fn value(&self, u: usize, j: usize, x: f32) -> f32 {
         let v = (self.rows[u] * x as f64) * self.cols[j];
@@ -652,8 +672,8 @@ pub fn graph_votes(
         .into_iter()
         .flatten()
         .collect();
-    // A row holds fewer entries than its bound only where sums of positive products
-    // underflowed to zero: close those gaps in place.
+    // A row holds fewer entries than its bound where sums vanished (zero scalings or weights,
+    // or underflow): close those gaps in place.
     let mut indptr = Vec::with_capacity(n + 1);
     indptr.push(0i64);
     let (mut from, mut to) = (0usize, 0usize);

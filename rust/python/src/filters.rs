@@ -32,21 +32,9 @@ fn graph_votes<'py>(
         .as_ref()
         .map(|a| slice(a, "rows_after"))
         .transpose()?;
-    let scaling = match (rows, cols) {
-        (Some(rows), Some(cols)) => Some(Scaling {
-            rows,
-            cols,
-            rows_after: after,
-        }),
-        (None, None) if after.is_none() => None,
-        _ => {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "rows and cols scale R together: give both (and rows_after only with them)",
-            ))
-        }
-    };
     let parts = user_items.parts()?;
     let v = run(py, num_threads, |stop| {
+        let scaling = Scaling::from_parts(rows, cols, after)?;
         filter::graph_votes(&parts.view("user_items")?, scaling, post, keep, stop)
     })?;
     pyo3::types::PyTuple::new(
