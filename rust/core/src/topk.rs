@@ -13,6 +13,8 @@ fn better(a: (f32, u32), b: (f32, u32)) -> bool {
 pub struct TopK {
     n: usize,
     heap: Vec<(f32, u32)>,
+    /// [`TopK::scan`]'s waiting entries (kept for its next call).
+    buf: Vec<(f32, u32)>,
 }
 
 impl TopK {
@@ -22,6 +24,7 @@ impl TopK {
         Self {
             n,
             heap: Vec::with_capacity(n.min(universe)),
+            buf: Vec::new(),
         }
     }
 
@@ -62,9 +65,13 @@ impl TopK {
         if self.n == 0 || self.heap.len() < self.n {
             return; // n == 0, or the row ran out (or held only NaN) before the heap filled
         }
+        // Entries above the threshold wait in a buffer, and the heap takes them in batches
+        // (a selection and a heapify, linear): a sift per entry costs more. Blocks of 16 are
+        // tested at once (one vector compare): almost none holds a score above the threshold.
         let mut thr = self.heap[0].0;
-        // Blocks of 16 are tested at once (one vector compare): almost none holds a score
-        // above the threshold, and only those are walked one by one.
+        let cap = self.n.max(64);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         let mut j = i;
         while j < scores.len() {
             let end = (j + 16).min(scores.len());
@@ -72,14 +79,44 @@ impl TopK {
             if block.len() < 16 || block.iter().fold(false, |any, &s| any | (s > thr)) {
                 for (t, &s) in block.iter().enumerate() {
                     if s > thr {
-                        self.heap[0] = (s, first + (j + t) as u32);
-                        self.sift_down(0);
-                        thr = self.heap[0].0;
+                        buf.push((s, first + (j + t) as u32));
                     }
+                }
+                if buf.len() >= cap {
+                    thr = self.take(&mut buf);
                 }
             }
             j = end;
         }
+        if buf.len() >= self.n / 8 {
+            self.take(&mut buf);
+        } else {
+            // A few late entries: a sift each costs less than rebuilding the heap.
+            for &(s, i) in &buf {
+                self.push(s, i);
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// Keeps the best `n` of the heap and `buf` (emptied), as a heap; returns its threshold.
+    fn take(&mut self, buf: &mut Vec<(f32, u32)>) -> f32 {
+        self.heap.append(buf);
+        let n = self.n;
+        self.heap.select_nth_unstable_by(n - 1, |a, b| {
+            if better(*a, *b) {
+                std::cmp::Ordering::Less
+            } else if better(*b, *a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        self.heap.truncate(n);
+        for i in (0..n / 2).rev() {
+            self.sift_down(i);
+        }
+        self.heap[0].0
     }
 
     /// Writes the kept entries best-first into `ids`/`scores` (length `n`), padding with
@@ -154,6 +191,14 @@ mod tests {
         out
     }
 
+    /// The next xorshift state.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     #[test]
     fn matches_sort_with_ties_nan_and_padding() {
         let mut state = 12345u64;
@@ -161,15 +206,10 @@ mod tests {
             let len = case % 37;
             let n = case % 11;
             let scores: Vec<f32> = (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    match state % 10 {
-                        0 => f32::NAN,
-                        1 => f32::NEG_INFINITY,
-                        _ => (state % 5) as f32, // many ties
-                    }
+                .map(|_| match next(&mut state) % 10 {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    x => (x % 5) as f32, // many ties
                 })
                 .collect();
             let mut tk = TopK::new(n, len);
@@ -182,6 +222,33 @@ mod tests {
             let want = reference(&scores, n);
             let got: Vec<(i64, f32)> = ids.into_iter().zip(sc).collect();
             assert_eq!(got, want, "case {case}: {scores:?}");
+        }
+    }
+
+    /// Rows long enough that waiting entries are taken in batches (several per scan, and a
+    /// last few pushed one by one), with ties, NaN and ascending runs that keep raising the
+    /// threshold: the stable sort's first `n`.
+    #[test]
+    fn batched_scans_match_sort() {
+        let mut state = 99u64;
+        for case in 0..60 {
+            let len = 500 + 97 * case;
+            let n = [1, 5, 63, 64, 65, 100, 300, len - 3, len][case % 9];
+            let scores: Vec<f32> = (0..len)
+                .map(|j| match next(&mut state) {
+                    x if x % 50 == 0 => f32::NAN,
+                    x if x % 50 < 10 => j as f32 / 64.0, // ascending: the threshold keeps rising
+                    x => (x % 200) as f32,
+                })
+                .collect();
+            let mut tk = TopK::new(n, len);
+            let cut = len / 3;
+            tk.scan(&scores[..cut], 0);
+            tk.scan(&scores[cut..], cut as u32);
+            let (mut ids, mut sc) = (vec![0i64; n], vec![0f32; n]);
+            tk.drain_into(&mut ids, &mut sc);
+            let got: Vec<(i64, f32)> = ids.into_iter().zip(sc).collect();
+            assert_eq!(got, reference(&scores, n), "case {case}");
         }
     }
 
