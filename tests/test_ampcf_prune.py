@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ampcf import random_model, weighted_csr
 
+from personae import AMPCF
+
 from conftest import runnable_first_passes
 from reference import assert_same_lists, top_n
 
@@ -171,3 +173,72 @@ def test_each_first_pass_of_t_gives_the_exact_lists(
     if first != "fp32" and (mix == 0.0 or k == 1):
         np.testing.assert_array_equal(got_ids, want_ids)
         np.testing.assert_array_equal(got_scores, want_scores)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_items=st.sampled_from([2049, 4100, 6001]),
+    k=st.sampled_from([3, 8]),
+    rank=st.sampled_from([0, 16, 48]),
+    first=st.sampled_from(["fp32", "avx2int16"]),
+    mix=st.sampled_from([0.25, 1.0]),
+)
+def test_catalogues_of_several_tiles_give_the_exact_lists(seed, n_items, k, rank, first, mix):
+    # Past 2,048 items the pruned path walks each user's rows of sparse S a tile at a time and
+    # bounds the personas' low-rank votes along x L (the Split bound): Gowalla's shape in small
+    # (non-negative sparse S, a low-rank part, items in taste clusters, histories of 5 to 60
+    # items), every first pass of t this CPU runs, against the exact path.
+    from personae import _core
+
+    if first != "fp32" and first not in runnable_first_passes():
+        first = "fp32"
+    rng = np.random.default_rng(seed)
+    n_clusters, att_dim = 12, 8
+    s = sp.random(n_items, n_items, density=8 / n_items, random_state=rng, dtype=np.float32)
+    s = sp.csr_matrix(s + sp.eye(n_items, dtype=np.float32))
+    s.sort_indices()
+    centroids = rng.normal(size=(n_clusters, att_dim))
+    labels = rng.integers(0, n_clusters, size=n_items)
+    z = centroids[labels] + 0.3 * rng.normal(size=(n_items, att_dim))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    t = {
+        "item_space": z.astype(np.float32),
+        "item_cluster": labels.astype(np.int32),
+        "centroids": centroids.astype(np.float32),
+        "item_count": rng.integers(1, 50, size=n_items).astype(np.float32),
+        "votes_indptr": s.indptr.astype(np.int64),
+        "votes_indices": s.indices.astype(np.int32),
+        "votes_data": s.data,
+    }
+    if rank:
+        t["low_left"] = (0.2 * rng.normal(size=(n_items, rank))).astype(np.float32)
+        t["low_right"] = (0.2 * rng.normal(size=(n_items, rank))).astype(np.float32)
+    model = AMPCF.from_tensors(t, n_personas=k, tau=1.0, mix=mix, delta=0.0, gamma=0.0)
+    rows = []
+    for _ in range(24):
+        tastes = rng.choice(n_clusters, size=rng.integers(1, 5), replace=False)
+        pool = np.flatnonzero(np.isin(labels, tastes))
+        rows.append(rng.choice(pool, size=min(len(pool), rng.integers(5, 60)), replace=False))
+    x = sp.csr_matrix(
+        (
+            rng.uniform(0.5, 3.0, size=sum(map(len, rows))).astype(np.float32),
+            np.concatenate(rows),
+            np.r_[0, np.cumsum(list(map(len, rows)))],
+        ),
+        shape=(len(rows), n_items),
+    )
+    x.sort_indices()
+    masked = model.score(x)
+    masked[x.nonzero()] = -np.inf
+    core = model._fitted()
+    try:
+        _core.first_pass(first)
+        got_ids, got_scores = model.recommend(x, 100)
+        _core.first_pass("best")
+        core.set_exact_top_n(True)
+        want_ids, want_scores = model.recommend(x, 100)
+    finally:
+        _core.first_pass("best")
+        core.set_exact_top_n(False)
+    assert_same_lists(got_ids, got_scores, masked, want_ids, want_scores)

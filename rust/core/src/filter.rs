@@ -188,7 +188,7 @@ impl Filter {
         } else {
             val.fill(0.0);
         }
-        self.add_item_votes(entries, items, val);
+        self.add_item_votes(entries, items.clone(), val, items.len());
     }
 
     /// `R`'s rows of the items `items` (`items.len() x rank`, contiguous).
@@ -215,9 +215,38 @@ impl Filter {
             .collect()
     }
 
-    /// Adds the item-item part of the entries' votes over the item tile to `val` (`rows x
-    /// items.len()`): every entry `(i, row, x)` adds `x S_i` over the tile to its row.
-    pub fn add_item_votes(&self, entries: &[Entry], items: Range<usize>, val: &mut [f32]) {
+    /// Adds the item-item part of the entries' votes over the item tile to `val` (rows of
+    /// `items.len()` values, `ld` apart): every entry `(i, row, x)` adds `x S_i` over the tile
+    /// to its row.
+    pub fn add_item_votes(
+        &self,
+        entries: &[Entry],
+        items: Range<usize>,
+        val: &mut [f32],
+        ld: usize,
+    ) {
+        match &self.votes {
+            Votes::Sparse { indptr, .. } => {
+                for e in entries {
+                    let row = indptr[e.0 as usize] as usize..indptr[e.0 as usize + 1] as usize;
+                    self.add_row_votes(*e, row.start, items.clone(), val, ld);
+                }
+            }
+            Votes::Dense(_) => self.add_item_votes_from(entries, items, val, ld, &mut Vec::new()),
+        }
+    }
+
+    /// [`Filter::add_item_votes`] for tiles walked in increasing order: `at` keeps each entry's
+    /// place in its row of sparse `S`, so that only the first tile (`at` empty) searches the
+    /// rows (a search reads a row from memory a step at a time). The same sums.
+    pub fn add_item_votes_from(
+        &self,
+        entries: &[Entry],
+        items: Range<usize>,
+        val: &mut [f32],
+        ld: usize,
+        at: &mut Vec<usize>,
+    ) {
         let (n, w) = (self.n_items, items.len());
         match &self.votes {
             Votes::Dense(s) => {
@@ -225,33 +254,66 @@ impl Filter {
                     let row = i as usize * n;
                     let p = p as usize;
                     axpy(
-                        &mut val[p * w..(p + 1) * w],
+                        &mut val[p * ld..p * ld + w],
                         x,
                         &s[row + items.start..row + items.end],
                     );
                 }
             }
-            Votes::Sparse {
-                indptr,
-                indices,
-                data,
-            } => {
-                let (t0, t1) = (items.start as i32, items.end as i32);
-                for &(i, p, x) in entries {
-                    let row = indptr[i as usize] as usize..indptr[i as usize + 1] as usize;
-                    let cols = &indices[row.clone()];
-                    let lo = cols.partition_point(|&c| c < t0);
-                    let hi = lo + cols[lo..].partition_point(|&c| c < t1);
-                    let dst = &mut val[p as usize * w..(p as usize + 1) * w];
-                    for (&c, &d) in cols[lo..hi]
-                        .iter()
-                        .zip(&data[row.start + lo..row.start + hi])
-                    {
-                        dst[(c - t0) as usize] += x * d;
-                    }
+            Votes::Sparse { indptr, .. } => {
+                if at.is_empty() {
+                    at.extend(entries.iter().map(|&(i, _, _)| indptr[i as usize] as usize));
+                }
+                for (&e, at) in entries.iter().zip(at.iter_mut()) {
+                    *at = self.add_row_votes(e, *at, items.clone(), val, ld);
                 }
             }
         }
+    }
+
+    /// Entry `(i, p, x)`'s part of [`Filter::add_item_votes`] on sparse votes, from place `at`
+    /// of row `i` of `S` (searched forward when before the tile); returns the place after the
+    /// tile.
+    #[inline(always)]
+    fn add_row_votes(
+        &self,
+        (i, p, x): Entry,
+        at: usize,
+        items: Range<usize>,
+        val: &mut [f32],
+        ld: usize,
+    ) -> usize {
+        let Votes::Sparse {
+            indptr,
+            indices,
+            data,
+        } = &self.votes
+        else {
+            return at;
+        };
+        let (t0, t1, w) = (items.start as i32, items.end as i32, items.len());
+        let end = indptr[i as usize + 1] as usize;
+        let mut at = at;
+        let mut cols = &indices[at..end];
+        if cols.first().is_some_and(|&c| c < t0) {
+            // A tile past the row's start: search once (reading a row a step at a time).
+            at += cols.partition_point(|&c| c < t0);
+            cols = &indices[at..end];
+        }
+        let dst = &mut val[p as usize * ld..p as usize * ld + w];
+        // The tile's end is found by the walk itself: a search would read ahead of it in
+        // steps, each a wait on memory.
+        let mut used = cols.len();
+        for (m, (&c, &d)) in cols.iter().zip(&data[at..end]).enumerate() {
+            if c >= t1 {
+                used = m;
+                break;
+            }
+            // SAFETY: the row's columns strictly increase (checked at load) and the first is at
+            // least t0, so t0 <= c < t1 and c - t0 < w = dst.len().
+            unsafe { *dst.get_unchecked_mut((c - t0) as usize) += x * d };
+        }
+        at + used
     }
 
     /// `acc` plus item `j`'s item-item votes from `entries` (all of one output row), `x S_ij`
@@ -872,6 +934,49 @@ mod tests {
                         "{g} vs {want}"
                     );
                     assert_eq!(m.filter.entry(3, j), f[3 * n + j]);
+                }
+            }
+        }
+    }
+
+    /// Walking the items in tiles (of every width, from 0 or from a later item) with the
+    /// rows' places kept adds the same votes, bit for bit, as one call per tile and as one
+    /// call over the items: the same products added per item in the entries' order.
+    #[test]
+    fn votes_walked_tile_by_tile_are_the_whole_rows() {
+        let n = 61;
+        for sparse in [true, false] {
+            let (m, _) = toy(n, 0, sparse, 3);
+            let f = &m.filter;
+            let entries: Vec<Entry> = vec![(0, 1, 2.0), (7, 0, 0.5), (60, 1, 1.5), (33, 2, 3.0)];
+            let mut whole = vec![0f32; 3 * n];
+            f.add_item_votes(&entries, 0..n, &mut whole, n);
+            for (start, width) in [(0, 1), (0, 7), (0, 60), (5, 9), (13, 64)] {
+                let mut walked = vec![0f32; 3 * n];
+                let mut each = vec![0f32; 3 * n];
+                let mut at = Vec::new();
+                let mut j0 = start;
+                while j0 < n {
+                    let tile = j0..(j0 + width).min(n);
+                    f.add_item_votes_from(&entries, tile.clone(), &mut walked[j0..], n, &mut at);
+                    f.add_item_votes(&entries, tile.clone(), &mut each[j0..], n);
+                    j0 = tile.end;
+                }
+                for row in 0..3 {
+                    for j in 0..n {
+                        let k = row * n + j;
+                        let want = if j < start { 0.0 } else { whole[k] };
+                        assert_eq!(
+                            walked[k].to_bits(),
+                            want.to_bits(),
+                            "{sparse} {start} {width}"
+                        );
+                        assert_eq!(
+                            each[k].to_bits(),
+                            want.to_bits(),
+                            "{sparse} {start} {width}"
+                        );
+                    }
                 }
             }
         }

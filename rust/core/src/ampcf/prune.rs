@@ -10,16 +10,20 @@
 //! `|(x_k L) . R_j| <= |x_k L| |R_j|`. Per chunk of users, one GEMM of their `x L` with `R`
 //! gives `t`'s low-rank part; then per user:
 //!
-//! 1. **bounds**: the personas' item-item votes over every item (each history item's row of
-//!    `S` read once, sequentially), `t`, and per item the upper bound
+//! 1. **bounds**: a tile of [`TILE`] items at a time (its votes stay in L2; each history
+//!    item's row of `S` is walked on from where the last tile left it), the personas'
+//!    item-item votes, `t`, and per item the upper bound
 //!    `(1 - mix) t_j + mix max_k w_k (vS_jk + |x_k L| |R_j|)`. A user with one persona (every
 //!    user when `mix = 0` or K = 1) has `s = t`, exact: their list is `t`'s.
 //! 2. **seeds**: the N best items by `t`, scored exactly (the personas' full low-rank votes
 //!    and cosines, then the fused scorer's `combine`): their N-th exact score `theta` is at most
 //!    the list's N-th score.
-//! 3. **candidates**: the items whose upper bound reaches `theta`, by decreasing bound, scored
-//!    exactly in blocks until the next bound is below the list's current N-th score: no later
-//!    item can enter.
+//! 3. **candidates**: the items whose upper bound reaches `theta` are bounded again with each
+//!    persona's low-rank vote split along `x L` ([`Split`]: `t`'s own low-rank part gives the
+//!    component along it, Cauchy-Schwarz bounds only the rest); those still reaching `theta`
+//!    are scored exactly by decreasing bound, in blocks, until the next bound is below the
+//!    list's current N-th score: no later item can enter. The exact pass reads each
+//!    candidate's rows of `R` and of the item space in place ([`gemm::a_rows_t`]).
 //!
 //! Every item whose exact score reaches the list's N-th is scored exactly, so the list is the
 //! exact one (ties aside: the scores may differ from the fused scorer's in the last bits, as
@@ -38,10 +42,10 @@
 //! is `t`'s: the items whose `t'_j + E_j` reaches the N-th best `t'_j - E_j` are rescored
 //! exactly, the low-rank dot in our GEMM kernels' order ([`lowp::exact_dots`]) and the
 //! votes added entry by entry, so their scores are the fused scorer's bit for bit. A user whose
-//! `x L` is not finite or too large for a bound gets `t` exactly. On Gowalla's default model
-//! ~380 of 41k items per user reach step 3 (BENCHMARKS.md); `Exact` needs no
-//! `users x K x items` tensor, and the bound pass holds
-//! `np x items` votes for one user at a time.
+//! `x L` is not finite or too large for a bound gets `t` exactly. On Gowalla's default model a
+//! user with several personas has ~100 seeds and ~66 more of 41k items scored exactly (~320
+//! more with the first bound alone; BENCHMARKS.md); `Exact` needs no `users x K x items`
+//! tensor, and the bound pass holds `np x items` votes for one user at a time.
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -62,6 +66,8 @@ use crate::topk::TopK;
 const CHUNK_FLOATS: usize = 1 << 23;
 /// Candidates scored together in the exact pass.
 const BLOCK: usize = 64;
+/// Items whose votes and bounds are computed together (`np x TILE` votes stay in L2).
+const TILE: usize = 2048;
 /// Relative widening of the bounds against rounding (f32 sums of a few hundred products).
 const SLACK: f32 = 1e-4;
 
@@ -261,6 +267,9 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
     let mut records: Vec<Vec<(u32, u16)>> = vec![Vec::new(); m];
     let mut ex = Exact::new(md, n_items);
     let mut votes: Vec<f32> = Vec::new();
+    let mut eps: Vec<f32> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
+    let mut tl: Vec<f32> = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
     let mut hi = vec![0f32; n_items];
     let mut cand: Vec<u32> = Vec::new();
@@ -305,7 +314,7 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
         if sc.collapse || np < 2 {
             // s = t, summed in the fused scorer's order (the low-rank part, then the entries'
             // rows of S one by one): where t is exact, the same scores to the bit.
-            md.filter.add_item_votes(&entries, 0..n_items, t);
+            md.filter.add_item_votes(&entries, 0..n_items, t, n_items);
             mask(t);
             #[cfg(target_arch = "x86_64")]
             if abs > 0.0 && np == 1 {
@@ -313,21 +322,24 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
                 // n-th best lower bound, the low-rank part in the fused scorer's order (our
                 // kernels', which a low-precision pass requires) and the votes in the entries'
                 // order: the fused scorer's scores, bit for bit.
-                hi.clear();
-                hi.extend(
-                    t.iter()
-                        .zip(pj)
-                        .zip(qj)
-                        .map(|((&t, &p), &q)| t - err(t, p, q)),
-                );
+                // Lower bounds in `tl`, upper in `hi` (loops that vectorise).
+                tl.resize(n_items, 0.0);
+                hi.resize(n_items, 0.0);
+                for ((((lo, up), &t), &p), &q) in tl
+                    .iter_mut()
+                    .zip(hi.iter_mut())
+                    .zip(t.iter())
+                    .zip(pj)
+                    .zip(qj)
+                {
+                    let e = err(t, p, q);
+                    (*lo, *up) = (t - e, t + e);
+                }
                 let mut lower = TopK::new(n, n_items);
-                lower.scan(&hi, 0);
+                lower.scan(&tl, 0);
                 let cut = lower.threshold().unwrap_or(f32::NEG_INFINITY);
                 cand.clear();
-                cand.extend((0..n_items as u32).filter(|&j| {
-                    let j = j as usize;
-                    t[j] + err(t[j], pj[j], qj[j]) >= cut
-                }));
+                at_least(&hi, cut, &mut cand);
                 exact.resize(cand.len(), 0.0);
                 // SAFETY: a low-precision pass runs only on CPUs with AVX2 and FMA; `cand`
                 // indexes R's rows and `exact` holds one value per candidate.
@@ -349,40 +361,67 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
             heap.scan(t, 0);
             continue;
         }
-        votes.clear();
-        votes.resize(np * n_items, 0.0);
-        md.filter.add_item_votes(&entries, 0..n_items, &mut votes);
-        for k in 0..np {
-            axpy(t, 1.0, &votes[k * n_items..(k + 1) * n_items]);
+        // Item by item tile, while the tile's votes stay in L2: the personas' item-item votes
+        // (np rows n_items apart, kept for the exact pass), t's (in the fused scorer's order:
+        // the low-rank part, then the personas' votes one by one; masked items NaN
+        // throughout), and the upper bounds into `hi`:
+        // keep (t + err) + mix max_k w_k (vS_k + |x_k L| |R_j|), widened.
+        if votes.len() < np * n_items {
+            votes.resize(np * n_items, 0.0);
         }
         mask(t);
-        // Upper bounds, into `hi`: keep (t + err) + mix max_k w_k (vS_k + |x_k L| |R_j|),
-        // widened.
-        hi.clear();
-        hi.resize(n_items, f32::NEG_INFINITY);
-        let mut eps_sum = 0f32;
-        let norms = view.norms;
-        for (k, p) in ps.clone().enumerate() {
+        hi.resize(n_items, 0.0);
+        tl.resize(n_items, 0.0);
+        at.clear();
+        eps.clear();
+        eps.extend(ps.clone().map(|p| {
             let low = &st.low[p * r..(p + 1) * r];
             let s: f64 = low.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-            let e = (s.sqrt() * (1.0 + 1e-6)) as f32;
-            eps_sum += e;
-            let wk = st.weight[p];
-            let v = &votes[k * n_items..(k + 1) * n_items];
-            for ((h, &v), &nj) in hi.iter_mut().zip(v).zip(norms) {
-                *h = h.max(wk * (v + e * nj));
+            (s.sqrt() * (1.0 + 1e-6)) as f32
+        }));
+        let eps_sum: f32 = eps.iter().sum();
+        let norms = view.norms;
+        for j0 in (0..n_items).step_by(TILE) {
+            let tile = j0..(j0 + TILE).min(n_items);
+            for k in 0..np {
+                votes[k * n_items + tile.start..k * n_items + tile.end].fill(0.0);
             }
-        }
-        for (((h, &tj), &nj), (&p, &q)) in hi
-            .iter_mut()
-            .zip(t.iter())
-            .zip(norms)
-            .zip(pj.iter().zip(qj))
-        {
-            let e = alpha * p + beta * q + abs;
-            let slack = SLACK * (keep * (tj.abs() + e + eps_sum * nj) + mix * h.abs());
-            // NaN (masked) stays NaN: no comparison admits it.
-            *h = keep * (tj + e) + mix * *h + slack;
+            md.filter.add_item_votes_from(
+                &entries,
+                tile.clone(),
+                &mut votes[j0..],
+                n_items,
+                &mut at,
+            );
+            let (t, h) = (&mut t[tile.clone()], &mut hi[tile.clone()]);
+            tl[tile.clone()].copy_from_slice(t);
+            for k in 0..np {
+                axpy(
+                    t,
+                    1.0,
+                    &votes[k * n_items + tile.start..k * n_items + tile.end],
+                );
+            }
+            h.fill(f32::NEG_INFINITY);
+            let nt = &norms[tile.clone()];
+            for (k, p) in ps.clone().enumerate() {
+                let (wk, e) = (st.weight[p], eps[k]);
+                let v = &votes[k * n_items + tile.start..k * n_items + tile.end];
+                for ((h, &v), &nj) in h.iter_mut().zip(v).zip(nt) {
+                    *h = h.max(wk * (v + e * nj));
+                }
+            }
+            for (((h, &tj), &nj), (&p, &q)) in h
+                .iter_mut()
+                .zip(t.iter())
+                .zip(nt)
+                .zip(pj[tile.clone()].iter().zip(&qj[tile.clone()]))
+            {
+                let e = alpha * p + beta * q + abs;
+                let slack = SLACK * (keep * (tj.abs() + e + eps_sum * nj) + mix * h.abs());
+                // NaN (masked) stays NaN: no comparison admits it.
+                *h = keep * (tj + e) + mix * *h + slack;
+            }
         }
         let user = User {
             np,
@@ -411,12 +450,50 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
         }
         let theta = heap.threshold().unwrap_or(f32::NEG_INFINITY);
         cand.clear();
-        cand.extend((0..n_items as u32).filter(|&j| hi[j as usize] >= theta));
+        at_least(&hi, theta, &mut cand);
+        if r > 0 {
+            // The few items past the first bound, bounded again along x L (Split).
+            let split = Split::new(&total[u * r..(u + 1) * r], user.low, r);
+            let (lo_slack, mix64, keep64) = (split.dot_slack(r), f64::from(mix), f64::from(keep));
+            cand.retain(|&j| {
+                let j = j as usize;
+                let (tj, nj) = (f64::from(t[j]), f64::from(view.norms[j]));
+                let e = f64::from(alpha * pj[j] + beta * qj[j] + abs);
+                let mut best = f64::NEG_INFINITY;
+                let low = split.votes(f64::from(tl[j]), e + lo_slack * nj, nj);
+                for (k, lk) in low.enumerate() {
+                    let v = f64::from(votes[k * n_items + j]) + lk;
+                    best = best.max(f64::from(st.weight[ps.start + k]) * v);
+                }
+                let slack = f64::from(SLACK)
+                    * (keep64 * (tj.abs() + e + f64::from(eps_sum) * nj) + mix64 * best.abs());
+                let b = (keep64 * (tj + e) + mix64 * best + slack) as f32;
+                hi[j] = hi[j].min(b);
+                hi[j] >= theta
+            });
+        }
         cand.sort_unstable_by(|&x, &y| hi[y as usize].total_cmp(&hi[x as usize]));
         ex.score(&user, &cand, heap, Some(&hi), rec);
     }
     T_BUF.set(t_buf);
     (heaps, records)
+}
+
+/// Appends to `out` the indices of the entries of `xs` at least `theta` (never NaN), in
+/// increasing order: blocks of 16 tested by one vector compare, as few hold one.
+#[inline(always)]
+fn at_least(xs: &[f32], theta: f32, out: &mut Vec<u32>) {
+    let mut j0 = 0;
+    for block in xs.chunks(16) {
+        if block.iter().fold(false, |any, &x| any | (x >= theta)) {
+            for (g, &x) in block.iter().enumerate() {
+                if x >= theta {
+                    out.push((j0 + g) as u32);
+                }
+            }
+        }
+        j0 += block.len();
+    }
 }
 
 thread_local! {
@@ -474,6 +551,69 @@ fn low_rank_t(
     (n_items, errs)
 }
 
+/// A user's personas' rows of `x L` split along their sum `u` (the `x L` of `t`):
+/// `u_k = c_k u + w_k` with `w_k` orthogonal to `u`. Then `u_k . R_j = c_k (u . R_j) + w_k . R_j`,
+/// where `u . R_j` is `t`'s low-rank part (computed for every item anyway) and `|w_k . R_j| <=
+/// |w_k| |R_j'|` with `R_j'` the part of `R_j` orthogonal to `u`, of norm
+/// `sqrt(|R_j|^2 - (u . R_j)^2 / |u|^2)`: Cauchy-Schwarz in the orthogonal complement only. Never
+/// looser than `|u_k| |R_j|` (Cauchy-Schwarz in each part), and on Gowalla's default model it
+/// leaves ~66 candidates past the seeds where the first bound left ~320. In f64, rounded outwards.
+struct Split {
+    /// `|u|`, rounded up (0 when `u` is 0).
+    norm: f64,
+    /// `(c_k, |w_k|)` per persona, `|w_k|` rounded up.
+    parts: Vec<(f64, f64)>,
+}
+
+impl Split {
+    fn new(u: &[f32], low: &[f32], r: usize) -> Self {
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter()
+                .zip(b)
+                .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                .sum()
+        };
+        let uu = dot(u, u);
+        let parts = low
+            .chunks_exact(r)
+            .map(|uk| {
+                let c = if uu > 0.0 { dot(uk, u) / uu } else { 0.0 };
+                let w: f64 = uk
+                    .iter()
+                    .zip(u)
+                    .map(|(&x, &y)| (f64::from(x) - c * f64::from(y)).powi(2))
+                    .sum();
+                (c, w.sqrt() * (1.0 + 1e-9))
+            })
+            .collect();
+        Self {
+            norm: uu.sqrt() * (1.0 + 1e-9),
+            parts,
+        }
+    }
+
+    /// The bound on `|u . R_j|`'s f32 product against the exact one, per unit of `|R_j|`:
+    /// at most `r` roundings of `2^-24` each of `|u| |R_j|`, doubled (and never below the
+    /// bounds' own [`SLACK`]).
+    fn dot_slack(&self, r: usize) -> f64 {
+        self.norm * (r as f64 * f64::from(f32::EPSILON)).max(f64::from(SLACK))
+    }
+
+    /// Upper bounds of the personas' low-rank votes `u_k . R_j` for an item whose `u . R_j` is
+    /// within `err` of `tl`, with `nj >= |R_j|`.
+    fn votes(&self, tl: f64, err: f64, nj: f64) -> impl Iterator<Item = f64> + '_ {
+        // |u . R_j| is at least `lo`, so |R_j'|^2 <= nj^2 - lo^2 / |u|^2.
+        let lo = (tl.abs() - err).max(0.0);
+        let perp = match self.norm > 0.0 {
+            true => (nj * nj - (lo / self.norm).powi(2)).max(0.0).sqrt(),
+            false => nj,
+        };
+        self.parts
+            .iter()
+            .map(move |&(c, w)| c * tl + c.abs() * err + w * perp)
+    }
+}
+
 /// One bounded user as the exact pass reads them.
 struct User<'a> {
     np: usize,
@@ -486,8 +626,6 @@ struct User<'a> {
 /// The exact pass's scratch.
 struct Exact<'a> {
     md: &'a AmpCf,
-    gr: Vec<f32>,
-    gz: Vec<f32>,
     val: Vec<f32>,
     cos: Vec<f32>,
 }
@@ -496,8 +634,6 @@ impl<'a> Exact<'a> {
     fn new(md: &'a AmpCf, _n_items: usize) -> Self {
         Self {
             md,
-            gr: vec![0f32; BLOCK * md.filter.rank],
-            gz: vec![0f32; BLOCK * md.space.att_dim],
             val: Vec::new(),
             cos: Vec::new(),
         }
@@ -531,14 +667,9 @@ impl<'a> Exact<'a> {
                 }
             }
             let bl = block.len();
-            for (g, &j) in block.iter().enumerate() {
-                let j = j as usize;
-                self.gr[g * r..(g + 1) * r].copy_from_slice(&right[j * r..(j + 1) * r]);
-                self.gz[g * a..(g + 1) * a].copy_from_slice(&space[j * a..(j + 1) * a]);
-            }
             let (val, cos) = (&mut self.val[..np * bl], &mut self.cos[..np * bl]);
             if r > 0 {
-                gemm::a_bt(np, bl, r, user.low, &self.gr[..bl * r], val);
+                gemm::a_rows_t(np, r, user.low, right, block, val);
             } else {
                 val.fill(0.0);
             }
@@ -548,7 +679,7 @@ impl<'a> Exact<'a> {
                     *v += vs[j as usize];
                 }
             }
-            gemm::a_bt(np, bl, a, user.emb, &self.gz[..bl * a], cos);
+            gemm::a_rows_t(np, a, user.emb, space, block, cos);
             let row = &mut out[..bl];
             combine(row, cos, val, &user.mix);
             for (&s, &j) in row.iter().zip(block) {
@@ -571,6 +702,71 @@ impl<'a> Exact<'a> {
                         }
                     }
                     rec.push((j, best.1));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::tests::rand_vec;
+
+    /// The Split bound holds for every persona and item, and is tight where it should be:
+    /// items along `u`, against it, along a persona's orthogonal part (where the bound is
+    /// attained), nearly parallel to `u` (the cancellation in `|R_j'|`), and random ones; with
+    /// `t`'s low-rank part in f32 or within a low-precision error. Never looser than
+    /// Cauchy-Schwarz.
+    #[test]
+    fn split_bounds_every_persona_vote() {
+        let mut seed = 17;
+        for &(np, r) in &[(1usize, 1usize), (2, 3), (3, 16), (5, 64), (8, 448)] {
+            let low = rand_vec(np * r, &mut seed);
+            let mut u = vec![0f32; r];
+            for uk in low.chunks_exact(r) {
+                axpy(&mut u, 1.0, uk);
+            }
+            let sp = Split::new(&u, &low, r);
+            let dot = |a: &[f32], b: &[f32]| -> f64 {
+                a.iter()
+                    .zip(b)
+                    .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                    .sum()
+            };
+            let uu = dot(&u, &u);
+            let mut items: Vec<Vec<f32>> = vec![u.clone(), u.iter().map(|x| -2.0 * x).collect()];
+            for uk in low.chunks_exact(r) {
+                let c = dot(uk, &u) / uu;
+                let w: Vec<f32> = uk
+                    .iter()
+                    .zip(&u)
+                    .map(|(&x, &y)| x - (c as f32) * y)
+                    .collect();
+                items.push(w.clone());
+                items.push(w.iter().zip(&u).map(|(a, b)| 0.5 * a + 3.0 * b).collect());
+                let tiny = rand_vec(r, &mut seed);
+                items.push(u.iter().zip(&tiny).map(|(a, b)| a + 1e-4 * b).collect());
+            }
+            for _ in 0..20 {
+                items.push(rand_vec(r, &mut seed));
+            }
+            for rj in &items {
+                let nj = (dot(rj, rj).sqrt() * (1.0 + 1e-6)) as f32;
+                let tl: f32 = u.iter().zip(rj).map(|(a, b)| a * b).sum();
+                for lowp_err in [0.0f64, 1e-3] {
+                    // A first pass off by at most lowp_err: t' anywhere within it.
+                    for shift in [-1.0, 0.0, 1.0] {
+                        let t = f64::from(tl) + shift * lowp_err;
+                        let err = lowp_err + sp.dot_slack(r) * f64::from(nj);
+                        let bounds: Vec<f64> = sp.votes(t, err, f64::from(nj)).collect();
+                        for (k, uk) in low.chunks_exact(r).enumerate() {
+                            let exact = dot(uk, rj);
+                            let cs = dot(uk, uk).sqrt() * f64::from(nj);
+                            assert!(bounds[k] >= exact, "{np} {r} {k}: {} < {exact}", bounds[k]);
+                            assert!(bounds[k] <= cs + 2.0 * err + 1e-9 * cs, "{np} {r} {k}");
+                        }
+                    }
                 }
             }
         }

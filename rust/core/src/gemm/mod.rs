@@ -20,7 +20,10 @@ pub mod avx2;
 pub mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod blocked;
+mod gathered;
 mod packed;
+
+pub use gathered::a_rows_t;
 
 pub use packed::PackedBt;
 
