@@ -215,6 +215,11 @@ impl Filter {
             .collect()
     }
 
+    /// Whether the item-item part is stored sparse.
+    pub fn sparse_votes(&self) -> bool {
+        matches!(self.votes, Votes::Sparse { .. })
+    }
+
     /// Adds the item-item part of the entries' votes over the item tile to `val` (rows of
     /// `items.len()` values, `ld` apart): every entry `(i, row, x)` adds `x S_i` over the tile
     /// to its row.
