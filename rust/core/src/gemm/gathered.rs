@@ -28,13 +28,17 @@ pub fn a_rows_t(m: usize, k: usize, a: &[f32], w: &[f32], items: &[u32], c: &mut
         unsafe { avx2::a_rows_t(m, k, a, w, items, c) };
         return;
     }
-    for i in 0..m {
-        let ai = &a[i * k..(i + 1) * k];
-        for (o, &j) in c[i * b..(i + 1) * b].iter_mut().zip(items) {
-            let wj = &w[j as usize * k..(j as usize + 1) * k];
-            *o = ai.iter().zip(wj).map(|(x, y)| x * y).sum();
-        }
+    gathered_gemm(m, k, a, w, items, c)
+}
+
+/// [`a_rows_t`] elsewhere (and under `PERSONAE_GEMM=portable`): the rows gathered for the GEMM,
+/// whose kernels (NEON, say) beat a scalar loop.
+fn gathered_gemm(m: usize, k: usize, a: &[f32], w: &[f32], items: &[u32], c: &mut [f32]) {
+    let mut rows = Vec::with_capacity(items.len() * k);
+    for &j in items {
+        rows.extend_from_slice(&w[j as usize * k..(j as usize + 1) * k]);
     }
+    super::a_bt(m, items.len(), k, a, &rows, c);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -166,9 +170,19 @@ mod tests {
     use super::*;
 
     /// Every row count (the kernels' M from 1 to 8 and groups past 8), item counts that leave
-    /// partial groups, widths with and without a tail, repeated items: the f64 dot products.
+    /// partial groups, widths with and without a tail, repeated items: the f64 dot products,
+    /// on this CPU's path and on the portable one.
     #[test]
     fn gathered_rows_are_the_dot_products() {
+        for path in [a_rows_t as Path, gathered_gemm] {
+            gathered_rows_on(path);
+        }
+    }
+
+    /// A signature of [`a_rows_t`].
+    type Path = fn(usize, usize, &[f32], &[f32], &[u32], &mut [f32]);
+
+    fn gathered_rows_on(path: Path) {
         let mut seed = 7u64;
         let mut next = || {
             seed = seed
@@ -193,7 +207,7 @@ mod tests {
             for b in [0usize, 1, 2, 3, 5, 7, 13] {
                 let items: Vec<u32> = (0..b).map(|g| ((g * 5 + 3) % n) as u32).collect();
                 let mut c = vec![f32::NAN; m * b];
-                a_rows_t(m, k, &a, &w, &items, &mut c);
+                path(m, k, &a, &w, &items, &mut c);
                 for i in 0..m {
                     for (g, &j) in items.iter().enumerate() {
                         let want: f64 = (0..k)
