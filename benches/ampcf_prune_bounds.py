@@ -10,7 +10,11 @@ exact score; this script counts, per user, the unseen items whose bound does, fo
   Cauchy-Schwarz on the rest: ``v_jk <= vS_jk + u_k[:m] . R_j[:m] + |u_k[m:]| |R_j[m:]|``;
 - the attention: exact (``att``, needs K cosines per item), ``max`` (``A_j <= max_k w_k
   v_jk``: the attention is a distribution) or ``box`` (the softmax's logits in their boxes
-  ``cos in [-1, 1]``: the best distribution the boxes allow).
+  ``cos in [-1, 1]``: the best distribution the boxes allow);
+- ``split`` (with ``max``, at m = 0; what the pruned path runs on its candidates): each
+  ``u_k = x_k L`` split along the user's ``u = x L``, whose ``u . R_j`` is ``t``'s own low-rank
+  part: ``u_k . R_j <= c_k (u . R_j) + |u_k - c_k u| |R_j'|``, ``R_j'`` the part of ``R_j``
+  orthogonal to ``u``. ``max`` at m = rank is the oracle of every ``max`` bound (exact votes).
 
     python benches/ampcf_prune_bounds.py --dataset gowalla --users 300
 """
@@ -102,7 +106,7 @@ def main() -> None:
                 ub = (1 - mix) * tub + mix * y0.max(0)
             counts.setdefault(f"t@m max0 m={m}", []).append(int(((ub >= kth) & ~seen).sum()))
             if np_ <= 1:
-                for b in ("att", "max", "box"):
+                for b in ("att", "max", "box") + (("split",) if m == 0 else ()):
                     counts.setdefault(f"{b} m={m}", []).append(0)
                 continue
             eps = np.linalg.norm(uk[:, m:], axis=1)
@@ -113,6 +117,13 @@ def main() -> None:
                 "max": y.max(0),
                 "box": box_max(y, shift - 1 / tau, shift + 1 / tau),
             }
+            if m == 0:
+                c = uk @ u_tot / max(u_tot @ u_tot, 1e-300)
+                tl = R @ u_tot
+                perp = np.sqrt(np.maximum(tail[:, 0] ** 2 - tl**2 / max(u_tot @ u_tot, 1e-300), 0))
+                wk = np.linalg.norm(uk - c[:, None] * u_tot[None], axis=1)
+                split = vS + c[:, None] * tl[None] + wk[:, None] * perp[None]
+                bounds["split"] = (w[:, None] * split).max(0)
             for b, ub in bounds.items():
                 ub = (1 - mix) * tot + mix * ub
                 counts.setdefault(f"{b} m={m}", []).append(int(((ub >= kth) & ~seen).sum()))

@@ -230,15 +230,7 @@ impl Filter {
         val: &mut [f32],
         ld: usize,
     ) {
-        match &self.votes {
-            Votes::Sparse { indptr, .. } => {
-                for e in entries {
-                    let row = indptr[e.0 as usize] as usize..indptr[e.0 as usize + 1] as usize;
-                    self.add_row_votes(*e, row.start, items.clone(), val, ld);
-                }
-            }
-            Votes::Dense(_) => self.add_item_votes_from(entries, items, val, ld, &mut Vec::new()),
-        }
+        self.add_item_votes_from(entries, items, val, ld, &mut Vec::new())
     }
 
     /// [`Filter::add_item_votes`] for tiles walked in increasing order: `at` keeps each entry's
@@ -252,73 +244,42 @@ impl Filter {
         ld: usize,
         at: &mut Vec<usize>,
     ) {
-        let (n, w) = (self.n_items, items.len());
         match &self.votes {
-            Votes::Dense(s) => {
-                for &(i, p, x) in entries {
-                    let row = i as usize * n;
-                    let p = p as usize;
-                    axpy(
-                        &mut val[p * ld..p * ld + w],
-                        x,
-                        &s[row + items.start..row + items.end],
-                    );
-                }
-            }
-            Votes::Sparse { indptr, .. } => {
+            Votes::Dense(s) => self.add_dense_votes(s, entries, items, val, ld),
+            Votes::Sparse {
+                indptr,
+                indices,
+                data,
+            } => {
                 if at.is_empty() {
                     at.extend(entries.iter().map(|&(i, _, _)| indptr[i as usize] as usize));
                 }
                 for (&e, at) in entries.iter().zip(at.iter_mut()) {
-                    *at = self.add_row_votes(e, *at, items.clone(), val, ld);
+                    *at = add_row_votes((indptr, indices, data), e, *at, items.clone(), val, ld);
                 }
             }
         }
     }
 
-    /// Entry `(i, p, x)`'s part of [`Filter::add_item_votes`] on sparse votes, from place `at`
-    /// of row `i` of `S` (searched forward when before the tile); returns the place after the
-    /// tile.
-    #[inline(always)]
-    fn add_row_votes(
+    /// [`Filter::add_item_votes`] on dense votes `s`.
+    fn add_dense_votes(
         &self,
-        (i, p, x): Entry,
-        at: usize,
+        s: &[f32],
+        entries: &[Entry],
         items: Range<usize>,
         val: &mut [f32],
         ld: usize,
-    ) -> usize {
-        let Votes::Sparse {
-            indptr,
-            indices,
-            data,
-        } = &self.votes
-        else {
-            return at;
-        };
-        let (t0, t1, w) = (items.start as i32, items.end as i32, items.len());
-        let end = indptr[i as usize + 1] as usize;
-        let mut at = at;
-        let mut cols = &indices[at..end];
-        if cols.first().is_some_and(|&c| c < t0) {
-            // A tile past the row's start: search once (reading a row a step at a time).
-            at += cols.partition_point(|&c| c < t0);
-            cols = &indices[at..end];
+    ) {
+        let (n, w) = (self.n_items, items.len());
+        for &(i, p, x) in entries {
+            let row = i as usize * n;
+            let p = p as usize;
+            axpy(
+                &mut val[p * ld..p * ld + w],
+                x,
+                &s[row + items.start..row + items.end],
+            );
         }
-        let dst = &mut val[p as usize * ld..p as usize * ld + w];
-        // The tile's end is found by the walk itself: a search would read ahead of it in
-        // steps, each a wait on memory.
-        let mut used = cols.len();
-        for (m, (&c, &d)) in cols.iter().zip(&data[at..end]).enumerate() {
-            if c >= t1 {
-                used = m;
-                break;
-            }
-            // SAFETY: the row's columns strictly increase (checked at load) and the first is at
-            // least t0, so t0 <= c < t1 and c - t0 < w = dst.len().
-            unsafe { *dst.get_unchecked_mut((c - t0) as usize) += x * d };
-        }
-        at + used
     }
 
     /// `acc` plus item `j`'s item-item votes from `entries` (all of one output row), `x S_ij`
@@ -346,6 +307,42 @@ impl Filter {
         }
         acc
     }
+}
+
+/// Entry `(i, p, x)`'s part of [`Filter::add_item_votes`] on sparse votes `(indptr, indices,
+/// data)`, from place `at` of row `i` (searched forward when before the tile); returns the
+/// place after the tile.
+#[inline(always)]
+fn add_row_votes(
+    (indptr, indices, data): (&[i64], &[i32], &[f32]),
+    (i, p, x): Entry,
+    mut at: usize,
+    items: Range<usize>,
+    val: &mut [f32],
+    ld: usize,
+) -> usize {
+    let (t0, t1, w) = (items.start as i32, items.end as i32, items.len());
+    let end = indptr[i as usize + 1] as usize;
+    let mut cols = &indices[at..end];
+    if cols.first().is_some_and(|&c| c < t0) {
+        // A tile past the row's start: search once (reading a row a step at a time).
+        at += cols.partition_point(|&c| c < t0);
+        cols = &indices[at..end];
+    }
+    let dst = &mut val[p as usize * ld..p as usize * ld + w];
+    // The tile's end is found by the walk itself: a search would read ahead of it in steps,
+    // each a wait on memory.
+    let mut used = cols.len();
+    for (m, (&c, &d)) in cols.iter().zip(&data[at..end]).enumerate() {
+        if c >= t1 {
+            used = m;
+            break;
+        }
+        // SAFETY: the row's columns strictly increase (checked at load) and the first is at
+        // least t0, so t0 <= c < t1 and c - t0 < w = dst.len().
+        unsafe { *dst.get_unchecked_mut((c - t0) as usize) += x * d };
+    }
+    at + used
 }
 
 fn check_sparse(indptr: &[i64], indices: &[i32], n: usize, what: &str) -> Result<()> {

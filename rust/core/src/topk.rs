@@ -9,6 +9,17 @@ fn better(a: (f32, u32), b: (f32, u32)) -> bool {
     a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
 }
 
+/// Rank order: `Less` when `a` ranks before `b`.
+fn order(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    if better(*a, *b) {
+        std::cmp::Ordering::Less
+    } else if better(*b, *a) {
+        std::cmp::Ordering::Greater
+    } else {
+        std::cmp::Ordering::Equal
+    }
+}
+
 /// A min-heap (by rank) of at most `n` (score, item) pairs: the root is the worst kept entry.
 pub struct TopK {
     n: usize,
@@ -103,15 +114,7 @@ impl TopK {
     fn take(&mut self, buf: &mut Vec<(f32, u32)>) -> f32 {
         self.heap.append(buf);
         let n = self.n;
-        self.heap.select_nth_unstable_by(n - 1, |a, b| {
-            if better(*a, *b) {
-                std::cmp::Ordering::Less
-            } else if better(*b, *a) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        });
+        self.heap.select_nth_unstable_by(n - 1, order);
         self.heap.truncate(n);
         for i in (0..n / 2).rev() {
             self.sift_down(i);
@@ -122,13 +125,7 @@ impl TopK {
     /// Writes the kept entries best-first into `ids`/`scores` (length `n`), padding with
     /// id -1 and score -inf when fewer than `n` were kept.
     pub fn drain_into(&mut self, ids: &mut [i64], scores: &mut [f32]) {
-        self.heap.sort_unstable_by(|a, b| {
-            if better(*a, *b) {
-                std::cmp::Ordering::Less
-            } else {
-                std::cmp::Ordering::Greater
-            }
-        });
+        self.heap.sort_unstable_by(order);
         for k in 0..ids.len() {
             match self.heap.get(k) {
                 Some(&(s, i)) => {

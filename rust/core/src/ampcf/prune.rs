@@ -272,7 +272,8 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
     let mut votes: Vec<f32> = Vec::new();
     let mut eps: Vec<f32> = Vec::new();
     let mut at: Vec<usize> = Vec::new();
-    let mut tl: Vec<f32> = Vec::new();
+    // t's low-rank part (for Split), or lower bounds (one-persona users).
+    let mut tl = vec![0f32; n_items];
     let mut entries: Vec<Entry> = Vec::new();
     let mut hi = vec![0f32; n_items];
     let mut cand: Vec<u32> = Vec::new();
@@ -330,8 +331,6 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
                 // kernels', which a low-precision pass requires) and the votes in the entries'
                 // order: the fused scorer's scores, bit for bit.
                 // Lower bounds in `tl`, upper in `hi` (loops that vectorise).
-                tl.resize(n_items, 0.0);
-                hi.resize(n_items, 0.0);
                 for ((((lo, up), &t), &p), &q) in tl
                     .iter_mut()
                     .zip(hi.iter_mut())
@@ -377,8 +376,6 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
             votes.resize(np * n_items, 0.0);
         }
         mask(t);
-        hi.resize(n_items, 0.0);
-        tl.resize(n_items, 0.0);
         at.clear();
         eps.clear();
         eps.extend(ps.clone().map(|p| {
@@ -401,7 +398,9 @@ fn chunk_impl(job: &Job, rows: Range<usize>) -> Chunk {
                 &mut at,
             );
             let (t, h) = (&mut t[tile.clone()], &mut hi[tile.clone()]);
-            tl[tile.clone()].copy_from_slice(t);
+            if r > 0 {
+                tl[tile.clone()].copy_from_slice(t);
+            }
             for k in 0..np {
                 axpy(
                     t,
