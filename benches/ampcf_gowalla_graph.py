@@ -43,8 +43,10 @@ GRID = [(2.5, 0.1), (0.0, 0.1), (0.0, 0.2), (0.0, 0.3)]
 # -- --grid: why sharpening loses inside AMP-CF (issue 23) ------------------------------------
 
 GRID_MIXES = (0.0, 0.05, 0.1, 0.25)
-SHARP = dict(time=2.5, beta=0.1, rank=448)
-PLAIN = dict(time=0.0, beta=0.2, rank=448)
+# GF-CF's response (flatness 0, no degree normalisation), as these rows were measured before
+# ChebyCF's filter became GraphFilter's default.
+SHARP = dict(time=2.5, beta=0.1, rank=448, flatness=0.0, item_power=0.0)
+PLAIN = dict(time=0.0, beta=0.2, rank=448, flatness=0.0, item_power=0.0)
 
 
 def _ampcf_tensors(X, filt: dict) -> tuple[dict, float]:
@@ -286,7 +288,8 @@ def main() -> None:
     rows = []
     for t, b in GRID:
         t0 = time.perf_counter()
-        m = personae.AMPCF(graph_time=t, graph_beta=b).fit(val.fit, show_progress=False)
+        graph = personae.GraphFilter(time=t, beta=b, flatness=0.0, item_power=0.0)
+        m = personae.AMPCF(filter=graph).fit(val.fit, show_progress=False)
         fit_s = time.perf_counter() - t0
         r = accuracy.evaluate(m, val, full=False, num_threads=a.threads)
         rows.append({"graph_time": t, "graph_beta": b, **r, "fit_seconds": fit_s})

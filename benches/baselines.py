@@ -18,11 +18,13 @@ Families (the research prototype's, cleaned up; each pinned by ``tests/test_base
   in-place Cholesky form for Gowalla's 41k items (one n x n matrix; the library holds two).
 - ``als``: implicit's CPU ALS (confidence ``1 + alpha r``).
 - ``gfcf``: GF-CF (Shen et al. 2021), ``r (R~^T R~ + alpha D^-1/2 U U^T D^1/2)``:
-  ``personae.GraphFilter(rank, beta=alpha, time=0)``.
+  ``personae.GraphFilter(rank, beta=alpha, time=0, flatness=0, item_power=0)``.
 - ``bspm``: BSPM (Choi et al. 2023), the authors' default path: ``y0 = r P~ + beta r D^-1/2
   U U^T D^1/2``, then the sharpening ODE ``dy/dt = -y P~`` over ``[0, T_s]`` in ``K_s`` steps:
   ``personae.GraphFilter(rank, beta, time=T_s, solver)``, exact for ``K_s = 1`` up to 5,000
   users or items; :class:`BSPM` (numpy, exact powers of P~) above (Gowalla) and for K_s > 1.
+- ``chebycf``: ChebyCF (Kim et al. 2025), the authors' Chebyshev-interpolated plateau filter
+  (:class:`ChebyCF`, numpy, exact); Gowalla only.
 - The validation grids of GF-CF and BSPM: :class:`GraphScorer` reads every configuration
   from shared per-batch powers ``Y P~^k`` of :class:`NormGraph` (exact for ``K_s = 1``: one
   rk4 step of a linear ODE is its 4th-order Taylor polynomial ``sum_k (-T P~)^k / k!``, one
@@ -101,6 +103,13 @@ GOWALLA_GRIDS: dict[str, list[dict]] = {
     # configuration of the Gowalla sweep in BENCHMARKS.md (KL weight 0.5 from the first step,
     # dropout 0.7) only.
     "multvae": [{}, {"total_anneal_steps": 1, "anneal_cap": 0.5, "dropout": 0.7}],
+    # The authors' Gowalla setting (phi 1.5, beta 0.4, alpha 0.2, rank 512) and its
+    # neighbourhood; a wider scratch grid (phi 1-3, beta 0.3-0.5, alpha 0-0.3, rank 256 / 512)
+    # chose the same best setting (BENCHMARKS.md).
+    "chebycf": [
+        {"phi": p, "beta": b, "alpha": a, "rank": 512}
+        for p, b, a in itertools.product([1.5, 2.0, 3.0], [0.3, 0.4], [0.1, 0.2])
+    ],
 }
 
 # The synthetic data (12 clean taste clusters) pushed EASE and GF-CF to their grids' edges in
@@ -117,7 +126,7 @@ EXTRA: dict[str, dict[str, list[dict]]] = {
 
 def grid(name: str, dataset: str) -> list[dict]:
     """The validation grid of family `name` on `dataset`."""
-    base = GOWALLA_GRIDS.get(name, GRIDS[name]) if dataset == "gowalla" else GRIDS[name]
+    base = GOWALLA_GRIDS[name] if dataset == "gowalla" and name in GOWALLA_GRIDS else GRIDS[name]
     return [dict(c) for c in base] + [dict(c) for c in EXTRA.get(dataset, {}).get(name, [])]
 
 
@@ -311,6 +320,47 @@ class BSPM:
         return y
 
 
+class ChebyCF:
+    """ChebyCF (Kim et al., SIGIR 2025), the authors' exact filter in numpy: with ``y = r
+    D^-beta``, ``D^beta (sum_k c_k T_k(L~) y + alpha y V^T V)``, ``L~ = I - 2 P~``, the
+    ``c_k`` interpolating the plateau of flatness `phi` through ``K + 1`` Chebyshev nodes
+    (:func:`personae.train.filters.plateau_response` computes the same polynomial's values)
+    and V the top-`rank` right singular vectors of R~. ``K`` passes of P~ per batch; the
+    library's ``GraphFilter(flatness=phi, item_power=beta, beta=alpha)`` serves the same head
+    exactly and the tail as a multiple of P~."""
+
+    def __init__(self, graph: NormGraph, phi=1.5, beta=0.4, alpha=0.2, rank=512, K=8):
+        from personae.train.filters import _chebyshev
+
+        self.g, self.beta, self.alpha, self.rank, self.K = graph, beta, alpha, rank, K
+        k = np.arange(K + 1)
+        x = np.cos((K - k) / K * np.pi).round(3)
+        target = np.where(x < 0, 0.5 + 0.5 * np.abs(x) ** phi, 0.5 - 0.5 * np.abs(x) ** phi)
+        nodes = np.cos(((K + 1) + 0.5 - (k + 1)) / (K + 1) * np.pi)
+        self.c = (_chebyshev(nodes, K) * target.round(3)).sum(1) * (2 / (K + 1))
+        self.c[0] /= 2
+
+    def score(self, users, rows):
+        d = np.maximum(1.0 / np.maximum(self.g.di_mhalf, 1e-30) ** 2, 1.0)
+        live = self.g.di_mhalf > 0
+        pre = np.where(live, d**-self.beta, 0).astype(np.float32)
+        post = np.where(live, d**self.beta, 0).astype(np.float32)
+        y = rows.toarray().astype(np.float32) * pre
+
+        def lap(z):
+            return z - 2 * self.g.apply_P(z)
+
+        prev, cur = y, lap(y)
+        out = self.c[0] * prev + self.c[1] * cur
+        for k in range(2, self.K + 1):
+            prev, cur = cur, 2 * lap(cur) - prev
+            out += self.c[k] * cur
+        if self.alpha:
+            V = self.g.Vt[: self.rank]
+            out += self.alpha * ((y @ V.T) @ V)
+        return out * post
+
+
 def bspm_coefficients(config: dict) -> list[float]:
     """c_k of one BSPM step (K_s = 1) of a grid configuration, from the library's
     :func:`personae.train.filters.bspm_coefficients`."""
@@ -444,6 +494,8 @@ def fit(name: str, X, config: dict, cache: dict | None = None, **kw):
             time=0.0,
             eta=0.0,
             user_weight=1.0,
+            flatness=0.0,
+            item_power=0.0,
             device="cpu",
         )
         return g.fit(X, show_progress=False)
@@ -457,10 +509,14 @@ def fit(name: str, X, config: dict, cache: dict | None = None, **kw):
                 eta=0.0,
                 user_weight=1.0,
                 solver=solver,
+                flatness=0.0,
+                item_power=0.0,
                 device="cpu",
             )
             return g.fit(X, show_progress=False)
         return BSPM(graph_for(X, cache, config["rank"]), **config)
+    if name == "chebycf":
+        return ChebyCF(graph_for(X, cache, config["rank"]), **config)
     if name == "multvae":
         return multvae(
             X, config, kw["k"], kw.get("validation"), kw.get("device", "cpu"), kw.get("seed", 0)

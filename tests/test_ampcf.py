@@ -360,12 +360,18 @@ def test_large_catalogue_graph_filter(fitted, monkeypatch):
     assert ours[f"ndcg@{k}"] > 1.5 * base[f"ndcg@{k}"], (ours, base)
 
 
-def test_graph_filter_defaults_are_gf_cf_exactly():
-    """With the large-catalogue defaults (time 0) and mix 0, the scores are GF-CF's,
-    ``x P~ + beta x D^-1/2 V^T V D^1/2``, computed here densely with numpy's SVD."""
+@pytest.mark.parametrize("form", ["chebycf", "gfcf"])
+def test_graph_filter_scores_are_the_dense_formula(form):
+    """With mix 0 the scores are the filter's, computed here densely with numpy's SVD: the
+    defaults' ChebyCF, ``(x d^-p) (b P~ + V^T diag(f(lam) - f(0) - b lam + beta) V) d^p`` (f
+    the plateau response of flatness 2, p = 0.3, beta 0.1, b its chord over the tail), and
+    GF-CF's ``x P~ + beta x D^-1/2 V^T V D^1/2`` (flatness 0, power 0, beta 0.2)."""
+    from personae.train.filters import plateau_response
+
     data = personae.synthetic(n_users=300, n_items=90, n_tastes=3, mean_items=12, seed=2)
     x = data.interactions.matrix
-    graph = personae.GraphFilter(rank=16)
+    kw = {} if form == "chebycf" else {"flatness": 0.0, "item_power": 0.0, "beta": 0.2}
+    graph = personae.GraphFilter(rank=16, **kw)
     m = personae.AMPCF(filter=graph, device="cpu", mix=0.0).fit(x, show_progress=False)
     assert m.manifest["training"]["settings"]["time"] == 0.0
     X = x.toarray().astype(np.float64)
@@ -373,7 +379,15 @@ def test_graph_filter_defaults_are_gf_cf_exactly():
     ru = np.where(du > 0, 1 / np.sqrt(np.maximum(du, 1e-30)), 0)
     ri = np.where(di > 0, 1 / np.sqrt(np.maximum(di, 1e-30)), 0)
     R = ru[:, None] * X * ri[None, :]
-    V = np.linalg.svd(R, full_matrices=False)[2][:16]
-    want = X @ (R.T @ R) + 0.2 * ((X * ri) @ V.T @ V) * np.sqrt(di)
+    _, s, V = np.linalg.svd(R, full_matrices=False)
+    V = V[:16]
+    if form == "gfcf":
+        want = X @ (R.T @ R) + 0.2 * ((X * ri) @ V.T @ V) * np.sqrt(di)
+    else:
+        lam = s[:16] ** 2
+        f = plateau_response(np.append(lam, 0.0), 2.0)
+        b = (f[-2] - f[-1]) / lam[-1]
+        F = b * (R.T @ R) + (V.T * (f[:-1] - f[-1] - b * lam + 0.1)) @ V
+        want = ((X * di**-0.3) @ F) * di**0.3
     np.testing.assert_allclose(m.score(x), want, rtol=1e-3, atol=1e-4)
     assert m.tensors()["low_left"].shape == (90, 16)  # no zero sharpening block

@@ -116,6 +116,76 @@ def test_library_bspm_is_the_taylor_polynomial_exactly():
     assert isinstance(bl.fit("bspm", X, {**cfg, "K_s": 2}), bl.BSPM)  # numpy beyond one step
 
 
+def _plateau_reference(lam, phi, K=8):
+    """ChebyCF's response at eigenvalues `lam` of P~, written out from the paper's recipe:
+    the plateau at the Chebyshev extrema, c_j = 2/(K+1) sum_m target_m T_j(node_m) (c_0
+    halved), f = sum_j c_j T_j(1 - 2 lam), with T_j(x) = cos(j arccos x)."""
+    k = np.arange(K + 1)
+    x = np.cos((K - k) / K * math.pi).round(3)
+    target = np.array([0.5 + 0.5 * (-v) ** phi if v < 0 else 0.5 - 0.5 * v**phi for v in x])
+    target = target.round(3)
+    nodes = np.cos(((K + 1) + 0.5 - (k + 1)) / (K + 1) * math.pi)
+    c = np.array([2 / (K + 1) * sum(target * np.cos(j * np.arccos(nodes))) for j in k])
+    c[0] /= 2
+    t = 1 - 2 * np.asarray(lam, np.float64)
+    return sum(c[j] * np.cos(j * np.arccos(np.clip(t, -1, 1))) for j in k)
+
+
+def _chebycf_reference(X, phi, beta, alpha, rank):
+    """ChebyCF's items x items filter, dense, from P~'s eigendecomposition (float64)."""
+    R, di = norm_parts(X)
+    lam, E = np.linalg.eigh(R.T @ R)
+    lam = np.clip(lam, 0, None)
+    F = (E * _plateau_reference(lam, phi)) @ E.T
+    _, _, vt = np.linalg.svd(R, full_matrices=False)
+    F += alpha * vt[:rank].T @ vt[:rank]
+    return (di**-beta)[:, None] * F * (di**beta)[None, :]
+
+
+@pytest.mark.parametrize("phi,beta,alpha,rank", [(1.5, 0.4, 0.2, 5), (2.0, 0.3, 0.0, 12)])
+def test_chebycf_matches_its_spectral_definition(phi, beta, alpha, rank):
+    """The harness's numpy ChebyCF (K passes of L~) against the filter built from P~'s
+    eigendecomposition, and the library's response function against the written-out one."""
+    from personae.train.filters import plateau_response
+
+    X = tiny(seed=4)
+    lam = np.linspace(0, 1, 11)
+    np.testing.assert_allclose(plateau_response(lam, phi), _plateau_reference(lam, phi), atol=1e-12)
+    g = bl.NormGraph(X, max_rank=rank)
+    got = bl.fit(
+        "chebycf", X, {"phi": phi, "beta": beta, "alpha": alpha, "rank": rank}, {"graph": g}
+    )
+    Y = X[2:12]
+    want = Y.toarray() @ _chebycf_reference(X, phi, beta, alpha, rank)
+    np.testing.assert_allclose(got.score(None, Y), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("phi,beta,alpha", [(1.5, 0.4, 0.2), (2.0, 0.3, 0.1), (3.0, 0.0, 0.0)])
+def test_library_chebycf_is_the_exact_filter_on_a_whole_spectrum(phi, beta, alpha):
+    """With every direction of P~ in its spectrum (rank = items), the library's ChebyCF
+    (votes b P~ plus the head's exact response less b lam) is the authors' filter on every
+    unseen item: the two differ by the response's value at 0 times the identity, which only
+    scores the seen items."""
+    X = tiny(n_users=40, n_items=16, seed=5)
+    F = _chebycf_reference(X, phi, beta, alpha, 16)
+    model = personae.GraphFilter(
+        rank=16, beta=alpha, flatness=phi, item_power=beta, device="cpu"
+    ).fit(X, show_progress=False)
+    Y = X[:12]
+    got, want = model.score(Y), Y.toarray() @ F
+    unseen = Y.toarray() == 0
+    np.testing.assert_allclose(got[unseen], want[unseen], rtol=1e-4, atol=1e-5)
+
+
+def test_chebycf_refuses_bspm_time():
+    with pytest.raises(ValueError, match="flatness"):
+        personae.GraphFilter(time=1.0, flatness=2.0)
+    with pytest.raises(ValueError, match="flatness"):
+        personae.GraphFilter(flatness=-1.0)
+    with pytest.raises(ValueError, match="item_power"):
+        personae.GraphFilter(item_power=float("nan"))
+
+
 def test_bspm_one_rk4_step_is_the_fourth_order_taylor_polynomial():
     X = tiny(seed=2)
     R, _ = norm_parts(X)
@@ -362,6 +432,7 @@ def test_grids():
         all(defaults[k] == v for k, v in c.items()) and c for c in bl.grid("multvae", "ml-100k")
     )
     assert bl.grid("ampcf", "gowalla") == [{}]
+    assert {"phi": 1.5, "beta": 0.4, "alpha": 0.2, "rank": 512} in bl.grid("chebycf", "gowalla")
     assert len(bl.grid("gfcf", "synthetic")) == len(bl.grid("gfcf", "ml-100k")) + 8
     with pytest.raises(ValueError):
         bl.fit("ampcf", tiny(), {"lam": 1.0})

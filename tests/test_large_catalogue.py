@@ -23,17 +23,20 @@ def weighted(n_users, n_items, density, seed, empty_items=()) -> sp.csr_matrix:
     return sp.csr_matrix(d.astype(np.float32))
 
 
-def reference_scores(X, rows, k, beta, rank, eta=0.0, user_weight=1.0):
+def reference_scores(X, rows, k, beta, rank, eta=0.0, user_weight=1.0, flatness=0.0, power=0.0):
     """``x (top_k(P d^-eta) + beta D^-1/2 V^T V D^1/2 d^-eta)`` in float64, with
     ``P = D_i^-1/2 X^T D_u^-user_weight X D_i^-1/2`` dense (GF-CF's P~ at user_weight 1; V
     from GF-CF's R~ always), each row cut to its k largest entries by a sort (ties to the lower
-    column)."""
+    column). With ``flatness > 0``, ChebyCF's: ``d^-power`` on the history, ``d^power`` on
+    the scores, the kept votes times the chord b of the plateau response over the tail, and
+    the low-rank part ``V^T diag(f(lam) - f(0) - b lam + beta) V``."""
     x = X.toarray().astype(np.float64)
     x /= x.max()
     du, di = x.sum(1), x.sum(0)
     inv = lambda v: np.where(v > 0, 1 / np.sqrt(np.maximum(v, 1e-300)), 0.0)  # noqa: E731
     R = inv(du)[:, None] * x * inv(di)[None, :]
-    post = np.where(di > 0, np.maximum(di, 1.0) ** -eta, 0.0)
+    post = np.where(di > 0, np.maximum(di, 1.0) ** (power - eta), 0.0)
+    pre = np.where(di > 0, np.maximum(di, 1.0) ** -power, 1.0)
     Xd = x * inv(di)[None, :]
     wu = np.where(du > 0, np.maximum(du, 1e-300) ** -user_weight, 0.0)
     S = Xd.T @ (wu[:, None] * Xd)
@@ -43,25 +46,51 @@ def reference_scores(X, rows, k, beta, rank, eta=0.0, user_weight=1.0):
         live = [j for j in range(len(S)) if S[i, j] > 0]
         top = sorted(live, key=lambda j: (-S[i, j], j))[:k]
         kept[i, top] = S[i, top]
-    vt = np.linalg.svd(R, full_matrices=False)[2][:rank]
-    low = (inv(di)[:, None] * vt.T) @ (vt * np.sqrt(di)[None, :]) * post[None, :]
+    _, s, vt = np.linalg.svd(R, full_matrices=False)
+    vt = vt[:rank]
     y = rows.toarray().astype(np.float64)
     y /= y.max(axis=1, keepdims=True)
+    if flatness > 0:
+        lam = s[:rank] ** 2
+        f = tf.plateau_response(np.append(lam, 0.0), flatness)
+        b = (f[-2] - f[-1]) / lam[-1]
+        low = (vt.T * (f[:-1] - f[-1] - b * lam + beta)) @ vt * post[None, :]
+        return (y * pre) @ (b * kept + low)
+    low = (inv(di)[:, None] * vt.T) @ (vt * np.sqrt(di)[None, :]) * post[None, :]
     return y @ (kept + beta * low)
 
 
 def fit(X, **kw):
+    """A GraphFilter fitted on X: GF-CF's form unless ``flatness`` / ``item_power`` say."""
+    kw = {"flatness": 0.0, "item_power": 0.0, **kw}
     return personae.GraphFilter(device="cpu", **kw).fit(X, show_progress=False)
 
 
 @pytest.mark.parametrize(
-    ("k", "eta", "user_weight"), [(1, 0.0, 1.0), (3, 0.0, 1.0), (7, 0.3, 1.0), (7, -0.1, 0.6)]
+    ("k", "eta", "user_weight", "flatness", "power"),
+    [
+        (1, 0.0, 1.0, 0.0, 0.0),
+        (3, 0.0, 1.0, 0.0, 0.0),
+        (7, 0.3, 1.0, 0.0, 0.0),
+        (7, -0.1, 0.6, 0.0, 0.0),
+        (3, 0.0, 1.0, 2.0, 0.3),
+        (7, 0.1, 0.8, 1.5, 0.4),
+    ],
 )
-def test_pruned_filter_matches_the_numpy_reference(k, eta, user_weight):
+def test_pruned_filter_matches_the_numpy_reference(k, eta, user_weight, flatness, power):
     X = weighted(60, 25, 0.25, seed=k, empty_items=(4, 17))
     rows = X[:12]
-    model = fit(X, rank=6, beta=0.2, neighbours=k, eta=eta, user_weight=user_weight)
-    want = reference_scores(X, rows, k, 0.2, 6, eta, user_weight)
+    model = fit(
+        X,
+        rank=6,
+        beta=0.2,
+        neighbours=k,
+        eta=eta,
+        user_weight=user_weight,
+        flatness=flatness,
+        item_power=power,
+    )
+    want = reference_scores(X, rows, k, 0.2, 6, eta, user_weight, flatness, power)
     np.testing.assert_allclose(model.score(rows), want, rtol=1e-5, atol=1e-5)
     counts = np.diff(model.tensors()["votes_indptr"])
     assert counts.max() == k and counts[[4, 17]].sum() == 0  # items without users vote for none
@@ -251,7 +280,8 @@ def test_degree_exponents_left_as_none_are_chosen_from_the_grid():
     w, e = tr["settings"]["user_weight"], tr["settings"]["eta"]
     assert (w, e) == (best["user_weight"], best["eta"])
     rows = X[:10]
-    want = reference_scores(X, rows, 30, 0.2, 4, e, w)
+    # The defaults around the searched exponents: ChebyCF's filter (flatness 2, power 0.3).
+    want = reference_scores(X, rows, 30, 0.1, 4, e, w, 2.0, 0.3)
     np.testing.assert_allclose(model.score(rows), want, rtol=1e-5, atol=1e-5)
 
 
@@ -263,7 +293,10 @@ def test_bad_user_weights_are_refused(bad):
 
 def test_a_file_without_user_weight_reads_as_gf_cf():
     params = personae.GraphFilter._known_params({"rank": 8, "beta": 0.2, "time": 0.0, "eta": 0.0})
-    assert personae.GraphFilter(**params)._config().user_weight == 1.0
+    cfg = personae.GraphFilter(**params)._config()
+    # Written before ChebyCF's settings: GF-CF's response, not today's default.
+    assert (cfg.user_weight, cfg.flatness, cfg.item_power) == (1.0, 0.0, 0.0)
+    assert personae.GraphFilter()._config().flatness == 2.0
 
 
 @settings(max_examples=30, deadline=None)

@@ -458,4 +458,7 @@ def _filter_config(stored: dict | None):
     kind = stored.get("kind")
     if kind not in families:
         raise ValueError(f"filter kind must be 'ease' or 'graph_filter', got {kind!r}")
-    return families[kind](**{k: v for k, v in stored.items() if k != "kind"})._config()
+    family = families[kind]
+    return family(
+        **family._known_params({k: v for k, v in stored.items() if k != "kind"})
+    )._config()

@@ -143,6 +143,13 @@ class GraphFilter(_Filter, kind="graph_filter"):
     ODE ``dy/dt = -y P~`` over [0, T] (``solver`` ``rk4`` or ``euler``): exactly BSPM's scores
     when the users or the items number at most 5,000 (the whole spectrum is computed), the
     higher powers of P~ taken on the top-`rank` spectrum above.
+    With ``flatness=phi > 0`` the filter is ChebyCF's (Kim et al., SIGIR 2025): P~'s response
+    is a smooth plateau (1 at the top of the spectrum, 0 at the bottom, flatter for a larger
+    phi) interpolated by a Chebyshev polynomial of order 8, applied to the history weighted
+    ``d^-item_power`` and multiplied back by ``d^item_power``, plus ``beta`` times the ideal
+    low pass ``V^T V``. It is served in the same form as GF-CF's: the top-`rank` directions
+    carry the exact response, the rest ``b P~`` with b the response's chord over the tail (on
+    a whole spectrum the scores of unseen items are the authors' filter's exactly).
     Settings given as None (``beta``, ``time``, ``eta``, ``user_weight``) are chosen on a
     validation carve at fit time. The degree exponents default to GF-CF's: lighter ones
     validate higher on Gowalla's carve but scored lower on its test split (BENCHMARKS.md).
@@ -168,18 +175,22 @@ class GraphFilter(_Filter, kind="graph_filter"):
             :class:`EASE`'s ``user_weight``.
         solver: ``rk4`` or ``euler``, the step of BSPM's ODE.
         neighbours: votes kept per item (>= 1), None for the size rule above.
+        flatness: ChebyCF's plateau flatness (0: GF-CF's response; needs ``time=0``).
+        item_power: ChebyCF's degree normalisation exponent (0: none).
         search_users, device, seed: as :class:`EASE`'s.
     """
 
     def __init__(
         self,
         rank: int = 448,
-        beta: float | None = 0.2,
+        beta: float | None = 0.1,
         time: float | None = 0.0,
         eta: float | None = 0.0,
         solver: str = "rk4",
         neighbours: int | None = None,
         user_weight: float | None = 1.0,
+        flatness: float = 2.0,
+        item_power: float = 0.3,
         *,
         search_users: int = 5000,
         device: str = "auto",
@@ -193,6 +204,8 @@ class GraphFilter(_Filter, kind="graph_filter"):
             solver=str(solver),
             neighbours=optional_integer("neighbours", neighbours),
             user_weight=None if user_weight is None else float(user_weight),
+            flatness=float(flatness),
+            item_power=float(item_power),
             search_users=integer("search_users", search_users),
             device=str(device),
             seed=integer("seed", seed),
@@ -211,7 +224,14 @@ class GraphFilter(_Filter, kind="graph_filter"):
             solver=p.get("solver", "rk4"),
             neighbours=p.get("neighbours"),
             user_weight=p.get("user_weight"),
+            flatness=p.get("flatness", 0.0),
+            item_power=p.get("item_power", 0.0),
         )
+
+    @classmethod
+    def _known_params(cls, params: dict) -> dict:
+        # A file written before ChebyCF's settings existed holds GF-CF's filter.
+        return {"flatness": 0.0, "item_power": 0.0, **super()._known_params(params)}
 
     @classmethod
     def _n_items_of(cls, tensors) -> int:
