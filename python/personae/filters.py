@@ -132,7 +132,8 @@ class EASE(_Filter, kind="ease"):
 
 
 class GraphFilter(_Filter, kind="graph_filter"):
-    """The training-free graph filter of GF-CF (Shen et al., CIKM 2021), with BSPM's
+    """The training-free graph filters: ChebyCF's by default (Kim et al., SIGIR 2025, below),
+    GF-CF's (Shen et al., CIKM 2021) with ``flatness=0, item_power=0``, and there BSPM's
     sharpening as an option (Choi et al., SIGIR 2023): no items x items inverse, for catalogues
     of any size (the filter AMP-CF's personas vote through above 20,000 items).
 

@@ -517,7 +517,11 @@ def _tail_slope(spec: Spectrum, cfg: GraphConfig) -> float:
 
 
 def graph_filter(spec: Spectrum, cfg: GraphConfig, votes=None) -> dict[str, np.ndarray]:
-    """GF-CF's graph filter, with BSPM's sharpening when ``time > 0`` (Choi et al.,
+    """The graph filter as core tensors: ChebyCF's with ``flatness > 0`` (its response on the
+    top-r directions, ``b P~`` beyond, :func:`_tail_slope`; the history weighted
+    ``d^-item_power`` and the scores ``d^item_power``, as in every form below).
+
+    Else GF-CF's graph filter, with BSPM's sharpening when ``time > 0`` (Choi et al.,
     SIGIR 2023: one Runge-Kutta step of the blurring ODE over [0, T] with the ideal low-pass as
     the sharpening start), as core tensors. With T = 0 it is GF-CF exactly:
     ``d^-eta (x P~ + beta x D^-1/2 V^T V D^1/2)``.
@@ -536,16 +540,18 @@ def graph_filter(spec: Spectrum, cfg: GraphConfig, votes=None) -> dict[str, np.n
     c = bspm_coefficients(cfg.time, cfg.solver)
     terms = len(c)
     V = spec.Vt[:r].astype(np.float32)
-    M = V * spec.di_half.astype(np.float32)
-    N = c[0] * M
+    M = N = None  # GF-CF's ideal low pass (ChebyCF's needs neither)
     sharpen = cfg.time != 0
     if sharpen:  # P~'s powers; a float32 R and its transpose only for them
         R = spec.R.astype(np.float32)
         RT = R.T.tocsr()
-    for k in range(1, terms if sharpen else 1):
-        M = np.ascontiguousarray((RT @ (R @ M.T)).T, dtype=np.float32)
-        N = N + c[k] * M
-    N *= cfg.beta
+    if cfg.flatness == 0:
+        M = V * spec.di_half.astype(np.float32)
+        N = c[0] * M
+        for k in range(1, terms if sharpen else 1):
+            M = np.ascontiguousarray((RT @ (R @ M.T)).T, dtype=np.float32)
+            N = N + c[k] * M
+        N *= cfg.beta
     post = _post(spec, cfg)
     pre = _pre(spec, cfg).astype(np.float32)
     if cfg.flatness > 0:
