@@ -281,6 +281,19 @@ def test_explicit_settings_skip_the_search():
     np.testing.assert_array_equal(old.recommend(x, 10)[0], m.recommend(x, 10)[0])
 
 
+def test_flat_graph_arguments_keep_gf_cf_and_bspm():
+    """The deprecated flat graph arguments mean what they meant: GF-CF's filter (BSPM's with
+    graph_time > 0), not ChebyCF's, today's GraphFilter default."""
+    from personae.ampcf import _filter_config
+
+    with pytest.warns(DeprecationWarning):
+        old = personae.AMPCF(graph_time=2.5, graph_rank=16)
+    cfg = _filter_config(old.params["filter"])[1]
+    assert (cfg.time, cfg.rank, cfg.beta, cfg.flatness, cfg.item_power) == (2.5, 16, 0.2, 0.0, 0.0)
+    with pytest.raises(ValueError, match="give time=0 with flatness > 0"):
+        personae.GraphFilter(time=2.5)
+
+
 def test_bad_inputs_raise_clear_errors(fitted):
     _, train, _, model = fitted
     for kw, msg in [

@@ -417,6 +417,8 @@ _FLAT = {
     "graph_time": ("graph_filter", "time"),
     "graph_eta": ("graph_filter", "eta"),
 }
+#: GraphFilter's defaults when the flat arguments were current: GF-CF's filter.
+GF_CF = {"beta": 0.2, "flatness": 0.0, "item_power": 0.0}
 #: Settings of a filter family that are AMP-CF's own concern, not the filter's.
 _RUN = ("search_users", "device", "seed")
 
@@ -437,7 +439,9 @@ def _filter_params(filter, flat: dict) -> dict | None:
         return {"kind": filter.kind, **{k: v for k, v in filter.params.items() if k not in _RUN}}
     if not flat:
         return None
-    out: dict = {"kind": "auto", "ease": {}, "graph_filter": {}}
+    # The flat arguments keep the meaning they had: GF-CF's graph filter (its defaults then),
+    # not ChebyCF's, today's default.
+    out: dict = {"kind": "auto", "ease": {}, "graph_filter": dict(GF_CF)}
     for name, value in flat.items():
         family, key = _FLAT[name]
         out[family][key] = value

@@ -113,9 +113,10 @@ class GraphConfig:
     The defaults are ChebyCF's filter (flatness 2, item_power 0.3, beta 0.1): the best of the
     harness's ChebyCF grid on Gowalla's validation carve (rank 512: 0.1618 NDCG@20; this form
     at rank 448 0.1617, GF-CF's 0.1557); on Gowalla's test split, read once, ``AMPCF()`` over
-    it scores 0.1566, against GF-CF's 0.1531 and BSPM's 0.1551 (BENCHMARKS.md). ``flatness=0, item_power=0, beta=0.2`` is the previous default,
-    GF-CF's filter; BSPM's sharpening (time 2.5, beta 0.1) validated lower, since its higher
-    powers of P~ are taken on the top-``rank`` spectrum only. ``eta`` and ``user_weight``
+    it scores 0.1566, against GF-CF's 0.1531 and BSPM's 0.1551 (BENCHMARKS.md).
+    ``flatness=0, item_power=0, beta=0.2`` is the previous default, GF-CF's filter; BSPM's
+    sharpening (time 2.5, beta 0.1) validated lower, since its higher powers of P~ are taken
+    on the top-``rank`` spectrum only. ``eta`` and ``user_weight``
     keep GF-CF's 0 and 1: lighter normalisations chosen on Gowalla's validation carve (0.1623
     against 0.1563 there) scored *lower* on its test split (see BENCHMARKS.md); None chooses
     them on a carve from :data:`GRAPH_DEGREE_GRID`.
