@@ -324,28 +324,23 @@ class ChebyCF:
     """ChebyCF (Kim et al., SIGIR 2025), the authors' exact filter in numpy: with ``y = r
     D^-beta``, ``D^beta (sum_k c_k T_k(L~) y + alpha y V^T V)``, ``L~ = I - 2 P~``, the
     ``c_k`` interpolating the plateau of flatness `phi` through ``K + 1`` Chebyshev nodes
-    (:func:`personae.train.filters.plateau_response` computes the same polynomial's values)
-    and V the top-`rank` right singular vectors of R~. ``K`` passes of P~ per batch; the
-    library's ``GraphFilter(flatness=phi, item_power=beta, beta=alpha)`` serves the same head
-    exactly and the tail as a multiple of P~."""
+    (:func:`personae.train.filters.chebyshev_coefficients`; the tests pin them against the
+    paper's recipe written out) and V the top-`rank` right singular vectors of R~. ``K``
+    passes of P~ per batch; the library's ``GraphFilter(flatness=phi, item_power=beta,
+    beta=alpha)`` serves the same head exactly and the tail as a multiple of P~."""
 
     def __init__(self, graph: NormGraph, phi=1.5, beta=0.4, alpha=0.2, rank=512, K=8):
-        from personae.train.filters import _chebyshev
+        from personae.train.filters import chebyshev_coefficients
 
-        self.g, self.beta, self.alpha, self.rank, self.K = graph, beta, alpha, rank, K
-        k = np.arange(K + 1)
-        x = np.cos((K - k) / K * np.pi).round(3)
-        target = np.where(x < 0, 0.5 + 0.5 * np.abs(x) ** phi, 0.5 - 0.5 * np.abs(x) ** phi)
-        nodes = np.cos(((K + 1) + 0.5 - (k + 1)) / (K + 1) * np.pi)
-        self.c = (_chebyshev(nodes, K) * target.round(3)).sum(1) * (2 / (K + 1))
-        self.c[0] /= 2
+        self.g, self.alpha, self.rank, self.K = graph, alpha, rank, K
+        self.c = chebyshev_coefficients(phi, K)
+        live = graph.di_mhalf > 0
+        d = np.maximum(1.0 / np.maximum(graph.di_mhalf, 1e-30) ** 2, 1.0)
+        self.pre = np.where(live, d**-beta, 0).astype(np.float32)
+        self.post = np.where(live, d**beta, 0).astype(np.float32)
 
     def score(self, users, rows):
-        d = np.maximum(1.0 / np.maximum(self.g.di_mhalf, 1e-30) ** 2, 1.0)
-        live = self.g.di_mhalf > 0
-        pre = np.where(live, d**-self.beta, 0).astype(np.float32)
-        post = np.where(live, d**self.beta, 0).astype(np.float32)
-        y = rows.toarray().astype(np.float32) * pre
+        y = rows.toarray().astype(np.float32) * self.pre
 
         def lap(z):
             return z - 2 * self.g.apply_P(z)
@@ -358,7 +353,7 @@ class ChebyCF:
         if self.alpha:
             V = self.g.Vt[: self.rank]
             out += self.alpha * ((y @ V.T) @ V)
-        return out * post
+        return out * self.post
 
 
 def bspm_coefficients(config: dict) -> list[float]:

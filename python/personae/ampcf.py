@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from personae._core import InvalidInputError
 from personae._validate import integer
 from personae.categories import Categories
-from personae.filters import EASE, GraphFilter
+from personae.filters import EASE, GF_CF_RESPONSE, GraphFilter
 from personae.models import Model, fit_inputs
 
 __all__ = ["AMPCF"]
@@ -418,7 +418,7 @@ _FLAT = {
     "graph_eta": ("graph_filter", "eta"),
 }
 #: GraphFilter's defaults when the flat arguments were current: GF-CF's filter.
-GF_CF = {"beta": 0.2, "flatness": 0.0, "item_power": 0.0}
+GF_CF = {"beta": 0.2, **GF_CF_RESPONSE}
 #: Settings of a filter family that are AMP-CF's own concern, not the filter's.
 _RUN = ("search_users", "device", "seed")
 

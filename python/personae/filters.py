@@ -10,6 +10,9 @@ from personae.models import Model, fit_inputs
 
 __all__ = ["EASE", "GraphFilter"]
 
+#: GraphFilter's settings for GF-CF's response (its default until ChebyCF's became it).
+GF_CF_RESPONSE = {"flatness": 0.0, "item_power": 0.0}
+
 
 class _Filter(Model):
     """What the filter families share: the fit, and how their settings reach AMP-CF."""
@@ -225,14 +228,14 @@ class GraphFilter(_Filter, kind="graph_filter"):
             solver=p.get("solver", "rk4"),
             neighbours=p.get("neighbours"),
             user_weight=p.get("user_weight"),
-            flatness=p.get("flatness", 0.0),
-            item_power=p.get("item_power", 0.0),
+            flatness=p["flatness"],
+            item_power=p["item_power"],
         )
 
     @classmethod
     def _known_params(cls, params: dict) -> dict:
         # A file written before ChebyCF's settings existed holds GF-CF's filter.
-        return {"flatness": 0.0, "item_power": 0.0, **super()._known_params(params)}
+        return {**GF_CF_RESPONSE, **super()._known_params(params)}
 
     @classmethod
     def _n_items_of(cls, tensors) -> int:

@@ -112,8 +112,9 @@ class GraphConfig:
 
     The defaults are ChebyCF's filter (flatness 2, item_power 0.3, beta 0.1): the best of the
     harness's ChebyCF grid on Gowalla's validation carve (rank 512: 0.1618 NDCG@20; this form
-    at rank 448 0.1617, GF-CF's 0.1557); on Gowalla's test split, read once, ``AMPCF()`` over
-    it scores 0.1566, against GF-CF's 0.1531 and BSPM's 0.1551 (BENCHMARKS.md).
+    at rank 448 0.1617; AMP-CF over GF-CF's form 0.1557); on Gowalla's test split, read once,
+    ``AMPCF()`` over it scores 0.1566, against GF-CF's 0.1531 and BSPM's 0.1551
+    (BENCHMARKS.md).
     ``flatness=0, item_power=0, beta=0.2`` is the previous default, GF-CF's filter; BSPM's
     sharpening (time 2.5, beta 0.1) validated lower, since its higher powers of P~ are taken
     on the top-``rank`` spectrum only. ``eta`` and ``user_weight``
@@ -428,6 +429,13 @@ def plateau_response(lam: np.ndarray, flatness: float, order: int = CHEBY_ORDER)
     larger flatness), taken at ``cos((order - k) pi / order)`` and interpolated through the
     ``order + 1`` Chebyshev nodes by ``sum_k c_k T_k(x)`` (both rounded as the authors'
     code rounds them)."""
+    x = 1.0 - 2.0 * np.asarray(lam, dtype=np.float64)
+    return chebyshev_coefficients(flatness, order) @ _chebyshev(x, order)
+
+
+def chebyshev_coefficients(flatness: float, order: int = CHEBY_ORDER) -> np.ndarray:
+    """The ``c_k`` of :func:`plateau_response` (k = 0..order): the polynomial in ``L~`` that
+    ChebyCF applies (the harness's exact ChebyCF runs it as ``order`` passes of P~)."""
     k = np.arange(order + 1)
     x = np.cos((order - k) / order * math.pi).round(3)
     target = np.where(x < 0, 0.5 + 0.5 * np.abs(x) ** flatness, 0.5 - 0.5 * np.abs(x) ** flatness)
@@ -435,7 +443,7 @@ def plateau_response(lam: np.ndarray, flatness: float, order: int = CHEBY_ORDER)
     nodes = np.cos(((order + 1) + 0.5 - (k + 1)) / (order + 1) * math.pi)
     c = (_chebyshev(nodes, order) * target).sum(1) * (2 / (order + 1))
     c[0] /= 2
-    return c @ _chebyshev(1.0 - 2.0 * np.asarray(lam, dtype=np.float64), order)
+    return c
 
 
 def _chebyshev(x: np.ndarray, order: int) -> np.ndarray:
