@@ -46,11 +46,16 @@ def rss_mib() -> float:
 
 def exact_top(model, X: sp.csr_matrix, rows: np.ndarray, n: int, chunk: int = 50) -> np.ndarray:
     """The exact graph filter's top-`n` (seen items masked) for the users `rows` of X, from the
-    pruned `model`: its scores minus its kept votes plus ``x P~ = ((x R~^T) R~)``, P~ never
-    formed (with eta 0 the votes are P~'s own values)."""
+    pruned `model`: its scores minus its kept votes plus the whole votes ``b (x w) P~ v``, P~
+    never formed (``x P~ = (x R~^T) R~``: two sparse products), with the fit's tail slope b,
+    the history's weights ``w = d^-item_power`` and the scores' ``v = d^(item_power - eta)``
+    (all 1 for GF-CF's form: the votes are then P~'s own values)."""
     from personae.train.filters import scaled
 
     t = model.tensors()
+    training = model.manifest["training"]
+    p = training["settings"]["item_power"]
+    eta = training["settings"]["eta"]
     n_items = X.shape[1]
     kept = sp.csr_matrix(
         (t["votes_data"], t["votes_indices"], t["votes_indptr"]), shape=(n_items, n_items)
@@ -60,13 +65,17 @@ def exact_top(model, X: sp.csr_matrix, rows: np.ndarray, n: int, chunk: int = 50
     inv = lambda v: np.where(v > 0, 1 / np.sqrt(np.maximum(v, 1e-30)), 0.0)  # noqa: E731
     R = (sp.diags(inv(du)) @ Xs @ sp.diags(inv(di))).astype(np.float32).tocsr()
     RT = R.T.tocsr()
+    d = np.maximum(di, 1.0)
+    w = training["tail_slope"] * np.where(di > 0, d**-p, 1.0)
+    v = np.where(di > 0, d ** (p - eta), 0.0).astype(np.float32)
     out = np.empty((len(rows), n), np.int64)
     for s in range(0, len(rows), chunk):
         x = X[rows[s : s + chunk]]
         x = sp.diags(1 / x.max(axis=1).toarray().ravel()) @ x  # the scorer's row scaling
         x = x.astype(np.float32).tocsr()
         x.sort_indices()
-        full = model.score(x) - (x @ kept).toarray() + ((x @ RT) @ R).toarray()
+        xw = (x @ sp.diags(w)).astype(np.float32).tocsr()
+        full = model.score(x) - (x @ kept).toarray() + ((xw @ RT) @ R).toarray() * v
         full[x.nonzero()] = -np.inf
         part = np.argpartition(-full, n, axis=1)[:, :n]
         order = np.argsort(-np.take_along_axis(full, part, 1), axis=1, kind="stable")

@@ -29,7 +29,8 @@ def reference_scores(X, rows, k, beta, rank, eta=0.0, user_weight=1.0, flatness=
     from GF-CF's R~ always), each row cut to its k largest entries by a sort (ties to the lower
     column). With ``flatness > 0``, ChebyCF's: ``d^-power`` on the history, ``d^power`` on
     the scores, the kept votes times the chord b of the plateau response over the tail, and
-    the low-rank part ``V^T diag(f(lam) - f(0) - b lam + beta) V``."""
+    the low-rank part ``V^T diag(f(lam) - f(0) - b lam + beta) V``. Returns the scores and b
+    (1 for GF-CF's form)."""
     x = X.toarray().astype(np.float64)
     x /= x.max()
     du, di = x.sum(1), x.sum(0)
@@ -55,9 +56,9 @@ def reference_scores(X, rows, k, beta, rank, eta=0.0, user_weight=1.0, flatness=
         f = tf.plateau_response(np.append(lam, 0.0), flatness)
         b = (f[-2] - f[-1]) / lam[-1]
         low = (vt.T * (f[:-1] - f[-1] - b * lam + beta)) @ vt * post[None, :]
-        return (y * pre) @ (b * kept + low)
+        return (y * pre) @ (b * kept + low), b
     low = (inv(di)[:, None] * vt.T) @ (vt * np.sqrt(di)[None, :]) * post[None, :]
-    return y @ (kept + beta * low)
+    return y @ (kept + beta * low), 1.0
 
 
 def fit(X, **kw):
@@ -90,8 +91,10 @@ def test_pruned_filter_matches_the_numpy_reference(k, eta, user_weight, flatness
         flatness=flatness,
         item_power=power,
     )
-    want = reference_scores(X, rows, k, 0.2, 6, eta, user_weight, flatness, power)
+    want, b = reference_scores(X, rows, k, 0.2, 6, eta, user_weight, flatness, power)
     np.testing.assert_allclose(model.score(rows), want, rtol=1e-5, atol=1e-5)
+    # The manifest names the tail's slope, which an exact reference needs beside pruned votes.
+    assert model.manifest["training"]["tail_slope"] == pytest.approx(b, rel=1e-5)
     counts = np.diff(model.tensors()["votes_indptr"])
     assert counts.max() == k and counts[[4, 17]].sum() == 0  # items without users vote for none
 
@@ -281,7 +284,7 @@ def test_degree_exponents_left_as_none_are_chosen_from_the_grid():
     assert (w, e) == (best["user_weight"], best["eta"])
     rows = X[:10]
     # The defaults around the searched exponents: ChebyCF's filter (flatness 2, power 0.3).
-    want = reference_scores(X, rows, 30, 0.1, 4, e, w, 2.0, 0.3)
+    want, _ = reference_scores(X, rows, 30, 0.1, 4, e, w, 2.0, 0.3)
     np.testing.assert_allclose(model.score(rows), want, rtol=1e-5, atol=1e-5)
 
 

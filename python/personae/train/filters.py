@@ -854,6 +854,9 @@ def fit_filter(
         keys = ("rank", "beta", "time", "eta", "user_weight", "solver", "flatness", "item_power")
         summary["settings"] = {k: getattr(cfg, k) for k in keys}
         summary["settings"]["neighbours"] = cfg.kept(n_active)
+        # b of the votes' tail b P~ (1 for GF-CF): what an exact reference needs to rebuild
+        # the votes the pruning dropped.
+        summary["tail_slope"] = _tail_slope(spec, cfg)
     summary["seconds"] = time.perf_counter() - t0
     if callback is not None and "search" not in summary:
         # Nothing was searched: one call when the fit is done, so a progress callback (and
