@@ -11,7 +11,10 @@ in that product). Rows, on the harness's validation and test splits
 - estimated: the true item tastes, ``p(j | t)`` from the fit matrix's counts (+1), ``pi_u``
   from the user's fit items per taste plus a Dirichlet pull of strength `prior` (x 12 tastes)
   toward the uniform mix;
-- true mixture: the generator's own ``pi_u``, with estimated or true within-taste popularity.
+- true mixture: the generator's own ``pi_u``, with estimated or true within-taste popularity;
+- pLSA: no oracle, a mixture model fitted by EM on the fit matrix (Hofmann 1999: ``P(j | u) =
+  sum_t theta_ut phi_tj``, `K` tastes, theta smoothed by a Dirichlet pull of strength 4 per
+  taste): what a model that has to find the tastes itself reaches.
 
     python benches/synthetic_oracle.py
 """
@@ -41,6 +44,22 @@ def true_popularity(item_taste: np.ndarray, zipf: float = 1.0, seed: int = 0) ->
     return p
 
 
+def plsa(X: sp.csr_matrix, K: int, prior: float = 4.0, iters: int = 100, seed: int = 0):
+    """pLSA by EM on the nonzeros of X: (theta users x K, phi K x items), rows summing to 1."""
+    u, j = X.nonzero()
+    n, m = X.shape
+    rng = np.random.default_rng(seed)
+    theta, phi = rng.dirichlet(np.ones(K), n), rng.dirichlet(np.ones(m), K)
+    for _ in range(iters):
+        r = theta[u] * phi[:, j].T  # each interaction's responsibilities over tastes
+        r /= r.sum(1, keepdims=True)
+        phi = np.stack([np.bincount(j, r[:, t], minlength=m) for t in range(K)])
+        phi /= phi.sum(1, keepdims=True)
+        th = np.stack([np.bincount(u, r[:, t], minlength=n) for t in range(K)], 1)
+        theta = (th + prior) / (th + prior).sum(1, keepdims=True)
+    return theta, phi
+
+
 def main() -> None:
     syn = personae.synthetic()
     data = load_dataset("synthetic")
@@ -64,6 +83,10 @@ def main() -> None:
         pi = syn.user_mixture[s.users]
         print(f"{kind} true mixture, estimated popularity: {ndcg(pi, p_est):.4f}")
         print(f"{kind} true mixture, true popularity: {ndcg(pi, p_true):.4f}")
+        for K in (8, 12, 16):
+            theta, phi = plsa(s.fit, K)
+            ids = personae.top_n((theta[s.users] @ phi).astype(np.float32), s.k, seen=s.rows)[0]
+            print(f"{kind} pLSA, K = {K}: {mean_ndcg(ids, s.truth, s.k):.4f}")
 
 
 if __name__ == "__main__":
