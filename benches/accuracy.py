@@ -113,8 +113,10 @@ def _split(kind, fit, held, k, genres=None) -> Split:
     return Split(kind, fit, users, held[users], k, genres)
 
 
-def load_dataset(name: str) -> dict:
-    """{"val": Split, "test": Split, "info": sizes}. Validation comes from training data only."""
+def load_dataset(name: str, split_seed: int = 0) -> dict:
+    """{"val": Split, "test": Split, "info": sizes}. Validation comes from training data only.
+    `split_seed` s draws the MovieLens / synthetic holdouts with seeds 2s (test) and 2s + 1
+    (validation): 0 is the harness's split."""
     if name in ("ml-100k", "ml-latest-small", "synthetic"):
         if name == "synthetic":
             s = personae.synthetic()
@@ -128,12 +130,14 @@ def load_dataset(name: str) -> dict:
             from calibrate_movielens import load
 
             data, genres, _ = load(name)
-        train, test = personae.holdout_split(data, 0.2, seed=0)
-        fit, val = personae.holdout_split(train, 0.2, seed=1)
+        train, test = personae.holdout_split(data, 0.2, seed=2 * split_seed)
+        fit, val = personae.holdout_split(train, 0.2, seed=2 * split_seed + 1)
         k = 10
         vs = _split("val", fit.matrix, val.matrix, k, genres)
         ts = _split("test", train.matrix, test.matrix, k, genres)
     elif name == "gowalla":
+        if split_seed:
+            raise ValueError("Gowalla has one split (LightGCN's): split_seed must be 0")
         train, test = gowalla()
         X = train.matrix
         fit, held, vu = carve_validation(X, 5000, 0.2, seed=1)
@@ -387,18 +391,18 @@ def gowalla_ease(data: dict, args, entry: dict) -> dict:
 # ----------------------------------------------------------------------------- results
 
 
-def result_path(dataset: str) -> Path:
-    return OUT / f"{dataset}.json"
+def result_path(dataset: str, split_seed: int = 0) -> Path:
+    return OUT / (f"{dataset}.json" if not split_seed else f"{dataset}-split{split_seed}.json")
 
 
-def read_results(dataset: str) -> dict:
-    p = result_path(dataset)
+def read_results(dataset: str, split_seed: int = 0) -> dict:
+    p = result_path(dataset, split_seed)
     return json.loads(p.read_text()) if p.exists() else {"dataset": dataset, "models": {}}
 
 
-def write_results(dataset: str, res: dict) -> Path:
+def write_results(dataset: str, res: dict, split_seed: int = 0) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
-    p = result_path(dataset)
+    p = result_path(dataset, split_seed)
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=1, default=_jsonable))
     tmp.replace(p)
@@ -425,9 +429,9 @@ def _cfg(c: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in c.items()) if c else "defaults"
 
 
-def table(dataset: str) -> str:
+def table(dataset: str, split_seed: int = 0) -> str:
     """The stored results of `dataset` as a markdown table (rows = models)."""
-    res = read_results(dataset)
+    res = read_results(dataset, split_seed)
     models = res.get("models", {})
     k = 20 if dataset == "gowalla" else 10
     cols = [f"val NDCG@{k}", f"NDCG@{k}", f"Recall@{k}"]
@@ -456,6 +460,43 @@ def table(dataset: str) -> str:
         lines.append(f"| {m} | {cfg} | " + " | ".join(cells) + f" | {fit_s} | {grid_s} |")
     if res.get("cpu"):
         lines += ["", f"CPU: {res['cpu']}; threads: {res.get('threads', '?')}."]
+    return "\n".join(lines)
+
+
+def splits_table(dataset: str) -> str:
+    """Test NDCG@K (and, with genres, minority-taste recall@10) of each model over every
+    stored split (``--split-seed``), with AMP-CF against each model paired per split: mean and
+    standard error over the splits."""
+    k = 20 if dataset == "gowalla" else 10
+    seeds = sorted(
+        int(p.stem.rsplit("split", 1)[1]) if "-split" in p.stem else 0
+        for p in OUT.glob(f"{dataset}*.json")
+        if p.stem == dataset or p.stem.startswith(f"{dataset}-split")
+    )
+    runs = {s: read_results(dataset, s)["models"] for s in seeds}
+    models = [m for m in MODELS if any(m in r and "test" in r[m] for r in runs.values())]
+    metrics = [f"ndcg@{k}"] + ([] if dataset == "gowalla" else ["minority_recall@10"])
+    head = " | ".join(f"{m} mean | se | AMP-CF / model | se" for m in metrics)
+    lines = [
+        f"### {dataset}: test metrics over splits {', '.join(map(str, seeds))}",
+        "",
+        f"| model | splits | {head} |",
+        "|---" * (2 + 4 * len(metrics)) + "|",
+    ]
+
+    def se(x: np.ndarray) -> float:
+        return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+    for m in models:
+        have = [s for s in seeds if "test" in runs[s].get(m, {})]
+        both = [s for s in have if "test" in runs[s].get("ampcf", {})]
+        cells = []
+        for key in metrics:
+            v = np.array([runs[s][m]["test"][key] for s in have])
+            r = np.array([runs[s]["ampcf"]["test"][key] / runs[s][m]["test"][key] for s in both])
+            cells += [f"{v.mean():.4f}", f"{se(v):.4f}"]
+            cells += [f"{r.mean():.4f}", f"{se(r):.4f}"] if len(r) else ["-", "-"]
+        lines.append(f"| {m} | {len(have)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -488,10 +529,24 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu", help="Mult-VAE's training device")
     ap.add_argument("--ease-lambda", type=float, default=None, help="Gowalla EASE: one lambda")
     ap.add_argument("--ease-final", action="store_true", help="Gowalla EASE: test refit")
+    ap.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="another MovieLens / synthetic split (holdout seeds 2s, 2s + 1), stored apart",
+    )
+    ap.add_argument(
+        "--splits-table", action="store_true", help="print every stored split's test NDCG"
+    )
     a = ap.parse_args(argv)
     if a.table:
-        print(table(a.dataset))
+        print(table(a.dataset, a.split_seed))
         return
+    if a.splits_table:
+        print(splits_table(a.dataset))
+        return
+    if a.split_seed and a.dataset == "gowalla":
+        ap.error("--split-seed: Gowalla has one split (LightGCN's)")
     default = GOWALLA_MODELS if a.dataset == "gowalla" else MODELS
     models = a.models.split(",") if a.models else list(default)
     known = GOWALLA_MODELS + MODELS if a.dataset == "gowalla" else MODELS
@@ -506,10 +561,12 @@ def main(argv=None) -> None:
     warnings.filterwarnings("ignore", message="OpenBLAS is configured")
     command = "python benches/accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv)
     t = time.perf_counter()
-    data = load_dataset(a.dataset)
+    data = load_dataset(a.dataset, a.split_seed)
     log(f"{a.dataset}: {data['info']} ({time.perf_counter() - t:.1f} s)")
-    res = read_results(a.dataset)
-    res.update(dataset=a.dataset, info=data["info"], cpu=cpu(), threads=a.threads)
+    res = read_results(a.dataset, a.split_seed)
+    res.update(
+        dataset=a.dataset, info=data["info"], cpu=cpu(), threads=a.threads, split_seed=a.split_seed
+    )
     graphs = [m for m in models if m in bl.GRAPH]
     graph_rows = None
     if graphs:
@@ -527,9 +584,9 @@ def main(argv=None) -> None:
             entry["grid_seconds_note"] = f"one shared pass for {', '.join(graphs)}"
         entry.update(command=command, when=time.strftime("%Y-%m-%d %H:%M:%S"))
         res["models"][m] = entry
-        write_results(a.dataset, res)
+        write_results(a.dataset, res, a.split_seed)
     print()
-    print(table(a.dataset))
+    print(table(a.dataset, a.split_seed))
 
 
 if __name__ == "__main__":

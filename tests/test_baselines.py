@@ -436,3 +436,34 @@ def test_grids():
     assert len(bl.grid("gfcf", "synthetic")) == len(bl.grid("gfcf", "ml-100k")) + 8
     with pytest.raises(ValueError):
         bl.fit("ampcf", tiny(), {"lam": 1.0})
+
+
+def test_splits_table_pairs_ampcf_with_each_peer_per_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(accuracy, "OUT", tmp_path)
+    ndcg = {0: (0.30, 0.33), 1: (0.20, 0.20), 3: (0.40, 0.36)}  # split: (ease, ampcf)
+    for seed, (e, a) in ndcg.items():
+        res = {
+            "models": {
+                "ease": {"test": {"ndcg@10": e, "minority_recall@10": 0.1}},
+                "ampcf": {"test": {"ndcg@10": a, "minority_recall@10": 0.2}},
+            }
+        }
+        accuracy.write_results("ml-100k", res, seed)
+    accuracy.write_results("ml-100k-other", {"models": {}})  # another data set's file
+    assert (tmp_path / "ml-100k.json").exists() and (tmp_path / "ml-100k-split3.json").exists()
+    lines = accuracy.splits_table("ml-100k").splitlines()
+    assert "splits 0, 1, 3" in lines[0]
+    ease = next(line for line in lines if line.startswith("| ease |")).split(" | ")
+    ratios = np.array([1.1, 1.0, 0.9])
+    want_se = ratios.std(ddof=1) / np.sqrt(3)
+    assert ease[1] == "3" and float(ease[2]) == pytest.approx(0.3, abs=1e-4)
+    assert float(ease[4]) == pytest.approx(1.0, abs=1e-4)
+    assert float(ease[5]) == pytest.approx(want_se, abs=1e-4)
+    assert float(ease[8]) == pytest.approx(2.0, abs=1e-4)  # minority recall, paired
+
+
+def test_other_splits_leave_the_harness_split_and_gowalla_alone():
+    with pytest.raises(ValueError, match="one split"):
+        accuracy.load_dataset("gowalla", split_seed=1)
+    assert accuracy.result_path("ml-100k") == accuracy.OUT / "ml-100k.json"
+    assert accuracy.result_path("ml-100k", 2) == accuracy.OUT / "ml-100k-split2.json"
