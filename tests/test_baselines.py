@@ -442,9 +442,10 @@ def test_splits_table_pairs_ampcf_with_each_peer_per_split(tmp_path, monkeypatch
     monkeypatch.setattr(accuracy, "OUT", tmp_path)
     ndcg = {0: (0.30, 0.33), 1: (0.20, 0.20), 3: (0.40, 0.36)}  # split: (ease, ampcf)
     for seed, (e, a) in ndcg.items():
+        minority = 0.0 if seed == 1 else 0.1  # a split without a ratio
         res = {
             "models": {
-                "ease": {"test": {"ndcg@10": e, "minority_recall@10": 0.1}},
+                "ease": {"test": {"ndcg@10": e, "minority_recall@10": minority}},
                 "ampcf": {"test": {"ndcg@10": a, "minority_recall@10": 0.2}},
             }
         }
@@ -460,6 +461,7 @@ def test_splits_table_pairs_ampcf_with_each_peer_per_split(tmp_path, monkeypatch
     assert float(ease[4]) == pytest.approx(1.0, abs=1e-4)
     assert float(ease[5]) == pytest.approx(want_se, abs=1e-4)
     assert float(ease[8]) == pytest.approx(2.0, abs=1e-4)  # minority recall, paired
+    assert float(ease[6]) == pytest.approx(0.2 / 3, abs=1e-4)
 
 
 def test_other_splits_leave_the_harness_split_and_gowalla_alone():
