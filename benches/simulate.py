@@ -13,6 +13,7 @@ the table (CSV), a JSON record and the picture to runs/.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -68,6 +69,14 @@ def main() -> None:
         help="add the persona policy's ablations: slots without the weak-persona minimum, "
         "and calibration on its own clusters at lambda 0.5 (0.8 when --lam is 0.5)",
     )
+    ap.add_argument(
+        "--persona-weights",
+        action="append",
+        default=[],
+        metavar="MIX,GAMMA",
+        help="also AMPCF(mix=MIX, gamma=GAMMA), no reranker: the persona-attentive share of "
+        "the score and the weight share^-gamma of minority personas' votes (repeatable)",
+    )
     a = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -84,6 +93,13 @@ def main() -> None:
         policies[f"ampcf+cal-own(lam {other})"] = simulate.make_policy(
             "ampcf+cal-own", seed=a.seed, lam=other, device=a.device
         )
+    for setting in a.persona_weights:
+        from personae import AMPCF
+
+        mix, gamma = (float(v) for v in setting.split(","))
+        weighted = functools.partial(AMPCF, device=a.device, seed=a.seed, mix=mix, gamma=gamma)
+        name = f"ampcf(mix {mix:g}, gamma {gamma:g})"
+        policies[name] = simulate._Model(weighted, freeze=True, key=name)
     table = simulate.run(
         world,
         policies,
