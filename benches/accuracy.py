@@ -6,6 +6,8 @@ Usage:
     python benches/accuracy.py DATASET --table          # print the stored results, run nothing
     python benches/accuracy.py gowalla --models ease --ease-lambda 200   # see "Gowalla EASE"
     python benches/accuracy.py gowalla --models ease --ease-final
+    python benches/accuracy.py ml-100k --models ease,ampcf --split-seed 3   # another split
+    python benches/accuracy.py ml-100k --splits-table   # every stored split, AMP-CF paired
 
 DATASET: ml-100k, ml-latest-small, gowalla, synthetic. Models (``benches/baselines.py``):
 popularity, ease, als, gfcf, bspm, multvae, ampcf (all by default); on Gowalla also chebycf, and
@@ -47,7 +49,8 @@ Cholesky form (``baselines.EASEBig``, 6.7 GB), one lambda per run: ``--ease-lamb
 the validation fit matrix and adds L to the stored validation grid; ``--ease-final`` refits the
 best stored lambda on the training split and reads the test split.
 
-Results are merged per (dataset, model) into ``runs/accuracy/<dataset>.json``.
+Results are merged per (dataset, model) into ``runs/accuracy/<dataset>.json`` (another split's
+into ``<dataset>-split<S>.json``).
 """
 
 from __future__ import annotations
@@ -548,6 +551,8 @@ def main(argv=None) -> None:
     if a.splits_table:
         print(splits_table(a.dataset))
         return
+    if a.split_seed < 0:
+        ap.error(f"--split-seed must be >= 0, got {a.split_seed}")
     if a.split_seed and a.dataset == "gowalla":
         ap.error("--split-seed: Gowalla has one split (LightGCN's)")
     default = GOWALLA_MODELS if a.dataset == "gowalla" else MODELS

@@ -17,6 +17,7 @@ import functools
 import json
 import time
 
+import personae
 from personae import simulate
 
 from _common import RUNS, cpu
@@ -94,10 +95,10 @@ def main() -> None:
             "ampcf+cal-own", seed=a.seed, lam=other, device=a.device
         )
     for setting in a.persona_weights:
-        from personae import AMPCF
-
         mix, gamma = (float(v) for v in setting.split(","))
-        weighted = functools.partial(AMPCF, device=a.device, seed=a.seed, mix=mix, gamma=gamma)
+        weighted = functools.partial(
+            personae.AMPCF, device=a.device, seed=a.seed, mix=mix, gamma=gamma
+        )
         name = f"ampcf(mix {mix:g}, gamma {gamma:g})"
         policies[name] = simulate._Model(weighted, freeze=True, key=name)
     table = simulate.run(
