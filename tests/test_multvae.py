@@ -390,3 +390,27 @@ def test_first_pass_from_the_environment():
     for name in ("amx", "avx512bf16", "avx512int16", "avx2int16"):
         start, _, runnable, _ = started(name)
         assert start == (name if name in runnable else "fp32"), name
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"epochs": -1}, "epochs must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"eval_k": 0}, "eval_k must be >= 1"),
+        ({"hidden": 0}, "hidden must be >= 1"),
+        ({"latent": -3}, "latent must be >= 1"),
+        ({"total_anneal_steps": -1}, "total_anneal_steps must be >= 0"),
+        ({"patience": -1}, "patience must be >= 0"),
+        ({"lr": 0.0}, "lr must be"),
+        ({"lr": float("nan")}, "lr must be"),
+        ({"weight_decay": -1.0}, "weight_decay must be"),
+        ({"anneal_cap": float("inf")}, "anneal_cap must be"),
+        ({"max_seconds": 0.0}, "max_seconds must be"),
+    ],
+)
+def test_bad_settings_fail_at_construction(setting, message):
+    # before, epochs <= 0 returned an untrained network from fit and hidden = 0 crashed in torch
+    with pytest.raises(ValueError, match=message):
+        personae.MultVAE(**setting)

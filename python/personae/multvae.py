@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from personae import _core
@@ -14,8 +15,9 @@ __all__ = ["MultVAE"]
 def training_params(
     epochs, batch_size, lr, weight_decay, patience, eval_k, device, seed, max_seconds
 ) -> dict:
-    """The :class:`personae.train.loop.TrainConfig` fields every trained family takes."""
-    return dict(
+    """The :class:`personae.train.loop.TrainConfig` fields every trained family takes, checked
+    here (without torch) so a bad value fails at construction, not inside the training."""
+    out = dict(
         epochs=integer("epochs", epochs),
         batch_size=integer("batch_size", batch_size),
         lr=float(lr),
@@ -26,6 +28,18 @@ def training_params(
         seed=integer("seed", seed),
         max_seconds=None if max_seconds is None else float(max_seconds),
     )
+    for name in ("epochs", "batch_size", "eval_k"):
+        if out[name] < 1:
+            raise ValueError(f"{name} must be >= 1, got {out[name]}")
+    if out["patience"] < 0:
+        raise ValueError(f"patience must be >= 0 (0 disables early stopping), got {patience}")
+    if not (math.isfinite(out["lr"]) and out["lr"] > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if not (math.isfinite(out["weight_decay"]) and out["weight_decay"] >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+    if out["max_seconds"] is not None and not out["max_seconds"] > 0:
+        raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds}")
+    return out
 
 
 def train_and_build(
@@ -106,8 +120,13 @@ class MultVAE(Model, kind="multvae"):
     ):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if anneal_cap < 0:
-            raise ValueError(f"anneal_cap must be >= 0, got {anneal_cap}")
+        if not (math.isfinite(anneal_cap) and anneal_cap >= 0):
+            raise ValueError(f"anneal_cap must be a finite number >= 0, got {anneal_cap}")
+        for name, value in (("hidden", hidden), ("latent", latent)):
+            if integer(name, value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if integer("total_anneal_steps", total_anneal_steps) < 0:
+            raise ValueError(f"total_anneal_steps must be >= 0, got {total_anneal_steps}")
         super().__init__(
             hidden=integer("hidden", hidden),
             latent=integer("latent", latent),
