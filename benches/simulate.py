@@ -13,11 +13,9 @@ the table (CSV), a JSON record and the picture to runs/.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 
-import personae
 from personae import simulate
 
 from _common import RUNS, cpu
@@ -96,11 +94,9 @@ def main() -> None:
         )
     for setting in a.persona_weights:
         mix, gamma = (float(v) for v in setting.split(","))
-        weighted = functools.partial(
-            personae.AMPCF, device=a.device, seed=a.seed, mix=mix, gamma=gamma
+        policies[f"ampcf(mix {mix:g}, gamma {gamma:g})"] = simulate.make_policy(
+            "ampcf", seed=a.seed, device=a.device, model={"mix": mix, "gamma": gamma}
         )
-        name = f"ampcf(mix {mix:g}, gamma {gamma:g})"
-        policies[name] = simulate._Model(weighted, freeze=True, key=name)
     table = simulate.run(
         world,
         policies,

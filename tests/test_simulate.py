@@ -230,3 +230,40 @@ def test_als_policy_runs_with_refolded_users(world):
     assert als.fit_s.iloc[1] == pytest.approx(0.0, abs=1e-3)  # no refit in round 1 ...
     # ... yet round 1's lists come from factors refolded on the grown history
     assert pol.model.user_factors.shape == (world.n_users, 64)
+
+
+def test_make_policy_model_settings_and_frozen_refits():
+    import warnings
+
+    w = simulate.World.make(300, 120, 4, mean_items=12, seed=5)
+    plain = simulate.make_policy("ampcf")
+    weighted = simulate.make_policy("ampcf", model={"mix": 0.75, "gamma": 0.5})
+    cal = simulate.make_policy("ampcf+cal-own", model={"mix": 0.75, "gamma": 0.5})
+    # refits reuse the first fit's filter as filter=, not the deprecated flat arguments
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        t = simulate.run(
+            w, {"plain": plain, "weighted": weighted, "cal": cal}, rounds=2, pairs=300, pool=30
+        )
+    assert set(t.policy) == {"oracle", "plain", "weighted", "cal"}
+    assert plain.model.params["mix"] == 0.25
+    assert weighted.model.params["mix"] == 0.75 and weighted.model.params["gamma"] == 0.5
+    # the frozen filter is the one the first fit chose, passed back as a filter
+    chosen = plain.fixed
+    assert chosen["kind"] == "ease"
+    assert chosen["lam"] == plain.model.manifest["training"]["settings"]["lam"]
+    assert plain.model.params["filter"]["kind"] == "ease"
+    assert "search" not in plain.model.manifest["training"]  # round 1 skipped the search
+    # other settings never share a fit; the same settings do (round 0, identical histories)
+    assert weighted.model is not plain.model
+    r0 = t[t["round"] == 0].set_index("policy")
+    assert r0.loc["cal", "fit_s"] < r0.loc["weighted", "fit_s"]
+
+    with pytest.raises(ValueError, match="popularity.*no model settings"):
+        simulate.make_policy("popularity", model={"mix": 0.5})
+    with pytest.raises(ValueError, match="'seed'"):
+        simulate.make_policy("ampcf", model={"seed": 3})
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        simulate.make_policy("ampcf+slots-own", model={"mixx": 0.5})
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        simulate.make_policy("multvae", model={"epochs": -1})

@@ -352,25 +352,26 @@ def _digest(m: sp.csr_matrix) -> str:
 
 
 class _Model:
-    """A personae model refitted on the history. With `freeze`, AMP-CF's settings validated
-    on the first fit are kept for the refits (they skip the hidden grid search). Policies
-    with the same `key` share a fit on identical histories within a round (round 0: every
-    AMP-CF policy starts from the same data), which changes no result, only the time."""
+    """A personae model refitted on the history. With `freeze`, the filter AMP-CF chose on
+    its first fit is kept for the refits (they skip the hidden grid search). Policies with
+    the same `key` share a fit on identical histories within a round (round 0: every AMP-CF
+    policy starts from the same data), which changes no result, only the time."""
 
     def __init__(self, make: Callable, freeze: bool = False, key: str | None = None):
-        self.make, self.freeze, self.key, self.model, self.fixed = make, freeze, key, None, {}
+        self.make, self.freeze, self.key, self.model = make, freeze, key, None
+        self.fixed: dict | None = None  # the chosen filter's {"kind": ..., **settings}
 
     def fit(self, history, state):
         key = None
         if self.key is not None:
-            key = (self.key, tuple(sorted(self.fixed.items())), _digest(history))
+            key = (self.key, repr(self.fixed), _digest(history))
         self.model = state.cache.get(key) if key else None
         if self.model is None:
-            self.model = self.make(**self.fixed).fit(history, show_progress=False)
+            self.model = self.make(**_filter_arg(self.fixed)).fit(history, show_progress=False)
             if key:
                 state.cache[key] = self.model
-        if self.freeze and not self.fixed:
-            self.fixed = dict(self.model.manifest.get("training", {}).get("settings", {}))
+        if self.freeze and self.fixed is None:
+            self.fixed = _chosen_filter(self.model)
 
     def candidates(self, history, n):
         return self.model.recommend(history, n)
@@ -379,9 +380,29 @@ class _Model:
         return self.candidates(history, n)[0]
 
 
+def _chosen_filter(model) -> dict | None:
+    """The filter family and settings a fit chose (its manifest's training record), without
+    the neighbours kept, which follow from the catalogue at each fit."""
+    training = model.manifest.get("training", {})
+    kind, settings = training.get("filter"), dict(training.get("settings", {}))
+    if kind not in ("ease", "graph_filter"):
+        return None
+    settings.pop("neighbours", None)
+    return {"kind": kind, **settings}
+
+
+def _filter_arg(fixed: dict | None) -> dict:
+    if fixed is None:
+        return {}
+    from personae.filters import EASE, GraphFilter
+
+    family = {"ease": EASE, "graph_filter": GraphFilter}[fixed["kind"]]
+    return {"filter": family(**{k: v for k, v in fixed.items() if k != "kind"})}
+
+
 class _Calibrated(_Model):
-    def __init__(self, make, categories: str, lam: float, pool: int):
-        super().__init__(make, freeze=True, key="ampcf")
+    def __init__(self, make, categories: str, lam: float, pool: int, key: str = "ampcf"):
+        super().__init__(make, freeze=True, key=key)
         self.categories, self.lam, self.pool, self.reranker = categories, lam, pool, None
 
     def fit(self, history, state):
@@ -407,10 +428,16 @@ class PersonaSlots(_Model):
     candidates of a pool of ``pool`` items, then in rank order with what is left. Slots are
     assigned with array operations over all users at once."""
 
-    def __init__(self, pool: int = 200, min_slots: int = 1, make: Callable | None = None):
+    def __init__(
+        self,
+        pool: int = 200,
+        min_slots: int = 1,
+        make: Callable | None = None,
+        key: str = "ampcf",
+    ):
         from personae.ampcf import AMPCF
 
-        super().__init__(make or AMPCF, freeze=True, key="ampcf")
+        super().__init__(make or AMPCF, freeze=True, key=key)
         self.pool, self.min_slots = int(pool), int(min_slots)
 
     def recommend(self, history, n, state):
@@ -523,14 +550,36 @@ DEFAULT_POLICIES = (
 )
 
 
-def make_policy(name: str, *, seed: int = 0, lam: float = 0.8, pool: int = 100, device="cpu"):
+def make_policy(
+    name: str,
+    *,
+    seed: int = 0,
+    lam: float = 0.8,
+    pool: int = 100,
+    device="cpu",
+    model: dict | None = None,
+):
     """A built-in policy by name (see :func:`available_policies`); `lam` and `pool` (the
-    candidates reranked) set the calibrated ones, `device` the models' fits."""
+    candidates reranked) set the calibrated ones, `device` the models' fits. `model` holds
+    more constructor arguments for the policy's model (``AMPCF`` for the ``ampcf`` policies,
+    ``MultVAE`` for ``multvae``), e.g. ``{"mix": 0.5, "gamma": 0.5}``; policies with
+    different `model` settings never share a fit."""
     from personae.ampcf import AMPCF
     from personae.popularity import Popularity
 
+    extra = dict(model or {})
+    if extra and name not in ("multvae",) and not name.startswith("ampcf"):
+        raise ValueError(f"policy {name!r} takes no model settings, got {sorted(extra)}")
+    for reserved in ("device", "seed"):
+        if reserved in extra:
+            raise ValueError(f"pass {reserved!r} to make_policy itself, not in model")
+    key = "ampcf" + "".join(f",{k}={extra[k]!r}" for k in sorted(extra))
+
     def ampcf(**kw):
-        return AMPCF(device=device, seed=seed, **kw)
+        return AMPCF(device=device, seed=seed, **{**kw, **extra})
+
+    if extra and name.startswith("ampcf"):
+        ampcf()  # an unknown or bad setting raises here, not at the first fit
 
     if name == "popularity":
         return _Model(Popularity)
@@ -541,15 +590,19 @@ def make_policy(name: str, *, seed: int = 0, lam: float = 0.8, pool: int = 100, 
     if name == "dominant":
         return _Dominant()
     if name == "ampcf":
-        return _Model(ampcf, freeze=True, key="ampcf")
+        return _Model(ampcf, freeze=True, key=key)
     if name in ("ampcf+cal-true", "ampcf+cal-own"):
-        return _Calibrated(ampcf, name.rsplit("-", 1)[1], lam, pool)
+        return _Calibrated(ampcf, name.rsplit("-", 1)[1], lam, pool, key=key)
     if name == "ampcf+slots-own":
-        return PersonaSlots(make=ampcf)
+        return PersonaSlots(make=ampcf, key=key)
     if name == "multvae":
         from personae.multvae import MultVAE
 
-        return _Model(lambda: MultVAE(epochs=30, device=device, seed=seed))
+        def multvae():
+            return MultVAE(**{"epochs": 30, **extra}, device=device, seed=seed)
+
+        multvae()  # checks the settings now
+        return _Model(multvae)
     if name == "als":
         if not _has_implicit():
             raise ImportError("the 'als' policy needs implicit: pip install implicit")
