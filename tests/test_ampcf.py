@@ -296,16 +296,29 @@ def test_flat_graph_arguments_keep_gf_cf_and_bspm():
 
 def test_bad_inputs_raise_clear_errors(fitted):
     _, train, _, model = fitted
+    inf = float("inf")
     for kw, msg in [
-        ({"tau": 0.0}, "tau must be > 0"),
+        ({"tau": 0.0}, "tau must be finite and > 0"),
+        ({"tau": inf}, "tau must be finite"),  # was a ModelFormatError at the build: no JSON inf
         ({"mix": 1.5}, "mix must be in"),
         ({"n_personas": 0}, "n_personas must be >= 1"),
+        ({"seed": -1}, "seed must be >= 0"),  # was numpy's nameless error, deep in the fit
     ]:
         with pytest.raises(ValueError, match=msg):
             personae.AMPCF(**kw)
-    for kw, msg in [({"dropout": 1.0}, "dropout must be in"), ({"lam": -1.0}, "lam must be > 0")]:
+    for kw, msg in [
+        ({"dropout": 1.0}, "dropout must be in"),
+        ({"lam": -1.0}, "lam must be finite and > 0"),
+        ({"lam": inf}, "lam must be finite"),  # was NaN scores, refused only when serving
+        ({"low_weight": inf}, "low_weight must be finite"),
+        ({"search_users": 0}, "search_users must be >= 1"),  # was refused only at the fit
+        ({"seed": -1}, "seed must be >= 0"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             personae.EASE(**kw)
+    for kw in ({"search_users": -1}, {"seed": -1}):
+        with pytest.raises(ValueError, match="must be >= "):
+            personae.GraphFilter(**kw)
     with pytest.raises(ValueError, match="beta must be"):
         personae.GraphFilter(beta=-1.0)
     with pytest.raises(TypeError, match="personae.EASE or personae.GraphFilter"):

@@ -408,6 +408,7 @@ def test_first_pass_from_the_environment():
         ({"weight_decay": -1.0}, "weight_decay must be"),
         ({"anneal_cap": float("inf")}, "anneal_cap must be"),
         ({"max_seconds": 0.0}, "max_seconds must be"),
+        ({"seed": -1}, "seed must be >= 0"),
     ],
 )
 def test_bad_settings_fail_at_construction(setting, message):

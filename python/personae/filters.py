@@ -20,6 +20,13 @@ class _Filter(Model):
     def _config(self):  # pragma: no cover - each family defines it
         raise NotImplementedError
 
+    def _run(self):
+        """The fit's run settings (search users, device, seed), checked."""
+        from personae.train.filters import RunConfig
+
+        p = self.params
+        return RunConfig(p["search_users"], 64, p["device"], p["seed"])
+
     def fit(
         self,
         user_items,
@@ -38,14 +45,17 @@ class _Filter(Model):
         tried, or once when done, ``(0, seconds, None)``, when nothing is searched. Needs the
         ``train`` extra (torch runs the dense linear algebra, on CUDA when present).
         `checkpoint_dir`, when given, receives the fitted model."""
-        from personae.train.filters import RunConfig, fit_filter
+        from personae.train.filters import fit_filter
         from personae.train.loop import check_train, config_dict
 
         x, ids = fit_inputs(user_items, item_ids)
-        p = self.params
-        run = RunConfig(p["search_users"], 64, p["device"], p["seed"])
         tensors, summary, spec, counts = fit_filter(
-            check_train(x), self._config(), run, show_progress, callback, _pair(validation, x)
+            check_train(x),
+            self._config(),
+            self._run(),
+            show_progress,
+            callback,
+            _pair(validation, x),
         )
         tensors.update(item_space=spec.item_space(64), item_count=counts)
         del spec  # the spectrum (items x rank, float64) need not outlive the fit into the build
@@ -121,6 +131,7 @@ class EASE(_Filter, kind="ease"):
             seed=integer("seed", seed),
         )
         self._config()  # checks every value now, not at fit time
+        self._run()
 
     def _config(self):
         from personae.train.filters import EASEConfig
@@ -215,6 +226,7 @@ class GraphFilter(_Filter, kind="graph_filter"):
             seed=integer("seed", seed),
         )
         self._config()
+        self._run()
 
     def _config(self):
         from personae.train.filters import GraphConfig

@@ -31,6 +31,8 @@ def training_params(
     for name in ("epochs", "batch_size", "eval_k"):
         if out[name] < 1:
             raise ValueError(f"{name} must be >= 1, got {out[name]}")
+    if out["seed"] < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     if out["patience"] < 0:
         raise ValueError(f"patience must be >= 0 (0 disables early stopping), got {patience}")
     if not (math.isfinite(out["lr"]) and out["lr"] > 0):

@@ -65,8 +65,8 @@ class AMPCFConfig:
             raise ValueError(
                 f"n_personas must be at most {_core.MAX_PERSONAS}, got {self.n_personas}"
             )
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"tau must be finite and > 0, got {self.tau}")
         if not 0.0 <= self.mix <= 1.0:
             raise ValueError(f"mix must be in [0, 1], got {self.mix}")
         for name in ("delta", "gamma"):

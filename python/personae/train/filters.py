@@ -68,14 +68,16 @@ class EASEConfig:
     def __post_init__(self):
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.lam is not None and not self.lam > 0:
-            raise ValueError(f"lam must be > 0, got {self.lam}")
+        if self.lam is not None and not (math.isfinite(self.lam) and self.lam > 0):
+            raise ValueError(f"lam must be finite and > 0, got {self.lam}")
         if self.user_weight is not None and not math.isfinite(self.user_weight):
             raise ValueError(f"user_weight must be finite, got {self.user_weight}")
         if self.rank is not None and self.rank < 0:
             raise ValueError(f"rank must be >= 0, got {self.rank}")
-        if self.low_weight is not None and not self.low_weight >= 0:
-            raise ValueError(f"low_weight must be >= 0, got {self.low_weight}")
+        if self.low_weight is not None and not (
+            math.isfinite(self.low_weight) and self.low_weight >= 0
+        ):
+            raise ValueError(f"low_weight must be finite and >= 0, got {self.low_weight}")
 
     @property
     def searched(self) -> bool:
@@ -187,6 +189,8 @@ class RunConfig:
         for name in ("search_users", "att_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:  # numpy's generators refuse it, deep in the fit
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 # -- spectra and item spaces ------------------------------------------------------------------
