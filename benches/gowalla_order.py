@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import personae
-from personae.data import carve_validation
+from personae.data import carve_validation, recency_weights
 from personae.metrics import ranking_metrics
 
 from _common import DATA, RUNS, cpu, need, parser
@@ -103,14 +103,16 @@ def ordered_carve(lists, n_users, n_items, count=5000, fraction=0.2, seed=1):
 
 
 def recency(hist, place, kind: str, a: float):
-    """`hist` (binary rows) weighted by each item's place, renormalised so that the row's
-    last item is at z = 1: ``exp(a (z - 1))`` or ``1 + a z``."""
+    """`hist` (binary rows) weighted by each item's place in its row's list (the fold-in's own
+    first item at z = 0, its last at 1): ``exp(a (z - 1))``, the library's
+    ``recency_weights``, or ``1 + a z``."""
     h = hist.tocoo()
-    z = np.asarray(place[h.row, h.col]).ravel() - 1.0
-    last = np.zeros(hist.shape[0])
-    np.maximum.at(last, h.row, z)
-    z = z / np.maximum(last[h.row], 1e-12)
-    w = np.exp(a * (z - 1)) if kind == "exp" else 1 + a * z
+    t = np.asarray(place[h.row, h.col]).ravel()
+    if kind == "exp":
+        w = recency_weights(h.row, t, a)
+    else:
+        z = recency_weights(h.row, t, 1.0)  # exp(z - 1): the place z back from it
+        w = 1 + a * (np.log(z) + 1)
     return sp.csr_matrix((w.astype(np.float32), (h.row, h.col)), hist.shape)
 
 

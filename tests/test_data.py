@@ -1,5 +1,7 @@
 """Interactions, loaders, splits and the synthetic generator."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -187,3 +189,57 @@ def test_carve_validation_hides_a_share_of_some_users_only(seed, rows, cols, n_u
     want = np.minimum(np.floor(counts[users] * 0.2 + 0.5), counts[users] - 1)
     np.testing.assert_array_equal(hidden[users], want)
     assert (hidden[users] > 0).all() and (counts[users] >= 2).all()
+
+
+def _recency_reference(users, times, strength):
+    """One user at a time, in plain Python: sort by (time, input position)."""
+    out = [0.0] * len(users)
+    for u in set(users):
+        mine = sorted((t, i) for i, (v, t) in enumerate(zip(users, times, strict=True)) if v == u)
+        for place, (_, i) in enumerate(mine):
+            z = place / (len(mine) - 1) if len(mine) > 1 else 1.0
+            out[i] = math.exp(strength * (z - 1))
+    return np.array(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(-3, 3)), max_size=40),
+    st.floats(0, 5),
+)
+def test_recency_weights_match_a_per_user_reference(pairs, strength):
+    from personae.data import recency_weights
+
+    users = [u for u, _ in pairs]
+    times = [t for _, t in pairs]  # small range: many ties, kept in input order
+    w = recency_weights(users, times, strength)
+    assert w.shape == (len(pairs),)
+    np.testing.assert_allclose(w, _recency_reference(users, times, strength), rtol=1e-12)
+    assert ((w > 0) & (w <= 1)).all()
+    for u in set(users):  # each user's latest interaction weighs 1
+        mine = [i for i, v in enumerate(users) if v == u]
+        assert max(w[mine]) == 1.0
+
+
+def test_recency_weights_inputs():
+    from personae.data import recency_weights
+
+    days = np.array(["2024-01-03", "2024-01-01", "2024-01-02"], dtype="datetime64[D]")
+    np.testing.assert_allclose(recency_weights(["a", "a", "a"], days), np.exp([0, -1, -0.5]))
+    assert (recency_weights(["a", "b"], [1.5, 0.5], strength=0) == 1).all()
+    assert recency_weights([], []).shape == (0,)
+    # weights fold into a history as Interactions.from_arrays takes them
+    inter = personae.Interactions.from_arrays(
+        ["a", "a", "b"], [10, 11, 10], recency_weights(["a", "a", "b"], [5, 9, 1])
+    )
+    assert np.allclose(sorted(inter.matrix.data), [np.exp(-1), 1, 1])
+    with pytest.raises(ValueError, match="one length"):
+        recency_weights([1, 2], [1])
+    with pytest.raises(ValueError, match="position 1"):
+        recency_weights([1, 2], [1.0, float("nan")])
+    with pytest.raises(ValueError, match="NaT at position 0"):
+        recency_weights([1], np.array(["NaT"], dtype="datetime64[s]"))
+    with pytest.raises(ValueError, match="strength must be finite"):
+        recency_weights([1], [1], strength=-1)
+    with pytest.raises(TypeError, match="times must be numbers"):
+        recency_weights([1], ["yesterday"])

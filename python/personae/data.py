@@ -43,6 +43,7 @@ __all__ = [
     "lists_from_long",
     "long_format",
     "read_table",
+    "recency_weights",
     "strong_split",
     "synthetic",
     "write_recommendations",
@@ -869,6 +870,61 @@ def carve_validation(m, n_users: int, fraction: float = 0.2, seed: int = 0):
     fit.eliminate_zeros()
     fit.sort_indices()
     return fit, held, users[np.diff(held.indptr)[users] > 0]
+
+
+def recency_weights(users, times, strength: float = 1.0) -> np.ndarray:
+    """Interaction weights toward each user's recent end, one per entry of `users` / `times`:
+    ``exp(strength (z - 1))``, z the interaction's place among the user's own in time order
+    (0 the first, 1 the last; equal times keep their input order; a user's only interaction
+    has z = 1). Give them as the weights of :meth:`Interactions.from_arrays`, for the
+    histories you fit on or recommend from. Strength 0 gives every interaction weight 1.
+
+    On Gowalla, where the test items lean to the end of each history, ``strength=1`` (chosen
+    on a carve that held out each history's end) raised NDCG@20 1.4%; on a random holdout it
+    cost 3% (BENCHMARKS.md, "Gowalla's training lists are ordered"): choose it on a holdout
+    of what your product predicts.
+
+    Args:
+        users: the interaction's user (ids of any kind), one per interaction.
+        times: its time: numbers or ``datetime64``, same length; NaN or NaT is refused.
+        strength: a, finite and >= 0.
+    """
+    from personae._validate import real
+
+    strength = real("strength", strength)
+    if not (np.isfinite(strength) and strength >= 0):
+        raise ValueError(f"strength must be finite and >= 0, got {strength}")
+    users = np.asarray(users)
+    times = np.asarray(times)
+    if users.ndim != 1 or times.ndim != 1 or len(users) != len(times):
+        raise ValueError(
+            f"users and times must be 1-D and of one length, got shapes {users.shape} and "
+            f"{times.shape}"
+        )
+    if times.dtype.kind == "M":
+        if np.isnat(times).any():
+            raise ValueError(f"times: NaT at position {int(np.flatnonzero(np.isnat(times))[0])}")
+        times = times.astype("datetime64[ns]").astype(np.int64)
+    elif times.dtype.kind in "iub":
+        times = times.astype(np.int64)
+    elif times.dtype.kind == "f":
+        bad = ~np.isfinite(times)
+        if bad.any():
+            raise ValueError(f"times: {times[bad][0]} at position {int(np.flatnonzero(bad)[0])}")
+    else:
+        raise TypeError(f"times must be numbers or datetime64, got dtype {times.dtype}")
+    n = len(users)
+    if n == 0:
+        return np.ones(0, np.float64)
+    _, group = np.unique(users, return_inverse=True)
+    order = np.lexsort((np.arange(n), times, group))  # by user, then time, then input order
+    counts = np.bincount(group)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    g = group[order]
+    place = np.arange(n) - starts[g]
+    z = np.empty(n)
+    z[order] = np.where(counts[g] > 1, place / np.maximum(counts[g] - 1, 1), 1.0)
+    return np.exp(strength * (z - 1.0))
 
 
 @dataclass(frozen=True)
