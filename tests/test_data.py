@@ -228,6 +228,10 @@ def test_recency_weights_inputs():
     np.testing.assert_allclose(recency_weights(["a", "a", "a"], days), np.exp([0, -1, -0.5]))
     assert (recency_weights(["a", "b"], [1.5, 0.5], strength=0) == 1).all()
     assert recency_weights([], []).shape == (0,)
+    far = np.array(["9999-01-01", "1000-01-01"], dtype="datetime64[s]")  # beyond ns range
+    np.testing.assert_allclose(recency_weights([7, 7], far), np.exp([0, -1]))
+    big = np.array([2**64 - 1, 2**63], dtype=np.uint64)
+    np.testing.assert_allclose(recency_weights([7, 7], big), np.exp([0, -1]))
     # weights fold into a history as Interactions.from_arrays takes them
     inter = personae.Interactions.from_arrays(
         ["a", "a", "b"], [10, 11, 10], recency_weights(["a", "a", "b"], [5, 9, 1])

@@ -261,6 +261,8 @@ def test_make_policy_model_settings_and_frozen_refits():
 
     with pytest.raises(ValueError, match="popularity.*no model settings"):
         simulate.make_policy("popularity", model={"mix": 0.5})
+    with pytest.raises(ValueError, match="unknown policy"):
+        simulate.make_policy("ampcf+typo", model={"mix": 0.5})
     with pytest.raises(ValueError, match="'seed'"):
         simulate.make_policy("ampcf", model={"seed": 3})
     with pytest.raises(TypeError, match="unexpected keyword"):

@@ -904,14 +904,12 @@ def recency_weights(users, times, strength: float = 1.0) -> np.ndarray:
     if times.dtype.kind == "M":
         if np.isnat(times).any():
             raise ValueError(f"times: NaT at position {int(np.flatnonzero(np.isnat(times))[0])}")
-        times = times.astype("datetime64[ns]").astype(np.int64)
-    elif times.dtype.kind in "iub":
-        times = times.astype(np.int64)
+        times = times.view(np.int64)  # one unit per array: the order is kept, nothing overflows
     elif times.dtype.kind == "f":
         bad = ~np.isfinite(times)
         if bad.any():
             raise ValueError(f"times: {times[bad][0]} at position {int(np.flatnonzero(bad)[0])}")
-    else:
+    elif times.dtype.kind not in "iub":
         raise TypeError(f"times must be numbers or datetime64, got dtype {times.dtype}")
     n = len(users)
     if n == 0:

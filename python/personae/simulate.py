@@ -568,7 +568,7 @@ def make_policy(
     from personae.popularity import Popularity
 
     extra = dict(model or {})
-    if extra and name not in ("multvae",) and not name.startswith("ampcf"):
+    if extra and name in ("popularity", "random", "oracle", "dominant", "als"):
         raise ValueError(f"policy {name!r} takes no model settings, got {sorted(extra)}")
     for reserved in ("device", "seed"):
         if reserved in extra:
