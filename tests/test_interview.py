@@ -189,6 +189,27 @@ def test_pool_of_floats_is_refused_not_truncated():
         Interview(t, pool=[])
 
 
+@pytest.mark.parametrize(
+    "setting, error, match",
+    [
+        # each was accepted before: floats truncated by int(), NaN weights gave NaN lists
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"seed": 0.5}, TypeError, "seed must be an integer"),
+        ({"explore_first": 1.5}, TypeError, "explore_first must be an integer"),
+        ({"explore_every": -0.5}, TypeError, "explore_every must be an integer"),
+        ({"groups": 2.5}, TypeError, "groups must be an integer"),
+        ({"group_size": 2.0}, TypeError, "group_size must be an integer"),
+        ({"posterior_weight": float("nan")}, ValueError, "posterior_weight must be finite"),
+        ({"posterior_weight": -1.0}, ValueError, "posterior_weight must be finite and >= 0"),
+        ({"dislike_weight": float("inf")}, ValueError, "dislike_weight must be finite"),
+        ({"dislike_weight": "0.5"}, TypeError, "dislike_weight must be a number"),
+    ],
+)
+def test_bad_settings_are_refused(setting, error, match):
+    with pytest.raises(error, match=match):
+        Interview(tastes(), **setting)
+
+
 def test_list_folds_liked_answers_through_the_model(ampcf):
     """The list is the model's own fold-in of the liked answers (plus the weighted posterior
     and minus the weighted fold-in of the disliked ones), liked items excluded (the default

@@ -54,12 +54,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from personae._core import InvalidInputError
+from personae._validate import integer, real
 
 __all__ = ["GroupQuestion", "Interview", "PairQuestion", "Question", "Tastes"]
 
@@ -484,18 +486,30 @@ class Interview:
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
         if not 0.0 <= slip < 1.0:
             raise ValueError(f"slip must lie in [0, 1), got {slip}")
-        self.tastes, self.kind, self.seed = tastes, kind, int(seed)
+        self.tastes, self.kind, self.seed = tastes, kind, integer("seed", seed)
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         self.strategy, self.slip = strategy, float(slip)
-        self.posterior_weight = float(posterior_weight)
-        self.dislike_weight = float(dislike_weight)
-        self.explore_first = int(EXPLORE_FIRST if explore_first is None else explore_first)
-        self.explore_every = int(EXPLORE_EVERY if explore_every is None else explore_every)
+        self.posterior_weight = real("posterior_weight", posterior_weight)
+        self.dislike_weight = real("dislike_weight", dislike_weight)
+        for name in ("posterior_weight", "dislike_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        self.explore_first = integer(
+            "explore_first", EXPLORE_FIRST if explore_first is None else explore_first
+        )
+        self.explore_every = integer(
+            "explore_every", EXPLORE_EVERY if explore_every is None else explore_every
+        )
         if self.explore_first < 0 or self.explore_every < 0:
             raise ValueError("explore_first and explore_every must be >= 0")
-        self.groups = int(GROUPS if groups is None else groups)
+        self.groups = integer("groups", GROUPS if groups is None else groups)
         n_tastes = len(tastes.prior_mean)
         # The default size shrinks to the model's tastes; a size given explicitly is checked.
-        self.group_size = int(min(GROUP_SIZE, n_tastes) if group_size is None else group_size)
+        self.group_size = (
+            min(GROUP_SIZE, n_tastes) if group_size is None else integer("group_size", group_size)
+        )
         if self.groups < 0:
             raise ValueError(f"groups must be >= 0, got {self.groups}")
         if self.groups and not 1 <= self.group_size <= n_tastes:
