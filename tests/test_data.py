@@ -230,6 +230,9 @@ def test_recency_weights_inputs():
     assert recency_weights([], []).shape == (0,)
     far = np.array(["9999-01-01", "1000-01-01"], dtype="datetime64[s]")  # beyond ns range
     np.testing.assert_allclose(recency_weights([7, 7], far), np.exp([0, -1]))
+    aware = pd.Series(pd.to_datetime(["2024-01-02 01:00", "2024-01-02 00:30"]))
+    aware = aware.dt.tz_localize("UTC").dt.tz_convert("Europe/Paris")  # pandas' object-free form
+    np.testing.assert_allclose(recency_weights(pd.Series([3, 3]), aware), np.exp([0, -1]))
     big = np.array([2**64 - 1, 2**63], dtype=np.uint64)
     np.testing.assert_allclose(recency_weights([7, 7], big), np.exp([0, -1]))
     # weights fold into a history as Interactions.from_arrays takes them
