@@ -255,9 +255,10 @@ def test_make_policy_model_settings_and_frozen_refits():
     assert plain.model.params["filter"]["kind"] == "ease"
     assert "search" not in plain.model.manifest["training"]  # round 1 skipped the search
     # other settings never share a fit; the same settings do (round 0, identical histories)
-    assert weighted.model is not plain.model
-    r0 = t[t["round"] == 0].set_index("policy")
-    assert r0.loc["cal", "fit_s"] < r0.loc["weighted", "fit_s"]
+    one = [simulate.make_policy("ampcf", model={"mix": 0.75, "gamma": 0.5}) for _ in range(2)]
+    one.append(simulate.make_policy("ampcf"))
+    simulate.run(w, dict(zip("abc", one, strict=True)), rounds=1, pairs=300)
+    assert one[0].model is one[1].model and one[2].model is not one[0].model
 
     with pytest.raises(ValueError, match="popularity.*no model settings"):
         simulate.make_policy("popularity", model={"mix": 0.5})
