@@ -270,3 +270,19 @@ def test_make_policy_model_settings_and_frozen_refits():
         simulate.make_policy("ampcf+slots-own", model={"mixx": 0.5})
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         simulate.make_policy("multvae", model={"epochs": -1})
+
+
+def test_frozen_graph_filter_refits_the_chosen_filter():
+    # above 20,000 items AMP-CF's filter is a GraphFilter: a frozen refit must rebuild that
+    # filter (ChebyCF's response, its settings), not the flat arguments' GF-CF response
+    w = simulate.World.make(200, 90, 3, mean_items=12, seed=2)
+    first = personae.AMPCF(filter=personae.GraphFilter(rank=16)).fit(w.history, show_progress=False)
+    chosen = simulate._chosen_filter(first)
+    assert chosen["kind"] == "graph_filter" and "neighbours" not in chosen
+    arg = simulate._filter_arg(chosen)["filter"]
+    assert isinstance(arg, personae.GraphFilter)
+    assert arg.params["flatness"] == 2.0 and arg.params["rank"] == 16
+    again = personae.AMPCF(filter=arg).fit(w.history, show_progress=False)
+    a, b = first.recommend(w.history[:50], 10), again.recommend(w.history[:50], 10)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
