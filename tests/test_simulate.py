@@ -279,10 +279,9 @@ def test_frozen_graph_filter_refits_the_chosen_filter():
     first = personae.AMPCF(filter=personae.GraphFilter(rank=16)).fit(w.history, show_progress=False)
     chosen = simulate._chosen_filter(first)
     assert chosen["kind"] == "graph_filter" and "neighbours" not in chosen
-    arg = simulate._filter_arg(chosen)["filter"]
-    assert isinstance(arg, personae.GraphFilter)
-    assert arg.params["flatness"] == 2.0 and arg.params["rank"] == 16
-    again = personae.AMPCF(filter=arg).fit(w.history, show_progress=False)
+    again = personae.AMPCF(filter=chosen)  # as _Model's refit builds it
+    assert again.params["filter"]["flatness"] == 2.0 and again.params["filter"]["rank"] == 16
+    again.fit(w.history, show_progress=False)
     a, b = first.recommend(w.history[:50], 10), again.recommend(w.history[:50], 10)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1], rtol=1e-5)

@@ -872,15 +872,6 @@ def carve_validation(m, n_users: int, fraction: float = 0.2, seed: int = 0):
     return fit, held, users[np.diff(held.indptr)[users] > 0]
 
 
-def _pd_datetime_tz() -> tuple:
-    """pandas' time-zone-aware datetime dtype, when pandas is installed."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas comes with the train extra
-        return ()
-    return (pd.DatetimeTZDtype,)
-
-
 def recency_weights(users, times, strength: float = 1.0) -> np.ndarray:
     """Interaction weights toward each user's recent end, one per entry of `users` / `times`:
     ``exp(strength (z - 1))``, z the interaction's place among the user's own in time order
@@ -905,7 +896,7 @@ def recency_weights(users, times, strength: float = 1.0) -> np.ndarray:
     if not (np.isfinite(strength) and strength >= 0):
         raise ValueError(f"strength must be finite and >= 0, got {strength}")
     users = np.asarray(users)
-    if isinstance(getattr(times, "dtype", None), _pd_datetime_tz()):
+    if getattr(getattr(times, "dt", None), "tz", None) is not None:  # zoned pandas datetimes
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)  # numpy has no time zones
     times = np.asarray(times)
     if users.ndim != 1 or times.ndim != 1 or len(users) != len(times):

@@ -367,7 +367,9 @@ class _Model:
             key = (self.key, repr(self.fixed), _digest(history))
         self.model = state.cache.get(key) if key else None
         if self.model is None:
-            self.model = self.make(**_filter_arg(self.fixed)).fit(history, show_progress=False)
+            # AMPCF takes the filter in its manifest form, {"kind": ..., **settings}
+            frozen = {} if self.fixed is None else {"filter": self.fixed}
+            self.model = self.make(**frozen).fit(history, show_progress=False)
             if key:
                 state.cache[key] = self.model
         if self.freeze and self.fixed is None:
@@ -389,15 +391,6 @@ def _chosen_filter(model) -> dict | None:
         return None
     settings.pop("neighbours", None)
     return {"kind": kind, **settings}
-
-
-def _filter_arg(fixed: dict | None) -> dict:
-    if fixed is None:
-        return {}
-    from personae.filters import EASE, GraphFilter
-
-    family = {"ease": EASE, "graph_filter": GraphFilter}[fixed["kind"]]
-    return {"filter": family(**{k: v for k, v in fixed.items() if k != "kind"})}
 
 
 class _Calibrated(_Model):
