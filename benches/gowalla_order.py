@@ -211,6 +211,7 @@ def main() -> None:
 
     res["seconds"] = time.perf_counter() - t0
     tag = "test" if a.test else f"{a.models.replace(',', '+')}-{a.carves.replace(',', '+')}"
+    RUNS.mkdir(exist_ok=True)
     out = RUNS / f"gowalla-order-{tag}.json"
     out.write_text(json.dumps(res, indent=1))
     print(f"wrote {out} ({res['seconds']:.0f} s, {res['cpu']})")
