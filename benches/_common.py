@@ -108,11 +108,12 @@ def best_of(f, repeat: int) -> float:
     return min(times)
 
 
-def write_result(name: str, result: dict) -> Path:
+def write_result(name: str, result: dict, echo: bool = True) -> Path:
+    """Writes runs/`name`.json (printing it when `echo`, else one line naming it)."""
     RUNS.mkdir(exist_ok=True)
     p = RUNS / f"{name}.json"
     p.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1) if echo else f"wrote {p} ({result.get('cpu', '')})")
     return p
 
 

@@ -34,7 +34,7 @@ import personae
 from personae.data import carve_validation, recency_weights
 from personae.metrics import ranking_metrics
 
-from _common import DATA, RUNS, cpu, need, parser
+from _common import DATA, cpu, need, parser, write_result
 
 K = 20
 WEIGHTINGS = (("exp", 0.5), ("exp", 1.0), ("exp", 2.0), ("lin", 1.0), ("lin", 3.0))
@@ -211,10 +211,7 @@ def main() -> None:
 
     res["seconds"] = time.perf_counter() - t0
     tag = "test" if a.test else f"{a.models.replace(',', '+')}-{a.carves.replace(',', '+')}"
-    RUNS.mkdir(exist_ok=True)
-    out = RUNS / f"gowalla-order-{tag}.json"
-    out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {out} ({res['seconds']:.0f} s, {res['cpu']})")
+    write_result(f"gowalla-order-{tag}", res, echo=False)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ filter serves on Gowalla, to 0.0004 NDCG@20).
   1e-4 NDCG@20 to the fewest neighbours) and ChebyCF alone, paired per user; and prints how
   popular the held-out items are on the carve and on the test split.
 
+- ``--carve random-all|ordered-all``: the two user-kNN settings of the table and GF-CF's
+  filter with and without the lighter normalisation on a carve that holds out items of every
+  training user (does such a carve predict the test split better?).
+
     python benches/gowalla_uknn.py [--test]
+    python benches/gowalla_uknn.py --carve random-all     # or ordered-all
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import numpy as np
 import scipy.sparse as sp
 
 import personae
+from personae.data import carve_validation
 
-from _common import RUNS, cpu, parser
+from _common import cpu, parser, write_result
 
 K = 20
 CHEBYCF = {"phi": 2.0, "beta": 0.3, "alpha": 0.1, "rank": 512}
@@ -139,11 +145,50 @@ def degrees(split: accuracy.Split) -> dict:
     }
 
 
+def other_carve(kind: str, count: int = 5000, seed: int = 0) -> dict:
+    """ChebyCF alone and with the two user-kNN settings of the table, and GF-CF's filter with
+    and without the lighter normalisation, on a carve that holds out items of *every* training
+    user (``random-all``: a random 20%; ``ordered-all``: the last 20% of each list), scored on
+    `count` seeded users of it. Training data only."""
+    import gowalla_order as go
+
+    from _common import DATA
+
+    lists = go.read_lists(DATA / "gowalla" / "train.txt")
+    n_users, n_items = max(lists) + 1, 1 + max(int(v.max()) for v in lists.values())
+    if kind == "ordered-all":
+        fit, held, users = go.ordered_carve(lists, n_users, n_items, count=n_users)
+    else:
+        fit, held, users = carve_validation(
+            go.matrices(lists, n_users, n_items)[0], n_users, 0.2, seed=1
+        )
+    users = np.sort(np.random.default_rng(seed).choice(users, count, replace=False))
+    split = accuracy.Split("val", fit, users, held[users], K)
+    X = sp.csr_matrix(fit, dtype=np.float32)
+    peer = bl.ChebyCF(bl.NormGraph(X, max_rank=CHEBYCF["rank"]), **CHEBYCF)
+    filt = np.concatenate([peer.score(None, split.rows[s : s + 500]) for s in range(0, count, 500)])
+    out = {"chebycf": score(top(filt, split.rows), split.truth)}
+    zf = zscore(filt)
+    for ua, k, p in ((0.25, 400, 4.0), (0.5, 400, 3.0)):
+        zk = zscore(knn_scores(similarities(X, users, split.rows, ua), X, k, p))
+        out[f"ua={ua:g} k={k} p={p:g} w=0.25"] = score(top(zf + 0.25 * zk, split.rows), split.truth)
+    for name in ("gfcf", "gfcf-light"):
+        model = go.MODELS[name]().fit(fit, show_progress=False)
+        out[name] = score(model.recommend(split.rows, K)[0], split.truth)
+    print(kind, json.dumps(out), flush=True)
+    return out
+
+
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--test", action="store_true", help="read the test split once (see above)")
+    p.add_argument("--carve", choices=("random-all", "ordered-all"), help="another carve instead")
     a = p.parse_args()
     t0 = time.perf_counter()
+    if a.carve:
+        res = {"cpu": cpu(), a.carve: other_carve(a.carve)}
+        write_result(f"gowalla-uknn-{a.carve}", res, echo=False)
+        return
     data = accuracy.load_dataset("gowalla")
     res: dict = {"cpu": cpu(), "validation": validate(data["val"])}
     if a.test:
@@ -163,10 +208,7 @@ def main() -> None:
         res["test"] = test(data["test"], setting)
         print("test:", json.dumps(res["test"]), flush=True)
     res["seconds"] = time.perf_counter() - t0
-    RUNS.mkdir(exist_ok=True)
-    out = RUNS / f"gowalla-uknn{'-test' if a.test else ''}.json"
-    out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {out} ({res['seconds']:.0f} s, {res['cpu']})")
+    write_result(f"gowalla-uknn{'-test' if a.test else ''}", res, echo=False)
 
 
 if __name__ == "__main__":
