@@ -13,8 +13,7 @@ filter serves on Gowalla, to 0.0004 NDCG@20).
   (``accuracy.load_dataset("gowalla")["val"]``), ChebyCF alone beside it;
 - ``--test``: reads the test split once, for the validation-best setting (near-ties within
   1e-4 NDCG@20 to the fewest neighbours) and ChebyCF alone, paired per user; and prints how
-  popular the held-out items are on the carve and on the test split.
-
+  popular the held-out items are on the carve and on the test split;
 - ``--carve random-all|ordered-all``: the two user-kNN settings of the table and GF-CF's
   filter with and without the lighter normalisation on a carve that holds out items of every
   training user (does such a carve predict the test split better?); ``--carve resplit``, a
