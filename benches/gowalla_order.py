@@ -70,9 +70,14 @@ def matrices(lists, n_users, n_items):
     return x, place
 
 
-def adjacency(lists, x, n_pairs_users: int = 3000, seed: int = 0) -> dict:
+def item_normalised(x) -> sp.csr_matrix:
+    """``X D^-1/2``: its item-item products are the cosine this script compares items by."""
     d = np.asarray(x.sum(0)).ravel()
-    xn = x @ sp.diags(1 / np.sqrt(np.maximum(d, 1))).astype(np.float32)
+    return (x @ sp.diags(1 / np.sqrt(np.maximum(d, 1)))).astype(np.float32).tocsr()
+
+
+def adjacency(lists, x, n_pairs_users: int = 3000, seed: int = 0) -> dict:
+    xn = item_normalised(x)
     g = (xn.T @ xn).tocsr()
     rng = np.random.default_rng(seed)
     users = rng.choice([u for u, v in lists.items() if len(v) >= 3], n_pairs_users, replace=False)
@@ -136,8 +141,7 @@ def test_lean(lists, test_lists, x, count: int = 3000, seed: int = 0) -> list[fl
     relative to its likeness to their own training items, by the cosine of ``adjacency``;
     the mean over `count` seeded users with ten or more training items. Reads test items,
     scores no model."""
-    d = np.asarray(x.sum(0)).ravel()
-    xn = (x @ sp.diags(1 / np.sqrt(np.maximum(d, 1)))).astype(np.float32).tocsr()
+    xn = item_normalised(x)
     rng = np.random.default_rng(seed)
     users = rng.choice([u for u in test_lists if len(lists[u]) >= 10], count, replace=False)
     sums = np.zeros(5)
