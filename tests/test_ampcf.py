@@ -342,8 +342,14 @@ def test_bad_inputs_raise_clear_errors(fitted):
         model.explain(np.array([0.5]), train.matrix[:1])
 
 
-def test_base_tastes_follow_their_definition(fitted):
+@pytest.mark.parametrize("n_personas", [None, 2])
+def test_base_tastes_follow_their_definition(fitted, n_personas):
+    """The fit's taste tables from the served model's own personas. Two personas put most
+    items in the persona nearest to them in the item space, the path that once read a
+    column-major item space as rows and built the tables from other personas."""
     _, train, _, model = fitted
+    if n_personas is not None:
+        model = personae.AMPCF(n_personas=n_personas, device="cpu").fit(train, show_progress=False)
     t = model.base_tastes()
     x = train.matrix.tocsr()
     p = model.personas(x)

@@ -407,3 +407,38 @@ def test_avx2_paths_give_the_same_lists():
         assert default[3] == ("avx512" if " avx512f" in flags else "avx2")
     else:
         assert capped[3] == default[3] == "f64"
+
+
+def test_column_major_arrays_are_refused_at_the_seam_and_converted_by_the_api():
+    """numpy hands out a Fortran-ordered array's memory as a slice too; read as rows it is the
+    transpose. The core's entry points refuse it by name (a fit once passed a column-major item
+    space to ``split_personas`` and got other personas, silently); the public functions
+    convert it and answer as for the C-ordered array."""
+    from personae import _core
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((6, 9)).astype(np.float32)
+    ids = np.argsort(-scores, axis=1)[:, :4].astype(np.int64)
+    truth = sp.csr_matrix((scores > 0.7).astype(np.float32))
+    f_scores, f_ids = np.asfortranarray(scores), np.asfortranarray(ids)
+    assert not f_scores.flags.c_contiguous and not f_ids.flags.c_contiguous
+    with pytest.raises(ValueError, match="scores must be a C-contiguous"):
+        _core.top_n(f_scores, 3)
+    with pytest.raises(ValueError, match="ids must be a C-contiguous"):
+        _core.ranking_metrics(f_ids, 4, truth)
+    z = rng.standard_normal((9, 3)).astype(np.float32)
+    labels = np.arange(9, dtype=np.int32) % 2
+    centroids = np.eye(2, 3, dtype=np.float32)
+    _core.AMPCF.split_personas(2, z, labels, centroids, truth)  # C-ordered: accepted
+    with pytest.raises(ValueError, match="item_space must be a C-contiguous"):
+        _core.AMPCF.split_personas(2, np.asfortranarray(z), labels, centroids, truth)
+    manifest = json.dumps({"kind": "popularity", "n_items": 9})
+    with pytest.raises(ValueError, match='tensor "scores" must be C-contiguous'):
+        _core.build(manifest, {"scores": np.asfortranarray(np.ones((9, 2), np.float32))})
+
+    np.testing.assert_array_equal(personae.top_n(f_scores, 3)[0], personae.top_n(scores, 3)[0])
+    m = personae.metrics
+    assert m.mean_ndcg(f_ids, truth, 4) == m.mean_ndcg(ids, truth, 4)
+    np.testing.assert_array_equal(
+        m.ranking_metrics(f_ids, truth, 4)["ndcg"], m.ranking_metrics(ids, truth, 4)["ndcg"]
+    )

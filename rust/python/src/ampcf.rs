@@ -9,7 +9,7 @@ use personae_core::ampcf::{AmpCf, PersonaSpace, Personas};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{lists, matrix, slice, Csr};
+use crate::convert::{lists, matrix, rows, slice, Csr};
 use crate::errors::run;
 use crate::models::PyModel;
 
@@ -85,9 +85,9 @@ impl PyAmpCf {
                 centroids.shape()[1]
             )));
         }
-        let z = item_space.as_slice()?.to_vec();
+        let z = rows(&item_space, "item_space")?.0.to_vec();
         let labels = slice(&item_cluster, "item_cluster")?.to_vec();
-        let cent = centroids.as_slice()?.to_vec();
+        let cent = rows(&centroids, "centroids")?.0.to_vec();
         let parts = user_items.parts()?;
         let (rows, p) = run(py, None, move |_| {
             let space = PersonaSpace::new(n_personas, z, labels, cent, dim)?;

@@ -128,19 +128,27 @@ pub fn slice<'a, T: numpy::Element>(
         .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous 1-D array")))
 }
 
-/// A contiguous 2-D array as (values, rows, columns).
+/// The values of a C-contiguous array in row-major order. numpy's `as_slice` also hands out
+/// a Fortran-ordered array's memory, which read as rows is the transpose: refused here, so a
+/// column-major array is an error, never a silently wrong answer.
+pub fn c_order<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
+    a: &'a numpy::PyReadonlyArray<'_, T, D>,
+    what: impl FnOnce() -> String,
+) -> PyResult<&'a [T]> {
+    match a.as_slice() {
+        Ok(values) if a.is_c_contiguous() => Ok(values),
+        _ => Err(PyValueError::new_err(what())),
+    }
+}
+
+/// A C-contiguous 2-D array as (values, rows, columns).
 pub fn rows<'a, T: numpy::Element>(
     a: &'a numpy::PyReadonlyArray2<'_, T>,
     name: &str,
 ) -> PyResult<(&'a [T], usize, usize)> {
     let (r, c) = (a.shape()[0], a.shape()[1]);
-    Ok((
-        a.as_slice().map_err(|_| {
-            PyValueError::new_err(format!("{name} must be a C-contiguous 2-D array"))
-        })?,
-        r,
-        c,
-    ))
+    let values = c_order(a, || format!("{name} must be a C-contiguous 2-D array"))?;
+    Ok((values, r, c))
 }
 
 /// A `rows x cols` numpy array owning `v`.

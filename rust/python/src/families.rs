@@ -15,6 +15,7 @@ use pyo3::types::PyDict;
 use pyo3::PyClass;
 
 use crate::ampcf::PyAmpCf;
+use crate::convert::c_order;
 use crate::errors::run;
 use crate::models::PyModel;
 use crate::multvae::PyMultVae;
@@ -88,20 +89,11 @@ enum AnyTensor<'py> {
 
 impl AnyTensor<'_> {
     fn parts(&self, name: &str) -> PyResult<(Vec<usize>, Values<'_>)> {
-        let contiguous = |_| PyValueError::new_err(format!("tensor {name:?} must be C-contiguous"));
+        let what = || format!("tensor {name:?} must be C-contiguous");
         Ok(match self {
-            AnyTensor::F32(a) => (
-                a.shape().to_vec(),
-                Values::F32(a.as_slice().map_err(contiguous)?),
-            ),
-            AnyTensor::I32(a) => (
-                a.shape().to_vec(),
-                Values::I32(a.as_slice().map_err(contiguous)?),
-            ),
-            AnyTensor::I64(a) => (
-                a.shape().to_vec(),
-                Values::I64(a.as_slice().map_err(contiguous)?),
-            ),
+            AnyTensor::F32(a) => (a.shape().to_vec(), Values::F32(c_order(a, what)?)),
+            AnyTensor::I32(a) => (a.shape().to_vec(), Values::I32(c_order(a, what)?)),
+            AnyTensor::I64(a) => (a.shape().to_vec(), Values::I64(c_order(a, what)?)),
         })
     }
 }
