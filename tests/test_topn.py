@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from personae import top_n
+from personae import _core, top_n
 
 from reference import top_n as ref_top_n
 
@@ -34,9 +34,16 @@ def problems(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(problems(), st.booleans())
-def test_matches_numpy_sort(p, mask_seen):
+@given(problems(), st.booleans(), st.sampled_from("CF"))
+def test_matches_numpy_sort(p, mask_seen, order):
+    """Also for column-major scores, which the public function converts (the core refuses
+    them unless they are C-ordered too, as one row or one column is)."""
     scores, n, seen = p
+    given_scores = np.asarray(scores, order=order)
+    if not given_scores.flags.c_contiguous:
+        with pytest.raises(ValueError, match="C-contiguous"):
+            _core.top_n(given_scores, n)
+    scores = given_scores
     if mask_seen:
         ids, out = top_n(scores, n, seen.indptr.astype(np.int64), seen.indices.astype(np.int32))
         alt = top_n(scores, n, seen=seen)
