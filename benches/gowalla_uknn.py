@@ -79,8 +79,8 @@ def knn_scores(sim: np.ndarray, X: sp.csr_matrix, k: int, p: float) -> np.ndarra
 
 
 def score(ids: np.ndarray, truth) -> tuple[float, float]:
-    nd, rc = accuracy.per_user(ids, truth, K)
-    return round(float(np.mean(nd)), 5), round(float(np.mean(rc)), 5)
+    nd, rc = go.metrics(ids, truth)
+    return round(nd, 5), round(rc, 5)
 
 
 def chebycf(X: sp.csr_matrix) -> bl.ChebyCF:
@@ -96,7 +96,7 @@ def filter_scores(peer: bl.ChebyCF, rows: sp.csr_matrix, batch: int = 500) -> np
 
 
 def top(s: np.ndarray, rows) -> np.ndarray:
-    return personae.top_n(np.ascontiguousarray(s, dtype=np.float32), K, seen=rows)[0]
+    return personae.top_n(s, K, seen=rows)[0]
 
 
 def validate(split: accuracy.Split) -> dict:

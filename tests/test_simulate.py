@@ -276,12 +276,21 @@ def test_frozen_graph_filter_refits_the_chosen_filter():
     # above 20,000 items AMP-CF's filter is a GraphFilter: a frozen refit must rebuild that
     # filter (ChebyCF's response, its settings), not the flat arguments' GF-CF response
     w = simulate.World.make(200, 90, 3, mean_items=12, seed=2)
-    first = personae.AMPCF(filter=personae.GraphFilter(rank=16)).fit(w.history, show_progress=False)
-    chosen = simulate._chosen_filter(first)
+
+    def make(**frozen):  # beta left to the first fit's search
+        return personae.AMPCF(**{"filter": personae.GraphFilter(rank=16, beta=None), **frozen})
+
+    policy = simulate._Model(make, freeze=True)  # no key: no fit cache, so no state needed
+    policy.fit(w.history, None)
+    first, chosen = policy.model, policy.fixed
     assert chosen["kind"] == "graph_filter" and "neighbours" not in chosen
-    again = personae.AMPCF(filter=chosen)  # as _Model's refit builds it
+    policy.fit(w.history, None)  # the frozen refit
+    again = policy.model
+    assert again is not first and "search" in first.manifest["training"]
     assert again.params["filter"]["flatness"] == 2.0 and again.params["filter"]["rank"] == 16
-    again.fit(w.history, show_progress=False)
+    # the refit got the chosen filter (its dict, beta fixed), so it searched nothing
+    assert again.params["filter"]["beta"] == chosen["beta"] and "neighbours" not in chosen
+    assert "search" not in again.manifest["training"]
     a, b = first.recommend(w.history[:50], 10), again.recommend(w.history[:50], 10)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1], rtol=1e-5)

@@ -39,11 +39,10 @@ def test_matches_numpy_sort(p, mask_seen, order):
     """Also for column-major scores, which the public function converts (the core refuses
     them unless they are C-ordered too, as one row or one column is)."""
     scores, n, seen = p
-    given_scores = np.asarray(scores, order=order)
-    if not given_scores.flags.c_contiguous:
+    scores = np.asarray(scores, order=order)
+    if not scores.flags.c_contiguous:
         with pytest.raises(ValueError, match="C-contiguous"):
-            _core.top_n(given_scores, n)
-    scores = given_scores
+            _core.top_n(scores, n)
     if mask_seen:
         ids, out = top_n(scores, n, seen.indptr.astype(np.int64), seen.indices.astype(np.int32))
         alt = top_n(scores, n, seen=seen)

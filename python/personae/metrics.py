@@ -180,5 +180,5 @@ def mean_ndcg(ids, truth, k: int) -> float:
     """Mean NDCG@`k` of lists `ids` (users x >= k item indices, -1 padded) against the rows of
     `truth` (sparse, users x items), over users with held-out items (0.0 when none has any):
     the validation number every fit's search and early stopping reads."""
-    v = _core.ranking_metrics(matrix("ids", ids, np.int64), int(k), csr("truth", truth))["ndcg"]
+    v = ranking_metrics(ids, truth, k)["ndcg"]
     return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0

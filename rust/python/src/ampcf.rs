@@ -89,13 +89,13 @@ impl PyAmpCf {
         let labels = slice(&item_cluster, "item_cluster")?.to_vec();
         let cent = rows(&centroids, "centroids")?.0.to_vec();
         let parts = user_items.parts()?;
-        let (rows, p) = run(py, None, move |_| {
+        let (n_users, p) = run(py, None, move |_| {
             let space = PersonaSpace::new(n_personas, z, labels, cent, dim)?;
             let users = parts.view("user_items")?;
             personae_core::fused::check_users(&users, space.item_cluster().len())?;
             Ok((users.n_rows, space.personas(&users.unit_rows())?))
         })?;
-        personas_tuple(py, p, rows, n_personas)
+        personas_tuple(py, p, n_users, n_personas)
     }
 
     /// `(attention, contribution, dominant, taste, because, votes)` of the pairs
