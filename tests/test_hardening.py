@@ -442,3 +442,35 @@ def test_column_major_arrays_are_refused_at_the_seam_and_converted_by_the_api():
     np.testing.assert_array_equal(
         m.ranking_metrics(f_ids, truth, 4)["ndcg"], m.ranking_metrics(ids, truth, 4)["ndcg"]
     )
+
+
+def test_big_endian_arrays_answer_as_native_ones():
+    """Arrays read from big-endian files (HDF5, FITS, ``np.dtype('>i4')``) keep their byte
+    order; a scipy matrix with such index arrays failed inside the binding with an unreadable
+    extraction error, and a big-endian dense category matrix inside scipy."""
+    rng = np.random.default_rng(1)
+    x = sp.random(12, 30, density=0.2, format="csr", random_state=2, dtype=np.float32)
+    x.data[:] = 1
+    swapped = x.copy()
+    swapped.data = swapped.data.astype(">f4")
+    swapped.indices = swapped.indices.astype(">i4")
+    swapped.indptr = swapped.indptr.astype(">i4")
+    assert not swapped.indices.dtype.isnative
+    model = personae.Popularity().fit(x)
+    np.testing.assert_array_equal(model.recommend(swapped, 5)[0], model.recommend(x, 5)[0])
+    scores = rng.random((12, 30)).astype(np.float32)
+    np.testing.assert_array_equal(
+        personae.top_n(scores.astype(">f4"), 4, seen=swapped)[0],
+        personae.top_n(scores, 4, seen=x)[0],
+    )
+    genres = (rng.random((30, 4)) < 0.4).astype(np.float32)
+    genres[:, 0] = 1
+    cand = np.argsort(-scores, axis=1)[:, :12].astype(np.int64)
+    top = np.take_along_axis(scores, cand, axis=1)
+    want = personae.CalibratedReranker(genres).rerank(cand, top, x, n=5).ids
+    swapped_genres = sp.csr_matrix(genres)
+    swapped_genres.indices = swapped_genres.indices.astype(">i4")
+    swapped_genres.indptr = swapped_genres.indptr.astype(">i4")
+    for g in (genres.astype(">f4"), swapped_genres):
+        got = personae.CalibratedReranker(g).rerank(cand, top.astype(">f4"), swapped, n=5).ids
+        np.testing.assert_array_equal(got, want)

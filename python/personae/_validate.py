@@ -50,6 +50,16 @@ def csr(name: str, m) -> sp.csr_matrix:
         raise TypeError(f"{name} must hold numeric weights, got dtype {m.dtype}")
     if m.dtype != np.float32:
         m = m.astype(np.float32)
+    if not (m.indices.dtype.isnative and m.indptr.dtype.isnative):
+        # Arrays read from big-endian files keep their byte order; the core takes native ints.
+        m = sp.csr_matrix(
+            (
+                m.data,
+                m.indices.astype(m.indices.dtype.newbyteorder("=")),
+                m.indptr.astype(m.indptr.dtype.newbyteorder("=")),
+            ),
+            shape=m.shape,
+        )
     return m
 
 
@@ -81,5 +91,5 @@ def matrix(name: str, x, dtype) -> np.ndarray:
         what = "integer item indices" if want_int else "numbers"
         raise TypeError(f"{name} must hold {what}, got dtype {a.dtype}")
     if a.ndim != 2:
-        raise TypeError(f"{name} must be 2-D (users x columns), got {a.ndim}-D")
+        raise TypeError(f"{name} must be 2-D, got {a.ndim}-D")
     return np.ascontiguousarray(a, dtype=dtype)

@@ -61,7 +61,7 @@ def _category_matrix(name: str, m) -> sp.csr_matrix:
     if isinstance(m, Categories):
         return m._csr  # validated and canonical when the Categories was built
     if isinstance(m, np.ndarray) or isinstance(m, list):
-        m = sp.csr_matrix(np.asarray(m))
+        m = sp.csr_matrix(matrix(name, m, np.float32))
     m = csr(name, m)
     if not m.has_canonical_format:
         m = m.copy()
