@@ -109,7 +109,7 @@ def main() -> None:
                 "lambda": lam,
                 "ndcg@10": ev["ndcg@10"],
                 "recall@10": ev["recall@10"],
-                "C_KL": float(out.ckl_after.mean()),
+                "C_KL": float(np.nanmean(out.ckl_after)),
                 "minority_recall": float(np.nanmean(mir)),
                 "rerank_s": dt,
             }
@@ -135,7 +135,7 @@ def main() -> None:
         lam = float(ok.iloc[0]["lambda"]) if len(ok) else 0.5
         plain = rr.rerank(ids, scores, history=tr, n=10, lam=0.0)
         cal = rr.rerank(ids, scores, history=tr, n=10, lam=lam)
-        user = int(np.argmax(cal.ckl_before - cal.ckl_after))
+        user = int(np.nanargmax(cal.ckl_before - cal.ckl_after))
         title = f"{a.dataset}, {a.model} top-100 -> top-10, lambda {lam}"
         plot.calibration(rr, tr, plain.ids, cal.ids, a.plot, user, genres, title)
         print(f"picture for user {user} written to {a.plot}")

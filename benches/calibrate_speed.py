@@ -199,8 +199,8 @@ def main() -> None:
     )
     print(f"  identical lists   : {same:.2%} of {a.users} users")
     print(
-        f"  mean C_KL plain top-{a.n} {out.ckl_before.mean():.4f} -> "
-        f"calibrated {out.ckl_after.mean():.4f}"
+        f"  mean C_KL plain top-{a.n} {np.nanmean(out.ckl_before):.4f} -> "
+        f"calibrated {np.nanmean(out.ckl_after):.4f}"
     )
     if a.split:
         split(rr, cand, scores, history, a.repeat)

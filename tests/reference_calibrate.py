@@ -36,6 +36,9 @@ def weights(k: int, rank_weighting: bool) -> np.ndarray:
 
 
 def ckl(items, p_u, cats, alpha, rank_weighting=False) -> float:
+    """C_KL of a list; NaN without a target (p_u all zero): KL(p || q~) needs p."""
+    if not p_u.sum() > 0:
+        return float("nan")
     items = list(items)
     w = weights(len(items), rank_weighting)
     keep = np.array([i >= 0 for i in items], dtype=bool)

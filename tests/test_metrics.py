@@ -17,10 +17,12 @@ from reference import minority_taste_recall, ranking
 def test_matches_reference(seed, users, items, k):
     rng = np.random.default_rng(seed)
     width = int(rng.integers(1, 15))
-    ids = (
-        np.stack([rng.permutation(items)[:width] for _ in range(users)])
-        if items >= width
-        else rng.integers(-1, items, size=(users, width))
+    # Each row names an item at most once; -1 pads rows wider than the catalogue, anywhere.
+    ids = np.stack(
+        [
+            rng.permutation(np.concatenate([np.arange(items), np.full(width, -1)]))[:width]
+            for _ in range(users)
+        ]
     )
     truth = sp.csr_matrix((rng.random((users, items)) < 0.3).astype(np.float32))
     got = metrics.ranking_metrics(ids, truth, k)
@@ -36,6 +38,49 @@ def test_evaluate_means_skip_users_without_truth():
     assert m["users"] == 1
     assert m["recall@2"] == 1.0 and m["ndcg@2"] == 1.0 and m["hit_rate@2"] == 1.0
     assert m["coverage@2"] == 1.0
+
+
+def test_lists_that_name_an_item_twice_or_past_the_catalogue_are_refused():
+    """Counted as the set definition says, a repeated item would be a second hit (recall 3.0
+    for ``[[0, 0, 0]]``); an id past the catalogue or below -1 a silent miss."""
+    truth = sp.csr_matrix(np.array([[1, 0, 0]], dtype=np.float32))
+    with pytest.raises(personae.InvalidInputError, match="row 0 lists item 0 twice"):
+        metrics.ranking_metrics(np.array([[0, 0, 0]]), truth, 3)
+    with pytest.raises(personae.InvalidInputError, match="twice"):
+        metrics.evaluate(np.array([[2, 1, 2]]), truth, 3)
+    for bad in (3, -2):
+        with pytest.raises(personae.IndexOutOfRangeError, match=f"item {bad}, outside 0..3"):
+            metrics.ranking_metrics(np.array([[0, bad, -1]]), truth, 3)
+    # Padding may repeat, and what lies past the cut-off is not read.
+    assert metrics.ranking_metrics(np.array([[0, -1, -1]]), truth, 3)["recall"][0] == 1.0
+    assert metrics.ranking_metrics(np.array([[0, 1, 1]]), truth, 2)["ndcg"][0] == 1.0
+    cats = np.array([[1, 0]] * 9 + [[0, 1]], dtype=np.float32)
+    hist = sp.csr_matrix(np.array([[1] * 9 + [0]], dtype=np.float32))
+    held = sp.csr_matrix(np.array([[0] * 9 + [1]], dtype=np.float32))
+    with pytest.raises(personae.InvalidInputError, match="item 9 twice"):
+        metrics.minority_taste_recall(np.array([[9, 9, 9]]), held, cats, history=hist, k=3)
+    assert metrics.minority_taste_recall(np.array([[9, 0, 1]]), held, cats, history=hist, k=3)[
+        0
+    ] == pytest.approx(1.0)
+
+
+def test_mean_c_kl_leaves_out_users_without_a_target():
+    """C_KL needs the user's category distribution: a user without a categorised history has
+    NaN, not 0 (which counted them as perfectly calibrated in every mean), and evaluate's mean
+    is over users with held-out items, as its other means."""
+    cats = np.array([[1, 0], [0, 1], [1, 0]], dtype=np.float32)
+    hist = sp.csr_matrix(np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0]], dtype=np.float32))
+    held = sp.csr_matrix(np.array([[0, 0, 1], [0, 0, 0], [1, 0, 0]], dtype=np.float32))
+    ids = np.array([[2, 0], [1, 0], [1, 0]])
+    ckl = metrics.miscalibration(ids, cats, history=hist)
+    assert ckl[0] == pytest.approx(0.0) and ckl[1] > 0.5 and np.isnan(ckl[2])
+    m = metrics.evaluate(ids, held, 2, item_categories=cats, history=hist)
+    assert m["users"] == 2 and m["c_kl@2"] == pytest.approx(0.0)  # user 0 alone
+    assert metrics.calibration(ids, cats, history=hist)["ckl"] == pytest.approx(ckl[:2].mean())
+    rr = personae.CalibratedReranker(cats, lam=0.5)
+    out = rr.rerank(ids, np.ones(ids.shape, np.float32), history=hist, n=2)
+    assert np.isnan(out.ckl_before[2]) and np.isnan(out.ckl_after[2])
+    np.testing.assert_allclose(out.ckl_before[:2], ckl[:2])
 
 
 def test_coverage_and_errors():

@@ -367,6 +367,7 @@ def _rerank(a: argparse.Namespace) -> int:
 
     from personae.categories import Categories
     from personae.data import Interactions, Vocabulary, read_table, write_table
+    from personae.metrics import nanmean
     from personae.rerank import CalibratedReranker
 
     if len(a.lam) not in (1, len(a.categories)):
@@ -458,8 +459,8 @@ def _rerank(a: argparse.Namespace) -> int:
     write_table(result, Path(a.out))
     print(f"calibrated top-{a.n} for {len(out.attrs['users'])} users written to {a.out}")
     for name in attrs:
-        b = (ckl_b[name] if multi else ckl_b).mean()
-        f = (ckl_a[name] if multi else ckl_a).mean()
+        b = nanmean(ckl_b[name] if multi else ckl_b)  # users with a target
+        f = nanmean(ckl_a[name] if multi else ckl_a)
         lam = rr.lam[name] if multi else rr.lam
         print(
             f"  {name}: mean C_KL {b:.4f} (plain top-{a.n}) -> {f:.4f} "

@@ -69,7 +69,8 @@ def evaluate(
     were made from), also the means of the per-user calibration metrics, whose per-user arrays
     hold NaN for users they do not apply to: ``minority_taste_recall@k`` (over users with a
     held-out minority-taste item, see :func:`minority_taste_recall`) and ``c_kl@k`` (mean
-    C_KL of the top-k lists against the history, :func:`miscalibration`)."""
+    C_KL of the top-k lists against the history, :func:`miscalibration`, over the users with
+    held-out items and a categorised history)."""
     if item_categories is not None and history is None:
         raise ValueError(
             "evaluate with item_categories needs history= (the training rows): the minority "
@@ -95,11 +96,17 @@ def evaluate(
     if item_categories is not None:
         r = _reranker(item_categories)
         mtr = r.taste_recall(ids, truth, history, None, k, threshold)
-        out[f"minority_taste_recall@{k}"] = (
-            float(np.nanmean(mtr)) if np.isfinite(mtr).any() else float("nan")
-        )
-        out[f"c_kl@{k}"] = float(np.mean(r.miscalibration(ids[:, :k], history, None)))
+        out[f"minority_taste_recall@{k}"] = nanmean(mtr)
+        out[f"c_kl@{k}"] = nanmean(r.miscalibration(ids[:, :k], history, None)[has])
     return out
+
+
+def nanmean(v) -> float:
+    """The mean of the finite entries of a per-user metric (NaN marks users it does not apply
+    to), NaN when there is none."""
+    v = np.asarray(v, dtype=np.float64)
+    ok = np.isfinite(v)
+    return float(v[ok].mean()) if ok.any() else float("nan")
 
 
 # -- calibration (Steck, RecSys 2018); definitions in personae.rerank -------------------------
@@ -129,8 +136,10 @@ def miscalibration(
 ) -> np.ndarray:
     """Per-user C_KL = KL(p || q~) (natural log) of the lists ``ids`` against the category
     distribution p of ``history`` (or ``p`` given directly); q~ = (1 - s) q + s p with the
-    smoothing s. ``item_categories``: a :class:`personae.Categories` or an items x categories
-    matrix in the model's item order (0/1 flags are normalised per row; see the module docs)."""
+    smoothing s. NaN for users without a target (no categorised history, or fewer interactions
+    than the reranker's ``min_history``; a zero row of ``p``): C_KL needs p.
+    ``item_categories``: a :class:`personae.Categories` or an items x categories matrix in the
+    model's item order (0/1 flags are normalised per row; see the module docs)."""
     return _reranker(item_categories, smoothing, rank_weighting).miscalibration(ids, history, p)
 
 
@@ -164,13 +173,13 @@ def category_coverage(ids, item_categories, history=None, p=None) -> np.ndarray:
 
 
 def calibration(ids, item_categories, history=None, p=None, smoothing: float = 0.01) -> dict:
-    """Means over users: ``ckl`` (C_KL), ``minority_recall`` and ``category_coverage``.
+    """Means over the users each applies to: ``ckl`` (C_KL, users with a target),
+    ``minority_recall`` and ``category_coverage``.
     ``item_categories``: a :class:`personae.Categories` or a matrix in the model's item order
     (module docs)."""
     r = _reranker(item_categories, smoothing)
-    nanmean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")  # noqa: E731
     return {
-        "ckl": float(np.mean(r.miscalibration(ids, history, p))),
+        "ckl": nanmean(r.miscalibration(ids, history, p)),
         "minority_recall": nanmean(r.interest_recall(ids, history, p, 0.1, True)),
         "category_coverage": nanmean(r.interest_recall(ids, history, p, 0.0, False)),
     }

@@ -55,6 +55,8 @@ def calibration(
     ``reranker`` is the :class:`personae.CalibratedReranker` (its item categories are used);
     ``history`` the users x items matrix; ``plain_ids`` / ``calibrated_ids`` users x n lists
     (-1 padding). Returns the path written."""
+    from personae.metrics import nanmean
+
     plt = _pyplot()
     plain_ids = np.asarray(plain_ids)
     calibrated_ids = np.asarray(calibrated_ids)
@@ -91,7 +93,7 @@ def calibration(
     ):
         for k, (name, d) in enumerate(dists.items()):
             ax.bar(x + (k - 1) * width, row(d), width, label=name)
-        sel = (lambda v: v[user]) if label.startswith("user") else (lambda v: v.mean())
+        sel = (lambda v: v[user]) if label.startswith("user") else nanmean
         ax.set_title(
             f"{label}: C_KL {sel(ckl['plain']):.3f} -> {sel(ckl['calibrated']):.3f} "
             f"(ln, smoothing {reranker.smoothing})"

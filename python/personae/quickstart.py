@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 import personae
 from personae.data import long_format, write_table
-from personae.metrics import evaluate, minority_taste_recall, miscalibration
+from personae.metrics import evaluate, minority_taste_recall, miscalibration, nanmean
 
 __all__ = ["run"]
 
@@ -151,7 +151,7 @@ def run(
         table[name] = {
             "ndcg": evaluate(lists, test.matrix, n)[f"ndcg@{n}"],
             "minority_recall": float(np.nanmean(minority)),
-            "ckl": float(np.mean(miscalibration(lists, true_tastes, history=train))),
+            "ckl": nanmean(miscalibration(lists, true_tastes, history=train)),
         }
     print(f"      {'model':<28}{'NDCG@' + str(n):>10}{'minority recall':>17}{'C_KL':>8}")
     for name, row in table.items():

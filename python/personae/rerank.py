@@ -22,7 +22,8 @@ or several at once (genre and decade, topic and source), each with its own lambd
   (s - min) / (max - min) over the user's candidates, so one ``lam`` means the same across
   models), ``"softmax"`` (exp(s - max), summing to 1) or ``"none"`` (raw scores).
 - ``lam = 0`` returns the candidates sorted by score (ties in input order); users without a target
-  (empty history, or fewer than ``min_history`` interactions) pass through in that order too.
+  (empty history, or fewer than ``min_history`` interactions) pass through in that order too,
+  and their C_KL is NaN.
 - ``prior_weight`` = beta > 0 mixes a prior into every user's history target, Steck's
   p~ = beta p0 + (1 - beta) p, for users with tiny histories; p0 (``prior``) defaults to the
   catalogue's category distribution. ``ckl_before`` / ``ckl_after`` are then measured against p~.
@@ -49,7 +50,8 @@ __all__ = ["CalibratedReranker", "RerankResult", "rerank_dataframe"]
 class RerankResult(NamedTuple):
     """Reranked ``ids`` and their original ``scores`` (users x n, padded with -1 / -inf) and
     the per-user C_KL of the plain top-n (``ckl_before``) and of the reranked list: 1-D arrays
-    for one attribute, a dict of them (by attribute name) for several."""
+    for one attribute, a dict of them (by attribute name) for several; NaN for a user without
+    a target for the attribute (C_KL needs p: average them with ``np.nanmean``)."""
 
     ids: np.ndarray
     scores: np.ndarray

@@ -9,6 +9,8 @@
 //! - hit rate = 1 if hits > 0
 //!
 //! Users with no relevant items get NaN: they are left out of averages, not counted as zero.
+//! A list naming an item twice within its first K, or an id outside the catalogue (other than
+//! the -1 padding), is an error: either would count a hit that the set definition does not.
 
 use rayon::prelude::*;
 
@@ -39,18 +41,20 @@ pub fn ranking(ids: &[i64], width: usize, k: i64, truth: &CsrView) -> Result<Ran
     }
     let k = k as usize;
     let k_eff = k.min(width);
+    let n_items = truth.n_cols;
     let per_user: Vec<[f64; 4]> = (0..n_users)
         .into_par_iter()
         .map(|u| {
+            let list = &ids[u * width..u * width + k_eff];
+            check_list(list, u, n_items)?;
             let rel = truth.row(u);
             if rel.is_empty() {
-                return [f64::NAN; 4];
+                return Ok([f64::NAN; 4]);
             }
-            let list = &ids[u * width..u * width + k_eff];
             let mut hits = 0usize;
             let mut dcg = 0f64;
             for (r, &id) in list.iter().enumerate() {
-                if id >= 0 && id <= i32::MAX as i64 && rel.binary_search(&(id as i32)).is_ok() {
+                if id >= 0 && rel.binary_search(&(id as i32)).is_ok() {
                     hits += 1;
                     dcg += 1.0 / ((r + 2) as f64).log2();
                 }
@@ -59,14 +63,14 @@ pub fn ranking(ids: &[i64], width: usize, k: i64, truth: &CsrView) -> Result<Ran
                 .map(|r| 1.0 / ((r + 2) as f64).log2())
                 .sum();
             let h = hits as f64;
-            [
+            Ok([
                 h / rel.len() as f64,
                 h / k.min(rel.len()) as f64,
                 dcg / ideal,
                 (hits > 0) as u8 as f64,
-            ]
+            ])
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut out = RankingMetrics::default();
     for v in per_user {
         out.recall.push(v[0]);
@@ -75,6 +79,30 @@ pub fn ranking(ids: &[i64], width: usize, k: i64, truth: &CsrView) -> Result<Ran
         out.hit.push(v[3]);
     }
     Ok(out)
+}
+
+/// Checks one user's list (row `u`): ids in `0..n_items` or the -1 padding, none twice.
+pub fn check_list(list: &[i64], u: usize, n_items: usize) -> Result<()> {
+    let mut sorted: Vec<i64> = Vec::with_capacity(list.len());
+    for &id in list {
+        if id == -1 {
+            continue;
+        }
+        if id < 0 || id as u64 >= n_items as u64 {
+            return Err(out_of_range!(
+                "ids: row {u} lists item {id}, outside 0..{n_items} (-1 is the only padding)"
+            ));
+        }
+        sorted.push(id);
+    }
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(invalid!(
+            "ids: row {u} lists item {} twice; a top-N list names each item once",
+            w[0]
+        ));
+    }
+    Ok(())
 }
 
 /// Share of the catalogue (`n_items`) that appears in at least one list; -1 padding ignored.
@@ -122,5 +150,17 @@ mod tests {
         assert_eq!(coverage(&ids, 10).unwrap(), 0.4);
         assert!(coverage(&[10], 10).is_err());
         assert!(ranking(&ids, 2, 1, &truth).is_err());
+        // A repeated item would be a second hit; an id past the catalogue, or -2, a silent miss.
+        let e = ranking(&[5, 5, 1, -1, -1, -1], 3, 3, &truth)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("row 0 lists item 5 twice"), "{e}");
+        let e = ranking(&[5, 2, 1, 10, -1, -1], 3, 3, &truth)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("row 1 lists item 10, outside 0..10"), "{e}");
+        assert!(ranking(&[5, 2, 1, -2, -1, -1], 3, 3, &truth).is_err());
+        // Repeats beyond the cut-off are not read.
+        assert!(ranking(&[5, 2, 5, 3, -1, -1], 3, 2, &truth).is_ok());
     }
 }

@@ -293,7 +293,7 @@ impl Reranker {
             .extend(keys.iter().map(|&key| (key & u64::from(u32::MAX)) as usize));
         for (a, (attr, s)) in self.attrs.iter().zip(sc.attrs.iter_mut()).enumerate() {
             let items = sc.plain.iter().map(|&j| cands[j]);
-            before[a] = list_kl(items, &s.p, &attr.cats, &self.cfg, &mut s.m);
+            before[a] = list_kl(items, s, &attr.cats, &self.cfg);
         }
         sc.chosen.clear();
         if !has_target || lambdas.iter().all(|&l| l == 0.0) {
@@ -308,7 +308,7 @@ impl Reranker {
         }
         for (a, (attr, s)) in self.attrs.iter().zip(sc.attrs.iter_mut()).enumerate() {
             let items = sc.chosen.iter().map(|&j| cands[j]);
-            after[a] = list_kl(items, &s.p, &attr.cats, &self.cfg, &mut s.m);
+            after[a] = list_kl(items, s, &attr.cats, &self.cfg);
         }
         for (k, &j) in sc.chosen.iter().enumerate() {
             ids_u[k] = cands[j];

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{Config, ItemCategories, Reranker, Scratch, Target};
+use super::{AttrScratch, Config, ItemCategories, Reranker, Scratch, Target};
 use crate::csr::CsrView;
 use crate::error::Result;
 use crate::{invalid, vmath};
@@ -20,14 +20,15 @@ impl Reranker {
             .collect())
     }
 
-    /// Per-user, per-attribute C_KL (`rows x attributes`) of the lists `ids` (-1 skipped).
+    /// Per-user, per-attribute C_KL (`rows x attributes`) of the lists `ids` (-1 skipped); NaN
+    /// where the user has no target for the attribute (C_KL is undefined without p).
     pub fn miscalibration(&self, ids: &[i64], rows: usize, target: &Target) -> Result<Vec<f64>> {
         let width = self.check_lists("ids", ids, rows)?;
         self.check_target(target, rows)?;
         let per_user = self.per_user_lists(rows, target, |sc, a, u| {
             let list = ids[u * width..(u + 1) * width].iter().copied();
             let st = &mut sc.attrs[a];
-            list_kl(list, &st.p, &self.attrs[a].cats, &self.cfg, &mut st.m)
+            list_kl(list, st, &self.attrs[a].cats, &self.cfg)
         })?;
         Ok(per_user)
     }
@@ -98,6 +99,10 @@ impl Reranker {
         let width = self.check_lists("ids", ids, rows)?;
         self.check_target(target, rows)?;
         let cut = (k as u64).min(width as u64) as usize;
+        // A repeated item would count as a second hit.
+        for u in 0..rows {
+            crate::metrics::check_list(&ids[u * width..u * width + cut], u, self.n_items())?;
+        }
         self.per_user_lists(rows, target, |sc, a, u| {
             let p = &sc.attrs[a].p;
             let cats = &self.attrs[a].cats;
@@ -177,14 +182,18 @@ pub fn rank_weight(r: usize, rank_weighting: bool) -> f64 {
     }
 }
 
-/// C_KL of a list of item ids (-1 skipped, but positions still count for rank weights).
+/// C_KL of a list of item ids against the target in `st` (-1 skipped, but positions still
+/// count for rank weights); NaN when `st` holds no target.
 pub(super) fn list_kl(
     items: impl Iterator<Item = i64>,
-    p: &[f64],
+    st: &mut AttrScratch,
     cats: &ItemCategories,
     cfg: &Config,
-    m: &mut [f64],
 ) -> f64 {
+    if !st.has {
+        return f64::NAN;
+    }
+    let (p, m) = (&st.p, &mut st.m);
     m.fill(0.0);
     let mut wsum = 0f64;
     for (r, id) in items.enumerate() {
