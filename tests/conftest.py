@@ -1,5 +1,6 @@
 import os
 import select
+import signal
 import time
 from pathlib import Path
 
@@ -24,9 +25,7 @@ def runnable_first_passes() -> list[str]:
 
     try:
         return [
-            p
-            for p in ("amx", "avx512bf16", "avx512int16", "avx2int16")
-            if _core.first_pass(p) == p
+            p for p in ("amx", "avx512bf16", "avx512int16", "avx2int16") if _core.first_pass(p) == p
         ]
     finally:
         _core.first_pass("best")
@@ -71,8 +70,15 @@ def run_in_terminal(argv: list[str], replies: list[str], prompt: bytes, timeout:
                 break
             out += chunk
             if out.endswith(prompt):
-                os.write(fd, (next(given) + "\n").encode())
+                reply = next(given, None)
+                if reply is None:  # asked more than the test answers: fail, never hang
+                    out += b"\n<no reply left>\n"
+                    break
+                os.write(fd, (reply + "\n").encode())
                 out += b"\n<answered>\n"
     finally:
-        _, status = os.waitpid(pid, 0)
-    return os.WEXITSTATUS(status), out.decode(errors="replace")
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:  # still running (waiting for a reply, or past the deadline)
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+    return (os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1), out.decode(errors="replace")

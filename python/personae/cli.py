@@ -272,6 +272,7 @@ def _scripted_answers(path: str, pair: bool, group_size: int = 0) -> list[str]:
 
 def _interview(a: argparse.Namespace) -> int:
     import personae
+    from personae import interview as interview_module
     from personae.interview import GroupQuestion, Interview
 
     model = personae.load(a.model)
@@ -283,21 +284,39 @@ def _interview(a: argparse.Namespace) -> int:
         f"taste {c}: " + " / ".join(title[int(i)] for i in row if i >= 0)
         for c, row in enumerate(model.distinctive_items(3))
     ]
-    pair = a.kind == "pair"
     state = Path(a.state) if a.state else None
     if state is not None and state.exists():
         interview = Interview.from_json(model, state.read_text(), names=names)
         print(f"resumed {len(interview.answers)} answers from {state}")
+        # The saved interview's settings win; say so where the command line asked otherwise.
+        for flag, given, saved in (
+            ("--kind", a.kind, interview.kind),
+            ("--asks", a.asks, interview.asks),
+            ("--groups", a.groups, interview.groups),
+            ("--seed", a.seed, interview.seed),
+        ):
+            if given is not None and given != saved:
+                print(f"  note: {flag} {given} ignored: the saved interview has {saved}")
     else:
         interview = Interview(
-            model, kind=a.kind, seed=a.seed, names=names, groups=a.groups, asks=a.asks
+            model,
+            kind=a.kind or "item",
+            seed=0 if a.seed is None else a.seed,
+            names=names,
+            groups=a.groups,
+            asks=a.asks or interview_module.ASKS_DEFAULT,
         )
+    pair = interview.kind == "pair"
     sizes = interview.group_size if interview.groups else 0
     scripted = None if a.answers is None else iter(_scripted_answers(a.answers, pair, sizes))
     keys = "[1/2/?/q]" if pair else "[y/n/?/q]"
     print(f"Answer {keys}: ? = don't know / no opinion, q = stop and recommend.")
     while len(interview.answers) < a.questions:
-        q = interview.next_question()
+        try:
+            q = interview.next_question()
+        except ValueError as e:  # every item of the pool asked: the list is what is left
+            print(f"({e}; stopping here)")
+            break
         k = len(interview.answers) + 1
         group = isinstance(q, GroupQuestion)
         if group:
@@ -799,11 +818,16 @@ def build_parser() -> argparse.ArgumentParser:
     iv.add_argument("--item-col", default="item", help="item id column of --items")
     iv.add_argument("--title-col", default="title", help="title column of --items")
     iv.add_argument("--questions", type=_positive, default=10, help="most questions to ask")
-    iv.add_argument("--kind", default="item", choices=["item", "pair"], help="question kind")
+    iv.add_argument(
+        "--kind",
+        default=None,
+        choices=["item", "pair"],
+        help="question kind (default item; a resumed --state keeps its own)",
+    )
     iv.add_argument("--n", type=_positive, default=10, help="list length")
     iv.add_argument("--answers", default=None, help="file of answers, for scripted use")
     iv.add_argument("--state", default=None, help="JSON file to save and resume the interview")
-    iv.add_argument("--seed", type=int, default=0, help="random seed")
+    iv.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     iv.add_argument(
         "--groups",
         type=int,
@@ -813,10 +837,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     iv.add_argument(
         "--asks",
-        default="liked-before",
+        default=None,
         choices=["liked-before", "would-like"],
-        help="item questions ask 'have you seen and liked it?' (the default: a 'no' may be "
-        "unseen, so it can still be listed, and the questions ask the list's best items) or "
+        help="item questions ask 'have you seen and liked it?' (liked-before, the default: a "
+        "'no' may be unseen, so it can still be listed, and the questions ask the list's best "
+        "items) or "
         "'would you watch it?' (a 'no' keeps it off the list)",
     )
     _simulate_parser(sub)

@@ -156,11 +156,12 @@ class GroupQuestion(tuple):
 
 
 def _top_direction(cov: np.ndarray, iters: int = 30) -> np.ndarray:
-    """The leading eigenvector of a covariance, by power iteration from its largest diagonal
-    entry (a direction to spread pair candidates along: approximate is enough, and for B of a
-    few dozen this is ten times faster than a full eigendecomposition)."""
-    v = np.zeros(len(cov))
-    v[int(np.argmax(np.diag(cov)))] = 1.0
+    """The leading eigenvector of a covariance, by power iteration from the all-ones direction
+    (a direction to spread pair candidates along: approximate is enough, and for B of a few
+    dozen this is ten times faster than a full eigendecomposition). A fixed start: the largest
+    diagonal entry, the old start, flipped between tied entries with rounding, so a resumed
+    interview could ask another pair."""
+    v = np.full(len(cov), 1.0 / np.sqrt(max(len(cov), 1)))
     for _ in range(iters):
         w = cov @ v
         v = w / max(np.linalg.norm(w), 1e-300)
@@ -371,7 +372,25 @@ class Posterior:
         ``(W, b, k)`` per group answer, option utilities ``W lam + b``, option k chosen."""
         V = np.asarray(V, dtype=np.float64).reshape(-1, len(self.m0))
         o, y = np.asarray(o, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        lam = self.mean.copy()
+        # With slips the posterior can have several optima: Newton from the last optimum and
+        # from the prior, the lower one kept (the same rule live and on a resume).
+        best = None
+        for start in (self.mean, self.m0) if np.any(self.mean != self.m0) else (self.m0,):
+            lam, f = self._newton(start.copy(), V, o, y, iters, groups)
+            if best is None or f < best[1]:
+                best = (lam, f)
+        lam = best[0]
+        u = V @ lam + o
+        self.mean = lam
+        self.precision = self.P0 + (V.T * self.info(u)) @ V
+        for W, b, _ in groups:
+            G = self.choice_info(W, b, lam)
+            self.precision += G @ G.T
+        self.cov = np.linalg.inv(self.precision)
+        return self
+
+    def _newton(self, lam, V, o, y, iters, groups):
+        """Newton's method with step halving from `lam`: (the optimum, its objective)."""
         f = self.neg_log_post(lam, V, o, y, groups)
         for _ in range(iters):
             u = V @ lam + o
@@ -403,14 +422,7 @@ class Posterior:
             lam, f = cand, min(fc, f)
             if moved < 1e-12:
                 break
-        u = V @ lam + o
-        self.mean = lam
-        self.precision = self.P0 + (V.T * self.info(u)) @ V
-        for W, b, _ in groups:
-            G = self.choice_info(W, b, lam)
-            self.precision += G @ G.T
-        self.cov = np.linalg.inv(self.precision)
-        return self
+        return lam, f
 
 
 class Interview:
@@ -609,6 +621,7 @@ class Interview:
                     self.slip,
                     self.seed if self.kind == "pair" else 0,
                     self.explore_first,
+                    self.explore_every,
                     self.asks,
                     hashlib.sha1(self.pool.tobytes()).hexdigest(),
                 )
@@ -618,16 +631,22 @@ class Interview:
                 return first
         free = ~np.isin(self.pool, self.asked(), assume_unique=True)
         need = 2 if self.kind == "pair" else 1
-        if len(self.answers) < self.groups:
-            q = self._pick_group()
-        elif free.sum() < need:
-            raise ValueError("no question left: every item of the pool was asked")
-        elif self.kind == "item":
-            j = int(self.pool[self._pick_item(free)])
-            q = Question(j, self._why(self.phi[j]))
-        else:
-            i, j = self._pick_pair(self.pool[free])
-            q = PairQuestion(i, j, self._why(self.phi[i] - self.phi[j]))
+        q = self._pick_group() if len(self.answers) < self.groups else None
+        if q is not None and any(
+            isinstance(p, GroupQuestion) and set(p) == set(q) for p, _ in self.answers
+        ):
+            # Too few tastes for another group: the same tastes again would count one choice
+            # as new evidence. The interview goes on with item questions.
+            q = None
+        if q is None:
+            if free.sum() < need:
+                raise ValueError("no question left: every item of the pool was asked")
+            if self.kind == "item":
+                j = int(self.pool[self._pick_item(free)])
+                q = Question(j, self._why(self.phi[j]))
+            else:
+                i, j = self._pick_pair(self.pool[free])
+                q = PairQuestion(i, j, self._why(self.phi[i] - self.phi[j]))
         if not self.answers and (self.groups or self.strategy != "random"):
             cache[key] = q
         self._pending = q
@@ -785,7 +804,11 @@ class Interview:
         if isinstance(self._pending, GroupQuestion):
             _check_choice(self._pending, liked)
             liked = liked if liked is None or liked is False else int(liked)
-        elif liked not in (True, False, None):
+        elif isinstance(liked, np.bool_):
+            liked = bool(liked)
+        elif not (liked is True or liked is False or liked is None):
+            # By identity: 0, 1 and 1.0 compare equal to the bools, and a pair answered with an
+            # item index (0) would read as "the second".
             raise TypeError(f"liked must be True, False or None, got {liked!r}")
         self.answers.append((self._pending, liked))
         self._pending = None
@@ -1058,6 +1081,10 @@ class Interview:
             else:
                 q, a = PairQuestion(*x[0]) if len(x[0]) == 2 else Question(x[0][0]), x[1]
             it.answers.append((q, a))
+            # Refitted after each answer, as the live interview was: each fit starts from the
+            # last one's optimum, and with slips the posterior can have several.
+            it._refit()
         it._pending = None
-        it._refit()
+        if not answers:
+            it._refit()
         return it
