@@ -486,3 +486,38 @@ def test_big_endian_arrays_answer_as_native_ones():
     for g in (genres.astype(">f4"), swapped_genres):
         got = personae.CalibratedReranker(g).rerank(cand, top.astype(">f4"), swapped, n=5).ids
         np.testing.assert_array_equal(got, want)
+
+
+def test_implicit_items_with_stored_zeros_and_cold_similar_items():
+    """Found by a review. implicit's ``items=`` path appended the already-liked requested items
+    by non-zero weight, while the core filters every stored entry: liked items stored with
+    weight 0 were dropped and their slots left as -1. And similar_items of an item without
+    training interactions returned items 0..N-1 at cosine 0 (EASE) or an untrained
+    embedding's neighbours (Mult-VAE): now a row of padding."""
+    d = personae.synthetic(n_users=200, n_items=60, seed=0)
+    m = personae.Popularity().fit(d.interactions)
+    row = d.interactions.matrix[:1].copy()
+    row.data[:2] = 0
+    allowed = np.r_[row.indices[:3], 0, 1, 2]
+    ids, scores = m.recommend(0, row, N=10, items=allowed)
+    assert sorted(ids.tolist()) == sorted(np.unique(allowed).tolist())
+    assert (ids >= 0).all() and np.isneginf(scores[-3:]).all()
+    x = sp.hstack([d.interactions.matrix, sp.csr_matrix((200, 1), dtype=np.float32)]).tocsr()
+    ease = personae.EASE(lam=10.0).fit(x, show_progress=False)
+    cold_ids, cold_scores = ease.similar_items(60, 5)
+    assert (cold_ids == -1).all() and np.isneginf(cold_scores).all()
+    warm_ids, _ = ease.similar_items(np.array([60, 0]), 3)
+    assert (warm_ids[0] == -1).all() and warm_ids[1, 0] == 0
+
+
+def test_users_takes_a_boolean_mask_as_a_mask():
+    """A boolean mask was cast to row numbers 0 / 1: users([True, False, True]) gave rows
+    1, 0, 1."""
+    data = personae.Interactions.from_arrays(["a", "b", "c"], [1, 2, 3])
+    picked = data.users(np.array([True, False, True]))
+    assert picked.user_ids.tolist() == ["a", "c"]
+    assert data.users([2, 0]).user_ids.tolist() == ["c", "a"]
+    with pytest.raises(ValueError, match="3 entries"):
+        data.users(np.array([True, False]))
+    with pytest.raises(TypeError, match="row indices or a boolean mask"):
+        data.users(np.array([0.5]))

@@ -415,8 +415,19 @@ class Interactions:
         return cls.from_dataframe(df, user_col, item_col, weight_col, source=str(path), **kw)
 
     def users(self, rows) -> Interactions:
-        """The sub-matrix of the given row indices, with the same items."""
-        rows = np.asarray(rows, dtype=np.int64)
+        """The sub-matrix of the given row indices (or of a boolean mask over the users), with
+        the same items."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (self.n_users,):
+                raise ValueError(
+                    f"a boolean mask over the users must have {self.n_users} entries, "
+                    f"got shape {rows.shape}"
+                )
+            rows = np.flatnonzero(rows)
+        elif rows.size and rows.dtype.kind not in "iu":
+            raise TypeError(f"rows must be row indices or a boolean mask, got dtype {rows.dtype}")
+        rows = rows.astype(np.int64)
         return Interactions(self.matrix[rows], self.user_ids[rows], self.item_ids)
 
     def to_arrays(self):

@@ -340,7 +340,8 @@ class Model:
         """The `N` items most similar to `itemid` (an int, or an array for 2-D results) by
         cosine similarity of the model's item embeddings, best first; the item itself comes
         first (score 1), as in ``implicit``. Items without training interactions are never
-        returned. `recalculate_item` and `item_users` are accepted for compatibility."""
+        returned, and asked about, get a row of padding (id -1, score -inf): their embeddings
+        are untrained. `recalculate_item` and `item_users` are accepted for compatibility."""
         del recalculate_item, item_users
         core = self._fitted()
         scalar = np.isscalar(itemid)
@@ -417,7 +418,10 @@ def _is_matrix(x) -> bool:
 def _append_liked(ids: np.ndarray, x: sp.csr_matrix, allowed: np.ndarray) -> None:
     """implicit's behaviour for ``items=`` with filtering: the requested items a user already
     liked fill the padded tail of their row (in index order; their scores stay -inf)."""
-    liked = (x[:, allowed] != 0).toarray()
+    # Stored entries, not non-zero weights: the core filters every stored item as seen.
+    liked = x[:, allowed].astype(bool, copy=True)
+    liked.data[:] = True
+    liked = liked.toarray()
     r, c = np.nonzero(liked)
     if not len(r):
         return

@@ -47,7 +47,8 @@ impl TileScorer for Cosine {
 
 /// The `n` items most similar to each of `queries` by cosine of `factors` (`n_items x dim`),
 /// best first (an item is its own best match, score 1), padded like [`fused::top_n`]. Items
-/// with a zero `item_count` and the `exclude` set are never returned.
+/// with a zero `item_count` and the `exclude` set are never returned; such an item asked about
+/// gets an all-padding row (untrained, its factors are no evidence of likeness).
 pub fn similar_items(
     factors: &[f32],
     dim: usize,
@@ -86,7 +87,17 @@ pub fn similar_items(
         queries: queries.to_vec(),
     };
     let rows = CsrView::empty(queries.len(), n_items);
-    fused::top_n(&scorer, &rows, n, &filters, stop)
+    let (mut ids, mut scores) = fused::top_n(&scorer, &rows, n, &filters, stop)?;
+    if let Some(counts) = item_count {
+        let width = ids.len() / queries.len().max(1);
+        for (r, &q) in queries.iter().enumerate() {
+            if counts[q as usize] <= 0.0 {
+                ids[r * width..(r + 1) * width].fill(-1);
+                scores[r * width..(r + 1) * width].fill(f32::NEG_INFINITY);
+            }
+        }
+    }
+    Ok((ids, scores))
 }
 
 #[cfg(test)]
@@ -105,6 +116,10 @@ mod tests {
         let counts = [1.0f32, 1.0, 1.0, 0.0];
         let (ids, _) = similar_items(&f, 2, Some(&counts), &[0], 4, None, &stop).unwrap();
         assert_eq!(ids, vec![0, 1, 2, -1]);
+        // Asked about the untrained item: a row of padding, not items at cosine 0 or noise.
+        let (ids, sc) = similar_items(&f, 2, Some(&counts), &[3, 0], 2, None, &stop).unwrap();
+        assert_eq!(ids, vec![-1, -1, 0, 1]);
+        assert!(sc[..2].iter().all(|s| *s == f32::NEG_INFINITY));
         assert!(similar_items(&f, 2, None, &[4], 1, None, &stop).is_err());
     }
 }
