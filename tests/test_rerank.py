@@ -360,7 +360,7 @@ def test_item_category_errors():
         ([[0, 1]], [[1.0, np.nan]], {}, ValueError, r"scores: row 0, column 1 is NaN"),
         ([[0, 1]], [[1.0, np.inf]], {}, ValueError, "must be finite"),
         ([[0, 0]], [[1.0, 2.0]], {}, ValueError, "item 0 more than once"),
-        ([[0, 1]], [[1.0]], {}, ValueError, "expected the shape of candidates"),
+        ([[0, 1]], [[1.0]], {}, ValueError, "scores has shape"),
         ([0, 1], [1.0, 2.0], {}, TypeError, "must be 2-D"),
         ([[0.0, 1.0]], [[1.0, 2.0]], {}, TypeError, "integer item indices"),
         ([[0, 1]], [["a", "b"]], {}, TypeError, "scores must hold numbers"),
@@ -369,7 +369,7 @@ def test_item_category_errors():
         ([[0, 1]], [[1.0, 2.0]], {"lam": 2.0}, ValueError, r"lambda must lie in \[0, 1\]"),
         ([[0, 1]], [[1.0, 2.0]], {"num_threads": 0}, ValueError, "num_threads"),
         ([[0, 1]], [[1.0, 2.0]], {"p": None}, ValueError, "exactly one of"),
-        ([[0, 1]], [[1.0, 2.0]], {"p": P[:, :3]}, ValueError, r"p: expected shape \(1, 4\)"),
+        ([[0, 1]], [[1.0, 2.0]], {"p": P[:, :3]}, ValueError, r"shape \(1, 3\), expected \(1, 4\)"),
         ([[0, 1]], [[1.0, 2.0]], {"p": P * 2}, ValueError, "row 0 sums to"),
         ([[0, 1]], [[1.0, 2.0]], {"p": -P}, ValueError, "non-negative"),
     ],
@@ -640,3 +640,23 @@ def test_one_item_with_every_category_changes_no_list(seed):
     h = (rng.random((users, n_items)) < 0.01) * rng.random((users, n_items))
     history = sp.csr_matrix(h.astype(np.float32))
     same_lists_in((flags, every), cand, scores, history, lam=0.6)
+
+
+def test_scores_and_targets_of_another_shape_are_refused():
+    """Only the number of values was compared: transposed scores, or a p reshaped to the same
+    count, were read as other users' values, silently."""
+    flags = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    rr = CalibratedReranker(flags, lam=0.5)
+    cand = np.array([[0, 1, 2], [2, 1, 0]])
+    scores = np.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]], np.float32)
+    p = np.array([[0.6, 0.3, 0.1], [0.1, 0.3, 0.6]], np.float32)
+    with pytest.raises(personae.InvalidInputError, match=r"scores has shape \(3, 2\)"):
+        rr.rerank(cand, scores.T, p=p, n=3)
+    for call in (
+        lambda q: rr.rerank(cand, scores, p=q, n=3),
+        lambda q: rr.target(p=q),
+        lambda q: rr.miscalibration(cand, p=q),
+    ):
+        with pytest.raises(personae.InvalidInputError, match=r"p: attribute 0 has shape \(3, 2\)"):
+            call(p.reshape(3, 2))
+    assert rr.rerank(cand, scores, p=p, n=3).ids.shape == (2, 3)

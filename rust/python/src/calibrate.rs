@@ -3,11 +3,12 @@
 
 use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use personae_core::calibrate::{Attribute, Config, ItemCategories, Normalize, Reranker, Target};
+use personae_core::invalid;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::convert::{lists, matrix, rows, slice, Csr, CsrParts};
-use crate::errors::run;
+use crate::errors::{run, to_py};
 
 /// The target of a call: a users x items history (CSR), or per attribute a dense
 /// users x categories matrix.
@@ -18,8 +19,11 @@ pub enum TargetArg<'py> {
 }
 
 impl TargetArg<'_> {
-    /// Plain slices of the target and its number of rows (validated later, without the GIL).
-    fn parts(&self) -> PyResult<(TargetParts<'_>, usize)> {
+    /// Plain slices of the target and its number of rows (values validated later, without
+    /// the GIL). Dense targets must have one column per category of their attribute
+    /// (`categories`) and the same rows: a transposed p has as many values and would be read
+    /// as another user's.
+    fn parts(&self, categories: &[usize]) -> PyResult<(TargetParts<'_>, usize)> {
         Ok(match self {
             TargetArg::History(h) => {
                 let p = h.parts()?;
@@ -27,13 +31,25 @@ impl TargetArg<'_> {
             }
             TargetArg::Dense(ps) => {
                 let mut out = Vec::with_capacity(ps.len());
-                let mut n = 0;
-                for p in ps {
-                    let (v, r, _) = rows(p, "p")?;
-                    n = r;
+                let mut n = None;
+                for (a, p) in ps.iter().enumerate() {
+                    let (v, r, c) = rows(p, "p")?;
+                    if let Some(&g) = categories.get(a) {
+                        if c != g || n.is_some_and(|n| n != r) {
+                            return Err(to_py(
+                                p.py(),
+                                invalid!(
+                                    "p: attribute {a} has shape ({r}, {c}), expected ({}, {g}) \
+                                 (users x categories)",
+                                    n.unwrap_or(r)
+                                ),
+                            ));
+                        }
+                    }
+                    n = Some(r);
                     out.push(v);
                 }
-                (TargetParts::Dense(out), n)
+                (TargetParts::Dense(out), n.unwrap_or(0))
             }
         })
     }
@@ -157,9 +173,19 @@ impl PyReranker {
         num_threads: Option<i64>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let py = candidates.py();
-        let (c, b, _) = rows(&candidates, "candidates")?;
-        let (s, _, _) = rows(&scores, "scores")?;
-        let (t, _) = target.parts()?;
+        let (c, b, w) = rows(&candidates, "candidates")?;
+        let (s, sb, sw) = rows(&scores, "scores")?;
+        if (sb, sw) != (b, w) {
+            // Same count, other shape (a transposed matrix): each user would get others' scores.
+            return Err(to_py(
+                py,
+                invalid!(
+                    "scores has shape ({sb}, {sw}) but candidates has ({b}, {w}): one score per \
+                 candidate"
+                ),
+            ));
+        }
+        let (t, _) = target.parts(&self.n_categories())?;
         let r = &self.inner;
         let out = run(py, num_threads, |stop| {
             r.rerank(c, s, b, &t.target()?, n, lam.as_deref(), stop)
@@ -183,7 +209,7 @@ impl PyReranker {
         py: Python<'py>,
         target: TargetArg<'py>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let (t, b) = target.parts()?;
+        let (t, b) = target.parts(&self.n_categories())?;
         let r = &self.inner;
         let ps = run(py, None, |_| r.target_distribution(&t.target()?, b))?;
         ps.into_iter()
@@ -249,7 +275,7 @@ impl PyReranker {
         metric: impl Fn(&[i64], usize, &Target) -> personae_core::Result<Vec<f64>> + Sync,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (v, b, _) = rows(ids, "ids")?;
-        let (t, _) = target.parts()?;
+        let (t, _) = target.parts(&self.n_categories())?;
         let out = run(py, None, |_| metric(v, b, &t.target()?))?;
         matrix(py, out, b, self.inner.attributes().len())
     }
