@@ -521,3 +521,67 @@ def test_users_takes_a_boolean_mask_as_a_mask():
         data.users(np.array([True, False]))
     with pytest.raises(TypeError, match="row indices or a boolean mask"):
         data.users(np.array([0.5]))
+
+
+def test_damaged_manifests_and_archives_raise_model_format_error():
+    """Found by a review: the manifest's params (not covered by the weights' hash) and a
+    damaged zip directory escaped the loader's ModelFormatError contract."""
+    import io
+    import struct
+
+    d = personae.synthetic(n_users=100, n_items=40, seed=0)
+    m = personae.Popularity().fit(d.interactions)
+    manifest, weights = m.to_bytes()
+    for bad in ([], None, "x"):
+        j = json.loads(manifest)
+        j["params"] = bad
+        with pytest.raises(personae.ModelFormatError, match="params must be an object"):
+            personae.Model.from_bytes(json.dumps(j), weights)
+    ease = personae.EASE(lam=5.0).fit(d.interactions, show_progress=False)
+    e_manifest, e_weights = ease.to_bytes()
+    j = json.loads(e_manifest)
+    j["params"]["rank"] = -1
+    with pytest.raises(personae.ModelFormatError, match="params: rank"):
+        personae.Model.from_bytes(json.dumps(j), e_weights)
+    buf = io.BytesIO()
+    m.save(buf)
+    v = buf.getvalue()
+    second = v.find(b"PK\x01\x02", v.find(b"PK\x01\x02") + 4)  # the weights' directory entry
+    for offset, fmt, value in ((8, "<H", 1), (6, "<H", 99), (42, "<I", 0xFFFFFF00)):
+        x = bytearray(v)
+        struct.pack_into(fmt, x, second + offset, value)
+        with pytest.raises(personae.ModelFormatError):
+            personae.load(io.BytesIO(bytes(x)))
+
+
+def test_validation_of_other_items_is_refused_at_fit():
+    """Serving refuses an Interactions over other items; the fit's validation pair compared
+    only the column count, so other items of the same count steered the search silently."""
+    d = personae.synthetic(n_users=150, n_items=40, seed=1)
+    users, items, _ = d.interactions.to_arrays()
+    other = personae.Interactions.from_arrays(users, np.asarray(items) + 1000)
+    assert other.matrix.shape[1] == 40
+    for model in (personae.EASE(), personae.AMPCF(device="cpu")):
+        with pytest.raises(personae.InvalidInputError, match="validation fold-in has other"):
+            model.fit(d.interactions, validation=(other, other), show_progress=False)
+
+
+def test_batch_scorer_reads_a_null_list_as_an_empty_history(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    from personae.distributed import BatchScorer
+
+    d = personae.synthetic(n_users=100, n_items=40, seed=2)
+    personae.Popularity().fit(d.interactions).save(tmp_path / "m")
+    # Arrow lets a null entry span values (here 2 and 3): they are not the user's history.
+    la = pa.ListArray.from_arrays(
+        pa.array([0, 2, 4, 6], pa.int32()),
+        pa.array([0, 1, 2, 3, 4, 5], pa.int64()),
+        mask=pa.array([False, True, False]),
+    )
+    scorer = BatchScorer(str(tmp_path / "m"), 5)
+    rows = scorer._rows(la).toarray()
+    np.testing.assert_array_equal(np.flatnonzero(rows[0]), [0, 1])
+    assert not rows[1].any()
+    np.testing.assert_array_equal(np.flatnonzero(rows[2]), [4, 5])
+    out = scorer(pa.table({"user": [1, 2, 3], "items": la}))
+    assert len(out["item"]) == 15

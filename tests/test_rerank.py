@@ -660,3 +660,19 @@ def test_scores_and_targets_of_another_shape_are_refused():
         with pytest.raises(personae.InvalidInputError, match=r"p: attribute 0 has shape \(3, 2\)"):
             call(p.reshape(3, 2))
     assert rr.rerank(cand, scores, p=p, n=3).ids.shape == (2, 3)
+
+
+def test_dataframe_without_a_target_and_p_of_other_attributes_are_named():
+    """rerank_dataframe with neither history nor p raised a bare IndexError; a p dict missing
+    an attribute a bare KeyError, and one with an extra attribute was read without it."""
+    pd = pytest.importorskip("pandas")
+    flags = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    rr = CalibratedReranker({"a": flags, "b": flags}, lam=0.2)
+    frame = pd.DataFrame({"user": [0, 0], "item": [0, 1], "score": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="exactly one of history"):
+        rr.rerank_dataframe(frame, n=2)
+    one = np.eye(1, 3, dtype=np.float32)
+    for p in ({"a": one}, {"a": one, "b": one, "c": one}):
+        with pytest.raises(ValueError, match=r"p must name exactly the attributes \['a', 'b'\]"):
+            rr.rerank([[0, 1]], [[1.0, 2.0]], p=p, n=2)
+    assert rr.rerank([[0, 1]], [[1.0, 2.0]], p={"a": one, "b": one}, n=2).ids.shape == (1, 2)

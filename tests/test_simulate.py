@@ -126,6 +126,36 @@ def test_user_policy_and_bad_inputs(world):
         simulate.World.make(50, 40, 4, noise=1.5)
 
 
+def test_custom_policies_are_checked_and_kept_apart(world):
+    """Found by a review: a policy showing an item twice had its clicks and exposure counted
+    twice; two policies of one name collapsed into one, silently; and at reconsume 0 a user
+    still clicked their own history items (by the noise term)."""
+    best = np.argsort(-world.weight)
+
+    def repeat(h, n, s):
+        return np.tile(best[:1], (h.shape[0], n))
+
+    with pytest.raises(ValueError, match="twice"):
+        simulate.run(world, {"dup": repeat}, rounds=1)
+    f1 = lambda h, n, s: np.tile(best[:n], (h.shape[0], 1))  # noqa: E731
+    f2 = lambda h, n, s: np.tile(best[n : 2 * n], (h.shape[0], 1))  # noqa: E731
+    with pytest.raises(ValueError, match="two policies are named '<lambda>'"):
+        simulate.run(world, [f1, f2], rounds=1)
+    with pytest.raises(ValueError, match="named 'random'"):
+        simulate.run(world, ["random", "random"], rounds=1)
+
+    def replay(h, n, s):
+        out = np.full((h.shape[0], n), -1, np.int64)
+        for u in range(h.shape[0]):
+            items = h[u].indices[:n]
+            out[u, : len(items)] = items
+        return out
+
+    assert world.reconsume == 0 and world.noise > 0
+    t = simulate.run(world, {"replay": replay}, rounds=1, pairs=100)
+    assert (t[t.policy == "replay"]["clicks"] == 0).all()
+
+
 def test_drift_keeps_each_users_tastes_and_is_seeded(world):
     w = simulate.World.make(600, 300, 6, mean_items=15, seed=1, drift=0.3)
     a = simulate.run(w, ["dominant"], rounds=3, pairs=500).drop(columns=TIMING)

@@ -14,7 +14,7 @@ from personae._core import InvalidInputError
 from personae._validate import integer
 from personae.categories import Categories
 from personae.filters import EASE, GF_CF_RESPONSE, GraphFilter
-from personae.models import Model, fit_inputs
+from personae.models import Model, fit_inputs, validation_pair
 
 __all__ = ["AMPCF"]
 
@@ -146,13 +146,12 @@ class AMPCF(Model, kind="ampcf"):
         to search calls it once when done, ``(0, seconds, None)``. `checkpoint_dir`, when
         given, receives the fitted model. Needs the ``train`` extra (torch runs the dense
         linear algebra, on CUDA when present)."""
-        from personae.filters import _pair
         from personae.train.ampcf import fit
         from personae.train.loop import config_dict
 
         x, ids = fit_inputs(user_items, item_ids)
         cfg = self._config()
-        tensors, summary = fit(x, cfg, show_progress, callback, _pair(validation, x))
+        tensors, summary = fit(x, cfg, show_progress, callback, validation_pair(validation, x, ids))
         self._build(tensors, ids, config=config_dict(cfg), training=summary)
         self.history = []
         if checkpoint_dir is not None:

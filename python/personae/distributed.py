@@ -57,13 +57,15 @@ class BatchScorer:
     def _rows(self, histories) -> sp.csr_matrix:
         """A list column (Arrow) as a CSR matrix on the model's items (implicit weights)."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         if isinstance(histories, pa.ChunkedArray):
             histories = histories.combine_chunks()
-        offsets = histories.offsets.to_numpy()
-        offsets = offsets - offsets[0]
+        # A null list is an empty history: flatten() skips its values (Arrow lets a null entry
+        # span values), so the lengths are taken per entry, not from the offsets.
+        lengths = pc.fill_null(pc.list_value_length(histories), 0).to_numpy()
         flat = histories.flatten().to_numpy(zero_copy_only=False)
-        rows = np.repeat(np.arange(len(histories)), np.diff(offsets))
+        rows = np.repeat(np.arange(len(histories)), lengths)
         cols, known = self.vocab.lookup(flat, column=self.items_col, drop_unknown=True)
         m = sp.csr_matrix(
             (np.ones(int(known.sum()), np.float32), (rows[known], cols[known])),

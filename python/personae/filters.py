@@ -6,7 +6,7 @@ through. What a practitioner reaches for first, with personae's serving, files a
 from __future__ import annotations
 
 from personae._validate import integer, optional_integer
-from personae.models import Model, fit_inputs
+from personae.models import Model, fit_inputs, validation_pair
 
 __all__ = ["EASE", "GraphFilter"]
 
@@ -55,7 +55,7 @@ class _Filter(Model):
             self._run(),
             show_progress,
             callback,
-            _pair(validation, x),
+            validation_pair(validation, x, ids),
         )
         tensors.update(item_space=spec.item_space(64), item_count=counts)
         del spec  # the spectrum (items x rank, float64) need not outlive the fit into the build
@@ -64,23 +64,6 @@ class _Filter(Model):
         if checkpoint_dir is not None:
             self.save(checkpoint_dir)
         return self
-
-
-def _pair(validation, x):
-    """`validation` as a checked (fold-in, held-out) pair with `x`'s items, or None."""
-    from personae._validate import csr
-
-    if validation is None:
-        return None
-    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-        raise TypeError("validation must be a (fold-in, held-out) pair of sparse matrices")
-    pair = tuple(csr("validation", v) for v in validation)
-    for name, v in zip(("fold-in", "held-out"), pair, strict=True):
-        if v.shape[1] != x.shape[1]:
-            raise ValueError(f"validation {name} must have {x.shape[1]} columns")
-    if pair[0].shape[0] != pair[1].shape[0]:
-        raise ValueError("validation fold-in and held-out must have the same rows (users)")
-    return pair
 
 
 class EASE(_Filter, kind="ease"):

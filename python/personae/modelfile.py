@@ -111,7 +111,8 @@ def _weights_name(manifest: bytes | str) -> str | None:
         m = json.loads(manifest)
     except ValueError:
         return None
-    return m.get("weights_file") if isinstance(m, dict) else None
+    name = m.get("weights_file") if isinstance(m, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def save(
@@ -180,7 +181,17 @@ def read_archive(f) -> tuple[bytes, bytes]:
                     f"model archive's manifest names weights {wname!r}, which it does not hold"
                 )
             return manifest, z.read(wname)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as e:
+    except ModelFormatError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        # A damaged central directory: an "encrypted" flag, a newer zip version, a bad offset.
+        RuntimeError,
+        NotImplementedError,
+        ValueError,
+    ) as e:
         raise ModelFormatError(f"not a personae model archive (a zip): {e}") from None
 
 

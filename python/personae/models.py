@@ -45,6 +45,28 @@ def fit_inputs(user_items, item_ids) -> tuple[sp.csr_matrix, np.ndarray]:
     return m, ids
 
 
+def validation_pair(validation, x: sp.csr_matrix, ids: np.ndarray):
+    """`validation` as a checked (fold-in, held-out) pair of CSR matrices with the training
+    matrix `x`'s items, or None. An `Interactions` must carry the training items in their
+    order (``ids``): a matrix of other items with the same count would steer the search
+    silently, as serving refuses it."""
+    if validation is None:
+        return None
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise TypeError("validation must be a (fold-in, held-out) pair of sparse matrices")
+    for name, v in zip(("fold-in", "held-out"), validation, strict=True):
+        given = getattr(v, "item_ids", None)
+        if given is not None and not sp.issparse(v):
+            _same_items(ids, np.asarray(given), f"validation {name}")
+    pair = tuple(csr("validation", v) for v in validation)
+    for name, v in zip(("fold-in", "held-out"), pair, strict=True):
+        if v.shape[1] != x.shape[1]:
+            raise ValueError(f"validation {name} must have {x.shape[1]} columns")
+    if pair[0].shape[0] != pair[1].shape[0]:
+        raise ValueError("validation fold-in and held-out must have the same rows (users)")
+    return pair
+
+
 class Model:
     """Base class of personae's models: fitting, serving, files, pickling.
 
@@ -133,7 +155,14 @@ class Model:
                 "use personae.load to load any kind"
             )
         params = json.loads(core.manifest).get("params", {})
-        obj = family(**family._known_params(params))
+        if not isinstance(params, dict):
+            raise _core.ModelFormatError(
+                f"manifest.json: params must be an object, got {type(params).__name__}"
+            )
+        try:
+            obj = family(**family._known_params(params))
+        except (TypeError, ValueError) as e:  # the weights' hash does not cover the manifest
+            raise _core.ModelFormatError(f"manifest.json: params: {e}") from None
         obj._attach(core)
         return obj
 

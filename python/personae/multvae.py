@@ -6,8 +6,8 @@ import math
 import os
 
 from personae import _core
-from personae._validate import csr, integer
-from personae.models import Model, fit_inputs
+from personae._validate import integer
+from personae.models import Model, fit_inputs, validation_pair
 
 __all__ = ["MultVAE"]
 
@@ -169,19 +169,13 @@ class MultVAE(Model, kind="multvae"):
         from personae.train.multvae import MultVAEConfig, train_multvae
 
         user_items, ids = fit_inputs(user_items, item_ids)
-        n_items = user_items.shape[1]
         if validation is None:
             fit, held, users = carve_validation(user_items, 5000, 0.2, self.params["seed"])
             user_items, validation = fit, (fit[users], held[users])
         elif validation is False:
             validation = None
         else:
-            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-                raise TypeError("validation must be a (fold-in, held-out) pair of sparse matrices")
-            validation = tuple(csr("validation", v) for v in validation)
-            for name, v in zip(("fold-in", "held-out"), validation, strict=True):
-                if v.shape[1] != n_items:
-                    raise ValueError(f"validation {name} must have {n_items} columns")
+            validation = validation_pair(validation, user_items, ids)
         p = self.params
         mc = MultVAEConfig(
             p["hidden"], p["latent"], p["dropout"], p["anneal_cap"], p["total_anneal_steps"]

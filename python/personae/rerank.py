@@ -229,6 +229,10 @@ class CalibratedReranker:
         ps = p if isinstance(p, dict) else {a: p for a in self.names}
         if self.multi and not isinstance(p, dict):
             raise TypeError("with several attributes, p must be a dict of per-attribute arrays")
+        if set(ps) != set(self.names):
+            raise ValueError(
+                f"p must name exactly the attributes {sorted(self.names)}, got {sorted(ps)}"
+            )
         return [matrix("p", ps[a], np.float32) for a in self.names]
 
     def _per_user(self, values: np.ndarray):
@@ -353,6 +357,8 @@ class CalibratedReranker:
         sc = np.full((uniq.size, width), -np.inf, dtype=np.float32)
         cand[row, col] = items
         sc[row, col] = scores
+        if (history is None) == (p is None):
+            self._target(history, p)  # raises: exactly one of them
         if history is not None:
             self._check_items(history, "history")
             history = csr("history", history)

@@ -237,10 +237,11 @@ class World:
     def click_probability(self, ids: np.ndarray, u: np.ndarray, seen) -> np.ndarray:
         """Consumption probability of each item of the lists `ids` (users x n, -1 padded)
         with utilities `u` (:meth:`utility`), by rank; `seen` items are scaled by
-        ``reconsume``."""
+        ``reconsume`` (the noise clicks too: with 0 a seen item is never consumed again)."""
         pos = 1.0 / np.log2(np.arange(ids.shape[1]) + 2.0)
-        a = np.minimum(1.0, self.kappa * u) * np.where(seen, self.reconsume, 1.0)
-        return np.where(ids >= 0, pos * (self.noise + (1 - self.noise) * a), 0.0)
+        a = np.minimum(1.0, self.kappa * u)
+        again = np.where(seen, self.reconsume, 1.0)
+        return np.where(ids >= 0, pos * again * (self.noise + (1 - self.noise) * a), 0.0)
 
 
 @dataclass
@@ -268,6 +269,15 @@ def _check_ids(name: str, ids, n_users: int, n: int, n_items: int) -> np.ndarray
     ids = ids[:, :n].astype(np.int64)
     if ids.size and (ids.max() >= n_items or ids.min() < -1):
         raise ValueError(f"policy {name!r} returned item ids outside -1..{n_items - 1}")
+    if ids.shape[1] > 1:
+        srt = np.sort(ids, axis=1)
+        dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+        if dup.any():
+            u = int(np.flatnonzero(dup.any(1))[0])
+            raise ValueError(
+                f"policy {name!r} showed user {u} item {int(srt[u, 1:][dup[u]][0])} twice; "
+                "a list names each item once (its clicks and exposure would count twice)"
+            )
     if ids.shape[1] < n:
         ids = np.pad(ids, ((0, 0), (0, n - ids.shape[1])), constant_values=-1)
     return ids
@@ -725,7 +735,14 @@ def run(
         if "als" in names and not _has_implicit() and tuple(policies) == DEFAULT_POLICIES:
             warnings.warn("implicit is not installed: the 'als' policy is skipped", stacklevel=2)
             names.remove("als")
-        policies = {p if isinstance(p, str) else getattr(p, "__name__", repr(p)): p for p in names}
+        named = [p if isinstance(p, str) else getattr(p, "__name__", repr(p)) for p in names]
+        twice = sorted({x for x in named if named.count(x) > 1})
+        if twice:
+            # A dict keyed by name would keep the last of them and drop the others silently.
+            raise ValueError(
+                f"two policies are named {twice[0]!r}; give a dict {{name: policy}} to name them"
+            )
+        policies = dict(zip(named, names, strict=True))
     policies = dict(policies)
     if not policies:
         raise ValueError("give at least one policy")
