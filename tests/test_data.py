@@ -250,3 +250,58 @@ def test_recency_weights_inputs():
         recency_weights([1], [1], strength=-1)
     with pytest.raises(TypeError, match="times must be numbers"):
         recency_weights([1], ["yesterday"])
+
+
+def test_odd_files_and_columns_fail_by_name(tmp_path):
+    """Found by a review: each failed with an error naming no file or column, or read as
+    something else."""
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf0 1 2\n1 2\n")  # LightGCN text saved with a byte-order mark
+    assert Interactions.read(bom).user_ids.tolist() == [0, 1]
+    big = tmp_path / "big.txt"
+    big.write_text("18446744073709551615 1 2\n")
+    with pytest.raises(ValueError, match=r"big.txt:1: expected int64 integers"):
+        Interactions.read(big)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty.csv: the file is empty"):
+        Interactions.read(empty)
+    header = tmp_path / "header.csv"
+    header.write_text("user,item\n")
+    with pytest.raises(ValueError, match="header.csv: no interactions found"):
+        Interactions.read(header)
+    blank = tmp_path / "w.csv"
+    blank.write_text("user,item,w\n1,2,\n3,4,1\n")
+    with pytest.raises(ValueError, match="the weights of .*w.csv must hold numbers.*empty cell"):
+        Interactions.read(blank, weight_col="w")
+    for dtype in ("string", "object"):
+        frame = pd.DataFrame({"user": pd.array(["a", None], dtype=dtype), "item": [1, 2]})
+        with pytest.raises(ValueError, match="1 null id"):
+            Interactions.from_dataframe(frame)
+    # An empty vocabulary knows no id (it raised IndexError).
+    known, mask = personae.data.Vocabulary(np.array([], np.int64)).lookup([1, 2], drop_unknown=True)
+    assert known.tolist() == [-1, -1] and not mask.any()
+
+
+def test_recency_weights_follow_the_id_rule():
+    """Users were grouped by np.unique: 7 and "7" raised TypeError, and NaN was a user."""
+    w = personae.data.recency_weights(pd.Series([7, "7", 8], dtype=object), [1, 2, 3])
+    np.testing.assert_allclose(w, [math.exp(-1), 1.0, 1.0])
+    with pytest.raises(ValueError, match="null id"):
+        personae.data.recency_weights(np.array([1.0, np.nan]), [1, 2])
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"dominant_share": (1.5, 2)}, "dominant_share"),
+        ({"dominant_share": (0.8, 0.5)}, "dominant_share"),
+        ({"mean_items": -1}, "mean_items"),
+        ({"mean_items": 0}, "mean_items"),
+        ({"zipf": float("nan")}, "zipf"),
+    ],
+)
+def test_synthetic_refuses_settings_that_would_generate_nonsense(kw, match):
+    """A dominant share above 1 gave negative mixture weights; mean_items <= 0 only warned."""
+    with pytest.raises(ValueError, match=match):
+        synthetic(50, 20, 4, **kw)

@@ -7,12 +7,14 @@ no duplicates, float32).
 **The id rule**, the same for every reader (CSV, TSV, Parquet, LightGCN text) and for the Python
 API: an id is an integer or a string, and ids are compared by their text. ``7`` (an integer) and
 ``"7"`` are the same id; ``"007"`` is a different one. CSV/TSV id columns are read as text, so
-they are never reinterpreted as numbers. Null ids (empty CSV cells, None, NaN) are an error that
-names the column and the number of rows. Integers beyond int64 (uint64 ids such as ``2**64 - 1``,
-or Python ints) are kept as text ids, by the same rule: their text is the id, never a wrapped
-negative number. Float ids are integers only when they hold an exact integer below 2**53 (what a
-nullable integer column becomes); larger floats (``1e20``) have lost their digits and are an
-error.
+they are never reinterpreted as numbers. LightGCN text is the exception its format makes: its ids
+are integers (int64), so ``007`` there is ``7``; ids beyond int64 are an error naming the line
+(read such a file as delimited text, ``sep=" "``, to keep them as text). Null ids (empty CSV
+cells, None, NaN, pandas' NA) are an error that names the column and the number of rows.
+Integers beyond int64 (uint64 ids such as ``2**64 - 1``, or Python ints) are kept as text ids,
+by the same rule: their text is the id, never a wrapped negative number. Float ids are
+integers only when they hold an exact integer below 2**53 (what a nullable integer column
+becomes); larger floats (``1e20``) have lost their digits and are an error.
 
 **The order** of a vocabulary built from data (the rows and columns of an :class:`Interactions`,
 ``model.item_ids``): integer ids by value; text ids by value too when every one of them is an
@@ -61,7 +63,16 @@ def _null_mask(a: np.ndarray) -> np.ndarray:
     if a.dtype.kind == "f":
         return np.isnan(a)
     if a.dtype.kind == "O":
-        return np.array([x is None or (isinstance(x, float) and x != x) for x in a], bool)
+        # pandas' NA (string and nullable columns) and NaT are nulls too, not ids.
+        return np.array(
+            [
+                x is None
+                or (isinstance(x, float) and x != x)
+                or type(x).__name__ in ("NAType", "NaTType")
+                for x in a
+            ],
+            bool,
+        )
     return np.zeros(len(a), bool)
 
 
@@ -215,7 +226,12 @@ class Vocabulary:
         pos = np.searchsorted(keys, v)
         pos_c = np.minimum(pos, max(len(keys) - 1, 0))
         known = (pos < len(keys)) & (keys[pos_c] == v) if len(keys) else np.zeros(len(v), bool)
-        codes = np.where(known, order[pos_c], -1).astype(np.int64)
+        # An empty vocabulary has no position to gather: every value is unknown.
+        codes = (
+            np.where(known, order[pos_c], -1).astype(np.int64)
+            if len(keys)
+            else np.full(len(v), -1, np.int64)
+        )
         n_bad = int((~known).sum())
         if n_bad:
             share = known.mean() if len(v) else 1.0
@@ -310,7 +326,14 @@ class Interactions:
         if weights is None:
             w = np.ones(len(users), dtype=np.float32)
         else:
-            w = np.asarray(weights, dtype=np.float64)
+            try:
+                w = np.asarray(weights, dtype=np.float64)
+            except (TypeError, ValueError) as e:
+                where = f"the weights of {source}" if source else "weights"
+                raise ValueError(
+                    f"{where} must hold numbers ({e}); an empty cell is a missing weight: "
+                    "fill it or drop the row"
+                ) from None
             if w.shape != users.shape:
                 raise ValueError(f"weights must have shape {users.shape}, got {w.shape}")
             if not np.isfinite(w).all():
@@ -412,6 +435,8 @@ class Interactions:
                 f"{path}; the file has columns {cols}. If the file has no header row, give its "
                 "column names: names=['user', 'item', ...] (CLI: --names user,item,...)"
             )
+        if not len(df):  # as for LightGCN text: a file of no interactions is not data
+            raise ValueError(f"{path}: no interactions found (a header and no rows)")
         return cls.from_dataframe(df, user_col, item_col, weight_col, source=str(path), **kw)
 
     def users(self, rows) -> Interactions:
@@ -475,15 +500,17 @@ def read_table(path: str | os.PathLike, sep: str | None = None, text_columns=(),
         raise ImportError("reading files needs pandas: pip install 'personae[io]'") from e
     if suffix == ".txt" and not delimited:
         users, items = [], []
-        with open(p) as f:
+        with open(p, encoding="utf-8-sig") as f:  # a byte-order mark is not part of an id
             for lineno, line in enumerate(f, 1):
                 parts = line.split()
                 if not parts:
                     continue
                 try:
                     vals = np.array(parts, dtype=np.int64)
-                except ValueError as e:
-                    raise ValueError(f"{p}:{lineno}: expected integers 'user item ...': {e}") from e
+                except (ValueError, OverflowError) as e:
+                    raise ValueError(
+                        f"{p}:{lineno}: expected int64 integers 'user item ...': {e}"
+                    ) from e
                 users.append(np.full(len(vals) - 1, vals[0]))
                 items.append(vals[1:])
         if not users:
@@ -495,9 +522,17 @@ def read_table(path: str | os.PathLike, sep: str | None = None, text_columns=(),
     sep = sep or ("\t" if suffix == ".tsv" else ",")
     text = {c: str for c in text_columns}
     header = {} if names is None else {"header": None, "names": list(names)}
-    return pd.read_csv(
-        p, sep=sep, dtype=text, keep_default_na=False, na_values={c: [""] for c in text}, **header
-    )
+    try:
+        return pd.read_csv(
+            p,
+            sep=sep,
+            dtype=text,
+            keep_default_na=False,
+            na_values={c: [""] for c in text},
+            **header,
+        )
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{p}: the file is empty (no header, no rows)") from None
 
 
 def _need_parquet() -> None:
@@ -928,7 +963,7 @@ def recency_weights(users, times, strength: float = 1.0) -> np.ndarray:
     n = len(users)
     if n == 0:
         return np.ones(0, np.float64)
-    _, group = np.unique(users, return_inverse=True)
+    _, group = Vocabulary.fit(users, "user")  # the id rule: 7 and "7" one user, nulls refused
     order = np.lexsort((np.arange(n), times, group))  # by user, then time, then input order
     counts = np.bincount(group)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -1018,6 +1053,15 @@ def synthetic(
     if probs.ndim != 1 or len(probs) < 1 or (probs < 0).any() or probs.sum() <= 0:
         raise ValueError("taste_count_probs must be non-negative with a positive sum")
     probs = probs / probs.sum()
+    lo, hi = (float(x) for x in dominant_share)
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(
+            f"dominant_share must be (low, high) with 0 < low <= high <= 1, got {dominant_share}"
+        )
+    if not (np.isfinite(mean_items) and mean_items > 0):
+        raise ValueError(f"mean_items must be a positive number, got {mean_items}")
+    if not (np.isfinite(zipf) and zipf >= 0):
+        raise ValueError(f"zipf must be a finite number >= 0, got {zipf}")
     rng = np.random.default_rng(seed)
     item_taste = rng.permutation(np.arange(n_items) % n_tastes)
     # Popularity within each taste: a random rank per item, weight rank^-zipf.
