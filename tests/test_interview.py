@@ -949,3 +949,38 @@ def test_a_group_question_is_never_asked_twice():
     it.answer(q2, True)
     back = Interview.from_json(t, it.to_json())
     assert back.next_question() == it.next_question()
+
+
+def test_tastes_and_saved_states_are_checked_by_name():
+    """Found by a review: an asymmetric prior covariance passed (eigvalsh reads one triangle),
+    NaN in prior_mean or popularity failed later in the core, a 1-D phi failed unpacking; a
+    ragged pool, a string slip or None raised numpy's or json's own errors."""
+    import json
+
+    import personae
+
+    good = dict(
+        phi=np.ones((30, 3)),
+        offset=np.zeros(30),
+        popularity=np.ones(30),
+        names=["a", "b", "c"],
+        prior_mean=np.zeros(3),
+        prior_cov=np.eye(3),
+    )
+    for change, match in (
+        ({"prior_cov": np.array([[1, 0.5, 0], [0, 1, 0], [0, 0, 1.0]])}, "symmetric"),
+        ({"prior_mean": np.array([np.nan, 0, 0])}, r"\['prior_mean'\] must be finite"),
+        ({"popularity": np.full(30, np.nan)}, r"\['popularity'\] must be finite"),
+        ({"phi": np.ones(30)}, "phi must be 2-D"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            Tastes(**{**good, **change})
+    t = tastes(n=30, b=3, seed=7)
+    it = Interview(t, groups=0)
+    it.answer(it.next_question(), True)
+    saved = json.loads(it.to_json())
+    for change in ({"pool": [[1, 2], [3]]}, {"slip": "x"}):
+        with pytest.raises(personae.InvalidInputError, match="saved interview"):
+            Interview.from_json(t, json.dumps({**saved, **change}))
+    with pytest.raises(personae.InvalidInputError, match="saved interview"):
+        Interview.from_json(t, None)

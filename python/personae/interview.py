@@ -101,6 +101,10 @@ class Tastes:
     prior_cov: np.ndarray
 
     def __post_init__(self):
+        if np.ndim(self.phi) != 2:
+            raise ValueError(
+                f"Tastes: phi must be 2-D (items x tastes), got shape {np.shape(self.phi)}"
+            )
         n, b = np.shape(self.phi)
         checks = {
             "offset": np.shape(self.offset) == (n,),
@@ -112,9 +116,15 @@ class Tastes:
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"Tastes: {bad} do not match phi's {n} items x {b} tastes")
-        if not np.isfinite(self.phi).all() or not np.isfinite(self.offset).all():
-            raise ValueError("Tastes: phi and offset must be finite")
-        if np.linalg.eigvalsh(self.prior_cov).min() <= 0:
+        finite = ("phi", "offset", "popularity", "prior_mean", "prior_cov")
+        bad = [k for k in finite if not np.isfinite(np.asarray(getattr(self, k), float)).all()]
+        if bad:
+            raise ValueError(f"Tastes: {bad} must be finite")
+        cov = np.asarray(self.prior_cov, dtype=np.float64)
+        # eigvalsh reads one triangle: an asymmetric matrix would pass as another one.
+        if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-12 * max(np.abs(cov).max(), 1.0)):
+            raise ValueError("Tastes: prior_cov must be symmetric")
+        if np.linalg.eigvalsh(cov).min() <= 0:
             raise ValueError("Tastes: prior_cov must be positive definite")
 
 
@@ -992,6 +1002,15 @@ class Interview:
         :class:`personae.InvalidInputError` for anything else: another format or version,
         another model (its fingerprint), items outside the catalogue, an item answered twice,
         answers that are not yes / no / no opinion."""
+        try:
+            return cls._from_json(model, text, names)
+        except InvalidInputError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError) as e:  # any other malformed state
+            raise InvalidInputError(f"saved interview: {e}") from None
+
+    @classmethod
+    def _from_json(cls, model, text: str, names=None) -> Interview:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
