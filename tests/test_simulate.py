@@ -8,6 +8,7 @@ import personae
 from personae import simulate
 
 CHEAP = ["oracle", "random", "popularity", "dominant"]
+_FIELDS = ("item_taste", "quality", "mixture", "history", "beta", "kappa", "noise", "drift")
 TIMING = ["fit_s", "recommend_s"]
 
 
@@ -124,6 +125,20 @@ def test_user_policy_and_bad_inputs(world):
         simulate.run("world", ["random"])
     with pytest.raises(ValueError, match="noise"):
         simulate.World.make(50, 40, 4, noise=1.5)
+    # Found by a review: these failed mid-round under internal names, or after a first fit.
+    for bad, match in (("lam", "lam must be"), ("pool", "pool must be"), ("seed", "seed must be")):
+        value = {"lam": 2.0, "pool": -5, "seed": -1}[bad]
+        with pytest.raises(ValueError, match=match):
+            simulate.run(world, ["calibrated"] if bad == "lam" else ["random"], **{bad: value})
+    small = simulate.World.make(50, 40, 4, seed=3)
+    for field, value, match in (
+        ("mixture", small.mixture * 2, "mixture rows"),
+        ("item_taste", small.item_taste + 4, "item_taste"),
+        ("quality", np.full(40, np.nan), "quality must be finite"),
+        ("drift", 1e6, "drift must be at most"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            simulate.World(**{**{k: getattr(small, k) for k in _FIELDS}, field: value})
 
 
 def test_custom_policies_are_checked_and_kept_apart(world):

@@ -128,6 +128,18 @@ class World:
             )
         if len(self.quality) != len(self.item_taste):
             raise ValueError("quality must have one entry per item")
+        if not np.isfinite(np.asarray(self.quality, dtype=np.float64)).all():
+            raise ValueError("quality must be finite")
+        taste = np.asarray(self.item_taste)
+        if taste.dtype.kind not in "iu" or (
+            taste.size and not 0 <= taste.min() <= taste.max() < n_tastes
+        ):
+            raise ValueError(f"item_taste must hold taste indices in 0..{n_tastes - 1}")
+        mix = np.asarray(self.mixture, dtype=np.float64)
+        if not np.isfinite(mix).all() or (mix < 0).any() or not np.allclose(mix.sum(1), 1.0):
+            raise ValueError(
+                "mixture rows must be non-negative and sum to 1 (a taste mix per user)"
+            )
         for name, lo, hi in (("noise", 0.0, 1.0), ("satiation", 0.0, 1.0), ("reconsume", 0.0, 1.0)):
             v = getattr(self, name)
             if not lo <= v <= hi:
@@ -135,6 +147,10 @@ class World:
         for name in ("kappa", "beta", "drift"):
             if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
+        if self.drift > 10:  # exp(drift * N(0, 1)) overflows to a NaN mix within a round
+            raise ValueError(
+                f"drift must be at most 10 (a log-normal step's scale), got {self.drift}"
+            )
         w = np.exp(self.beta * np.asarray(self.quality, dtype=np.float64))
         self.weight = w / w.mean()
 
@@ -723,9 +739,14 @@ def run(
         ("n", n, 1),
         ("refit_every", refit_every, 1),
         ("pairs", pairs, 1),
+        ("pool", pool, 1),
+        ("seed", seed, 0),
     ):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 <= lam <= 1:
+        # Checked before any fit: a calibrated policy would refuse it only after the first.
+        raise ValueError(f"lam must be a number in [0, 1], got {lam!r}")
     if n > world.n_items:
         raise ValueError(f"n ({n}) exceeds the catalogue ({world.n_items} items)")
     if isinstance(policies, str):
