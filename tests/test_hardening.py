@@ -585,3 +585,14 @@ def test_batch_scorer_reads_a_null_list_as_an_empty_history(tmp_path):
     np.testing.assert_array_equal(np.flatnonzero(rows[2]), [4, 5])
     out = scorer(pa.table({"user": [1, 2, 3], "items": la}))
     assert len(out["item"]) == 15
+
+
+def test_repeated_item_ids_and_missing_tensors_are_named_up_front():
+    """A fit with a repeated item id ran to the end and then failed in the model file; a
+    family's from_tensors without its catalogue tensor raised a bare KeyError."""
+    d = personae.synthetic(n_users=100, n_items=30, seed=0)
+    ids = [0, 0, *range(2, 30)]
+    with pytest.raises(ValueError, match="item id '0' appears more than once"):
+        personae.EASE().fit(d.interactions.matrix, item_ids=ids, show_progress=False)
+    with pytest.raises(personae.ModelFormatError, match="tensor 'dec_item_b' is missing"):
+        personae.MultVAE.from_tensors({})

@@ -42,6 +42,13 @@ def fit_inputs(user_items, item_ids) -> tuple[sp.csr_matrix, np.ndarray]:
     ids = np.arange(m.shape[1]) if item_ids is None else np.asarray(item_ids)
     if len(ids) != m.shape[1]:
         raise ValueError(f"item_ids has {len(ids)} entries for {m.shape[1]} items")
+    if item_ids is not None:
+        # Checked before the fit: the model file refuses repeated ids only once it is built.
+        text = ids.astype(str)  # the id rule: 7 and "7" are one id
+        uniq, counts = np.unique(text, return_counts=True)
+        if (counts > 1).any():
+            twice = str(uniq[counts > 1][0])
+            raise ValueError(f"item_ids: item id {twice!r} appears more than once")
     return m, ids
 
 
@@ -135,7 +142,13 @@ class Model:
         if not cls.kind:
             raise TypeError("call from_tensors on a model family (e.g. personae.MultVAE)")
         obj = cls(**params)
-        ids = np.arange(cls._n_items_of(tensors)) if item_ids is None else item_ids
+        try:
+            n = cls._n_items_of(tensors) if item_ids is None else None
+        except KeyError as e:  # the tensor that gives the catalogue size
+            raise _core.ModelFormatError(
+                f"{cls.__name__}.from_tensors: tensor {e} is missing"
+            ) from None
+        ids = np.arange(n) if item_ids is None else item_ids
         obj._build(dict(tensors), ids)  # a copy: the caller's dict stays as it was
         return obj
 
