@@ -676,3 +676,13 @@ def test_dataframe_without_a_target_and_p_of_other_attributes_are_named():
         with pytest.raises(ValueError, match=r"p must name exactly the attributes \['a', 'b'\]"):
             rr.rerank([[0, 1]], [[1.0, 2.0]], p=p, n=2)
     assert rr.rerank([[0, 1]], [[1.0, 2.0]], p={"a": one, "b": one}, n=2).ids.shape == (1, 2)
+
+
+def test_min_history_counts_interactions_not_stored_zeros():
+    flags = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    rr = CalibratedReranker(flags, lam=0.5, min_history=2)
+    h = sp.csr_matrix(
+        (np.array([1.0, 0.0], np.float32), np.array([0, 1]), np.array([0, 2])), shape=(1, 3)
+    )
+    assert h.nnz == 2  # one interaction and one stored zero
+    np.testing.assert_array_equal(rr.target(history=h), [[0.0, 0.0, 0.0]])

@@ -92,7 +92,8 @@ class CalibratedReranker:
         normalize: per-user score normalisation: ``"minmax"``, ``"softmax"`` or ``"none"``.
         rank_weighting: weight list positions by 1 / log2(rank + 2) in q.
         normalize_rows: divide each item's row by its sum (0/1 flags become distributions).
-        min_history: users with fewer history interactions pass through unchanged.
+        min_history: users with fewer history interactions (of positive weight) pass through
+            unchanged.
         prior_weight: beta of Steck's prior, in [0, 1).
         prior: p0 per category (a dict per attribute with several); default: the catalogue's
             category distribution.

@@ -7,9 +7,10 @@
 //!   `normalize_rows`, rows of 0/1 flags are divided by their sums (three genres: 1/3 each).
 //! - Target p_a(g|u): given directly (dense, rows summing to 1, or all zero), or from the user's
 //!   history H(u) with per-interaction weights h_ui >= 0: p_a(g|u) = sum_i h_ui c_a(g|i),
-//!   normalised. Users whose history holds fewer than `min_history` interactions get no target;
-//!   with `prior_weight` = beta > 0, a history target becomes Steck's p~ = beta p0 + (1 - beta) p,
-//!   where p0 is the attribute's prior (default: the catalogue's category distribution).
+//!   normalised. Users whose history holds fewer than `min_history` interactions (of positive
+//!   weight) get no target; with `prior_weight` = beta > 0, a history target becomes Steck's
+//!   p~ = beta p0 + (1 - beta) p, where p0 is the attribute's prior (default: the catalogue's
+//!   category distribution).
 //! - List distribution q_a(g|u) of a list L (positions r = 0, 1, ...; -1 padding skipped) with
 //!   rank weights w_r (1, or 1 / log2(r + 2) with rank weighting):
 //!   q_a(g|u) = sum_r w_r c_a(g|L_r) / sum_r w_r. Items without categories dilute q.
@@ -239,7 +240,9 @@ impl Reranker {
                     }
                 }
                 Target::History(h) => {
-                    if (h.row(u).len() as i64) < self.cfg.min_history {
+                    // Interactions of positive weight: a stored zero is not one.
+                    let held = h.row_iter(u).filter(|&(_, w)| w > 0.0).count();
+                    if (held as i64) < self.cfg.min_history {
                         continue;
                     }
                     for (i, w) in h.row_iter(u) {
