@@ -949,6 +949,11 @@ def test_a_group_question_is_never_asked_twice():
     it.answer(q2, True)
     back = Interview.from_json(t, it.to_json())
     assert back.next_question() == it.next_question()
+    # "No opinion" answers nothing: the same group, still the best question, is asked again.
+    again = Interview(t, groups=3, group_size=3)
+    q = again.next_question()
+    again.answer(q, None)
+    assert again.next_question() == q
 
 
 def test_tastes_and_saved_states_are_checked_by_name():
