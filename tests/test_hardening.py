@@ -596,3 +596,15 @@ def test_repeated_item_ids_and_missing_tensors_are_named_up_front():
         personae.EASE().fit(d.interactions.matrix, item_ids=ids, show_progress=False)
     with pytest.raises(personae.ModelFormatError, match="tensor 'dec_item_b' is missing"):
         personae.MultVAE.from_tensors({})
+
+
+def test_no_candidate_items_gives_empty_lists():
+    """implicit answers ``items=[]`` with empty arrays; personae gave one padding slot."""
+    d = personae.synthetic(n_users=50, n_items=20, seed=3)
+    m = personae.Popularity().fit(d.interactions)
+    row = d.interactions.matrix[:1]
+    ids, scores = m.recommend(0, row, N=5, items=[])
+    assert ids.shape == scores.shape == (0,) and ids.dtype == np.int32
+    ids, scores = m.recommend(np.array([0, 1]), d.interactions.matrix[:2], N=5, items=[])
+    assert ids.shape == (2, 0)
+    assert m.recommend(0, row, N=5, items=[3])[0].shape == (1,)

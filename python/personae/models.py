@@ -335,6 +335,8 @@ class Model:
                 f"{x.shape[0]} row(s)"
             )
         N, exclude, allowed = _candidates(N, filter_items, items)
+        if N == 0:  # items=[]: nothing to rank, as implicit answers
+            return _empty(len(uid), scalar)
         ids, scores = self._top_n(
             x,
             N,
@@ -389,6 +391,8 @@ class Model:
         scalar = np.isscalar(itemid)
         q = indices("itemid", itemid)
         N, exclude, _ = _candidates(N, filter_items, items)
+        if N == 0:
+            return _empty(len(q), scalar)
         ids, scores = core.similar_items(q, N, exclude)
         ids = ids.astype(np.int32)
         return (ids[0], scores[0]) if scalar else (ids, scores)
@@ -449,7 +453,13 @@ def _candidates(N, filter_items, items):
     if filter_items is not None:
         raise ValueError("Can't specify both filter_items and items")
     allowed = np.unique(indices("items", items))
-    return max(1, min(N, len(allowed))), {"only": allowed}, allowed
+    return (max(1, min(N, len(allowed))) if len(allowed) else 0), {"only": allowed}, allowed
+
+
+def _empty(rows: int, scalar: bool):
+    """implicit's answer when no item may be listed: int32 ids and float32 scores, 0 wide."""
+    ids, scores = np.empty((rows, 0), np.int32), np.empty((rows, 0), np.float32)
+    return (ids[0], scores[0]) if scalar else (ids, scores)
 
 
 def _is_matrix(x) -> bool:
