@@ -272,7 +272,6 @@ def _scripted_answers(path: str, pair: bool, group_size: int = 0) -> list[str]:
 
 def _interview(a: argparse.Namespace) -> int:
     import personae
-    from personae import interview as interview_module
     from personae.interview import GroupQuestion, Interview
 
     model = personae.load(a.model)
@@ -298,14 +297,9 @@ def _interview(a: argparse.Namespace) -> int:
             if given is not None and given != saved:
                 print(f"  note: {flag} {given} ignored: the saved interview has {saved}")
     else:
-        interview = Interview(
-            model,
-            kind=a.kind or "item",
-            seed=0 if a.seed is None else a.seed,
-            names=names,
-            groups=a.groups,
-            asks=a.asks or interview_module.ASKS_DEFAULT,
-        )
+        given = {"kind": a.kind, "seed": a.seed, "asks": a.asks}
+        opts = {k: v for k, v in given.items() if v is not None}  # else Interview's defaults
+        interview = Interview(model, names=names, groups=a.groups, **opts)
     pair = interview.kind == "pair"
     sizes = interview.group_size if interview.groups else 0
     scripted = None if a.answers is None else iter(_scripted_answers(a.answers, pair, sizes))

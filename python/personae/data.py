@@ -226,12 +226,8 @@ class Vocabulary:
         pos = np.searchsorted(keys, v)
         pos_c = np.minimum(pos, max(len(keys) - 1, 0))
         known = (pos < len(keys)) & (keys[pos_c] == v) if len(keys) else np.zeros(len(v), bool)
-        # An empty vocabulary has no position to gather: every value is unknown.
-        codes = (
-            np.where(known, order[pos_c], -1).astype(np.int64)
-            if len(keys)
-            else np.full(len(v), -1, np.int64)
-        )
+        codes = np.full(len(v), -1, np.int64)
+        codes[known] = order[pos_c[known]]  # gathers nothing from an empty vocabulary
         n_bad = int((~known).sum())
         if n_bad:
             share = known.mean() if len(v) else 1.0

@@ -1107,6 +1107,4 @@ class Interview:
             # last one's optimum, and with slips the posterior can have several.
             it._refit()
         it._pending = None
-        if not answers:
-            it._refit()
         return it

@@ -189,5 +189,5 @@ def mean_ndcg(ids, truth, k: int) -> float:
     """Mean NDCG@`k` of lists `ids` (users x >= k item indices, -1 padded) against the rows of
     `truth` (sparse, users x items), over users with held-out items (0.0 when none has any):
     the validation number every fit's search and early stopping reads."""
-    v = ranking_metrics(ids, truth, k)["ndcg"]
-    return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
+    m = nanmean(ranking_metrics(ids, truth, k)["ndcg"])
+    return 0.0 if np.isnan(m) else m

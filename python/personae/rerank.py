@@ -59,6 +59,11 @@ class RerankResult(NamedTuple):
     ckl_after: np.ndarray | dict[str, np.ndarray]
 
 
+def _one_target(history, p) -> None:
+    if (history is None) == (p is None):
+        raise ValueError("give exactly one of history= (users x items) and p= (users x categories)")
+
+
 def _category_matrix(name: str, m) -> sp.csr_matrix:
     if isinstance(m, Categories):
         return m._csr  # validated and canonical when the Categories was built
@@ -220,10 +225,7 @@ class CalibratedReranker:
             same_items(self._item_ids, np.asarray(given), what, "categories")
 
     def _target(self, history, p):
-        if (history is None) == (p is None):
-            raise ValueError(
-                "give exactly one of history= (users x items) and p= (users x categories)"
-            )
+        _one_target(history, p)
         if history is not None:
             self._check_items(history, "history")
             return csr("history", history)
@@ -358,8 +360,7 @@ class CalibratedReranker:
         sc = np.full((uniq.size, width), -np.inf, dtype=np.float32)
         cand[row, col] = items
         sc[row, col] = scores
-        if (history is None) == (p is None):
-            self._target(history, p)  # raises: exactly one of them
+        _one_target(history, p)
         if history is not None:
             self._check_items(history, "history")
             history = csr("history", history)

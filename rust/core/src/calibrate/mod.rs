@@ -207,6 +207,15 @@ impl Reranker {
     /// Fills `sc.attrs[a].p` with user `u`'s target of every attribute; returns whether the user
     /// has any target.
     fn fill_target(&self, target: &Target, u: usize, sc: &mut Scratch) -> Result<bool> {
+        // Interactions of positive weight (a stored zero is not one), counted once per user
+        // and only when min_history asks.
+        let too_few = match target {
+            Target::History(h) if self.cfg.min_history > 0 => {
+                let held = h.row_iter(u).filter(|&(_, w)| w > 0.0).count();
+                (held as i64) < self.cfg.min_history
+            }
+            _ => false,
+        };
         let mut any = false;
         for (a, (attr, s)) in self.attrs.iter().zip(sc.attrs.iter_mut()).enumerate() {
             let g = attr.cats.n_categories();
@@ -240,9 +249,7 @@ impl Reranker {
                     }
                 }
                 Target::History(h) => {
-                    // Interactions of positive weight: a stored zero is not one.
-                    let held = h.row_iter(u).filter(|&(_, w)| w > 0.0).count();
-                    if (held as i64) < self.cfg.min_history {
+                    if too_few {
                         continue;
                     }
                     for (i, w) in h.row_iter(u) {
